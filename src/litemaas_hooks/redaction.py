@@ -91,9 +91,7 @@ def is_secret_key(key: str) -> bool:
 def strip_credentials(value: Any) -> Any:
     """Return a deep copy of ``value`` without any credential-looking key (at any depth)."""
     if isinstance(value, Mapping):
-        return {
-            str(k): strip_credentials(v) for k, v in value.items() if not is_secret_key(str(k))
-        }
+        return {str(k): strip_credentials(v) for k, v in value.items() if not is_secret_key(str(k))}
     if isinstance(value, list | tuple):
         return [strip_credentials(v) for v in value]
     return value

@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     def _level(cls, v: str) -> str:
         level = v.upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR (example: LITEMAAS_HOOKS_LOG_LEVEL=INFO)")
+            raise ValueError(
+                "must be one of DEBUG, INFO, WARNING, ERROR (example: LITEMAAS_HOOKS_LOG_LEVEL=INFO)"
+            )
         return level
 
     # -- resolved values -------------------------------------------------------------------------
@@ -90,7 +92,10 @@ class Settings(BaseSettings):
 
     def litellm_dsn(self) -> str:
         """The LiteLLM DSN (LITELLM_DATABASE_URL, else DATABASE_URL), or a ConfigError."""
-        for var, secret in (("LITELLM_DATABASE_URL", self.litellm_database_url), ("DATABASE_URL", self.database_url)):
+        for var, secret in (
+            ("LITELLM_DATABASE_URL", self.litellm_database_url),
+            ("DATABASE_URL", self.database_url),
+        ):
             dsn = _check_dsn(secret.get_secret_value() if secret else None, var, "litellm_db")
             if dsn is not None:
                 return dsn

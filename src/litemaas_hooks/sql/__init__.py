@@ -1,7 +1,9 @@
 """SQL lives in ``.sql`` files next to this module, loaded with importlib.resources.
 
 - ``<side>/migrations/NNNN_name.sql``: versioned schema migrations (side = ``backend`` or ``litellm``).
-- ``<side>/queries.sql``: named queries, each introduced by a ``-- name: query_name`` line.
+- ``<side>/repeatable/name.sql``: idempotent statements run on every install, after the migrations
+  (e.g. re-creating a trigger that LiteLLM's own schema update dropped).
+- ``<side>/*.sql`` (top level): named queries, each introduced by a ``-- name: query_name`` line.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
 
-Side = Literal["backend", "litellm"]
+Side = Literal["backend", "litellm", "common"]
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -33,6 +35,8 @@ def migrations(side: Side) -> tuple[Migration, ...]:
     """All migrations of one side, ordered by version."""
     out = []
     folder = _side(side).joinpath("migrations")
+    if not folder.is_dir():
+        return ()
     for entry in folder.iterdir():
         m = re.fullmatch(r"(?P<v>\d{4})_(?P<n>[a-z0-9_]+)\.sql", entry.name)
         if m:
@@ -42,16 +46,32 @@ def migrations(side: Side) -> tuple[Migration, ...]:
 
 
 @functools.cache
+def repeatables(side: Side) -> tuple[Migration, ...]:
+    """Idempotent scripts of one side, run on every install, in name order."""
+    folder = _side(side).joinpath("repeatable")
+    if not folder.is_dir():
+        return ()
+    out = [
+        Migration(0, entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    ]
+    out.sort(key=lambda mig: mig.name)
+    return tuple(out)
+
+
+@functools.cache
 def queries(side: Side) -> dict[str, str]:
-    """Named queries of one side: ``{name: sql}``."""
-    text = _side(side).joinpath("queries.sql").read_text(encoding="utf-8")
-    parts = _NAME_LINE.split(text)
-    # parts = [preamble, name1, body1, name2, body2, ...]
+    """Named queries of one side (every top-level ``sql/<side>/*.sql`` file): ``{name: sql}``."""
     out: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in out:
-            raise ValueError(f"duplicate query name {name!r} in sql/{side}/queries.sql")
-        out[name] = body.strip().rstrip(";")
+    files = sorted((e for e in _side(side).iterdir() if e.name.endswith(".sql")), key=lambda e: e.name)
+    for entry in files:
+        parts = _NAME_LINE.split(entry.read_text(encoding="utf-8"))
+        # parts = [preamble, name1, body1, name2, body2, ...]
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in out:
+                raise ValueError(f"duplicate query name {name!r} in sql/{side}/{entry.name}")
+            out[name] = body.strip().rstrip(";")
     return out
 
 
@@ -60,4 +80,4 @@ def query(side: Side, name: str) -> str:
     try:
         return queries(side)[name]
     except KeyError:
-        raise KeyError(f"no query {name!r} in sql/{side}/queries.sql") from None
+        raise KeyError(f"no query {name!r} in sql/{side}/*.sql") from None

@@ -1,0 +1,47 @@
+"""Thin I/O over the backend database: the ``litemaas_hooks`` SQL functions and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from litemaas_hooks import sql
+from litemaas_hooks.mapping import ModelRecord
+from litemaas_hooks.planning import CurrentRow
+
+
+async def lock_models(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> None:
+    """Serialise writers of these names until the transaction ends (None = all names, exclusive)."""
+    await conn.execute(sql.query("backend", "lock_models"), {"ids": None if ids is None else sorted(ids)})
+
+
+async def snapshot(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> dict[str, CurrentRow]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            sql.query("backend", "models_snapshot"), {"ids": None if ids is None else list(ids)}
+        )
+        return {row["id"]: CurrentRow.from_db(row) for row in await cur.fetchall()}
+
+
+async def upsert(conn: psycopg.AsyncConnection[Any], records: Sequence[ModelRecord]) -> dict[str, str]:
+    """Write a batch set-based; ``{id: inserted | updated | unchanged}``."""
+    if not records:
+        return {}
+    cur = await conn.execute(
+        sql.query("backend", "upsert_models"), {"models": Jsonb([r.to_json() for r in records])}
+    )
+    return {str(model_id): str(outcome) for model_id, outcome in await cur.fetchall()}
+
+
+async def retire(
+    conn: psycopg.AsyncConnection[Any], model_id: str, *, cascade: bool, reason: str
+) -> dict[str, Any]:
+    cur = await conn.execute(
+        sql.query("backend", "retire_model"), {"id": model_id, "cascade": cascade, "reason": reason}
+    )
+    row = await cur.fetchone()
+    return dict(row[0]) if row and row[0] else {}

@@ -1,0 +1,129 @@
+"""Read LiteLLM's truth: every deployment of the requested model names, decrypted and enriched.
+
+DB deployments come from ``public."LiteLLM_ProxyModelTable"``; config-file deployments (never in the
+table) come from a callable, which inside the proxy reads the router.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from litemaas_hooks import litellm_adapter, sql
+from litemaas_hooks.errors import DecryptError, MappingError
+from litemaas_hooks.mapping import Deployment, check_model_name
+from litemaas_hooks.redaction import is_secret_key
+
+ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
+
+
+@dataclass
+class Truth:
+    """What LiteLLM holds for a set of names."""
+
+    deployments: dict[str, list[Deployment]] = field(default_factory=dict)
+    # name -> error text (a deployment of that name could not be read); the name is then not touched.
+    errors: dict[str, str] = field(default_factory=dict)
+    # names whose rows could not be attributed to a valid name (e.g. a NULL/empty/too long name).
+    invalid: dict[str, str] = field(default_factory=dict)
+
+
+def _json_object(value: Any, what: str, model_id: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):  # some writers store a JSON document as a JSON string
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise MappingError(f"{what} of deployment {model_id} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise MappingError(f"{what} of deployment {model_id} is a {type(value).__name__}, not a JSON object")
+    return value
+
+
+def _resolve_env(params: dict[str, Any]) -> dict[str, Any]:
+    """Resolve ``os.environ/NAME`` in api_base, as LiteLLM's router does when it loads a deployment."""
+    base = params.get("api_base")
+    if isinstance(base, str) and base.startswith("os.environ/"):
+        resolved = os.environ.get(base.removeprefix("os.environ/"))
+        if resolved:
+            params = {**params, "api_base": resolved}
+    return params
+
+
+def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
+    """One table row -> a decrypted, enriched Deployment (DecryptError / MappingError if impossible)."""
+    model_id = str(row["model_id"])
+    params = _json_object(row.get("litellm_params"), "litellm_params", model_id)
+    info = _json_object(row.get("model_info"), "model_info", model_id)
+    plain = _resolve_env(litellm_adapter.decrypt_params(params, key, model_id=model_id))
+    return Deployment(
+        model_id=model_id,
+        model_name=str(row["model_name"]),
+        litellm_params=plain,
+        model_info=litellm_adapter.enrich_model_info(plain, info),
+        updated_at=row.get("updated_at"),
+        blocked=bool(row.get("blocked")),
+        source="db",
+    )
+
+
+def config_deployment(item: Mapping[str, Any]) -> Deployment:
+    params = dict(item.get("litellm_params") or {})
+    info = dict(item.get("model_info") or {})
+    return Deployment(
+        model_id=str(info.get("id") or item.get("model_name")),
+        model_name=str(item.get("model_name")),
+        litellm_params={k: v for k, v in params.items() if not is_secret_key(str(k))},
+        model_info=litellm_adapter.enrich_model_info(params, info),
+        source="config",
+    )
+
+
+def _add(truth: Truth, name: str, build: Callable[[], Deployment]) -> None:
+    try:
+        check_model_name(name)
+        dep = build()
+    except (DecryptError, MappingError) as exc:
+        prev = truth.errors.get(name)
+        truth.errors[name] = str(exc) if prev is None else f"{prev}; {exc}"
+        return
+    truth.deployments.setdefault(name, []).append(dep)
+
+
+async def read_truth(
+    conn: psycopg.AsyncConnection[Any],
+    names: Collection[str] | None,
+    *,
+    key: str | None,
+    config_models: ConfigModels | None = None,
+) -> Truth:
+    """Every deployment of ``names`` (all names when None), from the table and the config models."""
+    truth = Truth()
+    async with conn.cursor(row_factory=dict_row) as cur:
+        if names is None:
+            await cur.execute(sql.query("litellm", "deployments_all"))
+        else:
+            await cur.execute(sql.query("litellm", "deployments_by_name"), {"names": sorted(names)})
+        rows = await cur.fetchall()
+    for row in rows:
+        name = row.get("model_name")
+        if not isinstance(name, str) or not name.strip():
+            truth.invalid[str(row.get("model_id"))] = "model_name is missing or empty"
+            continue
+        _add(truth, name, functools.partial(build_deployment, row, key))
+    if config_models is not None:
+        wanted = None if names is None else set(names)
+        for item in config_models():
+            name = item.get("model_name")
+            if not isinstance(name, str) or (wanted is not None and name not in wanted):
+                continue
+            _add(truth, name, functools.partial(config_deployment, item))
+    return truth

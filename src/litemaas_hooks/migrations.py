@@ -1,0 +1,77 @@
+"""Apply the versioned SQL migrations of one database side, once, under an advisory lock.
+
+Each applied migration is recorded with a SHA-256 checksum in ``litemaas_hooks.schema_migrations``;
+a migration edited after it was applied is reported instead of silently skipped. Repeatable scripts
+(``sql/<side>/repeatable/*.sql``) are idempotent and run on every install after the migrations.
+All of it happens in one transaction: a failed install leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from litemaas_hooks import sql
+from litemaas_hooks.errors import MigrationError
+
+
+@dataclass
+class InstallResult:
+    side: str
+    applied: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    ensured: list[str] = field(default_factory=list)
+
+
+def checksum(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+async def apply_migrations(conn: psycopg.AsyncConnection[Any], side: sql.Side) -> InstallResult:
+    """Bring one database to the newest schema of ``side``; safe to run concurrently and repeatedly."""
+    result = InstallResult(side=side)
+    async with conn.transaction():
+        await conn.execute(sql.query("common", "migrations_lock"))
+        await conn.execute(sql.query("common", "migrations_bootstrap"))
+        cur = await conn.execute(sql.query("common", "migrations_applied"), {"side": side})
+        applied: dict[int, tuple[str, str]] = {}
+        for version, name, digest in await cur.fetchall():
+            applied[int(version)] = (str(name), str(digest))
+        for mig in sql.migrations(side):
+            label = f"{mig.version:04d}_{mig.name}"
+            digest = checksum(mig.sql)
+            if mig.version in applied:
+                _, recorded = applied[mig.version]
+                if recorded != digest:
+                    raise MigrationError(
+                        f"{side} migration {label} was changed after it was applied "
+                        f"(recorded checksum {recorded[:12]}…, file {digest[:12]}…). Released migrations "
+                        "must never be edited: restore the file and add a new migration instead."
+                    )
+                result.already.append(label)
+                continue
+            try:
+                await conn.execute(mig.sql.encode("utf-8"))
+            except psycopg.Error as exc:
+                raise MigrationError(
+                    f"{side} migration {label} failed: {exc.diag.message_primary or exc}. "
+                    "Check that the database user may CREATE in the database "
+                    "(GRANT CREATE ON DATABASE <db> TO <user>) and run `litemaas-hooks install` again."
+                ) from exc
+            await conn.execute(
+                sql.query("common", "migrations_record"),
+                {"side": side, "version": mig.version, "name": mig.name, "checksum": digest},
+            )
+            result.applied.append(label)
+        for rep in sql.repeatables(side):
+            try:
+                await conn.execute(rep.sql.encode("utf-8"))
+            except psycopg.Error as exc:
+                raise MigrationError(
+                    f"{side} install step {rep.name} failed: {exc.diag.message_primary or exc}."
+                ) from exc
+            result.ensured.append(rep.name)
+    return result

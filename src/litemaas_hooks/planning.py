@@ -1,0 +1,167 @@
+"""Pure planning: desired records vs the backend's current rows -> what to do for each model name.
+
+The backend's upsert function decides again in SQL (it never writes an unchanged row), so this plan is
+what ``backfill --dry-run`` shows and what keeps a warm run from sending unchanged rows at all. The
+availability rules here mirror ``litemaas_hooks.upsert_models_v1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from litemaas_hooks.mapping import ModelRecord
+
+Action = Literal["create", "update", "unchanged", "retire", "skip", "error"]
+
+COMPARED_FIELDS: tuple[str, ...] = (
+    "name",
+    "provider",
+    "category",
+    "context_length",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "supports_vision",
+    "supports_function_calling",
+    "supports_tool_choice",
+    "supports_parallel_function_calling",
+    "supports_streaming",
+    "features",
+    "version",
+    "metadata",
+    "api_base",
+    "tpm",
+    "rpm",
+    "max_tokens",
+    "litellm_model_id",
+    "backend_model_name",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentRow:
+    """The synced columns of a backend ``models`` row (``models_snapshot_v1``)."""
+
+    id: str
+    name: str | None = None
+    provider: str | None = None
+    description: str | None = None
+    category: str | None = None
+    context_length: int | None = None
+    input_cost_per_token: Decimal | None = None
+    output_cost_per_token: Decimal | None = None
+    supports_vision: bool | None = None
+    supports_function_calling: bool | None = None
+    supports_tool_choice: bool | None = None
+    supports_parallel_function_calling: bool | None = None
+    supports_streaming: bool | None = None
+    features: tuple[str, ...] | None = None
+    availability: str | None = "available"
+    version: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    api_base: str | None = None
+    tpm: int | None = None
+    rpm: int | None = None
+    max_tokens: int | None = None
+    litellm_model_id: str | None = None
+    backend_model_name: str | None = None
+    hidden_reason: str | None = None
+
+    @classmethod
+    def from_db(cls, row: Mapping[str, Any]) -> CurrentRow:
+        values = dict(row)
+        if values.get("features") is not None:
+            values["features"] = tuple(values["features"])
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+    @property
+    def from_litellm(self) -> bool:
+        """Rows that a sync wrote (ours, the backend's or the old playbook's), never hand-made ones."""
+        return self.litellm_model_id is not None or bool(
+            self.metadata and ("litellm_model_info" in self.metadata or "litellm_params" in self.metadata)
+        )
+
+    @property
+    def retired(self) -> bool:
+        return self.hidden_reason == "retired"
+
+
+@dataclass(slots=True)
+class PlannedChange:
+    name: str
+    action: Action
+    record: ModelRecord | None = None
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    message: str | None = None
+
+
+def desired_availability(record: ModelRecord, current: CurrentRow | None) -> str:
+    """Mirror of the availability CASE in ``upsert_models_v1``."""
+    if current is None:
+        return "unavailable" if record.all_blocked else "available"
+    if record.all_blocked:
+        return "unavailable"
+    if current.hidden_reason is not None:
+        return "available"
+    if (
+        current.availability == "unavailable"
+        and current.litellm_model_id is not None
+        and current.litellm_model_id != current.id
+        and current.litellm_model_id not in record.deployment_ids
+    ):
+        return "available"
+    return current.availability or "available"
+
+
+def _same(old: Any, new: Any) -> bool:
+    if old is None or new is None:
+        return old is new
+    if isinstance(old, Decimal) or isinstance(new, Decimal):
+        return Decimal(str(old)) == Decimal(str(new))
+    return bool(old == new)
+
+
+def diff(record: ModelRecord, current: CurrentRow) -> dict[str, tuple[Any, Any]]:
+    """``{field: (current, desired)}`` for every synced column the upsert would change."""
+    changes: dict[str, tuple[Any, Any]] = {}
+    for name in COMPARED_FIELDS:
+        old, new = getattr(current, name), getattr(record, name)
+        if name == "features":
+            new = tuple(new)
+        if not _same(old, new):
+            changes[name] = (old, new)
+    if current.description is None and record.description is not None:
+        changes["description"] = (None, record.description)
+    availability = desired_availability(record, current)
+    if availability != current.availability:
+        changes["availability"] = (current.availability, availability)
+    if current.hidden_reason is not None and not record.all_blocked and "availability" not in changes:
+        changes["hidden_reason"] = (current.hidden_reason, None)
+    return changes
+
+
+def plan_present(record: ModelRecord, current: CurrentRow | None) -> PlannedChange:
+    """Plan for a name that has deployments in LiteLLM."""
+    if current is None:
+        return PlannedChange(record.id, "create", record)
+    changes = diff(record, current)
+    return PlannedChange(record.id, "update" if changes else "unchanged", record, changes)
+
+
+def plan_absent(name: str, current: CurrentRow | None, *, may_retire: bool) -> PlannedChange:
+    """Plan for a name with no deployment left in LiteLLM."""
+    if current is None:
+        return PlannedChange(name, "unchanged", message="not in LiteLLM nor in the backend")
+    if current.retired:
+        return PlannedChange(name, "unchanged", message="already retired")
+    if not current.from_litellm:
+        return PlannedChange(
+            name, "unchanged", message="hand-made backend row (no LiteLLM metadata); left alone"
+        )
+    if not may_retire:
+        return PlannedChange(
+            name, "unchanged", message="missing from LiteLLM (use --retire-missing to retire)"
+        )
+    return PlannedChange(name, "retire", changes={"availability": (current.availability, "unavailable")})

@@ -1,0 +1,261 @@
+"""The reconcile engine: converge a set of model names (or all) to LiteLLM's current truth.
+
+One engine serves the backfill, the event relay and periodic healing. It is level-triggered: it never
+trusts an event's payload, it re-reads every deployment of each affected ``model_name`` and writes the
+resulting backend row (or retires it). Concurrent runs are serialised per name by transaction-level
+advisory locks taken in the backend database before the truth is read, so a slower run can never
+overwrite a newer state.
+
+INTERFACE (stable; the relay and the CLI depend on it):
+
+    engine = Reconciler(settings, config_models=None)
+    report = await engine.converge(litellm_conn, backend_conn, names=None | {"name", ...},
+                                   retire_missing=False, dry_run=False)
+
+- ``names=None``: every name in LiteLLM (+ every backend row when ``retire_missing``).
+- ``names={...}``: exactly those names; a name with no deployment left is retired when its backend row
+  came from LiteLLM (that is how deletes and renames reach the backend).
+- ``report.outcomes``: ``{name: Outcome}`` with ``Outcome.action`` in
+  ``created | updated | unchanged | retired | skipped | error`` and ``Outcome.message`` for skipped/error.
+  ``report.failed_names()`` are the names whose events must be retried (action == "error").
+- Raises ``psycopg.OperationalError`` (connection problems) for the caller to reconnect; every per-model
+  problem (undecryptable params, invalid values, name too long) is an ``error``/``skipped`` outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+
+from litemaas_hooks import backend_sink, litellm_adapter
+from litemaas_hooks.errors import MappingError
+from litemaas_hooks.litellm_source import read_truth
+from litemaas_hooks.mapping import ModelRecord, is_team_model, map_model
+from litemaas_hooks.planning import CurrentRow, PlannedChange, plan_absent, plan_present
+from litemaas_hooks.settings import Settings
+
+log = logging.getLogger("litemaas_hooks.reconcile")
+
+OutcomeAction = Literal["created", "updated", "unchanged", "retired", "skipped", "error"]
+_PLAN_TO_OUTCOME: dict[str, OutcomeAction] = {
+    "create": "created",
+    "update": "updated",
+    "unchanged": "unchanged",
+    "retire": "retired",
+    "skip": "skipped",
+    "error": "error",
+}
+Progress = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class Outcome:
+    action: OutcomeAction
+    message: str | None = None
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    dry_run: bool = False
+    seconds: float = 0.0
+    rows_written: int = 0
+
+    def counts(self) -> Counter[str]:
+        return Counter(o.action for o in self.outcomes.values())
+
+    def failed_names(self) -> set[str]:
+        return {name for name, o in self.outcomes.items() if o.action == "error"}
+
+    def changed_names(self) -> list[str]:
+        return sorted(n for n, o in self.outcomes.items() if o.action in {"created", "updated", "retired"})
+
+    def summary(self) -> str:
+        c = self.counts()
+        verb = "would be " if self.dry_run else ""
+        return (
+            f"{verb}created {c['created']}, {verb}updated {c['updated']}, unchanged {c['unchanged']}, "
+            f"{verb}retired {c['retired']}, skipped {c['skipped']}, errors {c['error']} "
+            f"({len(self.outcomes)} models, {self.seconds:.2f}s)"
+        )
+
+
+class Reconciler:
+    """Converge backend rows to LiteLLM's deployments; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_models: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
+        key: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config_models = config_models
+        # Inside the proxy the key follows the proxy (salt key, else its master key, maybe from config.yaml).
+        self._key = key or (lambda: settings.decryption_key() or litellm_adapter.proxy_master_key())
+
+    async def converge(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        names: Collection[str] | None = None,
+        *,
+        retire_missing: bool = False,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> Report:
+        started = time.perf_counter()
+        report = Report(dry_run=dry_run)
+        scope = None if names is None else {n for n in names if n}
+        if scope is not None and not scope:
+            return report
+        async with backend.transaction(force_rollback=dry_run):
+            await backend_sink.lock_models(backend, scope)
+            truth = await read_truth(litellm, scope, key=self._key(), config_models=self.config_models)
+            current = await backend_sink.snapshot(backend, scope)
+            plan = self._plan(scope, truth.deployments, truth.errors, current, retire_missing=retire_missing)
+            for change in plan:
+                report.outcomes[change.name] = Outcome(
+                    _PLAN_TO_OUTCOME[change.action], change.message, change.changes
+                )
+            for model_id, reason in truth.invalid.items():
+                report.outcomes[f"<deployment {model_id}>"] = Outcome("error", reason)
+            if not dry_run:
+                await self._apply(backend, plan, report, progress)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # -- planning --------------------------------------------------------------------------------
+
+    def _plan(
+        self,
+        scope: set[str] | None,
+        deployments: Mapping[str, list[Any]],
+        errors: Mapping[str, str],
+        current: Mapping[str, CurrentRow],
+        *,
+        retire_missing: bool,
+    ) -> list[PlannedChange]:
+        names = set(deployments) | set(errors)
+        if scope is not None:
+            names |= scope
+        elif retire_missing:
+            names |= set(current)
+        plan: list[PlannedChange] = []
+        for name in sorted(names):
+            if name in errors:
+                plan.append(PlannedChange(name, "error", message=errors[name]))
+                continue
+            deps = deployments.get(name)
+            if deps and not self.settings.sync_team_models and all(is_team_model(d) for d in deps):
+                plan.append(
+                    PlannedChange(
+                        name,
+                        "skip",
+                        message="team model (model_info.team_id); set LITEMAAS_HOOKS_SYNC_TEAM_MODELS=true "
+                        "to sync team models",
+                    )
+                )
+                continue
+            if deps and not self.settings.sync_team_models:
+                deps = [d for d in deps if not is_team_model(d)]
+            if not deps:
+                plan.append(
+                    plan_absent(name, current.get(name), may_retire=scope is not None or retire_missing)
+                )
+                continue
+            try:
+                record = map_model(name, deps)
+            except MappingError as exc:
+                plan.append(PlannedChange(name, "error", message=str(exc)))
+                continue
+            plan.append(plan_present(record, current.get(name)))
+        return plan
+
+    # -- applying --------------------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        backend: psycopg.AsyncConnection[Any],
+        plan: list[PlannedChange],
+        report: Report,
+        progress: Progress | None,
+    ) -> None:
+        writes = [c for c in plan if c.action in {"create", "update"} and c.record is not None]
+        retires = [c for c in plan if c.action == "retire"]
+        total, done = len(writes) + len(retires), 0
+        size = self.settings.batch_size
+        for start in range(0, len(writes), size):
+            batch = writes[start : start + size]
+            await self._upsert_batch(backend, batch, report)
+            done += len(batch)
+            if progress:
+                progress(done, total)
+        for change in retires:
+            try:
+                async with backend.transaction():
+                    result = await backend_sink.retire(
+                        backend,
+                        change.name,
+                        cascade=self.settings.retire_cascade,
+                        reason="no deployment of this model_name is left in LiteLLM",
+                    )
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                report.outcomes[change.name] = Outcome("error", f"retire failed: {_pg_message(exc)}")
+                continue
+            if result.get("retired"):
+                report.rows_written += 1
+                counts = {k: v for k, v in result.items() if k not in {"found", "retired"}}
+                report.outcomes[change.name].message = ", ".join(f"{k}={v}" for k, v in counts.items())
+            else:
+                report.outcomes[change.name] = Outcome("unchanged", "already retired")
+            done += 1
+            if progress:
+                progress(done, total)
+
+    async def _upsert_batch(
+        self, backend: psycopg.AsyncConnection[Any], batch: list[PlannedChange], report: Report
+    ) -> None:
+        records: list[ModelRecord] = [c.record for c in batch if c.record is not None]
+        try:
+            async with backend.transaction():
+                outcomes = await backend_sink.upsert(backend, records)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error:
+            if len(records) == 1:
+                raise
+            # One bad record must not block the others: isolate it, one savepoint per record.
+            for change in batch:
+                try:
+                    await self._upsert_batch(backend, [change], report)
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as exc:
+                    report.outcomes[change.name] = Outcome(
+                        "error", f"backend rejected the row: {_pg_message(exc)}"
+                    )
+            return
+        for model_id, outcome in outcomes.items():
+            if outcome == "unchanged":
+                report.outcomes[model_id] = Outcome("unchanged")
+            else:
+                report.rows_written += 1
+
+
+def _pg_message(exc: psycopg.Error) -> str:
+    diag = exc.diag
+    parts = [diag.message_primary or type(exc).__name__]
+    if diag.sqlstate:
+        parts.append(f"(SQLSTATE {diag.sqlstate})")
+    return " ".join(parts)

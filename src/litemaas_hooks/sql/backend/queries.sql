@@ -1,0 +1,13 @@
+-- Calls of the litemaas_hooks functions in the backend database (see migrations/).
+
+-- name: lock_models
+SELECT litemaas_hooks.lock_models_v1(%(ids)s::text[])
+
+-- name: models_snapshot
+SELECT * FROM litemaas_hooks.models_snapshot_v1(%(ids)s::text[])
+
+-- name: upsert_models
+SELECT model_id, outcome FROM litemaas_hooks.upsert_models_v1(%(models)s::jsonb)
+
+-- name: retire_model
+SELECT litemaas_hooks.retire_model_v1(%(id)s, %(cascade)s, %(reason)s) AS result
