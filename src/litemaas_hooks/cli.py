@@ -1,0 +1,208 @@
+"""The ``litemaas-hooks`` command line: install, backfill, relay, status, demo.
+
+Exit codes: 0 = in sync / applied / healthy; 1 = error; 2 = ``backfill --dry-run`` found differences
+(``status``: unhealthy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from litemaas_hooks import __version__
+from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks.logs import configure
+from litemaas_hooks.redaction import scrub
+from litemaas_hooks.settings import Settings, load_settings
+
+EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="litemaas-hooks",
+        description="Keep the LiteMaaS backend models table in sync with LiteLLM's models.",
+        epilog="Settings come from the environment: LITEMAAS_DATABASE_URL, LITELLM_DATABASE_URL (or "
+        "DATABASE_URL), LITELLM_SALT_KEY (or LITELLM_MASTER_KEY), LITEMAAS_HOOKS_*. See README.",
+    )
+    parser.add_argument("--version", action="version", version=f"litemaas-hooks {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    install = sub.add_parser("install", help="apply the SQL migrations to both databases (idempotent)")
+    only = install.add_mutually_exclusive_group()
+    only.add_argument("--backend-only", action="store_true", help="only the backend (LiteMaaS) database")
+    only.add_argument(
+        "--litellm-only", action="store_true", help="only the LiteLLM database (trigger, outbox)"
+    )
+
+    backfill = sub.add_parser("backfill", help="bring every LiteLLM model into the backend (one shot)")
+    backfill.add_argument("--dry-run", action="store_true", help="print the per-model plan, write nothing")
+    backfill.add_argument(
+        "--retire-missing",
+        action="store_true",
+        help="also retire backend models that came from LiteLLM but no longer exist there",
+    )
+    backfill.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    sub.add_parser("relay", help="run the sync relay in the foreground (sidecar / Deployment)")
+
+    status = sub.add_parser("status", help="trigger, outbox backlog, dead events and drift")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    demo = sub.add_parser("demo", help="run everything against a throwaway local PostgreSQL")
+    demo.add_argument("--no-live", action="store_true", help="skip the live relay part of the demo")
+    return parser
+
+
+# -- install ------------------------------------------------------------------------------------------
+
+
+async def _install(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.connections import connect
+    from litemaas_hooks.migrations import apply_migrations
+
+    sides: list[Any] = []
+    if not args.litellm_only:
+        sides.append("backend")
+    if not args.backend_only:
+        sides.append("litellm")
+    for side in sides:
+        conn = await connect(settings, side)
+        try:
+            result = await apply_migrations(conn, side)
+        finally:
+            await conn.close()
+        db = "backend (LiteMaaS)" if side == "backend" else "LiteLLM"
+        if result.applied:
+            print(f"{db} database: applied {', '.join(result.applied)}")
+        else:
+            print(f"{db} database: up to date ({len(result.already)} migrations already applied)")
+    return EXIT_OK
+
+
+# -- backfill -----------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{…}"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def print_plan(report: Any, out: Any = sys.stdout) -> None:
+    marks = {"created": "+", "updated": "~", "retired": "-", "error": "!", "skipped": "?"}
+    verbs = {
+        "created": "create",
+        "updated": "update",
+        "retired": "retire",
+        "error": "error",
+        "skipped": "skip",
+    }
+    for name in sorted(report.outcomes):
+        outcome = report.outcomes[name]
+        if outcome.action == "unchanged":
+            continue
+        line = f"{marks[outcome.action]} {verbs[outcome.action]:<7} {name}"
+        if outcome.action == "updated" and outcome.changes:
+            fields = ", ".join(
+                f"{field}: {_fmt(old)} -> {_fmt(new)}" if field != "metadata" else "metadata changed"
+                for field, (old, new) in sorted(outcome.changes.items())
+            )
+            line += f"  ({fields})"
+        elif outcome.message:
+            line += f"  ({outcome.message})"
+        print(line, file=out)
+
+
+async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.connections import connect
+    from litemaas_hooks.reconcile import Reconciler
+
+    show_progress = not args.quiet and not args.dry_run
+
+    def progress(done: int, total: int) -> None:
+        if show_progress and total >= 1000:
+            print(f"\rapplying {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    litellm = await connect(settings, "litellm")
+    try:
+        backend = await connect(settings, "backend")
+        try:
+            report = await Reconciler(settings).converge(
+                litellm,
+                backend,
+                None,
+                retire_missing=args.retire_missing,
+                dry_run=args.dry_run,
+                progress=progress,
+            )
+        finally:
+            await backend.close()
+    finally:
+        await litellm.close()
+    if args.dry_run:
+        print_plan(report)
+    else:
+        for name in sorted(report.outcomes):
+            outcome = report.outcomes[name]
+            if outcome.action in {"error", "skipped"}:
+                print(f"{outcome.action}: {name}: {outcome.message}", file=sys.stderr)
+    print(("dry run: " if args.dry_run else "backfill: ") + report.summary())
+    counts = report.counts()
+    if counts["error"]:
+        return EXIT_ERROR
+    if args.dry_run and (counts["created"] or counts["updated"] or counts["retired"]):
+        return EXIT_DIFF
+    return EXIT_OK
+
+
+# -- relay / status / demo (their modules hold the logic) ---------------------------------------------
+
+
+async def _relay(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.relay import run_relay
+
+    await run_relay(settings)
+    return EXIT_OK
+
+
+async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.status import collect_status, format_status
+
+    report = await collect_status(settings)
+    print(report.to_json() if args.json else format_status(report))
+    return EXIT_OK if report.healthy else EXIT_DIFF
+
+
+async def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.embedded.demo import run_demo
+
+    return await run_demo(live=not args.no_live)
+
+
+_COMMANDS = {"install": _install, "backfill": _backfill, "relay": _relay, "status": _status, "demo": _demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings: Settings | None = None
+    try:
+        settings = load_settings()
+        configure(settings.log_level, settings.secrets())
+        return asyncio.run(_COMMANDS[args.command](settings, args))
+    except LiteMaaSHooksError as exc:
+        secrets = settings.secrets() if settings else []
+        print(f"litemaas-hooks {args.command}: error: {scrub(str(exc), secrets)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Unit tests of the pure mapping (DESIGN.md "Mapping"): no database."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from litemaas_hooks.errors import MappingError
+from litemaas_hooks.mapping import Deployment, canonical, features_of, map_model
+from litemaas_hooks.redaction import strip_credentials
+
+T0 = datetime(2026, 1, 1, 12, 0, 0)
+
+
+def dep(
+    model_id: str = "d1",
+    name: str = "granite",
+    params: dict[str, Any] | None = None,
+    info: dict[str, Any] | None = None,
+    *,
+    updated: datetime = T0,
+    blocked: bool = False,
+) -> Deployment:
+    return Deployment(
+        model_id=model_id,
+        model_name=name,
+        litellm_params={"model": "openai/granite-3-2-8b-instruct", **(params or {})},
+        model_info=info or {},
+        updated_at=updated,
+        blocked=blocked,
+    )
+
+
+def test_defaults_follow_the_design() -> None:
+    r = map_model("granite", [dep()])
+    assert r.id == "granite"
+    assert r.name == "granite"
+    assert r.provider == "openai"
+    assert r.backend_model_name == "granite-3-2-8b-instruct"
+    assert r.category == "Language Model"
+    assert r.version == "1.0"
+    assert r.supports_streaming is True
+    assert r.features == ("chat",)
+    assert r.litellm_model_id == "d1"
+    assert r.description is None
+    assert not r.supports_vision and not r.supports_function_calling
+
+
+def test_explicit_model_info_wins() -> None:
+    info = {
+        "display_name": "Granite 8B",
+        "provider": "openshift-ai",
+        "description": "code model",
+        "category": "code",
+        "context_length": 131072,
+        "max_tokens": 4096,
+        "supports_streaming": False,
+    }
+    r = map_model("granite", [dep(info=info, params={"custom_llm_provider": "vllm"})])
+    assert (r.name, r.provider, r.description, r.category) == (
+        "Granite 8B",
+        "openshift-ai",
+        "code model",
+        "code",
+    )
+    assert (r.context_length, r.max_tokens, r.supports_streaming) == (131072, 4096, False)
+
+
+@pytest.mark.parametrize(
+    ("params", "provider", "backend_name"),
+    [
+        ({"custom_llm_provider": "vllm"}, "vllm", "granite-3-2-8b-instruct"),
+        ({}, "openai", "granite-3-2-8b-instruct"),
+        ({"model": "granite-plain"}, "unknown", "granite-plain"),
+        ({"model": "hosted_vllm/org/model-x"}, "hosted_vllm", "org/model-x"),
+    ],
+)
+def test_provider_and_backend_model_name(params: dict[str, Any], provider: str, backend_name: str) -> None:
+    r = map_model("m", [dep(params=params)])
+    assert (r.provider, r.backend_model_name) == (provider, backend_name)
+
+
+def test_costs_model_info_first_and_zero_is_a_price() -> None:
+    r = map_model(
+        "m",
+        [
+            dep(
+                params={"input_cost_per_token": 5e-06, "output_cost_per_token": 7e-06},
+                info={"input_cost_per_token": 0},
+            )
+        ],
+    )
+    assert r.input_cost_per_token == Decimal(0)
+    assert r.output_cost_per_token == Decimal("0.000007")
+    assert r.to_json()["output_cost_per_token"] == "0.0000070000"
+
+
+def test_features_order_and_base_type() -> None:
+    info = {
+        "supports_vision": True,
+        "supports_tool_choice": True,
+        "supports_function_calling": True,
+        "supports_parallel_function_calling": True,
+    }
+    assert features_of(info) == (
+        "chat",
+        "function_calling",
+        "parallel_function_calling",
+        "tool_choice",
+        "vision",
+    )
+    assert features_of({"supports_embeddings": True})[0] == "embeddings"
+    assert features_of({"supports_embedding": True})[0] == "embeddings"
+    assert features_of({"supports_convert": True}) == ("convert",)
+    assert features_of({"supports_tokenize": True}) == ("chat", "tokenize")
+
+
+def test_rpm_tpm_fall_back_to_model_info_and_api_base_from_params() -> None:
+    r = map_model(
+        "m", [dep(params={"api_base": "http://vllm:8000/v1", "tpm": 1000}, info={"rpm": 10, "tpm": 5})]
+    )
+    assert (r.api_base, r.tpm, r.rpm) == ("http://vllm:8000/v1", 1000, 10)
+
+
+def test_canonical_is_most_recent_then_model_id_and_prefers_unblocked() -> None:
+    old = dep("a", updated=T0)
+    new = dep("b", updated=T0 + timedelta(seconds=1))
+    tie = dep("c", updated=T0 + timedelta(seconds=1))
+    assert canonical([old, new]).model_id == "b"
+    assert canonical([old, new, tie]).model_id == "c"
+    assert canonical([dep("z", updated=T0 + timedelta(days=1), blocked=True), old]).model_id == "a"
+    r = map_model("granite", [old, new, tie])
+    assert r.litellm_model_id == "c"
+    assert r.deployment_ids == ("a", "b", "c")
+    assert not r.all_blocked
+    assert map_model("granite", [dep(blocked=True)]).all_blocked
+
+
+SECRET_PARAMS = {
+    "api_key": "sk-provider-secret",
+    "aws_access_key_id": "AKIA-secret",
+    "aws_secret_access_key": "aws-secret",
+    "aws_session_token": "aws-token",
+    "vertex_credentials": '{"private_key": "pk"}',
+    "client_secret": "cs",
+    "azure_ad_token": "adt",
+    "litellm_credential_name": "cred",
+    "extra_headers": {"Authorization": "Bearer x"},
+    "my_custom_secret": "s",
+    "service_account_password": "p",
+}
+
+
+def test_metadata_has_no_credentials_at_any_depth() -> None:
+    info = {"nested": {"access_token": "t", "ok": 1}, "max_tokens": 10, "input_cost_per_token": 1e-6}
+    r = map_model("m", [dep(params={**SECRET_PARAMS, "api_base": "http://x"}, info=info)])
+    text = repr(r.metadata)
+    for secret in ("sk-provider-secret", "AKIA", "aws-secret", "aws-token", "pk", "Bearer", "cred"):
+        assert secret not in text
+    assert r.metadata["litellm_params"]["api_base"] == "http://x"
+    assert r.metadata["litellm_model_info"]["nested"] == {"ok": 1}
+    assert r.metadata["litellm_model_info"]["max_tokens"] == 10
+    assert strip_credentials({"k": [{"api_key": "x", "a": 1}]}) == {"k": [{"a": 1}]}
+
+
+@pytest.mark.parametrize(
+    ("info", "message"),
+    [
+        ({"rpm": -1}, "between 0"),
+        ({"max_tokens": "lots"}, "whole number"),
+        ({"context_length": 1.5}, "whole number"),
+        ({"input_cost_per_token": "cheap"}, "must be a number"),
+        ({"output_cost_per_token": -0.1}, "non-negative"),
+        ({"supports_vision": "maybe"}, "true or false"),
+        ({"display_name": "x" * 300}, "at most 255"),
+        ({"huge": "x" * 300_000}, "bytes of JSON"),
+    ],
+)
+def test_bad_values_are_clear_errors(info: dict[str, Any], message: str) -> None:
+    with pytest.raises(MappingError, match=message):
+        map_model("m", [dep(info=info)])
+
+
+@pytest.mark.parametrize("name", ["", "x" * 256, "bad\nname", "nul\x00"])
+def test_bad_names_are_rejected_not_truncated(name: str) -> None:
+    with pytest.raises(MappingError):
+        map_model(name, [dep(name=name)])
+
+
+def test_awkward_but_valid_names_map_verbatim() -> None:
+    for name in ["org/model:v1", 'it\'s "quoted"; --', "modèle-日本語", "x" * 255]:
+        assert map_model(name, [dep(name=name)]).id == name
+
+
+def test_numeric_strings_are_accepted() -> None:
+    r = map_model("m", [dep(params={"rpm": "60", "tpm": "1000.0"})])
+    assert (r.rpm, r.tpm) == (60, 1000)
