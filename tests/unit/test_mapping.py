@@ -46,7 +46,8 @@ def test_defaults_follow_the_design() -> None:
     assert r.features == ("chat",)
     assert r.litellm_model_id == "d1"
     assert r.description is None
-    assert not r.supports_vision and not r.supports_function_calling
+    assert not r.supports_vision
+    assert not r.supports_function_calling
 
 
 def test_explicit_model_info_wins() -> None:
@@ -119,9 +120,7 @@ def test_features_order_and_base_type() -> None:
 
 
 def test_rpm_tpm_fall_back_to_model_info_and_api_base_from_params() -> None:
-    r = map_model(
-        "m", [dep(params={"api_base": "http://vllm:8000/v1", "tpm": 1000}, info={"rpm": 10, "tpm": 5})]
-    )
+    r = map_model("m", [dep(params={"api_base": "http://vllm:8000/v1", "tpm": 1000}, info={"rpm": 10, "tpm": 5})])
     assert (r.api_base, r.tpm, r.rpm) == ("http://vllm:8000/v1", 1000, 10)
 
 
