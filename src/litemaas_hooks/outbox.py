@@ -1,0 +1,264 @@
+"""Typed access to the outbox in the LiteLLM database (``sql/litellm/queries.sql``).
+
+Every function runs one named query on the given connection and does not commit: use an autocommit
+connection (the relay does) or commit yourself. Event lifecycle::
+
+    trigger INSERT ─► pending ─claim─► claimed ─complete─► (deleted)
+                         ▲               │ fail (attempts < max) / release / stalled
+                         └───────────────┘
+                                         │ fail or stalled with attempts >= max
+                                         ▼
+                                       dead ─replay_dead─► pending
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import class_row
+
+from litemaas_hooks import sql
+
+CHANNEL = "litemaas_hooks_model_events"
+"""The LISTEN/NOTIFY channel the trigger (and replay/resync) notify on."""
+
+AnyConn = psycopg.AsyncConnection[Any]
+
+
+def _q(name: str) -> str:
+    return sql.query("litellm", name)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A claimed outbox event: "these model names changed" (never trusted beyond that)."""
+
+    id: int
+    op: str
+    model_id: str | None
+    old_model_name: str | None
+    new_model_name: str | None
+    attempts: int
+    created_at: datetime
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every model name the event touches (old and new name of a rename)."""
+        return frozenset(n for n in (self.old_model_name, self.new_model_name) if n)
+
+
+@dataclass(frozen=True)
+class FailResult:
+    id: int
+    status: str  # "pending" (will be retried) or "dead"
+    attempts: int
+    next_attempt_at: datetime
+
+
+@dataclass(frozen=True)
+class Recovered:
+    id: int
+    status: str
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    pending: int
+    claimed: int
+    dead: int
+    oldest_pending_age_seconds: float | None  # age of the oldest not-dead event; None when empty
+
+
+@dataclass(frozen=True)
+class DeadEvent:
+    id: int
+    op: str
+    model_id: str | None
+    old_model_name: str | None
+    new_model_name: str | None
+    attempts: int
+    created_at: datetime
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat()
+        return out
+
+
+@dataclass(frozen=True)
+class TriggerState:
+    table_present: bool  # public."LiteLLM_ProxyModelTable" exists
+    outbox_present: bool  # litemaas_hooks.model_events exists (migration applied)
+    trigger_present: bool  # the trigger exists on LiteLLM's table
+    trigger_enabled: bool  # ... and is enabled and calls the current function
+
+    @property
+    def ok(self) -> bool:
+        return self.table_present and self.outbox_present and self.trigger_present and self.trigger_enabled
+
+
+@dataclass(frozen=True)
+class ReconcileState:
+    last_started_at: datetime | None
+    last_finished_at: datetime | None
+    last_runner: str | None
+    last_summary: str | None
+    age_seconds: float | None
+
+
+# -- relay side -------------------------------------------------------------------------------------
+
+
+async def listen(conn: AnyConn) -> None:
+    """LISTEN on the outbox channel (the connection must be in autocommit mode)."""
+    await conn.execute(_q("listen"))
+
+
+async def ping(conn: AnyConn) -> None:
+    """A trivial round trip: raises ``psycopg.OperationalError`` when the connection is gone."""
+    await conn.execute(_q("ping"))
+
+
+async def claim(conn: AnyConn, *, worker: str, batch_size: int) -> list[Event]:
+    """Claim up to ``batch_size`` due pending events for ``worker`` (oldest first)."""
+    async with conn.cursor(row_factory=class_row(Event)) as cur:
+        await cur.execute(_q("claim_events"), {"worker": worker, "batch_size": batch_size})
+        events = await cur.fetchall()
+    return sorted(events, key=lambda e: e.id)
+
+
+async def complete(conn: AnyConn, *, worker: str, ids: Iterable[int]) -> int:
+    """Delete applied events still claimed by ``worker``; returns how many were deleted."""
+    id_list = sorted(set(ids))
+    if not id_list:
+        return 0
+    cur = await conn.execute(_q("complete_events"), {"worker": worker, "ids": id_list})
+    return cur.rowcount
+
+
+async def fail(
+    conn: AnyConn,
+    *,
+    worker: str,
+    errors: Mapping[int, str],
+    max_attempts: int,
+    retry_base_seconds: float,
+    retry_max_seconds: float,
+) -> list[FailResult]:
+    """Record failures (``{event_id: error text}``, already scrubbed): retry later or mark dead."""
+    if not errors:
+        return []
+    ids = sorted(errors)
+    params = {
+        "worker": worker,
+        "ids": ids,
+        "errors": [errors[i] for i in ids],
+        "max_attempts": max_attempts,
+        "base_seconds": retry_base_seconds,
+        "max_seconds": retry_max_seconds,
+    }
+    async with conn.cursor(row_factory=class_row(FailResult)) as cur:
+        await cur.execute(_q("fail_events"), params)
+        return await cur.fetchall()
+
+
+async def release(conn: AnyConn, *, worker: str, reason: str) -> int:
+    """Give back every claim of ``worker`` without counting an attempt; returns how many."""
+    cur = await conn.execute(_q("release_claims"), {"worker": worker, "reason": reason})
+    return cur.rowcount
+
+
+async def recover_stalled(conn: AnyConn, *, stall_timeout_seconds: float, max_attempts: int) -> list[Recovered]:
+    """Make claims older than ``stall_timeout_seconds`` pending again (or dead)."""
+    params = {"stall_seconds": stall_timeout_seconds, "max_attempts": max_attempts}
+    async with conn.cursor(row_factory=class_row(Recovered)) as cur:
+        await cur.execute(_q("recover_stalled"), params)
+        return await cur.fetchall()
+
+
+async def next_due_seconds(conn: AnyConn) -> float | None:
+    """Seconds until the earliest pending event is due (<= 0: due now); None if none is pending."""
+    cur = await conn.execute(_q("next_due_seconds"))
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+# -- operator side ----------------------------------------------------------------------------------
+
+
+async def replay_dead(conn: AnyConn, ids: Sequence[int] | None = None) -> int:
+    """Make dead events (all, or ``ids``) pending again with a fresh attempt budget; wakes the relays."""
+    cur = await conn.execute(_q("replay_dead"), {"ids": None if ids is None else list(ids)})
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def enqueue_resync(conn: AnyConn, model_name: str) -> int:
+    """Queue a RESYNC event for one model name; returns the event id. Wakes the relays."""
+    cur = await conn.execute(_q("enqueue_resync"), {"model_name": model_name})
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def counts(conn: AnyConn) -> OutboxCounts:
+    async with conn.cursor(row_factory=class_row(OutboxCounts)) as cur:
+        await cur.execute(_q("status_counts"))
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def dead_events(conn: AnyConn, *, limit: int = 100) -> list[DeadEvent]:
+    async with conn.cursor(row_factory=class_row(DeadEvent)) as cur:
+        await cur.execute(_q("dead_events"), {"limit": limit})
+        return await cur.fetchall()
+
+
+async def trigger_state(conn: AnyConn) -> TriggerState:
+    """Works before install too (every part is looked up, nothing is assumed)."""
+    async with conn.cursor(row_factory=class_row(TriggerState)) as cur:
+        await cur.execute(_q("trigger_state"))
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+# -- periodic full reconcile bookkeeping ------------------------------------------------------------
+
+
+async def try_reconcile_lock(conn: AnyConn) -> bool:
+    """Session advisory lock: True for the one relay (fleet-wide) that may run the full reconcile now."""
+    cur = await conn.execute(_q("reconcile_try_lock"))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def reconcile_unlock(conn: AnyConn) -> None:
+    await conn.execute(_q("reconcile_unlock"))
+
+
+async def reconcile_due(conn: AnyConn, *, min_age_seconds: float) -> bool:
+    """True when no relay finished a full reconcile within the last ``min_age_seconds``."""
+    cur = await conn.execute(_q("reconcile_due"), {"min_age_seconds": min_age_seconds})
+    row = await cur.fetchone()
+    return bool(row is None or row[0])
+
+
+async def reconcile_started(conn: AnyConn, *, runner: str) -> None:
+    await conn.execute(_q("reconcile_started"), {"runner": runner})
+
+
+async def reconcile_finished(conn: AnyConn, *, runner: str, summary: str) -> None:
+    await conn.execute(_q("reconcile_finished"), {"runner": runner, "summary": summary})
+
+
+async def last_reconcile(conn: AnyConn) -> ReconcileState | None:
+    async with conn.cursor(row_factory=class_row(ReconcileState)) as cur:
+        await cur.execute(_q("reconcile_last"))
+        return await cur.fetchone()

@@ -1,0 +1,158 @@
+-- Named queries against the LiteLLM database (outbox in schema litemaas_hooks). Loaded with
+-- litemaas_hooks.sql.query("litellm", name); every value is a bound parameter.
+
+-- name: listen
+LISTEN litemaas_hooks_model_events
+
+-- name: ping
+SELECT 1
+
+-- name: claim_events
+-- Claim up to batch_size due pending events (oldest first). SKIP LOCKED lets any number of relays
+-- claim concurrently without waiting on each other; the claim commits at once (autocommit), and
+-- attempts is counted here so an event that kills its relay still dies after max_attempts.
+WITH picked AS (
+    SELECT id
+    FROM litemaas_hooks.model_events
+    WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
+    ORDER BY id
+    LIMIT %(batch_size)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE litemaas_hooks.model_events AS e
+SET status = 'claimed', claimed_at = clock_timestamp(), claimed_by = %(worker)s, attempts = e.attempts + 1
+FROM picked
+WHERE e.id = picked.id
+RETURNING e.id, e.op, e.model_id, e.old_model_name, e.new_model_name, e.attempts, e.created_at
+
+-- name: complete_events
+-- Applied: delete. Only our own claims (a claim recovered as stalled and re-claimed elsewhere is kept).
+DELETE FROM litemaas_hooks.model_events
+WHERE id = ANY(%(ids)s::bigint[]) AND status = 'claimed' AND claimed_by = %(worker)s
+
+-- name: fail_events
+-- Not applied: keep the error, retry after base * 2^(attempts-1) seconds (+-10 %% jitter, capped at
+-- max_seconds), or give up ('dead') once attempts reached max_attempts.
+UPDATE litemaas_hooks.model_events AS e
+SET status = CASE WHEN e.attempts >= %(max_attempts)s THEN 'dead' ELSE 'pending' END,
+    last_error = f.error,
+    next_attempt_at = clock_timestamp() + make_interval(secs => least(
+        %(max_seconds)s::float8,
+        %(base_seconds)s::float8 * power(2::float8, least(greatest(e.attempts - 1, 0), 60))
+            * (0.9 + 0.2 * random())
+    )),
+    claimed_at = NULL,
+    claimed_by = NULL
+FROM unnest(%(ids)s::bigint[], %(errors)s::text[]) AS f(id, error)
+WHERE e.id = f.id AND e.status = 'claimed' AND e.claimed_by = %(worker)s
+RETURNING e.id, e.status, e.attempts, e.next_attempt_at
+
+-- name: release_claims
+-- Give our own claims back without counting an attempt (the database went away, not the event failed).
+UPDATE litemaas_hooks.model_events
+SET status = 'pending', attempts = greatest(attempts - 1, 0), claimed_at = NULL, claimed_by = NULL,
+    next_attempt_at = clock_timestamp(), last_error = %(reason)s
+WHERE status = 'claimed' AND claimed_by = %(worker)s
+RETURNING id
+
+-- name: recover_stalled
+-- Claims older than stall_seconds belong to a relay that died or hung: make them pending again (the
+-- attempt counted at claim time stays, so an event that keeps killing relays ends up 'dead').
+UPDATE litemaas_hooks.model_events
+SET status = CASE WHEN attempts >= %(max_attempts)s THEN 'dead' ELSE 'pending' END,
+    last_error = format('claimed by %%s at %%s and not completed within %%s s (relay stopped or stalled)',
+                        claimed_by, claimed_at, %(stall_seconds)s::float8),
+    claimed_at = NULL,
+    claimed_by = NULL,
+    next_attempt_at = clock_timestamp()
+WHERE status = 'claimed' AND claimed_at < clock_timestamp() - make_interval(secs => %(stall_seconds)s::float8)
+RETURNING id, status
+
+-- name: next_due_seconds
+-- Seconds until the earliest pending event is due (<= 0: now), NULL when nothing is pending.
+SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8
+FROM litemaas_hooks.model_events
+WHERE status = 'pending'
+
+-- name: replay_dead
+-- Dead events (all, or the given ids) become pending again with a fresh attempt budget; wakes relays.
+WITH replayed AS (
+    UPDATE litemaas_hooks.model_events
+    SET status = 'pending', attempts = 0, next_attempt_at = clock_timestamp()
+    WHERE status = 'dead' AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM replayed)::integer AS replayed, pg_notify('litemaas_hooks_model_events', '')
+
+-- name: enqueue_resync
+-- Ask the relays to converge one model name (e.g. after a manual fix); wakes relays.
+WITH ins AS (
+    INSERT INTO litemaas_hooks.model_events (op, new_model_name)
+    VALUES ('RESYNC', %(model_name)s)
+    RETURNING id
+)
+SELECT ins.id, pg_notify('litemaas_hooks_model_events', '') FROM ins
+
+-- name: status_counts
+SELECT
+    count(*) FILTER (WHERE status = 'pending')::integer AS pending,
+    count(*) FILTER (WHERE status = 'claimed')::integer AS claimed,
+    count(*) FILTER (WHERE status = 'dead')::integer AS dead,
+    extract(epoch FROM clock_timestamp() - min(created_at) FILTER (WHERE status <> 'dead'))::float8
+        AS oldest_pending_age_seconds
+FROM litemaas_hooks.model_events
+
+-- name: dead_events
+SELECT id, op, model_id, old_model_name, new_model_name, attempts, created_at, last_error
+FROM litemaas_hooks.model_events
+WHERE status = 'dead'
+ORDER BY id
+LIMIT %(limit)s
+
+-- name: trigger_state
+-- Is everything the event flow needs in place? (Never fails, even before install.)
+SELECT
+    to_regclass('public."LiteLLM_ProxyModelTable"') IS NOT NULL AS table_present,
+    to_regclass('litemaas_hooks.model_events') IS NOT NULL AS outbox_present,
+    EXISTS (
+        SELECT 1 FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgrelid = to_regclass('public."LiteLLM_ProxyModelTable"')
+          AND t.tgname = 'litemaas_hooks_model_events' AND NOT t.tgisinternal
+    ) AS trigger_present,
+    EXISTS (
+        SELECT 1 FROM pg_catalog.pg_trigger AS t
+        WHERE t.tgrelid = to_regclass('public."LiteLLM_ProxyModelTable"')
+          AND t.tgname = 'litemaas_hooks_model_events' AND NOT t.tgisinternal
+          AND t.tgenabled = 'O'
+          AND t.tgfoid = to_regprocedure('litemaas_hooks.record_model_event_v1()')
+    ) AS trigger_enabled
+
+-- name: reconcile_try_lock
+-- Session-level: only one periodic full reconcile at a time across the whole fleet.
+SELECT pg_try_advisory_lock(hashtext('litemaas_hooks.full_reconcile'))
+
+-- name: reconcile_unlock
+SELECT pg_advisory_unlock(hashtext('litemaas_hooks.full_reconcile'))
+
+-- name: reconcile_due
+-- Has no relay finished a full reconcile within the last min_age_seconds?
+SELECT last_finished_at IS NULL
+    OR last_finished_at < clock_timestamp() - make_interval(secs => %(min_age_seconds)s::float8)
+FROM litemaas_hooks.reconcile_state
+WHERE id = 1
+
+-- name: reconcile_started
+UPDATE litemaas_hooks.reconcile_state
+SET last_started_at = clock_timestamp(), last_runner = %(runner)s
+WHERE id = 1
+
+-- name: reconcile_finished
+UPDATE litemaas_hooks.reconcile_state
+SET last_finished_at = clock_timestamp(), last_runner = %(runner)s, last_summary = %(summary)s
+WHERE id = 1
+
+-- name: reconcile_last
+SELECT last_started_at, last_finished_at, last_runner, last_summary,
+       extract(epoch FROM clock_timestamp() - last_finished_at)::float8 AS age_seconds
+FROM litemaas_hooks.reconcile_state
+WHERE id = 1
