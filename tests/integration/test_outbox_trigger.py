@@ -1,0 +1,335 @@
+"""The outbox trigger on LiteLLM's model table: what it records, that it never fails LiteLLM's write,
+and that install is idempotent and repairs a dropped trigger."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql as pgsql
+
+from litemaas_hooks import outbox
+from litemaas_hooks.embedded.cluster import LocalPostgres
+from litemaas_hooks.errors import MigrationError
+from litemaas_hooks.migrations import apply_migrations
+
+pytestmark = pytest.mark.anyio
+
+INSERT = """
+INSERT INTO public."LiteLLM_ProxyModelTable"
+    (model_id, model_name, litellm_params, model_info, created_by, updated_by)
+VALUES (%(model_id)s, %(model_name)s, %(params)s::jsonb, %(info)s::jsonb, 'test', 'test')
+"""
+SECRET = "sk-secret-" + secrets.token_hex(8)
+PARAMS = json.dumps({"model": "openai/gpt-4o", "api_key": SECRET, "api_base": "https://x.example"})
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def _install(dsn: str) -> outbox.TriggerState:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await apply_migrations(conn, "litellm")
+        return await outbox.trigger_state(conn)
+
+
+@pytest.fixture
+def installed(litellm_dsn: str) -> str:
+    state = asyncio.run(_install(litellm_dsn))
+    assert state.ok, state
+    return litellm_dsn
+
+
+def _events(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    cur = conn.execute("SELECT row_to_json(e)::jsonb FROM litemaas_hooks.model_events AS e ORDER BY id")
+    return [row[0] for row in cur.fetchall()]
+
+
+def _insert(conn: psycopg.Connection[Any], model_id: str, name: str) -> None:
+    conn.execute(INSERT, {"model_id": model_id, "model_name": name, "params": PARAMS, "info": "{}"})
+
+
+def test_trigger_records_insert_update_rename_delete_without_secrets(installed: str) -> None:
+    with psycopg.connect(installed, autocommit=True) as conn:
+        _insert(conn, "id-1", "gpt-4o")
+        # Prisma bumps updated_at/updated_by on every write: alone, not a change of the model
+        conn.execute(
+            'UPDATE "LiteLLM_ProxyModelTable" SET updated_at = now(), updated_by = %s WHERE model_id = %s',
+            ("someone", "id-1"),
+        )
+        conn.execute(
+            """UPDATE "LiteLLM_ProxyModelTable" SET model_info = '{"description": "d"}' WHERE model_id = 'id-1'"""
+        )
+        conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET blocked = true WHERE model_id = 'id-1'""")
+        conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET model_name = 'gpt-4o-new' WHERE model_id = 'id-1'""")
+        conn.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = 'id-1'""")
+        events = _events(conn)
+
+    summary = [(e["op"], e["model_id"], e["old_model_name"], e["new_model_name"]) for e in events]
+    assert summary == [
+        ("INSERT", "id-1", None, "gpt-4o"),
+        ("UPDATE", "id-1", "gpt-4o", "gpt-4o"),
+        ("UPDATE", "id-1", "gpt-4o", "gpt-4o"),
+        ("UPDATE", "id-1", "gpt-4o", "gpt-4o-new"),
+        ("DELETE", "id-1", "gpt-4o-new", None),
+    ]
+    assert all(e["status"] == "pending" and e["attempts"] == 0 for e in events)
+    text = json.dumps(events)
+    assert SECRET not in text
+    assert "api_key" not in text
+    assert "x.example" not in text
+    assert "openai/" not in text
+
+
+def test_trigger_notifies_after_commit(installed: str) -> None:
+    with (
+        psycopg.connect(installed, autocommit=True) as listener,
+        psycopg.connect(installed) as writer,
+    ):
+        listener.execute("LISTEN litemaas_hooks_model_events")
+        _insert(writer, "id-n", "notify-me")
+        # nothing before the commit
+        assert list(listener.notifies(timeout=0.05)) == []
+        started = time.perf_counter()
+        writer.commit()
+        got = next(iter(listener.notifies(timeout=5, stop_after=1)), None)
+        latency = time.perf_counter() - started
+    assert got is not None
+    assert got.channel == outbox.CHANNEL
+    assert got.payload == ""  # secret-free and collapsible
+    assert latency < 1.0
+
+
+def test_team_delete_of_many_rows_notifies_once(installed: str) -> None:
+    with psycopg.connect(installed, autocommit=True) as listener, psycopg.connect(installed) as writer:
+        listener.execute("LISTEN litemaas_hooks_model_events")
+        for i in range(20):
+            _insert(writer, f"id-{i}", f"team-model-{i}")
+        writer.commit()
+        received = list(listener.notifies(timeout=0.5))
+        assert len(received) == 1  # identical payloads in one transaction collapse
+        assert len(_events(writer)) == 20
+
+
+class _Warnings:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def __call__(self, diag: psycopg.errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized == "WARNING" and diag.message_primary:
+            self.messages.append(diag.message_primary)
+
+
+def test_dropped_outbox_never_fails_litellm_insert(installed: str) -> None:
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute("DROP TABLE litemaas_hooks.model_events")
+        warnings = _Warnings()
+        conn.add_notice_handler(warnings)
+        _insert(conn, "id-1", "still-works")
+        conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET model_name = 'renamed' WHERE model_id = 'id-1'""")
+        conn.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = 'id-1'""")
+        assert conn.execute('SELECT count(*) FROM "LiteLLM_ProxyModelTable"').fetchone() == (0,)
+    assert len(warnings.messages) == 3
+    assert all("litemaas-hooks: could not record" in m for m in warnings.messages)
+    assert "INSERT of LiteLLM model id-1" in warnings.messages[0]
+    assert SECRET not in " ".join(warnings.messages)
+
+
+def test_full_outbox_never_fails_litellm_insert(installed: str) -> None:
+    # a constraint every new row violates stands for any write error (disk full, quota, ...)
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute("ALTER TABLE litemaas_hooks.model_events ADD CONSTRAINT full_ CHECK (false) NOT VALID")
+        warnings = _Warnings()
+        conn.add_notice_handler(warnings)
+        _insert(conn, "id-1", "still-works")
+        assert conn.execute('SELECT model_name FROM "LiteLLM_ProxyModelTable"').fetchall() == [("still-works",)]
+        assert _events(conn) == []
+    assert len(warnings.messages) == 1
+    assert "23514" in warnings.messages[0]
+
+
+def test_locked_outbox_delays_litellm_insert_at_most_about_a_second(installed: str) -> None:
+    with psycopg.connect(installed) as locker, psycopg.connect(installed, autocommit=True) as conn:
+        locker.execute("LOCK TABLE litemaas_hooks.model_events IN ACCESS EXCLUSIVE MODE")
+        warnings = _Warnings()
+        conn.add_notice_handler(warnings)
+        started = time.perf_counter()
+        _insert(conn, "id-1", "still-works")
+        elapsed = time.perf_counter() - started
+        locker.rollback()
+        assert conn.execute('SELECT count(*) FROM "LiteLLM_ProxyModelTable"').fetchone() == (1,)
+    assert elapsed < 5.0
+    assert len(warnings.messages) == 1
+    assert "55P03" in warnings.messages[0]
+
+
+def test_litellm_role_needs_no_grant_on_the_outbox(installed: str, pg_cluster: LocalPostgres) -> None:
+    role = f"litellm_app_{secrets.token_hex(3)}"
+    password = secrets.token_hex(12)
+    dbname = psycopg.conninfo.conninfo_to_dict(installed)["dbname"]
+    with psycopg.connect(installed, autocommit=True) as admin:
+        admin.execute(pgsql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(pgsql.Identifier(role), password))
+        admin.execute(
+            pgsql.SQL('GRANT SELECT, INSERT, UPDATE, DELETE ON public."LiteLLM_ProxyModelTable" TO {}').format(
+                pgsql.Identifier(role)
+            )
+        )
+    try:
+        dsn = psycopg.conninfo.make_conninfo(installed, user=role, password=password)
+        with psycopg.connect(dsn, autocommit=True) as app:
+            warnings = _Warnings()
+            app.add_notice_handler(warnings)
+            _insert(app, "id-1", "from-app-role")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute("SELECT * FROM litemaas_hooks.model_events")
+        assert warnings.messages == []
+        with psycopg.connect(installed, autocommit=True) as admin:
+            assert [e["new_model_name"] for e in _events(admin)] == ["from-app-role"]
+    finally:
+        with psycopg.connect(installed, autocommit=True) as admin:
+            admin.execute(pgsql.SQL("DROP OWNED BY {}").format(pgsql.Identifier(role)))
+            admin.execute(pgsql.SQL("DROP ROLE {}").format(pgsql.Identifier(role)))
+    assert dbname
+
+
+def _trigger_oid(conn: psycopg.Connection[Any]) -> int | None:
+    row = conn.execute(
+        "SELECT oid FROM pg_trigger WHERE tgname = 'litemaas_hooks_model_events' AND NOT tgisinternal"
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+async def test_install_twice_is_a_no_op(installed: str) -> None:
+    with psycopg.connect(installed, autocommit=True) as conn:
+        before = _trigger_oid(conn)
+    async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as aconn:
+        result = await apply_migrations(aconn, "litellm")
+    assert result.applied == []
+    assert result.already == ["0001_outbox"]
+    with psycopg.connect(installed, autocommit=True) as conn:
+        assert _trigger_oid(conn) == before  # not dropped and re-created
+
+
+async def test_install_recreates_a_dropped_or_disabled_trigger(installed: str) -> None:
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute('DROP TRIGGER litemaas_hooks_model_events ON "LiteLLM_ProxyModelTable"')
+    async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as aconn:
+        state = await outbox.trigger_state(aconn)
+        assert state.outbox_present
+        assert not state.trigger_present
+        assert not state.ok
+        await apply_migrations(aconn, "litellm")
+        assert (await outbox.trigger_state(aconn)).ok
+
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute('ALTER TABLE "LiteLLM_ProxyModelTable" DISABLE TRIGGER litemaas_hooks_model_events')
+    async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as aconn:
+        state = await outbox.trigger_state(aconn)
+        assert state.trigger_present
+        assert not state.trigger_enabled
+        await apply_migrations(aconn, "litellm")
+        assert (await outbox.trigger_state(aconn)).ok
+
+    with psycopg.connect(installed, autocommit=True) as conn:
+        _insert(conn, "id-1", "after-repair")
+        assert [e["new_model_name"] for e in _events(conn)] == ["after-repair"]
+
+
+async def test_install_after_litellm_recreated_its_table(installed: str) -> None:
+    # LiteLLM's schema tooling may drop and re-create its table: the trigger goes with it
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "LiteLLM_ProxyModelTable_copy" (LIKE "LiteLLM_ProxyModelTable" INCLUDING ALL)')
+        conn.execute('DROP TABLE "LiteLLM_ProxyModelTable"')
+        conn.execute('ALTER TABLE "LiteLLM_ProxyModelTable_copy" RENAME TO "LiteLLM_ProxyModelTable"')
+    async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as aconn:
+        assert not (await outbox.trigger_state(aconn)).trigger_present
+        await apply_migrations(aconn, "litellm")
+        assert (await outbox.trigger_state(aconn)).ok
+
+
+async def test_install_without_litellm_table_fails_clearly(pg_cluster: LocalPostgres) -> None:
+    name = f"t_empty_{secrets.token_hex(3)}"
+    pg_cluster.create_database(name)
+    try:
+        async with await psycopg.AsyncConnection.connect(pg_cluster.dsn(name), autocommit=True) as aconn:
+            with pytest.raises(MigrationError) as info:
+                await apply_migrations(aconn, "litellm")
+            message = str(info.value)
+            assert '"LiteLLM_ProxyModelTable" does not exist' in message
+            assert "STORE_MODEL_IN_DB" in message
+            assert "litemaas-hooks install" in message
+            # the whole install rolled back: nothing half-made is left behind
+            state = await outbox.trigger_state(aconn)
+            assert not state.outbox_present
+            assert not state.table_present
+    finally:
+        pg_cluster.drop_database(name)
+
+
+def test_outbox_queries_lifecycle(installed: str) -> None:
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as conn:
+            await conn.execute(INSERT, {"model_id": "a", "model_name": "m-a", "params": "{}", "info": "{}"})
+            await conn.execute(INSERT, {"model_id": "b", "model_name": "m-b", "params": "{}", "info": "{}"})
+            claimed = await outbox.claim(conn, worker="w1", batch_size=10)
+            assert [e.names for e in claimed] == [frozenset({"m-a"}), frozenset({"m-b"})]
+            assert all(e.attempts == 1 for e in claimed)
+            # nothing left for another relay
+            assert await outbox.claim(conn, worker="w2", batch_size=10) == []
+            # another worker cannot complete our claims
+            assert await outbox.complete(conn, worker="w2", ids=[claimed[0].id]) == 0
+            assert await outbox.complete(conn, worker="w1", ids=[claimed[0].id]) == 1
+            failed = await outbox.fail(
+                conn,
+                worker="w1",
+                errors={claimed[1].id: "boom"},
+                max_attempts=2,
+                retry_base_seconds=10,
+                retry_max_seconds=60,
+            )
+            assert [(r.status, r.attempts) for r in failed] == [("pending", 1)]
+            due = await outbox.next_due_seconds(conn)
+            assert due is not None
+            assert 8.9 < due <= 11.0
+            assert await outbox.claim(conn, worker="w1", batch_size=10) == []  # not due yet
+            counts = await outbox.counts(conn)
+            assert (counts.pending, counts.claimed, counts.dead) == (1, 0, 0)
+            assert counts.oldest_pending_age_seconds is not None
+            await conn.execute("UPDATE litemaas_hooks.model_events SET next_attempt_at = now()")
+            again = await outbox.claim(conn, worker="w1", batch_size=10)
+            assert [e.attempts for e in again] == [2]
+            failed = await outbox.fail(
+                conn,
+                worker="w1",
+                errors={again[0].id: "boom 2"},
+                max_attempts=2,
+                retry_base_seconds=10,
+                retry_max_seconds=60,
+            )
+            assert [r.status for r in failed] == ["dead"]
+            dead = await outbox.dead_events(conn)
+            assert [(d.new_model_name, d.last_error, d.attempts) for d in dead] == [("m-b", "boom 2", 2)]
+            assert await outbox.replay_dead(conn) == 1
+            assert (await outbox.counts(conn)).dead == 0
+            replayed = await outbox.claim(conn, worker="w1", batch_size=10)
+            assert [e.attempts for e in replayed] == [1]
+            # a relay that died holding a claim: recovered after the stall timeout
+            assert await outbox.recover_stalled(conn, stall_timeout_seconds=3600, max_attempts=5) == []
+            recovered = await outbox.recover_stalled(conn, stall_timeout_seconds=0.000001, max_attempts=5)
+            assert [r.status for r in recovered] == ["pending"]
+            resync_id = await outbox.enqueue_resync(conn, "m-c")
+            claimed = await outbox.claim(conn, worker="w3", batch_size=10)
+            assert {e.id for e in claimed} >= {resync_id}
+            assert await outbox.release(conn, worker="w3", reason="test") == len(claimed)
+            # a release is not an attempt: the same claim again counts the same attempt number
+            reclaimed = await outbox.claim(conn, worker="w3", batch_size=10)
+            assert {(e.id, e.attempts) for e in reclaimed} == {(e.id, e.attempts) for e in claimed}
+
+    asyncio.run(scenario())
