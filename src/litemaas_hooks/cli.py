@@ -34,9 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     install = sub.add_parser("install", help="apply the SQL migrations to both databases (idempotent)")
     only = install.add_mutually_exclusive_group()
     only.add_argument("--backend-only", action="store_true", help="only the backend (LiteMaaS) database")
-    only.add_argument(
-        "--litellm-only", action="store_true", help="only the LiteLLM database (trigger, outbox)"
-    )
+    only.add_argument("--litellm-only", action="store_true", help="only the LiteLLM database (trigger, outbox)")
 
     backfill = sub.add_parser("backfill", help="bring every LiteLLM model into the backend (one shot)")
     backfill.add_argument("--dry-run", action="store_true", help="print the per-model plan, write nothing")
@@ -95,7 +93,8 @@ def _fmt(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
-def print_plan(report: Any, out: Any = sys.stdout) -> None:
+def print_plan(report: Any, out: Any = None) -> None:
+    out = out or sys.stdout
     marks = {"created": "+", "updated": "~", "retired": "-", "error": "!", "skipped": "?"}
     verbs = {
         "created": "create",

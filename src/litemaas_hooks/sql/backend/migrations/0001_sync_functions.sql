@@ -74,6 +74,7 @@ RETURNS TABLE (model_id text, outcome text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
 BEGIN
     RETURN QUERY
     WITH input AS (

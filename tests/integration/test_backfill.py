@@ -1,0 +1,329 @@
+"""The core engine against real PostgreSQL: install, backfill, reconcile, retire (issue: core sync engine).
+
+LiteLLM rows are built by LiteLLM's own row builder and encryption (tests/helpers.py); the backend is
+the LiteMaaS schema fixture with its real FK and updated_at trigger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import psycopg
+import pytest
+
+from litemaas_hooks import cli
+from litemaas_hooks.connections import connect
+from litemaas_hooks.reconcile import Reconciler, Report
+from litemaas_hooks.settings import load_settings
+from tests.helpers import execute, insert_rows, litellm_row
+
+SEED = [
+    ("granite-8b-code-instruct-128k", "openai/granite-8b-code-instruct-128k", {"context_length": 131072}),
+    ("mistral-7b-instruct", "openai/mistral-7b-instruct", {"description": "Mistral"}),
+    ("llama-3-8b-instruct", "openai/llama-3-8b-instruct", {"supports_function_calling": True}),
+]
+API_KEY = "sk-provider-" + "9" * 40
+USER = "11111111-1111-1111-1111-111111111111"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, hooks_env: dict[str, str]) -> dict[str, str]:
+    for k, v in hooks_env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("LITELLM_SALT_KEY", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return hooks_env
+
+
+def seed(env: dict[str, str], models: list[tuple[str, str, dict[str, Any]]] = SEED, **kw: Any) -> list[str]:
+    rows = [
+        litellm_row(
+            name,
+            {"model": model, "api_base": "http://vllm.example:8000/v1", "api_key": API_KEY},
+            info,
+            key=env["LITELLM_MASTER_KEY"],
+            **kw,
+        )
+        for name, model, info in models
+    ]
+    insert_rows(env["LITELLM_DATABASE_URL"], rows)
+    return [r["model_id"] for r in rows]
+
+
+def run(*argv: str) -> int:
+    return cli.main(list(argv))
+
+
+def converge(names: set[str] | None = None, **kw: Any) -> Report:
+    async def go() -> Report:
+        settings = load_settings()
+        lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
+        try:
+            return await Reconciler(settings).converge(lite, back, names, **kw)
+        finally:
+            await lite.close()
+            await back.close()
+
+    return asyncio.run(go())
+
+
+def models(env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    with psycopg.connect(env["LITEMAAS_DATABASE_URL"]) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute("SELECT *, xmin::text AS xmin FROM models ORDER BY id")
+        return {r["id"]: r for r in cur.fetchall()}
+
+
+def add_user(env: dict[str, str]) -> None:
+    execute(
+        env["LITEMAAS_DATABASE_URL"],
+        "INSERT INTO users (id, username, email, oauth_provider, oauth_id) VALUES (%s, 'alice', 'alice@example.com', 'test', 'alice') ON CONFLICT DO NOTHING",
+        (USER,),
+    )
+
+
+def test_install_is_idempotent(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("install", "--backend-only") == 0
+    assert "applied 0001_sync_functions" in capsys.readouterr().out
+    assert run("install", "--backend-only") == 0
+    assert "up to date" in capsys.readouterr().out
+    rows = execute(env["LITEMAAS_DATABASE_URL"], "SELECT side, version FROM litemaas_hooks.schema_migrations")
+    assert rows == [("backend", 1)]
+
+
+def test_edited_migration_is_detected(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("install", "--backend-only") == 0
+    execute(env["LITEMAAS_DATABASE_URL"], "UPDATE litemaas_hooks.schema_migrations SET checksum = 'x'")
+    assert run("install", "--backend-only") == 1
+    assert "was changed after it was applied" in capsys.readouterr().err
+
+
+def test_backfill_then_rerun_writes_nothing(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    ids = seed(env)
+    assert run("install", "--backend-only") == 0
+    assert run("backfill") == 0
+    out = capsys.readouterr().out
+    assert "created 3" in out
+    rows = models(env)
+    assert set(rows) == {name for name, _, _ in SEED}
+    g = rows["granite-8b-code-instruct-128k"]
+    assert g["provider"] == "openai"
+    assert g["backend_model_name"] == "granite-8b-code-instruct-128k"
+    assert g["api_base"] == "http://vllm.example:8000/v1"
+    assert g["context_length"] == 131072
+    assert g["litellm_model_id"] == ids[0]
+    assert g["availability"] == "available"
+    assert g["features"] == ["chat"]
+    assert rows["llama-3-8b-instruct"]["features"] == ["chat", "function_calling"]
+    assert rows["mistral-7b-instruct"]["description"] == "Mistral"
+    assert API_KEY not in json.dumps([r["metadata"] for r in rows.values()])
+
+    before = {k: (v["xmin"], v["updated_at"]) for k, v in rows.items()}
+    report = converge()
+    assert report.rows_written == 0
+    assert set(report.counts()) == {"unchanged"}
+    assert {k: (v["xmin"], v["updated_at"]) for k, v in models(env).items()} == before
+    assert run("backfill", "--dry-run") == 0
+
+
+def test_dry_run_writes_nothing_and_exits_2(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    seed(env)
+    assert run("install", "--backend-only") == 0
+    capsys.readouterr()
+    assert run("backfill", "--dry-run") == 2
+    out = capsys.readouterr().out
+    assert "+ create  granite-8b-code-instruct-128k" in out
+    assert "would be created 3" in out
+    assert models(env) == {}
+
+
+def test_subscribing_works_after_backfill(env: dict[str, str]) -> None:
+    seed(env)
+    add_user(env)
+    insert = "INSERT INTO subscriptions (user_id, model_id) VALUES (%s, 'mistral-7b-instruct')"
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as excinfo:
+        execute(env["LITEMAAS_DATABASE_URL"], insert, (USER,))
+    assert excinfo.value.sqlstate == "23503"
+    assert run("install", "--backend-only") == 0
+    assert run("backfill") == 0
+    execute(env["LITEMAAS_DATABASE_URL"], insert, (USER,))
+
+
+def test_two_deployments_one_row_survives_losing_one(env: dict[str, str]) -> None:
+    key = env["LITELLM_MASTER_KEY"]
+    first = litellm_row("shared", {"model": "openai/a", "api_base": "http://a"}, key=key)
+    second = litellm_row("shared", {"model": "openai/b", "api_base": "http://b"}, key=key)
+    insert_rows(env["LITELLM_DATABASE_URL"], [first])
+    insert_rows(env["LITELLM_DATABASE_URL"], [second])
+    execute(
+        env["LITELLM_DATABASE_URL"],
+        """UPDATE "LiteLLM_ProxyModelTable" SET updated_at = updated_at + interval '1 second' WHERE model_id = %s""",
+        (second["model_id"],),
+    )
+    assert run("install", "--backend-only") == 0
+    assert run("backfill") == 0
+    row = models(env)["shared"]
+    assert row["litellm_model_id"] == second["model_id"]
+    assert row["api_base"] == "http://b"
+
+    execute(
+        env["LITELLM_DATABASE_URL"], 'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (second["model_id"],)
+    )
+    report = converge({"shared"})
+    assert report.outcomes["shared"].action == "updated"
+    row = models(env)["shared"]
+    assert (row["availability"], row["litellm_model_id"], row["api_base"]) == (
+        "available",
+        first["model_id"],
+        "http://a",
+    )
+
+
+def test_admin_fields_are_preserved(env: dict[str, str]) -> None:
+    seed(env)
+    assert run("install", "--backend-only") == 0
+    assert run("backfill") == 0
+    execute(
+        env["LITEMAAS_DATABASE_URL"],
+        """UPDATE models SET description = 'curated', restricted_access = true, encrypted_api_key = 'enc',
+           availability = 'unavailable', provider = 'stale' WHERE id = 'mistral-7b-instruct'""",
+    )
+    report = converge()
+    assert report.outcomes["mistral-7b-instruct"].action == "updated"
+    row = models(env)["mistral-7b-instruct"]
+    assert row["provider"] == "openai"
+    assert (row["description"], row["restricted_access"], row["encrypted_api_key"]) == ("curated", True, "enc")
+    assert row["availability"] == "unavailable"  # hidden by an admin: left alone
+
+
+def test_retire_cascade_audit_and_revival(env: dict[str, str]) -> None:
+    ids = seed(env)
+    add_user(env)
+    assert run("install", "--backend-only") == 0
+    assert run("backfill") == 0
+    db = env["LITEMAAS_DATABASE_URL"]
+    execute(db, "INSERT INTO subscriptions (user_id, model_id) VALUES (%s, 'granite-8b-code-instruct-128k')", (USER,))
+    key_only = execute(
+        db, "INSERT INTO api_keys (user_id, key_hash, key_prefix) VALUES (%s, 'h1', 'sk-1') RETURNING id", (USER,)
+    )[0][0]
+    key_two = execute(
+        db, "INSERT INTO api_keys (user_id, key_hash, key_prefix) VALUES (%s, 'h2', 'sk-2') RETURNING id", (USER,)
+    )[0][0]
+    execute(
+        db,
+        """INSERT INTO api_key_models (api_key_id, model_id) VALUES
+           (%(a)s, 'granite-8b-code-instruct-128k'), (%(b)s, 'granite-8b-code-instruct-128k'),
+           (%(b)s, 'mistral-7b-instruct')""",
+        {"a": key_only, "b": key_two},
+    )
+    execute(env["LITELLM_DATABASE_URL"], 'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (ids[0],))
+
+    report = converge({"granite-8b-code-instruct-128k"})
+    assert report.outcomes["granite-8b-code-instruct-128k"].action == "retired"
+    assert models(env)["granite-8b-code-instruct-128k"]["availability"] == "unavailable"
+    assert execute(db, "SELECT status FROM subscriptions") == [("inactive",)]
+    assert execute(db, "SELECT model_id FROM api_key_models") == [("mistral-7b-instruct",)]
+    active = dict(execute(db, "SELECT key_hash, is_active FROM api_keys"))
+    assert active == {"h1": False, "h2": True}
+    audit = execute(db, "SELECT action, resource_type, resource_id, metadata FROM audit_logs")
+    assert len(audit) == 1
+    action, rtype, rid, meta = audit[0]
+    assert (action, rtype, rid) == ("MODEL_MARKED_UNAVAILABLE_WITH_CASCADE", "MODEL", "granite-8b-code-instruct-128k")
+    assert (meta["subscriptionsDeactivated"], meta["apiKeyModelLinksRemoved"], meta["apiKeysDeactivated"]) == (1, 2, 1)
+
+    again = converge({"granite-8b-code-instruct-128k"})
+    assert again.outcomes["granite-8b-code-instruct-128k"].action == "unchanged"
+    assert len(execute(db, "SELECT 1 FROM audit_logs")) == 1
+
+    seed(env, [SEED[0]])  # recreated in LiteLLM (a new deployment id)
+    revived = converge({"granite-8b-code-instruct-128k"})
+    assert revived.outcomes["granite-8b-code-instruct-128k"].action == "updated"
+    assert models(env)["granite-8b-code-instruct-128k"]["availability"] == "available"
+    assert execute(db, "SELECT status FROM subscriptions") == [("inactive",)]  # users re-subscribe
+
+
+def test_retire_missing_only_touches_litellm_rows(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    ids = seed(env)
+    assert run("install", "--backend-only") == 0
+    assert run("backfill") == 0
+    execute(
+        env["LITEMAAS_DATABASE_URL"],
+        "INSERT INTO models (id, name, provider) VALUES ('hand-made', 'Hand made', 'custom')",
+    )
+    execute(env["LITELLM_DATABASE_URL"], 'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (ids[1],))
+    assert run("backfill") == 0  # without --retire-missing nothing is retired
+    assert models(env)["mistral-7b-instruct"]["availability"] == "available"
+    capsys.readouterr()
+    assert run("backfill", "--dry-run", "--retire-missing") == 2
+    assert "- retire  mistral-7b-instruct" in capsys.readouterr().out
+    assert run("backfill", "--retire-missing") == 0
+    rows = models(env)
+    assert rows["mistral-7b-instruct"]["availability"] == "unavailable"
+    assert rows["hand-made"]["availability"] == "available"
+
+
+def test_ansible_rows_are_repaired(env: dict[str, str]) -> None:
+    ids = seed(env)
+    execute(
+        env["LITEMAAS_DATABASE_URL"],
+        """INSERT INTO models (id, name, provider, description, litellm_model_id, features, restricted_access)
+           VALUES ('llama-3-8b-instruct', 'llama-3-8b-instruct', 'litellm', 'AI model', 'llama-3-8b-instruct',
+                   NULL, true)""",
+    )
+    assert run("install", "--backend-only") == 0
+    assert run("backfill") == 0
+    row = models(env)["llama-3-8b-instruct"]
+    assert (row["provider"], row["litellm_model_id"], row["features"]) == (
+        "openai",
+        ids[2],
+        ["chat", "function_calling"],
+    )
+    assert (row["description"], row["restricted_access"]) == ("AI model", True)
+
+
+def test_awkward_names_and_too_long_names(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    awkward = 'org/it\'s "q"; -- modèle-日本'
+    too_long = "m" * 256
+    seed(env, [(awkward, "openai/x", {}), (too_long, "openai/y", {}), ("fine", "openai/z", {})])
+    assert run("install", "--backend-only") == 0
+    capsys.readouterr()
+    assert run("backfill") == 1  # one model could not be applied
+    err = capsys.readouterr().err
+    assert "256 characters long" in err
+    assert set(models(env)) == {awkward, "fine"}
+
+
+def test_wrong_key_is_reported_per_model(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(env, [SEED[0]])
+    other = litellm_row("other-key", {"model": "openai/o", "api_base": "http://o"}, key="sk-" + "1" * 64)
+    insert_rows(env["LITELLM_DATABASE_URL"], [other])
+    assert run("install", "--backend-only") == 0
+    capsys.readouterr()
+    assert run("backfill") == 1
+    err = capsys.readouterr().err
+    assert "other-key" in err
+    assert "encrypted with another key" in err
+    assert env["LITELLM_MASTER_KEY"] not in err
+    assert set(models(env)) == {SEED[0][0]}
+
+
+def test_team_models_are_skipped_by_default(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(env, [("model_name_team1_abc", "openai/t", {"team_id": "team1", "team_public_model_name": "t"})])
+    assert run("install", "--backend-only") == 0
+    report = converge()
+    assert report.outcomes["model_name_team1_abc"].action == "skipped"
+    monkeypatch.setenv("LITEMAAS_HOOKS_SYNC_TEAM_MODELS", "true")
+    assert converge().outcomes["model_name_team1_abc"].action == "created"
+
+
+def test_shared_database_topology(shared_dsn: str, master_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"LITEMAAS_DATABASE_URL": shared_dsn, "LITELLM_DATABASE_URL": shared_dsn, "LITELLM_MASTER_KEY": master_key}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    seed(env)
+    assert run("install", "--backend-only") == 0
+    assert run("backfill") == 0
+    assert len(models(env)) == 3
