@@ -21,9 +21,7 @@ async def lock_models(conn: psycopg.AsyncConnection[Any], ids: Collection[str] |
 
 async def snapshot(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> dict[str, CurrentRow]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql.query("backend", "models_snapshot"), {"ids": None if ids is None else list(ids)}
-        )
+        await cur.execute(sql.query("backend", "models_snapshot"), {"ids": None if ids is None else list(ids)})
         return {row["id"]: CurrentRow.from_db(row) for row in await cur.fetchall()}
 
 
@@ -31,15 +29,11 @@ async def upsert(conn: psycopg.AsyncConnection[Any], records: Sequence[ModelReco
     """Write a batch set-based; ``{id: inserted | updated | unchanged}``."""
     if not records:
         return {}
-    cur = await conn.execute(
-        sql.query("backend", "upsert_models"), {"models": Jsonb([r.to_json() for r in records])}
-    )
+    cur = await conn.execute(sql.query("backend", "upsert_models"), {"models": Jsonb([r.to_json() for r in records])})
     return {str(model_id): str(outcome) for model_id, outcome in await cur.fetchall()}
 
 
-async def retire(
-    conn: psycopg.AsyncConnection[Any], model_id: str, *, cascade: bool, reason: str
-) -> dict[str, Any]:
+async def retire(conn: psycopg.AsyncConnection[Any], model_id: str, *, cascade: bool, reason: str) -> dict[str, Any]:
     cur = await conn.execute(
         sql.query("backend", "retire_model"), {"id": model_id, "cascade": cascade, "reason": reason}
     )

@@ -124,9 +124,7 @@ def _json_decimal(value: Decimal | None) -> str | None:
 
 def _check_text(value: str, what: str, limit: int) -> str:
     if "\x00" in value:
-        raise MappingError(
-            f"{what} contains a NUL character, which PostgreSQL cannot store; fix it in LiteLLM"
-        )
+        raise MappingError(f"{what} contains a NUL character, which PostgreSQL cannot store; fix it in LiteLLM")
     if len(value) > limit:
         raise MappingError(
             f"{what} is {len(value)} characters long; the backend column holds at most {limit}. "
@@ -322,9 +320,7 @@ def map_model(name: str, deployments: Sequence[Deployment]) -> ModelRecord:
         rpm=_opt_int(_first(params.get("rpm"), info.get("rpm")), "rpm"),
         max_tokens=_opt_int(info.get("max_tokens"), "model_info.max_tokens"),
         litellm_model_id=_check_text(dep.model_id, "model_id", MAX_ID),
-        backend_model_name=_opt_text(
-            backend_model_name_of(params), "litellm_params.model", MAX_BACKEND_MODEL_NAME
-        ),
+        backend_model_name=_opt_text(backend_model_name_of(params), "litellm_params.model", MAX_BACKEND_MODEL_NAME),
         deployment_ids=tuple(sorted(d.model_id for d in deployments)),
         all_blocked=all(d.blocked for d in deployments),
     )

@@ -157,11 +157,7 @@ def plan_absent(name: str, current: CurrentRow | None, *, may_retire: bool) -> P
     if current.retired:
         return PlannedChange(name, "unchanged", message="already retired")
     if not current.from_litellm:
-        return PlannedChange(
-            name, "unchanged", message="hand-made backend row (no LiteLLM metadata); left alone"
-        )
+        return PlannedChange(name, "unchanged", message="hand-made backend row (no LiteLLM metadata); left alone")
     if not may_retire:
-        return PlannedChange(
-            name, "unchanged", message="missing from LiteLLM (use --retire-missing to retire)"
-        )
+        return PlannedChange(name, "unchanged", message="missing from LiteLLM (use --retire-missing to retire)")
     return PlannedChange(name, "retire", changes={"availability": (current.availability, "unavailable")})

@@ -123,9 +123,7 @@ class Reconciler:
             current = await backend_sink.snapshot(backend, scope)
             plan = self._plan(scope, truth.deployments, truth.errors, current, retire_missing=retire_missing)
             for change in plan:
-                report.outcomes[change.name] = Outcome(
-                    _PLAN_TO_OUTCOME[change.action], change.message, change.changes
-                )
+                report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
             for model_id, reason in truth.invalid.items():
                 report.outcomes[f"<deployment {model_id}>"] = Outcome("error", reason)
             if not dry_run:
@@ -168,9 +166,7 @@ class Reconciler:
             if deps and not self.settings.sync_team_models:
                 deps = [d for d in deps if not is_team_model(d)]
             if not deps:
-                plan.append(
-                    plan_absent(name, current.get(name), may_retire=scope is not None or retire_missing)
-                )
+                plan.append(plan_absent(name, current.get(name), may_retire=scope is not None or retire_missing))
                 continue
             try:
                 record = map_model(name, deps)
@@ -242,9 +238,7 @@ class Reconciler:
                 except psycopg.OperationalError:
                     raise
                 except psycopg.Error as exc:
-                    report.outcomes[change.name] = Outcome(
-                        "error", f"backend rejected the row: {_pg_message(exc)}"
-                    )
+                    report.outcomes[change.name] = Outcome("error", f"backend rejected the row: {_pg_message(exc)}")
             return
         for model_id, outcome in outcomes.items():
             if outcome == "unchanged":

@@ -31,8 +31,7 @@ def _check_dsn(value: str | None, var: str, db: str) -> str | None:
         return None
     if "://" in value and not value.startswith(("postgresql://", "postgres://")):
         raise ValueError(
-            f"{var} must be a PostgreSQL URL (got {redact_dsn(value)!r}); "
-            f"example: {var}={_DSN_EXAMPLE.format(db=db)}"
+            f"{var} must be a PostgreSQL URL (got {redact_dsn(value)!r}); example: {var}={_DSN_EXAMPLE.format(db=db)}"
         )
     return value
 
@@ -52,9 +51,7 @@ class Settings(BaseSettings):
     retire_cascade: bool = Field(default=True, alias="LITEMAAS_HOOKS_RETIRE_CASCADE")
     batch_size: int = Field(default=500, ge=1, le=10_000, alias="LITEMAAS_HOOKS_BATCH_SIZE")
     poll_interval_seconds: float = Field(default=5.0, gt=0, alias="LITEMAAS_HOOKS_POLL_INTERVAL_SECONDS")
-    reconcile_interval_seconds: float = Field(
-        default=600.0, ge=0, alias="LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS"
-    )
+    reconcile_interval_seconds: float = Field(default=600.0, ge=0, alias="LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS")
     max_attempts: int = Field(default=10, ge=1, alias="LITEMAAS_HOOKS_MAX_ATTEMPTS")
     retry_base_seconds: float = Field(default=1.0, gt=0, alias="LITEMAAS_HOOKS_RETRY_BASE_SECONDS")
     retry_max_seconds: float = Field(default=300.0, gt=0, alias="LITEMAAS_HOOKS_RETRY_MAX_SECONDS")
@@ -68,9 +65,7 @@ class Settings(BaseSettings):
     def _level(cls, v: str) -> str:
         level = v.upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ValueError(
-                "must be one of DEBUG, INFO, WARNING, ERROR (example: LITEMAAS_HOOKS_LOG_LEVEL=INFO)"
-            )
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR (example: LITEMAAS_HOOKS_LOG_LEVEL=INFO)")
         return level
 
     # -- resolved values -------------------------------------------------------------------------

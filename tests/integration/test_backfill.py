@@ -78,7 +78,8 @@ def models(env: dict[str, str]) -> dict[str, dict[str, Any]]:
 def add_user(env: dict[str, str]) -> None:
     execute(
         env["LITEMAAS_DATABASE_URL"],
-        "INSERT INTO users (id, username, email, oauth_provider, oauth_id) VALUES (%s, 'alice', 'alice@example.com', 'test', 'alice') ON CONFLICT DO NOTHING",
+        "INSERT INTO users (id, username, email, oauth_provider, oauth_id) "
+        "VALUES (%s, 'alice', 'alice@example.com', 'test', 'alice') ON CONFLICT DO NOTHING",
         (USER,),
     )
 

@@ -1,0 +1,144 @@
+"""Backfill benchmark: 10,000 LiteLLM deployments -> backend models, against a per-row baseline.
+
+Prints: cold backfill time, warm (no-change) re-run time and rows written, the per-row baseline that
+issues the backend's own query pattern (SELECT, then INSERT or UPDATE, one model at a time) and the
+ratio, and the peak RSS of a `litemaas-hooks backfill` process. Targets: cold <= 3 s, warm <= 1 s with 0
+rows written, >= 10x faster than the baseline, peak RSS <= 200 MB.
+
+    .venv/bin/python bench/backfill.py [--models 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import MASTER_KEY, databases, machine, seed
+
+from litemaas_hooks.connections import connect
+from litemaas_hooks.litellm_source import read_truth
+from litemaas_hooks.mapping import map_model
+from litemaas_hooks.migrations import apply_migrations
+from litemaas_hooks.reconcile import Reconciler, Report
+from litemaas_hooks.settings import load_settings
+
+BASELINE_COLUMNS = (
+    "name, provider, description, category, context_length, input_cost_per_token, output_cost_per_token, "
+    "supports_vision, supports_function_calling, supports_tool_choice, supports_parallel_function_calling, "
+    "supports_streaming, features, availability, version, metadata, api_base, tpm, rpm, max_tokens, "
+    "litellm_model_id, backend_model_name"
+)
+
+
+async def engine_run(env: dict[str, str]) -> Report:
+    settings = load_settings(env)
+    lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
+    try:
+        return await Reconciler(settings).converge(lite, back, None)
+    finally:
+        await lite.close()
+        await back.close()
+
+
+async def baseline_run(env: dict[str, str]) -> tuple[float, int]:
+    """Same truth and mapping, written the way the backend's ModelSyncService does: row by row."""
+    settings = load_settings(env)
+    started = time.perf_counter()
+    lite = await connect(settings, "litellm")
+    truth = await read_truth(lite, None, key=settings.decryption_key())
+    await lite.close()
+    written = 0
+    async with await psycopg.AsyncConnection.connect(env["LITEMAAS_DATABASE_URL"], autocommit=True) as back:
+        for name, deps in truth.deployments.items():
+            rec = map_model(name, deps).to_json()
+            values: list[Any] = [
+                rec["name"], rec["provider"], rec["description"], rec["category"], rec["context_length"],
+                rec["input_cost_per_token"], rec["output_cost_per_token"], rec["supports_vision"],
+                rec["supports_function_calling"], rec["supports_tool_choice"],
+                rec["supports_parallel_function_calling"], rec["supports_streaming"], rec["features"],
+                "available", rec["version"], psycopg.types.json.Jsonb(rec["metadata"]), rec["api_base"],
+                rec["tpm"], rec["rpm"], rec["max_tokens"], rec["litellm_model_id"], rec["backend_model_name"],
+            ]  # fmt: skip
+            cur = await back.execute("SELECT * FROM models WHERE id = %s", (name,))
+            if await cur.fetchone() is None:
+                await back.execute(
+                    f"INSERT INTO models (id, {BASELINE_COLUMNS}) VALUES (%s{', %s' * len(values)})",
+                    [name, *values],
+                )
+            else:
+                sets = ", ".join(f"{c.strip()} = %s" for c in BASELINE_COLUMNS.split(","))
+                await back.execute(f"UPDATE models SET {sets} WHERE id = %s", [*values, name])
+            written += 1
+    return time.perf_counter() - started, written
+
+
+def cli_rss(env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of a `litemaas-hooks backfill` process (a warm run)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    exe = os.path.join(os.path.dirname(sys.executable), "litemaas-hooks")
+    subprocess.run([exe, "backfill", "--quiet"], env={**os.environ, **env}, check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", type=int, default=10_000)
+    args = parser.parse_args()
+    with databases() as (pg, litellm_dsn, backend_dsn):
+        pg.create_database("baseline_db", template=None)
+        from litemaas_hooks.embedded.litemaas_schema import apply_litemaas_schema
+
+        apply_litemaas_schema(pg.dsn("baseline_db"))
+        seed_s = seed(litellm_dsn, args.models)
+        env = {
+            "LITEMAAS_DATABASE_URL": backend_dsn,
+            "LITELLM_DATABASE_URL": litellm_dsn,
+            "LITELLM_MASTER_KEY": MASTER_KEY,
+        }
+
+        async def install() -> None:
+            async with await psycopg.AsyncConnection.connect(backend_dsn, autocommit=True) as conn:
+                await apply_migrations(conn, "backend")
+
+        asyncio.run(install())
+        asyncio.run(engine_run(env))  # warm up imports and the cost-map cache outside the timings
+        with psycopg.connect(backend_dsn, autocommit=True) as conn:
+            conn.execute("TRUNCATE models CASCADE")
+            conn.execute("TRUNCATE litemaas_hooks.hidden_models")
+
+        from litemaas_hooks.litellm_adapter import clear_cost_map_cache
+
+        clear_cost_map_cache()
+        cold = asyncio.run(engine_run(env))
+        warm = asyncio.run(engine_run(env))
+        base_s, base_rows = asyncio.run(baseline_run({**env, "LITEMAAS_DATABASE_URL": pg.dsn("baseline_db")}))
+        wall, rss = cli_rss(env)
+
+    c = cold.counts()
+    print(f"backfill benchmark — {args.models} deployments — {machine()}")
+    print(f"  seeding (LiteLLM row builder + encryption): {seed_s:.2f}s")
+    print(
+        f"  cold backfill:  {cold.seconds:.2f}s  (created {c['created']}, rows written {cold.rows_written})"
+        "  target <= 3 s"
+    )
+    print(f"  warm re-run:    {warm.seconds:.2f}s  (rows written {warm.rows_written})  target <= 1 s, 0 rows")
+    print(f"  per-row baseline (SELECT then INSERT/UPDATE per model): {base_s:.2f}s ({base_rows} rows)")
+    print(f"  speed-up vs baseline: {base_s / cold.seconds:.1f}x  target >= 10x")
+    print(f"  `litemaas-hooks backfill` process (warm): {wall:.2f}s wall, peak RSS {rss:.0f} MB  target <= 200 MB")
+
+
+if __name__ == "__main__":
+    main()
