@@ -1,0 +1,508 @@
+"""The relay: outbox events in the LiteLLM database → the reconcile engine → the backend database.
+
+One relay runs per LiteLLM worker process (started by the callback plugin) or standalone
+(``litemaas-hooks relay``); any number of them cooperate through the outbox.
+
+Loop (crash-only: the outbox is the only state; a relay killed at any point loses nothing)::
+
+    connect both databases (autocommit) → LISTEN → give back our old claims, recover stalled claims
+    → drain → wait for a NOTIFY or the poll timeout → drain → ...
+
+- **drain**: claim a batch of due events (``FOR UPDATE SKIP LOCKED``), collect every affected model
+  name (old and new name of a rename), ``engine.converge(names=...)`` (re-reads the current truth, so
+  duplicated or reordered events are harmless), then — only after the backend transaction committed —
+  delete the events whose names converged and record the failures (scrubbed error text, capped
+  exponential backoff, ``dead`` after ``max_attempts``). Repeat until nothing is due.
+- **LISTEN before draining**: an event committed while we drain still wakes us (psycopg keeps
+  notifications that arrive during a query for the next wait); the poll timeout
+  (``poll_interval_seconds``) is the safety net and also retries failed events when they are due.
+- **housekeeping** on every poll timeout (at least every ``poll_interval_seconds``): ping the backend
+  connection, recover claims older than ``stall_timeout_seconds`` (a relay killed mid-batch).
+- **periodic full reconcile** every ``reconcile_interval_seconds`` (0 = off), fleet-wide at most one
+  runner at a time (session advisory lock in the LiteLLM database; the others skip) and at most about
+  once per interval (``litemaas_hooks.reconcile_state``). It also re-installs the outbox trigger when
+  LiteLLM dropped it (if this role may).
+- **reconnect** with exponential backoff (+-10 % jitter, capped at ``reconnect_max_seconds``) when either
+  database goes away; claims are given back and the outbox is drained on reconnect.
+
+Connections: exactly one to each database per relay, idle or busy (the LiteLLM connection LISTENs,
+claims and reads the truth; the backend connection writes). With N LiteLLM replicas x W workers each,
+the plugin holds N*W connections to the LiteLLM database and N*W to the backend database (2 x N*W on
+one server; 2 x N*W on the single database of the shared topology), plus 2 per standalone relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import psycopg
+
+from litemaas_hooks import outbox, sql
+from litemaas_hooks.backoff import Backoff
+from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks.redaction import redact_dsn, scrub
+from litemaas_hooks.settings import Settings
+
+log = logging.getLogger("litemaas_hooks.relay")
+
+ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
+KeyFunc = Callable[[], str | None]
+
+_CONNECT_KWARGS: dict[str, Any] = {
+    "autocommit": True,
+    "connect_timeout": 10,
+    # notice a silently dropped connection (e.g. a NAT or a failover) within about a minute
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
+class OutboxNotInstalledError(LiteMaaSHooksError):
+    """The outbox schema is missing from the LiteLLM database."""
+
+
+# -- the engine, as the relay sees it (litemaas_hooks.reconcile.Reconciler) --------------------------
+
+
+class _Outcome(Protocol):
+    @property
+    def action(self) -> str: ...
+    @property
+    def message(self) -> str | None: ...
+
+
+class _Report(Protocol):
+    @property
+    def outcomes(self) -> Mapping[str, _Outcome]: ...
+    def failed_names(self) -> set[str]: ...
+    def summary(self) -> str: ...
+
+
+class Engine(Protocol):
+    async def converge(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        names: Collection[str] | None = None,
+        *,
+        retire_missing: bool = False,
+        dry_run: bool = False,
+    ) -> _Report: ...
+
+
+def default_engine(settings: Settings, config_models: ConfigModels | None, key: KeyFunc | None) -> Engine:
+    from litemaas_hooks.reconcile import Reconciler
+
+    engine: Engine = Reconciler(settings, config_models=config_models, key=key)
+    return engine
+
+
+# -- observability (in memory only; nothing here ever needs flushing) --------------------------------
+
+
+@dataclass
+class RelayStats:
+    connected: bool = False
+    sessions: int = 0
+    reconnects: int = 0
+    batches: int = 0
+    events_applied: int = 0
+    events_failed: int = 0
+    events_dead: int = 0
+    stalled_recovered: int = 0
+    full_reconciles: int = 0
+    last_error: str | None = None
+    last_batch_seconds: float | None = None
+    started_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Relay:
+    """One relay: see the module docstring. ``await relay.run(stop)`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_models: ConfigModels | None = None,
+        key: KeyFunc | None = None,
+        name: str = "litemaas-hooks-relay",
+        engine: Engine | None = None,
+        reconcile_retire_missing: bool | None = None,
+    ) -> None:
+        """
+        :param config_models: config-file deployments (inside the proxy: from the router). Without it
+            config-file models are left alone.
+        :param key: returns the decryption key (default: the engine's own precedence).
+        :param name: shown in log lines, in ``application_name`` and in ``claimed_by``.
+        :param engine: the reconcile engine (default ``reconcile.Reconciler``); tests pass a fake.
+        :param reconcile_retire_missing: whether the periodic full reconcile retires backend rows whose
+            name is gone from LiteLLM. Default: only when ``config_models`` is given, because without
+            the router a config-file model would look "gone".
+        """
+        self.settings = settings
+        self.name = name
+        self.worker_id = f"{name}@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._key = key
+        self._engine = engine or default_engine(settings, config_models, key)
+        self._retire_missing = (
+            config_models is not None if reconcile_retire_missing is None else reconcile_retire_missing
+        )
+        self._backoff = Backoff(
+            initial_delay_seconds=min(0.5, settings.reconnect_max_seconds),
+            max_delay_seconds=settings.reconnect_max_seconds,
+        )
+        self.stats = RelayStats()
+        self.ready = asyncio.Event()  # set after each successful connect + first drain (tests, status)
+        self._next_housekeeping = 0.0
+        self._next_reconcile_check = 0.0
+        self._trigger_warned = False
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        extra: list[str | None] = []
+        if self._key is not None:
+            with contextlib.suppress(Exception):
+                extra.append(self._key())
+        return scrub(text, [*self.settings.secrets(), *extra])
+
+    def _describe(self, exc: BaseException) -> str:
+        return self._scrub(f"{type(exc).__name__}: {exc}".strip())
+
+    async def _connect(self, dsn: str, which: str) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(
+            dsn, application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
+        )
+
+    # -- main loop -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Relay until ``stop`` is set (or the task is cancelled). Never returns on database errors."""
+        stop = stop or asyncio.Event()
+        if not self.settings.enabled:
+            log.info("%s: disabled (LITEMAAS_HOOKS_ENABLED=false); not relaying", self.name)
+            return
+        litellm_dsn = self.settings.litellm_dsn()
+        backend_dsn = self.settings.backend_dsn()
+        log.info(
+            "%s: relaying LiteLLM %s -> backend %s (poll %.1fs, full reconcile every %s)",
+            self.name,
+            redact_dsn(litellm_dsn),
+            redact_dsn(backend_dsn),
+            self.settings.poll_interval_seconds,
+            f"{self.settings.reconcile_interval_seconds:.0f}s"
+            if self.settings.reconcile_interval_seconds > 0
+            else "never",
+        )
+        while not stop.is_set():
+            try:
+                await self._session(litellm_dsn, backend_dsn, stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.connected = False
+                self.ready.clear()
+                self.stats.reconnects += 1
+                self.stats.last_error = self._describe(exc)
+                delay = self._backoff.next_delay()
+                level = logging.WARNING if self._backoff.failures <= 3 else logging.ERROR
+                log.log(
+                    level,
+                    "%s: %s; retrying in %.1fs (attempt %d)",
+                    self.name,
+                    self.stats.last_error,
+                    delay,
+                    self._backoff.failures,
+                )
+                await _wait_event(stop, delay)
+        log.info("%s: stopped", self.name)
+
+    async def _session(self, litellm_dsn: str, backend_dsn: str, stop: asyncio.Event) -> None:
+        lconn = await self._connect(litellm_dsn, "litellm")
+        async with lconn:
+            bconn = await self._connect(backend_dsn, "backend")
+            async with bconn:
+                await self._start(lconn)
+                self.stats.sessions += 1
+                self.stats.connected = True
+                await self._drain(lconn, bconn)
+                self._backoff.reset()
+                self.ready.set()
+                log.info("%s: connected and caught up (worker %s)", self.name, self.worker_id)
+                await self._maybe_full_reconcile(lconn, bconn)
+                while not stop.is_set():
+                    woke = await self._wait(lconn, stop, await self._timeout(lconn))
+                    if stop.is_set():
+                        break
+                    if not woke or time.monotonic() >= self._next_housekeeping:
+                        await self._housekeeping(lconn, bconn)
+                    await self._drain(lconn, bconn)
+                    await self._maybe_full_reconcile(lconn, bconn)
+        self.stats.connected = False
+
+    async def _start(self, lconn: psycopg.AsyncConnection[Any]) -> None:
+        state = await outbox.trigger_state(lconn)
+        if not state.outbox_present:
+            raise OutboxNotInstalledError(
+                "the outbox litemaas_hooks.model_events does not exist in the LiteLLM database: run "
+                "`litemaas-hooks install` (with LITELLM_DATABASE_URL and LITEMAAS_DATABASE_URL set)"
+            )
+        await self._ensure_trigger(lconn, state)
+        await outbox.listen(lconn)  # before the first drain: nothing committed after it can be missed
+        given_back = await outbox.release(
+            lconn, worker=self.worker_id, reason="relay reconnected before completing this event"
+        )
+        if given_back:
+            log.info("%s: gave back %d claimed events after reconnecting", self.name, given_back)
+        await self._recover(lconn)
+        self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
+
+    async def _timeout(self, lconn: psycopg.AsyncConnection[Any]) -> float:
+        now = time.monotonic()
+        timeout = max(0.0, self._next_housekeeping - now)
+        due = await outbox.next_due_seconds(lconn)
+        if due is not None:
+            timeout = min(timeout, max(0.0, due))
+        if self.settings.reconcile_interval_seconds > 0:
+            timeout = min(timeout, max(0.0, self._next_reconcile_check - now))
+        return timeout
+
+    async def _wait(self, lconn: psycopg.AsyncConnection[Any], stop: asyncio.Event, wait_seconds: float) -> bool:
+        """Wait for a notification (True), the timeout (False) or ``stop``."""
+        listener = asyncio.ensure_future(_next_notification(lconn, wait_seconds))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            done, _ = await asyncio.wait({listener, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not listener.done():
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+        return listener in done and not listener.cancelled() and bool(listener.result())
+
+    async def _housekeeping(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
+        await outbox.ping(bconn)  # find out now, not with the next event, that the backend went away
+        await self._recover(lconn)
+        self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
+
+    async def _recover(self, lconn: psycopg.AsyncConnection[Any]) -> None:
+        recovered = await outbox.recover_stalled(
+            lconn,
+            stall_timeout_seconds=self.settings.stall_timeout_seconds,
+            max_attempts=self.settings.max_attempts,
+        )
+        if recovered:
+            self.stats.stalled_recovered += len(recovered)
+            dead = [r.id for r in recovered if r.status == "dead"]
+            log.warning(
+                "%s: recovered %d stalled claims (older than %.0fs)%s",
+                self.name,
+                len(recovered),
+                self.settings.stall_timeout_seconds,
+                f"; {len(dead)} reached max attempts and are dead: {dead}" if dead else "",
+            )
+
+    # -- draining --------------------------------------------------------------------------------
+
+    async def drain_once(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> int:
+        """Claim and apply one batch; returns how many events were claimed (0 = nothing due)."""
+        events = await outbox.claim(lconn, worker=self.worker_id, batch_size=self.settings.batch_size)
+        if not events:
+            return 0
+        started = time.perf_counter()
+        names: set[str] = set().union(*(e.names for e in events))
+        try:
+            report = await self._engine.converge(lconn, bconn, names=names, retire_missing=False)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            # a database went away: not the events' fault; give them back if we still can
+            with contextlib.suppress(psycopg.Error):
+                await outbox.release(lconn, worker=self.worker_id, reason="database connection lost while applying")
+            raise
+        except Exception as exc:
+            message = self._scrub(f"converge failed: {type(exc).__name__}: {exc}")[:2000]
+            log.exception("%s: %s (events %s)", self.name, message, [e.id for e in events])
+            await self._fail(lconn, {e.id: message for e in events})
+            return len(events)
+        failed = report.failed_names()
+        done: list[int] = []
+        errors: dict[int, str] = {}
+        for event in events:
+            bad = sorted(event.names & failed)
+            if not bad:
+                done.append(event.id)
+                continue
+            errors[event.id] = self._scrub("; ".join(f"{n}: {report.outcomes[n].message or 'error'}" for n in bad))[
+                :2000
+            ]
+        # the backend transaction(s) of converge() committed: the events may go now
+        await outbox.complete(lconn, worker=self.worker_id, ids=done)
+        await self._fail(lconn, errors)
+        elapsed = time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.events_applied += len(done)
+        self.stats.last_batch_seconds = elapsed
+        changed = {n: o.action for n, o in report.outcomes.items() if o.action in {"created", "updated", "retired"}}
+        log.log(
+            logging.INFO if changed or errors else logging.DEBUG,
+            "%s: %d events, %d names in %.1f ms: %s%s",
+            self.name,
+            len(events),
+            len(names),
+            elapsed * 1000,
+            ", ".join(f"{n} {a}" for n, a in sorted(changed.items())) or "no change",
+            f"; {len(errors)} events failed" if errors else "",
+        )
+        return len(events)
+
+    async def _drain(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
+        while await self.drain_once(lconn, bconn):
+            pass
+
+    async def _fail(self, lconn: psycopg.AsyncConnection[Any], errors: Mapping[int, str]) -> None:
+        if not errors:
+            return
+        results = await outbox.fail(
+            lconn,
+            worker=self.worker_id,
+            errors=errors,
+            max_attempts=self.settings.max_attempts,
+            retry_base_seconds=self.settings.retry_base_seconds,
+            retry_max_seconds=self.settings.retry_max_seconds,
+        )
+        self.stats.events_failed += len(results)
+        for r in results:
+            if r.status == "dead":
+                self.stats.events_dead += 1
+                log.error(
+                    "%s: event %d failed %d times and is dead (see `litemaas-hooks status`): %s",
+                    self.name,
+                    r.id,
+                    r.attempts,
+                    errors[r.id],
+                )
+            else:
+                log.warning(
+                    "%s: event %d failed (attempt %d/%d), retrying at %s: %s",
+                    self.name,
+                    r.id,
+                    r.attempts,
+                    self.settings.max_attempts,
+                    r.next_attempt_at.isoformat(timespec="seconds"),
+                    errors[r.id],
+                )
+
+    # -- the periodic full reconcile -------------------------------------------------------------
+
+    async def _maybe_full_reconcile(
+        self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]
+    ) -> None:
+        interval = self.settings.reconcile_interval_seconds
+        if interval <= 0 or time.monotonic() < self._next_reconcile_check:
+            return
+        self._next_reconcile_check = time.monotonic() + interval * random.uniform(0.9, 1.1)
+        await self._ensure_trigger(lconn, await outbox.trigger_state(lconn))
+        if not await outbox.try_reconcile_lock(lconn):
+            log.debug("%s: another relay is running the full reconcile; skipped", self.name)
+            return
+        try:
+            if not await outbox.reconcile_due(lconn, min_age_seconds=interval * 0.5):
+                log.debug("%s: full reconcile ran recently elsewhere; skipped", self.name)
+                return
+            await outbox.reconcile_started(lconn, runner=self.worker_id)
+            try:
+                report = await self._engine.converge(lconn, bconn, names=None, retire_missing=self._retire_missing)
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                raise
+            except Exception as exc:
+                log.exception("%s: full reconcile failed: %s", self.name, self._describe(exc))
+                return
+            summary = self._scrub(report.summary())
+            await outbox.reconcile_finished(lconn, runner=self.worker_id, summary=summary)
+            self.stats.full_reconciles += 1
+            failed = report.failed_names()
+            log.log(
+                logging.WARNING if failed else logging.INFO,
+                "%s: full reconcile: %s%s",
+                self.name,
+                summary,
+                f"; failed: {sorted(failed)}" if failed else "",
+            )
+        finally:
+            if not lconn.closed:
+                await outbox.reconcile_unlock(lconn)
+
+    async def _ensure_trigger(self, lconn: psycopg.AsyncConnection[Any], state: outbox.TriggerState) -> None:
+        """Re-install the trigger when LiteLLM dropped it (needs the TRIGGER privilege; else log)."""
+        if state.ok or not state.outbox_present:
+            return
+        if not state.table_present:
+            log.error(
+                '%s: LiteLLM\'s table public."LiteLLM_ProxyModelTable" is missing: start LiteLLM with '
+                "STORE_MODEL_IN_DB=True and check LITELLM_DATABASE_URL",
+                self.name,
+            )
+            return
+        script = next(r for r in sql.repeatables("litellm") if r.name == "trigger")
+        try:
+            async with lconn.transaction():
+                await lconn.execute(script.sql.encode("utf-8"))
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error as exc:
+            if not self._trigger_warned:
+                log.error(
+                    "%s: the outbox trigger on LiteLLM's table is missing or disabled and could not be "
+                    "re-created (%s): run `litemaas-hooks install` as a role with the TRIGGER privilege "
+                    'on public."LiteLLM_ProxyModelTable". Until then changes reach the backend only '
+                    "through the periodic full reconcile.",
+                    self.name,
+                    self._scrub(exc.diag.message_primary or str(exc)),
+                )
+                self._trigger_warned = True
+            return
+        self._trigger_warned = False
+        log.warning("%s: the outbox trigger was missing or disabled; re-installed it", self.name)
+
+
+async def _next_notification(conn: psycopg.AsyncConnection[Any], wait_seconds: float) -> bool:
+    # aclosing: leaving the generator early must release the connection lock it holds
+    async with contextlib.aclosing(conn.notifies(timeout=wait_seconds, stop_after=1)) as gen:
+        async for _ in gen:
+            return True
+    return False
+
+
+async def _wait_event(event: asyncio.Event, wait_seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), wait_seconds)
+
+
+async def run_relay(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    config_models: ConfigModels | None = None,
+    key: KeyFunc | None = None,
+    name: str = "litemaas-hooks-relay",
+) -> None:
+    """Run one relay until ``stop`` is set or the task is cancelled (``litemaas-hooks relay``).
+
+    Raises ``ConfigError`` at once when a database URL is missing; database outages are retried forever.
+    """
+    await Relay(settings, config_models=config_models, key=key, name=name).run(stop)

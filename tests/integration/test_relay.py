@@ -1,0 +1,468 @@
+"""The relay end to end: LiteLLM rows → trigger → outbox → relay → engine → backend ``models``.
+
+Real PostgreSQL (two databases, or one shared), LiteLLM's real schema and encryption, the real engine.
+Every wait is a condition polled against a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+import pytest
+
+from litemaas_hooks import outbox
+from litemaas_hooks.embedded.cluster import LocalPostgres
+from litemaas_hooks.migrations import apply_migrations
+from litemaas_hooks.relay import Relay
+from litemaas_hooks.settings import Settings, load_settings
+from tests.helpers import INSERT_ROW, litellm_row
+
+pytestmark = pytest.mark.anyio
+
+AConn = psycopg.AsyncConnection[Any]
+PARAMS = {"model": "openai/gpt-4o", "api_key": "sk-provider-secret-123456", "api_base": "https://llm.example/v1"}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+async def install(litellm_dsn: str, backend_dsn: str) -> None:
+    for dsn, side in ((litellm_dsn, "litellm"), (backend_dsn, "backend")):
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await apply_migrations(conn, side)  # type: ignore[arg-type]
+
+
+def make_settings(litellm_dsn: str, backend_dsn: str, master_key: str, **overrides: Any) -> Settings:
+    knobs: dict[str, Any] = {
+        "poll_interval_seconds": 30.0,  # long: a fast reaction can only come from LISTEN/NOTIFY
+        "reconcile_interval_seconds": 0.0,
+        "retry_base_seconds": 0.05,
+        "retry_max_seconds": 0.2,
+        "reconnect_max_seconds": 1.0,
+        **overrides,
+    }
+    return load_settings(
+        {"LITEMAAS_DATABASE_URL": backend_dsn, "LITELLM_DATABASE_URL": litellm_dsn, "LITELLM_MASTER_KEY": master_key},
+        **knobs,
+    )
+
+
+@asynccontextmanager
+async def running(settings: Settings, count: int = 1, **kwargs: Any) -> AsyncIterator[list[Relay]]:
+    stop = asyncio.Event()
+    relays = [Relay(settings, name=f"relay-{i}", **kwargs) for i in range(count)]
+    tasks = [asyncio.create_task(r.run(stop)) for r in relays]
+    try:
+        ready = asyncio.gather(*(r.ready.wait() for r in relays))
+        done, _ = await asyncio.wait({asyncio.ensure_future(ready), *tasks}, timeout=30, return_when="FIRST_COMPLETED")
+        for task in tasks:
+            if task in done:
+                task.result()  # a relay that died at start: show why
+        assert all(r.ready.is_set() for r in relays), "relays did not get ready within 30 s"
+        yield relays
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, deadline_seconds: float = 15.0, what: str = "") -> float:
+    """Poll ``check`` until it is true; return how long it took. Fails at the deadline."""
+    started = time.perf_counter()
+    while True:
+        if await check():
+            return time.perf_counter() - started
+        if time.perf_counter() - started > deadline_seconds:
+            raise AssertionError(f"not true within {deadline_seconds}s: {what}")
+        await asyncio.sleep(0.001)
+
+
+async def backend_models(conn: AConn) -> dict[str, str]:
+    cur = await conn.execute("SELECT id, availability FROM models")
+    return {str(i): str(a) for i, a in await cur.fetchall()}
+
+
+async def insert(conn: AConn, name: str, key: str, *, model_id: str | None = None, **info: Any) -> str:
+    row = litellm_row(name, PARAMS, {"description": f"{name} desc", **info}, key=key, model_id=model_id)
+    await conn.execute(INSERT_ROW, row)
+    return str(row["model_id"])
+
+
+async def outbox_empty(conn: AConn) -> bool:
+    c = await outbox.counts(conn)
+    return c.pending == 0 and c.claimed == 0
+
+
+@pytest.fixture
+async def dbs(litellm_dsn: str, backend_dsn: str) -> tuple[str, str]:
+    await install(litellm_dsn, backend_dsn)
+    return litellm_dsn, backend_dsn
+
+
+# -- tests ----------------------------------------------------------------------------------------
+
+
+async def test_insert_update_rename_delete_follow_within_ms(dbs: tuple[str, str], master_key: str) -> None:
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key)
+    async with (
+        running(settings) as (relay,),
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        mid = await insert(lc, "granite", master_key)
+        took = await eventually(lambda: _has(bc, "granite", "available"), what="insert reaches the backend")
+        assert took < 2.0  # poll interval is 30 s: this was the NOTIFY
+
+        await lc.execute(
+            """UPDATE "LiteLLM_ProxyModelTable" SET model_info = model_info || '{"max_tokens": 777}'
+               WHERE model_id = %s""",
+            (mid,),
+        )
+        await eventually(lambda: _scalar(bc, "SELECT max_tokens FROM models WHERE id = 'granite'", 777))
+
+        await lc.execute(
+            """UPDATE "LiteLLM_ProxyModelTable" SET model_name = 'granite-2' WHERE model_id = %s""", (mid,)
+        )
+        await eventually(
+            lambda: _state(bc, {"granite": "unavailable", "granite-2": "available"}), what="rename = retire + create"
+        )
+
+        await lc.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s""", (mid,))
+        await eventually(lambda: _state(bc, {"granite": "unavailable", "granite-2": "unavailable"}))
+        await eventually(lambda: outbox_empty(lc), what="applied events are deleted")
+        assert relay.stats.events_failed == 0
+        # exactly one audit row per retirement
+        cur = await bc.execute(
+            "SELECT resource_id, count(*) FROM audit_logs WHERE action LIKE 'MODEL_MARKED_UNAVAILABLE%%' GROUP BY 1"
+        )
+        assert dict(await cur.fetchall()) == {"granite": 1, "granite-2": 1}
+
+
+async def test_load_balanced_name_is_retired_only_with_its_last_deployment(
+    dbs: tuple[str, str], master_key: str
+) -> None:
+    ldsn, bdsn = dbs
+    async with (
+        running(make_settings(ldsn, bdsn, master_key)),
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        first = await insert(lc, "llama", master_key)
+        second = await insert(lc, "llama", master_key)
+        await eventually(lambda: _has(bc, "llama", "available"))
+        await lc.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s""", (first,))
+        await eventually(lambda: outbox_empty(lc))
+        assert (await backend_models(bc))["llama"] == "available"
+        await lc.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s""", (second,))
+        await eventually(lambda: _has(bc, "llama", "unavailable"))
+
+
+async def test_listen_wakeup_latency(dbs: tuple[str, str], master_key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    ldsn, bdsn = dbs
+    latencies: list[float] = []
+    async with (
+        running(make_settings(ldsn, bdsn, master_key)),
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        for i in range(100):
+            name = f"lat-{i}"
+            row = litellm_row(name, PARAMS, {}, key=master_key)
+            started = time.perf_counter()
+            await lc.execute(INSERT_ROW, row)  # autocommit: committed when execute returns
+            await eventually(lambda name=name: _has(bc, name, "available"), deadline_seconds=5)  # type: ignore[misc]
+            latencies.append(time.perf_counter() - started)
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p95 = latencies[int(len(latencies) * 0.95) - 1] * 1000
+    with capsys.disabled():
+        print(f"\nLiteLLM commit -> backend row visible, {len(latencies)} inserts: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+    assert p95 < 500  # generous for CI; the poll interval is 30 s, so this is the NOTIFY path
+
+
+async def test_failures_back_off_then_die_then_replay(
+    dbs: tuple[str, str], master_key: str, pg_cluster: LocalPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="litemaas_hooks")
+    ldsn, bdsn = dbs
+    other_key = "sk-" + secrets.token_hex(32)
+    settings = make_settings(ldsn, bdsn, master_key, max_attempts=3)
+    async with (
+        running(settings) as (relay,),
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        # encrypted with a key the relay does not have: the engine reports an error for this name
+        bad = await insert(lc, "broken", other_key)
+        await insert(lc, "fine", master_key)
+        await eventually(lambda: _has(bc, "fine", "available"))
+
+        async def dead() -> bool:
+            return (await outbox.counts(lc)).dead == 1
+
+        await eventually(dead, deadline_seconds=10, what="event dead after 3 attempts with backoff")
+        (event,) = await outbox.dead_events(lc)
+        assert event.attempts == 3
+        assert event.new_model_name == "broken"
+        assert event.last_error is not None
+        assert "could not be decrypted" in event.last_error
+        assert "broken" not in await backend_models(bc)
+        assert relay.stats.events_failed == 3
+        assert relay.stats.events_dead == 1
+
+        # the operator fixes the row (re-encrypts with the right key) and replays the dead event
+        fixed = litellm_row("broken", PARAMS, {}, key=master_key, model_id=bad)
+        await lc.execute(
+            """UPDATE "LiteLLM_ProxyModelTable" SET litellm_params = %s::jsonb WHERE model_id = %s""",
+            (fixed["litellm_params"], bad),
+        )
+        await eventually(lambda: _has(bc, "broken", "available"))
+        assert await outbox.replay_dead(lc) == 1
+        await eventually(lambda: outbox_empty(lc))
+        assert (await outbox.counts(lc)).dead == 0
+
+    # log lines never carry a secret
+    text = caplog.text
+    for secret in (master_key, other_key, pg_cluster.password, PARAMS["api_key"]):
+        assert secret not in text
+
+
+async def test_stalled_claims_are_recovered(dbs: tuple[str, str], master_key: str) -> None:
+    ldsn, bdsn = dbs
+    async with (
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        await insert(lc, "orphaned", master_key)
+        # a relay claimed it and was SIGKILLed before completing
+        (claimed,) = await outbox.claim(lc, worker="ghost@dead-pod:1:abc", batch_size=10)
+        settings = make_settings(ldsn, bdsn, master_key, stall_timeout_seconds=0.5, poll_interval_seconds=0.1)
+        async with running(settings) as (relay,):
+            await eventually(lambda: _has(bc, "orphaned", "available"), what="stalled claim recovered and applied")
+            await eventually(lambda: outbox_empty(lc))
+            assert relay.stats.stalled_recovered == 1
+        assert claimed.attempts == 1
+
+
+async def test_reconnects_when_either_database_goes_away(
+    dbs: tuple[str, str], master_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key)
+    async with (
+        running(settings) as (relay,),
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        # the backend connection dies while idle; the next event finds out, gives its claim back,
+        # reconnects and applies it
+        await _terminate(bc, "relay-0:backend")
+        await insert(lc, "after-backend-outage", master_key)
+        await eventually(lambda: _has(bc, "after-backend-outage", "available"), what="applied after reconnect")
+        assert relay.stats.reconnects >= 1
+
+        # the LiteLLM (LISTEN) connection dies; a change made meanwhile is drained on reconnect
+        reconnects = relay.stats.reconnects
+        await _terminate(lc, "relay-0:litellm")
+        await insert(lc, "after-litellm-outage", master_key)
+        await eventually(lambda: _has(bc, "after-litellm-outage", "available"), what="drained on reconnect")
+        await eventually(lambda: outbox_empty(lc))
+        assert relay.stats.reconnects > reconnects
+        assert relay.stats.events_failed == 0  # an outage is not an attempt
+    assert "retrying in" in caplog.text
+
+
+async def test_three_concurrent_relays_apply_everything_once(dbs: tuple[str, str], master_key: str) -> None:
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key, batch_size=3)
+    names = [f"n{i:02d}" for i in range(30)]
+    present: set[str] = set()
+    gone: set[str] = set()
+
+    async def writer(chunk: list[str]) -> None:
+        async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as conn:
+            for name in chunk:
+                await insert(conn, name, master_key)
+                if int(name[1:]) % 3 == 0:  # load-balanced: a second deployment
+                    await insert(conn, name, master_key)
+                await conn.execute(
+                    """UPDATE "LiteLLM_ProxyModelTable" SET model_info = model_info || '{"max_tokens": 42}'
+                       WHERE model_name = %s""",
+                    (name,),
+                )
+                index = int(name[1:])
+                if 20 <= index < 25:  # rename every deployment of the name
+                    await conn.execute(
+                        """UPDATE "LiteLLM_ProxyModelTable" SET model_name = %s WHERE model_name = %s""",
+                        (f"{name}-renamed", name),
+                    )
+                    gone.add(name)
+                    present.add(f"{name}-renamed")
+                elif index >= 25:
+                    await conn.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = %s""", (name,))
+                    gone.add(name)
+                else:
+                    present.add(name)
+
+    async with (
+        running(settings, count=3) as relays,
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+
+        async def converged() -> bool:
+            if not await outbox_empty(lc):
+                return False
+            have = await backend_models(bc)
+            # a name renamed or deleted before any relay saw it may never have reached the backend
+            return all(have.get(n) == "available" for n in present) and all(
+                have.get(n, "unavailable") == "unavailable" for n in gone
+            )
+
+        async def audits() -> dict[str, int]:
+            cur = await bc.execute(
+                "SELECT resource_id, count(*) FROM audit_logs WHERE action LIKE 'MODEL_MARKED_UNAVAILABLE%%' GROUP BY 1"
+            )
+            return {str(k): int(v) for k, v in await cur.fetchall()}
+
+        # phase 1: 4 concurrent writers, 30 names, inserts + updates + renames + deletes
+        await asyncio.gather(*(writer(names[i::4]) for i in range(4)))
+        await eventually(converged, deadline_seconds=60, what="all 3 relays drained and the backend matches")
+        cur = await bc.execute("SELECT count(*) FROM models WHERE id LIKE 'n%%' AND max_tokens = 42")
+        assert await cur.fetchone() == (len(present),)
+        have = await backend_models(bc)
+        assert await audits() == {n: 1 for n in gone if n in have}  # one audit row per retirement
+
+        # phase 2: delete 10 names that are certainly in the backend (some with two deployments, so
+        # two events for one name may be claimed by two relays at once): each is retired exactly once
+        victims = sorted(n for n in present if not n.endswith("-renamed"))[:10]
+        async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as conn:
+            await asyncio.gather(
+                *(
+                    conn.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = %s""", (n,))
+                    for n in victims
+                )
+            )
+        present.difference_update(victims)
+        gone.update(victims)
+        await eventually(converged, deadline_seconds=60, what="deletes applied")
+        have = await backend_models(bc)
+        assert all(have[n] == "unavailable" for n in victims)
+        assert await audits() == {n: 1 for n in gone if n in have}  # still no duplicate audit row
+
+        for relay in relays:
+            assert relay.stats.events_failed == 0, relay.stats  # no deadlock, no error
+            assert relay.stats.reconnects == 0, relay.stats
+        assert sum(r.stats.events_applied for r in relays) >= len(names) + len(victims)
+        assert sum(1 for r in relays if r.stats.events_applied) >= 2  # the work really was shared
+
+
+async def test_periodic_full_reconcile_heals_missed_changes_one_runner_at_a_time(
+    dbs: tuple[str, str], master_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="litemaas_hooks.relay")
+    ldsn, bdsn = dbs
+    async with (
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as other_runner,
+    ):
+        # changes made while the trigger was missing (e.g. LiteLLM re-created its table): no events
+        await lc.execute('DROP TRIGGER litemaas_hooks_model_events ON "LiteLLM_ProxyModelTable"')
+        await insert(lc, "missed", master_key)
+        assert (await outbox.counts(lc)).pending == 0
+        # another relay of the fleet holds the full-reconcile lock
+        assert await outbox.try_reconcile_lock(other_runner)
+
+        settings = make_settings(ldsn, bdsn, master_key, reconcile_interval_seconds=0.2)
+        async with running(settings) as (relay,):
+
+            async def skipped() -> bool:
+                return "another relay is running the full reconcile; skipped" in caplog.text
+
+            await eventually(skipped, what="the relay saw the lock held and skipped")
+            assert "missed" not in await backend_models(bc)
+            assert relay.stats.full_reconciles == 0
+            # the relay put the trigger back (this role may)
+            assert (await outbox.trigger_state(lc)).ok
+
+            await outbox.reconcile_unlock(other_runner)
+            await eventually(lambda: _has(bc, "missed", "available"), what="full reconcile applied the missed row")
+            assert relay.stats.full_reconciles >= 1
+            state = await outbox.last_reconcile(lc)
+            assert state is not None
+            assert state.last_runner == relay.worker_id
+            assert state.last_summary is not None
+            assert "created 1" in state.last_summary
+
+
+async def test_shared_database_topology(shared_dsn: str, master_key: str) -> None:
+    await install(shared_dsn, shared_dsn)
+    async with (
+        running(make_settings(shared_dsn, shared_dsn, master_key)),
+        await psycopg.AsyncConnection.connect(shared_dsn, autocommit=True) as conn,
+    ):
+        await insert(conn, "shared-one", master_key, model_id=str(uuid.uuid4()))
+        await eventually(lambda: _has(conn, "shared-one", "available"))
+        await conn.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = 'shared-one'""")
+        await eventually(lambda: _has(conn, "shared-one", "unavailable"))
+
+
+async def test_relay_refuses_to_start_without_outbox(litellm_dsn: str, backend_dsn: str, master_key: str) -> None:
+    settings = make_settings(litellm_dsn, backend_dsn, master_key)
+    relay = Relay(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+
+    async def complained() -> bool:
+        return relay.stats.last_error is not None
+
+    await eventually(complained)
+    assert relay.stats.last_error is not None
+    assert "litemaas-hooks install" in relay.stats.last_error
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+# -- small checks -----------------------------------------------------------------------------------
+
+
+async def _has(conn: AConn, model: str, availability: str) -> bool:
+    return (await backend_models(conn)).get(model) == availability
+
+
+async def _state(conn: AConn, want: dict[str, str]) -> bool:
+    have = await backend_models(conn)
+    return all(have.get(k) == v for k, v in want.items())
+
+
+async def _scalar(conn: AConn, query: str, want: Any) -> bool:
+    cur = await conn.execute(query)  # type: ignore[arg-type]
+    row = await cur.fetchone()
+    return row is not None and row[0] == want
+
+
+async def _terminate(conn: AConn, application_name: str) -> None:
+    cur = await conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+    )
+    assert [r[0] for r in await cur.fetchall()] == [True], f"no connection named {application_name}"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value)
