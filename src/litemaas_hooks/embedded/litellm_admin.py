@@ -36,8 +36,9 @@ import contextlib
 import inspect
 import json
 import os
+import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from importlib import metadata
 from types import ModuleType, TracebackType
 from typing import Any, Final, Self
@@ -81,9 +82,20 @@ def _modules() -> tuple[ModuleType, ModuleType]:
     """``litellm.proxy.proxy_server`` and the model-management endpoints module (imported once)."""
     import importlib
 
-    proxy_server = importlib.import_module("litellm.proxy.proxy_server")
-    endpoints = importlib.import_module(_ENDPOINTS_MODULE)
+    with _litellm_internals():
+        proxy_server = importlib.import_module("litellm.proxy.proxy_server")
+        endpoints = importlib.import_module(_ENDPOINTS_MODULE)
     return proxy_server, endpoints
+
+
+@contextlib.contextmanager
+def _litellm_internals() -> Iterator[None]:
+    """While LiteLLM's code runs: its lazily built pydantic schemas warn about LiteLLM's own types (e.g.
+    ``ReadOnly`` TypedDict items); those warnings are not the caller's to handle (pytest turns them into
+    errors, and which call builds a schema first depends on test order)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"pydantic(\.|$)")
+        yield
 
 
 def _admin_auth(master_key: str | None, user_id: str) -> Any:
@@ -92,17 +104,24 @@ def _admin_auth(master_key: str | None, user_id: str) -> Any:
     from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
     alias = getattr(litellm.constants, "LITELLM_PROXY_MASTER_KEY_ALIAS", None)
-    return UserAPIKeyAuth(
-        api_key=alias if alias is not None else master_key,
-        user_id=user_id,
-        user_role=LitellmUserRoles.PROXY_ADMIN,
-    )
+    with _litellm_internals():
+        return UserAPIKeyAuth(
+            api_key=alias if alias is not None else master_key,
+            user_id=user_id,
+            user_role=LitellmUserRoles.PROXY_ADMIN,
+        )
 
 
 def _as_json(body: Mapping[str, Any]) -> dict[str, Any]:
     """The body as it arrives over HTTP (JSON types only)."""
     loaded: dict[str, Any] = json.loads(json.dumps(body))
     return loaded
+
+
+def _request(model: Any, body: Mapping[str, Any]) -> Any:
+    """LiteLLM's request model validated from the JSON body, as FastAPI does."""
+    with _litellm_internals():
+        return model.model_validate(_as_json(body))
 
 
 def _http_request(method: str, path: str) -> Any:
@@ -251,7 +270,7 @@ class LiteLLMAdmin:
         body: dict[str, Any] = {"model_name": model_name, "litellm_params": dict(litellm_params)}
         if model_info is not None:
             body["model_info"] = dict(model_info)
-        deployment = Deployment.model_validate(_as_json(body))
+        deployment = _request(Deployment, body)
         requested_id = str(deployment.model_info.id)
         result = await self._call(
             "add_new_model", "POST", "/model/new", model_params=deployment, user_api_key_dict=self._admin
@@ -279,7 +298,7 @@ class LiteLLMAdmin:
             body["litellm_params"] = dict(litellm_params)
         if model_info is not None:
             body["model_info"] = dict(model_info)
-        patch = updateDeployment.model_validate(_as_json(body))
+        patch = _request(updateDeployment, body)
         await self._call(
             "patch_model",
             "PATCH",
@@ -307,7 +326,7 @@ class LiteLLMAdmin:
         }
         if model_name is not None:
             body["model_name"] = model_name
-        params = updateDeployment.model_validate(_as_json(body))
+        params = _request(updateDeployment, body)
         await self._call("update_model", "POST", "/model/update", model_params=params, user_api_key_dict=self._admin)
 
     async def delete_model(self, model_id: str) -> None:
@@ -318,7 +337,7 @@ class LiteLLMAdmin:
             "delete_model",
             "POST",
             "/model/delete",
-            model_info=ModelInfoDelete.model_validate({"id": model_id}),
+            model_info=_request(ModelInfoDelete, {"id": model_id}),
             user_api_key_dict=self._admin,
         )
 
@@ -354,7 +373,7 @@ class LiteLLMAdmin:
             endpoint,
             "POST",
             path,
-            data=BlockModelRequest.model_validate({"model_id": model_id}),
+            data=_request(BlockModelRequest, {"model_id": model_id}),
             user_api_key_dict=self._admin,
         )
 
@@ -367,7 +386,8 @@ class LiteLLMAdmin:
         call: Coroutine[Any, Any, Any] = fn(**_complete_kwargs(fn, kwargs, method, path))
         async with self._active():
             try:
-                result = await call
+                with _litellm_internals():
+                    result = await call
             except Exception as exc:
                 error = _error_from(exc, f"{method} {path}")
                 if error is None:
@@ -462,7 +482,7 @@ def encrypted_row(
     body: dict[str, Any] = {"model_name": model_name, "litellm_params": dict(litellm_params)}
     if model_info is not None:
         body["model_info"] = dict(model_info)
-    deployment = Deployment.model_validate(_as_json(body))
+    deployment = _request(Deployment, body)
     builder = getattr(endpoints, "add_model_to_db", None) or endpoints._add_model_to_db
     admin_name = created_by or str(getattr(proxy_server, "litellm_proxy_admin_name", "default_user_id"))
     coroutine = builder(
@@ -472,7 +492,8 @@ def encrypted_row(
         new_encryption_key=key,
         should_create_model_in_db=False,
     )
-    row = _run_without_io(coroutine)
+    with _litellm_internals():
+        row = _run_without_io(coroutine)
     data: dict[str, Any] = row.model_dump() if hasattr(row, "model_dump") else dict(row)
     for column in ("litellm_params", "model_info"):
         if isinstance(data.get(column), str):
