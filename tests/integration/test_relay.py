@@ -21,15 +21,21 @@ import psycopg
 import pytest
 
 from litemaas_hooks import outbox
+from litemaas_hooks.embedded import seed
 from litemaas_hooks.embedded.cluster import LocalPostgres
 from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks.relay import Relay
 from litemaas_hooks.settings import Settings, load_settings
-from tests.helpers import INSERT_ROW, litellm_row
+from tests.helpers import litellm_row
 
 pytestmark = pytest.mark.anyio
 
 AConn = psycopg.AsyncConnection[Any]
+INSERT_ROW = """
+INSERT INTO public."LiteLLM_ProxyModelTable"
+    (model_id, model_name, litellm_params, model_info, created_by, updated_by, blocked)
+VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s, %(blocked)s)
+"""
 PARAMS = {"model": "openai/gpt-4o", "api_key": "sk-provider-secret-123456", "api_base": "https://llm.example/v1"}
 
 
@@ -68,8 +74,10 @@ async def running(settings: Settings, count: int = 1, **kwargs: Any) -> AsyncIte
     relays = [Relay(settings, name=f"relay-{i}", **kwargs) for i in range(count)]
     tasks = [asyncio.create_task(r.run(stop)) for r in relays]
     try:
-        ready = asyncio.gather(*(r.ready.wait() for r in relays))
-        done, _ = await asyncio.wait({asyncio.ensure_future(ready), *tasks}, timeout=30, return_when="FIRST_COMPLETED")
+        ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(r.ready.wait() for r in relays)))
+        watched: set[asyncio.Future[Any]] = {ready, *tasks}
+        done, _ = await asyncio.wait(watched, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
         for task in tasks:
             if task in done:
                 task.result()  # a relay that died at start: show why
@@ -97,7 +105,9 @@ async def backend_models(conn: AConn) -> dict[str, str]:
 
 
 async def insert(conn: AConn, name: str, key: str, *, model_id: str | None = None, **info: Any) -> str:
-    row = litellm_row(name, PARAMS, {"description": f"{name} desc", **info}, key=key, model_id=model_id)
+    row = seed.as_insert_params(
+        litellm_row(name, PARAMS, {"description": f"{name} desc", **info}, key=key, model_id=model_id)
+    )
     await conn.execute(INSERT_ROW, row)
     return str(row["model_id"])
 
@@ -182,7 +192,7 @@ async def test_listen_wakeup_latency(dbs: tuple[str, str], master_key: str, caps
     ):
         for i in range(100):
             name = f"lat-{i}"
-            row = litellm_row(name, PARAMS, {}, key=master_key)
+            row = seed.as_insert_params(litellm_row(name, PARAMS, {}, key=master_key))
             started = time.perf_counter()
             await lc.execute(INSERT_ROW, row)  # autocommit: committed when execute returns
             await eventually(lambda name=name: _has(bc, name, "available"), deadline_seconds=5)  # type: ignore[misc]
@@ -226,9 +236,9 @@ async def test_failures_back_off_then_die_then_replay(
         assert relay.stats.events_dead == 1
 
         # the operator fixes the row (re-encrypts with the right key) and replays the dead event
-        fixed = litellm_row("broken", PARAMS, {}, key=master_key, model_id=bad)
+        fixed = seed.as_insert_params(litellm_row("broken", PARAMS, {}, key=master_key, model_id=bad))
         await lc.execute(
-            """UPDATE "LiteLLM_ProxyModelTable" SET litellm_params = %s::jsonb WHERE model_id = %s""",
+            """UPDATE "LiteLLM_ProxyModelTable" SET litellm_params = %s WHERE model_id = %s""",
             (fixed["litellm_params"], bad),
         )
         await eventually(lambda: _has(bc, "broken", "available"))
@@ -452,7 +462,7 @@ async def _state(conn: AConn, want: dict[str, str]) -> bool:
 
 
 async def _scalar(conn: AConn, query: str, want: Any) -> bool:
-    cur = await conn.execute(query)  # type: ignore[arg-type]
+    cur = await conn.execute(query)
     row = await cur.fetchone()
     return row is not None and row[0] == want
 
@@ -464,5 +474,139 @@ async def _terminate(conn: AConn, application_name: str) -> None:
     assert [r[0] for r in await cur.fetchall()] == [True], f"no connection named {application_name}"
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value)
+async def test_status_reports_trigger_backlog_dead_events_and_drift(dbs: tuple[str, str], master_key: str) -> None:
+    from litemaas_hooks.status import collect_status, format_status
+
+    ldsn, bdsn = dbs
+    other_key = "sk-" + secrets.token_hex(32)
+    settings = make_settings(ldsn, bdsn, master_key, stall_timeout_seconds=3600)
+    async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc:
+        report = await collect_status(settings)
+        assert report.healthy, report.problems
+        assert report.drift.in_sync
+
+        await insert(lc, "waiting", master_key)
+        bad = await insert(lc, "undecryptable", other_key)
+        (dead_event,) = [e for e in await outbox.claim(lc, worker="w", batch_size=10) if e.model_id == bad]
+        await outbox.release(lc, worker="w", reason="test")
+        await outbox.claim(lc, worker="w", batch_size=10)
+        await outbox.fail(
+            lc,
+            worker="w",
+            errors={dead_event.id: "litellm_params.model could not be decrypted"},
+            max_attempts=1,
+            retry_base_seconds=1,
+            retry_max_seconds=1,
+        )
+        await outbox.release(lc, worker="w", reason="test")
+        await lc.execute('DROP TRIGGER litemaas_hooks_model_events ON "LiteLLM_ProxyModelTable"')
+
+        report = await collect_status(settings)
+        assert not report.healthy
+        assert report.trigger is not None
+        assert not report.trigger.trigger_present
+        assert report.counts is not None
+        assert (report.counts.pending, report.counts.dead) == (1, 1)
+        assert [e.id for e in report.dead_events] == [dead_event.id]
+        assert report.drift.missing_in_backend == ["waiting"]
+        assert list(report.drift.errors) == ["undecryptable"]
+        text = format_status(report)
+        assert "UNHEALTHY" in text
+        assert "MISSING" in text
+        assert "litemaas-hooks install" in text
+        assert "waiting" in text
+        assert f"#{dead_event.id}" in text
+        data = json.loads(report.to_json())
+        assert data["healthy"] is False
+        assert data["drift"]["missing_in_backend"] == ["waiting"]
+        for secret in (master_key, other_key, ldsn, bdsn):
+            assert secret not in text
+            assert secret not in report.to_json()
+
+        # repair: the relay re-installs the trigger and drains; the row is fixed and the dead event replayed
+        await lc.execute('DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (bad,))
+        await outbox.replay_dead(lc)
+        async with running(settings):
+            await eventually(lambda: outbox_empty(lc))
+        report = await collect_status(settings)
+        assert report.healthy, report.problems
+        assert "HEALTHY" in format_status(report)
+
+
+async def test_litellm_model_management_endpoints_drive_the_backend_live(dbs: tuple[str, str], master_key: str) -> None:
+    """LiteLLM's own add/patch(rename)/update/block/unblock/delete code writes; a relay follows each step."""
+    from litemaas_hooks.embedded.litellm_admin import LiteLLMAdmin
+
+    ldsn, bdsn = dbs
+
+    async def row(conn: AConn, model: str) -> dict[str, Any] | None:
+        cur = await conn.execute(
+            "SELECT availability, backend_model_name, provider, description, max_tokens, litellm_model_id "
+            "FROM models WHERE id = %s",
+            (model,),
+        )
+        found = await cur.fetchone()
+        keys = ("availability", "backend_model_name", "provider", "description", "max_tokens", "litellm_model_id")
+        return None if found is None else dict(zip(keys, found, strict=True))
+
+    async with (
+        running(make_settings(ldsn, bdsn, master_key)) as (relay,),
+        await LiteLLMAdmin.open(ldsn, master_key=master_key) as admin,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+    ):
+        mid = await admin.add_model(
+            "ui-model",
+            {"model": "openai/granite-3-8b", "api_base": "http://granite:8080/v1", "api_key": "sk-upstream-xyz"},
+            {"description": "added in the UI", "max_tokens": 4096},
+        )
+
+        async def created() -> bool:
+            r = await row(bc, "ui-model")
+            return r is not None and r["availability"] == "available"
+
+        await eventually(created, what="add_new_model reaches the backend")
+        r = await row(bc, "ui-model")
+        assert r is not None
+        assert (r["provider"], r["backend_model_name"], r["litellm_model_id"]) == ("openai", "granite-3-8b", mid)
+
+        await admin.update_model(mid, litellm_params={"model": "openai/granite-3-8b-v2"})
+
+        async def updated() -> bool:
+            r = await row(bc, "ui-model")
+            return r is not None and r["backend_model_name"] == "granite-3-8b-v2"
+
+        await eventually(updated, what="update_model reaches the backend")
+
+        await admin.patch_model(mid, model_name="ui-model-renamed")
+
+        async def renamed() -> bool:
+            old, new = await row(bc, "ui-model"), await row(bc, "ui-model-renamed")
+            return (
+                old is not None
+                and old["availability"] == "unavailable"
+                and new is not None
+                and new["availability"] == "available"
+            )
+
+        await eventually(renamed, what="patch_model rename = retire old + create new")
+
+        if admin.supports_block:
+            await admin.block(mid)
+            await eventually(lambda: outbox_empty(lc), what="block event consumed")
+            await admin.unblock(mid)
+            await eventually(lambda: outbox_empty(lc), what="unblock event consumed")
+
+        await admin.delete_model(mid)
+
+        async def retired() -> bool:
+            r = await row(bc, "ui-model-renamed")
+            return r is not None and r["availability"] == "unavailable"
+
+        await eventually(retired, what="delete_model retires the backend row")
+        await eventually(lambda: outbox_empty(lc))
+        assert relay.stats.events_failed == 0
+        cur = await bc.execute("SELECT metadata::text FROM models WHERE id = 'ui-model-renamed'")
+        metadata = await cur.fetchone()
+        assert metadata is not None
+        assert "sk-upstream-xyz" not in str(metadata[0])

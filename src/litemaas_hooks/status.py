@@ -1,0 +1,298 @@
+"""``litemaas-hooks status``: is the automatic sync healthy?
+
+Checks, in order: both databases reachable; LiteLLM's table, the outbox and the trigger in place;
+outbox backlog and the age of the oldest pending event; dead events with their errors; the last
+periodic full reconcile; drift between LiteLLM and the backend (a dry run of the reconcile engine over
+every name: names missing from the backend, backend rows whose name is gone from LiteLLM, rows that
+differ, names that cannot be synced). Never raises for a database problem: it becomes a problem line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+
+from litemaas_hooks import outbox
+from litemaas_hooks.connections import connect
+from litemaas_hooks.redaction import redact_dsn, scrub
+from litemaas_hooks.settings import Settings
+
+ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
+KeyFunc = Callable[[], str | None]
+
+
+@dataclass
+class Drift:
+    checked: bool = False
+    missing_in_backend: list[str] = field(default_factory=list)  # in LiteLLM, no backend row yet
+    gone_from_litellm: list[str] = field(default_factory=list)  # backend row from LiteLLM, name gone
+    out_of_date: list[str] = field(default_factory=list)  # backend row differs from LiteLLM
+    errors: dict[str, str] = field(default_factory=dict)  # name -> why it cannot be synced
+    error: str | None = None  # the drift check itself failed
+    config_models_known: bool = False  # False outside the proxy: config-file models look "gone"
+
+    @property
+    def in_sync(self) -> bool:
+        gone = self.gone_from_litellm if self.config_models_known else []
+        return self.checked and not (self.missing_in_backend or gone or self.out_of_date or self.errors)
+
+
+@dataclass
+class StatusReport:
+    litellm_db: str
+    backend_db: str
+    trigger: outbox.TriggerState | None = None
+    counts: outbox.OutboxCounts | None = None
+    dead_events: list[outbox.DeadEvent] = field(default_factory=list)
+    last_reconcile: outbox.ReconcileState | None = None
+    drift: Drift = field(default_factory=Drift)
+    max_backlog_age_seconds: float = 120.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        last = self.last_reconcile
+        return {
+            "healthy": self.healthy,
+            "problems": list(self.problems),
+            "litellm_db": self.litellm_db,
+            "backend_db": self.backend_db,
+            "trigger": None if self.trigger is None else asdict(self.trigger),
+            "outbox": None if self.counts is None else asdict(self.counts),
+            "max_backlog_age_seconds": self.max_backlog_age_seconds,
+            "dead_events": [d.to_dict() for d in self.dead_events],
+            "last_full_reconcile": None
+            if last is None
+            else {
+                "started_at": last.last_started_at.isoformat() if last.last_started_at else None,
+                "finished_at": last.last_finished_at.isoformat() if last.last_finished_at else None,
+                "age_seconds": last.age_seconds,
+                "runner": last.last_runner,
+                "summary": last.last_summary,
+            },
+            "drift": {**asdict(self.drift), "in_sync": self.drift.in_sync},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+async def collect_status(
+    settings: Settings,
+    *,
+    key: KeyFunc | None = None,
+    config_models: ConfigModels | None = None,
+    dead_limit: int = 50,
+    check_drift: bool = True,
+) -> StatusReport:
+    """Gather the status. ``settings.*_dsn()`` raise ConfigError when a URL is missing; nothing else does.
+
+    :param key: decryption key (default: the engine's; the plugin passes the proxy's precedence).
+    :param config_models: config-file deployments (inside the proxy); without them, backend rows of
+        config-file models are listed as "not in LiteLLM's table" but do not make the report unhealthy.
+    """
+    litellm_dsn, backend_dsn = settings.litellm_dsn(), settings.backend_dsn()
+    secrets = settings.secrets()
+    report = StatusReport(
+        litellm_db=redact_dsn(litellm_dsn),
+        backend_db=redact_dsn(backend_dsn),
+        max_backlog_age_seconds=settings.stall_timeout_seconds,
+    )
+
+    def problem(text: str) -> None:
+        report.problems.append(scrub(text, secrets))
+
+    lconn: psycopg.AsyncConnection[Any] | None = None
+    bconn: psycopg.AsyncConnection[Any] | None = None
+    try:
+        try:
+            lconn = await connect(settings, "litellm", application_name="litemaas-hooks-status")
+        except Exception as exc:
+            problem(str(exc))
+        try:
+            bconn = await connect(settings, "backend", application_name="litemaas-hooks-status")
+        except Exception as exc:
+            problem(str(exc))
+        if lconn is not None:
+            await _outbox_part(report, lconn, dead_limit, problem)
+        if lconn is not None and bconn is not None and check_drift:
+            await _drift_part(report, settings, lconn, bconn, key, config_models, problem)
+    finally:
+        for conn in (lconn, bconn):
+            if conn is not None:
+                await conn.close()
+    return report
+
+
+async def _outbox_part(
+    report: StatusReport,
+    lconn: psycopg.AsyncConnection[Any],
+    dead_limit: int,
+    problem: Callable[[str], None],
+) -> None:
+    try:
+        state = report.trigger = await outbox.trigger_state(lconn)
+        if not state.table_present:
+            problem(
+                'LiteLLM\'s table public."LiteLLM_ProxyModelTable" does not exist: check LITELLM_DATABASE_URL '
+                "and start LiteLLM once with STORE_MODEL_IN_DB=True"
+            )
+        if not state.outbox_present:
+            problem(
+                "the outbox (schema litemaas_hooks) is not installed in LiteLLM's database: "
+                "run `litemaas-hooks install`"
+            )
+            return
+        if state.table_present and not state.trigger_present:
+            problem(
+                "the trigger on LiteLLM's model table is missing (LiteLLM may have re-created its table): "
+                "run `litemaas-hooks install`"
+            )
+        elif state.table_present and not state.trigger_enabled:
+            problem("the trigger on LiteLLM's model table is disabled or outdated: run `litemaas-hooks install`")
+        counts = report.counts = await outbox.counts(lconn)
+        age = counts.oldest_pending_age_seconds
+        if age is not None and age > report.max_backlog_age_seconds:
+            problem(
+                f"the oldest pending outbox event is {age:.0f}s old ({counts.pending} pending, {counts.claimed} "
+                "claimed): is a relay running (the LiteLLM plugin or `litemaas-hooks relay`) and can it reach "
+                "both databases?"
+            )
+        if counts.dead:
+            problem(
+                f"{counts.dead} dead outbox events (failed too often): fix the cause shown below, then replay "
+                "them (litemaas_hooks.outbox.replay_dead)"
+            )
+            report.dead_events = await outbox.dead_events(lconn, limit=dead_limit)
+        report.last_reconcile = await outbox.last_reconcile(lconn)
+    except psycopg.Error as exc:
+        problem(f"reading the outbox failed: {exc.diag.message_primary or type(exc).__name__}")
+
+
+async def _drift_part(
+    report: StatusReport,
+    settings: Settings,
+    lconn: psycopg.AsyncConnection[Any],
+    bconn: psycopg.AsyncConnection[Any],
+    key: KeyFunc | None,
+    config_models: ConfigModels | None,
+    problem: Callable[[str], None],
+) -> None:
+    from litemaas_hooks.reconcile import Reconciler
+
+    drift = report.drift
+    drift.config_models_known = config_models is not None
+    try:
+        engine = Reconciler(settings, config_models=config_models, key=key)
+        result = await engine.converge(lconn, bconn, names=None, retire_missing=True, dry_run=True)
+    except Exception as exc:
+        drift.error = scrub(f"{type(exc).__name__}: {exc}", settings.secrets())
+        problem(f"the drift check failed: {drift.error}")
+        return
+    drift.checked = True
+    for name, outcome in sorted(result.outcomes.items()):
+        if outcome.action == "created":
+            drift.missing_in_backend.append(name)
+        elif outcome.action == "retired":
+            drift.gone_from_litellm.append(name)
+        elif outcome.action == "updated":
+            drift.out_of_date.append(name)
+        elif outcome.action == "error":
+            drift.errors[name] = scrub(outcome.message or "error", settings.secrets())
+    if drift.missing_in_backend:
+        problem(
+            f"{len(drift.missing_in_backend)} LiteLLM models are missing from the backend: "
+            "run `litemaas-hooks backfill`"
+        )
+    if drift.out_of_date:
+        problem(f"{len(drift.out_of_date)} backend models differ from LiteLLM: run `litemaas-hooks backfill`")
+    if drift.gone_from_litellm and drift.config_models_known:
+        problem(
+            f"{len(drift.gone_from_litellm)} backend models are gone from LiteLLM but not retired: run "
+            "`litemaas-hooks backfill --retire-missing`"
+        )
+    if drift.errors:
+        problem(f"{len(drift.errors)} LiteLLM models cannot be synced (see drift errors)")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _names(names: list[str], limit: int = 20) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... (+{len(names) - limit})" if len(names) > limit else "")
+
+
+def format_status(report: StatusReport) -> str:
+    """A screenful for humans (``litemaas-hooks status``)."""
+    lines = [f"litemaas-hooks status: {'HEALTHY' if report.healthy else 'UNHEALTHY'}"]
+    lines.append(f"  LiteLLM database : {report.litellm_db}")
+    lines.append(f"  backend database : {report.backend_db}")
+    t = report.trigger
+    if t is None:
+        trigger = "unknown (LiteLLM database not reachable)"
+    elif not t.outbox_present:
+        trigger = "outbox NOT installed"
+    elif t.ok:
+        trigger = 'installed and enabled on public."LiteLLM_ProxyModelTable"'
+    elif not t.trigger_present:
+        trigger = "MISSING"
+    else:
+        trigger = "present but disabled or outdated"
+    lines.append(f"  trigger          : {trigger}")
+    c = report.counts
+    if c is not None:
+        lines.append(
+            f"  outbox           : {c.pending} pending, {c.claimed} claimed, {c.dead} dead; "
+            f"oldest pending event {_age(c.oldest_pending_age_seconds)} old"
+        )
+    last = report.last_reconcile
+    if last is not None:
+        when = "never" if last.last_finished_at is None else f"{_age(last.age_seconds)} ago"
+        lines.append(
+            f"  full reconcile   : last finished {when}" + (f" ({last.last_summary})" if last.last_summary else "")
+        )
+    d = report.drift
+    if d.error:
+        lines.append(f"  drift            : check failed: {d.error}")
+    elif d.checked:
+        lines.append("  drift            : " + ("none" if d.in_sync else "yes"))
+        if d.missing_in_backend:
+            lines.append(f"    missing in backend ({len(d.missing_in_backend)}): {_names(d.missing_in_backend)}")
+        if d.out_of_date:
+            lines.append(f"    differ from LiteLLM ({len(d.out_of_date)}): {_names(d.out_of_date)}")
+        if d.gone_from_litellm:
+            note = "" if d.config_models_known else " (may be config-file models, not visible from here)"
+            lines.append(
+                f"    gone from LiteLLM, not retired ({len(d.gone_from_litellm)}){note}: {_names(d.gone_from_litellm)}"
+            )
+        for name, message in sorted(d.errors.items()):
+            lines.append(f"    cannot sync {name}: {message}")
+    if report.dead_events:
+        lines.append("  dead events:")
+        for e in report.dead_events:
+            name = e.new_model_name or e.old_model_name or "-"
+            if e.old_model_name and e.new_model_name and e.old_model_name != e.new_model_name:
+                name = f"{e.old_model_name} -> {e.new_model_name}"
+            lines.append(
+                f"    #{e.id} {e.op} {name} ({e.attempts} attempts, since {e.created_at:%Y-%m-%d %H:%M:%S}): "
+                f"{e.last_error or '-'}"
+            )
+    if report.problems:
+        lines.append("problems:")
+        lines.extend(f"  - {p}" for p in report.problems)
+    return "\n".join(lines)
