@@ -67,6 +67,8 @@ class Report:
     dry_run: bool = False
     seconds: float = 0.0
     rows_written: int = 0
+    # where the time went: reading LiteLLM's truth (decrypt + enrich), planning, writing the backend
+    phases: dict[str, float] = field(default_factory=dict)
 
     def counts(self) -> Counter[str]:
         return Counter(o.action for o in self.outcomes.values())
@@ -119,15 +121,21 @@ class Reconciler:
             return report
         async with backend.transaction(force_rollback=dry_run):
             await backend_sink.lock_models(backend, scope)
+            mark = time.perf_counter()
             truth = await read_truth(litellm, scope, key=self._key(), config_models=self.config_models)
+            report.phases["read_litellm"] = time.perf_counter() - mark
+            mark = time.perf_counter()
             current = await backend_sink.snapshot(backend, scope)
             plan = self._plan(scope, truth.deployments, truth.errors, current, retire_missing=retire_missing)
+            report.phases["plan"] = time.perf_counter() - mark
             for change in plan:
                 report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
             for model_id, reason in truth.invalid.items():
                 report.outcomes[f"<deployment {model_id}>"] = Outcome("error", reason)
             if not dry_run:
+                mark = time.perf_counter()
                 await self._apply(backend, plan, report, progress)
+                report.phases["apply"] = time.perf_counter() - mark
         report.seconds = time.perf_counter() - started
         return report
 
