@@ -205,7 +205,7 @@ class Relay:
             redact_dsn(litellm_dsn),
             redact_dsn(backend_dsn),
             self.settings.poll_interval_seconds,
-            f"{self.settings.reconcile_interval_seconds:.0f}s"
+            f"{self.settings.reconcile_interval_seconds:g}s"
             if self.settings.reconcile_interval_seconds > 0
             else "never",
         )

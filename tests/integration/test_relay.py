@@ -413,6 +413,13 @@ async def test_periodic_full_reconcile_heals_missed_changes_one_runner_at_a_time
 
             await outbox.reconcile_unlock(other_runner)
             await eventually(lambda: _has(bc, "missed", "available"), what="full reconcile applied the missed row")
+
+            async def recorded() -> bool:
+                state = await outbox.last_reconcile(lc)
+                done = state is not None and state.last_finished_at is not None
+                return done and relay.stats.full_reconciles >= 1
+
+            await eventually(recorded, what="the run is recorded fleet-wide")
             assert relay.stats.full_reconciles >= 1
             state = await outbox.last_reconcile(lc)
             assert state is not None
