@@ -300,3 +300,35 @@ def test_encrypted_row_is_what_litellm_reads(litellm_dsn: str, master_key: str) 
     assert stored is not None
     assert stored["litellm_params"]["rpm"] == 7
     assert decrypt(stored["litellm_params"]["api_key"], master_key) == PROVIDER_KEY
+
+
+def test_team_model_as_a_licensed_proxy(litellm_dsn: str, master_key: str) -> None:
+    """Team models (``model_info.team_id``) need a licence: LiteLLM stores them under an internal name
+    and adds the public name to the team, through the stand-in's team-table support."""
+    with psycopg.connect(litellm_dsn, autocommit=True) as conn:
+        conn.execute(
+            'INSERT INTO public."LiteLLM_TeamTable" (team_id, team_alias, models, admins, members, updated_at) '
+            "VALUES ('team-1', 'Team One', ARRAY['other-model'], '{}', '{}', now())"
+        )
+
+    async def scenario() -> tuple[str, list[str]]:
+        async with await LiteLLMAdmin.open(litellm_dsn, master_key=master_key) as unlicensed:
+            with pytest.raises(LiteLLMAdminError) as refused:
+                await unlicensed.add_model("team-granite", PARAMS, {"team_id": "team-1"})
+            assert refused.value.status_code == 403
+        async with await LiteLLMAdmin.open(litellm_dsn, master_key=master_key, premium_user=True) as admin:
+            model_id = await admin.add_model("team-granite", PARAMS, {"team_id": "team-1"})
+            team = await admin.prisma_client.db.litellm_teamtable.find_unique(where={"team_id": "team-1"})
+            assert team is not None
+            return model_id, list(team.models)
+
+    model_id, team_models = run(scenario())
+    row = fetch_row(litellm_dsn, model_id)
+    assert row is not None
+    assert row["model_name"].startswith("model_name_team-1_")
+    assert row["model_info"]["team_id"] == "team-1"
+    assert row["model_info"]["team_public_model_name"] == "team-granite"
+    assert decrypt(row["litellm_params"]["api_key"], master_key) == PROVIDER_KEY
+    assert "team-granite" in team_models
+    assert "other-model" in team_models
+    assert count_rows(litellm_dsn) == 1

@@ -13,11 +13,11 @@ and restored afterwards, so several instances against different databases can be
 another in one process (calls are serialised per event loop):
 
 * ``prisma_client`` (the stand-in), ``master_key``, ``store_model_in_db=True``, a private
-  ``general_settings`` dict (no alerting: no Slack), ``premium_user=False`` (so no enterprise audit log;
-  LiteLLM itself then refuses team models, as an unlicensed proxy does), ``llm_router=None`` (this
-  process serves no model), ``redis_usage_cache=None`` (config-change publishing is a no-op),
-  ``litellm.store_audit_logs=False``, and ``LITELLM_SALT_KEY`` set to ``salt_key`` or removed (LiteLLM
-  then encrypts with the master key);
+  ``general_settings`` dict (no alerting: no Slack), ``premium_user`` (default False: LiteLLM then
+  refuses team models, as an unlicensed proxy does; ``open(..., premium_user=True)`` to create them),
+  ``llm_router=None`` (this process serves no model), ``redis_usage_cache=None`` (config-change
+  publishing is a no-op), ``litellm.store_audit_logs=False``, and ``LITELLM_SALT_KEY`` set to
+  ``salt_key`` or removed (LiteLLM then encrypts with the master key);
 * side effects that need infrastructure this process does not run are made no-ops: the router reload
   after a write (``ProxyConfig.add_deployment``/``add_deployment_locked``), and, in LiteLLM versions
   that have it, the post-write check that this pod's router now serves the written model
@@ -201,8 +201,10 @@ class LiteLLMAdmin:
         master_key: str,
         salt_key: str | None,
         user_id: str,
+        premium_user: bool = False,
     ) -> None:
         self._client = client
+        self._premium_user = premium_user
         self._master_key = master_key
         self._salt_key = salt_key
         self._user_id = user_id
@@ -219,11 +221,13 @@ class LiteLLMAdmin:
         master_key: str,
         salt_key: str | None = None,
         user_id: str | None = None,
+        premium_user: bool = False,
     ) -> Self:
         """Connect to a database that has LiteLLM's schema; import LiteLLM's proxy (slow, once).
 
         ``user_id`` is the admin recorded in ``created_by``/``updated_by`` (default: LiteLLM's proxy
-        admin name, what a master-key request records).
+        admin name, what a master-key request records). ``premium_user=True`` plays a licensed proxy
+        (needed for team models, ``model_info.team_id``); enterprise audit logging stays off either way.
         """
         if not isinstance(master_key, str) or not master_key:
             raise LiteLLMAdminError("master_key must be a non-empty string (the proxy's LITELLM_MASTER_KEY)")
@@ -232,7 +236,7 @@ class LiteLLMAdmin:
             litellm_dsn, proxy_logging_obj=getattr(proxy_server, "proxy_logging_obj", None)
         )
         admin_name = user_id or str(getattr(proxy_server, "litellm_proxy_admin_name", "default_user_id"))
-        return cls(client, master_key=master_key, salt_key=salt_key, user_id=admin_name)
+        return cls(client, master_key=master_key, salt_key=salt_key, user_id=admin_name, premium_user=premium_user)
 
     async def __aenter__(self) -> Self:
         return self
@@ -435,7 +439,7 @@ class LiteLLMAdmin:
         set_attr(ps, "master_key", value=self._master_key)
         set_attr(ps, "store_model_in_db", value=True)
         set_attr(ps, "general_settings", value=self._general_settings)
-        set_attr(ps, "premium_user", value=False)
+        set_attr(ps, "premium_user", value=self._premium_user)
         set_attr(ps, "llm_router", value=None)
         set_attr(ps, "redis_usage_cache", value=None, only_if_present=True)
         set_attr(litellm, "store_audit_logs", value=False, only_if_present=True)

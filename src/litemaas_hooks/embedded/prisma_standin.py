@@ -312,6 +312,7 @@ class Column:
     elem_type: str | None
     default: str | None = None
     updated_at: bool = False
+    prisma_list: bool = False  # a Prisma scalar list (``String[]``): read back as [] when NULL
 
     @property
     def is_json(self) -> bool:
@@ -437,6 +438,7 @@ def _column(db_col: Row, field_name: str, prisma_field: PrismaField | None) -> C
         elem_type=db_col["elem_type"],
         default=prisma_field.default if prisma_field else None,
         updated_at=prisma_field.updated_at if prisma_field else False,
+        prisma_list=prisma_field.is_list if prisma_field else False,
     )
 
 
@@ -537,6 +539,8 @@ def _to_db(col: Column, value: object, where: str) -> object:
 
 
 def _from_db(col: Column, value: object) -> object:
+    if value is None and col.prisma_list:
+        return []
     if isinstance(value, dt.datetime):
         return value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
     if isinstance(value, list) and col.elem_type is not None and col.elem_type.startswith("timestamp"):
