@@ -332,3 +332,93 @@ def test_team_model_as_a_licensed_proxy(litellm_dsn: str, master_key: str) -> No
     assert "team-granite" in team_models
     assert "other-model" in team_models
     assert count_rows(litellm_dsn) == 1
+
+
+# ---- the Prisma stand-in on its own ---------------------------------------------------------------
+
+
+def test_translate_raw_query_leaves_literals_alone() -> None:
+    from litemaas_hooks.embedded.prisma_standin import translate_raw_query
+
+    query = "SELECT '$1 %', \"a$2\", $$ $1 $$ -- $1\n, x LIKE 'a%' FROM t WHERE a = $2 AND b = $1 AND c = $2"
+    text, params = translate_raw_query(query, ["one", "two"])
+    assert text == ("SELECT '$1 %%', \"a$2\", $$ $1 $$ -- $1\n, x LIKE 'a%%' FROM t WHERE a = %s AND b = %s AND c = %s")
+    assert params == ["two", "one", "two"]
+
+
+def test_standin_translates_prisma_calls(litellm_dsn: str) -> None:
+    from litemaas_hooks.embedded.prisma_standin import StandinPrismaClient, UnsupportedPrismaQuery
+
+    def model(model_id: str, name: str) -> dict[str, Any]:
+        return {
+            "model_id": model_id,
+            "model_name": name,
+            "litellm_params": '{"model": "x", "rpm": 1}',  # a JSON string, as LiteLLM passes it
+            "model_info": {"id": model_id},
+            "created_by": "t",
+            "updated_by": "t",
+        }
+
+    async def scenario() -> None:
+        client = await StandinPrismaClient.connect(litellm_dsn)
+        try:
+            table = client.db.litellm_proxymodeltable
+            created = await table.create(data=model("a", "alpha"))
+            assert created.litellm_params == {"model": "x", "rpm": 1}
+            assert created.created_at.tzinfo is not None
+            assert created.updated_at == created.created_at
+            assert await table.create_many(data=[model("b", "beta"), model("a", "dup")], skip_duplicates=True) == 1
+            names = [
+                r.model_name
+                for r in await table.find_many(where={"model_id": {"in": ["a", "b"]}}, order={"model_name": "desc"})
+            ]
+            assert names == ["beta", "alpha"]
+            assert await table.count(where={"model_name": {"contains": "ph", "mode": "insensitive"}}) == 1
+            assert await table.count(where={"OR": [{"model_name": "alpha"}, {"model_id": {"not": "a"}}]}) == 2
+            assert await table.find_first(where={"model_info": {"path": ["id"], "equals": "b"}}) is not None
+            assert await table.update(where={"model_id": "zz"}, data={"model_name": "x"}) is None
+            await asyncio.sleep(0.005)
+            updated = await table.update(where={"model_id": "a"}, data={"model_name": "alpha2"})
+            assert updated is not None
+            assert updated.updated_at > created.updated_at  # @updatedAt
+
+            upserted = await table.upsert(
+                where={"model_id": "c"}, data={"create": model("c", "gamma"), "update": {"model_name": "no"}}
+            )
+            assert upserted.model_name == "gamma"
+            upserted = await table.upsert(
+                where={"model_id": "c"}, data={"create": model("c", "no"), "update": {"model_name": "gamma2"}}
+            )
+            assert upserted.model_name == "gamma2"
+
+            async with client.db.tx() as tx:
+                await tx.query_raw("SELECT 1 AS locked FROM pg_advisory_xact_lock($1)", 42)
+                await tx.litellm_proxymodeltable.update(where={"model_id": "b"}, data={"model_name": "in-tx"})
+
+            async def failing_transaction() -> None:
+                async with client.db.tx() as tx:
+                    await tx.litellm_proxymodeltable.delete(where={"model_id": "b"})
+                    raise RuntimeError("roll back")
+
+            with pytest.raises(RuntimeError):
+                await failing_transaction()
+            kept = await table.find_unique(where={"model_id": "b"})
+            assert kept is not None
+            assert kept.model_name == "in-tx"
+
+            async with client.db.batch_() as batch:
+                batch.litellm_proxymodeltable.update(where={"model_id": "b"}, data={"model_name": "batched"})
+                batch.litellm_proxymodeltable.delete(where={"model_id": "c"})
+            rows = await client.db.query_raw(
+                'SELECT model_id, model_name FROM "LiteLLM_ProxyModelTable" WHERE model_name LIKE $1 ORDER BY 1', "%a%"
+            )
+            assert rows == [{"model_id": "a", "model_name": "alpha2"}, {"model_id": "b", "model_name": "batched"}]
+
+            with pytest.raises(UnsupportedPrismaQuery):
+                await table.find_many(where={"model_name": {"search": "x"}})
+            assert await table.delete_many(where={"model_id": {"in": ["a", "b"]}}) == 2
+            assert await table.delete(where={"model_id": "a"}) is None
+        finally:
+            await client.disconnect()
+
+    run(scenario())
