@@ -387,10 +387,11 @@ class LiteLLMAdmin:
         fn = getattr(self._endpoints, endpoint, None)
         if fn is None:
             raise UnsupportedByLiteLLMVersion(f"LiteLLM {self.litellm_version} has no {endpoint} endpoint")
-        call: Coroutine[Any, Any, Any] = fn(**_complete_kwargs(fn, kwargs, method, path))
+        arguments = _complete_kwargs(fn, kwargs, method, path)
         async with self._active():
             try:
                 with _litellm_internals():
+                    call: Coroutine[Any, Any, Any] = fn(**arguments)
                     result = await call
             except Exception as exc:
                 error = _error_from(exc, f"{method} {path}")
