@@ -72,7 +72,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     fi
 fi
 
-want="$(sha256sum <pyproject.toml | cut -d' ' -f1)"
+# LITELLM_SPEC pins LiteLLM for a second test venv (e.g. 'litellm[proxy]==1.81.0', what LiteMaaS runs).
+LITELLM_SPEC=${LITELLM_SPEC:-}
+want="$( (cat pyproject.toml; printf '%s' "$LITELLM_SPEC") | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/uv" ]; then
     log "$VENV is up to date"
     exit 0
@@ -82,6 +84,10 @@ if [ ! -x "$VENV/bin/uv" ]; then
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check uv
 fi
 log "installing the project (editable, extras test+dev) into $VENV"
-"$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]'
+if [ -n "$LITELLM_SPEC" ]; then
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' "$LITELLM_SPEC"
+else
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]'
+fi
 printf '%s\n' "$want" >"$STAMP"
 log "done"

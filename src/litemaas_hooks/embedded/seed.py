@@ -31,6 +31,12 @@ SAMPLE_MODELS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
 
 _INSERT = """
 INSERT INTO public."LiteLLM_ProxyModelTable"
+    (model_id, model_name, litellm_params, model_info, created_by, updated_by)
+VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s)
+"""
+# LiteLLM >= 1.108 only (1.81's table has no `blocked` column).
+_INSERT_BLOCKED = """
+INSERT INTO public."LiteLLM_ProxyModelTable"
     (model_id, model_name, litellm_params, model_info, created_by, updated_by, blocked)
 VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s,
         %(created_by)s, %(updated_by)s, %(blocked)s)
@@ -56,8 +62,14 @@ def as_insert_params(row: Mapping[str, Any], *, blocked: bool = False) -> dict[s
 
 def insert_rows(dsn: str, rows: Iterable[Mapping[str, Any]]) -> None:
     """Insert rows built by LiteLLM's row builder into ``LiteLLM_ProxyModelTable`` (one transaction)."""
+    params = [as_insert_params(r) for r in rows]
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        cur.executemany(_INSERT, [as_insert_params(r) for r in rows])
+        plain = [p for p in params if not p["blocked"]]
+        blocked = [p for p in params if p["blocked"]]
+        if plain:
+            cur.executemany(_INSERT, plain)
+        if blocked:
+            cur.executemany(_INSERT_BLOCKED, blocked)
 
 
 def seed_samples(dsn: str, *, key: str, api_key: str = "sk-demo-provider-key") -> list[str]:

@@ -1,12 +1,15 @@
 -- Reads of LiteLLM's own model table (owned by LiteLLM; we only ever read it).
+-- `blocked` is read through to_jsonb: LiteLLM 1.81's schema has no such column.
 
 -- name: deployments_all
-SELECT model_id, model_name, litellm_params, model_info, updated_at, blocked
-FROM public."LiteLLM_ProxyModelTable"
-ORDER BY model_name, model_id
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
+       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked
+FROM public."LiteLLM_ProxyModelTable" AS t
+ORDER BY t.model_name, t.model_id
 
 -- name: deployments_by_name
-SELECT model_id, model_name, litellm_params, model_info, updated_at, blocked
-FROM public."LiteLLM_ProxyModelTable"
-WHERE model_name = ANY (%(names)s::text[])
-ORDER BY model_name, model_id
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
+       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked
+FROM public."LiteLLM_ProxyModelTable" AS t
+WHERE t.model_name = ANY (%(names)s::text[])
+ORDER BY t.model_name, t.model_id
