@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,8 @@ MAX_INT = 2**31 - 1
 MAX_COST = Decimal("99999.9999999999")  # DECIMAL(15,10)
 COST_QUANTUM = Decimal("1e-10")
 MAX_METADATA_BYTES = 256 * 1024
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 DEFAULT_CATEGORY = "Language Model"
 DEFAULT_VERSION = "1.0"
@@ -146,7 +149,7 @@ def check_model_name(name: Any) -> str:
     """The model name as the backend's ``models.id``, or a MappingError saying what is wrong with it."""
     if not isinstance(name, str) or not name.strip():
         raise MappingError("model_name is missing or empty; every LiteLLM model needs a model_name")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if _CONTROL_CHARS.search(name):
         raise MappingError(
             f"model_name {name!r} contains control characters; rename the model in LiteLLM "
             "(PATCH /model/{model_id}/update)"

@@ -7,6 +7,7 @@ password of a PostgreSQL URL or keyword DSN.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -78,6 +79,7 @@ _HARMLESS_KEYS: frozenset[str] = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """True when a params/model_info key names (or may name) a credential."""
     lowered = key.lower()
