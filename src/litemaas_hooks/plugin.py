@@ -22,6 +22,11 @@ wait on it.
     are synced and never retired for being absent from the table.
 - A read-only status route, ``GET /litemaas-hooks/status``, is added to the proxy, protected by
   LiteLLM's own ``user_api_key_auth`` and restricted to proxy admins.
+- LiteLLM 1.81 resolves a callback name ONLY from a file next to config.yaml (``<config dir>/
+  litemaas_hooks.py``), never from site-packages; 1.108 prefers that file and falls back to
+  site-packages. So, with the package installed in LiteLLM's image, also mount the two-line shim
+  ``SHIM_SOURCE`` as ``litemaas_hooks.py`` beside config.yaml (``write_shim(config_dir)``); it works
+  with every version.
 - Without a running event loop (e.g. imported by a test or a script) nothing starts; call
   ``instance.start()`` later from inside a running loop.
 - Crash-only: LiteLLM workers exit on SIGTERM without cancelling tasks; nothing needs flushing.
@@ -39,6 +44,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -84,7 +90,7 @@ class LiteMaaSHooks(CustomLogger):
             settings.backend_dsn()
             settings.litellm_dsn()
         except Exception as exc:  # never let a setting break the proxy
-            self.error = scrub(str(exc), _env_secrets(environ))
+            self.error = scrub(str(exc), _env_secrets(environ)).rstrip(".")
             log.error(
                 "litemaas-hooks: model sync is OFF in this LiteLLM worker: %s. The proxy itself runs "
                 "normally; fix the setting and restart LiteLLM to enable the sync.",
@@ -221,6 +227,30 @@ def _env_secrets(environ: Mapping[str, str] | None) -> list[str]:
     env = os.environ if environ is None else environ
     names = ("LITEMAAS_DATABASE_URL", "LITELLM_DATABASE_URL", "DATABASE_URL", "LITELLM_SALT_KEY", "LITELLM_MASTER_KEY")
     return [env[n] for n in names if env.get(n)]
+
+
+SHIM_FILENAME = "litemaas_hooks.py"
+SHIM_SOURCE = """\
+# Mounted next to LiteLLM's config.yaml: LiteLLM 1.81 loads `callbacks: ["litemaas_hooks.proxy_handler_instance"]`
+# from <config dir>/litemaas_hooks.py only. The real code is the installed litemaas-hooks package.
+import importlib
+
+_plugin = importlib.import_module("litemaas_hooks.plugin")  # fails clearly if the package is not installed
+proxy_handler_instance = _plugin.get_instance()
+"""
+
+
+def write_shim(config_dir: str | os.PathLike[str]) -> Path:
+    """Write ``SHIM_SOURCE`` as ``<config_dir>/litemaas_hooks.py`` (needed by LiteLLM 1.81)."""
+    path = Path(config_dir) / SHIM_FILENAME
+    path.write_text(SHIM_SOURCE, encoding="utf-8")
+    return path
+
+
+def __getattr__(name: str) -> Any:
+    if name == "proxy_handler_instance":
+        return get_instance()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _instance: LiteMaaSHooks | None = None

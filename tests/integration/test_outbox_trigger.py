@@ -67,7 +67,12 @@ def test_trigger_records_insert_update_rename_delete_without_secrets(installed: 
         conn.execute(
             """UPDATE "LiteLLM_ProxyModelTable" SET model_info = '{"description": "d"}' WHERE model_id = 'id-1'"""
         )
-        conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET blocked = true WHERE model_id = 'id-1'""")
+        has_blocked = conn.execute(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_name = 'LiteLLM_ProxyModelTable' AND column_name = 'blocked'"
+        ).fetchone() == (1,)
+        if has_blocked:  # LiteLLM >= 1.8x; 1.81's table has no blocked column
+            conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET blocked = true WHERE model_id = 'id-1'""")
         conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET model_name = 'gpt-4o-new' WHERE model_id = 'id-1'""")
         conn.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = 'id-1'""")
         events = _events(conn)
@@ -75,8 +80,8 @@ def test_trigger_records_insert_update_rename_delete_without_secrets(installed: 
     summary = [(e["op"], e["model_id"], e["old_model_name"], e["new_model_name"]) for e in events]
     assert summary == [
         ("INSERT", "id-1", None, "gpt-4o"),
-        ("UPDATE", "id-1", "gpt-4o", "gpt-4o"),
-        ("UPDATE", "id-1", "gpt-4o", "gpt-4o"),
+        ("UPDATE", "id-1", "gpt-4o", "gpt-4o"),  # model_info
+        *([("UPDATE", "id-1", "gpt-4o", "gpt-4o")] if has_blocked else []),  # blocked
         ("UPDATE", "id-1", "gpt-4o", "gpt-4o-new"),
         ("DELETE", "id-1", "gpt-4o-new", None),
     ]

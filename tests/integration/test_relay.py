@@ -31,10 +31,11 @@ from tests.helpers import litellm_row
 pytestmark = pytest.mark.anyio
 
 AConn = psycopg.AsyncConnection[Any]
+# no "blocked": LiteLLM 1.81's table has no such column (it came later)
 INSERT_ROW = """
 INSERT INTO public."LiteLLM_ProxyModelTable"
-    (model_id, model_name, litellm_params, model_info, created_by, updated_by, blocked)
-VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s, %(blocked)s)
+    (model_id, model_name, litellm_params, model_info, created_by, updated_by)
+VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s)
 """
 PARAMS = {"model": "openai/gpt-4o", "api_key": "sk-provider-secret-123456", "api_base": "https://llm.example/v1"}
 

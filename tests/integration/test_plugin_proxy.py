@@ -1,0 +1,288 @@
+"""A real ``litellm --config`` proxy process loads the callback plugin, whose relay syncs the backend.
+
+The proxy itself has no database (Prisma's engines cannot be fetched here): the plugin reaches both
+databases through ``LITELLM_DATABASE_URL`` / ``LITEMAAS_DATABASE_URL``, and the test writes LiteLLM's
+table the way LiteLLM does (rows built and encrypted by LiteLLM's own code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from litemaas_hooks.embedded import seed
+from litemaas_hooks.migrations import apply_migrations
+from litemaas_hooks.plugin import write_shim
+from tests.helpers import litellm_row
+
+pytestmark = [pytest.mark.proxy, pytest.mark.slow]
+
+CONFIG = """\
+model_list:
+  - model_name: mock-gpt
+    litellm_params:
+      model: openai/mock-gpt
+      api_key: not-a-real-key
+      mock_response: "hello from the mock"
+    model_info:
+      description: config-file model
+litellm_settings:
+  callbacks: ["litemaas_hooks.proxy_handler_instance"]
+"""
+
+# no "blocked": LiteLLM 1.81's table has no such column (it came later)
+INSERT_ROW = """
+INSERT INTO public."LiteLLM_ProxyModelTable"
+    (model_id, model_name, litellm_params, model_info, created_by, updated_by)
+VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s)
+"""
+
+START_DEADLINE_SECONDS = 180.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _litellm_cli() -> str:
+    exe = Path(sys.executable).parent / "litellm"
+    if not exe.exists():
+        pytest.skip(f"no litellm CLI next to {sys.executable} (install litellm[proxy])")
+    return str(exe)
+
+
+@dataclass
+class Proxy:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def eventually(check: Callable[[], bool], *, deadline_seconds: float, what: str, proxy: Proxy | None = None) -> float:
+    started = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - started
+        if proxy is not None and proxy.process.poll() is not None:
+            raise AssertionError(
+                f"the proxy exited ({proxy.process.returncode}) while waiting for: {what}\n{proxy.log()[-4000:]}"
+            )
+        if time.monotonic() - started > deadline_seconds:
+            tail = proxy.log()[-4000:] if proxy is not None else ""
+            raise AssertionError(f"not true within {deadline_seconds}s: {what}\n{tail}")
+        time.sleep(0.01)  # polling interval of a condition with a deadline
+
+
+def _site_packages_callbacks_supported() -> bool:
+    """litellm >= 1.108 falls back to site-packages; 1.81 loads callbacks only from the config dir."""
+    import inspect
+
+    from litellm.proxy.types_utils.utils import get_instance_fn
+
+    return "Could not find module file" not in inspect.getsource(get_instance_fn)
+
+
+@contextlib.contextmanager
+def litellm_proxy(tmp_path: Path, env: dict[str, str], *, shim: bool = True) -> Iterator[Proxy]:
+    config = tmp_path / "cfg" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text(CONFIG)
+    if shim:
+        write_shim(config.parent)
+    elif not _site_packages_callbacks_supported():
+        pytest.skip("this LiteLLM loads callbacks only from <config dir>/litemaas_hooks.py (the shim)")
+    port = _free_port()
+    log_path = tmp_path / "proxy.log"
+    full_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "LITELLM_SALT_KEY"}}
+    full_env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1", **env})
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [_litellm_cli(), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+    proxy = Proxy(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+
+        def live() -> bool:
+            try:
+                return httpx.get(f"{proxy.base_url}/health/liveliness", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        eventually(live, deadline_seconds=START_DEADLINE_SECONDS, what="the proxy answers", proxy=proxy)
+        yield proxy
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+
+def chat(proxy: Proxy, master_key: str) -> str:
+    response = httpx.post(
+        f"{proxy.base_url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {master_key}"},
+        json={"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    content: str = response.json()["choices"][0]["message"]["content"]
+    return content
+
+
+def _install(litellm_dsn: str, backend_dsn: str) -> None:
+    async def run() -> None:
+        for dsn, side in ((litellm_dsn, "litellm"), (backend_dsn, "backend")):
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                await apply_migrations(conn, side)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+
+
+def _backend(backend_dsn: str) -> dict[str, str]:
+    with psycopg.connect(backend_dsn, autocommit=True) as conn:
+        return {str(i): str(a) for i, a in conn.execute("SELECT id, availability FROM models").fetchall()}
+
+
+def _activity(dsn: str) -> list[Any]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT datname, application_name, state, wait_event_type, wait_event, left(query, 120) "
+            "FROM pg_stat_activity WHERE application_name LIKE 'litemaas-hooks%%'"
+        ).fetchall()
+
+
+def _relay_connected(litellm_dsn: str) -> bool:
+    with psycopg.connect(litellm_dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'litemaas-hooks[%%]:litellm'"
+        ).fetchone()
+        return row is not None and row[0] == 1
+
+
+@pytest.mark.parametrize("mount", ["shim", "site-packages"])
+def test_proxy_runs_the_relay_and_still_serves(
+    tmp_path: Path, litellm_dsn: str, backend_dsn: str, master_key: str, pg_cluster: Any, mount: str
+) -> None:
+    _install(litellm_dsn, backend_dsn)
+    env = {
+        "LITELLM_MASTER_KEY": master_key,
+        "LITEMAAS_DATABASE_URL": backend_dsn,
+        "LITELLM_DATABASE_URL": litellm_dsn,
+        "LITEMAAS_HOOKS_LOG_LEVEL": "DEBUG",
+    }
+    with litellm_proxy(tmp_path, env, shim=mount == "shim") as proxy:
+        eventually(lambda: _relay_connected(litellm_dsn), deadline_seconds=60, what="relay connected", proxy=proxy)
+        # the first full reconcile syncs the config-file model, read from the proxy's router
+        eventually(
+            lambda: _backend(backend_dsn).get("mock-gpt") == "available",
+            deadline_seconds=30,
+            what="config-file model synced",
+            proxy=proxy,
+        )
+
+        row = seed.as_insert_params(
+            litellm_row(
+                "db-model",
+                {"model": "openai/db-model", "api_base": "http://db-model:8080/v1", "api_key": "sk-upstream"},
+                {"description": "added through the Admin UI"},
+                key=master_key,
+            )
+        )
+        with psycopg.connect(litellm_dsn, autocommit=True) as conn:
+            conn.execute(INSERT_ROW, row)  # committed: the trigger's NOTIFY is delivered now
+        took = eventually(
+            lambda: _backend(backend_dsn).get("db-model") == "available",
+            deadline_seconds=10,
+            what="inserted row reaches the backend",
+            proxy=proxy,
+        )
+        assert took < 5.0  # the poll interval is 5 s and NOTIFY wins by far
+
+        with psycopg.connect(litellm_dsn, autocommit=True) as conn:
+            conn.execute('DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (row["model_id"],))
+        eventually(
+            lambda: _backend(backend_dsn).get("db-model") == "unavailable",
+            deadline_seconds=10,
+            what="deleted row is retired in the backend",
+            proxy=proxy,
+        )
+        # the config-file model is never retired for being absent from the table
+        assert _backend(backend_dsn)["mock-gpt"] == "available"
+
+        assert chat(proxy, master_key) == "hello from the mock"
+
+        # read-only status route, protected by LiteLLM's own auth
+        unauthenticated = httpx.get(f"{proxy.base_url}/litemaas-hooks/status", timeout=30)
+        # refused exactly like LiteLLM's own protected routes (401; 500 where LiteLLM's auth error
+        # handler itself fails because the optional `prisma` package is not installed)
+        builtin = httpx.get(f"{proxy.base_url}/v1/models", timeout=30)
+        assert builtin.status_code != 200
+        assert unauthenticated.status_code == builtin.status_code
+        status = httpx.get(
+            f"{proxy.base_url}/litemaas-hooks/status", headers={"Authorization": f"Bearer {master_key}"}, timeout=60
+        )
+        assert status.status_code == 200, status.text
+        body = status.json()
+        assert body["relay"]["connected"] is True
+        assert body["status"]["healthy"] is True, body["status"]["problems"]
+
+    log = proxy.log()
+    assert "litemaas-hooks" in log
+    for secret in (master_key, pg_cluster.password, "sk-upstream"):
+        assert secret not in log
+
+
+@pytest.mark.parametrize("broken", ["missing", "unreachable"])
+def test_proxy_starts_and_serves_with_broken_settings(
+    tmp_path: Path, master_key: str, broken: str, pg_cluster: Any
+) -> None:
+    env = {"LITELLM_MASTER_KEY": master_key, "LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS": "1"}
+    if broken == "unreachable":
+        closed = f"postgresql://litemaas:{master_key[-12:]}@127.0.0.1:{_free_port()}/nowhere"
+        env |= {"LITEMAAS_DATABASE_URL": closed, "LITELLM_DATABASE_URL": closed}
+    else:
+        os.environ.pop("LITEMAAS_DATABASE_URL", None)
+    with litellm_proxy(tmp_path, env) as proxy:
+        assert chat(proxy, master_key) == "hello from the mock"
+        if broken == "missing":
+            eventually(
+                lambda: "model sync is OFF" in proxy.log(), deadline_seconds=10, what="one clear error", proxy=proxy
+            )
+        else:
+            eventually(
+                lambda: "retrying in" in proxy.log(), deadline_seconds=30, what="relay keeps retrying", proxy=proxy
+            )
+        assert chat(proxy, master_key) == "hello from the mock"
+    log = proxy.log()
+    if broken == "missing":
+        assert log.count("model sync is OFF") == 1
+        assert "LITEMAAS_DATABASE_URL" in log
+    assert master_key not in log
