@@ -1,0 +1,321 @@
+"""Failure tests (issue 4): outages, killed relays, a dropped trigger, bad input, secrets, least privilege.
+
+Each test says in its docstring what it injects and asserts that nothing is lost: every change made in
+LiteLLM ends up in the backend (or, when it cannot be synced, is kept in the outbox with its error), and
+no change is applied twice in a way that changes the outcome (exactly one audit row per retirement).
+After every scenario the provider api_key, the master key and the database password are searched for in
+every table of every schema of the backend database, in the captured logs and in the error messages.
+
+Real PostgreSQL (the session's throwaway server), LiteLLM's real schema and encryption, the real relay.
+Every wait is a condition polled against a deadline (``eventually``). Works with LiteLLM 1.81 (no
+``blocked`` column) and 1.108.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
+
+from litemaas_hooks import cli, outbox
+from litemaas_hooks.embedded import seed
+from litemaas_hooks.embedded.cluster import LocalPostgres
+from litemaas_hooks.relay import Relay
+from tests.helpers import litellm_row
+from tests.integration.test_relay import (
+    PARAMS,
+    _terminate,
+    backend_models,
+    eventually,
+    install,
+    make_settings,
+    outbox_empty,
+    running,
+)
+
+pytestmark = pytest.mark.anyio
+
+AConn = psycopg.AsyncConnection[Any]
+API_KEY = PARAMS["api_key"]
+# no `blocked` column: LiteLLM 1.81's table has none
+INSERT = """
+INSERT INTO public."LiteLLM_ProxyModelTable"
+    (model_id, model_name, litellm_params, model_info, created_by, updated_by)
+VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s)
+"""
+TABLE = 'public."LiteLLM_ProxyModelTable"'
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def dbs(litellm_dsn: str, backend_dsn: str) -> tuple[str, str]:
+    await install(litellm_dsn, backend_dsn)
+    return litellm_dsn, backend_dsn
+
+
+@pytest.fixture
+def logs() -> Iterator[list[str]]:
+    """Every record of the ``litemaas_hooks`` loggers, formatted (with tracebacks).
+
+    A handler on the package logger itself, so it sees the records even after ``cli.main`` turned
+    propagation off; the logger's configuration is restored afterwards."""
+    records: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    logger = logging.getLogger("litemaas_hooks")
+    saved = (logger.level, list(logger.handlers), logger.propagate)
+    handler = Collect(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        logger.level, logger.handlers[:], logger.propagate = saved[0], saved[1], saved[2]
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+async def add(conn: AConn, name: str, key: str, *, model_id: str | None = None, **info: Any) -> str:
+    """INSERT one deployment the way LiteLLM writes it (its row builder and encryption)."""
+    row = seed.as_insert_params(litellm_row(name, PARAMS, info, key=key, model_id=model_id))
+    row.pop("blocked")
+    await conn.execute(INSERT, row)
+    return str(row["model_id"])
+
+
+async def scalar(conn: AConn, query: str | sql.Composable, params: Any = None) -> Any:
+    cur = await conn.execute(query, params)
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def audits(bc: AConn) -> dict[str, int]:
+    cur = await bc.execute(
+        "SELECT resource_id, count(*) FROM audit_logs WHERE action LIKE 'MODEL_MARKED_UNAVAILABLE%%' GROUP BY 1"
+    )
+    return {str(k): int(v) for k, v in await cur.fetchall()}
+
+
+async def litellm_truth(lc: AConn) -> dict[str, int | None]:
+    """LiteLLM's names and the max_tokens the backend must show for each."""
+    cur = await lc.execute(f"SELECT model_name, max((model_info->>'max_tokens')::int) FROM {TABLE} GROUP BY 1")
+    return {str(n): t for n, t in await cur.fetchall()}
+
+
+async def matches_truth(lc: AConn, bc: AConn, retired: set[str]) -> bool:
+    """The outbox is drained and the backend equals LiteLLM: every name available with its values,
+    every name that left LiteLLM after reaching the backend retired."""
+    if not await outbox_empty(lc):
+        return False
+    truth = await litellm_truth(lc)
+    cur = await bc.execute("SELECT id, availability, max_tokens FROM models")
+    have = {str(i): (str(a), t) for i, a, t in await cur.fetchall()}
+    want = {n: ("available", t) for n, t in truth.items()}
+    want.update({n: ("unavailable", have[n][1]) for n in retired if n in have and n not in truth})
+    return have == want
+
+
+async def backend_dump(bdsn: str) -> str:
+    """Every row of every table of every (non-system) schema of the backend database, as text."""
+    parts: list[str] = []
+    async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+        )
+        for schema, table in await cur.fetchall():
+            rows = await conn.execute(sql.SQL("SELECT t::text FROM {}.{} AS t").format(
+                sql.Identifier(schema), sql.Identifier(table)
+            ))
+            parts.extend(f"{schema}.{table}: {r[0]}" for r in await rows.fetchall())
+    return "\n".join(parts)
+
+
+async def outbox_errors(ldsn: str) -> str:
+    """Every error message the relay recorded in the LiteLLM database (outbox, reconcile summary)."""
+    async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT coalesce(last_error, '') FROM litemaas_hooks.model_events "
+            "UNION ALL SELECT coalesce(last_summary, '') FROM litemaas_hooks.reconcile_state"
+        )
+        return "\n".join(r[0] for r in await cur.fetchall())
+
+
+async def assert_no_secrets(
+    pg: LocalPostgres, ldsn: str, bdsn: str, secret_values: list[str], texts: dict[str, str]
+) -> None:
+    """No secret in the backend database, the outbox errors, or the given texts (logs, stderr, output)."""
+    dump = await backend_dump(bdsn)
+    assert "public.models: " in dump  # the dump really holds the synced rows
+    where = {"backend database": dump, "outbox errors": await outbox_errors(ldsn), **texts}
+    for secret in [API_KEY, pg.password, *secret_values]:
+        assert len(secret) >= 8
+        for place, text in where.items():
+            assert secret not in text, f"a secret leaked into {place}"
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *argv: str) -> int:
+    """``litemaas-hooks ARGV`` in this process (same code as the console script) with ``env``."""
+    with monkeypatch.context() as m:
+        for k, v in env.items():
+            m.setenv(k, v)
+        m.delenv("LITELLM_SALT_KEY", raising=False)
+        m.delenv("DATABASE_URL", raising=False)
+        return cli.main(list(argv))
+
+
+def relay_roles(pg: LocalPostgres, ldsn: str, bdsn: str) -> tuple[str, str, str]:
+    """Create the two least-privilege roles exactly as README "Database privileges" grants them.
+
+    Returns (LiteLLM DSN as the LiteLLM-side role, backend DSN as the backend role, their password)."""
+    suffix = secrets.token_hex(3)
+    lrole, brole, password = f"hooks_relay_l_{suffix}", f"hooks_relay_b_{suffix}", secrets.token_hex(16)
+    with pg.connect() as admin:
+        for role in (lrole, brole):
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    grants = readme.split("### Database privileges", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    backend_part, litellm_part = grants.split("-- LiteLLM database", 1)
+    for dsn, part, role in ((bdsn, backend_part, brole), (ldsn, litellm_part, lrole)):
+        statements = [s.strip() for s in part.split(";")]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for statement in statements:
+                lines = [ln for ln in statement.splitlines() if ln.strip() and not ln.strip().startswith("--")]
+                if lines:
+                    conn.execute("\n".join(lines).replace("litemaas_hooks_relay", f'"{role}"').encode())
+    return (
+        make_conninfo(ldsn, user=lrole, password=password),
+        make_conninfo(bdsn, user=brole, password=password),
+        password,
+    )
+
+
+def as_url(conninfo: str) -> str:
+    """A key=value conninfo as a postgresql:// URL (the settings want URLs)."""
+    p = conninfo_to_dict(conninfo)
+    return f"postgresql://{p['user']}:{p['password']}@{p['host']}:{p['port']}/{p['dbname']}"
+
+
+# -- backend outage -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_backend_down_20s_while_300_changes_land(
+    dbs: tuple[str, str], master_key: str, pg_cluster: LocalPostgres, logs: list[str]
+) -> None:
+    """Injects: the backend database refuses every connection for >= 20 s (``ALTER DATABASE ...
+    ALLOW_CONNECTIONS false`` + ``pg_terminate_backend`` of its sessions: what a restart or failover looks
+    like to a client, without stopping the shared test server) while 330 changes (inserts, updates,
+    deletes of synced models, renames) are committed in LiteLLM in waves during the outage.
+
+    Asserts: every change is in the outbox during the outage (none lost, none claimed for good), the relay
+    keeps retrying without counting attempts, and after recovery the backend equals LiteLLM's truth with
+    exactly one audit row per retired name (no retire applied twice)."""
+    ldsn, bdsn = dbs
+    bname = conninfo_to_dict(bdsn)["dbname"]
+    settings = make_settings(ldsn, bdsn, master_key, batch_size=50, poll_interval_seconds=0.5)
+    async with (
+        running(settings) as (relay,),
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(pg_cluster.dsn(), autocommit=True) as admin,
+    ):
+        pre = [f"pre-{i:02d}" for i in range(40)]
+        for name in pre:
+            await add(lc, name, master_key, max_tokens=1)
+        async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc:
+            await eventually(lambda: matches_truth(lc, bc, set()), what="40 models synced before the outage")
+
+        retired = set(pre[:15]) | set(pre[15:20])  # 15 deleted, 5 renamed away
+        changes: list[tuple[str, tuple[Any, ...]]] = []
+        for i in range(150):
+            changes.append(("add", (f"new-{i:03d}",)))
+        for i in range(130):
+            changes.append(("update", (f"new-{i:03d}", i + 10)))
+        for name in pre[:15]:
+            changes.append(("delete", (name,)))
+        for name in pre[15:20]:
+            changes.append(("rename", (name, f"{name}-renamed")))
+        for i, name in enumerate(pre[20:50]):
+            changes.append(("update", (name, 1000 + i)))
+        assert len(changes) >= 300
+
+        async def apply(kind: str, args: tuple[Any, ...]) -> None:
+            if kind == "add":
+                await add(lc, args[0], master_key, max_tokens=1)
+            elif kind == "update":
+                await lc.execute(
+                    f"UPDATE {TABLE} SET model_info = model_info || jsonb_build_object('max_tokens', %s::int) "
+                    "WHERE model_name = %s",
+                    (args[1], args[0]),
+                )
+            elif kind == "delete":
+                await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = %s", args)
+            else:
+                await lc.execute(f"UPDATE {TABLE} SET model_name = %s WHERE model_name = %s", (args[1], args[0]))
+
+        ident = sql.Identifier(bname)
+        await admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(ident))
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (bname,),
+            )
+            outage_started = time.monotonic()
+            pending = list(changes)
+            # changes land in waves, one wave per failed reconnect attempt of the relay, for >= 20 s
+            while pending or time.monotonic() - outage_started < 20:
+                wave, pending = pending[:25], pending[25:]
+                for kind, args in wave:
+                    await apply(kind, args)
+                attempts = relay.stats.reconnects
+
+                async def retried(attempts: int = attempts) -> bool:
+                    return relay.stats.reconnects > attempts
+
+                await eventually(retried, deadline_seconds=10, what="the relay retries during the outage")
+            assert not relay.stats.connected
+            counts = await outbox.counts(lc)
+            assert (counts.pending, counts.claimed, counts.dead) == (len(changes), 0, 0)  # every change is kept
+            outage = time.monotonic() - outage_started
+        finally:
+            await admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(ident))
+        assert outage >= 20
+
+        async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc:
+            took = await eventually(
+                lambda: matches_truth(lc, bc, retired), deadline_seconds=30, what="caught up after the outage"
+            )
+            truth = await litellm_truth(lc)
+            assert len(truth) == 40 - 15 + 150
+            assert truth["new-005"] == 15
+            assert await audits(bc) == dict.fromkeys(retired, 1)  # every retire applied exactly once
+        assert relay.stats.events_failed == 0  # an outage is not an attempt
+        assert relay.stats.reconnects >= 10
+        print(f"\nbackend outage {outage:.1f}s, {len(changes)} changes, caught up {took:.2f}s after recovery")
+    assert any("retrying in" in line for line in logs)
+    await assert_no_secrets(pg_cluster, ldsn, bdsn, [master_key], {"logs": "\n".join(logs)})
