@@ -14,7 +14,7 @@ Every wait is a condition polled against a deadline (``eventually``). Works with
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import os
 import secrets
@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,10 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.types.json import Jsonb
 
 from litemaas_hooks import cli, outbox
 from litemaas_hooks.embedded import seed
 from litemaas_hooks.embedded.cluster import LocalPostgres
-from litemaas_hooks.relay import Relay
 from tests.helpers import litellm_row
 from tests.integration.test_relay import (
     PARAMS,
@@ -149,9 +146,9 @@ async def backend_dump(bdsn: str) -> str:
             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
         )
         for schema, table in await cur.fetchall():
-            rows = await conn.execute(sql.SQL("SELECT t::text FROM {}.{} AS t").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            ))
+            rows = await conn.execute(
+                sql.SQL("SELECT t::text FROM {}.{} AS t").format(sql.Identifier(schema), sql.Identifier(table))
+            )
             parts.extend(f"{schema}.{table}: {r[0]}" for r in await rows.fetchall())
     return "\n".join(parts)
 
@@ -197,7 +194,8 @@ def relay_roles(pg: LocalPostgres, ldsn: str, bdsn: str) -> tuple[str, str, str]
     lrole, brole, password = f"hooks_relay_l_{suffix}", f"hooks_relay_b_{suffix}", secrets.token_hex(16)
     with pg.connect() as admin:
         for role in (lrole, brole):
-            admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+            create = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}")
+            admin.execute(create.format(sql.Identifier(role), sql.Literal(password)))
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     grants = readme.split("### Database privileges", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
     backend_part, litellm_part = grants.split("-- LiteLLM database", 1)
@@ -319,3 +317,193 @@ async def test_backend_down_20s_while_300_changes_land(
         print(f"\nbackend outage {outage:.1f}s, {len(changes)} changes, caught up {took:.2f}s after recovery")
     assert any("retrying in" in line for line in logs)
     await assert_no_secrets(pg_cluster, ldsn, bdsn, [master_key], {"logs": "\n".join(logs)})
+
+
+# -- LiteLLM connection killed mid-stream ----------------------------------------------------------
+
+
+async def test_litellm_connection_terminated_mid_stream(
+    dbs: tuple[str, str], master_key: str, pg_cluster: LocalPostgres, logs: list[str]
+) -> None:
+    """Injects: ``pg_terminate_backend`` of the relay's LiteLLM connection (LISTEN, claims, truth reads)
+    twice while a writer streams 150 inserts + 150 updates and the relay drains in batches of 5 (the
+    idle case is covered in test_relay.py).
+
+    Asserts: the relay reconnects, gives back its claims and drains: every name is in the backend with
+    its last value, the outbox is empty, no attempt was counted against an event."""
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key, batch_size=5)
+    names = [f"s-{i:03d}" for i in range(150)]
+    async with (
+        running(settings) as (relay,),
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+
+        async def writer() -> None:
+            async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as wc:
+                for i, name in enumerate(names):
+                    await add(wc, name, master_key, max_tokens=1)
+                    await wc.execute(
+                        f"UPDATE {TABLE} SET model_info = model_info || jsonb_build_object('max_tokens', %s::int) "
+                        "WHERE model_name = %s",
+                        (i + 2, name),
+                    )
+
+        task = asyncio.create_task(writer())
+        try:
+            for round_, applied in enumerate((20, 80)):
+
+                async def progressed(applied: int = applied, round_: int = round_) -> bool:
+                    n = await scalar(bc, "SELECT count(*) FROM models")
+                    return n >= applied and relay.stats.sessions == round_ + 1 and relay.stats.connected
+
+                await eventually(progressed, deadline_seconds=30, what=f"{applied} models applied")
+                await _terminate(lc, "relay-0:litellm")
+            await asyncio.wait_for(task, 60)
+        finally:
+            task.cancel()
+        await eventually(lambda: matches_truth(lc, bc, set()), deadline_seconds=30, what="drained after reconnects")
+        assert len(await backend_models(bc)) == len(names)
+        assert await scalar(bc, "SELECT max_tokens FROM models WHERE id = 's-149'") == 151
+        assert relay.stats.reconnects >= 2
+        assert relay.stats.events_failed == 0
+        assert (await outbox.counts(lc)).dead == 0
+    await assert_no_secrets(pg_cluster, ldsn, bdsn, [master_key], {"logs": "\n".join(logs)})
+
+
+# -- relay process SIGKILLed mid-batch, repeatedly ------------------------------------------------
+
+# `litemaas-hooks relay` is `cli.main(["relay"])`. Importing litellm costs ~7-15 s per process, so a
+# parent imports it once and forks each relay process; the child runs exactly the console script's code.
+FORK_SERVER = r"""
+import os, signal, sys
+import litellm  # noqa: F401  (the expensive import, done once)
+from litellm.proxy.common_utils import encrypt_decrypt_utils  # noqa: F401
+from litemaas_hooks import cli, reconcile, relay  # noqa: F401
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+print("ready", flush=True)
+for line in sys.stdin:
+    if line.strip() != "spawn":
+        continue
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os._exit(cli.main(["relay"]))
+    print(pid, flush=True)
+"""
+
+
+class RelayProcesses:
+    """``litemaas-hooks relay`` processes forked from a parent that imported litellm once."""
+
+    def __init__(self, env: dict[str, str], stderr: Path) -> None:
+        self._err = stderr.open("wb")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", FORK_SERVER],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            text=True,
+        )
+        self.pids: list[int] = []
+        assert self._readline() == "ready"
+
+    def _readline(self) -> str:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline().strip()
+        assert line, f"fork server died (rc {self._proc.poll()})"
+        return line
+
+    def spawn(self) -> int:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write("spawn\n")
+        self._proc.stdin.flush()
+        pid = int(self._readline())
+        self.pids.append(pid)
+        return pid
+
+    def close(self) -> None:
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._err.close()
+
+
+async def test_relay_process_sigkilled_mid_batch_three_times(
+    hooks_env: dict[str, str], master_key: str, pg_cluster: LocalPostgres, tmp_path: Path
+) -> None:
+    """Injects: three times, a ``litemaas-hooks relay`` process is SIGKILLed while it holds a claimed
+    batch (seen in the outbox), between waves of inserts, updates and deletes of synced models.
+
+    Asserts: the claims left behind are recovered (LITEMAAS_HOOKS_STALL_TIMEOUT_SECONDS=1) by the next
+    relay and the final backend state equals LiteLLM's truth, with one audit row per retired name."""
+    ldsn, bdsn = hooks_env["LITELLM_DATABASE_URL"], hooks_env["LITEMAAS_DATABASE_URL"]
+    await install(ldsn, bdsn)
+    env = {
+        **os.environ,
+        **hooks_env,
+        "LITEMAAS_HOOKS_STALL_TIMEOUT_SECONDS": "1",
+        "LITEMAAS_HOOKS_POLL_INTERVAL_SECONDS": "0.2",
+        "LITEMAAS_HOOKS_BATCH_SIZE": "5",
+        "LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS": "0",
+        "LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS": "1",
+        "LITEMAAS_HOOKS_LOG_LEVEL": "DEBUG",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    env.pop("LITELLM_SALT_KEY", None)
+    env.pop("DATABASE_URL", None)
+    stderr = tmp_path / "relays.stderr"
+    procs = RelayProcesses(env, stderr)
+    retired: set[str] = set()
+    stranded = 0
+    try:
+        async with (
+            await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+            await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+        ):
+            claimed = "SELECT count(*) FROM litemaas_hooks.model_events WHERE status = 'claimed'"
+            for wave in range(3):
+                for i in range(60):
+                    await add(lc, f"w{wave}-{i:02d}", master_key, max_tokens=wave)
+                await lc.execute(
+                    f"UPDATE {TABLE} SET model_info = model_info || jsonb_build_object('max_tokens', 100 + %s::int) "
+                    "WHERE model_name LIKE %s",
+                    (wave, f"w{wave}-1%"),
+                )
+                if wave:  # delete models of the previous wave that reached the backend
+                    have = await backend_models(bc)
+                    victims = sorted(n for n in have if n.startswith(f"w{wave - 1}-"))[:5]
+                    for name in victims:
+                        await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = %s", (name,))
+                    retired.update(victims)
+                pid = procs.spawn()
+
+                async def mid_batch() -> bool:
+                    return bool(await scalar(bc, "SELECT count(*) FROM models") > 0) and bool(await scalar(lc, claimed))
+
+                await eventually(mid_batch, deadline_seconds=30, what="the relay is applying a batch")
+                os.kill(pid, signal.SIGKILL)
+                stranded += int(await scalar(lc, claimed))
+            assert stranded > 0  # the kills really left claimed batches behind
+
+            procs.spawn()
+            await eventually(
+                lambda: matches_truth(lc, bc, retired), deadline_seconds=30, what="the last relay converged"
+            )
+            assert len(await litellm_truth(lc)) == 180 - len(retired)
+            assert await audits(bc) == dict.fromkeys(retired, 1)
+            assert (await outbox.counts(lc)).dead == 0
+    finally:
+        procs.close()
+    text = stderr.read_text()
+    assert "stalled claims" in text
+    await assert_no_secrets(pg_cluster, ldsn, bdsn, [master_key], {"relay stderr": text})
