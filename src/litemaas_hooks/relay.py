@@ -69,6 +69,9 @@ _CONNECT_KWARGS: dict[str, Any] = {
 }
 
 
+_MIN_RETRY_WAIT_SECONDS = 0.05
+
+
 class OutboxNotInstalledError(LiteMaaSHooksError):
     """The outbox schema is missing from the LiteLLM database."""
 
@@ -277,7 +280,9 @@ class Relay:
         timeout = max(0.0, self._next_housekeeping - now)
         due = await outbox.next_due_seconds(lconn)
         if due is not None:
-            timeout = min(timeout, max(0.0, due))
+            # floor: a due event we could not claim (row locked by someone's open transaction) must
+            # not turn this loop into a busy spin
+            timeout = min(timeout, max(_MIN_RETRY_WAIT_SECONDS, due))
         if self.settings.reconcile_interval_seconds > 0:
             timeout = min(timeout, max(0.0, self._next_reconcile_check - now))
         return timeout

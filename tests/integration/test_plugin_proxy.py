@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -286,3 +287,66 @@ def test_proxy_starts_and_serves_with_broken_settings(
         assert log.count("model sync is OFF") == 1
         assert "LITEMAAS_DATABASE_URL" in log
     assert master_key not in log
+
+
+# -- in-process checks of the plugin object (no proxy process) ------------------------------------------
+
+
+def test_plugin_is_inert_with_one_clear_error_when_settings_are_missing(caplog: pytest.LogCaptureFixture) -> None:
+    from litemaas_hooks.plugin import LiteMaaSHooks
+
+    caplog.set_level(logging.ERROR, logger="litemaas_hooks")
+    plugin = LiteMaaSHooks(environ={"LITELLM_MASTER_KEY": "sk-" + "a" * 64})
+    assert plugin.settings is None
+    assert plugin.error is not None
+    assert "LITEMAAS_DATABASE_URL" in plugin.error
+    assert not plugin.running
+    assert not plugin.start()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "model sync is OFF" in errors[0].getMessage()
+    assert "a" * 64 not in caplog.text
+
+
+def test_plugin_without_a_loop_starts_later_from_inside_one(
+    litellm_dsn: str, backend_dsn: str, master_key: str
+) -> None:
+    from litemaas_hooks.plugin import LiteMaaSHooks
+
+    _install(litellm_dsn, backend_dsn)
+    env = {"LITEMAAS_DATABASE_URL": backend_dsn, "LITELLM_DATABASE_URL": litellm_dsn, "LITELLM_MASTER_KEY": master_key}
+    plugin = LiteMaaSHooks(environ=env)  # no running loop here: nothing starts, nothing fails
+    assert plugin.settings is not None
+    assert not plugin.running
+
+    async def later() -> None:
+        assert plugin.start()
+        assert plugin.running
+        relay_ready = asyncio.get_running_loop().create_future()
+
+        def check() -> None:
+            if plugin.relay is not None and plugin.relay.ready.is_set():
+                relay_ready.set_result(None)
+            else:
+                asyncio.get_running_loop().call_later(0.01, check)
+
+        check()
+        await asyncio.wait_for(relay_ready, 30)
+        await plugin.stop()
+        assert not plugin.running
+
+    asyncio.run(later())
+
+
+def test_shim_loads_the_installed_package(tmp_path: Path) -> None:
+    import importlib.util
+
+    from litemaas_hooks import plugin
+
+    path = plugin.write_shim(tmp_path)
+    spec = importlib.util.spec_from_file_location("litemaas_hooks", path)  # as LiteLLM 1.81 loads it
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.proxy_handler_instance is plugin.get_instance()
