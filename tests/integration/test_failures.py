@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -176,14 +177,15 @@ async def assert_no_secrets(
             assert secret not in text, f"a secret leaked into {place}"
 
 
-def run_cli(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *argv: str) -> int:
-    """``litemaas-hooks ARGV`` in this process (same code as the console script) with ``env``."""
+async def run_cli(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *argv: str) -> int:
+    """``litemaas-hooks ARGV`` in this process (same code as the console script; a thread, since it runs
+    its own event loop) with ``env``."""
     with monkeypatch.context() as m:
         for k, v in env.items():
             m.setenv(k, v)
         m.delenv("LITELLM_SALT_KEY", raising=False)
         m.delenv("DATABASE_URL", raising=False)
-        return cli.main(list(argv))
+        return await asyncio.to_thread(cli.main, list(argv))
 
 
 def relay_roles(pg: LocalPostgres, ldsn: str, bdsn: str) -> tuple[str, str, str]:
@@ -198,7 +200,7 @@ def relay_roles(pg: LocalPostgres, ldsn: str, bdsn: str) -> tuple[str, str, str]
             admin.execute(create.format(sql.Identifier(role), sql.Literal(password)))
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     grants = readme.split("### Database privileges", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
-    backend_part, litellm_part = grants.split("-- LiteLLM database", 1)
+    backend_part, litellm_part = re.split(r"^-- LiteLLM database.*$", grants, maxsplit=1, flags=re.MULTILINE)
     for dsn, part, role in ((bdsn, backend_part, brole), (ldsn, litellm_part, lrole)):
         statements = [s.strip() for s in part.split(";")]
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -507,3 +509,160 @@ async def test_relay_process_sigkilled_mid_batch_three_times(
     text = stderr.read_text()
     assert "stalled claims" in text
     await assert_no_secrets(pg_cluster, ldsn, bdsn, [master_key], {"relay stderr": text})
+
+
+# -- trigger dropped by a LiteLLM schema update -----------------------------------------------------
+
+
+async def test_trigger_dropped_status_says_so_reconcile_converges_install_restores(
+    dbs: tuple[str, str],
+    master_key: str,
+    pg_cluster: LocalPostgres,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    logs: list[str],
+) -> None:
+    """Injects: ``DROP TRIGGER`` on LiteLLM's table (what a LiteLLM schema update re-creating the table
+    does), then inserts, an update and a delete that therefore produce no outbox event.
+
+    Asserts: ``litemaas-hooks status`` exits non-zero saying the trigger is missing and to run
+    ``litemaas-hooks install``; a relay whose role may not re-create the trigger still converges every
+    change through the periodic full reconcile (LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS=0.3);
+    ``install`` restores the trigger, after which events flow again and status is healthy."""
+    ldsn, bdsn = dbs
+    env = {"LITEMAAS_DATABASE_URL": bdsn, "LITELLM_DATABASE_URL": ldsn, "LITELLM_MASTER_KEY": master_key}
+    l_role, b_role, role_password = relay_roles(pg_cluster, ldsn, bdsn)
+    async with (
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        await add(lc, "kept", master_key, max_tokens=1)
+        await add(lc, "dropped-later", master_key, max_tokens=1)
+        async with running(make_settings(ldsn, bdsn, master_key)):
+            await eventually(lambda: matches_truth(lc, bc, set()), what="synced while the trigger exists")
+
+        await lc.execute(f"DROP TRIGGER litemaas_hooks_model_events ON {TABLE}")
+        await add(lc, "missed-1", master_key, max_tokens=7)
+        await add(lc, "missed-2", master_key, max_tokens=8)
+        await lc.execute(
+            f"""UPDATE {TABLE} SET model_info = model_info || '{{"max_tokens": 99}}' """
+            "WHERE model_name = 'kept'"
+        )
+        await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'dropped-later'")
+        assert (await outbox.counts(lc)).pending == 0  # no event: only the reconcile can heal this
+
+        capsys.readouterr()
+        assert await run_cli(monkeypatch, env, "status") == 2
+        status_out = capsys.readouterr().out
+        assert "trigger          : MISSING" in status_out
+        assert "the trigger on LiteLLM's model table is missing" in status_out
+        assert "run `litemaas-hooks install`" in status_out
+
+        settings = make_settings(
+            as_url(l_role), as_url(b_role), master_key, reconcile_interval_seconds=0.3, poll_interval_seconds=0.2
+        )
+        async with running(settings, reconcile_retire_missing=True) as (relay,):
+
+            async def reconciled() -> bool:
+                return relay.stats.full_reconciles >= 1 and await matches_truth(lc, bc, {"dropped-later"})
+
+            await eventually(reconciled, deadline_seconds=20, what="the periodic reconcile converged without trigger")
+            assert not (await outbox.trigger_state(lc)).trigger_present  # this role could not re-create it
+        assert any("could not be re-created" in line and "litemaas-hooks install" in line for line in logs)
+        assert await audits(bc) == {"dropped-later": 1}
+
+        assert await run_cli(monkeypatch, env, "install") == 0
+        assert (await outbox.trigger_state(lc)).ok
+        await add(lc, "after-install", master_key, max_tokens=1)
+        assert (await outbox.counts(lc)).pending == 1  # events flow again
+        async with running(make_settings(ldsn, bdsn, master_key)):
+            await eventually(lambda: matches_truth(lc, bc, {"dropped-later"}), what="the event was applied")
+        capsys.readouterr()
+        assert await run_cli(monkeypatch, env, "status") == 0
+        healthy_out = capsys.readouterr().out
+        assert "HEALTHY" in healthy_out
+    await assert_no_secrets(
+        pg_cluster,
+        ldsn,
+        bdsn,
+        [master_key, role_password],
+        {"logs": "\n".join(logs), "status output": status_out + healthy_out},
+    )
+
+
+# -- least privilege --------------------------------------------------------------------------------
+
+
+async def test_relay_and_backfill_work_with_the_readme_least_privilege_roles(
+    dbs: tuple[str, str],
+    master_key: str,
+    pg_cluster: LocalPostgres,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    logs: list[str],
+) -> None:
+    """Injects: the relay and the backfill run as the roles of README "Database privileges" (granted by
+    parsing that README block): a backend role with USAGE on schema litemaas_hooks + EXECUTE on its
+    functions, a LiteLLM role that may only read the model table and use the outbox.
+
+    Asserts: backfill and relay (create, update, rename, retire with cascade) work and nothing is lost;
+    the backend role can neither read nor write public.models directly, the LiteLLM role cannot write
+    LiteLLM's table."""
+    ldsn, bdsn = dbs
+    l_role, b_role, role_password = relay_roles(pg_cluster, ldsn, bdsn)
+    async with await psycopg.AsyncConnection.connect(b_role, autocommit=True) as restricted:
+        for statement in ("SELECT * FROM public.models", "UPDATE public.models SET name = 'x'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await restricted.execute(statement)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await restricted.execute("SELECT * FROM litemaas_hooks.hidden_models")
+    async with await psycopg.AsyncConnection.connect(l_role, autocommit=True) as restricted:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await restricted.execute(f"UPDATE {TABLE} SET model_name = 'x'")
+
+    role_env = {
+        "LITEMAAS_DATABASE_URL": as_url(b_role),
+        "LITELLM_DATABASE_URL": as_url(l_role),
+        "LITELLM_MASTER_KEY": master_key,
+    }
+    async with (
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        for name in ("a", "b", "c"):
+            await add(lc, name, master_key, max_tokens=3)
+        capsys.readouterr()
+        assert await run_cli(monkeypatch, role_env, "backfill") == 0
+        backfill_out = capsys.readouterr()
+        assert "created 3" in backfill_out.out
+        await lc.execute("DELETE FROM litemaas_hooks.model_events")  # applied by the backfill
+        assert await matches_truth(lc, bc, set())
+
+        await bc.execute(
+            "INSERT INTO users (id, username, email, oauth_provider, oauth_id) "
+            "VALUES ('11111111-1111-1111-1111-111111111111', 'u', 'u@example.com', 'test', 'u')"
+        )
+        await bc.execute(
+            "INSERT INTO subscriptions (user_id, model_id) VALUES ('11111111-1111-1111-1111-111111111111', 'c')"
+        )
+        settings = make_settings(as_url(l_role), as_url(b_role), master_key)
+        async with running(settings) as (relay,):
+            await add(lc, "d", master_key, max_tokens=4)
+            await lc.execute(
+                f"""UPDATE {TABLE} SET model_info = model_info || '{{"max_tokens": 5}}' """
+                "WHERE model_name = 'a'"
+            )
+            await lc.execute(f"UPDATE {TABLE} SET model_name = 'b2' WHERE model_name = 'b'")
+            await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'c'")
+            await eventually(lambda: matches_truth(lc, bc, {"b", "c"}), what="relay as least-privilege roles")
+            assert relay.stats.events_failed == 0
+            assert relay.stats.reconnects == 0
+        assert await audits(bc) == {"b": 1, "c": 1}
+        assert await scalar(bc, "SELECT status FROM subscriptions") == "inactive"  # the cascade ran
+    await assert_no_secrets(
+        pg_cluster,
+        ldsn,
+        bdsn,
+        [master_key, role_password],
+        {"logs": "\n".join(logs), "backfill output": backfill_out.out + backfill_out.err},
+    )
