@@ -122,6 +122,7 @@ def write_burst(litellm_dsn: str, ops: list[tuple[str, Any]]) -> tuple[float, fl
 
 
 def differences(lconn: psycopg.Connection[Any], bconn: psycopg.Connection[Any], deleted: set[str]) -> list[str]:
+    """Model names whose backend row differs from the truth in the LiteLLM table (availability, max_tokens)."""
     truth = {
         str(name): (int(mt) if mt is not None else None)
         for name, mt in lconn.execute(
@@ -147,6 +148,23 @@ def outbox_left(lconn: psycopg.Connection[Any]) -> tuple[int, int]:
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
+
+
+def warm_up(lconn: psycopg.Connection[Any]) -> float:
+    """Give each relay one event to apply before the burst; returns how long the first event took.
+
+    The relay imports LiteLLM's helpers on its first event (cold start). Two events 0.3 s apart: while
+    one relay is busy with the first (holding its claim), the other claims the second (SKIP LOCKED).
+    """
+    started = time.perf_counter()
+    for k in range(2):
+        lconn.execute(INSERT_ROW, model_row(90_000 + k))
+        time.sleep(0.3)
+    while outbox_left(lconn) != (0, 0):
+        if time.perf_counter() - started > DEADLINE_SECONDS:
+            raise RuntimeError("warm-up events not applied")
+        time.sleep(0.05)
+    return time.perf_counter() - started
 
 
 def max_event_id(lconn: psycopg.Connection[Any]) -> int:
@@ -198,6 +216,8 @@ def main() -> None:
         bconn = psycopg.connect(backend_dsn, autocommit=True)
         first_event = max_event_id(lconn)
         with relays(litellm_dsn, backend_dsn, count=2):
+            cold = warm_up(lconn)
+            first_event = max_event_id(lconn)
             first, last = write_burst(litellm_dsn, ops)
             converged: float | None = None
             while time.perf_counter() - first < DEADLINE_SECONDS:
@@ -229,6 +249,7 @@ def main() -> None:
         base_s = asyncio.run(baseline(base_env, names))
 
     print(f"burst benchmark — {len(ops)} changes, {WRITERS} writer connections, 2 relay processes — {machine()}")
+    print(f"  relay cold start (2 warm-up events, first use imports LiteLLM helpers): {cold:.1f}s, not counted")
     print(f"  burst committed in {last - first:.2f}s (target: within ~1 s)")
     if converged is None:
         print(f"  NOT converged within {DEADLINE_SECONDS:.0f}s")

@@ -69,7 +69,7 @@ def relay_env(litellm_dsn: str, backend_dsn: str, **knobs: str) -> dict[str, str
         "LITELLM_MASTER_KEY": MASTER_KEY,
         "LITEMAAS_HOOKS_POLL_INTERVAL_SECONDS": "30",
         "LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS": "0",
-        "LITEMAAS_HOOKS_LOG_LEVEL": "WARNING",
+        "LITEMAAS_HOOKS_LOG_LEVEL": os.environ.get("LITEMAAS_HOOKS_LOG_LEVEL", "WARNING"),
         **knobs,
     }
 
