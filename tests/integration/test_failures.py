@@ -31,6 +31,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
 
 from litemaas_hooks import cli, outbox
 from litemaas_hooks.embedded import seed
@@ -666,3 +667,106 @@ async def test_relay_and_backfill_work_with_the_readme_least_privilege_roles(
         [master_key, role_password],
         {"logs": "\n".join(logs), "backfill output": backfill_out.out + backfill_out.err},
     )
+
+
+# -- bad input --------------------------------------------------------------------------------------
+
+AWKWARD_NAMES = (
+    'it\'s "quoted"',
+    "a;b",
+    "x -- y",
+    "org/model/v1",
+    "'; DROP TABLE models; --",
+    "modèle-日本語-🚀",
+)
+
+
+async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
+    dbs: tuple[str, str], master_key: str, pg_cluster: LocalPostgres, logs: list[str]
+) -> None:
+    """Injects, each through a plain INSERT into LiteLLM's table (which must succeed): litellm_params
+    encrypted with another key, litellm_params that is not JSON, model_info that is a JSON string or an
+    array, an empty model_name, a 256-character model_name, names with control characters, a 3 MB
+    model_info, negative / non-numeric rpm, tpm and costs, names with quotes, ``;``, ``--``, ``/`` and
+    unicode (which must sync), and outbox rows pointing at models that do not exist (anymore).
+
+    Asserts: every bad event is kept (dead after LITEMAAS_HOOKS_MAX_ATTEMPTS=2) with an error naming the
+    problem; the relay never crashed or reconnected; every good model interleaved with them (and the
+    awkward names) is in the backend; the vanished-model events simply converge (retire / no-op)."""
+    ldsn, bdsn = dbs
+    other_key = "sk-" + secrets.token_hex(32)
+    settings = make_settings(ldsn, bdsn, master_key, max_attempts=2, retry_base_seconds=0.05, retry_max_seconds=0.1)
+
+    def row(name: str, key: str = master_key, params: dict[str, Any] | None = None, **info: Any) -> dict[str, Any]:
+        """A row from LiteLLM's builder; ``info`` is merged into model_info afterwards, as a writer
+        bypassing LiteLLM's validation (an older version, SQL, a migration) could leave it."""
+        r = seed.as_insert_params(litellm_row(name, {**PARAMS, **(params or {})}, key=key))
+        r.pop("blocked")
+        r["model_info"] = Jsonb({**r["model_info"].obj, **info})
+        return r
+
+    # name -> (row, a fragment of the error recorded for its event)
+    bad: dict[str, tuple[dict[str, Any], str]] = {
+        "wrong-key": (row("wrong-key", key=other_key), "could not be decrypted"),
+        "params-not-json": ({**row("params-not-json"), "litellm_params": Jsonb("{not json")}, "is not valid JSON"),
+        "info-json-string": ({**row("info-json-string"), "model_info": Jsonb("just a string")}, "is not valid JSON"),
+        "info-array": ({**row("info-array"), "model_info": Jsonb([1, 2, 3])}, "not a JSON object"),
+        "info-array-in-string": (
+            {**row("info-array-in-string"), "model_info": Jsonb("[1, 2]")},
+            "not a JSON object",
+        ),
+        "m" * 256: (row("m" * 256), "256 characters long"),
+        "ctl\x01name": (row("ctl\x01name"), "control characters"),
+        "new\nline": (row("new\nline"), "control characters"),
+        "huge-info": (row("huge-info", blob="x" * 3_000_000), "bytes of JSON"),
+        "negative-rpm": (row("negative-rpm", params={"rpm": -5}), "rpm must be between 0"),
+        "text-tpm": (row("text-tpm", tpm="lots"), "tpm must be a whole number"),
+        "negative-cost": (row("negative-cost", input_cost_per_token=-0.1), "non-negative"),
+        "text-cost": (row("text-cost", output_cost_per_token="cheap"), "must be a number"),
+    }
+    good = [f"good-{i}" for i in range(len(bad))]
+    async with (
+        running(settings) as (relay,),
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        await add(lc, "will-vanish", master_key, max_tokens=1)
+        await eventually(lambda: matches_truth(lc, bc, set()), what="will-vanish synced")
+        for (_, (bad_row, _)), good_name in zip(bad.items(), good, strict=True):
+            await lc.execute(INSERT, bad_row)  # LiteLLM's own write succeeds
+            await add(lc, good_name, master_key, max_tokens=1)
+        await lc.execute(INSERT, {**row(""), "model_name": ""})  # empty model_name
+        for name in AWKWARD_NAMES:
+            await add(lc, name, master_key, max_tokens=1)
+        # outbox rows pointing at models that vanished: one never synced, one in the backend
+        await lc.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER litemaas_hooks_model_events")
+        await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'will-vanish'")
+        await lc.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER litemaas_hooks_model_events")
+        await lc.execute(
+            "INSERT INTO litemaas_hooks.model_events (op, model_id, new_model_name) VALUES "
+            "('INSERT', 'no-such-id', 'never-existed'), ('UPDATE', 'gone-id', 'will-vanish'); "
+            "SELECT pg_notify('litemaas_hooks_model_events', '')"
+        )
+        assert await scalar(lc, f"SELECT count(*) FROM {TABLE}") == 2 * len(bad) + 1 + len(AWKWARD_NAMES)
+
+        async def settled() -> bool:
+            c = await outbox.counts(lc)
+            return c.pending == 0 and c.claimed == 0 and c.dead == len(bad)
+
+        await eventually(settled, deadline_seconds=30, what="bad events dead, every other event applied")
+        have = await backend_models(bc)
+        for name in (*good, *AWKWARD_NAMES):
+            assert have.get(name) == "available", name
+        assert have["will-vanish"] == "unavailable"
+        assert "never-existed" not in have
+        assert not set(bad) & set(have)
+        assert "" not in have
+        errors = {e.new_model_name: e.last_error or "" for e in await outbox.dead_events(lc)}
+        assert set(errors) == set(bad)
+        for name, (_, fragment) in bad.items():
+            assert fragment in errors[name], (name, errors[name])
+            assert errors[name].startswith(f"{name}: ")  # names the model
+        assert relay.stats.reconnects == 0
+        assert relay.stats.last_error is None
+        assert await audits(bc) == {"will-vanish": 1}
+    await assert_no_secrets(pg_cluster, ldsn, bdsn, [master_key, other_key], {"logs": "\n".join(logs)})
