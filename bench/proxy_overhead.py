@@ -1,0 +1,260 @@
+"""Proxy overhead benchmark: a real `litellm --config` proxy without and with the litemaas-hooks plugin.
+
+Two proxies are started on loopback from the same config (one worker each, no database for the proxy
+itself, a ``mock_response`` model, so nothing leaves the machine): A without callbacks, B with
+``callbacks: ["litemaas_hooks.proxy_handler_instance"]`` and the plugin's databases (a throwaway
+PostgreSQL with both schemas, `litemaas-hooks install` run first). B is used only once its relay is
+connected and its start-up full reconcile has synced the config-file model.
+
+Load: an in-process asyncio load generator (httpx, ``--concurrency`` workers, keep-alive) sends
+``/v1/chat/completions`` requests; each round is bounded by ``--requests`` and ``--round-seconds``. Rounds
+alternate A, B, A, B, ... (``--rounds`` each) so drift (other load on the machine, CPU frequency) hits
+both alike; only one proxy is loaded at a time, the other is idle. Both are warmed up first.
+
+Printed: throughput (requests/s over all rounds) and p50/p99 latency per variant, and the ratios B/A
+(targets: throughput >= 0.98, p99 <= 1.02); RSS of each proxy process group (all its processes) after
+warm-up and after the load, and B - A = the plugin's RSS cost per worker (target <= 30 MB).
+
+    .venv/bin/python bench/proxy_overhead.py [--rounds 3] [--requests 600] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import MASTER_KEY, databases, machine
+from latency import install
+
+from litemaas_hooks.plugin import write_shim
+
+CONFIG = """\
+model_list:
+  - model_name: mock-gpt
+    litellm_params:
+      model: openai/mock-gpt
+      api_key: not-a-real-key
+      mock_response: "hello from the mock"
+"""
+PLUGIN = """\
+litellm_settings:
+  callbacks: ["litemaas_hooks.proxy_handler_instance"]
+"""
+START_DEADLINE_SECONDS = 240.0
+
+
+@dataclass
+class Proxy:
+    label: str
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def rss_mb(self) -> float:
+        """Resident memory of every process of the proxy's process group (workers included)."""
+        total = 0
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                if os.getpgid(int(pid)) != self.process.pid:
+                    continue
+                with open(f"/proc/{pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+            except (OSError, ProcessLookupError):
+                continue
+        return total / 1024
+
+
+@dataclass
+class Sample:
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    errors: int = 0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def litellm_proxy(label: str, workdir: Path, env: dict[str, str], *, plugin: bool) -> Iterator[Proxy]:
+    config_dir = workdir / label
+    config_dir.mkdir()
+    (config_dir / "config.yaml").write_text(CONFIG + (PLUGIN if plugin else ""))
+    if plugin:
+        write_shim(config_dir)  # LiteLLM 1.81 loads callbacks only from the config dir
+    port = _free_port()
+    log_path = workdir / f"{label}.log"
+    exe = os.path.join(os.path.dirname(sys.executable), "litellm")
+    full_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "LITELLM_SALT_KEY"}}
+    full_env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": MASTER_KEY, **env})
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [exe, "--config", str(config_dir / "config.yaml"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=workdir,
+            start_new_session=True,
+        )
+    try:
+        yield Proxy(label, process, f"http://127.0.0.1:{port}", log_path)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+
+def wait_live(proxy: Proxy) -> None:
+    deadline = time.monotonic() + START_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if proxy.process.poll() is not None:
+            raise RuntimeError(f"proxy {proxy.label} exited:\n{proxy.log_path.read_text(errors='replace')[-3000:]}")
+        try:
+            if httpx.get(f"{proxy.base_url}/health/liveliness", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"proxy {proxy.label} did not answer within {START_DEADLINE_SECONDS}s")
+
+
+def wait_plugin_synced(backend_dsn: str) -> None:
+    """The plugin's relay is up and its start-up reconcile synced the config-file model."""
+    deadline = time.monotonic() + START_DEADLINE_SECONDS
+    with psycopg.connect(backend_dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT availability FROM models WHERE id = 'mock-gpt'").fetchone()
+            if row is not None and row[0] == "available":
+                return
+            time.sleep(0.2)
+    raise RuntimeError("the plugin did not sync the config-file model")
+
+
+async def load(proxy: Proxy, *, requests: int, seconds: float, concurrency: int) -> Sample:
+    sample = Sample()
+    body = {"model": "mock-gpt", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    issued = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    async with httpx.AsyncClient(base_url=proxy.base_url, headers=headers, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            nonlocal issued
+            while issued < requests and time.perf_counter() < deadline:
+                issued += 1
+                t0 = time.perf_counter()
+                try:
+                    response = await client.post("/v1/chat/completions", json=body)
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    sample.latencies.append(time.perf_counter() - t0)
+                else:
+                    sample.errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    sample.seconds = time.perf_counter() - started
+    return sample
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per variant (alternating A/B)")
+    parser.add_argument("--requests", type=int, default=600, help="requests per round (upper bound)")
+    parser.add_argument("--round-seconds", type=float, default=15.0, help="time per round (upper bound)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=200, help="warm-up requests per proxy")
+    args = parser.parse_args()
+    with databases() as (_pg, litellm_dsn, backend_dsn), ExitStack() as stack:
+        install(litellm_dsn, backend_dsn)
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="litemaas-bench-")))
+        plugin_env = {"LITEMAAS_DATABASE_URL": backend_dsn, "LITELLM_DATABASE_URL": litellm_dsn}
+        started = time.perf_counter()
+        a = stack.enter_context(litellm_proxy("A-without", workdir, {}, plugin=False))
+        b = stack.enter_context(litellm_proxy("B-with-plugin", workdir, plugin_env, plugin=True))
+        wait_live(a)
+        wait_live(b)
+        wait_plugin_synced(backend_dsn)
+        boot = time.perf_counter() - started
+
+        def run(proxy: Proxy, requests: int) -> Sample:
+            return asyncio.run(load(proxy, requests=requests, seconds=args.round_seconds, concurrency=args.concurrency))
+
+        for proxy in (a, b):
+            run(proxy, args.warmup)
+        rss_warm = {p.label: p.rss_mb() for p in (a, b)}
+        samples: dict[str, list[Sample]] = {a.label: [], b.label: []}
+        for _ in range(args.rounds):
+            for proxy in (a, b):
+                samples[proxy.label].append(run(proxy, args.requests))
+        rss_after = {p.label: p.rss_mb() for p in (a, b)}
+        b_log = b.log_path.read_text(errors="replace")
+
+    print(f"proxy overhead benchmark — litellm proxy, mock_response model, 1 worker each — {machine()}")
+    print(f"  both proxies up and the plugin synced in {boot:.0f}s; rounds alternate A/B x{args.rounds}")
+    print(
+        f"  load: {args.concurrency} concurrent keep-alive clients, <= {args.requests} requests and "
+        f"<= {args.round_seconds:.0f}s per round; load generator in this process (same for A and B)"
+    )
+    figures: dict[str, tuple[float, float, float]] = {}
+    for label, rounds in samples.items():
+        latencies = [x for s in rounds for x in s.latencies]
+        seconds = sum(s.seconds for s in rounds)
+        errors = sum(s.errors for s in rounds)
+        rps = len(latencies) / seconds
+        per_round = ", ".join(f"{len(s.latencies) / s.seconds:.0f}" for s in rounds)
+        p50, p99 = statistics.median(latencies) * 1000, pct(latencies, 99) * 1000
+        figures[label] = (rps, p50, p99)
+        print(
+            f"  {label:14s} {rps:7.1f} req/s (rounds: {per_round})  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
+            f"ok {len(latencies)}  errors {errors}"
+        )
+    (ra, _, pa), (rb, _, pb) = figures[a.label], figures[b.label]
+    print(f"  throughput ratio B/A: {rb / ra:.3f}  target >= 0.98")
+    print(f"  p99 latency ratio B/A: {pb / pa:.3f}  target <= 1.02")
+    for when, rss in (("after warm-up", rss_warm), ("after the load", rss_after)):
+        print(
+            f"  RSS {when}: A {rss[a.label]:.0f} MB, B {rss[b.label]:.0f} MB -> plugin cost per worker "
+            f"{rss[b.label] - rss[a.label]:+.1f} MB  target <= 30 MB"
+        )
+    print(f"  plugin active in B: {'litemaas-hooks' in b_log}")
+
+
+if __name__ == "__main__":
+    main()
