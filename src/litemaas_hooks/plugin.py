@@ -77,8 +77,17 @@ def _proxy_config_models() -> list[dict[str, Any]]:
 class LiteMaaSHooks(CustomLogger):
     """LiteLLM callback object that runs the litemaas-hooks relay in the proxy's event loop."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None, *, autostart: bool = True) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, *, autostart: bool = True, in_proxy: bool | None = None
+    ) -> None:
+        """
+        :param environ: settings source (default: the process environment).
+        :param autostart: start the relay now when a loop is running (else call ``start()``).
+        :param in_proxy: whether this process is a LiteLLM proxy (router, master key, status route);
+            default: detected (``litellm.proxy.proxy_server`` is imported).
+        """
         super().__init__()
+        self._in_proxy = in_proxy
         self.settings: Settings | None = None
         self.error: str | None = None
         self.relay: Relay | None = None
@@ -157,8 +166,9 @@ class LiteMaaSHooks(CustomLogger):
     async def _wait_for_proxy(self, stop: asyncio.Event) -> bool:
         """True once the proxy loaded its config (router set); False when not inside a proxy."""
         mod = litellm_adapter.proxy_server_module()
-        if mod is None:
+        if mod is None or self._in_proxy is False:
             return False
+        log.debug("litemaas-hooks: waiting for the proxy to load its config (router)")
         deadline = time.monotonic() + PROXY_READY_TIMEOUT_SECONDS
         while getattr(mod, "llm_router", None) is None and not stop.is_set():
             if time.monotonic() > deadline:

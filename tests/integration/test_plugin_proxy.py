@@ -315,7 +315,8 @@ def test_plugin_without_a_loop_starts_later_from_inside_one(
 
     _install(litellm_dsn, backend_dsn)
     env = {"LITEMAAS_DATABASE_URL": backend_dsn, "LITELLM_DATABASE_URL": litellm_dsn, "LITELLM_MASTER_KEY": master_key}
-    plugin = LiteMaaSHooks(environ=env)  # no running loop here: nothing starts, nothing fails
+    # in_proxy=False: other tests of this session import LiteLLM's proxy_server module in-process
+    plugin = LiteMaaSHooks(environ=env, in_proxy=False)  # no running loop here: nothing starts or fails
     assert plugin.settings is not None
     assert not plugin.running
 
