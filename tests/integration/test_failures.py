@@ -36,6 +36,7 @@ from psycopg.types.json import Jsonb
 from litemaas_hooks import cli, outbox
 from litemaas_hooks.embedded import seed
 from litemaas_hooks.embedded.cluster import LocalPostgres
+from litemaas_hooks.status import collect_status, format_status
 from tests.helpers import litellm_row
 from tests.integration.test_relay import (
     PARAMS,
@@ -735,7 +736,8 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         for (_, (bad_row, _)), good_name in zip(bad.items(), good, strict=True):
             await lc.execute(INSERT, bad_row)  # LiteLLM's own write succeeds
             await add(lc, good_name, master_key, max_tokens=1)
-        await lc.execute(INSERT, {**row(""), "model_name": ""})  # empty model_name
+        empty = {**row(""), "model_name": ""}
+        await lc.execute(INSERT, empty)  # empty model_name
         for name in AWKWARD_NAMES:
             await add(lc, name, master_key, max_tokens=1)
         # outbox rows pointing at models that vanished: one never synced, one in the backend
@@ -769,4 +771,18 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         assert relay.stats.reconnects == 0
         assert relay.stats.last_error is None
         assert await audits(bc) == {"will-vanish": 1}
-    await assert_no_secrets(pg_cluster, ldsn, bdsn, [master_key, other_key], {"logs": "\n".join(logs)})
+
+        # an empty name gives its event no name to converge (the event is consumed); the deployment is
+        # reported by the full scan instead: `status` (and backfill / the periodic reconcile) name it
+        report = await collect_status(settings)
+        assert "model_name is missing or empty" in report.drift.errors[f"<deployment {empty['model_id']}>"]
+        assert set(bad) <= set(report.drift.errors)
+        status_text = format_status(report)
+        assert "cannot sync <deployment" in status_text
+    await assert_no_secrets(
+        pg_cluster,
+        ldsn,
+        bdsn,
+        [master_key, other_key],
+        {"logs": "\n".join(logs), "status output": status_text + report.to_json()},
+    )
