@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="trigger, outbox backlog, dead events and drift")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
+    shim = sub.add_parser(
+        "write-shim", help="write litemaas_hooks.py next to LiteLLM's config.yaml (needed by LiteLLM 1.81)"
+    )
+    shim.add_argument("config_dir", help="the directory that holds LiteLLM's config.yaml")
+
     demo = sub.add_parser("demo", help="run everything against a throwaway local PostgreSQL")
     demo.add_argument("--no-live", action="store_true", help="skip the live relay part of the demo")
     return parser
@@ -179,13 +184,27 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if report.healthy else EXIT_DIFF
 
 
+async def _write_shim(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.plugin import write_shim
+
+    print(f"wrote {write_shim(args.config_dir)}")
+    return EXIT_OK
+
+
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from litemaas_hooks.embedded.demo import run_demo
 
     return await run_demo(live=not args.no_live)
 
 
-_COMMANDS = {"install": _install, "backfill": _backfill, "relay": _relay, "status": _status, "demo": _demo}
+_COMMANDS = {
+    "install": _install,
+    "backfill": _backfill,
+    "relay": _relay,
+    "status": _status,
+    "write-shim": _write_shim,
+    "demo": _demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
