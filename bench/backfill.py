@@ -130,9 +130,7 @@ def main() -> None:
         clear_cost_map_cache()
         cold = asyncio.run(engine_run(env))
         warm = asyncio.run(engine_run(env))
-        base_s, base_write_s, _rows = asyncio.run(
-            baseline_run({**env, "LITEMAAS_DATABASE_URL": pg.dsn("baseline_db")})
-        )
+        base_s, base_write_s, _rows = asyncio.run(baseline_run({**env, "LITEMAAS_DATABASE_URL": pg.dsn("baseline_db")}))
         wall, rss = cli_rss(env)
         import_s, import_mb = litellm_import_cost()
 
