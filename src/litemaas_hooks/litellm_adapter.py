@@ -57,6 +57,13 @@ def _decryptor() -> Callable[[str, str], str | None]:
     return decrypt_legacy
 
 
+def warm_up() -> None:
+    """Import LiteLLM's decryption helper and cost map now (seconds, once per process), so the first
+    event does not pay for it. A no-op inside the proxy, where LiteLLM is already imported."""
+    _decryptor()
+    import litellm  # noqa: F401
+
+
 def looks_encrypted(value: str) -> bool:
     """True when ``value`` has the shape of a LiteLLM ciphertext (so a failed decrypt means a wrong key)."""
     if value.startswith(_V2_PREFIX):

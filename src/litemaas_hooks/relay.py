@@ -47,7 +47,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from litemaas_hooks import outbox, sql
+from litemaas_hooks import litellm_adapter, outbox, sql
 from litemaas_hooks.backoff import Backoff
 from litemaas_hooks.errors import LiteMaaSHooksError
 from litemaas_hooks.redaction import redact_dsn, scrub
@@ -212,6 +212,7 @@ class Relay:
             if self.settings.reconcile_interval_seconds > 0
             else "never",
         )
+        litellm_adapter.warm_up()  # the first event must not wait for `import litellm`
         while not stop.is_set():
             try:
                 await self._session(litellm_dsn, backend_dsn, stop)
@@ -348,6 +349,13 @@ class Relay:
         done: list[int] = []
         errors: dict[int, str] = {}
         for event in events:
+            if not event.names and event.op != "DELETE":
+                # nothing to converge: the deployment has no usable name; keep the event with why
+                errors[event.id] = (
+                    f"deployment {event.model_id} has no model_name; give it a name in LiteLLM "
+                    "(PATCH /model/{model_id}/update)"
+                )
+                continue
             bad = sorted(event.names & failed)
             if not bad:
                 done.append(event.id)

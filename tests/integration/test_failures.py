@@ -753,7 +753,7 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
 
         async def settled() -> bool:
             c = await outbox.counts(lc)
-            return c.pending == 0 and c.claimed == 0 and c.dead == len(bad)
+            return c.pending == 0 and c.claimed == 0 and c.dead == len(bad) + 1  # + the empty name
 
         await eventually(settled, deadline_seconds=30, what="bad events dead, every other event applied")
         have = await backend_models(bc)
@@ -763,8 +763,14 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         assert "never-existed" not in have
         assert not set(bad) & set(have)
         assert "" not in have
-        errors = {e.new_model_name: e.last_error or "" for e in await outbox.dead_events(lc)}
+        dead = await outbox.dead_events(lc)
+        errors = {e.new_model_name: e.last_error or "" for e in dead if e.new_model_name}
         assert set(errors) == set(bad)
+        nameless = [e.last_error or "" for e in dead if not e.new_model_name]
+        assert nameless == [
+            f"deployment {empty['model_id']} has no model_name; give it a name in LiteLLM "
+            "(PATCH /model/{model_id}/update)"
+        ]
         for name, (_, fragment) in bad.items():
             assert fragment in errors[name], (name, errors[name])
             assert errors[name].startswith(f"{name}: ")  # names the model
@@ -772,8 +778,8 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         assert relay.stats.last_error is None
         assert await audits(bc) == {"will-vanish": 1}
 
-        # an empty name gives its event no name to converge (the event is consumed); the deployment is
-        # reported by the full scan instead: `status` (and backfill / the periodic reconcile) name it
+        # an empty name gives its event no name to converge: the event is kept with that error, and the
+        # full scan reports the deployment too: `status` (and backfill / the periodic reconcile) name it
         report = await collect_status(settings)
         assert "model_name is missing or empty" in report.drift.errors[f"<deployment {empty['model_id']}>"]
         assert set(bad) <= set(report.drift.errors)
