@@ -33,10 +33,16 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+# Production-like durability: fsync and synchronous commit on, data on disk (not tmpfs). Per-row
+# writers pay a WAL flush per commit there, as they do against a real server.
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+
+
 @contextlib.contextmanager
-def databases() -> Iterator[tuple[LocalPostgres, str, str]]:
-    """(cluster, litellm_dsn, backend_dsn) on a fresh throwaway server."""
-    with LocalPostgres() as pg:
+def databases(*, durable: bool = False) -> Iterator[tuple[LocalPostgres, str, str]]:
+    """(cluster, litellm_dsn, backend_dsn) on a fresh throwaway server (``durable``: on disk, fsync on)."""
+    kwargs: dict[str, Any] = {"settings": DURABLE, "base_dir": "/var/tmp"} if durable else {}
+    with LocalPostgres(**kwargs) as pg:
         pg.create_database("litellm_db")
         pg.create_database("litemaas_db")
         apply_litellm_schema(pg.dsn("litellm_db"))

@@ -102,8 +102,11 @@ def cli_rss(env: dict[str, str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", type=int, default=10_000)
+    parser.add_argument(
+        "--fast-server", action="store_true", help="fsync off, data in memory (the test suite's server)"
+    )
     args = parser.parse_args()
-    with databases() as (pg, litellm_dsn, backend_dsn):
+    with databases(durable=not args.fast_server) as (pg, litellm_dsn, backend_dsn):
         pg.create_database("baseline_db", template=None)
         from litemaas_hooks.embedded.litemaas_schema import apply_litemaas_schema
 
@@ -139,7 +142,8 @@ def main() -> None:
     def phases(r: Report) -> str:
         return ", ".join(f"{k} {v:.2f}s" for k, v in r.phases.items())
 
-    print(f"backfill benchmark — {args.models} deployments — {machine()}")
+    server = "fsync off, tmpfs" if args.fast_server else "fsync on, on disk (production-like)"
+    print(f"backfill benchmark — {args.models} deployments — {machine()} — PostgreSQL {server}")
     print(f"  seeding (LiteLLM row builder + encryption): {seed_s:.2f}s")
     print(f"  cold backfill:  {cold.seconds:.2f}s  [{phases(cold)}]  created {c['created']}  target <= 3 s")
     print(

@@ -15,6 +15,8 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 
+import orjson
+
 from litemaas_hooks.errors import MappingError
 from litemaas_hooks.redaction import strip_credentials
 
@@ -266,7 +268,10 @@ def metadata_of(dep: Deployment) -> dict[str, Any]:
         "litellm_model_info": strip_credentials(dict(dep.model_info)),
         "litellm_params": strip_credentials(dict(dep.litellm_params)),
     }
-    size = len(json.dumps(metadata, default=str))
+    try:
+        size = len(orjson.dumps(metadata, default=str, option=orjson.OPT_NON_STR_KEYS))
+    except TypeError:  # e.g. integers beyond 64 bits
+        size = len(json.dumps(metadata, default=str))
     if size > MAX_METADATA_BYTES:
         raise MappingError(
             f"model_info/litellm_params of deployment {dep.model_id} are {size} bytes of JSON; "

@@ -197,3 +197,11 @@ def test_awkward_but_valid_names_map_verbatim() -> None:
 def test_numeric_strings_are_accepted() -> None:
     r = map_model("m", [dep(params={"rpm": "60", "tpm": "1000.0"})])
     assert (r.rpm, r.tpm) == (60, 1000)
+
+
+def test_integers_beyond_64_bits_do_not_break_mapping_or_json() -> None:
+    from litemaas_hooks.connections import _dumps, _loads
+
+    r = map_model("m", [dep(info={"huge": 10**30})])
+    assert r.metadata["litellm_model_info"]["huge"] == 10**30
+    assert _loads(_dumps({"huge": 10**30})) == {"huge": pytest.approx(10**30)}  # orjson reads it as a float
