@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -88,15 +87,26 @@ async def baseline_run(env: dict[str, str]) -> tuple[float, float, int]:
     return now - started, now - write_started, written
 
 
+# ru_maxrss of a child counts the parent's memory at fork time (Linux keeps it across exec), so the
+# child reports its own peak instead: VmHWM of its own address space, read just before it exits.
+_HWM = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr)"
+
+
+def _peak_mb(stderr: str) -> float:
+    return int(stderr.strip().splitlines()[-1]) / 1024
+
+
 def cli_rss(env: dict[str, str]) -> tuple[float, float]:
     """Wall time and peak RSS (MB) of a `litemaas-hooks backfill` process (a warm run)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    code = (
+        "import sys\nfrom litemaas_hooks.cli import main\n"
+        f"try:\n    main(['backfill', '--quiet'])\nfinally:\n    {_HWM}"
+    )
     started = time.perf_counter()
-    exe = os.path.join(os.path.dirname(sys.executable), "litemaas-hooks")
-    subprocess.run([exe, "backfill", "--quiet"], env={**os.environ, **env}, check=True, capture_output=True)
-    wall = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, check=True, capture_output=True, text=True
+    )
+    return time.perf_counter() - started, _peak_mb(proc.stderr)
 
 
 def main() -> None:
@@ -159,12 +169,9 @@ def main() -> None:
 
 
 def litellm_import_cost() -> tuple[float, float]:
-    code = (
-        "import resource,time; t=time.perf_counter(); import litellm; "
-        "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    return float(out[0]), float(out[1])
+    code = f"import sys, time\nt = time.perf_counter()\nimport litellm\nprint(time.perf_counter() - t)\n{_HWM}"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(proc.stdout.split()[0]), _peak_mb(proc.stderr)
 
 
 if __name__ == "__main__":
