@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="trigger, outbox backlog, dead events and drift")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
+    replay = sub.add_parser("replay", help="make dead outbox events pending again (after fixing their cause)")
+    replay.add_argument("ids", nargs="*", type=int, help="event ids (default: every dead event)")
+
     shim = sub.add_parser(
         "write-shim", help="write litemaas_hooks.py next to LiteLLM's config.yaml (needed by LiteLLM 1.81)"
     )
@@ -184,6 +187,19 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if report.healthy else EXIT_DIFF
 
 
+async def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks import outbox
+    from litemaas_hooks.connections import connect
+
+    conn = await connect(settings, "litellm")
+    try:
+        count = await outbox.replay_dead(conn, args.ids or None)
+    finally:
+        await conn.close()
+    print(f"replayed {count} dead event(s); the relays pick them up now")
+    return EXIT_OK
+
+
 async def _write_shim(settings: Settings, args: argparse.Namespace) -> int:
     from litemaas_hooks.plugin import write_shim
 
@@ -202,6 +218,7 @@ _COMMANDS = {
     "backfill": _backfill,
     "relay": _relay,
     "status": _status,
+    "replay": _replay,
     "write-shim": _write_shim,
     "demo": _demo,
 }

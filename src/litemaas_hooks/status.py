@@ -168,7 +168,7 @@ async def _outbox_part(
         if counts.dead:
             problem(
                 f"{counts.dead} dead outbox events (failed too often): fix the cause shown below, then replay "
-                "them (litemaas_hooks.outbox.replay_dead)"
+                "them: `litemaas-hooks replay`"
             )
             report.dead_events = await outbox.dead_events(lconn, limit=dead_limit)
         report.last_reconcile = await outbox.last_reconcile(lconn)
