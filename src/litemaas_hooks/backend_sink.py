@@ -25,6 +25,11 @@ async def snapshot(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | No
         return {row["id"]: CurrentRow.from_db(row) for row in await cur.fetchall()}
 
 
+async def all_ids(conn: psycopg.AsyncConnection[Any]) -> set[str]:
+    cur = await conn.execute(sql.query("backend", "model_ids"))
+    return {str(row[0]) for row in await cur.fetchall()}
+
+
 async def upsert(conn: psycopg.AsyncConnection[Any], records: Sequence[ModelRecord]) -> dict[str, str]:
     """Write a batch set-based; ``{id: inserted | updated | unchanged}``."""
     if not records:

@@ -98,6 +98,21 @@ def _add(truth: Truth, name: str, build: Callable[[], Deployment]) -> None:
     truth.deployments.setdefault(name, []).append(dep)
 
 
+async def all_names(conn: psycopg.AsyncConnection[Any], config_models: ConfigModels | None) -> set[str]:
+    """Every model name in LiteLLM: the table's (non-empty) names and the config-file models'."""
+    cur = await conn.execute(sql.query("litellm", "model_names"))
+    names = {str(row[0]) for row in await cur.fetchall()}
+    if config_models is not None:
+        names |= {str(m["model_name"]) for m in config_models() if isinstance(m.get("model_name"), str)}
+    return names
+
+
+async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+    """Deployments whose model_name is missing or blank (they cannot be synced; reported as errors)."""
+    cur = await conn.execute(sql.query("litellm", "nameless_deployments"))
+    return [str(row[0]) for row in await cur.fetchall()]
+
+
 async def read_truth(
     conn: psycopg.AsyncConnection[Any],
     names: Collection[str] | None,

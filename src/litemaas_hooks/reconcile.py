@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from litemaas_hooks import backend_sink, litellm_adapter
+from litemaas_hooks import backend_sink, litellm_adapter, litellm_source
 from litemaas_hooks.errors import MappingError
 from litemaas_hooks.litellm_source import read_truth
 from litemaas_hooks.mapping import ModelRecord, is_team_model, map_model
@@ -52,6 +52,8 @@ _PLAN_TO_OUTCOME: dict[str, OutcomeAction] = {
     "error": "error",
 }
 Progress = Callable[[int, int], None]
+# A full reconcile reads and writes this many names at a time (bounded memory for any catalogue size).
+CHUNK_NAMES = 2000
 
 
 @dataclass(slots=True)
@@ -69,6 +71,9 @@ class Report:
     rows_written: int = 0
     # where the time went: reading LiteLLM's truth (decrypt + enrich), planning, writing the backend
     phases: dict[str, float] = field(default_factory=dict)
+
+    def add_phase(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
 
     def counts(self) -> Counter[str]:
         return Counter(o.action for o in self.outcomes.values())
@@ -121,42 +126,79 @@ class Reconciler:
             return report
         async with backend.transaction(force_rollback=dry_run):
             await backend_sink.lock_models(backend, scope)
-            mark = time.perf_counter()
-            truth = await read_truth(litellm, scope, key=self._key(), config_models=self.config_models)
-            report.phases["read_litellm"] = time.perf_counter() - mark
-            mark = time.perf_counter()
-            current = await backend_sink.snapshot(backend, scope)
-            plan = self._plan(scope, truth.deployments, truth.errors, current, retire_missing=retire_missing)
-            report.phases["plan"] = time.perf_counter() - mark
-            for change in plan:
-                report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
-            for model_id, reason in truth.invalid.items():
-                report.outcomes[f"<deployment {model_id}>"] = Outcome("error", reason)
-            if not dry_run:
-                mark = time.perf_counter()
-                await self._apply(backend, plan, report, progress)
-                report.phases["apply"] = time.perf_counter() - mark
+            if scope is None:
+                # everything, in chunks of names: memory stays bounded however many models there are
+                every = await self._all_names(litellm, backend, report, retire_missing=retire_missing)
+                chunks = [every[i : i + CHUNK_NAMES] for i in range(0, len(every), CHUNK_NAMES)]
+                may_retire = retire_missing
+            else:
+                every, chunks, may_retire = sorted(scope), [sorted(scope)], True
+            done = 0
+            for chunk in chunks:
+                await self._converge_chunk(litellm, backend, chunk, report, may_retire=may_retire, dry_run=dry_run)
+                done += len(chunk)
+                if progress:
+                    progress(done, len(every))
         report.seconds = time.perf_counter() - started
         return report
+
+    async def _all_names(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        report: Report,
+        *,
+        retire_missing: bool,
+    ) -> list[str]:
+        """Every name in LiteLLM (table and config models), plus every backend row when retiring."""
+        mark = time.perf_counter()
+        names = await litellm_source.all_names(litellm, self.config_models)
+        for model_id in await litellm_source.nameless_deployments(litellm):
+            report.outcomes[f"<deployment {model_id}>"] = Outcome("error", "model_name is missing or empty")
+        if retire_missing:
+            names |= await backend_sink.all_ids(backend)
+        report.add_phase("read_litellm", time.perf_counter() - mark)
+        return sorted(names)
+
+    async def _converge_chunk(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        names: list[str],
+        report: Report,
+        *,
+        may_retire: bool,
+        dry_run: bool,
+    ) -> None:
+        mark = time.perf_counter()
+        truth = await read_truth(litellm, names, key=self._key(), config_models=self.config_models)
+        report.add_phase("read_litellm", time.perf_counter() - mark)
+        mark = time.perf_counter()
+        current = await backend_sink.snapshot(backend, names)
+        plan = self._plan(names, truth.deployments, truth.errors, current, may_retire=may_retire)
+        report.add_phase("plan", time.perf_counter() - mark)
+        for change in plan:
+            report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
+        for model_id, reason in truth.invalid.items():
+            report.outcomes[f"<deployment {model_id}>"] = Outcome("error", reason)
+        if not dry_run:
+            mark = time.perf_counter()
+            await self._apply(backend, plan, report)
+            report.add_phase("apply", time.perf_counter() - mark)
 
     # -- planning --------------------------------------------------------------------------------
 
     def _plan(
         self,
-        scope: set[str] | None,
+        names: Collection[str],
         deployments: Mapping[str, list[Any]],
         errors: Mapping[str, str],
         current: Mapping[str, CurrentRow],
         *,
-        retire_missing: bool,
+        may_retire: bool,
     ) -> list[PlannedChange]:
-        names = set(deployments) | set(errors)
-        if scope is not None:
-            names |= scope
-        elif retire_missing:
-            names |= set(current)
         plan: list[PlannedChange] = []
-        for name in sorted(names):
+        for name in sorted(set(names) | set(deployments) | set(errors)):
             if name in errors:
                 plan.append(PlannedChange(name, "error", message=errors[name]))
                 continue
@@ -174,7 +216,7 @@ class Reconciler:
             if deps and not self.settings.sync_team_models:
                 deps = [d for d in deps if not is_team_model(d)]
             if not deps:
-                plan.append(plan_absent(name, current.get(name), may_retire=scope is not None or retire_missing))
+                plan.append(plan_absent(name, current.get(name), may_retire=may_retire))
                 continue
             try:
                 record = map_model(name, deps)
@@ -186,23 +228,13 @@ class Reconciler:
 
     # -- applying --------------------------------------------------------------------------------
 
-    async def _apply(
-        self,
-        backend: psycopg.AsyncConnection[Any],
-        plan: list[PlannedChange],
-        report: Report,
-        progress: Progress | None,
-    ) -> None:
+    async def _apply(self, backend: psycopg.AsyncConnection[Any], plan: list[PlannedChange], report: Report) -> None:
         writes = [c for c in plan if c.action in {"create", "update"} and c.record is not None]
         retires = [c for c in plan if c.action == "retire"]
-        total, done = len(writes) + len(retires), 0
         size = self.settings.batch_size
         for start in range(0, len(writes), size):
             batch = writes[start : start + size]
             await self._upsert_batch(backend, batch, report)
-            done += len(batch)
-            if progress:
-                progress(done, total)
         for change in retires:
             try:
                 async with backend.transaction():
@@ -223,9 +255,6 @@ class Reconciler:
                 report.outcomes[change.name].message = ", ".join(f"{k}={v}" for k, v in counts.items())
             else:
                 report.outcomes[change.name] = Outcome("unchanged", "already retired")
-            done += 1
-            if progress:
-                progress(done, total)
 
     async def _upsert_batch(
         self, backend: psycopg.AsyncConnection[Any], batch: list[PlannedChange], report: Report

@@ -328,3 +328,34 @@ def test_shared_database_topology(shared_dsn: str, master_key: str, monkeypatch:
     assert run("install", "--backend-only") == 0
     assert run("backfill") == 0
     assert len(models(env)) == 3
+
+
+def test_full_reconcile_in_chunks(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full run walks names in chunks (bounded memory); results equal a one-chunk run."""
+    from litemaas_hooks import reconcile
+
+    monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
+    extra = [(f"chunk-{i}", f"openai/c{i}", {}) for i in range(5)]
+    ids = seed(env, [*SEED, *extra])
+    nameless = litellm_row("", {"model": "openai/n"}, key=env["LITELLM_MASTER_KEY"])
+    insert_rows(env["LITELLM_DATABASE_URL"], [nameless])
+    assert run("install", "--backend-only") == 0
+    progress: list[tuple[int, int]] = []
+
+    async def go() -> Report:
+        settings = load_settings()
+        lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
+        try:
+            return await Reconciler(settings).converge(lite, back, None, progress=lambda d, t: progress.append((d, t)))
+        finally:
+            await lite.close()
+            await back.close()
+
+    report = asyncio.run(go())
+    assert report.counts()["created"] == 8
+    assert report.outcomes[f"<deployment {nameless['model_id']}>"].action == "error"
+    assert progress == [(2, 8), (4, 8), (6, 8), (8, 8)]
+    execute(env["LITELLM_DATABASE_URL"], 'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (ids[-1],))
+    retired = converge(None, retire_missing=True)
+    assert retired.outcomes["chunk-4"].action == "retired"
+    assert {o.action for n, o in retired.outcomes.items() if n != "chunk-4" and not n.startswith("<")} == {"unchanged"}

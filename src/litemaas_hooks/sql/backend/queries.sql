@@ -11,3 +11,6 @@ SELECT model_id, outcome FROM litemaas_hooks.upsert_models_v1(%(models)s::jsonb)
 
 -- name: retire_model
 SELECT litemaas_hooks.retire_model_v1(%(id)s, %(cascade)s, %(reason)s) AS result
+
+-- name: model_ids
+SELECT model_ids_v1 AS id FROM litemaas_hooks.model_ids_v1()

@@ -13,3 +13,14 @@ SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
 FROM public."LiteLLM_ProxyModelTable" AS t
 WHERE t.model_name = ANY (%(names)s::text[])
 ORDER BY t.model_name, t.model_id
+
+-- name: model_names
+SELECT DISTINCT t.model_name
+FROM public."LiteLLM_ProxyModelTable" AS t
+WHERE t.model_name IS NOT NULL AND btrim(t.model_name) <> ''
+
+-- name: nameless_deployments
+SELECT t.model_id
+FROM public."LiteLLM_ProxyModelTable" AS t
+WHERE t.model_name IS NULL OR btrim(t.model_name) = ''
+ORDER BY t.model_id

@@ -62,6 +62,15 @@ AS $$
     WHERE p_ids IS NULL OR m.id = ANY (p_ids)
 $$;
 
+-- Every model id in the backend (a full reconcile with --retire-missing walks them in chunks).
+CREATE OR REPLACE FUNCTION litemaas_hooks.model_ids_v1()
+RETURNS SETOF text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT m.id::text FROM public.models AS m
+$$;
+
 -- Idempotent, set-based upsert of a batch of model records (a jsonb array of objects).
 -- Returns one row per input id: inserted | updated | unchanged. A row whose synced columns already
 -- hold the given values is not written at all (no updated_at churn). Never writes restricted_access,
