@@ -59,7 +59,18 @@ AS $$
            m.max_tokens, m.litellm_model_id, m.backend_model_name, h.reason
     FROM public.models AS m
     LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
-    WHERE p_ids IS NULL OR m.id = ANY (p_ids)
+    WHERE p_ids IS NULL
+    UNION ALL
+    -- a join, not `id = ANY (p_ids)`: thousands of ids stay a hash/index join, not a scan per id
+    SELECT m.id, m.name, m.provider, m.description, m.category, m.context_length,
+           m.input_cost_per_token, m.output_cost_per_token,
+           m.supports_vision, m.supports_function_calling, m.supports_tool_choice,
+           m.supports_parallel_function_calling, m.supports_streaming, m.features,
+           m.availability, m.version, m.metadata, m.api_base, m.tpm, m.rpm,
+           m.max_tokens, m.litellm_model_id, m.backend_model_name, h.reason
+    FROM (SELECT DISTINCT x FROM unnest(p_ids) AS x) AS wanted (id)
+    JOIN public.models AS m ON m.id = wanted.id
+    LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
 $$;
 
 -- Every model id in the backend (a full reconcile with --retire-missing walks them in chunks).
