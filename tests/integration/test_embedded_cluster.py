@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import psycopg
 import pytest
@@ -155,11 +154,14 @@ def test_subscription_to_unknown_model_violates_subscriptions_model_id_fkey(back
 
 def test_updated_at_trigger(backend_dsn: str) -> None:
     with psycopg.connect(backend_dsn, autocommit=True) as conn:
-        _add_model(conn, "granite/8b")
+        # created a minute ago, so "the trigger moved updated_at" needs no waiting for the clock
+        conn.execute(
+            "INSERT INTO models (id, name, provider, created_at, updated_at) VALUES "
+            "('granite/8b', 'granite/8b', 'openai', now() - interval '1 minute', now() - interval '1 minute')"
+        )
         before = conn.execute("SELECT created_at, updated_at FROM models WHERE id = 'granite/8b'").fetchone()
         assert before is not None
         assert before[0] == before[1]
-        time.sleep(0.01)
         conn.execute("UPDATE models SET description = 'x' WHERE id = 'granite/8b'")
         after = conn.execute("SELECT created_at, updated_at FROM models WHERE id = 'granite/8b'").fetchone()
         assert after is not None

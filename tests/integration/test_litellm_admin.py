@@ -113,14 +113,24 @@ def test_add_keeps_a_given_model_id(litellm_dsn: str, master_key: str) -> None:
     assert row["model_info"]["id"] == "granite-deployment-1"
 
 
+def _backdate(dsn: str, model_id: str) -> None:
+    """Move the row's updated_at a minute back, so "the write moved it" needs no waiting for the clock."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            """UPDATE "LiteLLM_ProxyModelTable" SET updated_at = updated_at - interval '1 minute'
+               WHERE model_id = %s""",
+            (model_id,),
+        )
+
+
 def test_patch_renames_and_moves_updated_at(litellm_dsn: str, master_key: str) -> None:
     model_id = run(_add(litellm_dsn, master_key))
+    _backdate(litellm_dsn, model_id)
     before = fetch_row(litellm_dsn, model_id)
     assert before is not None
 
     async def scenario() -> None:
         async with await LiteLLMAdmin.open(litellm_dsn, master_key=master_key) as admin:
-            await asyncio.sleep(0.01)
             await admin.patch_model(model_id, model_name="granite-3-8b-v2")
 
     run(scenario())
@@ -156,12 +166,12 @@ def test_patch_encrypts_new_params_and_merges_model_info(litellm_dsn: str, maste
 
 def test_update_merges_litellm_params_and_sets_updated_at(litellm_dsn: str, master_key: str) -> None:
     model_id = run(_add(litellm_dsn, master_key))
+    _backdate(litellm_dsn, model_id)
     before = fetch_row(litellm_dsn, model_id)
     assert before is not None
 
     async def scenario() -> None:
         async with await LiteLLMAdmin.open(litellm_dsn, master_key=master_key) as admin:
-            await asyncio.sleep(0.01)
             # POST /model/update does not set updated_at itself: Prisma's @updatedAt does
             await admin.update_model(model_id, litellm_params={"api_base": "http://other:8000/v1", "rpm": 5})
 
@@ -377,10 +387,13 @@ def test_standin_translates_prisma_calls(litellm_dsn: str) -> None:
             assert await table.count(where={"OR": [{"model_name": "alpha"}, {"model_id": {"not": "a"}}]}) == 2
             assert await table.find_first(where={"model_info": {"path": ["id"], "equals": "b"}}) is not None
             assert await table.update(where={"model_id": "zz"}, data={"model_name": "x"}) is None
-            await asyncio.sleep(0.005)
+            _backdate(litellm_dsn, "a")
+            before = await table.find_unique(where={"model_id": "a"})
+            assert before is not None
+            assert before.updated_at < created.updated_at
             updated = await table.update(where={"model_id": "a"}, data={"model_name": "alpha2"})
             assert updated is not None
-            assert updated.updated_at > created.updated_at  # @updatedAt
+            assert updated.updated_at > before.updated_at  # @updatedAt
 
             upserted = await table.upsert(
                 where={"model_id": "c"}, data={"create": model("c", "gamma"), "update": {"model_name": "no"}}

@@ -97,7 +97,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, deadline_seconds: 
             return time.perf_counter() - started
         if time.perf_counter() - started > deadline_seconds:
             raise AssertionError(f"not true within {deadline_seconds}s: {what}")
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.001)  # poll interval of this deadline loop
 
 
 async def backend_models(conn: AConn) -> dict[str, str]:
