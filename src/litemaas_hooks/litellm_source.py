@@ -30,9 +30,8 @@ class Truth:
 
     deployments: dict[str, list[Deployment]] = field(default_factory=dict)
     # name -> error text (a deployment of that name could not be read); the name is then not touched.
+    # Deployments without a name belong to no name: ``nameless_deployments`` reports those.
     errors: dict[str, str] = field(default_factory=dict)
-    # names whose rows could not be attributed to a valid name (e.g. a NULL/empty/too long name).
-    invalid: dict[str, str] = field(default_factory=dict)
 
 
 def _json_object(value: Any, what: str, model_id: str) -> dict[str, Any]:
@@ -131,7 +130,6 @@ async def read_truth(
     for row in rows:
         name = row.get("model_name")
         if not isinstance(name, str) or not name.strip():
-            truth.invalid[str(row.get("model_id"))] = "model_name is missing or empty"
             continue
         _add(truth, name, functools.partial(build_deployment, row, key))
     if config_models is not None:

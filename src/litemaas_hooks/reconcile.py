@@ -179,8 +179,6 @@ class Reconciler:
         report.add_phase("plan", time.perf_counter() - mark)
         for change in plan:
             report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
-        for model_id, reason in truth.invalid.items():
-            report.outcomes[f"<deployment {model_id}>"] = Outcome("error", reason)
         if not dry_run:
             mark = time.perf_counter()
             await self._apply(backend, plan, report)
