@@ -18,7 +18,7 @@ from typing import Any, Literal
 import orjson
 
 from litemaas_hooks.errors import MappingError
-from litemaas_hooks.redaction import strip_credentials
+from litemaas_hooks.redaction import redact_url, strip_credentials
 
 # Column limits of the backend ``models`` table (reference/litemaas-backend.md).
 MAX_ID = 255
@@ -214,6 +214,11 @@ def _flag(info: Mapping[str, Any], key: str, *, default: bool) -> bool:
     raise MappingError(f"model_info.{key} must be true or false, got {value!r}")
 
 
+def _url(value: Any) -> Any:
+    """A URL with any embedded credential masked (``https://user:***@host``); other values as they are."""
+    return redact_url(value) if isinstance(value, str) else value
+
+
 def _first(*values: Any) -> Any:
     """The first value that is not None (0 and "" are values)."""
     for v in values:
@@ -323,7 +328,7 @@ def map_model(name: str, deployments: Sequence[Deployment]) -> ModelRecord:
         features=features_of(info),
         version=DEFAULT_VERSION,
         metadata=metadata_of(dep),
-        api_base=_opt_text(params.get("api_base"), "litellm_params.api_base", MAX_API_BASE),
+        api_base=_opt_text(_url(params.get("api_base")), "litellm_params.api_base", MAX_API_BASE),
         tpm=_opt_int(_first(params.get("tpm"), info.get("tpm")), "tpm"),
         rpm=_opt_int(_first(params.get("rpm"), info.get("rpm")), "rpm"),
         max_tokens=_opt_int(info.get("max_tokens"), "model_info.max_tokens"),

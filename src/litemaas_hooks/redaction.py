@@ -11,6 +11,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Exact keys LiteLLM treats as credentials in litellm_params (provider configs, cloud auth, OAuth).
 CREDENTIAL_KEYS: frozenset[str] = frozenset(
@@ -91,12 +92,38 @@ def is_secret_key(key: str) -> bool:
 
 
 def strip_credentials(value: Any) -> Any:
-    """Return a deep copy of ``value`` without any credential-looking key (at any depth)."""
+    """A deep copy of ``value`` without any credential-looking key (at any depth), and with credentials
+    embedded in URLs (``https://user:pw@host``, ``?api-key=...``) masked."""
     if isinstance(value, Mapping):
         return {str(k): strip_credentials(v) for k, v in value.items() if not is_secret_key(str(k))}
     if isinstance(value, list | tuple):
         return [strip_credentials(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
     return value
+
+
+def redact_url(url: str) -> str:
+    """``url`` with a userinfo password and secret-looking query parameter values replaced by ``***``."""
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_dsn(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else netloc
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_secret_key(k) for k, _ in pairs):
+            query = urlencode([(k, "***" if is_secret_key(k) else v) for k, v in pairs], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")

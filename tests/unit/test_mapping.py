@@ -205,3 +205,13 @@ def test_integers_beyond_64_bits_do_not_break_mapping_or_json() -> None:
     r = map_model("m", [dep(info={"huge": 10**30})])
     assert r.metadata["litellm_model_info"]["huge"] == 10**30
     assert _loads(_dumps({"huge": 10**30})) == {"huge": pytest.approx(10**30)}  # orjson reads it as a float
+
+
+def test_credentials_inside_urls_never_reach_the_backend() -> None:
+    params = {"api_base": "https://svc:hunter2@vllm.example:8443/v1?api-key=k3y&region=eu"}
+    r = map_model("m", [dep(params=params)])
+    assert r.api_base == "https://svc:***@vllm.example:8443/v1?api-key=***&region=eu"
+    text = repr(r.metadata)
+    assert "hunter2" not in text
+    assert "k3y" not in text
+    assert map_model("m", [dep(params={"api_base": "http://plain:8000/v1"})]).api_base == "http://plain:8000/v1"
