@@ -137,6 +137,9 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
         if show_progress and total >= 1000:
             print(f"\rapplying {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
+    from litemaas_hooks.litellm_adapter import warm_up
+
+    warm_up()  # import LiteLLM's helpers before timing the run (seconds, once per process)
     litellm = await connect(settings, "litellm")
     try:
         backend = await connect(settings, "backend")

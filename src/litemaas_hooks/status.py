@@ -256,10 +256,12 @@ def format_status(report: StatusReport) -> str:
     lines.append(f"  trigger          : {trigger}")
     c = report.counts
     if c is not None:
-        lines.append(
-            f"  outbox           : {c.pending} pending, {c.claimed} claimed, {c.dead} dead; "
-            f"oldest pending event {_age(c.oldest_pending_age_seconds)} old"
+        oldest = (
+            f"; oldest pending event {_age(c.oldest_pending_age_seconds)} old"
+            if c.oldest_pending_age_seconds is not None
+            else ""
         )
+        lines.append(f"  outbox           : {c.pending} pending, {c.claimed} claimed, {c.dead} dead{oldest}")
     last = report.last_reconcile
     if last is not None:
         when = "never" if last.last_finished_at is None else f"{_age(last.age_seconds)} ago"
