@@ -81,9 +81,6 @@ class Report:
     def failed_names(self) -> set[str]:
         return {name for name, o in self.outcomes.items() if o.action == "error"}
 
-    def changed_names(self) -> list[str]:
-        return sorted(n for n, o in self.outcomes.items() if o.action in {"created", "updated", "retired"})
-
     def summary(self) -> str:
         c = self.counts()
         verb = "would be " if self.dry_run else ""
