@@ -74,14 +74,9 @@ class OutboxCounts:
 
 
 @dataclass(frozen=True)
-class DeadEvent:
-    id: int
-    op: str
-    model_id: str | None
-    old_model_name: str | None
-    new_model_name: str | None
-    attempts: int
-    created_at: datetime
+class DeadEvent(Event):
+    """An event that failed ``max_attempts`` times, with the error of its last attempt."""
+
     last_error: str | None
 
     def to_dict(self) -> dict[str, Any]:
