@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 # only the lint targets that exist (bench/ may be absent in a fresh clone)
-LINT_PATHS := $(wildcard src tests bench)
+LINT_PATHS := $(wildcard src sandbox tests bench)
 
 .PHONY: venv test test-litellm-1.81 demo
 

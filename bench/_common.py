@@ -14,10 +14,10 @@ from typing import Any
 
 import psycopg
 
-from litemaas_hooks.embedded.cluster import LocalPostgres
-from litemaas_hooks.embedded.litellm_admin import encrypted_row
-from litemaas_hooks.embedded.litellm_schema import apply_litellm_schema
-from litemaas_hooks.embedded.litemaas_schema import apply_litemaas_schema
+from litemaas_hooks_sandbox.cluster import LocalPostgres
+from litemaas_hooks_sandbox.litellm_admin import encrypted_row
+from litemaas_hooks_sandbox.litellm_schema import apply_litellm_schema
+from litemaas_hooks_sandbox.litemaas_schema import apply_litemaas_schema
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 MASTER_KEY = "sk-" + secrets.token_hex(32)

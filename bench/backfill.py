@@ -118,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     with databases(durable=not args.fast_server) as (pg, litellm_dsn, backend_dsn):
         pg.create_database("baseline_db", template=None)
-        from litemaas_hooks.embedded.litemaas_schema import apply_litemaas_schema
+        from litemaas_hooks_sandbox.litemaas_schema import apply_litemaas_schema
 
         apply_litemaas_schema(pg.dsn("baseline_db"))
         seed_s = seed(litellm_dsn, args.models)

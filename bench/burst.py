@@ -48,9 +48,9 @@ from _common import INSERT_ROW, databases, machine, model_row, seed
 from latency import install, relay_env, relays
 
 from litemaas_hooks.connections import connect
-from litemaas_hooks.embedded.litemaas_schema import apply_litemaas_schema
 from litemaas_hooks.reconcile import Reconciler
 from litemaas_hooks.settings import load_settings
+from litemaas_hooks_sandbox.litemaas_schema import apply_litemaas_schema
 
 WRITES_SQL = """
 CREATE TABLE public.bench_writes (model_id text, kind text, at timestamptz DEFAULT clock_timestamp());

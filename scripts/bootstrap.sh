@@ -74,7 +74,7 @@ fi
 
 # LITELLM_SPEC pins LiteLLM for a second test venv (e.g. 'litellm[proxy]==1.81.0', what LiteMaaS runs).
 LITELLM_SPEC=${LITELLM_SPEC:-}
-want="$( (cat pyproject.toml; printf '%s' "$LITELLM_SPEC") | sha256sum | cut -d' ' -f1)"
+want="$( (cat pyproject.toml sandbox/pyproject.toml; printf '%s' "$LITELLM_SPEC") | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/uv" ]; then
     log "$VENV is up to date"
     exit 0
@@ -85,9 +85,9 @@ if [ ! -x "$VENV/bin/uv" ]; then
 fi
 log "installing the project (editable, extras test+dev) into $VENV"
 if [ -n "$LITELLM_SPEC" ]; then
-    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' "$LITELLM_SPEC"
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e ./sandbox "$LITELLM_SPEC"
 else
-    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]'
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e ./sandbox
 fi
 printf '%s\n' "$want" >"$STAMP"
 log "done"

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 import pytest
 from psycopg import sql
 
-from litemaas_hooks.embedded.cluster import LocalPostgres
-from litemaas_hooks.embedded.litellm_schema import apply_litellm_schema
-from litemaas_hooks.embedded.litemaas_schema import apply_litemaas_schema
+from litemaas_hooks_sandbox.cluster import LocalPostgres
+from litemaas_hooks_sandbox.litellm_schema import apply_litellm_schema
+from litemaas_hooks_sandbox.litemaas_schema import apply_litemaas_schema
 
 TPL_LITELLM = "tpl_litellm"
 TPL_LITEMAAS = "tpl_litemaas"

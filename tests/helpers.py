@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 
-from litemaas_hooks.embedded import seed
-from litemaas_hooks.embedded.litellm_admin import encrypted_row
+from litemaas_hooks_sandbox import seed
+from litemaas_hooks_sandbox.litellm_admin import encrypted_row
 
 
 def litellm_row(

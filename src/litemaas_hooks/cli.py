@@ -211,7 +211,13 @@ async def _write_shim(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from litemaas_hooks.embedded.demo import run_demo
+    try:
+        from litemaas_hooks_sandbox.demo import run_demo
+    except ImportError:
+        raise LiteMaaSHooksError(
+            "the demo lives in the sandbox package, which is not installed: run `make demo` from a clone of "
+            "litemaas-hooks (or `pip install -e ./sandbox`)"
+        ) from None
 
     return await run_demo(live=not args.no_live)
 

@@ -8,14 +8,14 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from litemaas_hooks.embedded import cluster
-from litemaas_hooks.embedded.cluster import LocalPostgres, PostgresNotFoundError, find_pg_bindir
-from litemaas_hooks.embedded.litellm_schema import (
+from litemaas_hooks_sandbox import cluster
+from litemaas_hooks_sandbox.cluster import LocalPostgres, PostgresNotFoundError, find_pg_bindir
+from litemaas_hooks_sandbox.litellm_schema import (
     apply_litellm_schema,
     litellm_extras_version,
     litellm_migrations,
 )
-from litemaas_hooks.embedded.litemaas_schema import SYSTEM_USER_ID, apply_litemaas_schema
+from litemaas_hooks_sandbox.litemaas_schema import SYSTEM_USER_ID, apply_litemaas_schema
 
 # LiteLLM_ProxyModelTable as DESIGN.md / the Prisma schema describe it
 PROXY_MODEL_COLUMNS = {

@@ -34,9 +34,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
 from litemaas_hooks import cli, outbox
-from litemaas_hooks.embedded import seed
-from litemaas_hooks.embedded.cluster import LocalPostgres
 from litemaas_hooks.status import collect_status, format_status
+from litemaas_hooks_sandbox import seed
+from litemaas_hooks_sandbox.cluster import LocalPostgres
 from tests.helpers import litellm_row
 from tests.integration.test_relay import (
     PARAMS,

@@ -18,7 +18,7 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from litemaas_hooks.embedded.litellm_admin import (
+from litemaas_hooks_sandbox.litellm_admin import (
     LiteLLMAdmin,
     LiteLLMAdminError,
     UnsupportedByLiteLLMVersion,
@@ -348,7 +348,7 @@ def test_team_model_as_a_licensed_proxy(litellm_dsn: str, master_key: str) -> No
 
 
 def test_translate_raw_query_leaves_literals_alone() -> None:
-    from litemaas_hooks.embedded.prisma_standin import translate_raw_query
+    from litemaas_hooks_sandbox.prisma_standin import translate_raw_query
 
     query = "SELECT '$1 %', \"a$2\", $$ $1 $$ -- $1\n, x LIKE 'a%' FROM t WHERE a = $2 AND b = $1 AND c = $2"
     text, params = translate_raw_query(query, ["one", "two"])
@@ -357,7 +357,7 @@ def test_translate_raw_query_leaves_literals_alone() -> None:
 
 
 def test_standin_translates_prisma_calls(litellm_dsn: str) -> None:
-    from litemaas_hooks.embedded.prisma_standin import StandinPrismaClient, UnsupportedPrismaQuery
+    from litemaas_hooks_sandbox.prisma_standin import StandinPrismaClient, UnsupportedPrismaQuery
 
     def model(model_id: str, name: str) -> dict[str, Any]:
         return {

@@ -14,9 +14,9 @@ import pytest
 from psycopg import sql as pgsql
 
 from litemaas_hooks import outbox
-from litemaas_hooks.embedded.cluster import LocalPostgres
 from litemaas_hooks.errors import MigrationError
 from litemaas_hooks.migrations import apply_migrations
+from litemaas_hooks_sandbox.cluster import LocalPostgres
 
 pytestmark = pytest.mark.anyio
 

@@ -25,9 +25,9 @@ import httpx
 import psycopg
 import pytest
 
-from litemaas_hooks.embedded import seed
 from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks.plugin import write_shim
+from litemaas_hooks_sandbox import seed
 from tests.helpers import litellm_row
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow]

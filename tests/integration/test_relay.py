@@ -21,11 +21,11 @@ import psycopg
 import pytest
 
 from litemaas_hooks import outbox
-from litemaas_hooks.embedded import seed
-from litemaas_hooks.embedded.cluster import LocalPostgres
 from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks.relay import Relay
 from litemaas_hooks.settings import Settings, load_settings
+from litemaas_hooks_sandbox import seed
+from litemaas_hooks_sandbox.cluster import LocalPostgres
 from tests.helpers import litellm_row
 
 pytestmark = pytest.mark.anyio
@@ -543,7 +543,7 @@ async def test_status_reports_trigger_backlog_dead_events_and_drift(dbs: tuple[s
 
 async def test_litellm_model_management_endpoints_drive_the_backend_live(dbs: tuple[str, str], master_key: str) -> None:
     """LiteLLM's own add/patch(rename)/update/block/unblock/delete code writes; a relay follows each step."""
-    from litemaas_hooks.embedded.litellm_admin import LiteLLMAdmin
+    from litemaas_hooks_sandbox.litellm_admin import LiteLLMAdmin
 
     ldsn, bdsn = dbs
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from litemaas_hooks.embedded.litellm_admin import encrypted_row
+from litemaas_hooks_sandbox.litellm_admin import encrypted_row
 
 # (model_name, litellm_params, model_info) as an operator would add them in the LiteLLM Admin UI.
 SAMPLE_MODELS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (

@@ -521,7 +521,7 @@ class LocalPostgres:
         finally:
             pwfile.unlink(missing_ok=True)
         (self.data_dir / "pg_hba.conf").write_text(
-            "# written by litemaas_hooks.embedded.cluster: a password is always required\n"
+            "# written by litemaas_hooks_sandbox.cluster: a password is always required\n"
             "local  all  all                 scram-sha-256\n"
             "host   all  all  127.0.0.1/32   scram-sha-256\n"
         )
@@ -541,7 +541,7 @@ class LocalPostgres:
         }
         conf.update(self._extra_settings)
         with (self.data_dir / "postgresql.conf").open("a") as fh:
-            fh.write("\n# --- litemaas_hooks.embedded.cluster (throwaway server) ---\n")
+            fh.write("\n# --- litemaas_hooks_sandbox.cluster (throwaway server) ---\n")
             fh.writelines(f"{key} = {value}\n" for key, value in conf.items())
         if account is not None:
             for path in (self.data_dir / "pg_hba.conf", self.data_dir / "postgresql.conf"):

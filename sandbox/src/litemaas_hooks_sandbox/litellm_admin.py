@@ -5,7 +5,7 @@
 ``update_model``, ``delete_model``, ``block_model``, ``unblock_model``) exactly as FastAPI would after
 authenticating the master key: request bodies are validated into LiteLLM's own request models from JSON,
 the caller is a ``PROXY_ADMIN`` ``UserAPIKeyAuth``, and ``litellm.proxy.proxy_server.prisma_client`` is
-the psycopg-backed :class:`~litemaas_hooks.embedded.prisma_standin.StandinPrismaClient`. Rows,
+the psycopg-backed :class:`~litemaas_hooks_sandbox.prisma_standin.StandinPrismaClient`. Rows,
 ``litellm_params`` encryption and timestamps therefore come from LiteLLM's code (the installed version).
 
 During each call (and only then) the proxy-server globals the endpoints read are set for this instance
@@ -43,8 +43,8 @@ from importlib import metadata
 from types import ModuleType, TracebackType
 from typing import Any, Final, Self
 
-from litemaas_hooks.embedded.prisma_standin import StandinPrismaClient
 from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks_sandbox.prisma_standin import StandinPrismaClient
 
 # LiteLLM fetches its model cost map from the internet at import unless told otherwise.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

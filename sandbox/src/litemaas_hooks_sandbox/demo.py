@@ -19,13 +19,13 @@ from typing import Any
 import psycopg
 
 from litemaas_hooks.connections import connect
-from litemaas_hooks.embedded.cluster import LocalPostgres
-from litemaas_hooks.embedded.litellm_schema import apply_litellm_schema
-from litemaas_hooks.embedded.litemaas_schema import apply_litemaas_schema
-from litemaas_hooks.embedded.seed import seed_samples
 from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks.reconcile import Reconciler
 from litemaas_hooks.settings import Settings, load_settings
+from litemaas_hooks_sandbox.cluster import LocalPostgres
+from litemaas_hooks_sandbox.litellm_schema import apply_litellm_schema
+from litemaas_hooks_sandbox.litemaas_schema import apply_litemaas_schema
+from litemaas_hooks_sandbox.seed import seed_samples
 
 COLUMNS = ("id", "provider", "backend_model_name", "availability", "features", "context_length")
 
@@ -76,8 +76,8 @@ async def _install_and_backfill(settings: Settings) -> None:
 
 
 async def _live(settings: Settings, litellm_dsn: str, backend_dsn: str, master_key: str) -> None:
-    from litemaas_hooks.embedded.litellm_admin import LiteLLMAdmin
     from litemaas_hooks.relay import run_relay
+    from litemaas_hooks_sandbox.litellm_admin import LiteLLMAdmin
 
     print("\nlive: starting the relay, then changing models through LiteLLM's own endpoint code …")
     admin = await LiteLLMAdmin.open(litellm_dsn, master_key=master_key)
