@@ -1,0 +1,69 @@
+-- Repeatable (run on every `litemaas-hooks install`): the current definition of litemaas_hooks.retire_model_v1.
+-- Released migrations keep their original text; functions are code and live here, one per file.
+
+-- Soft retire, in the caller's transaction: availability -> 'unavailable'; with p_cascade, active
+-- subscriptions -> 'inactive', the model's api_key_models rows deleted, active keys left with no
+-- model deactivated; one audit_logs row. Idempotent: a model already retired by us is left alone.
+CREATE OR REPLACE FUNCTION litemaas_hooks.retire_model_v1(p_model_id text, p_cascade boolean, p_reason text)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_availability text;
+    v_subscriptions integer := 0;
+    v_key_links integer := 0;
+    v_keys integer := 0;
+    v_key_ids uuid[];
+    v_counts jsonb;
+BEGIN
+    SELECT m.availability INTO v_availability FROM public.models AS m WHERE m.id = p_model_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN jsonb_build_object('found', false, 'retired', false);
+    END IF;
+    IF EXISTS (SELECT 1 FROM litemaas_hooks.hidden_models AS h
+               WHERE h.model_id = p_model_id AND h.reason = 'retired') THEN
+        RETURN jsonb_build_object('found', true, 'retired', false, 'already_retired', true);
+    END IF;
+
+    UPDATE public.models SET availability = 'unavailable'
+    WHERE id = p_model_id AND availability IS DISTINCT FROM 'unavailable';
+
+    INSERT INTO litemaas_hooks.hidden_models (model_id, reason) VALUES (p_model_id, 'retired')
+    ON CONFLICT (model_id) DO UPDATE SET reason = 'retired', hidden_at = now();
+
+    IF p_cascade THEN
+        UPDATE public.subscriptions SET status = 'inactive', updated_at = CURRENT_TIMESTAMP
+        WHERE model_id = p_model_id AND status = 'active';
+        GET DIAGNOSTICS v_subscriptions = ROW_COUNT;
+
+        WITH removed AS (
+            DELETE FROM public.api_key_models WHERE model_id = p_model_id RETURNING api_key_id
+        )
+        SELECT coalesce(array_agg(DISTINCT api_key_id), '{}') INTO v_key_ids FROM removed;
+        v_key_links := coalesce(cardinality(v_key_ids), 0);
+
+        UPDATE public.api_keys AS k SET is_active = false, updated_at = CURRENT_TIMESTAMP
+        WHERE k.id = ANY (v_key_ids) AND k.is_active
+          AND NOT EXISTS (SELECT 1 FROM public.api_key_models AS akm WHERE akm.api_key_id = k.id);
+        GET DIAGNOSTICS v_keys = ROW_COUNT;
+    END IF;
+
+    v_counts := jsonb_build_object(
+        'subscriptionsDeactivated', v_subscriptions,
+        'apiKeyModelLinksRemoved', v_key_links,
+        'apiKeysDeactivated', v_keys
+    );
+    INSERT INTO public.audit_logs (user_id, action, resource_type, resource_id, old_values, new_values,
+                                   success, metadata)
+    VALUES (NULL,
+            CASE WHEN p_cascade THEN 'MODEL_MARKED_UNAVAILABLE_WITH_CASCADE' ELSE 'MODEL_MARKED_UNAVAILABLE' END,
+            'MODEL', p_model_id,
+            jsonb_build_object('availability', v_availability),
+            jsonb_build_object('availability', 'unavailable'),
+            true,
+            v_counts || jsonb_build_object('source', 'litemaas-hooks', 'reason', p_reason,
+                                           'cascade', p_cascade));
+    RETURN jsonb_build_object('found', true, 'retired', true) || v_counts;
+END;
+$$;
