@@ -57,6 +57,9 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     die "running as root but OS user 'postgres' is missing (PostgreSQL refuses to run as root): apt-get install -y postgresql"
 fi
 
+# -- 1b. headless Chromium for the Admin UI browser tests (Debian package; never a playwright download)
+bash scripts/install-browser.sh
+
 # -- 2. virtualenv ---------------------------------------------------------------------------------
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (Python >= 3.11 is required)"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
