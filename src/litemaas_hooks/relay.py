@@ -49,7 +49,7 @@ import psycopg
 
 from litemaas_hooks import litellm_adapter, outbox, sql
 from litemaas_hooks.backoff import Backoff
-from litemaas_hooks.connections import use_fast_json
+from litemaas_hooks.connections import pinned, use_fast_json
 from litemaas_hooks.errors import LiteMaaSHooksError
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
@@ -190,7 +190,7 @@ class Relay:
 
     async def _connect(self, dsn: str, which: str) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(
-            dsn, application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
+            pinned(dsn), application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
         )
         return use_fast_json(conn)
 
