@@ -69,6 +69,9 @@ _SECRET_KEY_PARTS: tuple[str, ...] = (
     "signature",
     "cookie",
     "session",
+    "bearer",
+    "jwt",
+    "passphrase",
 )
 
 # Keys that contain a secret-looking part but are known to be harmless metadata.
