@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+import orjson
+
 # Exact keys LiteLLM treats as credentials in litellm_params (provider configs, cloud auth, OAuth).
 CREDENTIAL_KEYS: frozenset[str] = frozenset(
     {
@@ -304,8 +306,26 @@ def _with_parts(secret: str) -> list[str]:
 
 def environment_secrets(environ: Mapping[str, str] | None = None) -> frozenset[str]:
     """The values of every environment variable whose name marks a secret (and the passwords of URLs in
-    any variable): LITELLM_MASTER_KEY, LITELLM_SALT_KEY, DATABASE_URL, OPENAI_API_KEY, ..."""
-    env = os.environ if environ is None else environ
+    any variable): LITELLM_MASTER_KEY, LITELLM_SALT_KEY, DATABASE_URL, OPENAI_API_KEY, ...
+    For the process environment the result is cached until the environment changes."""
+    if environ is not None:
+        return _environment_secrets(environ)
+    raw = getattr(os.environ, "_data", None)  # CPython: a plain dict, compared in C (µs)
+    if not isinstance(raw, dict):
+        return _environment_secrets(os.environ)
+    snapshot = tuple(raw.items())
+    cached = _ENV_CACHE.get("env")
+    if cached is not None and cached[0] == snapshot:
+        return cached[1]
+    value = _environment_secrets(os.environ)
+    _ENV_CACHE["env"] = (snapshot, value)
+    return value
+
+
+_ENV_CACHE: dict[str, tuple[tuple[Any, ...], frozenset[str]]] = {}
+
+
+def _environment_secrets(env: Mapping[str, str]) -> frozenset[str]:
     out: set[str] = set()
     for name, value in env.items():
         if not value:
@@ -340,28 +360,56 @@ def deployment_secrets(litellm_params: Mapping[str, Any]) -> set[str]:
 def known_secrets(params: Iterable[Mapping[str, Any]] = (), extra: Iterable[str | None] = ()) -> frozenset[str]:
     """Every secret value that must never leave: the given deployments' credentials, ``extra`` (e.g.
     Settings.secrets()) and the secret-named environment variables."""
-    out: set[str] = set(environment_secrets())
+    env = environment_secrets()
+    out: set[str] = set()
     for p in params:
         out |= deployment_secrets(p)
     for secret in extra:
         if secret:
             out.update(_with_parts(secret))
-    return frozenset(s for s in out if len(s) >= _MIN_SECRET_LENGTH)
+    if not out:
+        return env
+    return env | frozenset(s for s in out if len(s) >= _MIN_SECRET_LENGTH)
 
 
 R = TypeVar("R")
+
+
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_safe(secret: str) -> bool:
+    """True when JSON writes ``secret`` as it is (no escaped character)."""
+    return _JSON_ESCAPED.search(secret) is None
+
+
+def _mapping_holds(value: Mapping[str, Any], secrets: frozenset[str]) -> bool:
+    """Fast check (one orjson dump) whether any secret appears anywhere in ``value``."""
+    if not all(_json_safe(secret) for secret in secrets):
+        return True  # JSON would escape it: let the walk decide
+    try:
+        text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    except (TypeError, orjson.JSONEncodeError):
+        return True
+    return any(secret in text for secret in secrets)
 
 
 def scrub_record(record: R, secrets: frozenset[str]) -> R:
     """A dataclass record with every secret value masked in each of its string and JSON fields."""
     if not secrets or not dataclasses.is_dataclass(record) or isinstance(record, type):
         return record
+    ordered = sorted(secrets, key=len, reverse=True)
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(record):
         value = getattr(record, f.name)
         if isinstance(value, str):
-            masked = mask_values(value, secrets)
+            if not any(secret in value for secret in ordered):
+                continue
+            masked: Any = mask_values(value, ordered)
         elif isinstance(value, Mapping):
+            if not _mapping_holds(value, secrets):
+                continue
             masked = strip_credentials(value, secrets)
         else:
             continue

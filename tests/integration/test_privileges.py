@@ -223,12 +223,6 @@ async def test_backend_owner_gains_nothing_through_our_upsert(
            BEGIN INSERT INTO public.who VALUES (current_user, 'updated_at'); NEW.updated_at = now(); RETURN NEW; END
            $$""",
     )
-    owners = _run(
-        w.bdsn,
-        "SELECT DISTINCT pg_get_userbyid(p.proowner) FROM pg_proc AS p "
-        "WHERE p.pronamespace = 'litemaas_hooks'::regnamespace AND p.prosecdef",
-    )
-    assert owners == [(w.bowner,)]
     async with await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc:
         await add(lc, "m", master_key, max_tokens=1)
         env = w.env(w.relay, w.relay, master_key)
@@ -237,6 +231,12 @@ async def test_backend_owner_gains_nothing_through_our_upsert(
         assert await _cli(monkeypatch, env, "backfill", "--quiet") == 0
     assert _run(w.bdsn, "SELECT max_tokens FROM models WHERE id = 'm'") == [(2,)]
     assert _who(w.bdsn) == {w.bowner}  # it ran (the update), and only as its owner
+    owners = _run(
+        w.bdsn,
+        "SELECT DISTINCT pg_get_userbyid(p.proowner) FROM pg_proc AS p "
+        "WHERE p.pronamespace = 'litemaas_hooks'::regnamespace AND p.prosecdef",
+    )
+    assert owners == [(w.bowner,)]
 
 
 # -- door 5: search_path in our client queries -------------------------------------------------------
@@ -271,6 +271,7 @@ async def test_database_owner_functions_never_shadow_builtins_in_our_queries(
     assert await _cli(monkeypatch, env, "backfill", "--quiet") == 0
     assert await _cli(monkeypatch, env, "backfill", "--dry-run", "--quiet") == 0
     await _cli(monkeypatch, env, "status")
+    assert _who(w.ldsn) == set()  # backfill (to_jsonb(t)) and status ran none of the owner's functions
     settings = load_settings(env)
     conn = await connect(settings, "litellm")
     async with conn:

@@ -32,7 +32,10 @@ PLACEMENTS: dict[str, Placement] = {
         {"api_base": f"https://a.blob.core.windows.net/c?sv=2022-11-02&sig={s}&se=2030"},
         {},
     ),
-    "api_base query code= (Azure Functions)": lambda s: ({"api_base": f"https://f.azurewebsites.net/api/x?code={s}"}, {}),
+    "api_base query code= (Azure Functions)": lambda s: (
+        {"api_base": f"https://f.azurewebsites.net/api/x?code={s}"},
+        {},
+    ),
     "api_base query pwd=": lambda s: ({"api_base": f"https://db.example/x?user=u&pwd={s}"}, {}),
     "api_base query api-key=": lambda s: ({"api_base": f"https://llm.example/v1?api-key={s}"}, {}),
     "api_base fragment access_token=": lambda s: ({"api_base": f"https://llm.example/v1#access_token={s}"}, {}),
