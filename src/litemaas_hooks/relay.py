@@ -473,10 +473,12 @@ class Relay:
                 self.name,
             )
             return
-        script = next(r for r in sql.repeatables("litellm") if r.name == "trigger")
+        # the trigger function (its body follows the table's columns) and the trigger itself
+        scripts = [r for r in sql.repeatables("litellm") if r.name.endswith(("record_model_event", "trigger"))]
         try:
             async with lconn.transaction():
-                await lconn.execute(script.sql.encode("utf-8"))
+                for script in scripts:
+                    await lconn.execute(script.sql.encode("utf-8"))
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise
         except psycopg.Error as exc:
@@ -490,6 +492,11 @@ class Relay:
                     self._scrub(exc.diag.message_primary or str(exc)),
                 )
                 self._trigger_warned = True
+            return
+        if not (await outbox.trigger_state(lconn)).ok:
+            # LiteLLM's table was locked (an open LiteLLM transaction): the script gave up after its
+            # short lock_timeout rather than make LiteLLM wait; the next check retries
+            log.info("%s: the outbox trigger is missing; LiteLLM's table is busy, retrying later", self.name)
             return
         self._trigger_warned = False
         log.warning("%s: the outbox trigger was missing or disabled; re-installed it", self.name)

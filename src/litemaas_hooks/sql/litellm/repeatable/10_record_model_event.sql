@@ -50,6 +50,7 @@ CREATE OR REPLACE FUNCTION litemaas_hooks.record_model_event_v1() RETURNS trigge
 AS $fn$
 DECLARE
     v_model_id text;
+    v_changed  boolean;
 BEGIN
     BEGIN
         IF TG_OP = 'INSERT' THEN
@@ -58,7 +59,12 @@ BEGIN
             VALUES ('INSERT', NEW.model_id::text, NEW.model_name::text);
         ELSIF TG_OP = 'UPDATE' THEN
             v_model_id := NEW.model_id::text;
-            IF NOT (%s) THEN
+            BEGIN
+                v_changed := (%s);
+            EXCEPTION WHEN undefined_column OR undefined_object THEN
+                v_changed := true;  -- LiteLLM changed its table since install: count it as a change
+            END;
+            IF NOT v_changed THEN
                 RETURN NULL;
             END IF;
             INSERT INTO litemaas_hooks.model_events (op, model_id, old_model_name, new_model_name)
