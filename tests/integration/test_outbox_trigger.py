@@ -386,3 +386,22 @@ def test_outbox_queries_lifecycle(installed: str) -> None:
             assert {(e.id, e.attempts) for e in reclaimed} == {(e.id, e.attempts) for e in claimed}
 
     asyncio.run(scenario())
+
+
+async def test_trigger_body_follows_the_table_and_survives_a_dropped_column(installed: str) -> None:
+    """The trigger compares the columns present at install time (no whole-row cast): a column LiteLLM adds
+    counts after the next install, and a column it drops before that never breaks recording."""
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute('ALTER TABLE "LiteLLM_ProxyModelTable" ADD COLUMN extra text')
+    async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as aconn:
+        await apply_migrations(aconn, "litellm")
+    with psycopg.connect(installed, autocommit=True) as conn:
+        warnings = _Warnings()
+        conn.add_notice_handler(warnings)
+        _insert(conn, "id-1", "m")
+        conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET extra = 'x' WHERE model_id = 'id-1'""")
+        conn.execute('ALTER TABLE "LiteLLM_ProxyModelTable" DROP COLUMN extra')
+        conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET model_name = 'm2' WHERE model_id = 'id-1'""")
+        ops = [(e["op"], e["new_model_name"]) for e in _events(conn)]
+    assert ops == [("INSERT", "m"), ("UPDATE", "m"), ("UPDATE", "m2")]
+    assert warnings.messages == []

@@ -461,3 +461,21 @@ async def test_trigger_install_behind_an_open_litellm_transaction_gives_up_and_r
     async with await psycopg.AsyncConnection.connect(inst, autocommit=True) as conn:
         await apply_migrations(conn, "litellm")
         assert (await outbox.trigger_state(conn)).ok
+
+
+def test_printed_install_sql_is_what_install_does(litellm_dsn: str, backend_dsn: str) -> None:
+    """`install --print-sql`, applied by hand (as a DBA would after review), installs everything: the
+    trigger is in place and `install` afterwards finds nothing to apply."""
+    for dsn, side in ((litellm_dsn, "litellm"), (backend_dsn, "backend")):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(privileges.install_sql(side).encode())  # type: ignore[arg-type]
+
+    async def check() -> None:
+        for dsn, side in ((litellm_dsn, "litellm"), (backend_dsn, "backend")):
+            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                result = await apply_migrations(conn, side)  # type: ignore[arg-type]
+                assert result.applied == []
+                if side == "litellm":
+                    assert (await outbox.trigger_state(conn)).ok
+
+    asyncio.run(check())
