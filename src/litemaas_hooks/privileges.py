@@ -118,6 +118,7 @@ def install_sql(side: sql.Side) -> str:
         "SET LOCAL search_path = pg_catalog, pg_temp;",
         sql.query("common", "migrations_lock") + ";",
         sql.query("common", "migrations_bootstrap") + ";",
+        sql.query("common", "migrations_guard") + ";",
     ]
     for mig in sql.migrations(side):
         label = f"{mig.version:04d}_{mig.name}"

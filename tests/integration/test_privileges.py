@@ -479,3 +479,33 @@ def test_printed_install_sql_is_what_install_does(litellm_dsn: str, backend_dsn:
                     assert (await outbox.trigger_state(conn)).ok
 
     asyncio.run(check())
+
+
+async def test_schema_squatted_by_the_database_owner_is_refused(
+    world: World, monkeypatch: Any, master_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LiteLLM's database owner creates schema litemaas_hooks and a schema_migrations table with a trigger
+    before the first install: install must refuse (naming the objects) instead of inserting into it, which
+    would run the owner's trigger as the installer."""
+    w = world
+    lown = w.as_(w.ldsn, w.lowner)
+    _run(
+        lown,
+        WHO_TABLE,
+        "CREATE SCHEMA litemaas_hooks",
+        "GRANT USAGE, CREATE ON SCHEMA litemaas_hooks TO PUBLIC",
+        """CREATE TABLE litemaas_hooks.schema_migrations (side text NOT NULL, version integer NOT NULL,
+           name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
+           PRIMARY KEY (side, version))""",
+        "GRANT ALL ON litemaas_hooks.schema_migrations TO PUBLIC",
+        """CREATE FUNCTION public.spy() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO public.who VALUES (current_user, 'squat'); RETURN NEW; END $$""",
+        "CREATE TRIGGER spy BEFORE INSERT ON litemaas_hooks.schema_migrations "
+        "FOR EACH ROW EXECUTE FUNCTION public.spy()",
+    )
+    capsys.readouterr()
+    assert await _cli(monkeypatch, w.env(w.installer, w.installer, master_key), "install", "--litellm-only") == 1
+    err = capsys.readouterr().err
+    assert "schema litemaas_hooks (owned by" in err
+    assert w.lowner in err
+    assert _who(w.ldsn) == set()
