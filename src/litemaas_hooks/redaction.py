@@ -384,37 +384,49 @@ def _json_safe(secret: str) -> bool:
     return _JSON_ESCAPED.search(secret) is None
 
 
-def _mapping_holds(value: Mapping[str, Any], secrets: frozenset[str]) -> bool:
-    """Fast check (one orjson dump) whether any secret appears anywhere in ``value``."""
-    if not all(_json_safe(secret) for secret in secrets):
-        return True  # JSON would escape it: let the walk decide
-    try:
-        text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
-    except (TypeError, orjson.JSONEncodeError):
-        return True
-    return any(secret in text for secret in secrets)
+_PLAIN = (bool, int, float, tuple, list, str, bytes)
+
+
+@functools.lru_cache(maxsize=64)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def scrub_record(record: R, secrets: frozenset[str]) -> R:
     """A dataclass record with every secret value masked in each of its string and JSON fields."""
     if not secrets or not dataclasses.is_dataclass(record) or isinstance(record, type):
         return record
+    values = {name: getattr(record, name) for name in _field_names(type(record))}
+    strings: list[str] = []
+    mappings: list[Mapping[str, Any]] = []
+    for v in values.values():
+        if type(v) is str:
+            strings.append(v)
+        elif isinstance(v, dict) or (v is not None and not isinstance(v, _PLAIN) and isinstance(v, Mapping)):
+            mappings.append(v)
+    # fast path (the common case): one text holding every field, no secret in it
+    if all(_json_safe(secret) for secret in secrets):
+        try:
+            text = (
+                "\x00".join(strings)
+                + "\x00"
+                + orjson.dumps(mappings, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+            )
+        except (TypeError, orjson.JSONEncodeError):
+            text = None
+        if text is not None and not any(secret in text for secret in secrets):
+            return record
     ordered = sorted(secrets, key=len, reverse=True)
     changes: dict[str, Any] = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
+    for name, value in values.items():
         if isinstance(value, str):
-            if not any(secret in value for secret in ordered):
-                continue
             masked: Any = mask_values(value, ordered)
         elif isinstance(value, Mapping):
-            if not _mapping_holds(value, secrets):
-                continue
             masked = strip_credentials(value, secrets)
         else:
             continue
         if masked != value:
-            changes[f.name] = masked
+            changes[name] = masked
     return dataclasses.replace(record, **changes) if changes else record
 
 
