@@ -478,6 +478,13 @@ class Relay:
         try:
             async with lconn.transaction():
                 for script in scripts:
+                    if script.name.endswith("record_model_event"):
+                        try:
+                            async with lconn.transaction():
+                                await lconn.execute(script.sql.encode("utf-8"))
+                        except psycopg.errors.InsufficientPrivilege:
+                            pass  # owned by the installer (plugin mode: LiteLLM's role); the body copes
+                        continue
                     await lconn.execute(script.sql.encode("utf-8"))
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise

@@ -414,6 +414,8 @@ async def test_plugin_mode_with_litellm_own_role(installed: World, master_key: s
     schema litemaas_hooks`."""
     w = installed
     _grant_relay(w, privileges.Roles(relay=w.lowner, backend=w.relay))
+    # LiteLLM re-created its table (the trigger went with it): the plugin's relay puts it back
+    _run(w.as_(w.ldsn, w.lowner), f"DROP TRIGGER litemaas_hooks_model_events ON {TABLE}")
     settings = make_settings(w.url(w.ldsn, w.lowner), w.url(w.bdsn, w.relay), master_key)
     async with (
         await psycopg.AsyncConnection.connect(w.as_(w.ldsn, w.lowner), autocommit=True) as lc,
@@ -424,6 +426,7 @@ async def test_plugin_mode_with_litellm_own_role(installed: World, master_key: s
         await add(lc, "p2", master_key, max_tokens=2)
         await eventually(lambda: matches_truth(lc, bc, set()), what="plugin-mode relay as LiteLLM's role")
         assert relay.stats.events_failed == 0
+        assert (await outbox.trigger_state(lc)).ok
 
 
 def test_readme_grants_are_the_printed_grants() -> None:

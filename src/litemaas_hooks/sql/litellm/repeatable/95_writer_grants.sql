@@ -4,7 +4,7 @@
 -- claims or errors; never SELECT/UPDATE/DELETE), USAGE on the id sequence. Granted to the owner of
 -- public."LiteLLM_ProxyModelTable" (LiteLLM's own role: Prisma creates the table as that role). Another
 -- role that writes the table gets the same with `litemaas-hooks install --print-grants --litellm-role NAME`.
--- Nothing of ours is executable by PUBLIC.
+-- Nothing of ours is executable by PUBLIC; the table's owner may EXECUTE the trigger function (below).
 DO $install$
 DECLARE
     tbl   regclass := pg_catalog.to_regclass('public."LiteLLM_ProxyModelTable"');
@@ -29,5 +29,8 @@ BEGIN
     EXECUTE pg_catalog.format(
         'GRANT INSERT (op, model_id, old_model_name, new_model_name) ON litemaas_hooks.model_events TO %s', owner);
     EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE litemaas_hooks.model_events_id_seq TO %s', owner);
+    -- so that the owner (the relay in plugin mode) can put the trigger back after LiteLLM re-created its
+    -- table; a trigger function cannot be called directly, so this grants nothing else
+    EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION litemaas_hooks.record_model_event_v1() TO %s', owner);
 END
 $install$;
