@@ -176,9 +176,9 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _relay(settings: Settings, args: argparse.Namespace) -> int:
-    from litemaas_hooks.relay import run_relay
+    from litemaas_hooks.probes import run_relay_with_probes
 
-    await run_relay(settings)
+    await run_relay_with_probes(settings)
     return EXIT_OK
 
 
