@@ -102,7 +102,7 @@ def test_dry_run_prints_the_sql_and_connects_to_nothing(
     assert cli.main(["uninstall", "--dry-run"]) == 0
     captured = capsys.readouterr()
     assert 'DROP TRIGGER IF EXISTS litemaas_hooks_model_events ON public."LiteLLM_ProxyModelTable"' in captured.out
-    assert captured.out.count("DROP SCHEMA litemaas_hooks CASCADE") == 2
+    assert captured.out.count("    DROP SCHEMA litemaas_hooks CASCADE;") == 2
     assert captured.out.count("BEGIN;") == 2
     assert "backend" in captured.err  # says what stays
 
