@@ -34,6 +34,6 @@ log "creating $TOOLS (${SPECS[*]})"
 "$TOOLS/bin/uv" pip install --quiet --python "$TOOLS/bin/python" "${SPECS[@]}"
 log "warming uv's cache with ${IMAGE_BASE[*]}"
 [ -x "$TOOLS/image-base/bin/python" ] || "$TOOLS/bin/uv" venv --quiet --python "$PYTHON" "$TOOLS/image-base"
-"$TOOLS/bin/uv" pip install --quiet --python "$TOOLS/image-base/bin/python" "${IMAGE_BASE[@]}" hatchling
+"$TOOLS/bin/uv" pip install --quiet --python "$TOOLS/image-base/bin/python" "${IMAGE_BASE[@]}" hatchling pip setuptools wheel
 printf '%s\n' "$want" >"$TOOLS/.stamp"
 log "done"
