@@ -294,7 +294,7 @@ def test_job_is_a_rerunnable_hook_that_waits_for_litellm(rendered: tuple[str, st
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     annotations = job["metadata"].get("annotations") or {}
     if flavour != "rhdp":  # Ansible re-creates and waits for the Job itself
-        assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+        assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"  # migrations before new code
         assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
         assert annotations["argocd.argoproj.io/hook"] == "PostSync"
         assert annotations["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
