@@ -104,7 +104,8 @@ async def test_ready_only_when_connected_trigger_present_and_caught_up_and_metri
         assert value(after, "litemaas_hooks_events_failed_total", outcome="dead") == 1 + value(
             before, "litemaas_hooks_events_failed_total", outcome="dead"
         )
-        assert value(after, "litemaas_hooks_apply_duration_seconds_count") >= 2 + value(
+        # one batch or two: both events may be claimed together
+        assert value(after, "litemaas_hooks_apply_duration_seconds_count") >= 1 + value(
             before, "litemaas_hooks_apply_duration_seconds_count"
         )
         assert value(after, "litemaas_hooks_outbox_events", status="pending") == 0
