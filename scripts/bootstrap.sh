@@ -59,6 +59,7 @@ fi
 
 # -- 1b. headless Chromium for the Admin UI browser tests (Debian package; never a playwright download)
 bash scripts/install-browser.sh
+bash scripts/install-deploy-tools.sh  # checkers of deploy/ and images/ in their own venv (tests/deploy)
 
 # -- 2. virtualenv ---------------------------------------------------------------------------------
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (Python >= 3.11 is required)"
