@@ -62,6 +62,22 @@ def test_every_sidebar_page_loads_without_a_server_error(e2e_proxy: SandboxProxy
     assert not failures, f"Admin UI pages answered with a server error: {failures}"
 
 
+def _choose(page: Any, selector: str, option: str) -> None:
+    """Open the combobox and pick ``option``; its list is filled after a fetch, so a slow first opening
+    is retried (bounded) instead of failing on it."""
+    entry = page.get_by_role("option", name=option)
+    for attempt in range(3):
+        page.locator(selector).click()
+        try:
+            entry.wait_for(timeout=10_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+    entry.click()
+
+
 def _shot(page: Any, version: str, name: str) -> None:
     page.screenshot(path=str(admin_ui.screenshot_dir(version) / f"model-{name}.png"))
 
@@ -100,8 +116,7 @@ def test_model_lifecycle_in_the_admin_ui(e2e_proxy: SandboxProxy, e2e_databases:
         page.locator("#custom_llm_provider").click()
         page.locator("#custom_llm_provider").fill("OpenAI-Compatible")
         page.get_by_role("option", name="OpenAI-Compatible Endpoints").first.click()
-        page.locator("#model").click()
-        page.get_by_role("option", name="Custom Model Name (Enter below)").click()
+        _choose(page, "#model", "Custom Model Name (Enter below)")
         page.keyboard.press("Escape")
         page.get_by_placeholder("Enter custom model name").fill(UPSTREAM)
         page.locator("table input").first.fill(PUBLIC_NAME)  # Model Mappings: the public model name
