@@ -87,9 +87,9 @@ if [ ! -x "$VENV/bin/uv" ]; then
 fi
 log "installing the project (editable, extras test+dev) into $VENV"
 if [ -n "$LITELLM_SPEC" ]; then
-    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e ./sandbox "$LITELLM_SPEC"
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e './sandbox[browser]' "$LITELLM_SPEC"
 else
-    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e ./sandbox
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e './sandbox[browser]'
 fi
 printf '%s\n' "$want" >"$STAMP"
 log "done"
