@@ -58,6 +58,8 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
 fi
 
 bash scripts/install-node.sh  # Node.js >= 20: the real LiteMaaS backend code runs in tests
+# -- 1b. headless Chromium for the Admin UI browser tests (Debian package; never a playwright download)
+bash scripts/install-browser.sh
 
 # -- 2. virtualenv ---------------------------------------------------------------------------------
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (Python >= 3.11 is required)"

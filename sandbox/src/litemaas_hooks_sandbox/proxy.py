@@ -44,7 +44,6 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from litemaas_hooks.errors import LiteMaaSHooksError
-from litemaas_hooks.plugin import write_shim
 from litemaas_hooks_sandbox.proxy_worker import DSN_ENV
 
 __all__ = [
@@ -258,6 +257,8 @@ def start_proxy(
     config_path = config_dir / "config.yaml"
     config_path.write_text(_config_text(models, plugin=plugin, extra=config_extra), encoding="utf-8")
     if plugin:
+        from litemaas_hooks.plugin import write_shim  # imports litellm: not at module import (offline env)
+
         write_shim(config_dir)
     log_path = root / "proxy.log"
     port = port or _free_port()

@@ -31,19 +31,44 @@ from typing import Any, Final
 DSN_ENV: Final = "LITEMAAS_SANDBOX_LITELLM_DSN"
 
 _log = logging.getLogger("litemaas_hooks_sandbox.proxy_worker")
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _expose_generated_names() -> None:
+    """What ``prisma generate`` puts into ``prisma/__init__.py`` and LiteLLM imports from there
+    (``from prisma import Json``): the field types of ``prisma.fields``. The package is not generated
+    here (no engines), so the worker adds those names to the imported module; the stand-in unwraps them."""
+    import prisma
+    import prisma.fields
+
+    for name in ("Json", "Base64"):  # prisma/_fields.py's __all__, re-exported by the generated __init__
+        if not hasattr(prisma, name) and hasattr(prisma.fields, name):
+            setattr(prisma, name, getattr(prisma.fields, name))
 
 
 async def _connect_standin(proxy_logging_obj: object) -> Any:
     from litemaas_hooks_sandbox.prisma_standin import StandinPrismaClient
+
+    _expose_generated_names()
 
     dsn = os.environ.get(DSN_ENV)
     if not dsn:
         raise RuntimeError(f"{DSN_ENV} is not set: the sandbox launcher passes the LiteLLM database DSN in it")
     os.environ["DATABASE_URL"] = dsn  # only inside the worker, after the CLI has started (see above)
     client = await StandinPrismaClient.connect(dsn, proxy_logging_obj=proxy_logging_obj)
+    # LiteLLM's own post-connect steps of setup_prisma_client, over the stand-in: the spend views the Admin
+    # UI's usage pages read (1.108: start_view_setup_task; 1.81: a check_view_exists task) and the spend-log
+    # row count (1.81)
     try:
-        client.start_view_setup_task()  # LiteLLM's own view setup, over the stand-in
-    except Exception as exc:  # a LiteLLM version without it, or a view it cannot build
+        if hasattr(client, "start_view_setup_task"):
+            client.start_view_setup_task()
+        else:
+            for step in ("check_view_exists", "_set_spend_logs_row_count_in_proxy_state"):
+                if hasattr(client, step):
+                    task = asyncio.get_running_loop().create_task(getattr(client, step)())
+                    _background.add(task)
+                    task.add_done_callback(_background.discard)
+    except Exception as exc:  # a view LiteLLM cannot build over the stand-in: its pages say so, startup goes on
         _log.warning("LiteLLM view setup over the Prisma stand-in failed: %s", exc)
     return client
 
