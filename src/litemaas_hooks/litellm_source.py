@@ -13,8 +13,10 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 
 from litemaas_hooks import litellm_adapter, sql
 from litemaas_hooks.errors import DecryptError, MappingError
@@ -34,9 +36,31 @@ class Truth:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A JSON column value the decoder refused (e.g. nested deeper than it goes): that row's error."""
+
+    reason: str
+
+
+def _safe_loads(data: str | bytes) -> Any:
+    """The connection's JSON loading, but a value it cannot read becomes ``Unreadable`` (one row's
+    problem) instead of failing the fetch of every row."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(data)  # integers beyond 64 bits, which orjson refuses
+    except (ValueError, RecursionError) as exc:
+        return Unreadable(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
 def _json_object(value: Any, what: str, model_id: str) -> dict[str, Any]:
     if value is None:
         return {}
+    if isinstance(value, Unreadable):
+        raise MappingError(f"{what} of deployment {model_id} cannot be read ({value.reason}); rewrite it in LiteLLM")
     if isinstance(value, str):  # some writers store a JSON document as a JSON string
         try:
             value = json.loads(value)
@@ -91,10 +115,17 @@ def _add(truth: Truth, name: str, build: Callable[[], Deployment]) -> None:
         check_model_name(name)
         dep = build()
     except (DecryptError, MappingError) as exc:
-        prev = truth.errors.get(name)
-        truth.errors[name] = str(exc) if prev is None else f"{prev}; {exc}"
+        _error(truth, name, str(exc))
+        return
+    except Exception as exc:  # any other value problem is this name's error too, never the batch's
+        _error(truth, name, f"deployment cannot be read: {type(exc).__name__}: {str(exc)[:300]}")
         return
     truth.deployments.setdefault(name, []).append(dep)
+
+
+def _error(truth: Truth, name: str, message: str) -> None:
+    prev = truth.errors.get(name)
+    truth.errors[name] = message if prev is None else f"{prev}; {message}"
 
 
 async def all_names(conn: psycopg.AsyncConnection[Any], config_models: ConfigModels | None) -> set[str]:
@@ -122,6 +153,7 @@ async def read_truth(
     """Every deployment of ``names`` (all names when None), from the table and the config models."""
     truth = Truth()
     async with conn.cursor(row_factory=dict_row) as cur:
+        set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every row's fetch
         if names is None:
             await cur.execute(sql.query("litellm", "deployments_all"))
         else:

@@ -24,6 +24,7 @@ INTERFACE (stable; the relay and the CLI depend on it):
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 import psycopg
 
 from litemaas_hooks import backend_sink, litellm_adapter, litellm_source
@@ -215,10 +217,17 @@ class Reconciler:
                 continue
             try:
                 record = map_model(name, deps)
+                change = plan_present(record, current.get(name))
+                if change.record is not None and change.action in {"create", "update"}:
+                    check_serialisable(change.record)
             except MappingError as exc:
                 plan.append(PlannedChange(name, "error", message=str(exc)))
                 continue
-            plan.append(plan_present(record, current.get(name)))
+            except Exception as exc:  # whatever the value: this model's error, never the batch's
+                log.debug("mapping %r failed", name, exc_info=True)
+                plan.append(PlannedChange(name, "error", message=f"cannot be mapped: {_describe(exc)}"))
+                continue
+            plan.append(change)
         return plan
 
     # -- applying --------------------------------------------------------------------------------
@@ -277,6 +286,20 @@ class Reconciler:
                 report.outcomes[model_id] = Outcome("unchanged")
             else:
                 report.rows_written += 1
+
+
+def check_serialisable(record: ModelRecord) -> None:
+    """The record as the upsert sends it must encode (a value too deep or too odd fails here, for this
+    model alone, not in the batch's statement)."""
+    try:
+        orjson.dumps(record.to_json(), default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # beyond orjson (>64-bit integers, depth > 254): what the connection falls back to
+        json.dumps(record.to_json(), default=str)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def _pg_message(exc: psycopg.Error) -> str:

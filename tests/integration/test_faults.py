@@ -1,0 +1,260 @@
+"""Faults and bad input (issue 10): poison values, backend rejections, locks, outages, dead relays.
+
+Each test injects one fault against real PostgreSQL and LiteLLM's real schema and encryption, and asserts
+that the fault stays with the model (or the moment) it belongs to: nothing else fails, nothing is lost,
+no attempt is spent on something that is not the event's fault. Waits are conditions with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from litemaas_hooks import outbox
+from litemaas_hooks.connections import use_fast_json
+from litemaas_hooks.reconcile import Reconciler
+from litemaas_hooks_sandbox import seed
+from tests.helpers import litellm_row
+from tests.integration.test_relay import PARAMS, backend_models, eventually, install, make_settings, running
+
+pytestmark = pytest.mark.anyio
+
+AConn = psycopg.AsyncConnection[Any]
+TABLE = 'public."LiteLLM_ProxyModelTable"'
+# model_info and litellm_params as JSON text cast in SQL: the test's own JSON encoder never limits depth
+INSERT_TEXT = f"""
+INSERT INTO {TABLE} (model_id, model_name, litellm_params, model_info, created_by, updated_by)
+VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s::jsonb, %(model_info)s::jsonb, 'test', 'test')
+"""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def dbs(litellm_dsn: str, backend_dsn: str) -> tuple[str, str]:
+    await install(litellm_dsn, backend_dsn)
+    return litellm_dsn, backend_dsn
+
+
+@asynccontextmanager
+async def conns(ldsn: str, bdsn: str) -> AsyncIterator[tuple[AConn, AConn]]:
+    """Autocommit connections with the relay's JSON settings (orjson)."""
+    async with (
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        yield use_fast_json(lc), use_fast_json(bc)
+
+
+def nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+def row_text(
+    name: str,
+    key: str,
+    *,
+    info: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    info_text: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A row from LiteLLM's own builder; ``info`` merged into model_info afterwards (as a direct table
+    write would leave it), ``info_text`` = fields whose value is given as raw JSON text."""
+    r = seed.as_insert_params(litellm_row(name, PARAMS, key=key))
+    model_info = {**r["model_info"].obj, **(info or {})}
+    text = json.dumps(model_info)
+    for field, raw in (info_text or {}).items():
+        text = text[:-1] + f', "{field}": {raw}}}'
+    return {
+        "model_id": r["model_id"],
+        "model_name": name,
+        # plain (unencrypted) values as a direct write leaves them; LiteLLM accepts plaintext too
+        "litellm_params": json.dumps({**r["litellm_params"].obj, **(params or {})}),
+        "model_info": text,
+    }
+
+
+async def add_text(lc: AConn, row: dict[str, Any]) -> None:
+    await lc.execute(INSERT_TEXT, row)
+
+
+async def add_good(lc: AConn, name: str, key: str) -> None:
+    await add_text(lc, row_text(name, key, info={"max_tokens": 1}))
+
+
+POISON: dict[str, dict[str, Any]] = {
+    "cost-1e20": {"info": {"input_cost_per_token": 1e20}},
+    "cost-huge-exponent": {"info": {"output_cost_per_token": "1e999999999"}},
+    "context-snan": {"info": {"context_length": "sNaN"}},
+    "context-nan": {"info": {"context_length": "NaN"}},
+    "max-tokens-huge-exponent": {"info": {"max_tokens": "1e999999999"}},
+    "tpm-beyond-64-bits": {"info_text": {"tpm": "1" + "0" * 40}},
+    "cost-beyond-float": {"info_text": {"input_cost_per_token": "1e400"}},
+    "nested-300": {"info_text": {"deep": nested(300)}},
+    "nested-600": {"info_text": {"deep": nested(600)}},
+    "nested-3000": {"info_text": {"deep": nested(3000)}},
+    "params-model-object": {"params": {"model": {"not": "a string"}}},
+    "params-api-base-list": {"params": {"api_base": [1, 2]}},
+    "description-object": {"info": {"description": {"x": 1}}},
+    "features-number": {"info": {"supports_vision": 12}},
+}
+
+
+async def test_poison_values_are_that_models_error_and_nothing_else_fails(
+    dbs: tuple[str, str], master_key: str
+) -> None:
+    """Injects, by direct table writes, values that used to raise something other than a mapping error
+    (Decimal InvalidOperation, ValueError of a signaling NaN, RecursionError, JSON beyond orjson's depth,
+    integers beyond 64 bits) next to good models. Asserts: every poison model is an ``error`` outcome (or
+    synced when the value is acceptable) naming the model, every good model is created, and the full
+    reconcile, the dry run (status' drift check) and an event-sized converge all complete."""
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key)
+    engine = Reconciler(settings)
+    async with conns(ldsn, bdsn) as (lc, bc):
+        for name, how in POISON.items():
+            await add_text(lc, row_text(name, master_key, **how))
+            await add_good(lc, f"good-{name}", master_key)
+        goods = {f"good-{n}" for n in POISON}
+        # an event-sized converge (what one relay batch does)
+        report = await engine.converge(lc, bc, names=set(POISON) | goods)
+        for name in goods:
+            assert report.outcomes[name].action == "created", (name, report.outcomes[name])
+        for name in POISON:
+            assert report.outcomes[name].action in {"error", "created"}, (name, report.outcomes[name])
+        errors = {n: o.message or "" for n, o in report.outcomes.items() if o.action == "error"}
+        for name in ("cost-1e20", "cost-huge-exponent", "context-snan", "max-tokens-huge-exponent", "nested-3000"):
+            assert name in errors, name
+        assert "input_cost_per_token" in errors["cost-1e20"]
+        assert "context_length" in errors["context-snan"]
+        # the full reconcile and the dry run over everything complete with the same verdicts
+        full = await engine.converge(lc, bc, names=None, retire_missing=True)
+        assert {n for n, o in full.outcomes.items() if o.action == "error"} == set(errors)
+        dry = await engine.converge(lc, bc, names=None, retire_missing=True, dry_run=True)
+        assert {n for n, o in dry.outcomes.items() if o.action == "error"} == set(errors)
+        have = await backend_models(bc)
+        assert goods <= set(have)
+        assert not set(errors) & set(have)
+
+
+async def test_poison_model_among_50_good_adds_costs_no_good_event_an_attempt(
+    dbs: tuple[str, str], master_key: str
+) -> None:
+    """50 good adds committed in one transaction with one ``input_cost_per_token = 1e20``: every good
+    event is applied at its first attempt, only the bad one is retried (then dead with its error)."""
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key, max_attempts=2)
+    async with conns(ldsn, bdsn) as (lc, bc):
+        async with lc.transaction():
+            for i in range(50):
+                await add_good(lc, f"ok-{i:02d}", master_key)
+            await add_text(lc, row_text("poison", master_key, info={"input_cost_per_token": 1e20}))
+        async with running(settings) as (relay,):
+
+            async def settled() -> bool:
+                c = await outbox.counts(lc)
+                return c.pending == 0 and c.claimed == 0 and c.dead == 1
+
+            await eventually(settled, what="50 good applied, the poison dead")
+            assert relay.stats.reconnects == 0
+        dead = await outbox.dead_events(lc)
+        assert [e.new_model_name for e in dead] == ["poison"]
+        assert (dead[0].last_error or "").startswith("poison: ")
+        assert "input_cost_per_token" in (dead[0].last_error or "")
+        have = await backend_models(bc)
+        assert {f"ok-{i:02d}" for i in range(50)} <= set(have)
+
+
+# -- property-based: arbitrary JSON in every field ------------------------------------------------
+
+INFO_FIELDS = [
+    "max_tokens", "max_input_tokens", "max_output_tokens", "context_length", "input_cost_per_token",
+    "output_cost_per_token", "supports_vision", "supports_function_calling", "supports_tool_choice",
+    "supports_parallel_function_calling", "supports_streaming", "description", "mode", "base_model",
+    "team_id", "version", "id", "litellm_provider", "db_model", "access_groups", "tpm", "rpm",
+]  # fmt: skip
+PARAM_FIELDS = [
+    "model", "api_base", "tpm", "rpm", "max_tokens", "custom_llm_provider", "input_cost_per_token",
+    "output_cost_per_token", "base_model", "api_version", "timeout",
+]  # fmt: skip
+
+_text = st.text(alphabet=st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=40)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text
+    | st.sampled_from(["sNaN", "NaN", "-Infinity", "1e999999999", "1e20", "-0", "0x10", " 7 ", "1_000"])
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=12,
+)
+# a field value: arbitrary JSON, or something big (long strings, deep nesting) as raw JSON text
+field_value = st.one_of(
+    json_values.map(json.dumps),
+    st.integers(min_value=1, max_value=3000).map(nested),
+    st.integers(min_value=0, max_value=200_000).map(lambda n: json.dumps("x" * n)),
+)
+
+
+@pytest.mark.slow
+async def test_arbitrary_json_in_any_field_is_at_most_that_models_error(dbs: tuple[str, str], master_key: str) -> None:
+    """Hypothesis throws arbitrary JSON values and sizes into every model_info / litellm_params field of
+    one deployment (written next to a good one). Property: converge (event-sized, full, dry run) never
+    raises; the good model is always synced; the bad one is either synced or an ``error``/``skipped``
+    outcome with a message."""
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key)
+    engine = Reconciler(settings)
+    async with conns(ldsn, bdsn) as (lc, bc):
+        seen = 0
+
+        @hsettings(
+            max_examples=60,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+            derandomize=True,
+        )
+        @given(
+            info=st.dictionaries(st.sampled_from(INFO_FIELDS), field_value, max_size=4),
+            params=st.dictionaries(st.sampled_from(PARAM_FIELDS), json_values, max_size=3),
+        )
+        def prop(info: dict[str, str], params: dict[str, Any]) -> None:
+            nonlocal seen
+            seen += 1
+            bad, good = f"bad-{seen}", f"good-{seen}"
+            row = row_text(bad, master_key, info_text=info, params=params)
+            asyncio.run_coroutine_threadsafe(check(row, bad, good), loop).result()
+
+        async def check(row: dict[str, Any], bad: str, good: str) -> None:
+            await add_text(lc, row)
+            await add_good(lc, good, master_key)
+            for names in ({bad, good}, None):
+                for dry in (True, False):
+                    report = await engine.converge(lc, bc, names=names, retire_missing=names is None, dry_run=dry)
+                    assert report.outcomes[good].action in {"created", "unchanged"}, report.outcomes[good]
+                    outcome = report.outcomes[bad]
+                    assert outcome.action in {"created", "unchanged", "updated", "error", "skipped"}
+                    if outcome.action in {"error", "skipped"}:
+                        assert outcome.message
+            await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = ANY(%s)", ([bad, good],))
+            await lc.execute("DELETE FROM litemaas_hooks.model_events")
+
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(prop)
+        assert seen >= 60
