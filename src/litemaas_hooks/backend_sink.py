@@ -19,6 +19,18 @@ async def lock_models(conn: psycopg.AsyncConnection[Any], ids: Collection[str] |
     await conn.execute(sql.query("backend", "lock_models"), {"ids": None if ids is None else sorted(ids)})
 
 
+async def try_lock_models(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None, *, rows_only: bool = False
+) -> list[str]:
+    """Like ``lock_models`` but never waits on a name: returns the names busy now (leave them for later)."""
+    cur = await conn.execute(
+        sql.query("backend", "try_lock_models"),
+        {"ids": None if ids is None else sorted(ids), "rows_only": rows_only},
+    )
+    row = await cur.fetchone()
+    return [str(n) for n in (row[0] if row and row[0] else [])]
+
+
 async def snapshot(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> dict[str, CurrentRow]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.query("backend", "models_snapshot"), {"ids": None if ids is None else list(ids)})

@@ -18,8 +18,11 @@ INTERFACE (stable; the relay and the CLI depend on it):
 - ``report.outcomes``: ``{name: Outcome}`` with ``Outcome.action`` in
   ``created | updated | unchanged | retired | skipped | error`` and ``Outcome.message`` for skipped/error.
   ``report.failed_names()`` are the names whose events must be retried (action == "error").
-- Raises ``psycopg.OperationalError`` (connection problems) for the caller to reconnect; every per-model
-  problem (undecryptable params, invalid values, name too long) is an ``error``/``skipped`` outcome.
+- Raises the database error when a database is unavailable (``outages.classify(exc) == "outage"``:
+  connection lost, read-only, disk full, shutdown...) for the caller to give the work back and reconnect;
+  every per-model problem, whatever the value, is an ``error``/``skipped`` outcome of that model; a
+  name whose row or lock another transaction holds is ``deferred`` (retry later, not an attempt).
+  Lock waits are bounded by ``LOCK_TIMEOUT_MS``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any, Literal
 import orjson
 import psycopg
 
-from litemaas_hooks import backend_sink, litellm_adapter, litellm_source
+from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outages, sql
 from litemaas_hooks.errors import MappingError
 from litemaas_hooks.litellm_source import read_truth
 from litemaas_hooks.mapping import ModelRecord, is_team_model, map_model
@@ -44,7 +47,7 @@ from litemaas_hooks.settings import Settings
 
 log = logging.getLogger("litemaas_hooks.reconcile")
 
-OutcomeAction = Literal["created", "updated", "unchanged", "retired", "skipped", "error"]
+OutcomeAction = Literal["created", "updated", "unchanged", "retired", "skipped", "error", "deferred"]
 _PLAN_TO_OUTCOME: dict[str, OutcomeAction] = {
     "create": "created",
     "update": "updated",
@@ -56,6 +59,10 @@ _PLAN_TO_OUTCOME: dict[str, OutcomeAction] = {
 Progress = Callable[[int, int], None]
 # A full reconcile reads and writes this many names at a time (bounded memory for any catalogue size).
 CHUNK_NAMES = 2000
+# How long our backend transaction waits for any lock (a row an admin holds FOR UPDATE, a full reconcile
+# holding the global lock). Beyond it the name is "deferred": retried later, no attempt spent.
+LOCK_TIMEOUT_MS = 2000
+BUSY_MESSAGE = "the backend row or name is locked by another transaction; retried later (no attempt spent)"
 
 
 @dataclass(slots=True)
@@ -83,12 +90,18 @@ class Report:
     def failed_names(self) -> set[str]:
         return {name for name, o in self.outcomes.items() if o.action == "error"}
 
+    def deferred_names(self) -> set[str]:
+        """Names left for later because a lock was held or the database was briefly unavailable."""
+        return {name for name, o in self.outcomes.items() if o.action == "deferred"}
+
     def summary(self) -> str:
         c = self.counts()
         verb = "would be " if self.dry_run else ""
         return (
             f"{verb}created {c['created']}, {verb}updated {c['updated']}, unchanged {c['unchanged']}, "
-            f"{verb}retired {c['retired']}, skipped {c['skipped']}, errors {c['error']} "
+            f"{verb}retired {c['retired']}, skipped {c['skipped']}, errors {c['error']}"
+            + (f", deferred {c['deferred']} (locked)" if c["deferred"] else "")
+            + " "
             f"({len(self.outcomes)} models, {self.seconds:.2f}s)"
         )
 
@@ -124,17 +137,29 @@ class Reconciler:
         if scope is not None and not scope:
             return report
         async with backend.transaction(force_rollback=dry_run):
-            await backend_sink.lock_models(backend, scope)
+            await backend.execute(sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"})
+            busy = await backend_sink.try_lock_models(backend, scope)
+            for name in busy:
+                report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+            if scope is not None:
+                scope -= set(busy)
             if scope is None:
                 # everything, in chunks of names: memory stays bounded however many models there are
                 every = await self._all_names(litellm, backend, report, retire_missing=retire_missing)
                 chunks = [every[i : i + CHUNK_NAMES] for i in range(0, len(every), CHUNK_NAMES)]
                 may_retire = retire_missing
             else:
-                every, chunks, may_retire = sorted(scope), [sorted(scope)], True
+                every, chunks, may_retire = sorted(scope), [sorted(scope)] if scope else [], True
             done = 0
             for chunk in chunks:
-                await self._converge_chunk(litellm, backend, chunk, report, may_retire=may_retire, dry_run=dry_run)
+                if scope is None:  # the global lock is ours; rows someone else holds wait for the next run
+                    busy = await backend_sink.try_lock_models(backend, chunk, rows_only=True)
+                    for name in busy:
+                        report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+                    todo = [n for n in chunk if n not in set(busy)]
+                else:
+                    todo = chunk
+                await self._converge_chunk(litellm, backend, todo, report, may_retire=may_retire, dry_run=dry_run)
                 done += len(chunk)
                 if progress:
                     progress(done, len(every))
@@ -248,10 +273,14 @@ class Reconciler:
                         cascade=self.settings.retire_cascade,
                         reason="no deployment of this model_name is left in LiteLLM",
                     )
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as exc:
-                report.outcomes[change.name] = Outcome("error", f"retire failed: {_pg_message(exc)}")
+            except Exception as exc:
+                kind = outages.classify(exc)
+                if kind == "outage":
+                    raise
+                if kind == "contention":
+                    report.outcomes[change.name] = Outcome("deferred", f"retire waited too long: {_describe_db(exc)}")
+                    continue
+                report.outcomes[change.name] = Outcome("error", f"retire failed: {_describe_db(exc)}")
                 continue
             if result.get("retired"):
                 report.rows_written += 1
@@ -267,19 +296,20 @@ class Reconciler:
         try:
             async with backend.transaction():
                 outcomes = await backend_sink.upsert(backend, records)
-        except psycopg.OperationalError:
-            raise
-        except psycopg.Error:
-            if len(records) == 1:
-                raise
-            # One bad record must not block the others: isolate it, one savepoint per record.
-            for change in batch:
-                try:
+        except Exception as exc:
+            kind = outages.classify(exc)
+            if kind == "outage":
+                raise  # the database, not a row: nobody's attempt
+            if len(batch) > 1:
+                # One bad (or locked) record must not cost the others: isolate it, one savepoint per record.
+                for change in batch:
                     await self._upsert_batch(backend, [change], report)
-                except psycopg.OperationalError:
-                    raise
-                except psycopg.Error as exc:
-                    report.outcomes[change.name] = Outcome("error", f"backend rejected the row: {_pg_message(exc)}")
+                return
+            name = batch[0].name
+            if kind == "contention":
+                report.outcomes[name] = Outcome("deferred", f"the write waited too long: {_describe_db(exc)}")
+            else:
+                report.outcomes[name] = Outcome("error", f"backend rejected the row: {_describe_db(exc)}")
             return
         for model_id, outcome in outcomes.items():
             if outcome == "unchanged":
@@ -300,6 +330,10 @@ def check_serialisable(record: ModelRecord) -> None:
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _describe_db(exc: BaseException) -> str:
+    return _pg_message(exc) if isinstance(exc, psycopg.Error) else _describe(exc)
 
 
 def _pg_message(exc: psycopg.Error) -> str:
