@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -258,3 +259,223 @@ async def test_arbitrary_json_in_any_field_is_at_most_that_models_error(dbs: tup
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(prop)
         assert seen >= 60
+
+
+# -- a backend rejection of one row ---------------------------------------------------------------
+
+
+async def test_backend_rejection_of_one_row_costs_no_other_row_an_attempt(
+    dbs: tuple[str, str], master_key: str
+) -> None:
+    """Injects: an admin's CHECK on models that rejects one name, and a trigger that makes the retire of
+    another name fail; in one LiteLLM transaction: the rejected add, 3 deletes of synced models, the
+    failing delete and a good add (one relay batch). Asserts: only the two bad events are retried and
+    die (LITEMAAS_HOOKS_MAX_ATTEMPTS=2); the 3 deletes and the good add are applied at their first
+    attempt (the relay recorded exactly 4 failures: 2 attempts x 2 bad events). Also a batch holding the
+    rejected row alone is that row's error, not an exception of converge()."""
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key, max_attempts=2)
+    async with conns(ldsn, bdsn) as (lc, bc):
+        for name in ("del-1", "del-2", "del-3", "stuck"):
+            await add_good(lc, name, master_key)
+        await Reconciler(settings).converge(lc, bc, names=None)
+        await lc.execute("DELETE FROM litemaas_hooks.model_events")
+        await bc.execute("ALTER TABLE models ADD CONSTRAINT admin_says_no CHECK (id <> 'rejected')")
+        await bc.execute(
+            "CREATE FUNCTION public.no_retire() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN IF NEW.id = 'stuck' AND NEW.availability = 'unavailable' THEN "
+            "RAISE EXCEPTION 'stuck may not be retired'; END IF; RETURN NEW; END$$; "
+            "CREATE TRIGGER no_retire BEFORE UPDATE ON models FOR EACH ROW EXECUTE FUNCTION public.no_retire()"
+        )
+        # alone in its batch: that row's error
+        await add_good(lc, "rejected", master_key)
+        alone = await Reconciler(settings).converge(lc, bc, names={"rejected"})
+        assert alone.outcomes["rejected"].action == "error"
+        assert "admin_says_no" in (alone.outcomes["rejected"].message or "")
+        await lc.execute("DELETE FROM litemaas_hooks.model_events")
+        await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'rejected'")
+        await lc.execute("DELETE FROM litemaas_hooks.model_events")
+        async with lc.transaction():
+            await add_good(lc, "rejected", master_key)
+            await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = ANY(%s)", (["del-1", "del-2", "del-3", "stuck"],))
+            await add_good(lc, "fine", master_key)
+        async with running(settings) as (relay,):
+
+            async def settled() -> bool:
+                c = await outbox.counts(lc)
+                return c.pending == 0 and c.claimed == 0 and c.dead == 2
+
+            await eventually(settled, what="the two bad events dead, the rest applied")
+            assert relay.stats.events_failed == 4
+        have = await backend_models(bc)
+        assert have["fine"] == "available"
+        assert {have[n] for n in ("del-1", "del-2", "del-3")} == {"unavailable"}
+        assert have["stuck"] == "available"
+        dead = {e.new_model_name or e.old_model_name: e.last_error or "" for e in await outbox.dead_events(lc)}
+        assert set(dead) == {"rejected", "stuck"}
+        assert "admin_says_no" in dead["rejected"]
+        assert "stuck may not be retired" in dead["stuck"]
+
+
+# -- locks held in the backend --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("relays", [1, 2])
+async def test_a_locked_backend_row_holds_up_nothing_else_and_costs_no_attempt(
+    dbs: tuple[str, str], master_key: str, relays: int
+) -> None:
+    """Injects: an admin transaction holding ``SELECT ... FOR UPDATE`` on the backend row of ``held``
+    (and of ``held-gone``), then LiteLLM changes ``held``, deletes ``held-gone`` and adds ``fresh``.
+    Asserts, with one relay and with two: ``fresh`` is synced at once (well within the 2 s lock
+    timeout: nobody waits for the held row); the held names' events stay pending with no attempt spent,
+    never dead (LITEMAAS_HOOKS_MAX_ATTEMPTS=2) while the lock is held for 4 s; once it is released they
+    are applied."""
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key, max_attempts=2)
+    async with (
+        conns(ldsn, bdsn) as (lc, bc),
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as admin,
+    ):
+        for name in ("held", "held-gone"):
+            await add_good(lc, name, master_key)
+        await Reconciler(settings).converge(lc, bc, names=None)
+        await lc.execute("DELETE FROM litemaas_hooks.model_events")
+        async with running(settings, count=relays) as fleet:
+            tx = admin.transaction()
+            await tx.__aenter__()
+            try:
+                await admin.execute("SELECT * FROM models WHERE id IN ('held', 'held-gone') FOR UPDATE")
+                await lc.execute(
+                    f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 7}}' WHERE model_name = 'held'"
+                )
+                await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'held-gone'")
+                t0 = time.perf_counter()
+                await add_good(lc, "fresh", master_key)
+                took = await eventually(lambda: _available(bc, "fresh"), what="fresh synced despite the held row")
+                fresh_seconds = time.perf_counter() - t0
+                assert took < 1.5, took  # < the 2 s lock timeout: nobody waited for the held row
+
+                async def deferred_twice() -> bool:
+                    return sum(r.stats.events_deferred for r in fleet) >= 4
+
+                await eventually(deferred_twice, what="the held names retried later")
+                started = time.perf_counter()
+                while time.perf_counter() - started < 4.0:  # the admin holds the lock for 4 s
+                    cur = await lc.execute(
+                        "SELECT max(attempts), count(*) FILTER (WHERE status = 'dead') FROM litemaas_hooks.model_events"
+                    )
+                    attempts, dead = await cur.fetchone()  # type: ignore[misc]
+                    assert dead == 0
+                    assert (attempts or 0) <= 1  # 1 only while claimed; given back right after
+                    await asyncio.sleep(0.05)  # sampling interval of the observation window, not a sync
+            finally:
+                await tx.__aexit__(None, None, None)
+            released = time.perf_counter()
+
+            async def applied() -> bool:
+                cur = await bc.execute("SELECT id, availability, max_tokens FROM models WHERE id LIKE 'held%%'")
+                have = {r[0]: (r[1], r[2]) for r in await cur.fetchall()}
+                return have == {"held": ("available", 7), "held-gone": ("unavailable", 1)}
+
+            await eventually(applied, what="held names applied after the lock is released")
+            heal_seconds = time.perf_counter() - released
+            assert (await outbox.counts(lc)).dead == 0
+            print(
+                f"locked row: fresh synced in {fresh_seconds * 1000:.0f} ms; held names applied "
+                f"{heal_seconds * 1000:.0f} ms after release ({relays} relays)"
+            )
+
+
+async def _available(bc: AConn, name: str) -> bool:
+    return (await backend_models(bc)).get(name) == "available"
+
+
+# -- database-side unavailability -----------------------------------------------------------------
+
+
+async def test_read_only_backend_is_an_outage_not_an_attempt(dbs: tuple[str, str], master_key: str) -> None:
+    """Injects: the backend database made read-only (``default_transaction_read_only``, as after a
+    failover onto a replica) while adds, an update and a delete land. Asserts: with
+    LITEMAAS_HOOKS_MAX_ATTEMPTS=2 and retries every 50 ms nothing dies and no attempt is spent while
+    the relay retries for several rounds; once writable again everything converges."""
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key, max_attempts=2, reconnect_max_seconds=0.2)
+    dbname = psycopg.conninfo.conninfo_to_dict(bdsn)["dbname"]
+    async with conns(ldsn, bdsn) as (lc, bc):
+        await add_good(lc, "to-delete", master_key)
+        await Reconciler(settings).converge(lc, bc, names=None)
+        await lc.execute("DELETE FROM litemaas_hooks.model_events")
+        await bc.execute(f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = on')
+        try:
+            async with running(settings) as (relay,):
+                for i in range(5):
+                    await add_good(lc, f"ro-{i}", master_key)
+                await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'to-delete'")
+
+                async def tried() -> bool:
+                    return relay.stats.outages >= 5
+
+                await eventually(tried, what="the relay met the read-only backend five times")
+                c = await outbox.counts(lc)
+                assert c.dead == 0
+                cur = await lc.execute("SELECT max(attempts) FROM litemaas_hooks.model_events WHERE status = 'pending'")
+                assert ((await cur.fetchone()) or [0])[0] == 0
+                assert "read-only" in (relay.stats.last_error or "") or "read_only" in (relay.stats.last_error or "")
+                await bc.execute(f'ALTER DATABASE "{dbname}" RESET default_transaction_read_only')
+                took = await eventually(
+                    lambda: _all_synced(bc, lc), what="everything applied once the backend is writable"
+                )
+                print(f"read-only backend: converged {took * 1000:.0f} ms after it became writable")
+        finally:
+            await bc.execute(f'ALTER DATABASE "{dbname}" RESET default_transaction_read_only')
+        assert (await outbox.counts(lc)).dead == 0
+        assert (await backend_models(bc))["to-delete"] == "unavailable"
+
+
+async def _all_synced(bc: AConn, lc: AConn) -> bool:
+    have = await backend_models(bc)
+    c = await outbox.counts(lc)
+    return c.pending == 0 and c.claimed == 0 and all(have.get(f"ro-{i}") == "available" for i in range(5))
+
+
+# -- a relay that died ----------------------------------------------------------------------------
+
+
+async def test_dead_relays_claims_are_taken_over_at_once_and_cost_no_attempt(
+    dbs: tuple[str, str], master_key: str
+) -> None:
+    """Injects: three times, a "relay" session claims the event of ``orphan`` and dies (its database
+    session ends, as with SIGKILL or a lost pod) before completing it; the stall timeout is 120 s and
+    LITEMAAS_HOOKS_MAX_ATTEMPTS=2. Asserts: each time the claim is back to pending with attempts 0 at
+    the next recovery; a relay started afterwards applies it within a second, without waiting for the
+    stall timeout."""
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key, max_attempts=2, stall_timeout_seconds=120.0)
+    async with conns(ldsn, bdsn) as (lc, bc):
+        await add_good(lc, "orphan", master_key)
+        for kill in range(3):
+            async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as doomed:
+                (claimed,) = await outbox.claim(doomed, worker=f"doomed-{kill}", batch_size=10)
+                assert claimed.attempts == 1
+            # the session is gone: any relay's recovery gives the claim back at once, not as an attempt
+
+            async def given_back() -> bool:
+                recovered = await outbox.recover_dead_sessions(lc)
+                return bool(recovered) or (await outbox.counts(lc)).claimed == 0
+
+            await eventually(given_back, what="the dead session's claim given back")
+            cur = await lc.execute("SELECT status, attempts, last_error FROM litemaas_hooks.model_events")
+            status, attempts, error = await cur.fetchone()  # type: ignore[misc]
+            assert (status, attempts) == ("pending", 0)
+            assert "database session ended" in error
+        # a claim of a dead session left for a fresh relay: taken over at its start
+        async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as doomed:
+            await outbox.claim(doomed, worker="doomed-last", batch_size=10)
+        t0 = time.perf_counter()
+        async with running(settings) as (relay,):
+            await eventually(lambda: _available(bc, "orphan"), deadline_seconds=5, what="orphan applied")
+            took = time.perf_counter() - t0
+            assert relay.stats.dead_sessions_recovered == 1
+            assert relay.stats.stalled_recovered == 0
+        assert (await outbox.counts(lc)).dead == 0
+        print(f"dead relay's claim applied {took * 1000:.0f} ms after a new relay started (stall timeout 120 s)")
