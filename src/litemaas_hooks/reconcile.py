@@ -57,6 +57,13 @@ _PLAN_TO_OUTCOME: dict[str, OutcomeAction] = {
     "error": "error",
 }
 Progress = Callable[[int, int], None]
+# retire_missing="db-rows": retire backend rows gone from LiteLLM only when known to come from LiteLLM's
+# database (a relay that cannot see config.yaml must not take a config-file model for a deleted one).
+RetireMissing = bool | Literal["db-rows"]
+NOT_IN_TABLE = (
+    "not in LiteLLM's model table and not known to come from it (a config.yaml model?); left alone. "
+    "Retire it with `litemaas-hooks backfill --retire-missing` if it is really gone"
+)
 # A full reconcile reads and writes this many names at a time (bounded memory for any catalogue size).
 CHUNK_NAMES = 2000
 # How long our backend transaction waits for any lock (a row an admin holds FOR UPDATE, a full reconcile
@@ -127,7 +134,7 @@ class Reconciler:
         backend: psycopg.AsyncConnection[Any],
         names: Collection[str] | None = None,
         *,
-        retire_missing: bool = False,
+        retire_missing: RetireMissing = False,
         dry_run: bool = False,
         progress: Progress | None = None,
     ) -> Report:
@@ -172,7 +179,7 @@ class Reconciler:
         backend: psycopg.AsyncConnection[Any],
         report: Report,
         *,
-        retire_missing: bool,
+        retire_missing: RetireMissing,
     ) -> list[str]:
         """Every name in LiteLLM (table and config models), plus every backend row when retiring."""
         mark = time.perf_counter()
@@ -191,7 +198,7 @@ class Reconciler:
         names: list[str],
         report: Report,
         *,
-        may_retire: bool,
+        may_retire: RetireMissing,
         dry_run: bool,
     ) -> None:
         mark = time.perf_counter()
@@ -199,13 +206,24 @@ class Reconciler:
         report.add_phase("read_litellm", time.perf_counter() - mark)
         mark = time.perf_counter()
         current = await backend_sink.snapshot(backend, names)
-        plan = self._plan(names, truth.deployments, truth.errors, current, may_retire=may_retire)
+        db_rows: set[str] = set()
+        if may_retire == "db-rows":
+            absent = [n for n in names if n in current and n not in truth.deployments and n not in truth.errors]
+            db_rows = await backend_sink.db_model_ids(backend, absent)
+        plan = self._plan(names, truth.deployments, truth.errors, current, may_retire=may_retire, db_rows=db_rows)
         report.add_phase("plan", time.perf_counter() - mark)
         for change in plan:
             report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
         if not dry_run:
             mark = time.perf_counter()
             await self._apply(backend, plan, report)
+            sources = {
+                name: any(d.source == "db" for d in deps)
+                for name, deps in truth.deployments.items()
+                if report.outcomes.get(name) is not None
+                and report.outcomes[name].action in {"created", "updated", "unchanged"}
+            }
+            await backend_sink.note_sources(backend, sources)
             report.add_phase("apply", time.perf_counter() - mark)
 
     # -- planning --------------------------------------------------------------------------------
@@ -217,7 +235,8 @@ class Reconciler:
         errors: Mapping[str, str],
         current: Mapping[str, CurrentRow],
         *,
-        may_retire: bool,
+        may_retire: RetireMissing,
+        db_rows: Collection[str] = (),
     ) -> list[PlannedChange]:
         plan: list[PlannedChange] = []
         for name in sorted(set(names) | set(deployments) | set(errors)):
@@ -238,7 +257,12 @@ class Reconciler:
             if deps and not self.settings.sync_team_models:
                 deps = [d for d in deps if not is_team_model(d)]
             if not deps:
-                plan.append(plan_absent(name, current.get(name), may_retire=may_retire))
+                row = current.get(name)
+                unknown = may_retire == "db-rows" and name not in db_rows
+                if unknown and row is not None and row.from_litellm and not row.retired:
+                    plan.append(PlannedChange(name, "unchanged", message=NOT_IN_TABLE))
+                    continue
+                plan.append(plan_absent(name, row, may_retire=bool(may_retire)))
                 continue
             try:
                 record = map_model(name, deps)

@@ -43,7 +43,7 @@ import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import psycopg
 
@@ -105,7 +105,7 @@ class Engine(Protocol):
         backend: psycopg.AsyncConnection[Any],
         names: Collection[str] | None = None,
         *,
-        retire_missing: bool = False,
+        retire_missing: bool | Literal["db-rows"] = False,
         dry_run: bool = False,
     ) -> _Report: ...
 
@@ -153,7 +153,7 @@ class Relay:
         key: KeyFunc | None = None,
         name: str = "litemaas-hooks-relay",
         engine: Engine | None = None,
-        reconcile_retire_missing: bool | None = None,
+        reconcile_retire_missing: bool | Literal["db-rows"] | None = None,
     ) -> None:
         """
         :param config_models: config-file deployments (inside the proxy: from the router). Without it
@@ -162,16 +162,19 @@ class Relay:
         :param name: shown in log lines, in ``application_name`` and in ``claimed_by``.
         :param engine: the reconcile engine (default ``reconcile.Reconciler``); tests pass a fake.
         :param reconcile_retire_missing: whether the periodic full reconcile retires backend rows whose
-            name is gone from LiteLLM. Default: only when ``config_models`` is given, because without
-            the router a config-file model would look "gone".
+            name is gone from LiteLLM. Default: every such row when ``config_models`` is given; without
+            the router (standalone) ``"db-rows"``: only rows known to come from LiteLLM's database
+            (a config-file model, invisible from here, is never taken for a deleted one).
         """
         self.settings = settings
         self.name = name
         self.worker_id = f"{name}@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._key = key
         self._engine = engine or default_engine(settings, config_models, key)
-        self._retire_missing = (
-            config_models is not None if reconcile_retire_missing is None else reconcile_retire_missing
+        self._retire_missing: bool | Literal["db-rows"] = (
+            (True if config_models is not None else "db-rows")
+            if reconcile_retire_missing is None
+            else reconcile_retire_missing
         )
         self._backoff = Backoff(
             initial_delay_seconds=min(0.5, settings.reconnect_max_seconds),

@@ -479,3 +479,90 @@ async def test_dead_relays_claims_are_taken_over_at_once_and_cost_no_attempt(
             assert relay.stats.stalled_recovered == 0
         assert (await outbox.counts(lc)).dead == 0
         print(f"dead relay's claim applied {took * 1000:.0f} ms after a new relay started (stall timeout 120 s)")
+
+
+# -- lost changes heal in every mode; status tells the truth meanwhile ----------------------------
+
+CONFIG_MODELS = [{"model_name": "from-config", "litellm_params": {"model": "openai/gpt-4o"}, "model_info": {}}]
+
+
+@pytest.mark.parametrize("mode", ["standalone", "proxy"])
+async def test_lost_create_update_delete_heal_within_one_interval_and_status_names_them(
+    dbs: tuple[str, str], master_key: str, mode: str
+) -> None:
+    """Injects: changes made while the trigger was disabled (as when LiteLLM's table is re-created by a
+    Prisma schema change): a create, an update and a delete; plus a row the backend's own sync wrote for a
+    DB deployment (metadata.litellm_model_info.db_model = true) that is gone, a config.yaml model synced
+    from the proxy, and a backend-sync row of a config model (db_model = false).
+    Asserts: ``status`` is unhealthy naming every disagreeing model (never "drift: none" above a list);
+    a relay with a 1 s full-reconcile interval heals all of them within one interval, in standalone mode
+    (no config.yaml: it retires only rows known to come from LiteLLM's table) and inside the proxy (it
+    sees config.yaml); the standalone relay leaves the config-file rows alone; status is healthy after."""
+    from litemaas_hooks.status import collect_status, format_status
+
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key, reconcile_interval_seconds=1.0, poll_interval_seconds=0.5)
+    async with conns(ldsn, bdsn) as (lc, bc):
+        for name in ("lost-delete", "lost-update"):
+            await add_good(lc, name, master_key)
+        await Reconciler(settings, config_models=lambda: CONFIG_MODELS).converge(lc, bc, names=None)
+        await lc.execute("DELETE FROM litemaas_hooks.model_events")
+        for name, db_model in (("backend-synced", True), ("backend-config", False)):
+            await bc.execute(
+                "INSERT INTO models (id, name, provider, availability, metadata, litellm_model_id) "
+                "VALUES (%s, %s, 'openai', 'available', %s::jsonb, %s)",
+                (name, name, json.dumps({"litellm_model_info": {"db_model": db_model}, "litellm_params": {}}), name),
+            )
+        await lc.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER litemaas_hooks_model_events")
+        await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'lost-delete'")
+        await lc.execute(
+            f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 9}}' WHERE model_name = 'lost-update'"
+        )
+        await add_good(lc, "lost-create", master_key)
+        await lc.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER litemaas_hooks_model_events")
+
+        config = (lambda: CONFIG_MODELS) if mode == "proxy" else None
+        report = await collect_status(settings, config_models=config)
+        text = format_status(report)
+        assert not report.healthy
+        problems = "\n".join(report.problems)
+        for name in ("lost-create", "lost-update", "lost-delete", "backend-synced"):
+            assert name in problems, (name, problems)
+        assert "drift            : none" not in text
+        assert report.drift.missing_in_backend == ["lost-create"]
+        assert report.drift.out_of_date == ["lost-update"]
+        gone = {"lost-delete", "backend-synced"} | ({"backend-config"} if mode == "proxy" else set())
+        assert set(report.drift.gone_from_litellm) == gone
+        if mode == "standalone":
+            assert set(report.drift.not_in_table) == {"from-config", "backend-config"}
+
+        async def healed() -> bool:
+            cur = await bc.execute("SELECT id, availability, max_tokens FROM models")
+            have = {r[0]: (r[1], r[2]) for r in await cur.fetchall()}
+            want_gone = "unavailable"
+            return (
+                have.get("lost-create", ("", 0))[0] == "available"
+                and have.get("lost-update") == ("available", 9)
+                and have["lost-delete"][0] == want_gone
+                and have["backend-synced"][0] == want_gone
+            )
+
+        kwargs: dict[str, Any] = {"config_models": config} if config else {}
+        t0 = time.perf_counter()
+        async with running(settings, **kwargs) as (relay,):
+            await eventually(healed, deadline_seconds=10, what="every lost change healed by the full reconcile")
+            took = time.perf_counter() - t0
+
+            async def recorded() -> bool:
+                return relay.stats.full_reconciles >= 1
+
+            await eventually(recorded, what="it was the full reconcile")
+        have = await backend_models(bc)
+        assert have["from-config"] == "available"
+        assert have["backend-config"] == ("unavailable" if mode == "proxy" else "available")
+        after = await collect_status(settings, config_models=config)
+        assert after.healthy, after.problems
+        print(
+            f"lost create/update/delete ({mode}): healed {took * 1000:.0f} ms after the relay started "
+            "(full reconcile interval 1 s)"
+        )
