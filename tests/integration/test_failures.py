@@ -497,7 +497,7 @@ async def test_relay_process_sigkilled_mid_batch_three_times(
                 async def mid_batch() -> bool:
                     return bool(await scalar(bc, "SELECT count(*) FROM models") > 0) and bool(await scalar(lc, claimed))
 
-                await eventually(mid_batch, deadline_seconds=30, what="the relay is applying a batch")
+                await eventually(mid_batch, deadline_seconds=90, what="the relay is applying a batch")
                 os.kill(pid, signal.SIGKILL)
                 stranded += int(await scalar(lc, claimed))
             assert stranded > 0  # the kills really left claimed batches behind

@@ -566,3 +566,86 @@ async def test_lost_create_update_delete_heal_within_one_interval_and_status_nam
             f"lost create/update/delete ({mode}): healed {took * 1000:.0f} ms after the relay started "
             "(full reconcile interval 1 s)"
         )
+
+
+# -- install verifies and repairs what it owns; backend schema variants ---------------------------
+
+
+async def test_install_recreates_every_dropped_object_and_says_so(dbs: tuple[str, str], master_key: str) -> None:
+    """Injects: the outbox table, the reconcile bookkeeping, an index and a function dropped in the LiteLLM
+    database; the hidden_models and model_sources tables and a function dropped in the backend database.
+    Asserts: ``install`` re-creates each (the relay then works again) and returns each one in
+    ``InstallResult.repaired``; a second install repairs nothing."""
+    from litemaas_hooks.migrations import apply_migrations
+
+    ldsn, bdsn = dbs
+    async with conns(ldsn, bdsn) as (lc, bc):
+        await lc.execute(
+            "DROP TABLE litemaas_hooks.model_events CASCADE; DROP TABLE litemaas_hooks.reconcile_state; "
+            "DROP INDEX IF EXISTS litemaas_hooks.model_events_dead_idx"
+        )
+        await bc.execute(
+            "DROP TABLE litemaas_hooks.hidden_models CASCADE; DROP TABLE litemaas_hooks.model_sources; "
+            "DROP FUNCTION litemaas_hooks.retire_model_v1(text, boolean, text)"
+        )
+        lres = await apply_migrations(lc, "litellm")
+        bres = await apply_migrations(bc, "backend")
+        assert "table litemaas_hooks.model_events" in lres.repaired
+        assert "table litemaas_hooks.reconcile_state" in lres.repaired
+        assert "index litemaas_hooks.model_events_pending_idx" in lres.repaired
+        assert set(bres.repaired) >= {
+            "table litemaas_hooks.hidden_models",
+            "table litemaas_hooks.model_sources",
+            "function litemaas_hooks.retire_model_v1",
+        }
+        assert (await outbox.trigger_state(lc)).ok
+        assert (await apply_migrations(lc, "litellm")).repaired == []
+        assert (await apply_migrations(bc, "backend")).repaired == []
+        settings = make_settings(ldsn, bdsn, master_key)
+        async with running(settings):
+            await add_good(lc, "after-repair", master_key)
+            await eventually(lambda: _available(bc, "after-repair"), what="the repaired outbox works")
+
+
+VARIANTS = {
+    "no backend_model_name": ("ALTER TABLE models DROP COLUMN backend_model_name", "public.models.backend_model_name"),
+    "no litellm_model_id": (
+        "ALTER TABLE models DROP COLUMN litellm_model_id CASCADE",
+        "public.models.litellm_model_id",
+    ),
+    "features as jsonb": (
+        "ALTER TABLE models ALTER COLUMN features TYPE jsonb USING to_jsonb(features)",
+        "public.models.features is jsonb",
+    ),
+    "extra NOT NULL column": ("ALTER TABLE models ADD COLUMN owner_team text NOT NULL DEFAULT 'x'; "
+                              "ALTER TABLE models ALTER COLUMN owner_team DROP DEFAULT", "owner_team"),
+    "no api_key_models": ("DROP TABLE api_key_models CASCADE", "LITEMAAS_HOOKS_RETIRE_CASCADE=false"),
+    "CHECK on availability": (
+        "ALTER TABLE models ADD CONSTRAINT models_availability_values CHECK (availability IN ('available', 'beta'))",
+        "models_availability_values",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+async def test_backend_schema_variants_get_a_clear_message_at_install(
+    litellm_dsn: str, backend_dsn: str, variant: str
+) -> None:
+    """Injects one backend schema variant each. Asserts: ``install`` of the backend side fails with a
+    MigrationError naming the column, table or constraint (and how to fix it), for a fresh install and
+    for a re-install over an existing one; the database is left as it was (one transaction)."""
+    from litemaas_hooks.errors import MigrationError
+    from litemaas_hooks.migrations import apply_migrations
+
+    change, fragment = VARIANTS[variant]
+    async with await psycopg.AsyncConnection.connect(backend_dsn, autocommit=True) as bc:
+        if variant not in {"no backend_model_name", "no litellm_model_id", "features as jsonb"}:
+            await apply_migrations(bc, "backend")  # the variant appears after a working install
+        await bc.execute(change)
+        with pytest.raises(MigrationError) as raised:
+            await apply_migrations(bc, "backend")
+        message = str(raised.value)
+        assert fragment in message, message
+        assert "GRANT" not in message
+        if variant == "no api_key_models":  # without the cascade the sync can write: install passes
+            await apply_migrations(bc, "backend", retire_cascade=False)
