@@ -95,6 +95,7 @@ def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
         updated_at=row.get("updated_at"),
         blocked=bool(row.get("blocked")),
         source="db",
+        change_seq=row.get("change_seq"),
     )
 
 

@@ -58,6 +58,9 @@ class Deployment:
     updated_at: datetime | None = None
     blocked: bool = False
     source: Source = "db"
+    # database-side order of this deployment's last change (the outbox event id, see litellm migration
+    # 0003); LiteLLM's updated_at comes from each replica's own clock and only breaks ties
+    change_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +236,16 @@ def _first(*values: Any) -> Any:
 
 
 def canonical(deployments: Sequence[Deployment]) -> Deployment:
-    """The deployment that describes the name: unblocked first, then most recently updated, then model_id."""
+    """The deployment that describes the name: unblocked first, then the most recently changed by the
+    database's own order (outbox event id; never a wall clock of some replica), then updated_at, model_id."""
     return max(
         deployments,
-        key=lambda d: (not d.blocked, d.updated_at or datetime.min, d.model_id),
+        key=lambda d: (
+            not d.blocked,
+            -1 if d.change_seq is None else d.change_seq,
+            d.updated_at or datetime.min,
+            d.model_id,
+        ),
     )
 
 

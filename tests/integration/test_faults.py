@@ -649,3 +649,72 @@ async def test_backend_schema_variants_get_a_clear_message_at_install(
         assert "GRANT" not in message
         if variant == "no api_key_models":  # without the cascade the sync can write: install passes
             await apply_migrations(bc, "backend", retire_cascade=False)
+
+
+# -- clocks ---------------------------------------------------------------------------------------
+
+
+async def test_no_wall_clock_decides_which_deployment_describes_the_row_or_when_work_is_due(
+    dbs: tuple[str, str], master_key: str
+) -> None:
+    """Injects: (1) of two deployments of one name, one stamped a day in the future (a replica with a
+    skewed clock); then the other one is edited. (2) a pending event scheduled an hour ahead, a claim and
+    a finished full reconcile stamped an hour ahead (the database clock was stepped back an hour).
+    Asserts: the edited deployment describes the row (the outbox order decides, not updated_at); the
+    event is applied at once; the periodic reconcile is not suppressed; status never shows a negative
+    age."""
+    from litemaas_hooks.status import collect_status, format_status
+
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key, reconcile_interval_seconds=0.5, poll_interval_seconds=0.2)
+    async with conns(ldsn, bdsn) as (lc, bc):
+        skewed = row_text("lb", master_key, info={"max_tokens": 1})
+        await add_text(lc, skewed)
+        await lc.execute(
+            f"UPDATE {TABLE} SET updated_at = now() + interval '1 day' WHERE model_id = %s", (skewed["model_id"],)
+        )
+        edited = row_text("lb", master_key, info={"max_tokens": 2})
+        await add_text(lc, edited)
+        # the clock stepped back: work scheduled / recorded "in the future"
+        await add_good(lc, "held-by-clock", master_key)
+        await lc.execute(
+            "UPDATE litemaas_hooks.model_events SET next_attempt_at = clock_timestamp() + interval '1 hour', "
+            "created_at = clock_timestamp() + interval '1 hour' WHERE new_model_name = 'held-by-clock'"
+        )
+        await lc.execute(
+            "UPDATE litemaas_hooks.reconcile_state SET last_finished_at = clock_timestamp() + interval '1 hour'"
+        )
+        report = await collect_status(settings, check_drift=False)
+        assert report.counts is not None
+        assert report.counts.oldest_pending_age_seconds is not None
+        assert report.counts.oldest_pending_age_seconds >= 0
+        assert report.last_reconcile is not None
+        assert (report.last_reconcile.age_seconds or 0) >= 0
+        assert "-" not in format_status(report).split("oldest pending event", 1)[1].split("old", 1)[0]
+        async with running(settings) as (relay,):
+            await eventually(lambda: _available(bc, "held-by-clock"), what="the event scheduled ahead applied now")
+
+            async def reconciled() -> bool:
+                return relay.stats.full_reconciles >= 1
+
+            await eventually(reconciled, what="the periodic reconcile ran despite a last run 'in the future'")
+
+            async def describes(max_tokens: int) -> bool:
+                cur = await bc.execute("SELECT max_tokens FROM models WHERE id = 'lb'")
+                row = await cur.fetchone()
+                return row is not None and row[0] == max_tokens
+
+            await eventually(lambda: describes(2), what="lb described by the deployment added last")
+            # the edit of the first deployment (on a replica with a sane clock) takes the row over
+            await lc.execute(
+                f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 3}}', updated_at = now() "
+                "WHERE model_id = %s",
+                (skewed["model_id"],),
+            )
+            await eventually(lambda: describes(3), what="lb described by the deployment edited last")
+            await lc.execute(
+                f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 4}}', updated_at = now() "
+                "WHERE model_id = %s",
+                (edited["model_id"],),
+            )
+            await eventually(lambda: describes(4), what="the other deployment's edit wins over a clock a day ahead")

@@ -1,16 +1,20 @@
 -- Reads of LiteLLM's own model table (owned by LiteLLM; we only ever read it).
 -- `blocked` is read through to_jsonb: LiteLLM 1.81's schema has no such column.
+-- change_seq: the outbox id of the deployment's last change (litemaas_hooks.deployment_changes), a
+-- database-side order; LiteLLM's updated_at is stamped by each replica's own clock.
 
 -- name: deployments_all
 SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
-       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked
+       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked, c.last_event_id AS change_seq
 FROM public."LiteLLM_ProxyModelTable" AS t
+LEFT JOIN litemaas_hooks.deployment_changes AS c ON c.model_id = t.model_id
 ORDER BY t.model_name, t.model_id
 
 -- name: deployments_by_name
 SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
-       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked
+       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked, c.last_event_id AS change_seq
 FROM public."LiteLLM_ProxyModelTable" AS t
+LEFT JOIN litemaas_hooks.deployment_changes AS c ON c.model_id = t.model_id
 -- a join, not `model_name = ANY (...)`: LiteLLM has no index on model_name; this stays one hash join
 JOIN (SELECT DISTINCT x FROM unnest(%(names)s::text[]) AS x) AS wanted (name) ON t.model_name = wanted.name
 ORDER BY t.model_name, t.model_id
