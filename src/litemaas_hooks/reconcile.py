@@ -159,14 +159,9 @@ class Reconciler:
                 every, chunks, may_retire = sorted(scope), [sorted(scope)] if scope else [], True
             done = 0
             for chunk in chunks:
-                if scope is None:  # the global lock is ours; rows someone else holds wait for the next run
-                    busy = await backend_sink.try_lock_models(backend, chunk, rows_only=True)
-                    for name in busy:
-                        report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
-                    todo = [n for n in chunk if n not in set(busy)]
-                else:
-                    todo = chunk
-                await self._converge_chunk(litellm, backend, todo, report, may_retire=may_retire, dry_run=dry_run)
+                await self._converge_chunk(
+                    litellm, backend, chunk, report, may_retire=may_retire, dry_run=dry_run, full=scope is None
+                )
                 done += len(chunk)
                 if progress:
                     progress(done, len(every))
@@ -200,6 +195,7 @@ class Reconciler:
         *,
         may_retire: RetireMissing,
         dry_run: bool,
+        full: bool = False,
     ) -> None:
         mark = time.perf_counter()
         truth = await read_truth(litellm, names, key=self._key(), config_models=self.config_models)
@@ -211,6 +207,15 @@ class Reconciler:
             absent = [n for n in names if n in current and n not in truth.deployments and n not in truth.errors]
             db_rows = await backend_sink.db_model_ids(backend, absent)
         plan = self._plan(names, truth.deployments, truth.errors, current, may_retire=may_retire, db_rows=db_rows)
+        if full and not dry_run:
+            # the global lock is ours; a row someone else holds (an admin's transaction) waits for the
+            # next run instead of stalling this one: lock the rows we will write, skipping busy ones
+            writes = [c.name for c in plan if c.action in {"create", "update", "retire"}]
+            busy = set(await backend_sink.try_lock_models(backend, writes, rows_only=True)) if writes else set()
+            if busy:
+                for name in busy:
+                    report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+                plan = [c for c in plan if c.name not in busy]
         report.add_phase("plan", time.perf_counter() - mark)
         for change in plan:
             report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)

@@ -718,3 +718,30 @@ async def test_no_wall_clock_decides_which_deployment_describes_the_row_or_when_
                 (edited["model_id"],),
             )
             await eventually(lambda: describes(4), what="the other deployment's edit wins over a clock a day ahead")
+
+
+async def test_full_reconcile_skips_a_locked_row_instead_of_waiting(dbs: tuple[str, str], master_key: str) -> None:
+    """Injects: an admin transaction holding ``SELECT ... FOR UPDATE`` on a row the full reconcile must
+    update. Asserts: the full reconcile does not wait for it (well under the 2 s lock timeout), creates
+    the other model, reports the held one as ``deferred``; the next run after the release updates it."""
+    ldsn, bdsn = dbs
+    settings = make_settings(ldsn, bdsn, master_key)
+    engine = Reconciler(settings)
+    async with (
+        conns(ldsn, bdsn) as (lc, bc),
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as admin,
+    ):
+        await add_good(lc, "busy", master_key)
+        await engine.converge(lc, bc, names=None)
+        await lc.execute(f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 5}}'")
+        await add_good(lc, "other", master_key)
+        async with admin.transaction():
+            await admin.execute("SELECT 1 FROM models WHERE id = 'busy' FOR UPDATE")
+            t0 = time.perf_counter()
+            report = await engine.converge(lc, bc, names=None)
+            took = time.perf_counter() - t0
+            assert report.outcomes["busy"].action == "deferred"
+            assert report.outcomes["other"].action == "created"
+            assert took < 1.5, took
+        again = await engine.converge(lc, bc, names=None)
+        assert again.outcomes["busy"].action == "updated"
