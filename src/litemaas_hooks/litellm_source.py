@@ -153,12 +153,15 @@ async def read_truth(
 ) -> Truth:
     """Every deployment of ``names`` (all names when None), from the table and the config models."""
     truth = Truth()
+    probe = await conn.execute(sql.query("litellm", "has_deployment_changes"))
+    found = await probe.fetchone()
+    suffix = "_ordered" if found and found[0] else ""  # the outbox's change order, when installed
     async with conn.cursor(row_factory=dict_row) as cur:
         set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every row's fetch
         if names is None:
-            await cur.execute(sql.query("litellm", "deployments_all"))
+            await cur.execute(sql.query("litellm", "deployments_all" + suffix))
         else:
-            await cur.execute(sql.query("litellm", "deployments_by_name"), {"names": sorted(names)})
+            await cur.execute(sql.query("litellm", "deployments_by_name" + suffix), {"names": sorted(names)})
         rows = await cur.fetchall()
     for row in rows:
         name = row.get("model_name")

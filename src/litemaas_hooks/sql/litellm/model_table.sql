@@ -1,20 +1,16 @@
 -- Reads of LiteLLM's own model table (owned by LiteLLM; we only ever read it).
 -- `blocked` is read through to_jsonb: LiteLLM 1.81's schema has no such column.
--- change_seq: the outbox id of the deployment's last change (litemaas_hooks.deployment_changes), a
--- database-side order; LiteLLM's updated_at is stamped by each replica's own clock.
 
 -- name: deployments_all
 SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
-       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked, c.last_event_id AS change_seq
+       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked
 FROM public."LiteLLM_ProxyModelTable" AS t
-LEFT JOIN litemaas_hooks.deployment_changes AS c ON c.model_id = t.model_id
 ORDER BY t.model_name, t.model_id
 
 -- name: deployments_by_name
 SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
-       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked, c.last_event_id AS change_seq
+       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked
 FROM public."LiteLLM_ProxyModelTable" AS t
-LEFT JOIN litemaas_hooks.deployment_changes AS c ON c.model_id = t.model_id
 -- a join, not `model_name = ANY (...)`: LiteLLM has no index on model_name; this stays one hash join
 JOIN (SELECT DISTINCT x FROM unnest(%(names)s::text[]) AS x) AS wanted (name) ON t.model_name = wanted.name
 ORDER BY t.model_name, t.model_id
@@ -29,3 +25,25 @@ SELECT t.model_id
 FROM public."LiteLLM_ProxyModelTable" AS t
 WHERE t.model_name IS NULL OR btrim(t.model_name) = ''
 ORDER BY t.model_id
+
+-- The same two reads with change_seq: the outbox id of each deployment's last change
+-- (litemaas_hooks.deployment_changes, installed with the outbox), a database-side order of changes;
+-- LiteLLM's updated_at is stamped by each replica's own clock. Used when the outbox is installed.
+
+-- name: deployments_all_ordered
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
+       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked, c.last_event_id AS change_seq
+FROM public."LiteLLM_ProxyModelTable" AS t
+LEFT JOIN litemaas_hooks.deployment_changes AS c ON c.model_id = t.model_id
+ORDER BY t.model_name, t.model_id
+
+-- name: deployments_by_name_ordered
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
+       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked, c.last_event_id AS change_seq
+FROM public."LiteLLM_ProxyModelTable" AS t
+JOIN (SELECT DISTINCT x FROM unnest(%(names)s::text[]) AS x) AS wanted (name) ON t.model_name = wanted.name
+LEFT JOIN litemaas_hooks.deployment_changes AS c ON c.model_id = t.model_id
+ORDER BY t.model_name, t.model_id
+
+-- name: has_deployment_changes
+SELECT to_regclass('litemaas_hooks.deployment_changes') IS NOT NULL
