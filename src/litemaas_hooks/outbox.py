@@ -186,10 +186,16 @@ async def defer(conn: AnyConn, *, worker: str, reasons: Mapping[int, str], delay
     return cur.rowcount
 
 
-async def recover_dead_sessions(conn: AnyConn) -> list[Recovered]:
-    """Give back, at once and without counting an attempt, claims whose claiming session is gone."""
+FREE_INTERRUPTIONS = 5
+"""An event's first interruptions by a dead relay are not attempts; later ones are (it kills relays)."""
+
+
+async def recover_dead_sessions(conn: AnyConn, *, max_attempts: int = 10) -> list[Recovered]:
+    """Give back, at once, claims whose claiming session is gone; not counted as an attempt for the
+    first ``FREE_INTERRUPTIONS`` interruptions of an event (then ``dead`` after ``max_attempts``)."""
+    params = {"free_interruptions": FREE_INTERRUPTIONS, "max_attempts": max_attempts}
     async with conn.cursor(row_factory=class_row(Recovered)) as cur:
-        await cur.execute(_q("recover_dead_sessions"))
+        await cur.execute(_q("recover_dead_sessions"), params)
         return await cur.fetchall()
 
 

@@ -326,7 +326,7 @@ class Relay:
 
     async def _recover_dead_sessions(self, lconn: psycopg.AsyncConnection[Any]) -> None:
         """Claims of relays whose database session is gone: pending again at once, no attempt spent."""
-        recovered = await outbox.recover_dead_sessions(lconn)
+        recovered = await outbox.recover_dead_sessions(lconn, max_attempts=self.settings.max_attempts)
         if recovered:
             self.stats.dead_sessions_recovered += len(recovered)
             log.warning(

@@ -480,6 +480,26 @@ async def test_dead_relays_claims_are_taken_over_at_once_and_cost_no_attempt(
         assert (await outbox.counts(lc)).dead == 0
         print(f"dead relay's claim applied {took * 1000:.0f} ms after a new relay started (stall timeout 120 s)")
 
+        # an event that kills every relay (say, out of memory) is not retried forever: after
+        # FREE_INTERRUPTIONS free interruptions, they count, and it dies after max_attempts more
+        await add_good(lc, "killer", master_key)
+        kills = 0
+        while (await outbox.counts(lc)).dead == 0:
+            async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as doomed:
+                assert await outbox.claim(doomed, worker=f"killed-{kills}", batch_size=10)
+            kills += 1
+
+            async def recovered() -> bool:
+                await outbox.recover_dead_sessions(lc, max_attempts=2)
+                return (await outbox.counts(lc)).claimed == 0
+
+            await eventually(recovered, what="the killed claim recovered")
+            assert kills <= outbox.FREE_INTERRUPTIONS + 2
+        assert kills == outbox.FREE_INTERRUPTIONS + 2
+        (dead,) = await outbox.dead_events(lc)
+        assert dead.new_model_name == "killer"
+        assert "counted as an attempt" in (dead.last_error or "")
+
 
 # -- lost changes heal in every mode; status tells the truth meanwhile ----------------------------
 

@@ -89,12 +89,20 @@ RETURNING e.id
 
 -- name: recover_dead_sessions
 -- Claims whose claiming database session no longer exists: that relay died (killed, evicted, cut off).
--- Pending again at once; the interrupted attempt is not counted. (pg_stat_activity shows every
--- session's pid; backend_start only to the same role, hence the NULL case: the pid alone then.)
+-- Pending again at once; the interrupted attempt is not counted for the first free_interruptions
+-- interruptions of an event (after that it is: an event that kills every relay ends up dead).
+-- (pg_stat_activity shows every session's pid; backend_start only to the same role, hence the NULL
+-- case: the pid alone then.)
 UPDATE litemaas_hooks.model_events AS e
-SET status = 'pending', attempts = greatest(e.attempts - 1, 0),
+SET status = CASE WHEN e.interruptions >= %(free_interruptions)s AND e.attempts >= %(max_attempts)s
+                  THEN 'dead' ELSE 'pending' END,
+    attempts = CASE WHEN e.interruptions < %(free_interruptions)s THEN greatest(e.attempts - 1, 0)
+                    ELSE e.attempts END,
+    interruptions = e.interruptions + 1,
     last_error = format('claimed by %%s, whose database session ended before it completed (relay stopped '
-                        'or killed); given back, not counted as an attempt', e.claimed_by),
+                        'or killed, %%s times for this event); %%s', e.claimed_by, e.interruptions + 1,
+                        CASE WHEN e.interruptions < %(free_interruptions)s THEN 'given back, not counted as an attempt'
+                             ELSE 'counted as an attempt (it keeps interrupting relays)' END),
     claimed_at = NULL, claimed_by = NULL, claimed_pid = NULL, claimed_session_start = NULL,
     next_attempt_at = clock_timestamp()
 WHERE e.status = 'claimed' AND e.claimed_pid IS NOT NULL

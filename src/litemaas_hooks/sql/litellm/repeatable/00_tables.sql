@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS litemaas_hooks.model_events (
     last_error            text,
     claimed_pid           integer,
     claimed_session_start timestamptz,
+    interruptions         integer     NOT NULL DEFAULT 0,
     CHECK ((status = 'claimed') = (claimed_at IS NOT NULL AND claimed_by IS NOT NULL))
 );
 CREATE INDEX IF NOT EXISTS model_events_pending_idx ON litemaas_hooks.model_events (next_attempt_at, id)
