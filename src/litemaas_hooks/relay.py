@@ -16,8 +16,14 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
 - **LISTEN before draining**: an event committed while we drain still wakes us (psycopg keeps
   notifications that arrive during a query for the next wait); the poll timeout
   (``poll_interval_seconds``) is the safety net and also retries failed events when they are due.
+- **faults**: claims carry the claimer's database session; claims of a session that is gone (a relay
+  killed mid-batch) are taken over at every drain, without spending an attempt. Errors are sorted by
+  ``outages.classify``: an outage (read-only, disk full, shutdown, connection lost) gives the batch
+  back and reconnects with backoff; contention (a lock held elsewhere) and names the engine reports
+  ``deferred`` are retried after ``DEFER_SECONDS`` without an attempt; only a model's own error
+  spends an attempt, and only for the events that name that model.
 - **housekeeping** on every poll timeout (at least every ``poll_interval_seconds``): ping the backend
-  connection, recover claims older than ``stall_timeout_seconds`` (a relay killed mid-batch).
+  connection, recover claims older than ``stall_timeout_seconds`` (a relay hung with its session alive).
 - **periodic full reconcile** every ``reconcile_interval_seconds`` (0 = off), fleet-wide at most one
   runner at a time (session advisory lock in the LiteLLM database; the others skip) and at most about
   once per interval (``litemaas_hooks.reconcile_state``). It also re-installs the outbox trigger when
