@@ -35,6 +35,22 @@ def _parser() -> argparse.ArgumentParser:
     only = install.add_mutually_exclusive_group()
     only.add_argument("--backend-only", action="store_true", help="only the backend (LiteMaaS) database")
     only.add_argument("--litellm-only", action="store_true", help="only the LiteLLM database (trigger, outbox)")
+    install.add_argument(
+        "--print-sql", action="store_true", help="print the whole SQL install would run, per database; apply nothing"
+    )
+    install.add_argument(
+        "--print-grants", action="store_true", help="print the GRANT statements for the relay role; apply nothing"
+    )
+    install.add_argument("--relay-role", default="litemaas_hooks_relay", help="role of the relay (--print-grants)")
+    install.add_argument(
+        "--backend-role", default=None, help="backend role of the relay if not --relay-role (--print-grants)"
+    )
+    install.add_argument(
+        "--litellm-role",
+        action="append",
+        default=[],
+        help="another role that writes LiteLLM's model table (--print-grants; repeatable)",
+    )
 
     backfill = sub.add_parser("backfill", help="bring every LiteLLM model into the backend (one shot)")
     backfill.add_argument("--dry-run", action="store_true", help="print the per-model plan, write nothing")
@@ -75,6 +91,8 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
         sides.append("backend")
     if not args.backend_only:
         sides.append("litellm")
+    if args.print_sql or args.print_grants:
+        return _print_install(args, tuple(sides))
     for side in sides:
         conn = await connect(settings, side)
         try:
@@ -86,6 +104,14 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{db} database: applied {', '.join(result.applied)}")
         else:
             print(f"{db} database: up to date ({len(result.already)} migrations already applied)")
+    return EXIT_OK
+
+
+def _print_install(args: argparse.Namespace, sides: tuple[Any, ...]) -> int:
+    from litemaas_hooks.privileges import Roles, render
+
+    roles = Roles(relay=args.relay_role, backend=args.backend_role, litellm_writers=tuple(args.litellm_role))
+    print(render(print_sql=args.print_sql, print_grants=args.print_grants, sides=sides, roles=roles), end="")
     return EXIT_OK
 
 

@@ -21,7 +21,7 @@ from psycopg.types.json import set_json_loads
 from litemaas_hooks import litellm_adapter, sql
 from litemaas_hooks.errors import DecryptError, MappingError
 from litemaas_hooks.mapping import Deployment, check_model_name
-from litemaas_hooks.redaction import is_secret_key
+from litemaas_hooks.redaction import ENV_PREFIX, env_reference_value, is_secret_key
 
 ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
 
@@ -72,11 +72,13 @@ def _json_object(value: Any, what: str, model_id: str) -> dict[str, Any]:
 
 
 def _resolve_env(params: dict[str, Any]) -> dict[str, Any]:
-    """Resolve ``os.environ/NAME`` in api_base, as LiteLLM's router does when it loads a deployment."""
+    """Resolve ``os.environ/NAME`` in api_base, as LiteLLM's router does when it loads a deployment, but
+    only when NAME does not mark a secret (``os.environ/LITELLM_SALT_KEY`` stays the reference text: the
+    catalogue needs no secret, see redaction.env_reference_value)."""
     base = params.get("api_base")
-    if isinstance(base, str) and base.startswith("os.environ/"):
-        resolved = os.environ.get(base.removeprefix("os.environ/"))
-        if resolved:
+    if isinstance(base, str) and base.startswith(ENV_PREFIX):
+        resolved = env_reference_value(base, os.environ)
+        if resolved != base:
             params = {**params, "api_base": resolved}
     return params
 
@@ -144,6 +146,18 @@ async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     return [str(row[0]) for row in await cur.fetchall()]
 
 
+async def _change_seqs(conn: psycopg.AsyncConnection[Any], model_ids: list[str]) -> dict[str, int]:
+    """The outbox order of each deployment's last change, when the outbox is installed (else empty)."""
+    if not model_ids:
+        return {}
+    cur = await conn.execute(sql.query("litellm", "has_deployment_changes"))
+    row = await cur.fetchone()
+    if not (row and row[0]):
+        return {}
+    cur = await conn.execute(sql.query("litellm", "deployment_change_seqs"), {"ids": model_ids})
+    return {str(m): int(s) for m, s in await cur.fetchall()}
+
+
 async def read_truth(
     conn: psycopg.AsyncConnection[Any],
     names: Collection[str] | None,
@@ -153,16 +167,19 @@ async def read_truth(
 ) -> Truth:
     """Every deployment of ``names`` (all names when None), from the table and the config models."""
     truth = Truth()
-    probe = await conn.execute(sql.query("litellm", "has_deployment_changes"))
-    found = await probe.fetchone()
-    suffix = "_ordered" if found and found[0] else ""  # the outbox's change order, when installed
+    cur0 = await conn.execute(sql.query("litellm", "has_blocked_column"))
+    row0 = await cur0.fetchone()
+    variant = "" if row0 is not None and row0[0] else "_without_blocked"  # LiteLLM 1.81: no blocked column
     async with conn.cursor(row_factory=dict_row) as cur:
         set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every row's fetch
         if names is None:
-            await cur.execute(sql.query("litellm", "deployments_all" + suffix))
+            await cur.execute(sql.query("litellm", "deployments_all" + variant))
         else:
-            await cur.execute(sql.query("litellm", "deployments_by_name" + suffix), {"names": sorted(names)})
+            await cur.execute(sql.query("litellm", "deployments_by_name" + variant), {"names": sorted(names)})
         rows = await cur.fetchall()
+    seqs = await _change_seqs(conn, [str(r["model_id"]) for r in rows])
+    if seqs:
+        rows = [{**r, "change_seq": seqs.get(str(r["model_id"]))} for r in rows]
     for row in rows:
         name = row.get("model_name")
         if not isinstance(name, str) or not name.strip():

@@ -45,6 +45,10 @@ async def apply_migrations(
     async with conn.transaction():
         await conn.execute(sql.query("common", "migrations_lock"))
         await conn.execute(sql.query("common", "migrations_bootstrap"))
+        try:
+            await conn.execute(sql.query("common", "migrations_guard").encode("utf-8"))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise MigrationError(f"{side} database: {exc.diag.message_primary}. {exc.diag.message_hint}") from exc
         if side == "backend":
             await install_checks.check_backend_schema(conn)
         cur = await conn.execute(sql.query("common", "migrations_applied"), {"side": side})
