@@ -178,7 +178,7 @@ async def probe_backend_writes(conn: psycopg.AsyncConnection[Any], *, cascade: b
             step = "retiring a model (availability 'unavailable', cascade to subscriptions and API keys)"
             await conn.execute(
                 sql.query("backend", "retire_model"),
-                {"id": PROBE_ID, "cascade": cascade, "reason": "litemaas-hooks install probe (rolled back)"},
+                {"id": PROBE_ID, "cascade": cascade, "reason": "no deployment of this model_name is left in LiteLLM"},
             )
     except psycopg.Error as exc:
         raise MigrationError(_probe_message(exc, step)) from exc
