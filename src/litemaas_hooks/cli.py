@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="another role that writes LiteLLM's model table (--print-grants; repeatable)",
     )
+    install.add_argument(
+        "--wait-for-litellm",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for both databases and their tables (LiteLLM's, the backend's models)",
+    )
 
     backfill = sub.add_parser("backfill", help="bring every LiteLLM model into the backend (one shot)")
     backfill.add_argument("--dry-run", action="store_true", help="print the per-model plan, write nothing")
@@ -74,6 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     shim.add_argument("config_dir", help="the directory that holds LiteLLM's config.yaml")
 
+    uninstall = sub.add_parser(
+        "uninstall", help="remove the trigger, functions and schemas of litemaas-hooks (backend rows stay)"
+    )
+    uninstall_only = uninstall.add_mutually_exclusive_group()
+    uninstall_only.add_argument("--backend-only", action="store_true", help="only the backend (LiteMaaS) database")
+    uninstall_only.add_argument("--litellm-only", action="store_true", help="only the LiteLLM database")
+    uninstall.add_argument("--dry-run", action="store_true", help="print the SQL, connect to nothing")
+    uninstall.add_argument("--yes", action="store_true", help="really uninstall (required unless --dry-run)")
+
     demo = sub.add_parser("demo", help="run everything against a throwaway local PostgreSQL")
     demo.add_argument("--no-live", action="store_true", help="skip the live relay part of the demo")
     return parser
@@ -93,6 +109,10 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
         sides.append("litellm")
     if args.print_sql or args.print_grants:
         return _print_install(args, tuple(sides))
+    if args.wait_for_litellm > 0:
+        from litemaas_hooks.wait_tables import wait_for_tables
+
+        await wait_for_tables(settings, args.wait_for_litellm, sides)
     for side in sides:
         conn = await connect(settings, side)
         try:
@@ -202,9 +222,9 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _relay(settings: Settings, args: argparse.Namespace) -> int:
-    from litemaas_hooks.relay import run_relay
+    from litemaas_hooks.probes import run_relay_with_probes
 
-    await run_relay(settings)
+    await run_relay_with_probes(settings)
     return EXIT_OK
 
 
@@ -236,6 +256,12 @@ async def _write_shim(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _uninstall(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.uninstall import run_command
+
+    return await run_command(settings, args)
+
+
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     try:
         from litemaas_hooks_sandbox.demo import run_demo
@@ -255,6 +281,7 @@ _COMMANDS = {
     "status": _status,
     "replay": _replay,
     "write-shim": _write_shim,
+    "uninstall": _uninstall,
     "demo": _demo,
 }
 
