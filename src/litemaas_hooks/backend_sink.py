@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -19,6 +19,18 @@ async def lock_models(conn: psycopg.AsyncConnection[Any], ids: Collection[str] |
     await conn.execute(sql.query("backend", "lock_models"), {"ids": None if ids is None else sorted(ids)})
 
 
+async def try_lock_models(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None, *, rows_only: bool = False
+) -> list[str]:
+    """Like ``lock_models`` but never waits on a name: returns the names busy now (leave them for later)."""
+    cur = await conn.execute(
+        sql.query("backend", "try_lock_models"),
+        {"ids": None if ids is None else sorted(ids), "rows_only": rows_only},
+    )
+    row = await cur.fetchone()
+    return [str(n) for n in (row[0] if row and row[0] else [])]
+
+
 async def snapshot(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> dict[str, CurrentRow]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.query("backend", "models_snapshot"), {"ids": None if ids is None else list(ids)})
@@ -27,6 +39,22 @@ async def snapshot(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | No
 
 async def all_ids(conn: psycopg.AsyncConnection[Any]) -> set[str]:
     cur = await conn.execute(sql.query("backend", "model_ids"))
+    return {str(row[0]) for row in await cur.fetchall()}
+
+
+async def note_sources(conn: psycopg.AsyncConnection[Any], from_db: Mapping[str, bool]) -> None:
+    """Record whether each synced name comes from LiteLLM's database (True) or only config.yaml."""
+    if not from_db:
+        return
+    ids = sorted(from_db)
+    await conn.execute(sql.query("backend", "note_model_sources"), {"ids": ids, "from_db": [from_db[i] for i in ids]})
+
+
+async def db_model_ids(conn: psycopg.AsyncConnection[Any], ids: Collection[str]) -> set[str]:
+    """Of ``ids``, the backend rows known to come from LiteLLM's database (see migration 0004)."""
+    if not ids:
+        return set()
+    cur = await conn.execute(sql.query("backend", "db_model_ids"), {"ids": sorted(ids)})
     return {str(row[0]) for row in await cur.fetchall()}
 
 

@@ -13,8 +13,10 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 
 from litemaas_hooks import litellm_adapter, sql
 from litemaas_hooks.errors import DecryptError, MappingError
@@ -34,9 +36,31 @@ class Truth:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A JSON column value the decoder refused (e.g. nested deeper than it goes): that row's error."""
+
+    reason: str
+
+
+def _safe_loads(data: str | bytes) -> Any:
+    """The connection's JSON loading, but a value it cannot read becomes ``Unreadable`` (one row's
+    problem) instead of failing the fetch of every row."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(data)  # integers beyond 64 bits, which orjson refuses
+    except (ValueError, RecursionError) as exc:
+        return Unreadable(f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
 def _json_object(value: Any, what: str, model_id: str) -> dict[str, Any]:
     if value is None:
         return {}
+    if isinstance(value, Unreadable):
+        raise MappingError(f"{what} of deployment {model_id} cannot be read ({value.reason}); rewrite it in LiteLLM")
     if isinstance(value, str):  # some writers store a JSON document as a JSON string
         try:
             value = json.loads(value)
@@ -73,6 +97,7 @@ def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
         updated_at=row.get("updated_at"),
         blocked=bool(row.get("blocked")),
         source="db",
+        change_seq=row.get("change_seq"),
     )
 
 
@@ -93,10 +118,17 @@ def _add(truth: Truth, name: str, build: Callable[[], Deployment]) -> None:
         check_model_name(name)
         dep = build()
     except (DecryptError, MappingError) as exc:
-        prev = truth.errors.get(name)
-        truth.errors[name] = str(exc) if prev is None else f"{prev}; {exc}"
+        _error(truth, name, str(exc))
+        return
+    except Exception as exc:  # any other value problem is this name's error too, never the batch's
+        _error(truth, name, f"deployment cannot be read: {type(exc).__name__}: {str(exc)[:300]}")
         return
     truth.deployments.setdefault(name, []).append(dep)
+
+
+def _error(truth: Truth, name: str, message: str) -> None:
+    prev = truth.errors.get(name)
+    truth.errors[name] = message if prev is None else f"{prev}; {message}"
 
 
 async def all_names(conn: psycopg.AsyncConnection[Any], config_models: ConfigModels | None) -> set[str]:
@@ -114,6 +146,18 @@ async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     return [str(row[0]) for row in await cur.fetchall()]
 
 
+async def _change_seqs(conn: psycopg.AsyncConnection[Any], model_ids: list[str]) -> dict[str, int]:
+    """The outbox order of each deployment's last change, when the outbox is installed (else empty)."""
+    if not model_ids:
+        return {}
+    cur = await conn.execute(sql.query("litellm", "has_deployment_changes"))
+    row = await cur.fetchone()
+    if not (row and row[0]):
+        return {}
+    cur = await conn.execute(sql.query("litellm", "deployment_change_seqs"), {"ids": model_ids})
+    return {str(m): int(s) for m, s in await cur.fetchall()}
+
+
 async def read_truth(
     conn: psycopg.AsyncConnection[Any],
     names: Collection[str] | None,
@@ -127,11 +171,15 @@ async def read_truth(
     row0 = await cur0.fetchone()
     variant = "" if row0 is not None and row0[0] else "_without_blocked"  # LiteLLM 1.81: no blocked column
     async with conn.cursor(row_factory=dict_row) as cur:
+        set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every row's fetch
         if names is None:
             await cur.execute(sql.query("litellm", "deployments_all" + variant))
         else:
             await cur.execute(sql.query("litellm", "deployments_by_name" + variant), {"names": sorted(names)})
         rows = await cur.fetchall()
+    seqs = await _change_seqs(conn, [str(r["model_id"]) for r in rows])
+    if seqs:
+        rows = [{**r, "change_seq": seqs.get(str(r["model_id"]))} for r in rows]
     for row in rows:
         name = row.get("model_name")
         if not isinstance(name, str) or not name.strip():

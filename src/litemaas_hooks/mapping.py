@@ -58,6 +58,9 @@ class Deployment:
     updated_at: datetime | None = None
     blocked: bool = False
     source: Source = "db"
+    # database-side order of this deployment's last change (the outbox event id, see litellm migration
+    # 0003); LiteLLM's updated_at comes from each replica's own clock and only breaks ties
+    change_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,9 @@ def _opt_int(value: Any, what: str) -> int | None:
             number = Decimal(value.strip())
         except InvalidOperation:
             raise MappingError(f"{what} must be a whole number, got {value[:40]!r}") from None
+    if isinstance(number, Decimal) and (not number.is_finite() or number.adjusted() > 18):
+        # checked first: a signaling NaN or 1e999999999 must not reach float() / int()
+        raise MappingError(f"{what} must be a whole number between 0 and {MAX_INT}, got {str(value)[:40]!r}")
     if isinstance(number, float | Decimal):
         if not math.isfinite(number) or number != int(number):
             raise MappingError(f"{what} must be a whole number, got {value!r}")
@@ -196,11 +202,10 @@ def _opt_cost(value: Any, what: str) -> Decimal | None:
     except InvalidOperation:
         raise MappingError(f"{what} must be a number (cost per token), got {str(value)[:40]!r}") from None
     if not number.is_finite() or number < 0:
-        raise MappingError(f"{what} must be a non-negative number, got {value!r}")
-    number = number.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
-    if number > MAX_COST:
-        raise MappingError(f"{what} is {value!r}; the backend column holds at most {MAX_COST}")
-    return number
+        raise MappingError(f"{what} must be a non-negative number, got {str(value)[:40]!r}")
+    if number > MAX_COST:  # before quantize, which raises InvalidOperation beyond 28 digits
+        raise MappingError(f"{what} is {str(value)[:40]!r}; the backend column holds at most {MAX_COST}")
+    return number.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
 
 
 def _flag(info: Mapping[str, Any], key: str, *, default: bool) -> bool:
@@ -231,10 +236,16 @@ def _first(*values: Any) -> Any:
 
 
 def canonical(deployments: Sequence[Deployment]) -> Deployment:
-    """The deployment that describes the name: unblocked first, then most recently updated, then model_id."""
+    """The deployment that describes the name: unblocked first, then the most recently changed by the
+    database's own order (outbox event id; never a wall clock of some replica), then updated_at, model_id."""
     return max(
         deployments,
-        key=lambda d: (not d.blocked, d.updated_at or datetime.min, d.model_id),
+        key=lambda d: (
+            not d.blocked,
+            -1 if d.change_seq is None else d.change_seq,
+            d.updated_at or datetime.min,
+            d.model_id,
+        ),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from litemaas_hooks import sql
+from litemaas_hooks import install_checks, sql
 from litemaas_hooks.errors import MigrationError
 
 
@@ -24,14 +24,23 @@ class InstallResult:
     applied: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     ensured: list[str] = field(default_factory=list)
+    # objects of ours that an earlier install had created and that were missing (dropped) before this
+    # one, now re-created: e.g. "table litemaas_hooks.model_events", "trigger on public.\"LiteLLM_ProxyModelTable\""
+    repaired: list[str] = field(default_factory=list)
 
 
 def checksum(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-async def apply_migrations(conn: psycopg.AsyncConnection[Any], side: sql.Side) -> InstallResult:
-    """Bring one database to the newest schema of ``side``; safe to run concurrently and repeatedly."""
+async def apply_migrations(
+    conn: psycopg.AsyncConnection[Any], side: sql.Side, *, retire_cascade: bool = True
+) -> InstallResult:
+    """Bring one database to the newest schema of ``side``; safe to run concurrently and repeatedly.
+
+    Also verifies: on the backend side, that ``public.models`` is a schema the sync can write (before
+    and, with a rolled-back probe write, after); on both sides, every object of ours, re-creating what
+    was dropped (listed in ``InstallResult.repaired``)."""
     result = InstallResult(side=side)
     async with conn.transaction():
         await conn.execute(sql.query("common", "migrations_lock"))
@@ -40,10 +49,16 @@ async def apply_migrations(conn: psycopg.AsyncConnection[Any], side: sql.Side) -
             await conn.execute(sql.query("common", "migrations_guard").encode("utf-8"))
         except psycopg.errors.InsufficientPrivilege as exc:
             raise MigrationError(f"{side} database: {exc.diag.message_primary}. {exc.diag.message_hint}") from exc
+        if side == "backend":
+            await install_checks.check_backend_schema(conn)
         cur = await conn.execute(sql.query("common", "migrations_applied"), {"side": side})
         applied: dict[int, tuple[str, str]] = {}
         for version, name, digest in await cur.fetchall():
             applied[int(version)] = (str(name), str(digest))
+        # what the migrations applied before this run created, and of it what is missing now
+        before = install_checks.objects_in("\n".join(m.sql for m in sql.migrations(side) if m.version in applied))
+        gone = await install_checks.missing(conn, before) if applied else set()
+        trigger_gone = bool(applied) and side == "litellm" and not await _trigger_ok(conn)
         for mig in sql.migrations(side):
             label = f"{mig.version:04d}_{mig.name}"
             digest = checksum(mig.sql)
@@ -78,4 +93,16 @@ async def apply_migrations(conn: psycopg.AsyncConnection[Any], side: sql.Side) -
                     f"{side} install step {rep.name} failed: {exc.diag.message_primary or exc}."
                 ) from exc
             result.ensured.append(rep.name)
+        still = await install_checks.missing(conn, gone)
+        result.repaired = [str(o) for o in sorted(gone - still)]
+        if trigger_gone and await _trigger_ok(conn):
+            result.repaired.append('trigger litemaas_hooks_model_events on public."LiteLLM_ProxyModelTable"')
+        if side == "backend":
+            await install_checks.probe_backend_writes(conn, cascade=retire_cascade)
     return result
+
+
+async def _trigger_ok(conn: psycopg.AsyncConnection[Any]) -> bool:
+    cur = await conn.execute(sql.query("litellm", "trigger_state"))
+    row = await cur.fetchone()
+    return bool(row and all(row))

@@ -13,6 +13,7 @@ connection (the relay does) or commit yourself. Event lifecycle::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -27,6 +28,8 @@ CHANNEL = "litemaas_hooks_model_events"
 """The LISTEN/NOTIFY channel the trigger (and replay/resync) notify on."""
 
 AnyConn = psycopg.AsyncConnection[Any]
+DEFAULT_MAX_DELAY_SECONDS = 3600.0
+"""Longest retry delay assumed when the caller does not say (an event due further ahead is due now)."""
 
 
 def _q(name: str) -> str:
@@ -119,10 +122,15 @@ async def ping(conn: AnyConn) -> None:
     await conn.execute(_q("ping"))
 
 
-async def claim(conn: AnyConn, *, worker: str, batch_size: int) -> list[Event]:
-    """Claim up to ``batch_size`` due pending events for ``worker`` (oldest first)."""
+async def claim(
+    conn: AnyConn, *, worker: str, batch_size: int, max_delay_seconds: float = DEFAULT_MAX_DELAY_SECONDS
+) -> list[Event]:
+    """Claim up to ``batch_size`` due pending events for ``worker`` (oldest first), tied to this
+    connection's database session. ``max_delay_seconds``: the longest retry delay we ever set; an event
+    due further ahead than that is due now (the database clock was stepped back)."""
+    params = {"worker": worker, "batch_size": batch_size, "max_delay_seconds": max_delay_seconds}
     async with conn.cursor(row_factory=class_row(Event)) as cur:
-        await cur.execute(_q("claim_events"), {"worker": worker, "batch_size": batch_size})
+        await cur.execute(_q("claim_events"), params)
         events = await cur.fetchall()
     return sorted(events, key=lambda e: e.id)
 
@@ -168,6 +176,29 @@ async def release(conn: AnyConn, *, worker: str, reason: str) -> int:
     return cur.rowcount
 
 
+async def defer(conn: AnyConn, *, worker: str, reasons: Mapping[int, str], delay_seconds: float) -> int:
+    """Give claims back for a retry after ``delay_seconds`` (+-10 %), without counting an attempt."""
+    if not reasons:
+        return 0
+    ids = sorted(reasons)
+    params = {"worker": worker, "ids": ids, "reasons": [reasons[i] for i in ids], "delay_seconds": delay_seconds}
+    cur = await conn.execute(_q("defer_events"), params)
+    return cur.rowcount
+
+
+FREE_INTERRUPTIONS = 5
+"""An event's first interruptions by a dead relay are not attempts; later ones are (it kills relays)."""
+
+
+async def recover_dead_sessions(conn: AnyConn, *, max_attempts: int = 10) -> list[Recovered]:
+    """Give back, at once, claims whose claiming session is gone; not counted as an attempt for the
+    first ``FREE_INTERRUPTIONS`` interruptions of an event (then ``dead`` after ``max_attempts``)."""
+    params = {"free_interruptions": FREE_INTERRUPTIONS, "max_attempts": max_attempts}
+    async with conn.cursor(row_factory=class_row(Recovered)) as cur:
+        await cur.execute(_q("recover_dead_sessions"), params)
+        return await cur.fetchall()
+
+
 async def recover_stalled(conn: AnyConn, *, stall_timeout_seconds: float, max_attempts: int) -> list[Recovered]:
     """Make claims older than ``stall_timeout_seconds`` pending again (or dead)."""
     params = {"stall_seconds": stall_timeout_seconds, "max_attempts": max_attempts}
@@ -176,9 +207,10 @@ async def recover_stalled(conn: AnyConn, *, stall_timeout_seconds: float, max_at
         return await cur.fetchall()
 
 
-async def next_due_seconds(conn: AnyConn) -> float | None:
-    """Seconds until the earliest pending event is due (<= 0: due now); None if none is pending."""
-    cur = await conn.execute(_q("next_due_seconds"))
+async def next_due_seconds(conn: AnyConn, *, max_delay_seconds: float = DEFAULT_MAX_DELAY_SECONDS) -> float | None:
+    """Seconds until the earliest pending event is due (<= 0: due now, never more than
+    ``max_delay_seconds``); None if none is pending."""
+    cur = await conn.execute(_q("next_due_seconds"), {"max_delay_seconds": max_delay_seconds})
     row = await cur.fetchone()
     return None if row is None or row[0] is None else float(row[0])
 
@@ -206,7 +238,9 @@ async def counts(conn: AnyConn) -> OutboxCounts:
         await cur.execute(_q("status_counts"))
         row = await cur.fetchone()
     assert row is not None
-    return row
+    age = row.oldest_pending_age_seconds
+    # a database clock stepped back makes an event look younger than 0 s: never show a negative age
+    return row if age is None or age >= 0 else dataclasses.replace(row, oldest_pending_age_seconds=0.0)
 
 
 async def dead_events(conn: AnyConn, *, limit: int = 100) -> list[DeadEvent]:
@@ -256,4 +290,7 @@ async def reconcile_finished(conn: AnyConn, *, runner: str, summary: str) -> Non
 async def last_reconcile(conn: AnyConn) -> ReconcileState | None:
     async with conn.cursor(row_factory=class_row(ReconcileState)) as cur:
         await cur.execute(_q("reconcile_last"))
-        return await cur.fetchone()
+        row = await cur.fetchone()
+    if row is not None and row.age_seconds is not None and row.age_seconds < 0:
+        row = dataclasses.replace(row, age_seconds=0.0)  # clock stepped back: never a negative age
+    return row

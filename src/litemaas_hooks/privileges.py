@@ -25,6 +25,9 @@ RELAY_BACKEND_FUNCTIONS: tuple[str, ...] = (
     "litemaas_hooks.model_ids_v1()",
     "litemaas_hooks.upsert_models_v1(jsonb)",
     "litemaas_hooks.retire_model_v1(text, boolean, text)",
+    "litemaas_hooks.try_lock_models_v1(text[], boolean)",
+    "litemaas_hooks.note_model_sources_v1(text[], boolean[])",
+    "litemaas_hooks.db_model_ids_v1(text[])",
 )
 
 # The relay's working tables in LiteLLM's database and what it does with them. Never schema_migrations
@@ -34,6 +37,8 @@ RELAY_LITELLM_TABLES: tuple[tuple[str, str], ...] = (
     ("litemaas_hooks.model_events", "SELECT, INSERT, UPDATE, DELETE"),
     # the fleet-wide "last full reconcile" row
     ("litemaas_hooks.reconcile_state", "SELECT, UPDATE"),
+    # the database-side order of changes per deployment (noted at claim, read with the truth)
+    ("litemaas_hooks.deployment_changes", "SELECT, INSERT, UPDATE"),
 )
 
 # What a writer of LiteLLM's table needs for the SECURITY INVOKER trigger (install grants it to the
@@ -64,7 +69,7 @@ def _plain(name: str) -> bool:
 def backend_grants(role: str) -> str:
     r = _ident(role)
     lines = [
-        "-- backend database: USAGE on our schema and EXECUTE on the five functions the relay calls, nothing",
+        "-- backend database: USAGE on our schema and EXECUTE on the functions the relay calls, nothing",
         "-- else (no table privilege: the SECURITY DEFINER functions, owned by the owner of public.models, write)",
         f"GRANT USAGE ON SCHEMA litemaas_hooks TO {r};",
     ]

@@ -18,12 +18,16 @@ INTERFACE (stable; the relay and the CLI depend on it):
 - ``report.outcomes``: ``{name: Outcome}`` with ``Outcome.action`` in
   ``created | updated | unchanged | retired | skipped | error`` and ``Outcome.message`` for skipped/error.
   ``report.failed_names()`` are the names whose events must be retried (action == "error").
-- Raises ``psycopg.OperationalError`` (connection problems) for the caller to reconnect; every per-model
-  problem (undecryptable params, invalid values, name too long) is an ``error``/``skipped`` outcome.
+- Raises the database error when a database is unavailable (``outages.classify(exc) == "outage"``:
+  connection lost, read-only, disk full, shutdown...) for the caller to give the work back and reconnect;
+  every per-model problem, whatever the value, is an ``error``/``skipped`` outcome of that model; a
+  name whose row or lock another transaction holds is ``deferred`` (retry later, not an attempt).
+  Lock waits are bounded by ``LOCK_TIMEOUT_MS``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -31,9 +35,10 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 import psycopg
 
-from litemaas_hooks import backend_sink, litellm_adapter, litellm_source
+from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outages, sql
 from litemaas_hooks.errors import MappingError
 from litemaas_hooks.litellm_source import read_truth
 from litemaas_hooks.mapping import ModelRecord, is_team_model, map_model
@@ -42,7 +47,7 @@ from litemaas_hooks.settings import Settings
 
 log = logging.getLogger("litemaas_hooks.reconcile")
 
-OutcomeAction = Literal["created", "updated", "unchanged", "retired", "skipped", "error"]
+OutcomeAction = Literal["created", "updated", "unchanged", "retired", "skipped", "error", "deferred"]
 _PLAN_TO_OUTCOME: dict[str, OutcomeAction] = {
     "create": "created",
     "update": "updated",
@@ -52,8 +57,19 @@ _PLAN_TO_OUTCOME: dict[str, OutcomeAction] = {
     "error": "error",
 }
 Progress = Callable[[int, int], None]
+# retire_missing="db-rows": retire backend rows gone from LiteLLM only when known to come from LiteLLM's
+# database (a relay that cannot see config.yaml must not take a config-file model for a deleted one).
+RetireMissing = bool | Literal["db-rows"]
+NOT_IN_TABLE = (
+    "not in LiteLLM's model table and not known to come from it (a config.yaml model?); left alone. "
+    "Retire it with `litemaas-hooks backfill --retire-missing` if it is really gone"
+)
 # A full reconcile reads and writes this many names at a time (bounded memory for any catalogue size).
 CHUNK_NAMES = 2000
+# How long our backend transaction waits for any lock (a row an admin holds FOR UPDATE, a full reconcile
+# holding the global lock). Beyond it the name is "deferred": retried later, no attempt spent.
+LOCK_TIMEOUT_MS = 2000
+BUSY_MESSAGE = "the backend row or name is locked by another transaction; retried later (no attempt spent)"
 
 
 @dataclass(slots=True)
@@ -81,12 +97,18 @@ class Report:
     def failed_names(self) -> set[str]:
         return {name for name, o in self.outcomes.items() if o.action == "error"}
 
+    def deferred_names(self) -> set[str]:
+        """Names left for later because a lock was held or the database was briefly unavailable."""
+        return {name for name, o in self.outcomes.items() if o.action == "deferred"}
+
     def summary(self) -> str:
         c = self.counts()
         verb = "would be " if self.dry_run else ""
         return (
             f"{verb}created {c['created']}, {verb}updated {c['updated']}, unchanged {c['unchanged']}, "
-            f"{verb}retired {c['retired']}, skipped {c['skipped']}, errors {c['error']} "
+            f"{verb}retired {c['retired']}, skipped {c['skipped']}, errors {c['error']}"
+            + (f", deferred {c['deferred']} (locked)" if c["deferred"] else "")
+            + " "
             f"({len(self.outcomes)} models, {self.seconds:.2f}s)"
         )
 
@@ -112,7 +134,7 @@ class Reconciler:
         backend: psycopg.AsyncConnection[Any],
         names: Collection[str] | None = None,
         *,
-        retire_missing: bool = False,
+        retire_missing: RetireMissing = False,
         dry_run: bool = False,
         progress: Progress | None = None,
     ) -> Report:
@@ -122,17 +144,24 @@ class Reconciler:
         if scope is not None and not scope:
             return report
         async with backend.transaction(force_rollback=dry_run):
-            await backend_sink.lock_models(backend, scope)
+            await backend.execute(sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"})
+            busy = await backend_sink.try_lock_models(backend, scope)
+            for name in busy:
+                report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+            if scope is not None:
+                scope -= set(busy)
             if scope is None:
                 # everything, in chunks of names: memory stays bounded however many models there are
                 every = await self._all_names(litellm, backend, report, retire_missing=retire_missing)
                 chunks = [every[i : i + CHUNK_NAMES] for i in range(0, len(every), CHUNK_NAMES)]
                 may_retire = retire_missing
             else:
-                every, chunks, may_retire = sorted(scope), [sorted(scope)], True
+                every, chunks, may_retire = sorted(scope), [sorted(scope)] if scope else [], True
             done = 0
             for chunk in chunks:
-                await self._converge_chunk(litellm, backend, chunk, report, may_retire=may_retire, dry_run=dry_run)
+                await self._converge_chunk(
+                    litellm, backend, chunk, report, may_retire=may_retire, dry_run=dry_run, full=scope is None
+                )
                 done += len(chunk)
                 if progress:
                     progress(done, len(every))
@@ -145,7 +174,7 @@ class Reconciler:
         backend: psycopg.AsyncConnection[Any],
         report: Report,
         *,
-        retire_missing: bool,
+        retire_missing: RetireMissing,
     ) -> list[str]:
         """Every name in LiteLLM (table and config models), plus every backend row when retiring."""
         mark = time.perf_counter()
@@ -164,21 +193,42 @@ class Reconciler:
         names: list[str],
         report: Report,
         *,
-        may_retire: bool,
+        may_retire: RetireMissing,
         dry_run: bool,
+        full: bool = False,
     ) -> None:
         mark = time.perf_counter()
         truth = await read_truth(litellm, names, key=self._key(), config_models=self.config_models)
         report.add_phase("read_litellm", time.perf_counter() - mark)
         mark = time.perf_counter()
         current = await backend_sink.snapshot(backend, names)
-        plan = self._plan(names, truth.deployments, truth.errors, current, may_retire=may_retire)
+        db_rows: set[str] = set()
+        if may_retire == "db-rows":
+            absent = [n for n in names if n in current and n not in truth.deployments and n not in truth.errors]
+            db_rows = await backend_sink.db_model_ids(backend, absent)
+        plan = self._plan(names, truth.deployments, truth.errors, current, may_retire=may_retire, db_rows=db_rows)
+        if full and not dry_run:
+            # the global lock is ours; a row someone else holds (an admin's transaction) waits for the
+            # next run instead of stalling this one: lock the rows we will write, skipping busy ones
+            writes = [c.name for c in plan if c.action in {"create", "update", "retire"}]
+            busy = set(await backend_sink.try_lock_models(backend, writes, rows_only=True)) if writes else set()
+            if busy:
+                for name in busy:
+                    report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+                plan = [c for c in plan if c.name not in busy]
         report.add_phase("plan", time.perf_counter() - mark)
         for change in plan:
             report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
         if not dry_run:
             mark = time.perf_counter()
             await self._apply(backend, plan, report)
+            sources = {
+                name: any(d.source == "db" for d in deps)
+                for name, deps in truth.deployments.items()
+                if report.outcomes.get(name) is not None
+                and report.outcomes[name].action in {"created", "updated", "unchanged"}
+            }
+            await backend_sink.note_sources(backend, sources)
             report.add_phase("apply", time.perf_counter() - mark)
 
     # -- planning --------------------------------------------------------------------------------
@@ -190,7 +240,8 @@ class Reconciler:
         errors: Mapping[str, str],
         current: Mapping[str, CurrentRow],
         *,
-        may_retire: bool,
+        may_retire: RetireMissing,
+        db_rows: Collection[str] = (),
     ) -> list[PlannedChange]:
         plan: list[PlannedChange] = []
         for name in sorted(set(names) | set(deployments) | set(errors)):
@@ -211,14 +262,26 @@ class Reconciler:
             if deps and not self.settings.sync_team_models:
                 deps = [d for d in deps if not is_team_model(d)]
             if not deps:
-                plan.append(plan_absent(name, current.get(name), may_retire=may_retire))
+                row = current.get(name)
+                unknown = may_retire == "db-rows" and name not in db_rows
+                if unknown and row is not None and row.from_litellm and not row.retired:
+                    plan.append(PlannedChange(name, "unchanged", message=NOT_IN_TABLE))
+                    continue
+                plan.append(plan_absent(name, row, may_retire=bool(may_retire)))
                 continue
             try:
                 record = map_model(name, deps)
+                change = plan_present(record, current.get(name))
+                if change.record is not None and change.action in {"create", "update"}:
+                    check_serialisable(change.record)
             except MappingError as exc:
                 plan.append(PlannedChange(name, "error", message=str(exc)))
                 continue
-            plan.append(plan_present(record, current.get(name)))
+            except Exception as exc:  # whatever the value: this model's error, never the batch's
+                log.debug("mapping %r failed", name, exc_info=True)
+                plan.append(PlannedChange(name, "error", message=f"cannot be mapped: {_describe(exc)}"))
+                continue
+            plan.append(change)
         return plan
 
     # -- applying --------------------------------------------------------------------------------
@@ -239,10 +302,14 @@ class Reconciler:
                         cascade=self.settings.retire_cascade,
                         reason="no deployment of this model_name is left in LiteLLM",
                     )
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as exc:
-                report.outcomes[change.name] = Outcome("error", f"retire failed: {_pg_message(exc)}")
+            except Exception as exc:
+                kind = outages.classify(exc)
+                if kind == "outage":
+                    raise
+                if kind == "contention":
+                    report.outcomes[change.name] = Outcome("deferred", f"retire waited too long: {_describe_db(exc)}")
+                    continue
+                report.outcomes[change.name] = Outcome("error", f"retire failed: {_describe_db(exc)}")
                 continue
             if result.get("retired"):
                 report.rows_written += 1
@@ -258,25 +325,44 @@ class Reconciler:
         try:
             async with backend.transaction():
                 outcomes = await backend_sink.upsert(backend, records)
-        except psycopg.OperationalError:
-            raise
-        except psycopg.Error:
-            if len(records) == 1:
-                raise
-            # One bad record must not block the others: isolate it, one savepoint per record.
-            for change in batch:
-                try:
+        except Exception as exc:
+            kind = outages.classify(exc)
+            if kind == "outage":
+                raise  # the database, not a row: nobody's attempt
+            if len(batch) > 1:
+                # One bad (or locked) record must not cost the others: isolate it, one savepoint per record.
+                for change in batch:
                     await self._upsert_batch(backend, [change], report)
-                except psycopg.OperationalError:
-                    raise
-                except psycopg.Error as exc:
-                    report.outcomes[change.name] = Outcome("error", f"backend rejected the row: {_pg_message(exc)}")
+                return
+            name = batch[0].name
+            if kind == "contention":
+                report.outcomes[name] = Outcome("deferred", f"the write waited too long: {_describe_db(exc)}")
+            else:
+                report.outcomes[name] = Outcome("error", f"backend rejected the row: {_describe_db(exc)}")
             return
         for model_id, outcome in outcomes.items():
             if outcome == "unchanged":
                 report.outcomes[model_id] = Outcome("unchanged")
             else:
                 report.rows_written += 1
+
+
+def check_serialisable(record: ModelRecord) -> None:
+    """The record as the upsert sends it must encode (a value too deep or too odd fails here, for this
+    model alone, not in the batch's statement)."""
+    try:
+        orjson.dumps(record.to_json(), default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # beyond orjson (>64-bit integers, depth > 254): what the connection falls back to
+        json.dumps(record.to_json(), default=str)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _describe_db(exc: BaseException) -> str:
+    return _pg_message(exc) if isinstance(exc, psycopg.Error) else _describe(exc)
 
 
 def _pg_message(exc: psycopg.Error) -> str:

@@ -16,8 +16,14 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
 - **LISTEN before draining**: an event committed while we drain still wakes us (psycopg keeps
   notifications that arrive during a query for the next wait); the poll timeout
   (``poll_interval_seconds``) is the safety net and also retries failed events when they are due.
+- **faults**: claims carry the claimer's database session; claims of a session that is gone (a relay
+  killed mid-batch) are taken over at every drain, without spending an attempt. Errors are sorted by
+  ``outages.classify``: an outage (read-only, disk full, shutdown, connection lost) gives the batch
+  back and reconnects with backoff; contention (a lock held elsewhere) and names the engine reports
+  ``deferred`` are retried after ``DEFER_SECONDS`` without an attempt; only a model's own error
+  spends an attempt, and only for the events that name that model.
 - **housekeeping** on every poll timeout (at least every ``poll_interval_seconds``): ping the backend
-  connection, recover claims older than ``stall_timeout_seconds`` (a relay killed mid-batch).
+  connection, recover claims older than ``stall_timeout_seconds`` (a relay hung with its session alive).
 - **periodic full reconcile** every ``reconcile_interval_seconds`` (0 = off), fleet-wide at most one
   runner at a time (session advisory lock in the LiteLLM database; the others skip) and at most about
   once per interval (``litemaas_hooks.reconcile_state``). It also re-installs the outbox trigger when
@@ -43,11 +49,11 @@ import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import psycopg
 
-from litemaas_hooks import litellm_adapter, metrics, outbox, sql
+from litemaas_hooks import litellm_adapter, metrics, outages, outbox, sql
 from litemaas_hooks.backoff import Backoff
 from litemaas_hooks.connections import pinned, use_fast_json
 from litemaas_hooks.errors import LiteMaaSHooksError
@@ -71,6 +77,9 @@ _CONNECT_KWARGS: dict[str, Any] = {
 
 
 _MIN_RETRY_WAIT_SECONDS = 0.05
+# A name whose backend row or lock another transaction holds is retried after this long (+-10 %),
+# without spending an attempt; other names of the batch go ahead.
+DEFER_SECONDS = 1.0
 
 
 class OutboxNotInstalledError(LiteMaaSHooksError):
@@ -91,6 +100,7 @@ class _Report(Protocol):
     @property
     def outcomes(self) -> Mapping[str, _Outcome]: ...
     def failed_names(self) -> set[str]: ...
+    def deferred_names(self) -> set[str]: ...
     def summary(self) -> str: ...
 
 
@@ -101,7 +111,7 @@ class Engine(Protocol):
         backend: psycopg.AsyncConnection[Any],
         names: Collection[str] | None = None,
         *,
-        retire_missing: bool = False,
+        retire_missing: bool | Literal["db-rows"] = False,
         dry_run: bool = False,
     ) -> _Report: ...
 
@@ -125,7 +135,10 @@ class RelayStats:
     events_applied: int = 0
     events_failed: int = 0
     events_dead: int = 0
+    events_deferred: int = 0
     stalled_recovered: int = 0
+    dead_sessions_recovered: int = 0
+    outages: int = 0
     full_reconciles: int = 0
     last_error: str | None = None
     last_batch_seconds: float | None = None
@@ -146,7 +159,7 @@ class Relay:
         key: KeyFunc | None = None,
         name: str = "litemaas-hooks-relay",
         engine: Engine | None = None,
-        reconcile_retire_missing: bool | None = None,
+        reconcile_retire_missing: bool | Literal["db-rows"] | None = None,
     ) -> None:
         """
         :param config_models: config-file deployments (inside the proxy: from the router). Without it
@@ -155,16 +168,19 @@ class Relay:
         :param name: shown in log lines, in ``application_name`` and in ``claimed_by``.
         :param engine: the reconcile engine (default ``reconcile.Reconciler``); tests pass a fake.
         :param reconcile_retire_missing: whether the periodic full reconcile retires backend rows whose
-            name is gone from LiteLLM. Default: only when ``config_models`` is given, because without
-            the router a config-file model would look "gone".
+            name is gone from LiteLLM. Default: every such row when ``config_models`` is given; without
+            the router (standalone) ``"db-rows"``: only rows known to come from LiteLLM's database
+            (a config-file model, invisible from here, is never taken for a deleted one).
         """
         self.settings = settings
         self.name = name
         self.worker_id = f"{name}@{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._key = key
         self._engine = engine or default_engine(settings, config_models, key)
-        self._retire_missing = (
-            config_models is not None if reconcile_retire_missing is None else reconcile_retire_missing
+        self._retire_missing: bool | Literal["db-rows"] = (
+            (True if config_models is not None else "db-rows")
+            if reconcile_retire_missing is None
+            else reconcile_retire_missing
         )
         self._backoff = Backoff(
             initial_delay_seconds=min(0.5, settings.reconnect_max_seconds),
@@ -185,6 +201,11 @@ class Relay:
             with contextlib.suppress(Exception):
                 extra.append(self._key())
         return scrub(text, [*self.settings.secrets(), *extra])
+
+    @property
+    def _max_delay_seconds(self) -> float:
+        """The longest retry delay this relay sets (anything due later means the clock went back)."""
+        return max(self.settings.retry_max_seconds, DEFER_SECONDS * 1.1) + 5.0
 
     def _describe(self, exc: BaseException) -> str:
         return self._scrub(f"{type(exc).__name__}: {exc}".strip())
@@ -287,7 +308,7 @@ class Relay:
     async def _timeout(self, lconn: psycopg.AsyncConnection[Any]) -> float:
         now = time.monotonic()
         timeout = max(0.0, self._next_housekeeping - now)
-        due = await outbox.next_due_seconds(lconn)
+        due = await outbox.next_due_seconds(lconn, max_delay_seconds=self._max_delay_seconds)
         if due is not None:
             # floor: a due event we could not claim (row locked by someone's open transaction) must
             # not turn this loop into a busy spin
@@ -316,7 +337,20 @@ class Relay:
         await self.observe.refresh(lconn)
         self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
 
+    async def _recover_dead_sessions(self, lconn: psycopg.AsyncConnection[Any]) -> None:
+        """Claims of relays whose database session is gone: pending again at once, no attempt spent."""
+        recovered = await outbox.recover_dead_sessions(lconn, max_attempts=self.settings.max_attempts)
+        if recovered:
+            self.stats.dead_sessions_recovered += len(recovered)
+            log.warning(
+                "%s: took over %d claims of a relay whose database session ended (killed or cut off): %s",
+                self.name,
+                len(recovered),
+                [r.id for r in recovered],
+            )
+
     async def _recover(self, lconn: psycopg.AsyncConnection[Any]) -> None:
+        await self._recover_dead_sessions(lconn)
         recovered = await outbox.recover_stalled(
             lconn,
             stall_timeout_seconds=self.settings.stall_timeout_seconds,
@@ -337,26 +371,62 @@ class Relay:
 
     async def drain_once(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> int:
         """Claim and apply one batch; returns how many events were claimed (0 = nothing due)."""
-        events = await outbox.claim(lconn, worker=self.worker_id, batch_size=self.settings.batch_size)
+        events = await outbox.claim(
+            lconn,
+            worker=self.worker_id,
+            batch_size=self.settings.batch_size,
+            max_delay_seconds=self._max_delay_seconds,
+        )
         if not events:
             return 0
         started = time.perf_counter()
         names: set[str] = set().union(*(e.names for e in events))
         try:
             report = await self._engine.converge(lconn, bconn, names=names, retire_missing=False)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            # a database went away: not the events' fault; give them back if we still can
-            with contextlib.suppress(psycopg.Error):
-                await outbox.release(lconn, worker=self.worker_id, reason="database connection lost while applying")
-            raise
         except Exception as exc:
-            message = self._scrub(f"converge failed: {type(exc).__name__}: {exc}")[:2000]
-            log.exception("%s: %s (events %s)", self.name, message, [e.id for e in events])
-            await self._fail(lconn, {e.id: message for e in events})
-            return len(events)
+            kind = outages.classify(exc)
+            if kind is None:
+                return await self._converge_failed(lconn, events, exc)
+            reason = self._scrub(f"{kind}: {self._describe(exc)}")[:2000]
+            if kind == "contention":  # a lock held elsewhere: later, on this connection, no attempt
+                self.stats.events_deferred += await outbox.defer(
+                    lconn, worker=self.worker_id, reasons={e.id: reason for e in events}, delay_seconds=DEFER_SECONDS
+                )
+                log.info("%s: %s; %d events retried in about %.1fs", self.name, reason, len(events), DEFER_SECONDS)
+                return len(events)
+            # a database cannot take the work (read-only, disk full, shut down, gone): not the events'
+            # fault; give them back (if the LiteLLM side still answers) and reconnect with backoff
+            self.stats.outages += 1
+            with contextlib.suppress(psycopg.Error):
+                await outbox.release(lconn, worker=self.worker_id, reason=f"database unavailable: {reason}")
+            raise
+        return await self._settle(lconn, events, names, report, started)
+
+    async def _converge_failed(
+        self, lconn: psycopg.AsyncConnection[Any], events: list[outbox.Event], exc: Exception
+    ) -> int:
+        """converge() raised something that is neither an outage nor a model's error (a bug): every
+        event of the batch is retried (an attempt each), with the error."""
+        message = self._scrub(f"converge failed: {type(exc).__name__}: {exc}")[:2000]
+        log.error("%s: %s (events %s)", self.name, message, [e.id for e in events], exc_info=exc)
+        await self._fail(lconn, {e.id: message for e in events})
+        return len(events)
+
+    async def _settle(
+        self,
+        lconn: psycopg.AsyncConnection[Any],
+        events: list[outbox.Event],
+        names: set[str],
+        report: _Report,
+        started: float,
+    ) -> int:
+        """After converge() committed: per event, by its own names only — done (deleted), failed (an
+        attempt: a name of its own is in error) or deferred (a name of its own was locked: no attempt)."""
         failed = report.failed_names()
+        deferred = report.deferred_names()
         done: list[int] = []
         errors: dict[int, str] = {}
+        later: dict[int, str] = {}
         for event in events:
             if not event.names and event.op != "DELETE":
                 # nothing to converge: the deployment has no usable name; keep the event with why
@@ -366,15 +436,24 @@ class Relay:
                 )
                 continue
             bad = sorted(event.names & failed)
-            if not bad:
+            busy = sorted(event.names & deferred)
+            if bad:
+                errors[event.id] = self._scrub("; ".join(f"{n}: {report.outcomes[n].message or 'error'}" for n in bad))[
+                    :2000
+                ]
+            elif busy:
+                later[event.id] = self._scrub(
+                    "; ".join(f"{n}: {report.outcomes[n].message or 'locked'}" for n in busy)
+                )[:2000]
+            else:
                 done.append(event.id)
-                continue
-            errors[event.id] = self._scrub("; ".join(f"{n}: {report.outcomes[n].message or 'error'}" for n in bad))[
-                :2000
-            ]
         # the backend transaction(s) of converge() committed: the events may go now
         await outbox.complete(lconn, worker=self.worker_id, ids=done)
         await self._fail(lconn, errors)
+        if later:
+            self.stats.events_deferred += await outbox.defer(
+                lconn, worker=self.worker_id, reasons=later, delay_seconds=DEFER_SECONDS
+            )
         elapsed = time.perf_counter() - started
         self.stats.batches += 1
         self.stats.events_applied += len(done)
@@ -389,11 +468,13 @@ class Relay:
             len(names),
             elapsed * 1000,
             ", ".join(f"{n} {a}" for n, a in sorted(changed.items())) or "no change",
-            f"; {len(errors)} events failed" if errors else "",
+            (f"; {len(errors)} events failed" if errors else "")
+            + (f"; {len(later)} deferred (locked)" if later else ""),
         )
         return len(events)
 
     async def _drain(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
+        await self._recover_dead_sessions(lconn)  # cheap (claimed rows only): a dead relay's work goes on now
         while await self.drain_once(lconn, bconn):
             pass
 

@@ -31,14 +31,18 @@ class Drift:
     missing_in_backend: list[str] = field(default_factory=list)  # in LiteLLM, no backend row yet
     gone_from_litellm: list[str] = field(default_factory=list)  # backend row from LiteLLM, name gone
     out_of_date: list[str] = field(default_factory=list)  # backend row differs from LiteLLM
+    # outside the proxy: synced rows not in LiteLLM's table and not known to come from it (config.yaml
+    # models, or rows from before litemaas-hooks noted sources): listed, not a problem
+    not_in_table: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # name -> why it cannot be synced
     error: str | None = None  # the drift check itself failed
     config_models_known: bool = False  # False outside the proxy: config-file models look "gone"
 
     @property
     def in_sync(self) -> bool:
-        gone = self.gone_from_litellm if self.config_models_known else []
-        return self.checked and not (self.missing_in_backend or gone or self.out_of_date or self.errors)
+        return self.checked and not (
+            self.missing_in_backend or self.gone_from_litellm or self.out_of_date or self.errors
+        )
 
 
 @dataclass
@@ -185,13 +189,15 @@ async def _drift_part(
     config_models: ConfigModels | None,
     problem: Callable[[str], None],
 ) -> None:
-    from litemaas_hooks.reconcile import Reconciler
+    from litemaas_hooks.reconcile import NOT_IN_TABLE, Reconciler
 
     drift = report.drift
     drift.config_models_known = config_models is not None
     try:
         engine = Reconciler(settings, config_models=config_models, key=key)
-        result = await engine.converge(lconn, bconn, names=None, retire_missing=True, dry_run=True)
+        # without the router's config models, only rows known to come from LiteLLM's table count as gone
+        retire: Any = True if config_models is not None else "db-rows"
+        result = await engine.converge(lconn, bconn, names=None, retire_missing=retire, dry_run=True)
     except Exception as exc:
         drift.error = scrub(f"{type(exc).__name__}: {exc}", settings.secrets())
         problem(f"the drift check failed: {drift.error}")
@@ -204,19 +210,24 @@ async def _drift_part(
             drift.gone_from_litellm.append(name)
         elif outcome.action == "updated":
             drift.out_of_date.append(name)
+        elif outcome.action == "unchanged" and outcome.message == NOT_IN_TABLE:
+            drift.not_in_table.append(name)
         elif outcome.action == "error":
             drift.errors[name] = scrub(outcome.message or "error", settings.secrets())
     if drift.missing_in_backend:
         problem(
             f"{len(drift.missing_in_backend)} LiteLLM models are missing from the backend: "
-            "run `litemaas-hooks backfill`"
+            f"{_names(drift.missing_in_backend)}; run `litemaas-hooks backfill`"
         )
     if drift.out_of_date:
-        problem(f"{len(drift.out_of_date)} backend models differ from LiteLLM: run `litemaas-hooks backfill`")
-    if drift.gone_from_litellm and drift.config_models_known:
         problem(
-            f"{len(drift.gone_from_litellm)} backend models are gone from LiteLLM but not retired: run "
-            "`litemaas-hooks backfill --retire-missing`"
+            f"{len(drift.out_of_date)} backend models differ from LiteLLM: {_names(drift.out_of_date)}; "
+            "run `litemaas-hooks backfill`"
+        )
+    if drift.gone_from_litellm:
+        problem(
+            f"{len(drift.gone_from_litellm)} backend models are gone from LiteLLM but not retired: "
+            f"{_names(drift.gone_from_litellm)}; run `litemaas-hooks backfill --retire-missing`"
         )
     if drift.errors:
         problem(f"{len(drift.errors)} LiteLLM models cannot be synced (see drift errors)")
@@ -278,9 +289,13 @@ def format_status(report: StatusReport) -> str:
         if d.out_of_date:
             lines.append(f"    differ from LiteLLM ({len(d.out_of_date)}): {_names(d.out_of_date)}")
         if d.gone_from_litellm:
-            note = "" if d.config_models_known else " (may be config-file models, not visible from here)"
             lines.append(
-                f"    gone from LiteLLM, not retired ({len(d.gone_from_litellm)}){note}: {_names(d.gone_from_litellm)}"
+                f"    gone from LiteLLM, not retired ({len(d.gone_from_litellm)}): {_names(d.gone_from_litellm)}"
+            )
+        if d.not_in_table:
+            lines.append(
+                f"    not in LiteLLM's table, not known to come from it (config-file models?) ({len(d.not_in_table)}):"
+                f" {_names(d.not_in_table)}"
             )
         for name, message in sorted(d.errors.items()):
             lines.append(f"    cannot sync {name}: {message}")

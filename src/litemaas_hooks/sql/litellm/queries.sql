@@ -9,21 +9,38 @@ SELECT 1
 
 -- name: claim_events
 -- Claim up to batch_size due pending events (oldest first). SKIP LOCKED lets any number of relays
--- claim concurrently without waiting on each other; the claim commits at once (autocommit), and
--- attempts is counted here so an event that kills its relay still dies after max_attempts.
+-- claim concurrently without waiting on each other; the claim commits at once (autocommit). attempts
+-- is counted here (an attempt interrupted by a dead session is given back: recover_dead_sessions).
+-- The claim carries this session's pid and start, so a dead claimer is recognised at once.
+-- Due: next_attempt_at has passed, or lies further ahead than any delay we ever set (max_delay): the
+-- database clock was stepped back, and an event must not wait for the clock to catch up.
+-- deployment_changes: the outbox id orders changes of one deployment without trusting any clock.
 WITH picked AS (
     SELECT id
     FROM litemaas_hooks.model_events
-    WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
+    WHERE status = 'pending'
+      AND (next_attempt_at <= clock_timestamp()
+           OR next_attempt_at > clock_timestamp() + make_interval(secs => %(max_delay_seconds)s::float8))
     ORDER BY id
     LIMIT %(batch_size)s
     FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE litemaas_hooks.model_events AS e
+    SET status = 'claimed', claimed_at = clock_timestamp(), claimed_by = %(worker)s, attempts = e.attempts + 1,
+        claimed_pid = pg_backend_pid(),
+        claimed_session_start = (SELECT a.backend_start FROM pg_catalog.pg_stat_activity AS a
+                                 WHERE a.pid = pg_backend_pid())
+    FROM picked
+    WHERE e.id = picked.id
+    RETURNING e.id, e.op, e.model_id, e.old_model_name, e.new_model_name, e.attempts, e.created_at
+),
+seen AS (
+    INSERT INTO litemaas_hooks.deployment_changes AS d (model_id, last_event_id)
+    SELECT c.model_id, max(c.id) FROM claimed AS c WHERE c.model_id IS NOT NULL GROUP BY c.model_id
+    ON CONFLICT (model_id) DO UPDATE SET last_event_id = greatest(d.last_event_id, EXCLUDED.last_event_id)
 )
-UPDATE litemaas_hooks.model_events AS e
-SET status = 'claimed', claimed_at = clock_timestamp(), claimed_by = %(worker)s, attempts = e.attempts + 1
-FROM picked
-WHERE e.id = picked.id
-RETURNING e.id, e.op, e.model_id, e.old_model_name, e.new_model_name, e.attempts, e.created_at
+SELECT id, op, model_id, old_model_name, new_model_name, attempts, created_at FROM claimed
 
 -- name: complete_events
 -- Applied: delete. Only our own claims (a claim recovered as stalled and re-claimed elsewhere is kept).
@@ -42,7 +59,9 @@ SET status = CASE WHEN e.attempts >= %(max_attempts)s THEN 'dead' ELSE 'pending'
             * (0.9 + 0.2 * random())
     )),
     claimed_at = NULL,
-    claimed_by = NULL
+    claimed_by = NULL,
+    claimed_pid = NULL,
+    claimed_session_start = NULL
 FROM unnest(%(ids)s::bigint[], %(errors)s::text[]) AS f(id, error)
 WHERE e.id = f.id AND e.status = 'claimed' AND e.claimed_by = %(worker)s
 RETURNING e.id, e.status, e.attempts, e.next_attempt_at
@@ -51,9 +70,49 @@ RETURNING e.id, e.status, e.attempts, e.next_attempt_at
 -- Give our own claims back without counting an attempt (the database went away, not the event failed).
 UPDATE litemaas_hooks.model_events
 SET status = 'pending', attempts = greatest(attempts - 1, 0), claimed_at = NULL, claimed_by = NULL,
+    claimed_pid = NULL, claimed_session_start = NULL,
     next_attempt_at = clock_timestamp(), last_error = %(reason)s
 WHERE status = 'claimed' AND claimed_by = %(worker)s
 RETURNING id
+
+-- name: defer_events
+-- Not the events' fault (a lock held elsewhere, contention): pending again after delay_seconds, the
+-- attempt counted at claim time given back.
+UPDATE litemaas_hooks.model_events AS e
+SET status = 'pending', attempts = greatest(e.attempts - 1, 0), claimed_at = NULL, claimed_by = NULL,
+    claimed_pid = NULL, claimed_session_start = NULL,
+    next_attempt_at = clock_timestamp() + make_interval(secs => %(delay_seconds)s::float8 * (0.9 + 0.2 * random())),
+    last_error = f.reason
+FROM unnest(%(ids)s::bigint[], %(reasons)s::text[]) AS f(id, reason)
+WHERE e.id = f.id AND e.status = 'claimed' AND e.claimed_by = %(worker)s
+RETURNING e.id
+
+-- name: recover_dead_sessions
+-- Claims whose claiming database session no longer exists: that relay died (killed, evicted, cut off).
+-- Pending again at once; the interrupted attempt is not counted for the first free_interruptions
+-- interruptions of an event (after that it is: an event that kills every relay ends up dead).
+-- (pg_stat_activity shows every session's pid; backend_start only to the same role, hence the NULL
+-- case: the pid alone then.)
+UPDATE litemaas_hooks.model_events AS e
+SET status = CASE WHEN e.interruptions >= %(free_interruptions)s AND e.attempts >= %(max_attempts)s
+                  THEN 'dead' ELSE 'pending' END,
+    attempts = CASE WHEN e.interruptions < %(free_interruptions)s THEN greatest(e.attempts - 1, 0)
+                    ELSE e.attempts END,
+    interruptions = e.interruptions + 1,
+    last_error = format('claimed by %%s, whose database session ended before it completed (relay stopped '
+                        'or killed, %%s times for this event); %%s', e.claimed_by, e.interruptions + 1,
+                        CASE WHEN e.interruptions < %(free_interruptions)s THEN 'given back, not counted as an attempt'
+                             ELSE 'counted as an attempt (it keeps interrupting relays)' END),
+    claimed_at = NULL, claimed_by = NULL, claimed_pid = NULL, claimed_session_start = NULL,
+    next_attempt_at = clock_timestamp()
+WHERE e.status = 'claimed' AND e.claimed_pid IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM pg_catalog.pg_stat_activity AS a
+      WHERE a.pid = e.claimed_pid
+        AND (a.backend_start IS NULL OR e.claimed_session_start IS NULL
+             OR a.backend_start = e.claimed_session_start)
+  )
+RETURNING e.id, e.status
 
 -- name: recover_stalled
 -- Claims older than stall_seconds belong to a relay that died or hung: make them pending again (the
@@ -64,13 +123,21 @@ SET status = CASE WHEN attempts >= %(max_attempts)s THEN 'dead' ELSE 'pending' E
                         claimed_by, claimed_at, %(stall_seconds)s::float8),
     claimed_at = NULL,
     claimed_by = NULL,
+    claimed_pid = NULL,
+    claimed_session_start = NULL,
     next_attempt_at = clock_timestamp()
-WHERE status = 'claimed' AND claimed_at < clock_timestamp() - make_interval(secs => %(stall_seconds)s::float8)
+WHERE status = 'claimed'
+  AND (claimed_at < clock_timestamp() - make_interval(secs => %(stall_seconds)s::float8)
+       -- a claim "in the future": the database clock was stepped back; its age is unknown, count from now
+       OR claimed_at > clock_timestamp() + interval '1 minute')
 RETURNING id, status
 
 -- name: next_due_seconds
--- Seconds until the earliest pending event is due (<= 0: now), NULL when nothing is pending.
-SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8
+-- Seconds until the earliest pending event is due (<= 0: now), NULL when nothing is pending; never
+-- more than max_delay_seconds (a clock stepped back leaves next_attempt_at far ahead: claim_events
+-- treats that as due).
+SELECT least(extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8,
+             %(max_delay_seconds)s::float8)
 FROM litemaas_hooks.model_events
 WHERE status = 'pending'
 
@@ -98,6 +165,7 @@ SELECT
     count(*) FILTER (WHERE status = 'pending')::integer AS pending,
     count(*) FILTER (WHERE status = 'claimed')::integer AS claimed,
     count(*) FILTER (WHERE status = 'dead')::integer AS dead,
+    -- may be negative when the database clock was stepped back (outbox.counts clamps it at 0)
     extract(epoch FROM clock_timestamp() - min(created_at) FILTER (WHERE status <> 'dead'))::float8
         AS oldest_pending_age_seconds
 FROM litemaas_hooks.model_events
@@ -136,8 +204,10 @@ SELECT pg_advisory_unlock(hashtext('litemaas_hooks.full_reconcile'))
 
 -- name: reconcile_due
 -- Has no relay finished a full reconcile within the last min_age_seconds?
+-- (a last run "in the future" means the database clock was stepped back: due, not suppressed)
 SELECT last_finished_at IS NULL
     OR last_finished_at < clock_timestamp() - make_interval(secs => %(min_age_seconds)s::float8)
+    OR last_finished_at > clock_timestamp()
 FROM litemaas_hooks.reconcile_state
 WHERE id = 1
 
