@@ -473,7 +473,7 @@ class Relay:
                 self.name,
             )
             return
-        script = next(r for r in sql.repeatables("litellm") if r.name == "trigger")
+        script = next(r for r in sql.repeatables("litellm") if r.name.endswith("_trigger"))
         try:
             async with lconn.transaction():
                 await lconn.execute(script.sql.encode("utf-8"))
