@@ -139,6 +139,7 @@ class Memo:
     facts: dict[str, Any] = field(default_factory=dict)
     lookups: dict[str, dict[str, Any]] = field(default_factory=dict)
     dirty: bool = False
+    unwritable: bool = False  # one warning per process, then answers are kept in memory only
 
     @property
     def path(self) -> Path:
@@ -156,7 +157,7 @@ class Memo:
 
     def save(self) -> None:
         """Write atomically (concurrent writers: last one wins, each file is whole). Best effort."""
-        if not self.dirty:
+        if not self.dirty or self.unwritable:
             return
         data = {
             "format": MEMO_FORMAT,
@@ -174,4 +175,10 @@ class Memo:
             os.replace(tmp, self.path)
             self.dirty = False
         except OSError as exc:
-            log.warning("cannot write the cost-map memo %s (%s); set LITEMAAS_HOOKS_CACHE_DIR", self.path, exc)
+            self.unwritable = True
+            log.warning(
+                "cannot write the cost-map memo %s (%s): each process will import LiteLLM to learn its answers; "
+                "set LITEMAAS_HOOKS_CACHE_DIR to a writable folder",
+                self.path,
+                exc,
+            )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import re
 import sys
@@ -26,11 +27,20 @@ _B64 = re.compile(r"[A-Za-z0-9_\-+/]+={0,2}")
 _MIN_CIPHERTEXT_BYTES = 40
 
 
-def warm_up() -> None:
-    """Load the cost-map memo (or, when it lacks answers, LiteLLM) now, so the first event does not wait.
-
-    Decryption needs no LiteLLM (``litellm_crypto``); a no-op inside the proxy beyond the memo."""
+def warm_up(*, background_import: bool = False) -> None:
+    """Load the cost-map memo now. ``background_import`` (long-running relays): also import LiteLLM in a
+    background thread, so an event for a model the memo does not know yet does not wait seconds for it.
+    Decryption needs no LiteLLM (``litellm_crypto``); inside the proxy LiteLLM is already loaded."""
     _enricher()
+    if background_import and not _litellm_loaded():
+        import threading
+
+        def load() -> None:
+            # a failure here is reported by the first lookup that needs LiteLLM
+            with contextlib.suppress(Exception):
+                import litellm  # noqa: F401
+
+        threading.Thread(target=load, name="litemaas-hooks-import-litellm", daemon=True).start()
 
 
 def looks_encrypted(value: str) -> bool:
@@ -98,7 +108,7 @@ def cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
 
     def lookup(name: str | None, provider: str | None = None) -> dict[str, Any]:
         try:
-            info = litellm.get_model_info(model=name, custom_llm_provider=provider)  # type: ignore[arg-type]
+            info = litellm.get_model_info(model=name, custom_llm_provider=provider)
         except Exception:
             return {}
         return dict(info) if isinstance(info, Mapping) else {}
@@ -119,7 +129,10 @@ def view_facts() -> dict[str, Any]:
     deployment's litellm_params/model_info, and (>= 1.108) which keys count as server-derived pricing."""
     from litellm.types.router import Deployment
 
-    probe = Deployment(model_name="x", litellm_params={"model": "x"}, model_info={"id": "x"}).to_json(exclude_none=True)
+    deployment = Deployment.model_validate(
+        {"model_name": "x", "litellm_params": {"model": "x"}, "model_info": {"id": "x"}}
+    )
+    probe: dict[str, Any] = deployment.to_json(exclude_none=True)  # type: ignore[no-untyped-call]
     facts: dict[str, Any] = {
         "param_defaults": {k: v for k, v in probe["litellm_params"].items() if k != "model"},
         "info_defaults": {k: v for k, v in probe["model_info"].items() if k != "id"},
