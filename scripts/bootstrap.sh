@@ -57,6 +57,8 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     die "running as root but OS user 'postgres' is missing (PostgreSQL refuses to run as root): apt-get install -y postgresql"
 fi
 
+bash scripts/install-node.sh  # Node.js >= 20: the real LiteMaaS backend code runs in tests
+
 # -- 2. virtualenv ---------------------------------------------------------------------------------
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (Python >= 3.11 is required)"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -85,9 +87,9 @@ if [ ! -x "$VENV/bin/uv" ]; then
 fi
 log "installing the project (editable, extras test+dev) into $VENV"
 if [ -n "$LITELLM_SPEC" ]; then
-    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e ./sandbox "$LITELLM_SPEC"
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e './sandbox[browser]' "$LITELLM_SPEC"
 else
-    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e ./sandbox
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e './sandbox[browser]'
 fi
 printf '%s\n' "$want" >"$STAMP"
 log "done"

@@ -43,6 +43,7 @@ Accepted but not enforced: the ``timeout``/``max_wait`` of ``tx()``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import functools
@@ -1478,6 +1479,14 @@ class StandinDB:
     def is_connected(self) -> bool:
         return not self.session.pool.closed
 
+    @property
+    def engine_generation(self) -> int:
+        """LiteLLM 1.108's ``PrismaWrapper.engine_generation`` (bumped when it replaces its Prisma engine).
+
+        UI-session auth compares it with the generation a key was cached under: without it every request
+        with the Admin UI's session key is 401. This stand-in has no engine to replace: always 0."""
+        return 0
+
     async def connect(self, timeout: object = None) -> None:  # noqa: ASYNC109  # Prisma's signature
         return None
 
@@ -1525,6 +1534,33 @@ class StandinPrismaClient:
         self.db = db
         self.proxy_logging_obj = proxy_logging_obj
         self.iam_token_db_auth = False
+        # the plain state LiteLLM's own PrismaClient.__init__ sets (1.108: its spend/baseline accounting
+        # queue, the background tasks it stops at shutdown, the engine watchdog's bookkeeping), so its
+        # methods bound to this object find them; there is no Prisma engine process to watch
+        self.token_auth = None
+        self.baseline_accounting_transactions: list[Any] = []
+        self.baseline_accounting_lock = asyncio.Lock()
+        self._db_reconnect_lock = asyncio.Lock()
+        self._db_health_watchdog_task: asyncio.Task[Any] | None = None
+        self._view_setup_task: asyncio.Task[Any] | None = None
+        self._db_last_reconnect_attempt_ts = 0.0
+        self._db_reconnect_cooldown_seconds = 15
+        self._db_read_only_recreate_ts = 0.0
+        self._db_read_only_recreate_streak = 0
+        self._db_health_watchdog_interval_seconds = 30
+        self._db_health_watchdog_enabled = False
+        self._db_health_watchdog_probe_timeout_seconds = 5.0
+        self._db_watchdog_reconnect_timeout_seconds = 30.0
+        self._db_auth_reconnect_timeout_seconds = 2.0
+        self._db_auth_reconnect_lock_timeout_seconds = 0.1
+        self._consecutive_reconnect_failures = 0
+        self._failed_recreate_generations: Mapping[Any, int] = {}
+        self._reconnect_escalation_threshold = 3
+        self._engine_pidfd = -1
+        self._engine_pid = 0
+        self._watching_engine = False
+        self._engine_confirmed_dead = False
+        self._engine_wait_thread: Any = None
 
     @classmethod
     async def connect(
