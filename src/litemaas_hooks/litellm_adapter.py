@@ -14,7 +14,8 @@ import contextlib
 import functools
 import re
 import sys
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from litemaas_hooks import cost_map, litellm_crypto
@@ -38,7 +39,7 @@ def warm_up(*, background_import: bool = False) -> None:
         def load() -> None:
             # a failure here is reported by the first lookup that needs LiteLLM
             with contextlib.suppress(Exception):
-                import litellm  # noqa: F401
+                _import_litellm()
 
         threading.Thread(target=load, name="litemaas-hooks-import-litellm", daemon=True).start()
 
@@ -92,11 +93,61 @@ def decrypt_params(params: Mapping[str, Any], key: str | None, *, model_id: str)
 COST_KEYS = ("input_cost_per_token", "output_cost_per_token")
 
 
+def _import_litellm() -> Any:
+    """``import litellm`` with its own import-time warnings silenced (they are LiteLLM's, not ours)."""
+    if "litellm" not in sys.modules:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import litellm
+            import litellm.types.router  # noqa: F401
+    return sys.modules["litellm"]
+
+
+@contextlib.contextmanager
+def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
+    """LiteLLM >= 1.108's router registers every deployment it holds in ``litellm.model_cost`` (under
+    its model name), so the proxy's lookups find an entry even for a model the cost map does not know.
+    Do the same for the lookup, then put ``model_cost`` back as it was."""
+    from litellm.router import Router
+
+    register = getattr(Router, "_register_deployment_pricing", None)
+    if register is None:  # 1.81: no registration
+        yield
+        return
+    from litellm.types.router import Deployment
+
+    cost = litellm.model_cost
+    before = set(cost)
+    split = model.split("/")
+    watched = {model, split[-1], "/".join(split[1:])} & before
+    saved = {k: cost[k] for k in watched}
+    probe_id = "litemaas-hooks-lookup-probe"
+    try:
+        register(
+            Deployment.model_validate(
+                {"model_name": probe_id, "litellm_params": {"model": model}, "model_info": {"id": probe_id}}
+            )
+        )
+        _clear_lookup_cache(litellm)
+        yield
+    finally:
+        for k in set(cost) - before:
+            cost.pop(k, None)
+        cost.update(saved)
+        _clear_lookup_cache(litellm)
+
+
+def _clear_lookup_cache(litellm: Any) -> None:
+    clear = getattr(litellm.get_model_info, "cache_clear", None)
+    if callable(clear):
+        clear()
+
+
 def _litellm_loaded() -> bool:
     return "litellm" in sys.modules and hasattr(sys.modules["litellm"], "model_cost")
 
 
-def cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
+def _cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
     """LiteLLM's own cost-map answer for a deployment's ``model`` (imports LiteLLM).
 
     The three passes of the proxy's ``/model/info`` (``get_litellm_model_info`` then
@@ -104,7 +155,7 @@ def cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
     ``base_model`` when the model is an azure one or a base_model is set, then ``model``, then the last
     path segment with the first as provider. Returns ``{"info": {...}, "unpriced": bool}``.
     """
-    import litellm
+    litellm = _import_litellm()
 
     def lookup(name: str | None, provider: str | None = None) -> dict[str, Any]:
         try:
@@ -113,20 +164,22 @@ def cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
             return {}
         return dict(info) if isinstance(info, Mapping) else {}
 
-    info = lookup(base_model) if ("azure" in model or base_model) else lookup(model)
-    if not info:
-        info = lookup(model)
-    if not info and model:
-        split = model.split("/")
-        info = lookup(split[-1], split[0])
+    with _registered_like_the_router(litellm, model):
+        info = lookup(base_model) if ("azure" in model or base_model) else lookup(model)
+        if not info:
+            info = lookup(model)
+        if not info and model:
+            split = model.split("/")
+            info = lookup(split[-1], split[0])
     omits = getattr(litellm.utils, "cost_map_omits_token_price", None)
     unpriced = bool(omits(info.get("key"))) if callable(omits) else False
     return {"info": info, "unpriced": unpriced}
 
 
-def view_facts() -> dict[str, Any]:
+def _view_facts() -> dict[str, Any]:
     """Per-version facts of the proxy's view (imports LiteLLM): the defaults the router adds to a
     deployment's litellm_params/model_info, and (>= 1.108) which keys count as server-derived pricing."""
+    _import_litellm()
     from litellm.types.router import Deployment
 
     deployment = Deployment.model_validate(
@@ -146,6 +199,20 @@ def view_facts() -> dict[str, Any]:
     except (ImportError, AttributeError):  # 1.81: no pricing stamps
         pass
     return facts
+
+
+def cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
+    """See ``_cost_map_lookup``; LiteLLM's own warnings (pydantic schema building) silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _cost_map_lookup(model, base_model)
+
+
+def view_facts() -> dict[str, Any]:
+    """See ``_view_facts``; LiteLLM's own warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _view_facts()
 
 
 class Enricher:
@@ -249,6 +316,11 @@ def proxy_view(
             info["blocked"] = bool(blocked)
     for k, v in facts.get("info_defaults", {}).items():
         info.setdefault(k, v)
+    if new_proxy and db_model:
+        # >= 1.108's /model/info adds the caller's access (prisma connected) before enriching; the
+        # backend's admin key sees every deployment directly, none through a team
+        info.setdefault("access_via_team_ids", [])
+        info.setdefault("direct_access", True)
     if not new_proxy:  # 1.81's router copies the deployment's own token prices into model_info
         for k in COST_KEYS:
             if params.get(k) is not None:

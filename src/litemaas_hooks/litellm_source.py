@@ -72,6 +72,7 @@ def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
         litellm_params=view_params,
         model_info=view_info,
         updated_at=row.get("updated_at"),
+        created_at=row.get("created_at"),
         blocked=blocked,
         source="db",
     )

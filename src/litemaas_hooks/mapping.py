@@ -83,6 +83,7 @@ class Deployment:
     updated_at: datetime | None = None
     blocked: bool = False
     source: Source = "db"
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,11 +254,24 @@ def _url(value: Any) -> Any:
 
 
 def canonical(deployments: Sequence[Deployment]) -> Deployment:
-    """The deployment that describes the name: unblocked first, then most recently updated, then model_id."""
+    """The deployment the backend's sync leaves the name on: the last one in ``/model/info`` order,
+    i.e. the proxy's router order, i.e. the order it loaded them — the last created (then the most
+    recently updated, then model_id)."""
     return max(
         deployments,
-        key=lambda d: (not d.blocked, d.updated_at or datetime.min, d.model_id),
+        key=lambda d: (d.created_at or datetime.min, d.updated_at or datetime.min, d.model_id),
     )
+
+
+def could_be_last(dep: Deployment, chosen: Deployment) -> bool:
+    """Whether the proxy may list ``dep`` after ``chosen`` (so the backend may end on it): unknown dates,
+    or ``dep`` was changed after ``chosen`` was created (an updated row moves in the table, and a proxy
+    that loads the table anew lists rows in table order)."""
+    if dep is chosen:
+        return True
+    if chosen.created_at is None or dep.updated_at is None:
+        return True
+    return dep.updated_at > chosen.created_at
 
 
 def js_truthy(value: Any) -> bool:
@@ -389,9 +403,12 @@ def map_model(name: str, deployments: Sequence[Deployment]) -> ModelRecord:
     model_id = check_model_name(name)
     records = {dep.model_id: map_deployment(model_id, dep) for dep in deployments}
     chosen = records[canonical(deployments).model_id]
-    # every deployment, blocked ones too: /model/info lists them and the backend processes each
+    # every deployment the backend may end on (blocked ones too: /model/info lists them). Its sync
+    # processes each deployment of the name in /model/info order and keeps the last; a row on any
+    # other deployment is one it rewrites at its next pass anyway, so we may as well move it now.
+    chosen_dep = canonical(deployments)
     accepted: list[Mapping[str, Any]] = []
-    for dep in sorted(deployments, key=lambda d: d.model_id):
+    for dep in sorted((d for d in deployments if could_be_last(d, chosen_dep)), key=lambda d: d.model_id):
         compared = records[dep.model_id].compared()
         if compared not in accepted:
             accepted.append(compared)

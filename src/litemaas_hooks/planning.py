@@ -10,8 +10,9 @@ last), the availability rule holds, and no description is waiting to be filled i
 Availability (mirrored by the CASE in ``upsert_models_v1``; README "What a backend row gets"):
 - a new row is 'available' ('unavailable' when every deployment is blocked);
 - an existing row's availability is never changed by us, except for what we hid ourselves: a name
-  whose deployments are all blocked is hidden ONCE (marker ``blocked``); if someone (the backend's
-  sync, an admin) shows it again while it stays blocked, that choice stands until the block changes;
+  whose deployments are all blocked is hidden ONCE (marker ``blocked``), and only when the row was
+  written before the block (its metadata's ``model_info.blocked`` is not true); if someone (the
+  backend's sync, an admin) shows it while it stays blocked, that choice stands until the block changes;
   a retired or blocked-hidden name that is served again is shown again; a row left unavailable by a
   deleted deployment is shown again when another deployment serves the name.
 So with the backend running each side writes such a row at most once per backend sync.
@@ -73,6 +74,12 @@ class CurrentRow:
         )
 
     @property
+    def written_while_blocked(self) -> bool:
+        """The row's metadata is a view of a blocked deployment (``model_info.blocked``, LiteLLM >= 1.108)."""
+        info = (self.metadata or {}).get("litellm_model_info")
+        return isinstance(info, Mapping) and info.get("blocked") is True
+
+    @property
     def retired(self) -> bool:
         return self.hidden_reason == "retired"
 
@@ -91,7 +98,9 @@ def desired_availability(record: ModelRecord, current: CurrentRow | None) -> str
     if current is None:
         return "unavailable" if record.all_blocked else "available"
     if record.all_blocked:
-        if current.hidden_reason is not None:  # hidden once already (or retired): leave it as it is now
+        if current.hidden_reason is not None or current.written_while_blocked:
+            # hidden once already (or retired), or whoever wrote the row saw the block (the backend's
+            # sync shows blocked models): leave it as it is now
             return current.availability or "available"
         return "unavailable"
     if current.hidden_reason is not None:

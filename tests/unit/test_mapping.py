@@ -148,13 +148,14 @@ def test_every_deployment_of_a_name_is_an_accepted_row() -> None:
     assert r.to_json()["accepted"][0]["features"] == ["chat"]
 
 
-def test_canonical_is_most_recent_then_model_id_and_prefers_unblocked() -> None:
+def test_canonical_is_where_the_backend_ends_last_created_then_updated_then_model_id() -> None:
     old = dep("a", updated=T0)
     new = dep("b", updated=T0 + timedelta(seconds=1))
     tie = dep("c", updated=T0 + timedelta(seconds=1))
     assert canonical([old, new]).model_id == "b"
     assert canonical([old, new, tie]).model_id == "c"
-    assert canonical([dep("z", updated=T0 + timedelta(days=1), blocked=True), old]).model_id == "a"
+    # blocked ones too: /model/info lists them and the backend processes them like the others
+    assert canonical([dep("z", updated=T0 + timedelta(days=1), blocked=True), old]).model_id == "z"
     r = map_model("granite", [old, new, tie])
     assert r.litellm_model_id == "c"
     assert r.deployment_ids == ("a", "b", "c")
@@ -238,3 +239,15 @@ def test_credentials_inside_urls_never_reach_the_backend() -> None:
     assert "hunter2" not in text
     assert "k3y" not in text
     assert map_model("m", [dep(params={"api_base": "http://plain:8000/v1"})]).api_base == "http://plain:8000/v1"
+
+
+def test_accepted_rows_are_those_the_backend_may_end_on() -> None:
+    first = Deployment("a", "n", {"model": "openai/a"}, {"id": "a"}, updated_at=T0, created_at=T0)
+    second = Deployment(
+        "b", "n", {"model": "openai/b"}, {"id": "b"}, updated_at=T0 + timedelta(1), created_at=T0 + timedelta(1)
+    )
+    r = map_model("n", [first, second])
+    assert [a["litellm_model_id"] for a in r.accepted] == ["b"]  # created last: listed last, kept last
+    edited = Deployment("a", "n", {"model": "openai/a"}, {"id": "a"}, updated_at=T0 + timedelta(2), created_at=T0)
+    r = map_model("n", [edited, second])
+    assert [a["litellm_model_id"] for a in r.accepted] == ["a", "b"]  # an edit may move it after b

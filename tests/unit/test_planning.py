@@ -116,3 +116,11 @@ def test_blocked_names_are_hidden_once_and_a_later_show_stands() -> None:
         desired_availability(unblocked, current_of(unblocked, availability="unavailable", hidden_reason="blocked"))
         == "available"
     )
+
+
+def test_a_blocked_row_written_while_blocked_is_not_hidden() -> None:
+    blocked = map_model("m", [Deployment("d1", "m", {"model": "openai/x"}, {"blocked": True}, blocked=True)])
+    backend_wrote = current_of(blocked, availability="available", metadata={"litellm_model_info": {"blocked": True}})
+    assert desired_availability(blocked, backend_wrote) == "available"
+    before_block = current_of(blocked, availability="available", metadata={"litellm_model_info": {"blocked": False}})
+    assert desired_availability(blocked, before_block) == "unavailable"

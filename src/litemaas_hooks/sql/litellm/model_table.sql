@@ -2,13 +2,13 @@
 -- `blocked` is read through to_jsonb: LiteLLM 1.81's schema has no such column.
 
 -- name: deployments_all
-SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at,
        coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked
 FROM public."LiteLLM_ProxyModelTable" AS t
 ORDER BY t.model_name, t.model_id
 
 -- name: deployments_by_name
-SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at,
        coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked
 FROM public."LiteLLM_ProxyModelTable" AS t
 -- a join, not `model_name = ANY (...)`: LiteLLM has no index on model_name; this stays one hash join

@@ -12,8 +12,9 @@
 -- relies on it).
 -- Availability: 'available' on insert ('unavailable' when every deployment is blocked). An existing
 -- row keeps its availability except for what the sync hid itself (litemaas_hooks.hidden_models):
--- a name whose deployments are all blocked is hidden once; if it is shown again while still blocked
--- (the backend's sync does that) it stays shown; a retired or blocked-hidden name served again is
+-- a name whose deployments are all blocked is hidden once, when the row was written before the block
+-- (metadata model_info.blocked not true); if it is shown while still blocked (the backend's sync does
+-- that) it stays shown; a retired or blocked-hidden name served again is
 -- shown again; a row left unavailable by a deleted deployment is shown when another one serves it.
 CREATE OR REPLACE FUNCTION litemaas_hooks.upsert_models_v1(p_models jsonb)
 RETURNS TABLE (model_id text, outcome text)
@@ -68,7 +69,10 @@ BEGIN
                round(i.output_cost_per_token, 10) AS out_cost,
                CASE
                    WHEN m.id IS NULL THEN CASE WHEN i.all_blocked THEN 'unavailable' ELSE 'available' END
-                   WHEN i.all_blocked AND h.reason IS NOT NULL THEN m.availability
+                   WHEN i.all_blocked
+                        AND (h.reason IS NOT NULL
+                             OR m.metadata -> 'litellm_model_info' -> 'blocked' = 'true'::jsonb)
+                       THEN m.availability
                    WHEN i.all_blocked THEN 'unavailable'
                    WHEN h.reason IS NOT NULL THEN 'available'
                    WHEN m.availability = 'unavailable'
@@ -158,7 +162,7 @@ BEGIN
     hide AS (
         INSERT INTO litemaas_hooks.hidden_models AS h (model_id, reason)
         SELECT d.id, 'blocked' FROM desired AS d
-        WHERE d.all_blocked AND d.was_available AND d.hidden_reason IS NULL
+        WHERE d.all_blocked AND d.was_available AND d.hidden_reason IS NULL AND d.new_availability = 'unavailable'
         ON CONFLICT (model_id) DO NOTHING
         RETURNING h.model_id
     ),
