@@ -36,7 +36,7 @@ log = logging.getLogger("litemaas_hooks.cost_map")
 
 DEFAULT_URL = "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
 BUNDLED_FILE = "model_prices_and_context_window_backup.json"
-MEMO_FORMAT = 2  # 2: lookups made with the deployment registered like the router does
+MEMO_FORMAT = 3  # 2: lookups with the deployment registered like the router; 3: unpriced while registered
 FETCH_TIMEOUT_S = 5
 
 

@@ -91,6 +91,7 @@ def decrypt_params(params: Mapping[str, Any], key: str | None, *, model_id: str)
 # -- the /model/info view ---------------------------------------------------------------------------
 
 COST_KEYS = ("input_cost_per_token", "output_cost_per_token")
+PROBE_ID = "litemaas-hooks-lookup-probe"
 
 
 def _import_litellm() -> Any:
@@ -121,7 +122,7 @@ def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
     split = model.split("/")
     watched = {model, split[-1], "/".join(split[1:])} & before
     saved = {k: cost[k] for k in watched}
-    probe_id = "litemaas-hooks-lookup-probe"
+    probe_id = PROBE_ID
     try:
         register(
             Deployment.model_validate(
@@ -164,6 +165,7 @@ def _cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
             return {}
         return dict(info) if isinstance(info, Mapping) else {}
 
+    omits = getattr(litellm.utils, "cost_map_omits_token_price", None)
     with _registered_like_the_router(litellm, model):
         info = lookup(base_model) if ("azure" in model or base_model) else lookup(model)
         if not info:
@@ -171,8 +173,8 @@ def _cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
         if not info and model:
             split = model.split("/")
             info = lookup(split[-1], split[0])
-    omits = getattr(litellm.utils, "cost_map_omits_token_price", None)
-    unpriced = bool(omits(info.get("key"))) if callable(omits) else False
+        # the proxy asks with the deployment's id (its registered entry) and the matched cost-map key
+        unpriced = bool(omits(PROBE_ID, info.get("key"))) if callable(omits) else False
     return {"info": info, "unpriced": unpriced}
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import orjson
 
 from litemaas_hooks.errors import MappingError
-from litemaas_hooks.redaction import redact_url, strip_credentials
+from litemaas_hooks.redaction import CREDENTIAL_KEYS, is_secret_key, redact_url, strip_credentials
 
 # Column limits of the backend ``models`` table (reference/litemaas-backend.md).
 MAX_ID = 255
@@ -330,11 +330,35 @@ def features_of(info: Mapping[str, Any]) -> tuple[str, ...]:
     return (base, *(name for key, name in FEATURE_FLAGS if _js_flag(info, key)))
 
 
+def _strip_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    """model_info's ``key`` is the matched cost-map key (``/model/info`` shows it), not a credential."""
+    out = _strip(info)
+    if isinstance(info.get("key"), str) and "key" not in out:
+        out["key"] = strip_credentials(info["key"])
+    return dict(out)
+
+
+def _strip(value: Any) -> Any:
+    """``strip_credentials``, except that a secret-looking key whose value cannot hold a secret (a
+    boolean, a number, null: ``use_xai_oauth: false``, ``cache_read_input_token_cost_flex: null``) is
+    kept, as ``/model/info`` keeps it (else the backend's copy of the same view differs from ours)."""
+    if isinstance(value, Mapping):
+        return {
+            str(k): _strip(v)
+            for k, v in value.items()
+            if str(k).lower() not in CREDENTIAL_KEYS
+            and (not is_secret_key(str(k)) or v is None or isinstance(v, bool | int | float))
+        }
+    if isinstance(value, list | tuple):
+        return [_strip(v) for v in value]
+    return strip_credentials(value)
+
+
 def metadata_of(dep: Deployment) -> dict[str, Any]:
     """``{litellm_model_info, litellm_params}`` of a deployment, with every credential removed."""
     metadata = {
-        "litellm_model_info": strip_credentials(dict(dep.model_info)),
-        "litellm_params": strip_credentials(dict(dep.litellm_params)),
+        "litellm_model_info": _strip_info(dep.model_info),
+        "litellm_params": _strip(dict(dep.litellm_params)),
     }
     try:
         size = len(orjson.dumps(metadata, default=str, option=orjson.OPT_NON_STR_KEYS))
