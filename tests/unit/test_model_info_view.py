@@ -77,7 +77,10 @@ def reference_views(models: list[str]) -> dict[str, dict[str, Any]]:
         held = router.get_deployment(model_id=f"dep-{i}")
         if held is None:
             continue
-        entry = proxy_server._get_proxy_model_info(model=copy.deepcopy(held.model_dump(exclude_none=True)))
+        listed = copy.deepcopy(held.model_dump(exclude_none=True))
+        if new_proxy:  # model_info_v1 first adds the caller's access (prisma connected; an admin, no team)
+            listed["model_info"].update(access_via_team_ids=[], direct_access=True)
+        entry = proxy_server._get_proxy_model_info(model=listed)
         views[model] = json.loads(json.dumps(entry, default=str))
     return views
 
