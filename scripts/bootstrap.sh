@@ -58,6 +58,7 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
 fi
 
 bash scripts/install-node.sh  # Node.js >= 20: the real LiteMaaS backend code runs in tests
+bash scripts/install-deploy-tools.sh  # checkers of deploy/ and images/ in their own venv (tests/deploy)
 
 # -- 2. virtualenv ---------------------------------------------------------------------------------
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (Python >= 3.11 is required)"

@@ -35,6 +35,29 @@ def _parser() -> argparse.ArgumentParser:
     only = install.add_mutually_exclusive_group()
     only.add_argument("--backend-only", action="store_true", help="only the backend (LiteMaaS) database")
     only.add_argument("--litellm-only", action="store_true", help="only the LiteLLM database (trigger, outbox)")
+    install.add_argument(
+        "--print-sql", action="store_true", help="print the whole SQL install would run, per database; apply nothing"
+    )
+    install.add_argument(
+        "--print-grants", action="store_true", help="print the GRANT statements for the relay role; apply nothing"
+    )
+    install.add_argument("--relay-role", default="litemaas_hooks_relay", help="role of the relay (--print-grants)")
+    install.add_argument(
+        "--backend-role", default=None, help="backend role of the relay if not --relay-role (--print-grants)"
+    )
+    install.add_argument(
+        "--litellm-role",
+        action="append",
+        default=[],
+        help="another role that writes LiteLLM's model table (--print-grants; repeatable)",
+    )
+    install.add_argument(
+        "--wait-for-litellm",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for both databases and their tables (LiteLLM's, the backend's models)",
+    )
 
     backfill = sub.add_parser("backfill", help="bring every LiteLLM model into the backend (one shot)")
     backfill.add_argument("--dry-run", action="store_true", help="print the per-model plan, write nothing")
@@ -58,6 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     shim.add_argument("config_dir", help="the directory that holds LiteLLM's config.yaml")
 
+    uninstall = sub.add_parser(
+        "uninstall", help="remove the trigger, functions and schemas of litemaas-hooks (backend rows stay)"
+    )
+    uninstall_only = uninstall.add_mutually_exclusive_group()
+    uninstall_only.add_argument("--backend-only", action="store_true", help="only the backend (LiteMaaS) database")
+    uninstall_only.add_argument("--litellm-only", action="store_true", help="only the LiteLLM database")
+    uninstall.add_argument("--dry-run", action="store_true", help="print the SQL, connect to nothing")
+    uninstall.add_argument("--yes", action="store_true", help="really uninstall (required unless --dry-run)")
+
     demo = sub.add_parser("demo", help="run everything against a throwaway local PostgreSQL")
     demo.add_argument("--no-live", action="store_true", help="skip the live relay part of the demo")
     return parser
@@ -75,6 +107,12 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
         sides.append("backend")
     if not args.backend_only:
         sides.append("litellm")
+    if args.print_sql or args.print_grants:
+        return _print_install(args, tuple(sides))
+    if args.wait_for_litellm > 0:
+        from litemaas_hooks.wait_tables import wait_for_tables
+
+        await wait_for_tables(settings, args.wait_for_litellm, sides)
     for side in sides:
         conn = await connect(settings, side)
         try:
@@ -86,6 +124,14 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{db} database: applied {', '.join(result.applied)}")
         else:
             print(f"{db} database: up to date ({len(result.already)} migrations already applied)")
+    return EXIT_OK
+
+
+def _print_install(args: argparse.Namespace, sides: tuple[Any, ...]) -> int:
+    from litemaas_hooks.privileges import Roles, render
+
+    roles = Roles(relay=args.relay_role, backend=args.backend_role, litellm_writers=tuple(args.litellm_role))
+    print(render(print_sql=args.print_sql, print_grants=args.print_grants, sides=sides, roles=roles), end="")
     return EXIT_OK
 
 
@@ -176,9 +222,9 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _relay(settings: Settings, args: argparse.Namespace) -> int:
-    from litemaas_hooks.relay import run_relay
+    from litemaas_hooks.probes import run_relay_with_probes
 
-    await run_relay(settings)
+    await run_relay_with_probes(settings)
     return EXIT_OK
 
 
@@ -210,6 +256,12 @@ async def _write_shim(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _uninstall(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.uninstall import run_command
+
+    return await run_command(settings, args)
+
+
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     try:
         from litemaas_hooks_sandbox.demo import run_demo
@@ -229,6 +281,7 @@ _COMMANDS = {
     "status": _status,
     "replay": _replay,
     "write-shim": _write_shim,
+    "uninstall": _uninstall,
     "demo": _demo,
 }
 

@@ -18,7 +18,14 @@ from typing import Any, Literal
 import orjson
 
 from litemaas_hooks.errors import MappingError
-from litemaas_hooks.redaction import CREDENTIAL_KEYS, is_secret_key, redact_url, strip_credentials
+from litemaas_hooks.redaction import (
+    CREDENTIAL_KEYS,
+    is_secret_key,
+    known_secrets,
+    redact_url,
+    scrub_record,
+    strip_credentials,
+)
 
 # Column limits of the backend ``models`` table (reference/litemaas-backend.md).
 MAX_ID = 255
@@ -425,7 +432,10 @@ def map_model(name: str, deployments: Sequence[Deployment]) -> ModelRecord:
     if not deployments:
         raise ValueError(f"map_model({name!r}) needs at least one deployment")
     model_id = check_model_name(name)
-    records = {dep.model_id: map_deployment(model_id, dep) for dep in deployments}
+    # by value too: a credential (of any deployment of the name, or a secret-named environment variable)
+    # pasted into a field that does not look secret never reaches the backend
+    secrets = known_secrets(d.litellm_params for d in deployments)
+    records = {dep.model_id: scrub_record(map_deployment(model_id, dep), secrets) for dep in deployments}
     chosen = records[canonical(deployments).model_id]
     # every deployment the backend may end on (blocked ones too: /model/info lists them). Its sync
     # processes each deployment of the name in /model/info order and keeps the last; a row on any

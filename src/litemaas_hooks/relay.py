@@ -47,9 +47,9 @@ from typing import Any, Protocol
 
 import psycopg
 
-from litemaas_hooks import litellm_adapter, outbox, sql
+from litemaas_hooks import litellm_adapter, metrics, outbox, sql
 from litemaas_hooks.backoff import Backoff
-from litemaas_hooks.connections import use_fast_json
+from litemaas_hooks.connections import pinned, use_fast_json
 from litemaas_hooks.errors import LiteMaaSHooksError
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
@@ -171,6 +171,7 @@ class Relay:
             max_delay_seconds=settings.reconnect_max_seconds,
         )
         self.stats = RelayStats()
+        self.observe = metrics.Observer()  # Prometheus series + what /readyz reads
         self.ready = asyncio.Event()  # set after each successful connect + first drain (tests, status)
         self._next_housekeeping = 0.0
         self._next_reconcile_check = 0.0
@@ -190,7 +191,7 @@ class Relay:
 
     async def _connect(self, dsn: str, which: str) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(
-            dsn, application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
+            pinned(dsn), application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
         )
         return use_fast_json(conn)
 
@@ -223,6 +224,7 @@ class Relay:
             except Exception as exc:
                 self.stats.connected = False
                 self.ready.clear()
+                self.observe.disconnected()
                 self.stats.reconnects += 1
                 self.stats.last_error = self._describe(exc)
                 delay = self._backoff.next_delay()
@@ -241,8 +243,10 @@ class Relay:
     async def _session(self, litellm_dsn: str, backend_dsn: str, stop: asyncio.Event) -> None:
         lconn = await self._connect(litellm_dsn, "litellm")
         async with lconn:
+            self.observe.connected_to("litellm")
             bconn = await self._connect(backend_dsn, "backend")
             async with bconn:
+                self.observe.connected_to("backend")
                 await self._start(lconn)
                 self.stats.sessions += 1
                 self.stats.connected = True
@@ -260,6 +264,7 @@ class Relay:
                     await self._drain(lconn, bconn)
                     await self._maybe_full_reconcile(lconn, bconn)
         self.stats.connected = False
+        self.observe.disconnected(reconnect=False)
 
     async def _start(self, lconn: psycopg.AsyncConnection[Any]) -> None:
         state = await outbox.trigger_state(lconn)
@@ -276,6 +281,7 @@ class Relay:
         if given_back:
             log.info("%s: gave back %d claimed events after reconnecting", self.name, given_back)
         await self._recover(lconn)
+        await self.observe.refresh(lconn)
         self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
 
     async def _timeout(self, lconn: psycopg.AsyncConnection[Any]) -> float:
@@ -307,6 +313,7 @@ class Relay:
     async def _housekeeping(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
         await outbox.ping(bconn)  # find out now, not with the next event, that the backend went away
         await self._recover(lconn)
+        await self.observe.refresh(lconn)
         self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
 
     async def _recover(self, lconn: psycopg.AsyncConnection[Any]) -> None:
@@ -372,6 +379,7 @@ class Relay:
         self.stats.batches += 1
         self.stats.events_applied += len(done)
         self.stats.last_batch_seconds = elapsed
+        self.observe.batch(applied=len(done), seconds=elapsed, outcomes=report.outcomes)
         changed = {n: o.action for n, o in report.outcomes.items() if o.action in {"created", "updated", "retired"}}
         log.log(
             logging.INFO if changed or errors else logging.DEBUG,
@@ -401,6 +409,7 @@ class Relay:
             retry_max_seconds=self.settings.retry_max_seconds,
         )
         self.stats.events_failed += len(results)
+        self.observe.failed(results)
         for r in results:
             if r.status == "dead":
                 self.stats.events_dead += 1
@@ -446,11 +455,13 @@ class Relay:
                 raise
             except Exception as exc:
                 log.exception("%s: full reconcile failed: %s", self.name, self._describe(exc))
+                self.observe.full_reconcile(ok=False)
                 return
             summary = self._scrub(report.summary())
             await outbox.reconcile_finished(lconn, runner=self.worker_id, summary=summary)
             self.stats.full_reconciles += 1
             failed = report.failed_names()
+            self.observe.full_reconcile(ok=not failed, outcomes=report.outcomes)
             log.log(
                 logging.WARNING if failed else logging.INFO,
                 "%s: full reconcile: %s%s",
@@ -473,10 +484,19 @@ class Relay:
                 self.name,
             )
             return
-        script = next(r for r in sql.repeatables("litellm") if r.name.endswith("_trigger"))
+        # the trigger function (its body follows the table's columns) and the trigger itself
+        scripts = [r for r in sql.repeatables("litellm") if r.name.endswith(("record_model_event", "trigger"))]
         try:
             async with lconn.transaction():
-                await lconn.execute(script.sql.encode("utf-8"))
+                for script in scripts:
+                    if script.name.endswith("record_model_event"):
+                        try:
+                            async with lconn.transaction():
+                                await lconn.execute(script.sql.encode("utf-8"))
+                        except psycopg.errors.InsufficientPrivilege:
+                            pass  # owned by the installer (plugin mode: LiteLLM's role); the body copes
+                        continue
+                    await lconn.execute(script.sql.encode("utf-8"))
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise
         except psycopg.Error as exc:
@@ -490,6 +510,11 @@ class Relay:
                     self._scrub(exc.diag.message_primary or str(exc)),
                 )
                 self._trigger_warned = True
+            return
+        if not (await outbox.trigger_state(lconn)).ok:
+            # LiteLLM's table was locked (an open LiteLLM transaction): the script gave up after its
+            # short lock_timeout rather than make LiteLLM wait; the next check retries
+            log.info("%s: the outbox trigger is missing; LiteLLM's table is busy, retrying later", self.name)
             return
         self._trigger_warned = False
         log.warning("%s: the outbox trigger was missing or disabled; re-installed it", self.name)

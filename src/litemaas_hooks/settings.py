@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     reconnect_max_seconds: float = Field(default=30.0, gt=0, alias="LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS")
     enabled: bool = Field(default=True, alias="LITEMAAS_HOOKS_ENABLED")
     log_level: str = Field(default="INFO", alias="LITEMAAS_HOOKS_LOG_LEVEL")
+    # standalone relay only (probes.py): /healthz, /readyz, /metrics; 0 = off (the relay image sets 9464)
+    http_port: int = Field(default=0, ge=0, le=65535, alias="LITEMAAS_HOOKS_HTTP_PORT")
+    http_host: str = Field(default="0.0.0.0", alias="LITEMAAS_HOOKS_HTTP_HOST")  # noqa: S104 (a pod's probes)
 
     @field_validator("log_level")
     @classmethod

@@ -16,6 +16,9 @@
 -- (metadata model_info.blocked not true); if it is shown while still blocked (the backend's sync does
 -- that) it stays shown; a retired or blocked-hidden name served again is
 -- shown again; a row left unavailable by a deleted deployment is shown when another one serves it.
+-- A hand-made row (no litellm_model_id, no LiteLLM metadata: not written by a sync) is never touched,
+-- whatever the caller passes (outcome 'unchanged'): the relay's role cannot repoint it.
+-- SECURITY DEFINER, owned by the owner of public.models (90_privileges.sql).
 CREATE OR REPLACE FUNCTION litemaas_hooks.upsert_models_v1(p_models jsonb)
 RETURNS TABLE (model_id text, outcome text)
 LANGUAGE plpgsql SECURITY DEFINER
@@ -105,7 +108,9 @@ BEGIN
                           coalesce(a.supports_streaming, true), a.features,
                           a.version, a.api_base, a.tpm, a.rpm, a.max_tokens,
                           a.litellm_model_id, a.backend_model_name)
-               ) AS describes_a_deployment
+               ) AS describes_a_deployment,
+               (m.id IS NULL OR m.litellm_model_id IS NOT NULL
+                OR coalesce(m.metadata ? 'litellm_model_info' OR m.metadata ? 'litellm_params', false)) AS owned
         FROM input AS i
         LEFT JOIN public.models AS m ON m.id = i.id
         LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = i.id
@@ -133,7 +138,7 @@ BEGIN
                d.new_availability, d.version, coalesce(d.metadata, '{}'::jsonb), d.api_base,
                d.tpm, d.rpm, d.max_tokens, d.litellm_model_id, d.backend_model_name
         FROM desired AS d
-        WHERE NOT d.in_sync
+        WHERE NOT d.in_sync AND d.owned
         ON CONFLICT (id) DO UPDATE SET
             name = EXCLUDED.name,
             provider = EXCLUDED.provider,
@@ -162,14 +167,15 @@ BEGIN
     hide AS (
         INSERT INTO litemaas_hooks.hidden_models AS h (model_id, reason)
         SELECT d.id, 'blocked' FROM desired AS d
-        WHERE d.all_blocked AND d.was_available AND d.hidden_reason IS NULL AND d.new_availability = 'unavailable'
+        WHERE d.owned AND d.all_blocked AND d.was_available AND d.hidden_reason IS NULL
+          AND d.new_availability = 'unavailable'
         ON CONFLICT (model_id) DO NOTHING
         RETURNING h.model_id
     ),
     unhide AS (
         DELETE FROM litemaas_hooks.hidden_models AS h
         USING desired AS d
-        WHERE h.model_id = d.id AND NOT coalesce(d.all_blocked, false)
+        WHERE h.model_id = d.id AND d.owned AND NOT coalesce(d.all_blocked, false)
         RETURNING h.model_id
     )
     SELECT d.id,
