@@ -1,20 +1,24 @@
-"""Every use of LiteLLM internals in one place: decryption, cost-map enrichment, proxy globals.
+"""Every use of LiteLLM internals in one place: the ``/model/info`` view, decryption, proxy globals.
 
-Supports litellm 1.81.x (``decrypt_value`` on base64-decoded bytes) and >= 1.108
-(``decrypt_if_encrypted_with``). Nothing here imports ``litellm.proxy.proxy_server`` unless we are
-running inside the proxy (it takes seconds and needs every proxy dependency).
+LiteLLM itself is imported only when an answer is not known yet: decryption is LiteLLM's algorithm
+reimplemented (``litellm_crypto``); cost-map answers come from LiteLLM when it is loaded (inside the
+proxy) and otherwise from a disk memo of LiteLLM's own answers (``cost_map``). Nothing here imports
+``litellm.proxy.proxy_server`` (it takes seconds and needs every proxy dependency).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import re
 import sys
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from litemaas_hooks import cost_map, litellm_crypto
 from litemaas_hooks.errors import DecryptError
 from litemaas_hooks.redaction import is_secret_key
 
@@ -24,44 +28,20 @@ _B64 = re.compile(r"[A-Za-z0-9_\-+/]+={0,2}")
 _MIN_CIPHERTEXT_BYTES = 40
 
 
-@functools.cache
-def _decryptor() -> Callable[[str, str], str | None]:
-    """LiteLLM's own decryption helper, adapted to one signature: (value, key) -> plaintext | None."""
-    from litellm.proxy.common_utils import encrypt_decrypt_utils as edu
+def warm_up(*, background_import: bool = False) -> None:
+    """Load the cost-map memo now. ``background_import`` (long-running relays): also import LiteLLM in a
+    background thread, so an event for a model the memo does not know yet does not wait seconds for it.
+    Decryption needs no LiteLLM (``litellm_crypto``); inside the proxy LiteLLM is already loaded."""
+    _enricher()
+    if background_import and not _litellm_loaded():
+        import threading
 
-    if hasattr(edu, "decrypt_if_encrypted_with"):
-        helper: Callable[..., str | None] = edu.decrypt_if_encrypted_with
+        def load() -> None:
+            # a failure here is reported by the first lookup that needs LiteLLM
+            with contextlib.suppress(Exception):
+                _import_litellm()
 
-        def decrypt_new(value: str, key: str) -> str | None:
-            return helper(value=value, signing_key=key)
-
-        return decrypt_new
-
-    legacy: Callable[..., str] = edu.decrypt_value  # litellm 1.81: bytes in, str out, raises on failure
-
-    def decrypt_legacy(value: str, key: str) -> str | None:
-        try:
-            raw = base64.urlsafe_b64decode(value)
-        except (binascii.Error, ValueError):
-            try:
-                raw = base64.b64decode(value)
-            except (binascii.Error, ValueError):
-                return None
-        if not raw:
-            return None
-        try:
-            return legacy(value=raw, signing_key=key)
-        except Exception:
-            return None
-
-    return decrypt_legacy
-
-
-def warm_up() -> None:
-    """Import LiteLLM's decryption helper and cost map now (seconds, once per process), so the first
-    event does not pay for it. A no-op inside the proxy, where LiteLLM is already imported."""
-    _decryptor()
-    import litellm  # noqa: F401
+        threading.Thread(target=load, name="litemaas-hooks-import-litellm", daemon=True).start()
 
 
 def looks_encrypted(value: str) -> bool:
@@ -83,7 +63,7 @@ def decrypt_params(params: Mapping[str, Any], key: str | None, *, model_id: str)
     Credential values are dropped unread (they never leave LiteLLM). Plaintext values are accepted as
     LiteLLM accepts them; a value that is a ciphertext under another key raises DecryptError.
     """
-    decrypt = _decryptor()
+    decrypt = litellm_crypto.decrypt
     out: dict[str, Any] = {}
     for name, value in params.items():
         if is_secret_key(str(name)):
@@ -108,49 +88,261 @@ def decrypt_params(params: Mapping[str, Any], key: str | None, *, model_id: str)
     return out
 
 
-@functools.cache  # one entry per distinct (model, base_model): small, and the relay lives long
-def _cost_map_info(model: str, base_model: str | None) -> tuple[tuple[str, Any], ...]:
-    import litellm
+# -- the /model/info view ---------------------------------------------------------------------------
+
+COST_KEYS = ("input_cost_per_token", "output_cost_per_token")
+PROBE_ID = "litemaas-hooks-lookup-probe"
+
+
+def _import_litellm() -> Any:
+    """``import litellm`` with its own import-time warnings silenced (they are LiteLLM's, not ours)."""
+    if "litellm" not in sys.modules:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import litellm
+            import litellm.types.router  # noqa: F401
+    return sys.modules["litellm"]
+
+
+@contextlib.contextmanager
+def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
+    """LiteLLM >= 1.108's router registers every deployment it holds in ``litellm.model_cost`` (under
+    its model name), so the proxy's lookups find an entry even for a model the cost map does not know.
+    Do the same for the lookup, then put ``model_cost`` back as it was."""
+    from litellm.router import Router
+
+    register = getattr(Router, "_register_deployment_pricing", None)
+    if register is None:  # 1.81: no registration
+        yield
+        return
+    from litellm.types.router import Deployment
+
+    cost = litellm.model_cost
+    before = set(cost)
+    split = model.split("/")
+    watched = {model, split[-1], "/".join(split[1:])} & before
+    saved = {k: cost[k] for k in watched}
+    probe_id = PROBE_ID
+    try:
+        register(
+            Deployment.model_validate(
+                {"model_name": probe_id, "litellm_params": {"model": model}, "model_info": {"id": probe_id}}
+            )
+        )
+        _clear_lookup_cache(litellm)
+        yield
+    finally:
+        for k in set(cost) - before:
+            cost.pop(k, None)
+        cost.update(saved)
+        _clear_lookup_cache(litellm)
+
+
+def _clear_lookup_cache(litellm: Any) -> None:
+    clear = getattr(litellm.get_model_info, "cache_clear", None)
+    if callable(clear):
+        clear()
+
+
+def _litellm_loaded() -> bool:
+    return "litellm" in sys.modules and hasattr(sys.modules["litellm"], "model_cost")
+
+
+def _cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
+    """LiteLLM's own cost-map answer for a deployment's ``model`` (imports LiteLLM).
+
+    The three passes of the proxy's ``/model/info`` (``get_litellm_model_info`` then
+    ``_get_proxy_model_info`` / ``_enrich_model_info_with_litellm_data``, 1.81 and 1.108 alike):
+    ``base_model`` when the model is an azure one or a base_model is set, then ``model``, then the last
+    path segment with the first as provider. Returns ``{"info": {...}, "unpriced": bool}``.
+    """
+    litellm = _import_litellm()
 
     def lookup(name: str | None, provider: str | None = None) -> dict[str, Any]:
-        if not name:
-            return {}
         try:
             info = litellm.get_model_info(model=name, custom_llm_provider=provider)
         except Exception:
             return {}
         return dict(info) if isinstance(info, Mapping) else {}
 
-    lookup_name = base_model if ("azure" in model or base_model) else model
-    info = lookup(lookup_name)
-    if not info and lookup_name != model:
-        info = lookup(model)
-    if not info and "/" in model:
-        provider, _, rest = model.partition("/")
-        info = lookup(rest.rsplit("/", 1)[-1], provider)
-    return tuple(info.items())
+    omits = getattr(litellm.utils, "cost_map_omits_token_price", None)
+    with _registered_like_the_router(litellm, model):
+        info = lookup(base_model) if ("azure" in model or base_model) else lookup(model)
+        if not info:
+            info = lookup(model)
+        if not info and model:
+            split = model.split("/")
+            info = lookup(split[-1], split[0])
+        # the proxy asks with the deployment's id (its registered entry) and the matched cost-map key
+        unpriced = bool(omits(PROBE_ID, info.get("key"))) if callable(omits) else False
+    return {"info": info, "unpriced": unpriced}
+
+
+def _view_facts() -> dict[str, Any]:
+    """Per-version facts of the proxy's view (imports LiteLLM): the defaults the router adds to a
+    deployment's litellm_params/model_info, and (>= 1.108) which keys count as server-derived pricing."""
+    _import_litellm()
+    from litellm.types.router import Deployment
+
+    deployment = Deployment.model_validate(
+        {"model_name": "x", "litellm_params": {"model": "x"}, "model_info": {"id": "x"}}
+    )
+    probe: dict[str, Any] = deployment.to_json(exclude_none=True)  # type: ignore[no-untyped-call]
+    facts: dict[str, Any] = {
+        "param_defaults": {k: v for k, v in probe["litellm_params"].items() if k != "model"},
+        "info_defaults": {k: v for k, v in probe["model_info"].items() if k != "id"},
+    }
+    try:
+        from litellm.types import utils as lt
+
+        facts["pricing_fields"] = sorted(lt.SERVER_DERIVED_PRICING_FIELDS)
+        facts["pricing_pattern"] = lt.ABOVE_THRESHOLD_COST_KEY_PATTERN.pattern
+        facts["pricing_overrides_key"] = lt.PRICING_OVERRIDES_KEY
+    except (ImportError, AttributeError):  # 1.81: no pricing stamps
+        pass
+    return facts
+
+
+def cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
+    """See ``_cost_map_lookup``; LiteLLM's own warnings (pydantic schema building) silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _cost_map_lookup(model, base_model)
+
+
+def view_facts() -> dict[str, Any]:
+    """See ``_view_facts``; LiteLLM's own warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _view_facts()
+
+
+class Enricher:
+    """LiteLLM's answers: straight from LiteLLM when it is loaded (the proxy), else from the disk memo,
+    importing LiteLLM only for answers the memo lacks."""
+
+    def __init__(self) -> None:
+        self.memo: cost_map.Memo | None = None
+        self._live: dict[str, dict[str, Any]] = {}
+        self._live_facts: dict[str, Any] | None = None
+
+    def _use_litellm(self) -> bool:
+        return _litellm_loaded() and self.memo is None
+
+    def _memo(self) -> cost_map.Memo:
+        if self.memo is None:
+            self.memo = cost_map.Memo.load(cost_map.current_source())
+        return self.memo
+
+    def facts(self) -> dict[str, Any]:
+        if self._use_litellm():
+            if self._live_facts is None:
+                self._live_facts = view_facts()
+            return self._live_facts
+        memo = self._memo()
+        if not memo.facts:
+            memo.facts, memo.dirty = view_facts(), True
+        return memo.facts
+
+    def lookup(self, model: str, base_model: str | None) -> dict[str, Any]:
+        key = cost_map.lookup_key(model, base_model)
+        if self._use_litellm():
+            if key not in self._live:
+                self._live[key] = cost_map_lookup(model, base_model)
+            return self._live[key]
+        memo = self._memo()
+        found = memo.lookups.get(key)
+        if found is None:
+            found = memo.lookups[key] = cost_map_lookup(model, base_model)
+            memo.dirty = True
+        return found
+
+    def save(self) -> None:
+        if self.memo is not None:
+            self.memo.save()
+
+
+@functools.cache
+def _enricher() -> Enricher:
+    enricher = Enricher()
+    if not _litellm_loaded():
+        enricher._memo()
+    return enricher
+
+
+def save_memo() -> None:
+    """Persist answers learnt in this process (a no-op when nothing new was learnt)."""
+    _enricher().save()
 
 
 def clear_cost_map_cache() -> None:
-    """Forget cached cost-map lookups (benchmarks measure cold runs with it)."""
-    _cost_map_info.cache_clear()
+    """Forget this process's answers (benchmarks measure cold runs with it; the disk memo stays)."""
+    _enricher.cache_clear()
+
+
+def _pricing_stamps(facts: Mapping[str, Any], info: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """>= 1.108: the deployment's own prices and the ``pricing_overrides`` list the proxy stamps in."""
+    fields = facts.get("pricing_fields")
+    if fields is None:
+        return {}
+    names, pattern = frozenset(fields), re.compile(facts["pricing_pattern"])
+
+    def derived(k: str) -> bool:
+        return k in names or pattern.search(k) is not None
+
+    own = {k: v for k, v in params.items() if v is not None and derived(str(k))}
+    overrides = sorted({k for src in (info, own) for k, v in src.items() if v is not None and derived(str(k))})
+    return {**own, facts["pricing_overrides_key"]: overrides}
+
+
+def proxy_view(
+    params: Mapping[str, Any],
+    model_info: Mapping[str, Any],
+    *,
+    model_id: str | None,
+    blocked: bool = False,
+    db_model: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(litellm_params, model_info)`` of a deployment as the proxy's ``GET /model/info`` shows them
+    (before credential removal): the router's view (its defaults, ``id``, ``db_model``) completed from
+    LiteLLM's cost map. Explicit values always win; only missing keys are filled in."""
+    enricher = _enricher()
+    facts = enricher.facts()
+    new_proxy = "pricing_fields" in facts
+    view_params = {**facts.get("param_defaults", {}), **params}
+    info: dict[str, Any] = dict(model_info)
+    if model_id is not None and db_model:
+        info["id"] = model_id
+        info["db_model"] = True
+        if new_proxy:
+            info["blocked"] = bool(blocked)
+    for k, v in facts.get("info_defaults", {}).items():
+        info.setdefault(k, v)
+    if new_proxy and db_model:
+        # >= 1.108's /model/info adds the caller's access (prisma connected) before enriching; the
+        # backend's admin key sees every deployment directly, none through a team
+        info.setdefault("access_via_team_ids", [])
+        info.setdefault("direct_access", True)
+    if not new_proxy:  # 1.81's router copies the deployment's own token prices into model_info
+        for k in COST_KEYS:
+            if params.get(k) is not None:
+                info.setdefault(k, params[k])
+    model = params.get("model")
+    answer: Mapping[str, Any] = {"info": {}, "unpriced": False}
+    if isinstance(model, str) and model:
+        base = info.get("base_model")
+        answer = enricher.lookup(model, base if isinstance(base, str) and base else None)
+    stamped = {**info, **_pricing_stamps(facts, info, params)}
+    unpriced = bool(answer.get("unpriced"))
+    extra = {
+        k: (None if unpriced and k in COST_KEYS else v) for k, v in answer.get("info", {}).items() if k not in stamped
+    }
+    return view_params, {**stamped, **extra}
 
 
 def enrich_model_info(params: Mapping[str, Any], model_info: Mapping[str, Any]) -> dict[str, Any]:
-    """``model_info`` completed from LiteLLM's cost map, the way ``/model/info`` reports it.
-
-    Explicit ``model_info`` values always win; only missing keys are filled in.
-    """
-    model = params.get("model")
-    if not isinstance(model, str) or not model:
-        return dict(model_info)
-    base = model_info.get("base_model")
-    extra = _cost_map_info(model, base if isinstance(base, str) else None)
-    merged = dict(model_info)
-    for k, v in extra:
-        if k not in merged:
-            merged[k] = v
-    return merged
+    """``model_info`` completed from LiteLLM's cost map (config-file deployments: no DB id)."""
+    return proxy_view(params, model_info, model_id=None, db_model=False)[1]
 
 
 # -- inside the proxy ------------------------------------------------------------------------------

@@ -89,13 +89,17 @@ def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
     params = _json_object(row.get("litellm_params"), "litellm_params", model_id)
     info = _json_object(row.get("model_info"), "model_info", model_id)
     plain = _resolve_env(litellm_adapter.decrypt_params(params, key, model_id=model_id))
+    blocked = bool(row.get("blocked"))
+    # what the proxy's GET /model/info shows for this deployment (the backend's sync reads that)
+    view_params, view_info = litellm_adapter.proxy_view(plain, info, model_id=model_id, blocked=blocked)
     return Deployment(
         model_id=model_id,
         model_name=str(row["model_name"]),
-        litellm_params=plain,
-        model_info=litellm_adapter.enrich_model_info(plain, info),
+        litellm_params=view_params,
+        model_info=view_info,
         updated_at=row.get("updated_at"),
-        blocked=bool(row.get("blocked")),
+        created_at=row.get("created_at"),
+        blocked=blocked,
         source="db",
         change_seq=row.get("change_seq"),
     )
@@ -192,4 +196,5 @@ async def read_truth(
             if not isinstance(name, str) or (wanted is not None and name not in wanted):
                 continue
             _add(truth, name, functools.partial(config_deployment, item))
+    litellm_adapter.save_memo()
     return truth

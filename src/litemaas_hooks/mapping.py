@@ -10,7 +10,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
@@ -18,7 +18,14 @@ from typing import Any, Literal
 import orjson
 
 from litemaas_hooks.errors import MappingError
-from litemaas_hooks.redaction import known_secrets, redact_url, scrub_record, strip_credentials
+from litemaas_hooks.redaction import (
+    CREDENTIAL_KEYS,
+    is_secret_key,
+    known_secrets,
+    redact_url,
+    scrub_record,
+    strip_credentials,
+)
 
 # Column limits of the backend ``models`` table (reference/litemaas-backend.md).
 MAX_ID = 255
@@ -46,6 +53,31 @@ FEATURE_FLAGS: tuple[tuple[str, str], ...] = (
 
 Source = Literal["db", "config"]
 
+# The columns we compare to decide whether a row needs writing: every column the backend's sync
+# writes except ``metadata`` (its ``modelsEqual`` does not compare it either, so a metadata-only
+# difference can make neither side rewrite) and ``availability`` / ``description`` (own rules).
+COMPARED_FIELDS: tuple[str, ...] = (
+    "name",
+    "provider",
+    "category",
+    "context_length",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "supports_vision",
+    "supports_function_calling",
+    "supports_tool_choice",
+    "supports_parallel_function_calling",
+    "supports_streaming",
+    "features",
+    "version",
+    "api_base",
+    "tpm",
+    "rpm",
+    "max_tokens",
+    "litellm_model_id",
+    "backend_model_name",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
@@ -58,8 +90,9 @@ class Deployment:
     updated_at: datetime | None = None
     blocked: bool = False
     source: Source = "db"
+    created_at: datetime | None = None
     # database-side order of this deployment's last change (the outbox event id, see litellm migration
-    # 0003); LiteLLM's updated_at comes from each replica's own clock and only breaks ties
+    # 0003); reported by status, never a wall clock of some replica
     change_seq: int | None = None
 
 
@@ -91,6 +124,13 @@ class ModelRecord:
     backend_model_name: str | None
     deployment_ids: tuple[str, ...] = field(default=())
     all_blocked: bool = False
+    # The compared columns of the row each live deployment yields: a row equal to ANY of them is in
+    # sync (the backend's own sync leaves the name on whichever deployment it processed last).
+    accepted: tuple[Mapping[str, Any], ...] = field(default=())
+
+    def compared(self) -> dict[str, Any]:
+        """The columns whose difference makes us write the row (``COMPARED_FIELDS``)."""
+        return {name: getattr(self, name) for name in COMPARED_FIELDS}
 
     def to_json(self) -> dict[str, Any]:
         """The record as the upsert function's jsonb input (Decimals as exact JSON numbers)."""
@@ -119,7 +159,16 @@ class ModelRecord:
             "backend_model_name": self.backend_model_name,
             "deployment_ids": list(self.deployment_ids),
             "all_blocked": self.all_blocked,
+            "accepted": [_json_compared(a) for a in self.accepted],
         }
+
+
+def _json_compared(values: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    for k in ("input_cost_per_token", "output_cost_per_token"):
+        out[k] = _json_decimal(out[k])
+    out["features"] = list(out["features"])
+    return out
 
 
 def _json_decimal(value: Decimal | None) -> str | None:
@@ -208,56 +257,62 @@ def _opt_cost(value: Any, what: str) -> Decimal | None:
     return number.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
 
 
-def _flag(info: Mapping[str, Any], key: str, *, default: bool) -> bool:
-    value = info.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
-        return value.strip().lower() == "true"
-    raise MappingError(f"model_info.{key} must be true or false, got {value!r}")
-
-
 def _url(value: Any) -> Any:
     """A URL with any embedded credential masked (``https://user:***@host``); other values as they are."""
     return redact_url(value) if isinstance(value, str) else value
-
-
-def _first(*values: Any) -> Any:
-    """The first value that is not None (0 and "" are values)."""
-    for v in values:
-        if v is not None:
-            return v
-    return None
 
 
 # -- the mapping -----------------------------------------------------------------------------------
 
 
 def canonical(deployments: Sequence[Deployment]) -> Deployment:
-    """The deployment that describes the name: unblocked first, then the most recently changed by the
-    database's own order (outbox event id; never a wall clock of some replica), then updated_at, model_id."""
+    """The deployment the backend's sync leaves the name on: the last one in ``/model/info`` order,
+    i.e. the proxy's router order, i.e. the order it loaded them — the last created (then the most
+    recently updated, then model_id)."""
     return max(
         deployments,
-        key=lambda d: (
-            not d.blocked,
-            -1 if d.change_seq is None else d.change_seq,
-            d.updated_at or datetime.min,
-            d.model_id,
-        ),
+        key=lambda d: (d.created_at or datetime.min, d.updated_at or datetime.min, d.model_id),
     )
 
 
-def provider_of(params: Mapping[str, Any], info: Mapping[str, Any]) -> str:
-    explicit = _first(info.get("provider"), params.get("custom_llm_provider"))
-    if isinstance(explicit, str) and explicit.strip():
-        return explicit.strip()
+def could_be_last(dep: Deployment, chosen: Deployment) -> bool:
+    """Whether the proxy may list ``dep`` after ``chosen`` (so the backend may end on it): unknown dates,
+    or ``dep`` was changed after ``chosen`` was created (an updated row moves in the table, and a proxy
+    that loads the table anew lists rows in table order)."""
+    if dep is chosen:
+        return True
+    if chosen.created_at is None or dep.updated_at is None:
+        return True
+    return dep.updated_at > chosen.created_at
+
+
+def js_truthy(value: Any) -> bool:
+    """JavaScript truthiness (the backend computes ``a || b`` in TypeScript)."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return value == value and value != 0  # NaN and 0 are falsy
+    if isinstance(value, str):
+        return value != ""
+    return True
+
+
+def js_or(*values: Any) -> Any:
+    """``a || b || ...`` as JavaScript evaluates it (the last value when none is truthy)."""
+    for v in values[:-1]:
+        if js_truthy(v):
+            return v
+    return values[-1] if values else None
+
+
+def provider_of(params: Mapping[str, Any]) -> str:
+    """``custom_llm_provider || (model has '/' ? prefix : 'unknown')``, as the backend computes it."""
+    explicit = params.get("custom_llm_provider")
+    if js_truthy(explicit):
+        return str(explicit)
     model = params.get("model")
     if isinstance(model, str) and "/" in model:
-        prefix = model.split("/", 1)[0].strip()
-        if prefix:
-            return prefix
+        return model.split("/", 1)[0]
     return "unknown"
 
 
@@ -268,21 +323,54 @@ def backend_model_name_of(params: Mapping[str, Any]) -> str | None:
     return model.split("/", 1)[1] if "/" in model else model
 
 
+def _js_flag(info: Mapping[str, Any], key: str) -> bool:
+    """``model_info.X || false`` (a "true"/"false" string is read as PostgreSQL reads it)."""
+    value = info.get(key)
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    return js_truthy(value)
+
+
 def features_of(info: Mapping[str, Any]) -> tuple[str, ...]:
-    if _flag(info, "supports_embeddings", default=False) or _flag(info, "supports_embedding", default=False):
+    """The backend's write order: base type, then function_calling, parallel, tool_choice, vision, tokenize."""
+    if _js_flag(info, "supports_embeddings") or _js_flag(info, "supports_embedding"):
         base = "embeddings"
-    elif _flag(info, "supports_convert", default=False):
+    elif _js_flag(info, "supports_convert"):
         base = "convert"
     else:
         base = "chat"
-    return (base, *(name for key, name in FEATURE_FLAGS if _flag(info, key, default=False)))
+    return (base, *(name for key, name in FEATURE_FLAGS if _js_flag(info, key)))
+
+
+def _strip_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    """model_info's ``key`` is the matched cost-map key (``/model/info`` shows it), not a credential."""
+    out = _strip(info)
+    if isinstance(info.get("key"), str) and "key" not in out:
+        out["key"] = strip_credentials(info["key"])
+    return dict(out)
+
+
+def _strip(value: Any) -> Any:
+    """``strip_credentials``, except that a secret-looking key whose value cannot hold a secret (a
+    boolean, a number, null: ``use_xai_oauth: false``, ``cache_read_input_token_cost_flex: null``) is
+    kept, as ``/model/info`` keeps it (else the backend's copy of the same view differs from ours)."""
+    if isinstance(value, Mapping):
+        return {
+            str(k): _strip(v)
+            for k, v in value.items()
+            if str(k).lower() not in CREDENTIAL_KEYS
+            and (not is_secret_key(str(k)) or v is None or isinstance(v, bool | int | float))
+        }
+    if isinstance(value, list | tuple):
+        return [_strip(v) for v in value]
+    return strip_credentials(value)
 
 
 def metadata_of(dep: Deployment) -> dict[str, Any]:
     """``{litellm_model_info, litellm_params}`` of a deployment, with every credential removed."""
     metadata = {
-        "litellm_model_info": strip_credentials(dict(dep.model_info)),
-        "litellm_params": strip_credentials(dict(dep.litellm_params)),
+        "litellm_model_info": _strip_info(dep.model_info),
+        "litellm_params": _strip(dict(dep.litellm_params)),
     }
     try:
         size = len(orjson.dumps(metadata, default=str, option=orjson.OPT_NON_STR_KEYS))
@@ -301,53 +389,71 @@ def is_team_model(dep: Deployment) -> bool:
     return bool(dep.model_info.get("team_id"))
 
 
-def map_model(name: str, deployments: Sequence[Deployment]) -> ModelRecord:
-    """Map every deployment of ``name`` to one backend record; MappingError if that is impossible."""
-    if not deployments:
-        raise ValueError(f"map_model({name!r}) needs at least one deployment")
-    model_id = check_model_name(name)
-    for dep in deployments:
-        if not isinstance(dep.litellm_params, Mapping):
-            raise MappingError(f"litellm_params of deployment {dep.model_id} is not a JSON object")
-        if not isinstance(dep.model_info, Mapping):
-            raise MappingError(f"model_info of deployment {dep.model_id} is not a JSON object")
-    dep = canonical(deployments)
-    params, info = dep.litellm_params, dep.model_info
+def _cost(info: Mapping[str, Any], params: Mapping[str, Any], key: str) -> Decimal | None:
+    # ``model_info.X || litellm_params.X``: a 0 in model_info falls through (0 || undefined -> NULL)
+    return _opt_cost(js_or(info.get(key), params.get(key)), key)
 
-    display = _opt_text(info.get("display_name"), "model_info.display_name", MAX_NAME)
-    category = _opt_text(info.get("category"), "model_info.category", MAX_CATEGORY)
-    record = ModelRecord(
+
+def map_deployment(model_id: str, dep: Deployment) -> ModelRecord:
+    """The row the backend's sync writes for this one deployment (``/model/info`` view of it)."""
+    params, info = dep.litellm_params, dep.model_info
+    if not isinstance(params, Mapping):
+        raise MappingError(f"litellm_params of deployment {dep.model_id} is not a JSON object")
+    if not isinstance(info, Mapping):
+        raise MappingError(f"model_info of deployment {dep.model_id} is not a JSON object")
+    context = _opt_int(info.get("max_tokens"), "model_info.max_tokens")
+    return ModelRecord(
         id=model_id,
-        name=display or model_id,
-        provider=_check_text(provider_of(params, info), "provider", MAX_PROVIDER),
+        name=model_id,
+        provider=_check_text(provider_of(params), "provider", MAX_PROVIDER),
         description=_opt_text(info.get("description"), "model_info.description", 1_000_000),
-        category=category or DEFAULT_CATEGORY,
-        context_length=_opt_int(info.get("context_length"), "model_info.context_length"),
-        input_cost_per_token=_opt_cost(
-            _first(info.get("input_cost_per_token"), params.get("input_cost_per_token")),
-            "input_cost_per_token",
-        ),
-        output_cost_per_token=_opt_cost(
-            _first(info.get("output_cost_per_token"), params.get("output_cost_per_token")),
-            "output_cost_per_token",
-        ),
-        supports_vision=_flag(info, "supports_vision", default=False),
-        supports_function_calling=_flag(info, "supports_function_calling", default=False),
-        supports_tool_choice=_flag(info, "supports_tool_choice", default=False),
-        supports_parallel_function_calling=_flag(info, "supports_parallel_function_calling", default=False),
-        supports_streaming=_flag(info, "supports_streaming", default=True),
+        category=DEFAULT_CATEGORY,
+        context_length=context,
+        input_cost_per_token=_cost(info, params, "input_cost_per_token"),
+        output_cost_per_token=_cost(info, params, "output_cost_per_token"),
+        supports_vision=_js_flag(info, "supports_vision"),
+        supports_function_calling=_js_flag(info, "supports_function_calling"),
+        supports_tool_choice=_js_flag(info, "supports_tool_choice"),
+        supports_parallel_function_calling=_js_flag(info, "supports_parallel_function_calling"),
+        supports_streaming=True,
         features=features_of(info),
         version=DEFAULT_VERSION,
         metadata=metadata_of(dep),
         api_base=_opt_text(_url(params.get("api_base")), "litellm_params.api_base", MAX_API_BASE),
-        tpm=_opt_int(_first(params.get("tpm"), info.get("tpm")), "tpm"),
-        rpm=_opt_int(_first(params.get("rpm"), info.get("rpm")), "rpm"),
-        max_tokens=_opt_int(info.get("max_tokens"), "model_info.max_tokens"),
-        litellm_model_id=_check_text(dep.model_id, "model_id", MAX_ID),
+        tpm=_opt_int(params.get("tpm"), "litellm_params.tpm"),
+        rpm=_opt_int(params.get("rpm"), "litellm_params.rpm"),
+        max_tokens=context,
+        litellm_model_id=_check_text(str(info.get("id") or dep.model_id), "model_info.id", MAX_ID),
         backend_model_name=_opt_text(backend_model_name_of(params), "litellm_params.model", MAX_BACKEND_MODEL_NAME),
-        deployment_ids=tuple(sorted(d.model_id for d in deployments)),
-        all_blocked=all(d.blocked for d in deployments),
     )
+
+
+def map_model(name: str, deployments: Sequence[Deployment]) -> ModelRecord:
+    """Map every deployment of ``name`` to one backend record; MappingError if that is impossible.
+
+    The record describes the canonical deployment; ``accepted`` lists what every live deployment
+    yields, so a row describing any of them is in sync.
+    """
+    if not deployments:
+        raise ValueError(f"map_model({name!r}) needs at least one deployment")
+    model_id = check_model_name(name)
     # by value too: a credential (of any deployment of the name, or a secret-named environment variable)
     # pasted into a field that does not look secret never reaches the backend
-    return scrub_record(record, known_secrets(d.litellm_params for d in deployments))
+    secrets = known_secrets(d.litellm_params for d in deployments)
+    records = {dep.model_id: scrub_record(map_deployment(model_id, dep), secrets) for dep in deployments}
+    chosen = records[canonical(deployments).model_id]
+    # every deployment the backend may end on (blocked ones too: /model/info lists them). Its sync
+    # processes each deployment of the name in /model/info order and keeps the last; a row on any
+    # other deployment is one it rewrites at its next pass anyway, so we may as well move it now.
+    chosen_dep = canonical(deployments)
+    accepted: list[Mapping[str, Any]] = []
+    for dep in sorted((d for d in deployments if could_be_last(d, chosen_dep)), key=lambda d: d.model_id):
+        compared = records[dep.model_id].compared()
+        if compared not in accepted:
+            accepted.append(compared)
+    return replace(
+        chosen,
+        deployment_ids=tuple(sorted(d.model_id for d in deployments)),
+        all_blocked=all(d.blocked for d in deployments),
+        accepted=tuple(accepted),
+    )

@@ -1,8 +1,21 @@
 """Pure planning: desired records vs the backend's current rows -> what to do for each model name.
 
-The backend's upsert function decides again in SQL (it never writes an unchanged row), so this plan is
-what ``backfill --dry-run`` shows and what keeps a warm run from sending unchanged rows at all. The
-availability rules here mirror ``litemaas_hooks.upsert_models_v1``.
+The backend's upsert function decides again in SQL, the same way (it never writes a row in sync), so
+this plan is what ``backfill --dry-run`` shows and what keeps a warm run from sending unchanged rows.
+
+In sync = the row's compared columns equal the row that ANY live deployment of the name yields
+(``ModelRecord.accepted``; the backend's own sync leaves a name on whichever deployment it processed
+last), the availability rule holds, and no description is waiting to be filled in.
+
+Availability (mirrored by the CASE in ``upsert_models_v1``; README "What a backend row gets"):
+- a new row is 'available' ('unavailable' when every deployment is blocked);
+- an existing row's availability is never changed by us, except for what we hid ourselves: a name
+  whose deployments are all blocked is hidden ONCE (marker ``blocked``), and only when the row was
+  written before the block (its metadata's ``model_info.blocked`` is not true); if someone (the
+  backend's sync, an admin) shows it while it stays blocked, that choice stands until the block changes;
+  a retired or blocked-hidden name that is served again is shown again; a row left unavailable by a
+  deleted deployment is shown again when another deployment serves the name.
+So with the backend running each side writes such a row at most once per backend sync.
 """
 
 from __future__ import annotations
@@ -12,32 +25,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from litemaas_hooks.mapping import ModelRecord
+from litemaas_hooks.mapping import COMPARED_FIELDS, ModelRecord
 
 Action = Literal["create", "update", "unchanged", "retire", "skip", "error"]
-
-COMPARED_FIELDS: tuple[str, ...] = (
-    "name",
-    "provider",
-    "category",
-    "context_length",
-    "input_cost_per_token",
-    "output_cost_per_token",
-    "supports_vision",
-    "supports_function_calling",
-    "supports_tool_choice",
-    "supports_parallel_function_calling",
-    "supports_streaming",
-    "features",
-    "version",
-    "metadata",
-    "api_base",
-    "tpm",
-    "rpm",
-    "max_tokens",
-    "litellm_model_id",
-    "backend_model_name",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +74,12 @@ class CurrentRow:
         )
 
     @property
+    def written_while_blocked(self) -> bool:
+        """The row's metadata is a view of a blocked deployment (``model_info.blocked``, LiteLLM >= 1.108)."""
+        info = (self.metadata or {}).get("litellm_model_info")
+        return isinstance(info, Mapping) and info.get("blocked") is True
+
+    @property
     def retired(self) -> bool:
         return self.hidden_reason == "retired"
 
@@ -102,6 +98,10 @@ def desired_availability(record: ModelRecord, current: CurrentRow | None) -> str
     if current is None:
         return "unavailable" if record.all_blocked else "available"
     if record.all_blocked:
+        if current.hidden_reason is not None or current.written_while_blocked:
+            # hidden once already (or retired), or whoever wrote the row saw the block (the backend's
+            # sync shows blocked models): leave it as it is now
+            return current.availability or "available"
         return "unavailable"
     if current.hidden_reason is not None:
         return "available"
@@ -123,15 +123,25 @@ def _same(old: Any, new: Any) -> bool:
     return bool(old == new)
 
 
-def diff(record: ModelRecord, current: CurrentRow) -> dict[str, tuple[Any, Any]]:
-    """``{field: (current, desired)}`` for every synced column the upsert would change."""
+def _differences(values: Mapping[str, Any], current: CurrentRow) -> dict[str, tuple[Any, Any]]:
     changes: dict[str, tuple[Any, Any]] = {}
     for name in COMPARED_FIELDS:
-        old, new = getattr(current, name), getattr(record, name)
+        old, new = getattr(current, name), values[name]
         if name == "features":
             new = tuple(new)
         if not _same(old, new):
             changes[name] = (old, new)
+    return changes
+
+
+def describes_a_deployment(record: ModelRecord, current: CurrentRow) -> bool:
+    """True when the row's compared columns are those of ANY live deployment of the name."""
+    return any(not _differences(alt, current) for alt in (record.accepted or (record.compared(),)))
+
+
+def diff(record: ModelRecord, current: CurrentRow) -> dict[str, tuple[Any, Any]]:
+    """``{field: (current, desired)}`` for every synced column the upsert would change."""
+    changes = {} if describes_a_deployment(record, current) else _differences(record.compared(), current)
     if current.description is None and record.description is not None:
         changes["description"] = (None, record.description)
     availability = desired_availability(record, current)
@@ -160,6 +170,10 @@ def plan_absent(name: str, current: CurrentRow | None, *, may_retire: bool) -> P
         return PlannedChange(name, "unchanged", message="already retired")
     if not current.from_litellm:
         return PlannedChange(name, "unchanged", message="hand-made backend row (no LiteLLM metadata); left alone")
+    if current.availability == "unavailable":
+        # already unavailable (the backend's sync or an admin did it): like the backend's own
+        # markModelUnavailable, nothing more to do — no second cascade, no second audit row
+        return PlannedChange(name, "unchanged", message="already unavailable")
     if not may_retire:
         return PlannedChange(name, "unchanged", message="missing from LiteLLM (use --retire-missing to retire)")
     return PlannedChange(name, "retire", changes={"availability": (current.availability, "unavailable")})

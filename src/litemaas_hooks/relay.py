@@ -236,7 +236,7 @@ class Relay:
             if self.settings.reconcile_interval_seconds > 0
             else "never",
         )
-        litellm_adapter.warm_up()  # the first event must not wait for `import litellm`
+        litellm_adapter.warm_up(background_import=True)  # the first event must not wait for `import litellm`
         while not stop.is_set():
             try:
                 await self._session(litellm_dsn, backend_dsn, stop)

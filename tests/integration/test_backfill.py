@@ -20,7 +20,7 @@ from litemaas_hooks.settings import load_settings
 from tests.helpers import execute, insert_rows, litellm_row
 
 SEED = [
-    ("granite-8b-code-instruct-128k", "openai/granite-8b-code-instruct-128k", {"context_length": 131072}),
+    ("granite-8b-code-instruct-128k", "openai/granite-8b-code-instruct-128k", {"max_tokens": 131072}),
     ("mistral-7b-instruct", "openai/mistral-7b-instruct", {"description": "Mistral"}),
     ("llama-3-8b-instruct", "openai/llama-3-8b-instruct", {"supports_function_calling": True}),
 ]
@@ -113,7 +113,7 @@ def test_backfill_then_rerun_writes_nothing(env: dict[str, str], capsys: pytest.
     assert g["provider"] == "openai"
     assert g["backend_model_name"] == "granite-8b-code-instruct-128k"
     assert g["api_base"] == "http://vllm.example:8000/v1"
-    assert g["context_length"] == 131072
+    assert (g["context_length"], g["max_tokens"]) == (131072, 131072)  # model_info.max_tokens, as the backend
     assert g["litellm_model_id"] == ids[0]
     assert g["availability"] == "available"
     assert g["features"] == ["chat"]

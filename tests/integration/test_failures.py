@@ -725,7 +725,7 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         "new\nline": (row("new\nline"), "control characters"),
         "huge-info": (row("huge-info", blob="x" * 3_000_000), "bytes of JSON"),
         "negative-rpm": (row("negative-rpm", params={"rpm": -5}), "rpm must be between 0"),
-        "text-tpm": (row("text-tpm", tpm="lots"), "tpm must be a whole number"),
+        "text-max-tokens": (row("text-max-tokens", max_tokens="lots"), "max_tokens must be a whole number"),
         "negative-cost": (row("negative-cost", input_cost_per_token=-0.1), "non-negative"),
         "text-cost": (row("text-cost", output_cost_per_token="cheap"), "must be a number"),
     }

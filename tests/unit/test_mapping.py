@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from litemaas_hooks.errors import MappingError
-from litemaas_hooks.mapping import Deployment, canonical, features_of, map_model
+from litemaas_hooks.mapping import Deployment, canonical, features_of, js_or, map_model
 from litemaas_hooks.redaction import strip_credentials
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
@@ -50,7 +50,9 @@ def test_defaults_follow_the_design() -> None:
     assert not r.supports_function_calling
 
 
-def test_explicit_model_info_wins() -> None:
+def test_row_is_what_the_backend_writes_not_model_info_display_fields() -> None:
+    # model-sync.service.ts: name = model_name; provider from litellm_params; category fixed;
+    # context_length = max_tokens = model_info.max_tokens; supports_streaming always true
     info = {
         "display_name": "Granite 8B",
         "provider": "openshift-ai",
@@ -61,13 +63,17 @@ def test_explicit_model_info_wins() -> None:
         "supports_streaming": False,
     }
     r = map_model("granite", [dep(info=info, params={"custom_llm_provider": "vllm"})])
-    assert (r.name, r.provider, r.description, r.category) == (
-        "Granite 8B",
-        "openshift-ai",
-        "code model",
-        "code",
-    )
-    assert (r.context_length, r.max_tokens, r.supports_streaming) == (131072, 4096, False)
+    assert (r.name, r.provider, r.description, r.category) == ("granite", "vllm", "code model", "Language Model")
+    assert (r.context_length, r.max_tokens, r.supports_streaming) == (4096, 4096, True)
+
+
+def test_js_or_is_javascript_or() -> None:
+    assert js_or(0, None) is None
+    assert js_or(0, 0) == 0
+    assert js_or("", "x") == "x"
+    assert js_or(float("nan"), 2) == 2
+    assert js_or(1e-6, 2) == 1e-6
+    assert js_or(False, None) is None
 
 
 @pytest.mark.parametrize(
@@ -84,7 +90,7 @@ def test_provider_and_backend_model_name(params: dict[str, Any], provider: str, 
     assert (r.provider, r.backend_model_name) == (provider, backend_name)
 
 
-def test_costs_model_info_first_and_zero_is_a_price() -> None:
+def test_costs_are_model_info_or_params_with_javascript_or() -> None:
     r = map_model(
         "m",
         [
@@ -94,9 +100,15 @@ def test_costs_model_info_first_and_zero_is_a_price() -> None:
             )
         ],
     )
-    assert r.input_cost_per_token == Decimal(0)
+    assert r.input_cost_per_token == Decimal("0.000005")  # 0 || 5e-06
     assert r.output_cost_per_token == Decimal("0.000007")
     assert r.to_json()["output_cost_per_token"] == "0.0000070000"
+    zero_info = map_model("m", [dep(info={"input_cost_per_token": 0, "output_cost_per_token": 0})])
+    assert (zero_info.input_cost_per_token, zero_info.output_cost_per_token) == (None, None)  # 0 || undefined
+    zero_both = map_model("m", [dep(params={"input_cost_per_token": 0}, info={"input_cost_per_token": 0})])
+    assert zero_both.input_cost_per_token == Decimal(0)  # 0 || 0 -> 0
+    params_only = map_model("m", [dep(params={"input_cost_per_token": "1e-7"})])
+    assert params_only.input_cost_per_token == Decimal("0.0000001")
 
 
 def test_features_order_and_base_type() -> None:
@@ -119,18 +131,31 @@ def test_features_order_and_base_type() -> None:
     assert features_of({"supports_tokenize": True}) == ("chat", "tokenize")
 
 
-def test_rpm_tpm_fall_back_to_model_info_and_api_base_from_params() -> None:
+def test_rpm_tpm_and_api_base_come_from_params_only() -> None:
     r = map_model("m", [dep(params={"api_base": "http://vllm:8000/v1", "tpm": 1000}, info={"rpm": 10, "tpm": 5})])
-    assert (r.api_base, r.tpm, r.rpm) == ("http://vllm:8000/v1", 1000, 10)
+    assert (r.api_base, r.tpm, r.rpm) == ("http://vllm:8000/v1", 1000, None)
 
 
-def test_canonical_is_most_recent_then_model_id_and_prefers_unblocked() -> None:
+def test_every_deployment_of_a_name_is_an_accepted_row() -> None:
+    a = dep("a", params={"api_base": "http://a/v1"}, info={"id": "a", "max_tokens": 10})
+    b = dep("b", params={"api_base": "http://b/v1"}, info={"id": "b", "max_tokens": 20}, updated=T0 + timedelta(1))
+    r = map_model("granite", [a, b])
+    assert r.litellm_model_id == "b"
+    assert [(x["litellm_model_id"], x["api_base"], x["max_tokens"]) for x in r.accepted] == [
+        ("a", "http://a/v1", 10),
+        ("b", "http://b/v1", 20),
+    ]
+    assert r.to_json()["accepted"][0]["features"] == ["chat"]
+
+
+def test_canonical_is_where_the_backend_ends_last_created_then_updated_then_model_id() -> None:
     old = dep("a", updated=T0)
     new = dep("b", updated=T0 + timedelta(seconds=1))
     tie = dep("c", updated=T0 + timedelta(seconds=1))
     assert canonical([old, new]).model_id == "b"
     assert canonical([old, new, tie]).model_id == "c"
-    assert canonical([dep("z", updated=T0 + timedelta(days=1), blocked=True), old]).model_id == "a"
+    # blocked ones too: /model/info lists them and the backend processes them like the others
+    assert canonical([dep("z", updated=T0 + timedelta(days=1), blocked=True), old]).model_id == "z"
     r = map_model("granite", [old, new, tie])
     assert r.litellm_model_id == "c"
     assert r.deployment_ids == ("a", "b", "c")
@@ -168,13 +193,12 @@ def test_metadata_has_no_credentials_at_any_depth() -> None:
 @pytest.mark.parametrize(
     ("info", "message"),
     [
-        ({"rpm": -1}, "between 0"),
+        ({"max_tokens": -1}, "between 0"),
         ({"max_tokens": "lots"}, "whole number"),
-        ({"context_length": 1.5}, "whole number"),
+        ({"max_tokens": 1.5}, "whole number"),
         ({"input_cost_per_token": "cheap"}, "must be a number"),
         ({"output_cost_per_token": -0.1}, "non-negative"),
-        ({"supports_vision": "maybe"}, "true or false"),
-        ({"display_name": "x" * 300}, "at most 255"),
+        ({"id": "x" * 300}, "at most 255"),
         ({"huge": "x" * 300_000}, "bytes of JSON"),
     ],
 )
@@ -215,3 +239,15 @@ def test_credentials_inside_urls_never_reach_the_backend() -> None:
     assert "hunter2" not in text
     assert "k3y" not in text
     assert map_model("m", [dep(params={"api_base": "http://plain:8000/v1"})]).api_base == "http://plain:8000/v1"
+
+
+def test_accepted_rows_are_those_the_backend_may_end_on() -> None:
+    first = Deployment("a", "n", {"model": "openai/a"}, {"id": "a"}, updated_at=T0, created_at=T0)
+    second = Deployment(
+        "b", "n", {"model": "openai/b"}, {"id": "b"}, updated_at=T0 + timedelta(1), created_at=T0 + timedelta(1)
+    )
+    r = map_model("n", [first, second])
+    assert [a["litellm_model_id"] for a in r.accepted] == ["b"]  # created last: listed last, kept last
+    edited = Deployment("a", "n", {"model": "openai/a"}, {"id": "a"}, updated_at=T0 + timedelta(2), created_at=T0)
+    r = map_model("n", [edited, second])
+    assert [a["litellm_model_id"] for a in r.accepted] == ["a", "b"]  # an edit may move it after b

@@ -52,7 +52,7 @@ def test_description_only_fills_a_null() -> None:
     assert diff(rec, current_of(rec, description=None))["description"] == (None, "new")
 
 
-def test_admin_hidden_model_stays_hidden_but_sync_hidden_comes_back() -> None:
+def test_admin_hidden_model_is_left_to_the_backend_but_sync_hidden_comes_back() -> None:
     rec = record()
     admin_hidden = current_of(rec, availability="unavailable")
     assert desired_availability(rec, admin_hidden) == "unavailable"
@@ -77,3 +77,50 @@ def test_absent_names() -> None:
     assert plan_absent("m", hand_made, may_retire=True).action == "unchanged"
     assert plan_absent("m", current_of(rec, hidden_reason="retired"), may_retire=True).action == "unchanged"
     assert plan_absent("m", None, may_retire=True).action == "unchanged"
+    assert plan_absent("m", current_of(rec, availability="unavailable"), may_retire=True).action == "unchanged"
+
+
+def test_metadata_only_difference_is_in_sync_like_the_backends_models_equal() -> None:
+    rec = record()
+    assert plan_present(rec, current_of(rec, metadata={"litellm_model_info": {"other": 1}})).action == "unchanged"
+
+
+def two_deployments() -> Any:
+    a = Deployment("a", "m", {"model": "openai/x", "api_base": "http://a"}, {"id": "a", "max_tokens": 1})
+    b = Deployment("b", "m", {"model": "openai/y", "api_base": "http://b"}, {"id": "b", "supports_vision": True})
+    return map_model("m", [a, b])
+
+
+def test_a_row_describing_any_live_deployment_is_in_sync() -> None:
+    rec = two_deployments()
+    assert rec.litellm_model_id == "b"
+    as_a = map_model(
+        "m", [Deployment("a", "m", {"model": "openai/x", "api_base": "http://a"}, {"id": "a", "max_tokens": 1})]
+    )
+    assert plan_present(rec, current_of(as_a)).action == "unchanged"
+    assert plan_present(rec, current_of(rec)).action == "unchanged"
+    # a mix of the two describes neither
+    mixed = current_of(as_a, api_base="http://b")
+    assert plan_present(rec, mixed).action == "update"
+
+
+def test_blocked_names_are_hidden_once_and_a_later_show_stands() -> None:
+    blocked = map_model("m", [Deployment("d1", "m", {"model": "openai/x"}, {}, blocked=True)])
+    assert desired_availability(blocked, None) == "unavailable"
+    assert desired_availability(blocked, current_of(blocked)) == "unavailable"  # hide once
+    shown_again = current_of(blocked, availability="available", hidden_reason="blocked")
+    assert desired_availability(blocked, shown_again) == "available"  # the backend showed it: stands
+    assert plan_present(blocked, shown_again).action == "unchanged"
+    unblocked = record()
+    assert (
+        desired_availability(unblocked, current_of(unblocked, availability="unavailable", hidden_reason="blocked"))
+        == "available"
+    )
+
+
+def test_a_blocked_row_written_while_blocked_is_not_hidden() -> None:
+    blocked = map_model("m", [Deployment("d1", "m", {"model": "openai/x"}, {"blocked": True}, blocked=True)])
+    backend_wrote = current_of(blocked, availability="available", metadata={"litellm_model_info": {"blocked": True}})
+    assert desired_availability(blocked, backend_wrote) == "available"
+    before_block = current_of(blocked, availability="available", metadata={"litellm_model_info": {"blocked": False}})
+    assert desired_availability(blocked, before_block) == "unavailable"

@@ -12,18 +12,18 @@ SELECT EXISTS (
 )
 
 -- name: deployments_all
-SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at,
        coalesce(t.blocked::text::boolean, false) AS blocked
 FROM public."LiteLLM_ProxyModelTable" AS t
 ORDER BY t.model_name, t.model_id
 
 -- name: deployments_all_without_blocked
-SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at, false AS blocked
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at, false AS blocked
 FROM public."LiteLLM_ProxyModelTable" AS t
 ORDER BY t.model_name, t.model_id
 
 -- name: deployments_by_name
-SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at,
        coalesce(t.blocked::text::boolean, false) AS blocked
 FROM public."LiteLLM_ProxyModelTable" AS t
 -- a join, not `model_name = ANY (...)`: LiteLLM has no index on model_name; this stays one hash join
@@ -31,7 +31,7 @@ JOIN (SELECT DISTINCT x FROM pg_catalog.unnest(%(names)s::text[]) AS x) AS wante
 ORDER BY t.model_name, t.model_id
 
 -- name: deployments_by_name_without_blocked
-SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at, false AS blocked
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at, false AS blocked
 FROM public."LiteLLM_ProxyModelTable" AS t
 JOIN (SELECT DISTINCT x FROM pg_catalog.unnest(%(names)s::text[]) AS x) AS wanted (name) ON t.model_name = wanted.name
 ORDER BY t.model_name, t.model_id
