@@ -43,14 +43,14 @@ import socket
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import psycopg
 
 from litemaas_hooks import litellm_adapter, outbox, sql
 from litemaas_hooks.backoff import Backoff
-from litemaas_hooks.connections import use_fast_json
-from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks.connections import connect_error_message, first_line, use_fast_json
+from litemaas_hooks.errors import DatabaseUnavailableError, LiteMaaSHooksError
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
 
@@ -186,12 +186,17 @@ class Relay:
         return scrub(text, [*self.settings.secrets(), *extra])
 
     def _describe(self, exc: BaseException) -> str:
-        return self._scrub(f"{type(exc).__name__}: {exc}".strip())
+        if isinstance(exc, LiteMaaSHooksError):  # already says what is wrong and what to do
+            return self._scrub(str(exc))
+        return self._scrub(f"{type(exc).__name__}: {first_line(exc)}")
 
-    async def _connect(self, dsn: str, which: str) -> psycopg.AsyncConnection[Any]:
-        conn = await psycopg.AsyncConnection.connect(
-            dsn, application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
-        )
+    async def _connect(self, dsn: str, which: Literal["backend", "litellm"]) -> psycopg.AsyncConnection[Any]:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                dsn, application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
+            )
+        except psycopg.OperationalError as exc:  # one line naming the database and its variable
+            raise DatabaseUnavailableError(connect_error_message(self.settings, which, exc)) from None
         return use_fast_json(conn)
 
     # -- main loop -------------------------------------------------------------------------------
@@ -205,14 +210,14 @@ class Relay:
         litellm_dsn = self.settings.litellm_dsn()
         backend_dsn = self.settings.backend_dsn()
         log.info(
-            "%s: relaying LiteLLM %s -> backend %s (poll %.1fs, full reconcile every %s)",
+            "%s: starting: relaying LiteLLM %s -> backend %s (poll %.1fs, %s)",
             self.name,
             redact_dsn(litellm_dsn),
             redact_dsn(backend_dsn),
             self.settings.poll_interval_seconds,
-            f"{self.settings.reconcile_interval_seconds:g}s"
+            f"full reconcile every {self.settings.reconcile_interval_seconds:g}s"
             if self.settings.reconcile_interval_seconds > 0
-            else "never",
+            else "periodic full reconcile off",
         )
         litellm_adapter.warm_up()  # the first event must not wait for `import litellm`
         while not stop.is_set():
@@ -246,10 +251,11 @@ class Relay:
                 await self._start(lconn)
                 self.stats.sessions += 1
                 self.stats.connected = True
+                log.info("%s: connected to both databases (worker %s)", self.name, self.worker_id)
                 await self._drain(lconn, bconn)
                 self._backoff.reset()
                 self.ready.set()
-                log.info("%s: connected and caught up (worker %s)", self.name, self.worker_id)
+                log.info("%s: caught up: the outbox is drained, listening for changes", self.name)
                 await self._maybe_full_reconcile(lconn, bconn)
                 while not stop.is_set():
                     woke = await self._wait(lconn, stop, await self._timeout(lconn))
