@@ -106,7 +106,7 @@ def required_databases(args: argparse.Namespace) -> tuple[Which, ...]:
     return ()
 
 
-async def _open(settings: Settings, sides: Sequence[Which], *, installed: bool) -> dict[Which, Any]:
+async def _open(settings: Settings, sides: Sequence[Which], *, installed: Sequence[Which] = ()) -> dict[Which, Any]:
     """Connections to ``sides``, each checked to be the right kind of database (one clear error if not)."""
     from litemaas_hooks.connections import check_databases, connect
 
@@ -154,7 +154,7 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
     from litemaas_hooks.migrations import apply_migrations
 
     sides = required_databases(args)
-    conns = await _open(settings, sides, installed=False)
+    conns = await _open(settings, sides)
     try:
         for side in sides:
             conn = conns[side]
@@ -217,7 +217,8 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
         if show_progress and total >= 1000:
             print(f"\rapplying {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    conns = await _open(settings, ("litellm", "backend"), installed=True)
+    # backfill reads LiteLLM's table and writes through the backend functions: the outbox is not needed
+    conns = await _open(settings, ("litellm", "backend"), installed=("backend",))
     try:
         from litemaas_hooks.litellm_adapter import warm_up
 
@@ -258,7 +259,7 @@ async def _relay(settings: Settings, args: argparse.Namespace) -> int:
     from litemaas_hooks.relay import run_relay
 
     try:  # a wrong URL is a mistake to report now; an outage or a missing install is waited out
-        conns = await _open(settings, ("litellm", "backend"), installed=True)
+        conns = await _open(settings, ("litellm", "backend"), installed=("litellm", "backend"))
     except (DatabaseUnavailableError, NotInstalledError):
         pass
     else:
@@ -298,7 +299,7 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from litemaas_hooks import outbox, sql
 
-    conns = await _open(settings, ("litellm",), installed=True)
+    conns = await _open(settings, ("litellm",), installed=("litellm",))
     conn = conns["litellm"]
     try:
         ids = sorted(set(args.ids))
@@ -319,9 +320,8 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
     if count == 0:
         print("no dead events: nothing to replay")
     else:
-        print(
-            f"replayed {count} dead event{'s' if count != 1 else ''}: the relays pick {'them' if count != 1 else 'it'} up now"
-        )
+        events, them = ("event", "it") if count == 1 else ("events", "them")
+        print(f"replayed {count} dead {events}: the relays pick {them} up now")
     return EXIT_OK
 
 

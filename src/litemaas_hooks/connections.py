@@ -8,6 +8,7 @@ whether ``litemaas-hooks install`` ran there, each failure one sentence naming t
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -133,14 +134,15 @@ def kind_problem(settings: Settings, which: Which, kind: DatabaseKind, *, instal
 
 
 async def check_databases(
-    settings: Settings, conns: dict[Which, psycopg.AsyncConnection[Any]], *, installed: bool
+    settings: Settings, conns: dict[Which, psycopg.AsyncConnection[Any]], *, installed: Collection[Which] = ()
 ) -> None:
-    """Raise one error naming every connection that points at the wrong database (or lacks our schema)."""
+    """Raise one error naming every connection that points at the wrong database, or, for the sides in
+    ``installed``, lacks litemaas-hooks' schema."""
     wrong: list[str] = []
     missing: dict[Which, str] = {}
     for which, conn in conns.items():
         kind = await database_kind(conn)
-        problem = kind_problem(settings, which, kind, installed=installed)
+        problem = kind_problem(settings, which, kind, installed=which in installed)
         if problem is None:
             continue
         if (which == "litellm" and kind.has_litellm_table) or (which == "backend" and kind.has_backend_models):

@@ -388,6 +388,11 @@ class Relay:
             elapsed * 1000,
             ", ".join(f"{n} {a}" for n, a in sorted(changed.items())) or "no change",
             f"; {len(errors)} events failed" if errors else "",
+            extra={
+                "event_ids": [e.id for e in events],
+                "models": dict(sorted(changed.items())),
+                "outcome": "failed" if errors else ("applied" if changed else "unchanged"),
+            },
         )
         return len(events)
 
@@ -416,6 +421,7 @@ class Relay:
                     r.id,
                     r.attempts,
                     errors[r.id],
+                    extra={"event_id": r.id, "outcome": "dead", "attempts": r.attempts},
                 )
             else:
                 log.warning(
@@ -426,6 +432,7 @@ class Relay:
                     self.settings.max_attempts,
                     r.next_attempt_at.isoformat(timespec="seconds"),
                     errors[r.id],
+                    extra={"event_id": r.id, "outcome": "retrying", "attempts": r.attempts},
                 )
 
     # -- the periodic full reconcile -------------------------------------------------------------

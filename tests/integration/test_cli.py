@@ -46,11 +46,11 @@ class Mistake:
     code: int = 1
 
 
-NOT_INSTALLED = "litemaas-hooks is not installed in LiteLLM's database"
+NOT_INSTALLED = "litemaas-hooks is not installed in the backend database"
 MISTAKES: dict[str, Mistake] = {
     "backfill before install": Mistake(["backfill"], [NOT_INSTALLED, "run `litemaas-hooks install` first"]),
     "backfill --dry-run before install": Mistake(["backfill", "--dry-run"], [NOT_INSTALLED]),
-    "replay before install": Mistake(["replay"], [NOT_INSTALLED]),
+    "replay before install": Mistake(["replay"], ["litemaas-hooks is not installed in LiteLLM's database"]),
     "LiteLLM URL at a database without LiteLLM's table": Mistake(
         ["backfill"],
         ['LITELLM_DATABASE_URL points at database "t_empty_', 'no table public."LiteLLM_ProxyModelTable"'],
@@ -198,18 +198,22 @@ def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
 def test_install_says_what_it_created_repaired_or_left(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["install"]) == 0
     first = capsys.readouterr().out.splitlines()
-    assert first[0].startswith('backend (LiteMaaS) database "') and "applied 0001_" in first[0]
-    assert first[1].startswith('LiteLLM database "') and "applied 0001_outbox" in first[1]
+    assert first[0].startswith('backend (LiteMaaS) database "')
+    assert "applied 0001_" in first[0]
+    assert first[1].startswith('LiteLLM database "')
+    assert "applied 0001_outbox" in first[1]
     assert 'trigger installed on public."LiteLLM_ProxyModelTable"' in first[1]
 
     assert cli.main(["install"]) == 0
     again = capsys.readouterr().out
-    assert "applied 0" not in again and again.count("up to date: 1 migration already applied") == 2
+    assert "applied 0" not in again
+    assert again.count("up to date: 1 migration already applied") == 2
 
     execute(env["LITELLM_DATABASE_URL"], 'DROP TRIGGER litemaas_hooks_model_events ON public."LiteLLM_ProxyModelTable"')
     assert cli.main(["install", "--litellm-only"]) == 0
     repaired = capsys.readouterr().out
-    assert "restored the outbox trigger" in repaired and "(it was missing or disabled)" in repaired
+    assert "restored the outbox trigger" in repaired
+    assert "(it was missing or disabled)" in repaired
 
 
 def test_replay_makes_dead_events_pending(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -246,7 +250,8 @@ def test_status_reads_as_a_verdict(env: dict[str, str], capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert out.startswith("litemaas-hooks status: UNHEALTHY, 2 problems (each with its fix):\n")
     assert out.count("run `litemaas-hooks install`") == 2  # the backend's functions and LiteLLM's outbox
-    assert "LINE 1" not in out and "DETAIL" not in out
+    assert "LINE 1" not in out
+    assert "DETAIL" not in out
 
     assert cli.main(["install"]) == 0
     capsys.readouterr()

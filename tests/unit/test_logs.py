@@ -1,0 +1,86 @@
+"""JSON log lines (LiteLLM's JSON_LOGS or LITEMAAS_HOOKS_LOG_FORMAT=json) and the secret filter on them."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from litemaas_hooks import logs
+from litemaas_hooks.settings import load_settings
+
+PASSWORD = "pw-very-secret"
+KEY = "sk-" + "ab" * 32
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """Our handler, writing into a buffer; set back to text lines afterwards."""
+    out = io.StringIO()
+    logs.configure("DEBUG", [PASSWORD, KEY], json_lines=True)
+    handler = next(h for h in logging.getLogger("litemaas_hooks").handlers if getattr(h, "_litemaas_hooks", False))
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(out)
+    yield out
+    handler.setStream(previous)
+    logs.configure("INFO", [], json_lines=False)
+
+
+def test_one_json_object_per_line_with_fields(stream: io.StringIO) -> None:
+    log = logging.getLogger("litemaas_hooks.relay")
+    log.warning(
+        "event %d failed: cannot reach postgresql://admin:%s@db/litemaas_db",
+        7,
+        PASSWORD,
+        extra={"event_id": 7, "outcome": "retrying", "models": {"granite": "created"}, "why": f"key {KEY}"},
+    )
+    log.info("second line")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])
+    assert first["level"] == "WARNING"
+    assert first["logger"] == "litemaas_hooks.relay"
+    assert first["message"] == "event 7 failed: cannot reach postgresql://admin:***@db/litemaas_db"
+    assert first["event_id"] == 7
+    assert first["outcome"] == "retrying"
+    assert first["models"] == {"granite": "created"}
+    assert first["why"] == "key ***"
+    assert first["time"].endswith("+00:00")
+    assert json.loads(lines[1])["message"] == "second line"
+    assert PASSWORD not in stream.getvalue()
+    assert KEY not in stream.getvalue()
+
+
+def test_exceptions_stay_on_one_line_and_are_scrubbed(stream: io.StringIO) -> None:
+    try:
+        raise RuntimeError(f"boom with {KEY}")
+    except RuntimeError:
+        logging.getLogger("litemaas_hooks.relay").exception("converge failed")
+    (line,) = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert "Traceback" in record["exception"]
+    assert "RuntimeError: boom with ***" in record["exception"]
+    assert KEY not in line
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, False),
+        ({"JSON_LOGS": "true"}, True),  # LiteLLM's own switch
+        ({"JSON_LOGS": "False"}, False),
+        ({"LITEMAAS_HOOKS_LOG_FORMAT": "json"}, True),
+        ({"LITEMAAS_HOOKS_LOG_FORMAT": "JSON"}, True),
+        ({"LITEMAAS_HOOKS_LOG_FORMAT": "text", "JSON_LOGS": "true"}, True),
+    ],
+)
+def test_json_switches(env: dict[str, str], expected: bool) -> None:
+    assert load_settings(env).json_log_lines is expected
+
+
+def test_an_unknown_log_format_is_a_setting_error() -> None:
+    with pytest.raises(Exception, match=r"LITEMAAS_HOOKS_LOG_FORMAT='yaml' must be one of text, json"):
+        load_settings({"LITEMAAS_HOOKS_LOG_FORMAT": "yaml"})
