@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from litemaas_hooks import __version__
 from litemaas_hooks.errors import LiteMaaSHooksError
-from litemaas_hooks.logs import configure
+from litemaas_hooks.logs import collapse_litellm_cost_map_warnings, configure
 from litemaas_hooks.redaction import scrub
 from litemaas_hooks.settings import Settings, Which, dsn_passwords, load_settings
 
@@ -400,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(require=required_databases(args))
         secrets = [*secrets, *settings.secrets()]
         configure(settings.log_level, secrets, json_lines=settings.json_log_lines)
+        collapse_litellm_cost_map_warnings()  # offline, LiteLLM's import would print several
         outcome = _COMMANDS[args.command](settings, args)
         return asyncio.run(outcome) if asyncio.iscoroutine(outcome) else int(outcome)
     except KeyboardInterrupt:

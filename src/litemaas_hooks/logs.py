@@ -95,3 +95,35 @@ def configure(level: str, secrets: Iterable[str], *, json_lines: bool = False) -
     handler.addFilter(SecretFilter(secrets))
     logger.addHandler(handler)
     logger.propagate = False
+
+
+class CostMapFallbackFilter(logging.Filter):
+    """LiteLLM's warnings about fetching its model cost map (three or more per process when offline: the
+    first attempt, the fallback, each background retry) become one line saying what it means."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reported = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or "cost map" not in record.getMessage().lower():
+            return True
+        if self.reported:
+            return False
+        self.reported = True
+        record.msg, record.args = COST_MAP_FALLBACK_LINE, None
+        return True
+
+
+COST_MAP_FALLBACK_LINE = (
+    "LiteLLM could not fetch its model cost map from the internet and uses the copy bundled with the installed "
+    "litellm; set LITELLM_LOCAL_MODEL_COST_MAP=True to skip the fetch (use the same value as the proxy, so that "
+    "model info matches its /model/info)"
+)
+
+
+def collapse_litellm_cost_map_warnings() -> None:
+    """Install ``CostMapFallbackFilter`` on LiteLLM's logger (before LiteLLM is imported; idempotent)."""
+    logger = logging.getLogger("LiteLLM")
+    if not any(isinstance(f, CostMapFallbackFilter) for f in logger.filters):
+        logger.addFilter(CostMapFallbackFilter())

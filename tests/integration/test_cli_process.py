@@ -153,3 +153,20 @@ def test_relay_lifecycle_lines_json_logs_and_clean_stop(
     assert master_key not in text
     password = hooks_env["LITEMAAS_DATABASE_URL"].split(":")[2].split("@")[0]
     assert password not in text
+
+
+def test_offline_cost_map_fallback_is_one_line(tmp_path: Path) -> None:
+    """Without LITELLM_LOCAL_MODEL_COST_MAP, LiteLLM fetches its cost map at import; offline (here: a
+    loopback URL nothing listens on) its several warnings become one line in a CLI process, whichever
+    command imports LiteLLM (the import is done right after the command here, so the test does not
+    depend on which commands still need LiteLLM)."""
+    env = _env({"LITELLM_MODEL_COST_MAP_URL": "http://127.0.0.1:9/model_prices.json"})
+    env.pop("LITELLM_LOCAL_MODEL_COST_MAP")
+    code = f"from litemaas_hooks import cli\ncli.main(['write-shim', {str(tmp_path)!r}])\nimport litellm\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    cost_map_lines = [line for line in proc.stderr.splitlines() if "cost map" in line.lower()]
+    assert len(cost_map_lines) == 1, proc.stderr
+    assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in cost_map_lines[0]

@@ -84,3 +84,28 @@ def test_json_switches(env: dict[str, str], expected: bool) -> None:
 def test_an_unknown_log_format_is_a_setting_error() -> None:
     with pytest.raises(Exception, match=r"LITEMAAS_HOOKS_LOG_FORMAT='yaml' must be one of text, json"):
         load_settings({"LITEMAAS_HOOKS_LOG_FORMAT": "yaml"})
+
+
+def test_litellms_cost_map_fetch_warnings_become_one_line() -> None:
+    """What LiteLLM 1.108 logs offline (first attempt, fallback, background retries) -> one line."""
+    logger = logging.getLogger("LiteLLM")
+    saved = (logger.filters[:], logger.handlers[:], logger.propagate)
+    out = io.StringIO()
+    logger.handlers = [logging.StreamHandler(out)]
+    logger.propagate = False
+    logger.filters = []
+    try:
+        logs.collapse_litellm_cost_map_warnings()
+        logs.collapse_litellm_cost_map_warnings()  # idempotent
+        url = "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
+        logger.warning("LiteLLM: model cost map fetch attempt 1/3 failed (ConnectError fetching %s); retrying", url)
+        logger.warning(
+            "LiteLLM: Failed to fetch remote model cost map from %s: boom. Falling back to local backup.", url
+        )
+        logger.warning("LiteLLM: something else")
+        logger.warning(
+            "LiteLLM: Failed to fetch remote model cost map from %s after 3 attempts; keeping local backup", url
+        )
+    finally:
+        logger.filters, logger.handlers, logger.propagate = saved
+    assert out.getvalue().splitlines() == [logs.COST_MAP_FALLBACK_LINE, "LiteLLM: something else"]
