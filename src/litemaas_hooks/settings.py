@@ -40,6 +40,14 @@ SECRET_HINTS = {
     "`litemaas-litellm` key `database-url` (Helm), `litemaas-db` key `DATABASE_URL` (RHDP)",
 }
 
+# Variables litemaas-hooks does not parse but whose value changes its results: LiteLLM reads them when
+# the commands that need LiteLLM import it. A standalone relay or backfill must use the proxy's values.
+# {name: default as README shows it}; README's configuration table lists them too.
+OTHER_VARIABLES = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "False",
+    "LITELLM_MODEL_COST_MAP_URL": "LiteLLM's GitHub URL",
+}
+
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off", ""}
 
