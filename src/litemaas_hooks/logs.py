@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -79,6 +80,19 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record (like logging's last resort), so
+    a handler created while stderr was redirected (tests, an embedding process) never writes into a
+    closed stream."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+
 def configure(level: str, secrets: Iterable[str], *, json_lines: bool = False) -> None:
     """Log to stderr under the ``litemaas_hooks`` logger, scrubbing secrets (idempotent)."""
     logger = logging.getLogger("litemaas_hooks")
@@ -89,7 +103,7 @@ def configure(level: str, secrets: Iterable[str], *, json_lines: bool = False) -
             handler.filters = [SecretFilter(secrets)]
             handler.setFormatter(formatter)
             return
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     handler._litemaas_hooks = True  # type: ignore[attr-defined]
     handler.setFormatter(formatter)
     handler.addFilter(SecretFilter(secrets))

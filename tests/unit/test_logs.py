@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -17,19 +17,21 @@ KEY = "sk-" + "ab" * 32
 
 
 @pytest.fixture
-def stream() -> Iterator[io.StringIO]:
-    """Our handler, writing into a buffer; set back to text lines afterwards."""
-    out = io.StringIO()
+def stream(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
+    """Our handler with JSON lines; returns what it wrote to stderr. Set back to text lines afterwards."""
     logs.configure("DEBUG", [PASSWORD, KEY], json_lines=True)
-    handler = next(h for h in logging.getLogger("litemaas_hooks").handlers if getattr(h, "_litemaas_hooks", False))
-    assert isinstance(handler, logging.StreamHandler)
-    previous = handler.setStream(out)
-    yield out
-    handler.setStream(previous)
+    capsys.readouterr()
+    written: list[str] = []
+
+    def read() -> str:
+        written.append(capsys.readouterr().err)
+        return "".join(written)
+
+    yield read
     logs.configure("INFO", [], json_lines=False)
 
 
-def test_one_json_object_per_line_with_fields(stream: io.StringIO) -> None:
+def test_one_json_object_per_line_with_fields(stream: Callable[[], str]) -> None:
     log = logging.getLogger("litemaas_hooks.relay")
     log.warning(
         "event %d failed: cannot reach postgresql://admin:%s@db/litemaas_db",
@@ -38,7 +40,7 @@ def test_one_json_object_per_line_with_fields(stream: io.StringIO) -> None:
         extra={"event_id": 7, "outcome": "retrying", "models": {"granite": "created"}, "why": f"key {KEY}"},
     )
     log.info("second line")
-    lines = stream.getvalue().splitlines()
+    lines = stream().splitlines()
     assert len(lines) == 2
     first = json.loads(lines[0])
     assert first["level"] == "WARNING"
@@ -50,16 +52,16 @@ def test_one_json_object_per_line_with_fields(stream: io.StringIO) -> None:
     assert first["why"] == "key ***"
     assert first["time"].endswith("+00:00")
     assert json.loads(lines[1])["message"] == "second line"
-    assert PASSWORD not in stream.getvalue()
-    assert KEY not in stream.getvalue()
+    assert PASSWORD not in stream()
+    assert KEY not in stream()
 
 
-def test_exceptions_stay_on_one_line_and_are_scrubbed(stream: io.StringIO) -> None:
+def test_exceptions_stay_on_one_line_and_are_scrubbed(stream: Callable[[], str]) -> None:
     try:
         raise RuntimeError(f"boom with {KEY}")
     except RuntimeError:
         logging.getLogger("litemaas_hooks.relay").exception("converge failed")
-    (line,) = stream.getvalue().splitlines()
+    (line,) = stream().splitlines()
     record = json.loads(line)
     assert "Traceback" in record["exception"]
     assert "RuntimeError: boom with ***" in record["exception"]
