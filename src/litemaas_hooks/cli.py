@@ -93,10 +93,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def required_databases(args: argparse.Namespace) -> tuple[Which, ...]:
     """The database URLs a command needs (all of them are checked before it starts)."""
-    if args.command == "install":
-        if args.backend_only:
+    if getattr(args, "print_sql", False) or getattr(args, "print_grants", False):
+        return ()  # printing SQL needs no database
+    if args.command in {"install", "uninstall"}:
+        if getattr(args, "backend_only", False):
             return ("backend",)
-        if args.litellm_only:
+        if getattr(args, "litellm_only", False):
             return ("litellm",)
         return ("backend", "litellm")
     if args.command == "replay":
@@ -371,6 +373,13 @@ def _env_secrets() -> list[str]:
     return [s for s in out if s]
 
 
+def _mask(text: str, secrets: Sequence[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
 def _debug() -> bool:
     return os.environ.get("LITEMAAS_HOOKS_LOG_LEVEL", "").strip().upper() == "DEBUG"
 
@@ -408,7 +417,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if _debug():
             print(scrub("".join(traceback.format_exception(exc)), secrets), file=sys.stderr, end="")
-        lines = scrub(error_text(exc), secrets).splitlines() or [type(exc).__name__]
+        # our own errors show URLs already masked (and examples such as USER:PASSWORD@ stay readable);
+        # anything else goes through the full scrub
+        text = error_text(exc)
+        text = _mask(text, secrets) if isinstance(exc, LiteMaaSHooksError) else scrub(text, secrets)
+        lines = text.splitlines() or [type(exc).__name__]
         first, rest = lines[0], lines[1:]
         print(f"{PROG} {args.command}: error: {first}", *rest, sep="\n", file=sys.stderr)
         return EXIT_ERROR

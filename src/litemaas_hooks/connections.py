@@ -140,8 +140,9 @@ async def check_databases(
     ``installed``, lacks litemaas-hooks' schema."""
     wrong: list[str] = []
     missing: dict[Which, str] = {}
+    kinds: dict[Which, DatabaseKind] = {}
     for which, conn in conns.items():
-        kind = await database_kind(conn)
+        kind = kinds[which] = await database_kind(conn)
         problem = kind_problem(settings, which, kind, installed=which in installed)
         if problem is None:
             continue
@@ -149,6 +150,13 @@ async def check_databases(
             missing[which] = kind.database
         else:
             wrong.append(problem)
+    lite, back = kinds.get("litellm"), kinds.get("backend")
+    if len(wrong) == 2 and lite is not None and back is not None and lite.has_backend_models and back.has_litellm_table:
+        lvar, bvar = settings.dsn_variable("litellm"), settings.dsn_variable("backend")
+        raise WrongDatabaseError(
+            f'the two URLs are swapped: {lvar} points at the LiteMaaS backend database "{lite.database}" and '
+            f'{bvar} at LiteLLM\'s database "{back.database}": exchange their values'
+        )
     if wrong:
         raise WrongDatabaseError("\n".join(wrong))
     if missing:

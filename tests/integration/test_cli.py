@@ -60,20 +60,28 @@ MISTAKES: dict[str, Mistake] = {
     "URLs swapped (backfill)": Mistake(
         ["backfill"],
         [
-            "LITELLM_DATABASE_URL points at database",
-            "which is the LiteMaaS backend database",
-            "are LITELLM_DATABASE_URL and LITEMAAS_DATABASE_URL swapped?",
-            "which is LiteLLM's database",
+            "the two URLs are swapped: LITELLM_DATABASE_URL points at the LiteMaaS backend database",
+            "and LITEMAAS_DATABASE_URL at LiteLLM's database",
+            "exchange their values",
         ],
         env={"LITELLM_DATABASE_URL": "backend", "LITEMAAS_DATABASE_URL": "litellm"},
         install=True,
-        lines=2,
     ),
     "URLs swapped (install)": Mistake(
         ["install"],
-        ["swapped?"],
+        ["the two URLs are swapped"],
         env={"LITELLM_DATABASE_URL": "backend", "LITEMAAS_DATABASE_URL": "litellm"},
         absent=["GRANT"],
+    ),
+    "backend URL at LiteLLM's database": Mistake(
+        ["install", "--backend-only"],
+        ['LITEMAAS_DATABASE_URL points at database "t_litellm_', "which is LiteLLM's database", "swapped?"],
+        env={"LITEMAAS_DATABASE_URL": "litellm"},
+    ),
+    "both URLs at empty databases": Mistake(
+        ["backfill"],
+        ["LITELLM_DATABASE_URL points at database", "LITEMAAS_DATABASE_URL points at database", "not started yet"],
+        env={"LITELLM_DATABASE_URL": "empty", "LITEMAAS_DATABASE_URL": "empty"},
         lines=2,
     ),
     "DATABASE_URL fallback at the backend database": Mistake(
@@ -95,7 +103,7 @@ MISTAKES: dict[str, Mistake] = {
     ),
     "a bare database name as URL": Mistake(
         ["install"],
-        ["LITEMAAS_DATABASE_URL='litemaas_db' is not a PostgreSQL URL"],
+        ["LITEMAAS_DATABASE_URL='litemaas_db' is not a PostgreSQL URL", "postgresql://USER:PASSWORD@"],
         env={"LITEMAAS_DATABASE_URL": "litemaas_db"},
         absent=["'***'"],  # the value is shown, not masked
     ),
