@@ -486,7 +486,7 @@ class Relay:
                 self.name,
             )
             return
-        script = next(r for r in sql.repeatables("litellm") if r.name.split("_", 1)[-1] == "trigger")
+        script = next(r for r in sql.repeatables("litellm") if r.name.endswith("_trigger"))
         try:
             async with lconn.transaction():
                 await lconn.execute(script.sql.encode("utf-8"))
