@@ -11,10 +11,8 @@ import LiteLLM; every other command, and every settings error, starts in a fract
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -257,6 +255,9 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _relay(settings: Settings, args: argparse.Namespace) -> int:
     """Run until SIGTERM/SIGINT: the batch in progress is finished, then exit 0."""
+    import asyncio
+    import signal
+
     from litemaas_hooks.errors import DatabaseUnavailableError, NotInstalledError
     from litemaas_hooks.relay import run_relay
 
@@ -411,7 +412,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure(settings.log_level, secrets, json_lines=settings.json_log_lines)
         collapse_litellm_cost_map_warnings()  # offline, LiteLLM's import would print several
         outcome = _COMMANDS[args.command](settings, args)
-        return asyncio.run(outcome) if asyncio.iscoroutine(outcome) else int(outcome)
+        if isinstance(outcome, int):  # a command without a database (write-shim): no event loop needed
+            return outcome
+        import asyncio
+
+        return int(asyncio.run(outcome))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
