@@ -168,5 +168,10 @@ def test_offline_cost_map_fallback_is_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     cost_map_lines = [line for line in proc.stderr.splitlines() if "cost map" in line.lower()]
-    assert len(cost_map_lines) == 1, proc.stderr
-    assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in cost_map_lines[0]
+    from litellm.litellm_core_utils import get_model_cost_map as fetcher
+
+    if hasattr(fetcher, "_attempt_fetch_sync"):  # 1.108: warns at each attempt; 1.81: falls back silently
+        assert len(cost_map_lines) == 1, proc.stderr
+        assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in cost_map_lines[0]
+    else:
+        assert cost_map_lines == [], proc.stderr
