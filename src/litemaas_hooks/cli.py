@@ -58,6 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     only = install.add_mutually_exclusive_group()
     only.add_argument("--backend-only", action="store_true", help="only the backend (LiteMaaS) database")
     only.add_argument("--litellm-only", action="store_true", help="only the LiteLLM database (trigger, outbox)")
+    install.add_argument(
+        "--print-sql", action="store_true", help="print the whole SQL install would run, per database; apply nothing"
+    )
+    install.add_argument(
+        "--print-grants", action="store_true", help="print the GRANT statements for the relay role; apply nothing"
+    )
+    install.add_argument("--relay-role", default="litemaas_hooks_relay", help="role of the relay (--print-grants)")
+    install.add_argument(
+        "--backend-role", default=None, help="backend role of the relay if not --relay-role (--print-grants)"
+    )
+    install.add_argument(
+        "--litellm-role",
+        action="append",
+        default=[],
+        help="another role that writes LiteLLM's model table (--print-grants; repeatable)",
+    )
 
     backfill = sub.add_parser("backfill", help="bring every LiteLLM model into the backend (one shot)")
     backfill.add_argument("--dry-run", action="store_true", help="print the per-model plan, write nothing")
@@ -153,7 +169,10 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
     from litemaas_hooks.connections import database_kind
     from litemaas_hooks.migrations import apply_migrations
 
-    sides = required_databases(args)
+    both: tuple[Which, ...] = ("backend", "litellm")
+    sides = both[:1] if args.backend_only else both[1:] if args.litellm_only else both
+    if args.print_sql or args.print_grants:
+        return _print_install(args, sides)
     conns = await _open(settings, sides)
     try:
         for side in sides:
@@ -167,6 +186,14 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         for conn in conns.values():
             await conn.close()
+    return EXIT_OK
+
+
+def _print_install(args: argparse.Namespace, sides: tuple[Any, ...]) -> int:
+    from litemaas_hooks.privileges import Roles, render
+
+    roles = Roles(relay=args.relay_role, backend=args.backend_role, litellm_writers=tuple(args.litellm_role))
+    print(render(print_sql=args.print_sql, print_grants=args.print_grants, sides=sides, roles=roles), end="")
     return EXIT_OK
 
 

@@ -3,6 +3,11 @@
 ``connect`` opens one; ``check_database`` then tells whether the URL points at the right kind of
 database (LiteLLM's table on the LiteLLM side, the backend's ``models`` on the backend side), and
 whether ``litemaas-hooks install`` ran there, each failure one sentence naming the variable.
+
+Every connection of ours runs with ``search_path = pg_catalog, pg_temp`` (``pinned``): the queries we
+send name our and LiteLLM's/the backend's objects by schema, and nothing a database user creates in
+``public`` or in a schema of its own name (a ``public.unnest(text[])``, an operator, a ``to_jsonb`` for a
+row type) can take the place of a built-in function while an operator runs ``backfill`` or ``status``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any, Literal
 
 import orjson
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import class_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 
@@ -25,6 +31,20 @@ from litemaas_hooks.settings import Settings
 Which = Literal["backend", "litellm"]
 
 DATABASE_NAMES = {"backend": "the backend (LiteMaaS) database", "litellm": "LiteLLM's database"}
+
+
+PINNED_SEARCH_PATH = "pg_catalog, pg_temp"
+_PIN_OPTION = "-c search_path=pg_catalog,pg_temp"
+
+
+def pinned(dsn: str) -> str:
+    """``dsn`` with ``search_path`` pinned to ``pg_catalog, pg_temp`` for the session (any other
+    ``options`` of the DSN, e.g. a statement_timeout, are kept; a search_path there is overridden)."""
+    try:
+        options = str(conninfo_to_dict(dsn).get("options") or "")
+    except psycopg.ProgrammingError:
+        return dsn  # unparsable: connecting reports it, with the password hidden
+    return make_conninfo(dsn, options=f"{options} {_PIN_OPTION}".strip())
 
 
 def _dumps(value: Any) -> bytes | str:
@@ -70,7 +90,7 @@ async def connect(settings: Settings, which: Which, *, application_name: str = "
     dsn = settings.backend_dsn() if which == "backend" else settings.litellm_dsn()
     try:
         conn = await psycopg.AsyncConnection.connect(
-            dsn, autocommit=True, application_name=application_name, connect_timeout=10
+            pinned(dsn), autocommit=True, application_name=application_name, connect_timeout=10
         )
     except psycopg.Error as exc:
         raise DatabaseUnavailableError(connect_error_message(settings, which, exc)) from None

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from litemaas_hooks import litellm_adapter, sql
 from litemaas_hooks.errors import DecryptError, MappingError
 from litemaas_hooks.mapping import Deployment, check_model_name
-from litemaas_hooks.redaction import is_secret_key
+from litemaas_hooks.redaction import ENV_PREFIX, env_reference_value, is_secret_key
 
 ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
 
@@ -48,11 +48,13 @@ def _json_object(value: Any, what: str, model_id: str) -> dict[str, Any]:
 
 
 def _resolve_env(params: dict[str, Any]) -> dict[str, Any]:
-    """Resolve ``os.environ/NAME`` in api_base, as LiteLLM's router does when it loads a deployment."""
+    """Resolve ``os.environ/NAME`` in api_base, as LiteLLM's router does when it loads a deployment, but
+    only when NAME does not mark a secret (``os.environ/LITELLM_SALT_KEY`` stays the reference text: the
+    catalogue needs no secret, see redaction.env_reference_value)."""
     base = params.get("api_base")
-    if isinstance(base, str) and base.startswith("os.environ/"):
-        resolved = os.environ.get(base.removeprefix("os.environ/"))
-        if resolved:
+    if isinstance(base, str) and base.startswith(ENV_PREFIX):
+        resolved = env_reference_value(base, os.environ)
+        if resolved != base:
             params = {**params, "api_base": resolved}
     return params
 
@@ -121,11 +123,14 @@ async def read_truth(
 ) -> Truth:
     """Every deployment of ``names`` (all names when None), from the table and the config models."""
     truth = Truth()
+    cur0 = await conn.execute(sql.query("litellm", "has_blocked_column"))
+    row0 = await cur0.fetchone()
+    variant = "" if row0 is not None and row0[0] else "_without_blocked"  # LiteLLM 1.81: no blocked column
     async with conn.cursor(row_factory=dict_row) as cur:
         if names is None:
-            await cur.execute(sql.query("litellm", "deployments_all"))
+            await cur.execute(sql.query("litellm", "deployments_all" + variant))
         else:
-            await cur.execute(sql.query("litellm", "deployments_by_name"), {"names": sorted(names)})
+            await cur.execute(sql.query("litellm", "deployments_by_name" + variant), {"names": sorted(names)})
         rows = await cur.fetchall()
     for row in rows:
         name = row.get("model_name")

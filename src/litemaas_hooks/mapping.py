@@ -18,7 +18,7 @@ from typing import Any, Literal
 import orjson
 
 from litemaas_hooks.errors import MappingError
-from litemaas_hooks.redaction import redact_url, strip_credentials
+from litemaas_hooks.redaction import known_secrets, redact_url, scrub_record, strip_credentials
 
 # Column limits of the backend ``models`` table (reference/litemaas-backend.md).
 MAX_ID = 255
@@ -337,4 +337,6 @@ def map_model(name: str, deployments: Sequence[Deployment]) -> ModelRecord:
         deployment_ids=tuple(sorted(d.model_id for d in deployments)),
         all_blocked=all(d.blocked for d in deployments),
     )
-    return record
+    # by value too: a credential (of any deployment of the name, or a secret-named environment variable)
+    # pasted into a field that does not look secret never reaches the backend
+    return scrub_record(record, known_secrets(d.litellm_params for d in deployments))

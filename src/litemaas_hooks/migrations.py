@@ -36,6 +36,10 @@ async def apply_migrations(conn: psycopg.AsyncConnection[Any], side: sql.Side) -
     async with conn.transaction():
         await conn.execute(sql.query("common", "migrations_lock"))
         await conn.execute(sql.query("common", "migrations_bootstrap"))
+        try:
+            await conn.execute(sql.query("common", "migrations_guard").encode("utf-8"))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise MigrationError(f"{side} database: {exc.diag.message_primary}. {exc.diag.message_hint}") from exc
         cur = await conn.execute(sql.query("common", "migrations_applied"), {"side": side})
         applied: dict[int, tuple[str, str]] = {}
         for version, name, digest in await cur.fetchall():

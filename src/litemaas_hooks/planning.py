@@ -146,6 +146,8 @@ def plan_present(record: ModelRecord, current: CurrentRow | None) -> PlannedChan
     """Plan for a name that has deployments in LiteLLM."""
     if current is None:
         return PlannedChange(record.id, "create", record)
+    if not current.from_litellm:  # the backend function leaves such rows alone too
+        return PlannedChange(record.id, "unchanged", message="hand-made backend row (no LiteLLM metadata); left alone")
     changes = diff(record, current)
     return PlannedChange(record.id, "update" if changes else "unchanged", record, changes)
 

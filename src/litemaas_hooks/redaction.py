@@ -1,17 +1,31 @@
 """Keep secrets out of logs, errors and the backend database.
 
 ``strip_credentials`` removes every credential-looking key from LiteLLM params/model_info, as LiteLLM's
-``/model/info`` does (it drops ``api_key`` & co and masks secret-looking keys); ``redact_dsn`` hides the
-password of a PostgreSQL URL or keyword DSN.
+``/model/info`` does (it drops ``api_key`` & co and masks secret-looking keys), and masks credentials
+embedded in URLs (userinfo, ``?sig=``/``code=``/``pwd=``/``api-key=`` and any secret-looking parameter);
+``redact_dsn`` hides the password of a PostgreSQL URL or keyword DSN.
+
+Second line of defence, by value: ``known_secrets`` collects the values that must never leave (the
+deployments' own credentials, LiteLLM's master and salt keys, both database passwords, the value of
+every environment variable whose name marks a secret); ``scrub_record`` replaces them in every field of
+a backend record and ``scrub`` in every log line and error, whatever key or field holds them.
+
+``os.environ/NAME`` references (LiteLLM resolves them for routing) are resolved for the catalogue only
+when ``NAME`` does not mark a secret (``env_reference_value``); otherwise the reference text itself is
+kept, which names the variable and holds no secret.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import orjson
 
 # Exact keys LiteLLM treats as credentials in litellm_params (provider configs, cloud auth, OAuth).
 CREDENTIAL_KEYS: frozenset[str] = frozenset(
@@ -57,6 +71,9 @@ _SECRET_KEY_PARTS: tuple[str, ...] = (
     "signature",
     "cookie",
     "session",
+    "bearer",
+    "jwt",
+    "passphrase",
 )
 
 # Keys that contain a secret-looking part but are known to be harmless metadata.
@@ -86,44 +103,174 @@ def is_secret_key(key: str) -> bool:
     lowered = key.lower()
     if lowered in CREDENTIAL_KEYS:
         return True
-    if lowered in _HARMLESS_KEYS or lowered.endswith(("_per_token", "_token_cost", "_tokens")):
+    if lowered in _HARMLESS_KEYS or _is_token_count_or_cost(lowered):
         return False
     return any(part in lowered for part in _SECRET_KEY_PARTS)
 
 
-def strip_credentials(value: Any) -> Any:
-    """A deep copy of ``value`` without any credential-looking key (at any depth), and with credentials
-    embedded in URLs (``https://user:pw@host``, ``?api-key=...``) masked."""
+def _is_token_count_or_cost(lowered: str) -> bool:
+    """LiteLLM's token limits and prices (``max_output_tokens``, ``input_cost_per_token_above_128k_tokens``,
+    ``cache_read_input_token_cost``), not ``api_tokens`` or ``access_tokens``."""
+    if "cost" in lowered or "per_token" in lowered:
+        return True
+    return lowered.endswith("_tokens") and lowered.startswith(("max_", "min_", "num_", "context_"))
+
+
+# Query/fragment parameter names that carry a credential in URLs although they do not look like one:
+# Azure Storage SAS (sig), Azure Functions (code), ODBC-style passwords (pwd, pass), signed URLs.
+_SECRET_QUERY_KEYS: frozenset[str] = frozenset(
+    {
+        "sig",
+        "code",
+        "pwd",
+        "pass",
+        "passwd",
+        "apikey",
+        "key",
+        "sas",
+        "jwt",
+        "bearer",
+        "x-amz-signature",
+        "x-goog-signature",
+        "signature",
+        "access_token",
+        "id_token",
+        "refresh_token",
+        "client_secret",
+    }
+)
+
+
+def is_secret_query_key(key: str) -> bool:
+    """True when a URL query/fragment parameter name carries (or may carry) a credential."""
+    lowered = key.lower().strip()
+    return lowered in _SECRET_QUERY_KEYS or is_secret_key(lowered)
+
+
+# Parts of an environment variable's name that mark its value as a secret.
+_SECRET_ENV_PARTS: tuple[str, ...] = (
+    "KEY",
+    "SECRET",
+    "TOKEN",
+    "PASSWORD",
+    "PASSWD",
+    "PWD",
+    "SALT",
+    "CREDENTIAL",
+    "AUTH",
+    "SIGNATURE",
+    "COOKIE",
+    "SESSION",
+    "PRIVATE",
+    "CERT",
+    "DATABASE_URL",
+    "DSN",
+    "CONNECTION_STRING",
+    "SAS",
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def is_secret_env_name(name: str) -> bool:
+    """True when an environment variable's name marks its value as a secret (``LITELLM_SALT_KEY``,
+    ``OPENAI_API_KEY``, ``DATABASE_URL``, ``AZURE_SAS``...)."""
+    upper = name.upper()
+    return any(part in upper for part in _SECRET_ENV_PARTS)
+
+
+ENV_PREFIX = "os.environ/"
+
+
+def env_reference_value(value: str, environ: Mapping[str, str] | None = None) -> str:
+    """What the catalogue keeps for ``os.environ/NAME``: the variable's value when NAME does not mark a
+    secret (URLs still get their credentials masked later), else the reference text itself."""
+    if not value.startswith(ENV_PREFIX):
+        return value
+    name = value.removeprefix(ENV_PREFIX)
+    if not name or is_secret_env_name(name):
+        return value
+    resolved = (os.environ if environ is None else environ).get(name)
+    return resolved if resolved else value
+
+
+def strip_credentials(value: Any, secrets: frozenset[str] = frozenset()) -> Any:
+    """A deep copy of ``value`` without any credential-looking key (at any depth), with credentials
+    embedded in URLs (``https://user:pw@host``, ``https://TOKEN@host``, ``?sig=...``) masked, and every
+    string holding one of ``secrets`` masked."""
     if isinstance(value, Mapping):
-        return {str(k): strip_credentials(v) for k, v in value.items() if not is_secret_key(str(k))}
+        return {
+            str(k): strip_credentials(v, secrets)
+            for k, v in value.items()
+            if not is_secret_key(str(k)) and not _holds_secret(str(k), secrets)
+        }
     if isinstance(value, list | tuple):
-        return [strip_credentials(v) for v in value]
-    if isinstance(value, str) and "://" in value:
-        return redact_url(value)
+        return [strip_credentials(v, secrets) for v in value]
+    if isinstance(value, str):
+        out = redact_url(value) if "://" in value else value
+        return mask_values(out, secrets) if secrets else out
     return value
 
 
+def _holds_secret(text: str, secrets: frozenset[str]) -> bool:
+    return any(secret in text for secret in secrets)
+
+
+def mask_values(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret value (longest first) replaced by ``***``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+_SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)")
+
+
+def _split_userinfo(rest: str) -> tuple[str | None, str]:
+    """``user:pw@host/...`` -> (``user:pw``, ``host/...``). Tolerates what urlsplit does not: a ``#``,
+    ``?`` or ``/`` inside an unencoded password. An ``@`` after a path without ``:`` is not userinfo."""
+    first_at = rest.find("@")
+    if first_at < 0:
+        return None, rest
+    before = rest[:first_at]
+    if "/" in before and ":" not in before.split("/", 1)[0] and "?" not in before and "#" not in before:
+        return None, rest  # e.g. host/path@version
+    slash = rest.find("/", first_at)
+    region = rest if slash < 0 else rest[:slash]
+    last_at = region.rfind("@")
+    return rest[:last_at], rest[last_at + 1 :]
+
+
+def _mask_params(text: str) -> str:
+    pairs = parse_qsl(text, keep_blank_values=True)
+    if not any(is_secret_query_key(k) for k, _ in pairs):
+        return text
+    return urlencode([(k, "***" if is_secret_query_key(k) else v) for k, v in pairs], safe="*/:")
+
+
 def redact_url(url: str) -> str:
-    """``url`` with a userinfo password and secret-looking query parameter values replaced by ``***``."""
-    if "://" not in url:
-        return url
+    """``url`` with its userinfo masked (``user:***@`` with a password, ``***@`` for a bare token) and the
+    values of credential query/fragment parameters replaced by ``***``."""
+    m = _SCHEME.match(url)
+    if m is None:
+        return redact_dsn(url) if "://" in url else url
+    scheme, rest = m["scheme"], url[m.end() :]
+    userinfo, rest = _split_userinfo(rest)
+    masked_userinfo = None
+    if userinfo is not None:
+        user, sep, _ = userinfo.partition(":")
+        masked_userinfo = f"{user}:***" if sep else "***"
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(scheme + rest)
     except ValueError:
-        return redact_dsn(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else netloc
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(is_secret_key(k) for k, _ in pairs):
-            query = urlencode([(k, "***" if is_secret_key(k) else v) for k, v in pairs], safe="*")
-    if netloc == parts.netloc and query == parts.query:
+        base = scheme + (f"{masked_userinfo}@" if masked_userinfo is not None else "") + rest
+        return redact_dsn(base)
+    query = _mask_params(parts.query) if parts.query else parts.query
+    fragment = _mask_params(parts.fragment) if "=" in parts.fragment else parts.fragment
+    netloc = parts.netloc if masked_userinfo is None else f"{masked_userinfo}@{parts.netloc}"
+    if masked_userinfo is None and query == parts.query and fragment == parts.fragment:
         return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@")
@@ -138,10 +285,157 @@ def redact_dsn(dsn: str) -> str:
     return _QUERY_PASSWORD.sub(lambda m: f"{m['k']}***", out)
 
 
-def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every occurrence of the given secret values (and URL passwords) in ``text``."""
-    out = redact_dsn(text)
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            out = out.replace(secret, "***")
+_MIN_SECRET_LENGTH = 4
+
+
+def _with_parts(secret: str) -> list[str]:
+    """A secret plus the password inside it when it is a URL or keyword DSN (a password alone shows up
+    in some server messages)."""
+    out = [secret]
+    if "://" in secret:
+        m = _SCHEME.match(secret)
+        userinfo, _ = _split_userinfo(secret[m.end() :]) if m else (None, secret)
+        if userinfo is not None:
+            _, sep, password = userinfo.partition(":")
+            out.append(password if sep else userinfo)
+            out.append(unquote(password if sep else userinfo))
+    for kv in re.finditer(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", secret, re.IGNORECASE):
+        out.append(kv.group(1).strip("'"))
+    return [s for s in out if len(s) >= _MIN_SECRET_LENGTH]
+
+
+def environment_secrets(environ: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The values of every environment variable whose name marks a secret (and the passwords of URLs in
+    any variable): LITELLM_MASTER_KEY, LITELLM_SALT_KEY, DATABASE_URL, OPENAI_API_KEY, ...
+    For the process environment the result is cached until the environment changes."""
+    if environ is not None:
+        return _environment_secrets(environ)
+    raw = getattr(os.environ, "_data", None)  # CPython: a plain dict, compared in C (µs)
+    if not isinstance(raw, dict):
+        return _environment_secrets(os.environ)
+    snapshot = tuple(raw.items())
+    cached = _ENV_CACHE.get("env")
+    if cached is not None and cached[0] == snapshot:
+        return cached[1]
+    value = _environment_secrets(os.environ)
+    _ENV_CACHE["env"] = (snapshot, value)
+    return value
+
+
+_ENV_CACHE: dict[str, tuple[tuple[Any, ...], frozenset[str]]] = {}
+
+
+def _environment_secrets(env: Mapping[str, str]) -> frozenset[str]:
+    out: set[str] = set()
+    for name, value in env.items():
+        if not value:
+            continue
+        if is_secret_env_name(name):
+            out.update(_with_parts(value))
+        elif "://" in value and "@" in value:
+            out.update(_with_parts(value)[1:])
+    return frozenset(out)
+
+
+def deployment_secrets(litellm_params: Mapping[str, Any]) -> set[str]:
+    """Every string value under a credential-looking key of one deployment's params (any depth)."""
+    out: set[str] = set()
+
+    def walk(value: Any, *, secret: bool) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, secret=secret or is_secret_key(str(k)))
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v, secret=secret)
+        elif (
+            secret and isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH and not value.startswith(ENV_PREFIX)
+        ):
+            out.update(_with_parts(value))
+
+    walk(litellm_params, secret=False)
     return out
+
+
+def known_secrets(params: Iterable[Mapping[str, Any]] = (), extra: Iterable[str | None] = ()) -> frozenset[str]:
+    """Every secret value that must never leave: the given deployments' credentials, ``extra`` (e.g.
+    Settings.secrets()) and the secret-named environment variables."""
+    env = environment_secrets()
+    out: set[str] = set()
+    for p in params:
+        out |= deployment_secrets(p)
+    for secret in extra:
+        if secret:
+            out.update(_with_parts(secret))
+    if not out:
+        return env
+    return env | frozenset(s for s in out if len(s) >= _MIN_SECRET_LENGTH)
+
+
+R = TypeVar("R")
+
+
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_safe(secret: str) -> bool:
+    """True when JSON writes ``secret`` as it is (no escaped character)."""
+    return _JSON_ESCAPED.search(secret) is None
+
+
+_PLAIN = (bool, int, float, tuple, list, str, bytes)
+
+
+@functools.lru_cache(maxsize=64)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def scrub_record(record: R, secrets: frozenset[str]) -> R:
+    """A dataclass record with every secret value masked in each of its string and JSON fields."""
+    if not secrets or not dataclasses.is_dataclass(record) or isinstance(record, type):
+        return record
+    values = {name: getattr(record, name) for name in _field_names(type(record))}
+    strings: list[str] = []
+    mappings: list[Mapping[str, Any]] = []
+    for v in values.values():
+        if type(v) is str:
+            strings.append(v)
+        elif isinstance(v, dict) or (v is not None and not isinstance(v, _PLAIN) and isinstance(v, Mapping)):
+            mappings.append(v)
+    # fast path (the common case): one text holding every field, no secret in it
+    if all(_json_safe(secret) for secret in secrets):
+        try:
+            text = (
+                "\x00".join(strings)
+                + "\x00"
+                + orjson.dumps(mappings, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+            )
+        except (TypeError, orjson.JSONEncodeError):
+            text = None
+        if text is not None and not any(secret in text for secret in secrets):
+            return record
+    ordered = sorted(secrets, key=len, reverse=True)
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, str):
+            masked: Any = mask_values(value, ordered)
+        elif isinstance(value, Mapping):
+            masked = strip_credentials(value, secrets)
+        else:
+            continue
+        if masked != value:
+            changes[name] = masked
+    return dataclasses.replace(record, **changes) if changes else record
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every occurrence of the given secret values, of the secret-named environment variables'
+    values and of URL passwords in ``text``."""
+    out = redact_dsn(text)
+    values: set[str] = set(environment_secrets())
+    for secret in secrets:
+        if secret:
+            values.update(_with_parts(secret))
+    return mask_values(out, [v for v in values if len(v) >= _MIN_SECRET_LENGTH])

@@ -49,7 +49,7 @@ import psycopg
 
 from litemaas_hooks import litellm_adapter, outbox, sql
 from litemaas_hooks.backoff import Backoff
-from litemaas_hooks.connections import connect_error_message, first_line, use_fast_json
+from litemaas_hooks.connections import connect_error_message, first_line, pinned, use_fast_json
 from litemaas_hooks.errors import DatabaseUnavailableError, LiteMaaSHooksError
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
@@ -193,7 +193,7 @@ class Relay:
     async def _connect(self, dsn: str, which: Literal["backend", "litellm"]) -> psycopg.AsyncConnection[Any]:
         try:
             conn = await psycopg.AsyncConnection.connect(
-                dsn, application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
+                pinned(dsn), application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
             )
         except psycopg.OperationalError as exc:  # one line naming the database and its variable
             raise DatabaseUnavailableError(connect_error_message(self.settings, which, exc)) from None
@@ -486,10 +486,19 @@ class Relay:
                 self.name,
             )
             return
-        script = next(r for r in sql.repeatables("litellm") if r.name.endswith("_trigger"))
+        # the trigger function (its body follows the table's columns) and the trigger itself
+        scripts = [r for r in sql.repeatables("litellm") if r.name.endswith(("record_model_event", "trigger"))]
         try:
             async with lconn.transaction():
-                await lconn.execute(script.sql.encode("utf-8"))
+                for script in scripts:
+                    if script.name.endswith("record_model_event"):
+                        try:
+                            async with lconn.transaction():
+                                await lconn.execute(script.sql.encode("utf-8"))
+                        except psycopg.errors.InsufficientPrivilege:
+                            pass  # owned by the installer (plugin mode: LiteLLM's role); the body copes
+                        continue
+                    await lconn.execute(script.sql.encode("utf-8"))
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise
         except psycopg.Error as exc:
@@ -503,6 +512,11 @@ class Relay:
                     self._scrub(exc.diag.message_primary or str(exc)),
                 )
                 self._trigger_warned = True
+            return
+        if not (await outbox.trigger_state(lconn)).ok:
+            # LiteLLM's table was locked (an open LiteLLM transaction): the script gave up after its
+            # short lock_timeout rather than make LiteLLM wait; the next check retries
+            log.info("%s: the outbox trigger is missing; LiteLLM's table is busy, retrying later", self.name)
             return
         self._trigger_warned = False
         log.warning("%s: the outbox trigger was missing or disabled; re-installed it", self.name)

@@ -74,14 +74,17 @@ def _usage_cell(sub: argparse.ArgumentParser) -> str:
     return "`" + usage.replace("|", "\\|") + "`"
 
 
-def _words(sub: argparse.ArgumentParser) -> set[str]:
-    """Every long option and every positional's metavar of a subcommand."""
+def _words(sub: argparse.ArgumentParser, *, option_values: bool = False) -> set[str]:
+    """Every long option and every positional's metavar of a subcommand (and with ``option_values``
+    the metavars of options' values too, which a row may show but need not)."""
     out: set[str] = set()
     for action in sub._actions:
         if isinstance(action, argparse._HelpAction):
             continue
         if action.option_strings:
             out.update(o for o in action.option_strings if o.startswith("--"))
+            if option_values and action.nargs != 0:
+                out.add(str(action.metavar or action.dest).upper())
         else:
             out.add(str(action.metavar or action.dest).upper())
     return out
@@ -100,7 +103,7 @@ def test_command_table_matches_help() -> None:
             problems.append(f"add the row:  | {_usage_cell(sub)} | <what it does> | <exit codes> |")
             continue
         written = set(re.findall(r"--[a-z][a-z0-9-]*", rows[name])) | set(re.findall(r"\b[A-Z][A-Z_]+\b", rows[name]))
-        missing, extra = _words(sub) - written, written - _words(sub)
+        missing, extra = _words(sub) - written, written - _words(sub, option_values=True)
         if missing or extra:
             what = "; ".join(
                 part

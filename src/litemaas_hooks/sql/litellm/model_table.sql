@@ -1,27 +1,48 @@
 -- Reads of LiteLLM's own model table (owned by LiteLLM; we only ever read it).
--- `blocked` is read through to_jsonb: LiteLLM 1.81's schema has no such column.
+-- Only named columns of built-in types are read, never whole rows: to_jsonb(t) would call casts the
+-- table's owner may define for column types of its own, with the privileges of whoever runs the query.
+-- LiteLLM 1.81's schema has no `blocked` column: the *_without_blocked variants read it as false
+-- (litellm_source asks `has_blocked_column` first).
+
+-- name: has_blocked_column
+SELECT EXISTS (
+    SELECT 1 FROM pg_catalog.pg_attribute AS a
+    WHERE a.attrelid = pg_catalog.to_regclass('public."LiteLLM_ProxyModelTable"')
+      AND a.attname = 'blocked' AND a.attnum > 0 AND NOT a.attisdropped
+)
 
 -- name: deployments_all
 SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
-       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked
+       coalesce(t.blocked::text::boolean, false) AS blocked
+FROM public."LiteLLM_ProxyModelTable" AS t
+ORDER BY t.model_name, t.model_id
+
+-- name: deployments_all_without_blocked
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at, false AS blocked
 FROM public."LiteLLM_ProxyModelTable" AS t
 ORDER BY t.model_name, t.model_id
 
 -- name: deployments_by_name
 SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at,
-       coalesce((to_jsonb(t) ->> 'blocked')::boolean, false) AS blocked
+       coalesce(t.blocked::text::boolean, false) AS blocked
 FROM public."LiteLLM_ProxyModelTable" AS t
 -- a join, not `model_name = ANY (...)`: LiteLLM has no index on model_name; this stays one hash join
-JOIN (SELECT DISTINCT x FROM unnest(%(names)s::text[]) AS x) AS wanted (name) ON t.model_name = wanted.name
+JOIN (SELECT DISTINCT x FROM pg_catalog.unnest(%(names)s::text[]) AS x) AS wanted (name) ON t.model_name = wanted.name
+ORDER BY t.model_name, t.model_id
+
+-- name: deployments_by_name_without_blocked
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.updated_at, false AS blocked
+FROM public."LiteLLM_ProxyModelTable" AS t
+JOIN (SELECT DISTINCT x FROM pg_catalog.unnest(%(names)s::text[]) AS x) AS wanted (name) ON t.model_name = wanted.name
 ORDER BY t.model_name, t.model_id
 
 -- name: model_names
 SELECT DISTINCT t.model_name
 FROM public."LiteLLM_ProxyModelTable" AS t
-WHERE t.model_name IS NOT NULL AND btrim(t.model_name) <> ''
+WHERE t.model_name IS NOT NULL AND pg_catalog.btrim(t.model_name) <> ''
 
 -- name: nameless_deployments
 SELECT t.model_id
 FROM public."LiteLLM_ProxyModelTable" AS t
-WHERE t.model_name IS NULL OR btrim(t.model_name) = ''
+WHERE t.model_name IS NULL OR pg_catalog.btrim(t.model_name) = ''
 ORDER BY t.model_id

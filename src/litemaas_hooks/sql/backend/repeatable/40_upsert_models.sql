@@ -8,6 +8,9 @@
 -- Availability: 'available' on insert; set back to 'available' only when the sync itself hid the
 -- model (retired or every deployment blocked) or when the deployment the row described is gone and
 -- another one now serves the name; otherwise an admin's choice is kept.
+-- A hand-made row (no litellm_model_id, no LiteLLM metadata: not written by a sync) is never touched,
+-- whatever the caller passes (outcome 'unchanged'): the relay's role cannot repoint it.
+-- SECURITY DEFINER, owned by the owner of public.models (90_privileges.sql).
 CREATE OR REPLACE FUNCTION litemaas_hooks.upsert_models_v1(p_models jsonb)
 RETURNS TABLE (model_id text, outcome text)
 LANGUAGE plpgsql SECURITY DEFINER
@@ -43,7 +46,9 @@ BEGIN
                    ELSE m.availability
                END AS new_availability,
                (m.id IS NULL OR m.availability IS DISTINCT FROM 'unavailable') AS was_available,
-               h.reason AS hidden_reason
+               h.reason AS hidden_reason,
+               (m.id IS NULL OR m.litellm_model_id IS NOT NULL
+                OR coalesce(m.metadata ? 'litellm_model_info' OR m.metadata ? 'litellm_params', false)) AS owned
         FROM input AS i
         LEFT JOIN public.models AS m ON m.id = i.id
         LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = i.id
@@ -65,6 +70,7 @@ BEGIN
                d.new_availability, d.version, coalesce(d.metadata, '{}'::jsonb), d.api_base,
                d.tpm, d.rpm, d.max_tokens, d.litellm_model_id, d.backend_model_name
         FROM desired AS d
+        WHERE d.owned
         ON CONFLICT (id) DO UPDATE SET
             name = EXCLUDED.name,
             provider = EXCLUDED.provider,
@@ -108,14 +114,14 @@ BEGIN
     hide AS (
         INSERT INTO litemaas_hooks.hidden_models AS h (model_id, reason)
         SELECT d.id, 'blocked' FROM desired AS d
-        WHERE d.all_blocked AND d.was_available AND d.hidden_reason IS NULL
+        WHERE d.owned AND d.all_blocked AND d.was_available AND d.hidden_reason IS NULL
         ON CONFLICT (model_id) DO NOTHING
         RETURNING h.model_id
     ),
     unhide AS (
         DELETE FROM litemaas_hooks.hidden_models AS h
         USING desired AS d
-        WHERE h.model_id = d.id AND NOT coalesce(d.all_blocked, false)
+        WHERE h.model_id = d.id AND d.owned AND NOT coalesce(d.all_blocked, false)
         RETURNING h.model_id
     )
     SELECT d.id,

@@ -4,6 +4,11 @@
 -- Soft retire, in the caller's transaction: availability -> 'unavailable'; with p_cascade, active
 -- subscriptions -> 'inactive', the model's api_key_models rows deleted, active keys left with no
 -- model deactivated; one audit_logs row. Idempotent: a model already retired by us is left alone.
+-- What the caller (the relay's role, through EXECUTE alone) can do with it, and no more: retire a row
+-- a sync wrote (litellm_model_id set, or LiteLLM metadata), never a hand-made one; record an admin-hidden
+-- model as retired never (so a later upsert cannot make it available again); write an audit row only
+-- for a retire it really made, with one of the known reasons (no free text in audit_logs).
+-- SECURITY DEFINER, owned by the owner of public.models (90_privileges.sql).
 CREATE OR REPLACE FUNCTION litemaas_hooks.retire_model_v1(p_model_id text, p_cascade boolean, p_reason text)
 RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER
@@ -16,10 +21,30 @@ DECLARE
     v_keys integer := 0;
     v_key_ids uuid[];
     v_counts jsonb;
+    v_from_litellm boolean;
 BEGIN
-    SELECT m.availability INTO v_availability FROM public.models AS m WHERE m.id = p_model_id FOR UPDATE;
+    IF p_reason IS NULL OR p_reason NOT IN ('no deployment of this model_name is left in LiteLLM') THEN
+        RAISE EXCEPTION USING
+            MESSAGE = 'litemaas_hooks.retire_model_v1: unknown reason (audit rows only carry known reasons)',
+            ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT m.availability,
+           m.litellm_model_id IS NOT NULL
+               OR coalesce(m.metadata ? 'litellm_model_info' OR m.metadata ? 'litellm_params', false)
+      INTO v_availability, v_from_litellm
+    FROM public.models AS m WHERE m.id = p_model_id FOR UPDATE;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('found', false, 'retired', false);
+    END IF;
+    IF NOT v_from_litellm THEN
+        -- hand-made row: not the sync's to retire
+        RETURN jsonb_build_object('found', true, 'retired', false, 'hand_made', true);
+    END IF;
+    IF v_availability = 'unavailable' AND NOT EXISTS (
+        SELECT 1 FROM litemaas_hooks.hidden_models AS h WHERE h.model_id = p_model_id
+    ) THEN
+        -- hidden by an admin: stays the admin's (no hidden_models row, no cascade, no audit row)
+        RETURN jsonb_build_object('found', true, 'retired', false, 'admin_hidden', true);
     END IF;
     IF EXISTS (SELECT 1 FROM litemaas_hooks.hidden_models AS h
                WHERE h.model_id = p_model_id AND h.reason = 'retired') THEN
