@@ -57,6 +57,8 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     die "running as root but OS user 'postgres' is missing (PostgreSQL refuses to run as root): apt-get install -y postgresql"
 fi
 
+bash scripts/install-deploy-tools.sh  # checkers of deploy/ and images/ in their own venv (tests/deploy)
+
 # -- 2. virtualenv ---------------------------------------------------------------------------------
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (Python >= 3.11 is required)"
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \

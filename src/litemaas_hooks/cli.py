@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="another role that writes LiteLLM's model table (--print-grants; repeatable)",
     )
+    install.add_argument(
+        "--wait-for-litellm",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for both databases and their tables (LiteLLM's, the backend's models)",
+    )
 
     backfill = sub.add_parser("backfill", help="bring every LiteLLM model into the backend (one shot)")
     backfill.add_argument("--dry-run", action="store_true", help="print the per-model plan, write nothing")
@@ -99,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
         "write-shim", help="write litemaas_hooks.py next to LiteLLM's config.yaml (needed by LiteLLM 1.81)"
     )
     shim.add_argument("config_dir", metavar="DIR", help="the directory that holds LiteLLM's config.yaml")
+
+    uninstall = sub.add_parser(
+        "uninstall", help="remove the trigger, functions and schemas of litemaas-hooks (backend rows stay)"
+    )
+    uninstall_only = uninstall.add_mutually_exclusive_group()
+    uninstall_only.add_argument("--backend-only", action="store_true", help="only the backend (LiteMaaS) database")
+    uninstall_only.add_argument("--litellm-only", action="store_true", help="only the LiteLLM database")
+    uninstall.add_argument("--dry-run", action="store_true", help="print the SQL, connect to nothing")
+    uninstall.add_argument("--yes", action="store_true", help="really uninstall (required unless --dry-run)")
 
     demo = sub.add_parser("demo", help="run everything against a throwaway local PostgreSQL")
     demo.add_argument("--no-live", action="store_true", help="skip the live relay part of the demo")
@@ -173,6 +189,10 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
     sides = both[:1] if args.backend_only else both[1:] if args.litellm_only else both
     if args.print_sql or args.print_grants:
         return _print_install(args, sides)
+    if args.wait_for_litellm > 0:  # the deploy Job: wait for LiteLLM's (and the backend's) tables first
+        from litemaas_hooks.wait_tables import wait_for_tables
+
+        await wait_for_tables(settings, args.wait_for_litellm, sides)
     conns = await _open(settings, sides)
     try:
         for side in sides:
@@ -286,7 +306,7 @@ async def _relay(settings: Settings, args: argparse.Namespace) -> int:
     import signal
 
     from litemaas_hooks.errors import DatabaseUnavailableError, NotInstalledError
-    from litemaas_hooks.relay import run_relay
+    from litemaas_hooks.probes import run_relay_with_probes
 
     try:  # a wrong URL is a mistake to report now; an outage or a missing install is waited out
         conns = await _open(settings, ("litellm", "backend"), installed=("litellm", "backend"))
@@ -308,7 +328,7 @@ async def _relay(settings: Settings, args: argparse.Namespace) -> int:
     for sig in signals:
         loop.add_signal_handler(sig, request_stop, sig.name)
     try:
-        await run_relay(settings, stop=stop)
+        await run_relay_with_probes(settings, stop=stop)
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
@@ -366,6 +386,12 @@ def _write_shim(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _uninstall(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.uninstall import run_command
+
+    return await run_command(settings, args)
+
+
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     try:
         from litemaas_hooks_sandbox.demo import run_demo
@@ -385,6 +411,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Any]] = {
     "status": _status,
     "replay": _replay,
     "write-shim": _write_shim,
+    "uninstall": _uninstall,
     "demo": _demo,
 }
 

@@ -47,7 +47,7 @@ from typing import Any, Literal, Protocol
 
 import psycopg
 
-from litemaas_hooks import litellm_adapter, outbox, sql
+from litemaas_hooks import litellm_adapter, metrics, outbox, sql
 from litemaas_hooks.backoff import Backoff
 from litemaas_hooks.connections import connect_error_message, first_line, pinned, use_fast_json
 from litemaas_hooks.errors import DatabaseUnavailableError, LiteMaaSHooksError
@@ -171,6 +171,7 @@ class Relay:
             max_delay_seconds=settings.reconnect_max_seconds,
         )
         self.stats = RelayStats()
+        self.observe = metrics.Observer()  # Prometheus series + what /readyz reads
         self.ready = asyncio.Event()  # set after each successful connect + first drain (tests, status)
         self._next_housekeeping = 0.0
         self._next_reconcile_check = 0.0
@@ -228,6 +229,7 @@ class Relay:
             except Exception as exc:
                 self.stats.connected = False
                 self.ready.clear()
+                self.observe.disconnected()
                 self.stats.reconnects += 1
                 self.stats.last_error = self._describe(exc)
                 delay = self._backoff.next_delay()
@@ -246,8 +248,10 @@ class Relay:
     async def _session(self, litellm_dsn: str, backend_dsn: str, stop: asyncio.Event) -> None:
         lconn = await self._connect(litellm_dsn, "litellm")
         async with lconn:
+            self.observe.connected_to("litellm")
             bconn = await self._connect(backend_dsn, "backend")
             async with bconn:
+                self.observe.connected_to("backend")
                 await self._start(lconn)
                 self.stats.sessions += 1
                 self.stats.connected = True
@@ -266,6 +270,7 @@ class Relay:
                     await self._drain(lconn, bconn)
                     await self._maybe_full_reconcile(lconn, bconn)
         self.stats.connected = False
+        self.observe.disconnected(reconnect=False)
 
     async def _start(self, lconn: psycopg.AsyncConnection[Any]) -> None:
         state = await outbox.trigger_state(lconn)
@@ -282,6 +287,7 @@ class Relay:
         if given_back:
             log.info("%s: gave back %d claimed events after reconnecting", self.name, given_back)
         await self._recover(lconn)
+        await self.observe.refresh(lconn)
         self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
 
     async def _timeout(self, lconn: psycopg.AsyncConnection[Any]) -> float:
@@ -313,6 +319,7 @@ class Relay:
     async def _housekeeping(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
         await outbox.ping(bconn)  # find out now, not with the next event, that the backend went away
         await self._recover(lconn)
+        await self.observe.refresh(lconn)
         self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
 
     async def _recover(self, lconn: psycopg.AsyncConnection[Any]) -> None:
@@ -378,6 +385,7 @@ class Relay:
         self.stats.batches += 1
         self.stats.events_applied += len(done)
         self.stats.last_batch_seconds = elapsed
+        self.observe.batch(applied=len(done), seconds=elapsed, outcomes=report.outcomes)
         changed = {n: o.action for n, o in report.outcomes.items() if o.action in {"created", "updated", "retired"}}
         log.log(
             logging.INFO if changed or errors else logging.DEBUG,
@@ -412,6 +420,7 @@ class Relay:
             retry_max_seconds=self.settings.retry_max_seconds,
         )
         self.stats.events_failed += len(results)
+        self.observe.failed(results)
         for r in results:
             if r.status == "dead":
                 self.stats.events_dead += 1
@@ -459,11 +468,13 @@ class Relay:
                 raise
             except Exception as exc:
                 log.exception("%s: full reconcile failed: %s", self.name, self._describe(exc))
+                self.observe.full_reconcile(ok=False)
                 return
             summary = self._scrub(report.summary())
             await outbox.reconcile_finished(lconn, runner=self.worker_id, summary=summary)
             self.stats.full_reconciles += 1
             failed = report.failed_names()
+            self.observe.full_reconcile(ok=not failed, outcomes=report.outcomes)
             log.log(
                 logging.WARNING if failed else logging.INFO,
                 "%s: full reconcile: %s%s",

@@ -161,6 +161,9 @@ class Settings:
     )
     log_format: str = Field(default="text", alias="LITEMAAS_HOOKS_LOG_FORMAT", choices=("text", "json"))
     json_logs: bool = Field(default=False, alias="JSON_LOGS")
+    # standalone relay only (probes.py): /healthz, /readyz, /metrics; 0 = off (the relay image sets 9464)
+    http_port: int = Field(default=0, ge=0, le=65535, alias="LITEMAAS_HOOKS_HTTP_PORT")
+    http_host: str = Field(default="0.0.0.0", alias="LITEMAAS_HOOKS_HTTP_HOST")  # noqa: S104 (a pod's probes)
 
     def __init__(self, **values: Any) -> None:
         """Values by field name, already parsed (``load_settings`` parses the environment)."""

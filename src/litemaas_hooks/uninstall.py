@@ -1,0 +1,134 @@
+"""``litemaas-hooks uninstall``: remove everything of ours from both databases, nothing of theirs.
+
+LiteLLM database: the trigger ``litemaas_hooks_model_events`` on ``public."LiteLLM_ProxyModelTable"``,
+then schema ``litemaas_hooks`` (outbox, reconcile bookkeeping, trigger function, migration records).
+Backend database: schema ``litemaas_hooks`` (the sync functions, ``hidden_models``, migration records).
+
+What stays: every row the sync wrote into the backend's own tables (``models``, the subscriptions it
+deactivated, ``api_key_models`` it removed, ``audit_logs``); LiteLLM's tables and rows. Each database
+is changed in one transaction, under the install lock; it refuses (and changes nothing) when an object
+outside our schema depends on one inside it. Safe to re-run: a database without our objects is a no-op.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import psycopg
+
+from litemaas_hooks import sql
+from litemaas_hooks.errors import MigrationError
+
+Side = Literal["backend", "litellm"]
+
+
+@dataclass(frozen=True)
+class UninstallResult:
+    side: Side
+    pending_discarded: int  # outbox events not yet applied (LiteLLM side)
+
+
+def statements(side: Side) -> list[str]:
+    """The SQL that ``uninstall`` runs on one database, in order (``--dry-run`` prints it)."""
+    out = [sql.query("common", "migrations_lock")]
+    if side == "litellm":
+        out.append(sql.query("litellm", "uninstall_drop_trigger"))
+    out.append(sql.query("common", "uninstall_drop_schema"))
+    return out
+
+
+def script(sides: Iterable[Side]) -> str:
+    """A psql-ready script of every statement, one transaction per database."""
+    parts = []
+    for side in sides:
+        db = (
+            "backend (LiteMaaS) database: LITEMAAS_DATABASE_URL"
+            if side == "backend"
+            else ("LiteLLM database: LITELLM_DATABASE_URL (else DATABASE_URL)")
+        )
+        body = ";\n".join(statements(side))
+        parts.append(f"-- {db}\nBEGIN;\n{body};\nCOMMIT;\n")
+    return "\n".join(parts)
+
+
+async def _pending(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute(sql.query("litellm", "uninstall_outbox_present"))
+    row = await cur.fetchone()
+    if not (row and row[0]):
+        return 0
+    cur = await conn.execute(sql.query("litellm", "uninstall_pending_events"))
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def uninstall(conn: psycopg.AsyncConnection[Any], side: Side) -> UninstallResult:
+    """Run ``statements(side)`` in one transaction; counts the outbox events it discards first."""
+    lock, *rest = statements(side)
+    async with conn.transaction():
+        await conn.execute(lock)
+        pending = await _pending(conn) if side == "litellm" else 0
+        for stmt in rest:
+            try:
+                await conn.execute(stmt.encode("utf-8"))
+            except psycopg.Error as exc:
+                raise MigrationError(
+                    f"uninstall of the {side} database failed, nothing was changed there: "
+                    f"{exc.diag.message_primary or exc}. The role needs to own schema litemaas_hooks "
+                    '(and, on the LiteLLM side, public."LiteLLM_ProxyModelTable"): use the role that ran install.'
+                ) from exc
+    return UninstallResult(side=side, pending_discarded=pending)
+
+
+async def run_command(settings: Any, args: Any) -> int:
+    """``litemaas-hooks uninstall [--backend-only | --litellm-only] [--dry-run] [--yes]``."""
+    from litemaas_hooks.connections import connect
+
+    sides: list[Side] = []
+    if not args.backend_only:
+        sides.append("litellm")  # the trigger first: no new events once the backend functions are gone
+    if not args.litellm_only:
+        sides.append("backend")
+    if args.dry_run:
+        print(script(sides), end="")
+        print(KEEPS, file=sys.stderr)
+        return 0
+    if not args.yes:
+        print(
+            "litemaas-hooks uninstall: refusing without --yes. It drops, in "
+            + " and ".join(_DB[s] for s in sides)
+            + ": "
+            + "; ".join(_WHAT[s] for s in sides)
+            + ". Run with --dry-run to see the SQL.",
+            file=sys.stderr,
+        )
+        return 1
+    for side in sides:
+        conn = await connect(settings, side)
+        try:
+            result = await uninstall(conn, side)
+        finally:
+            await conn.close()
+        extra = ""
+        if result.pending_discarded:
+            extra = (
+                f" ({result.pending_discarded} outbox events were not applied yet: run `litemaas-hooks backfill` "
+                "before uninstalling, or let the backend's own sync catch up)"
+            )
+        print(f"{_DB[side]}: removed {_WHAT[side]}{extra}")
+    print(KEEPS)
+    return 0
+
+
+_DB = {"backend": "backend (LiteMaaS) database", "litellm": "LiteLLM database"}
+_WHAT = {
+    "litellm": 'trigger litemaas_hooks_model_events on public."LiteLLM_ProxyModelTable" and schema litemaas_hooks '
+    "(outbox, trigger function)",
+    "backend": "schema litemaas_hooks (sync functions, hidden-model bookkeeping)",
+}
+KEEPS = (
+    "kept: every row the sync wrote in the backend's own tables (models, subscriptions, api_key_models, "
+    "audit_logs) and all of LiteLLM's tables; remove the plugin callback / relay Deployment as well"
+)
