@@ -57,6 +57,9 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     die "running as root but OS user 'postgres' is missing (PostgreSQL refuses to run as root): apt-get install -y postgresql"
 fi
 
+bash scripts/install-node.sh  # Node.js >= 20: the real LiteMaaS backend code runs in tests
+# -- 1b. headless Chromium for the Admin UI browser tests (Debian package; never a playwright download)
+bash scripts/install-browser.sh
 bash scripts/install-deploy-tools.sh  # checkers of deploy/ and images/ in their own venv (tests/deploy)
 
 # -- 2. virtualenv ---------------------------------------------------------------------------------
@@ -87,9 +90,9 @@ if [ ! -x "$VENV/bin/uv" ]; then
 fi
 log "installing the project (editable, extras test+dev) into $VENV"
 if [ -n "$LITELLM_SPEC" ]; then
-    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e ./sandbox "$LITELLM_SPEC"
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e './sandbox[browser]' "$LITELLM_SPEC"
 else
-    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e ./sandbox
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" -e '.[test,dev]' -e './sandbox[browser]'
 fi
 printf '%s\n' "$want" >"$STAMP"
 log "done"

@@ -3,9 +3,9 @@
 Fixture names are a contract (other test modules use them):
 
 - ``pg_cluster`` (session): a started ``LocalPostgres`` with template databases ``tpl_litellm`` (LiteLLM's
-  real schema from litellm-proxy-extras) and ``tpl_litemaas`` (backend schema fixture); ``tpl_shared``
-  (both schemas, the RHDP "shared database" topology) is built on first use. Templates refuse
-  connections (clone them, never connect to them).
+  real schema from litellm-proxy-extras) and ``tpl_litemaas`` (the LiteMaaS backend's own migrations,
+  run with tsx); ``tpl_shared`` (both schemas, the RHDP "shared database" topology) is built on first
+  use. Templates refuse connections (clone them, never connect to them).
 - ``litellm_dsn`` / ``backend_dsn`` / ``shared_dsn`` (function): a fresh database cloned from the
   matching template (``CREATE DATABASE x TEMPLATE tpl_...``), dropped ``WITH (FORCE)`` after the test.
 - ``master_key`` (session): ``sk-`` + 64 hex chars.

@@ -118,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run everything against a throwaway local PostgreSQL")
     demo.add_argument("--no-live", action="store_true", help="skip the live relay part of the demo")
+    demo.add_argument(
+        "--keep-running", action="store_true", help="leave the sandbox proxy up at the end (Admin UI URL printed)"
+    )
     return parser
 
 
@@ -401,7 +404,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
             "litemaas-hooks (or `pip install -e ./sandbox`)"
         ) from None
 
-    return await run_demo(live=not args.no_live)
+    return await run_demo(live=not args.no_live, keep_running=args.keep_running)
 
 
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Any]] = {

@@ -1,7 +1,7 @@
 """The core engine against real PostgreSQL: install, backfill, reconcile, retire (issue: core sync engine).
 
 LiteLLM rows are built by LiteLLM's own row builder and encryption (tests/helpers.py); the backend is
-the LiteMaaS schema fixture with its real FK and updated_at trigger.
+the LiteMaaS schema made by its own migrations, with its real FK and updated_at trigger.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The embedded PostgreSQL server and the two schema fixtures behave like the real thing."""
+"""The embedded PostgreSQL server and the two schemas (LiteLLM's, the backend's migrations) act like the real thing."""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def test_uninstall_refuses_when_someone_elses_object_depends_on_ours(
     capsys.readouterr()
     assert cli.main(["uninstall", "--yes", "--backend-only"]) == 1
     err = capsys.readouterr().err
-    assert "view public.hidden_report" in err  # schema-qualified: our sessions pin search_path
+    assert "view public.hidden_report" in err  # described under the pinned search_path
     assert "nothing was changed there" in err
     assert execute(bdb, OURS) == [(1,)]
     assert execute(bdb, "SELECT count(*) FROM public.hidden_report") == [(0,)]

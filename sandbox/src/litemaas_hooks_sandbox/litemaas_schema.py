@@ -1,44 +1,28 @@
-"""The LiteMaaS backend schema fixture (``litemaas_schema.sql``, loaded with importlib.resources).
+"""The LiteMaaS backend schema, created by the backend's own migrations (no hand-made fixture).
 
-It reproduces the backend tables litemaas-hooks touches (``models``, ``subscriptions``, ``api_keys``,
-``api_key_models``, ``audit_logs``) and what their foreign keys need (``users`` with the system user,
-``teams``), with the backend's own ``update_updated_at_column()`` function and ``update_*_updated_at``
-triggers. It is idempotent, as the backend's start-up migrations are: applying it again simulates a
-backend restart.
+``apply_litemaas_schema`` runs upstream v0.4.0's ``applyMigrations`` (``backend/src/lib/
+database-migrations.ts``) through :mod:`litemaas_hooks_sandbox.litemaas_backend`: every table, index,
+comment, constraint, trigger and the system user, exactly as a real backend creates them at start-up.
+It is idempotent, as the backend's start-up migrations are: applying it again simulates a backend
+restart.
 """
 
 from __future__ import annotations
 
-import functools
-import time
-from importlib import resources
-
-import psycopg
-
 from litemaas_hooks.errors import MigrationError
 from litemaas_hooks.redaction import redact_dsn
+from litemaas_hooks_sandbox import litemaas_backend
 
-__all__ = ["SYSTEM_USER_ID", "apply_litemaas_schema", "litemaas_schema_sql"]
+__all__ = ["SYSTEM_USER_ID", "apply_litemaas_schema"]
 
+# created by the backend's migrations ("system user for audit trail")
 SYSTEM_USER_ID = "00000000-0000-0000-0000-000000000001"
 
 
-@functools.cache
-def litemaas_schema_sql() -> str:
-    """The fixture's SQL text."""
-    return resources.files(__package__).joinpath("litemaas_schema.sql").read_text(encoding="utf-8")
-
-
 def apply_litemaas_schema(dsn: str) -> float:
-    """Apply the backend schema to database ``dsn`` in one transaction; returns the seconds it took."""
-    started = time.perf_counter()
+    """Run the backend's own migrations on database ``dsn``; returns the seconds they took (the first
+    call of a process also prepares the upstream tree: unpack + cached ``npm ci``)."""
     try:
-        with psycopg.connect(dsn) as conn:
-            # no parameters: the whole script goes as one simple query (DO blocks, $$ bodies and all)
-            conn.execute(litemaas_schema_sql().encode("utf-8"))
-    except psycopg.Error as exc:
-        raise MigrationError(
-            f"applying the LiteMaaS backend schema fixture (litemaas_hooks/embedded/litemaas_schema.sql) "
-            f"to {redact_dsn(dsn)} failed: [{exc.sqlstate}] {str(exc).strip()}"
-        ) from exc
-    return time.perf_counter() - started
+        return litemaas_backend.apply_migrations(dsn)
+    except litemaas_backend.BackendRunnerError as exc:
+        raise MigrationError(f"applying the LiteMaaS backend's migrations to {redact_dsn(dsn)} failed: {exc}") from exc

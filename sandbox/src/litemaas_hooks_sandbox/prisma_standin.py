@@ -43,6 +43,7 @@ Accepted but not enforced: the ``timeout``/``max_wait`` of ``tx()``.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import enum
 import functools
@@ -466,7 +467,18 @@ def _table_meta(
 # --------------------------------------------------------------------------------------------------
 
 
+def _prisma_json_data(value: object) -> tuple[bool, object]:
+    """prisma-client-py's ``prisma.Json`` wrapper (``Json(False)``): (is one, the wrapped value)."""
+    kind = type(value)
+    if kind.__name__ == "Json" and kind.__module__.startswith("prisma") and hasattr(value, "data"):
+        return True, value.data
+    return False, value
+
+
 def _json_default(value: object) -> object:
+    wrapped, data = _prisma_json_data(value)
+    if wrapped:
+        return data
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, dt.datetime | dt.date):
@@ -484,7 +496,11 @@ _dumps: Final = functools.partial(json.dumps, default=_json_default)
 
 
 def _json_value(value: object, where: str) -> object:
-    """Prisma's Json input: a str is JSON text (how LiteLLM passes ``json.dumps(...)``), else a value."""
+    """Prisma's Json input: a str is JSON text (how LiteLLM passes ``json.dumps(...)``), ``prisma.Json(x)``
+    is ``x``, else a value."""
+    wrapped, data = _prisma_json_data(value)
+    if wrapped:
+        return data
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -632,6 +648,13 @@ def _join(parts: Sequence[Fragment], joiner: str, empty: sql.Composable) -> Frag
         params.extend(p)
     combined = sql.SQL(f" {joiner} ").join(sql.SQL("({})").format(q) for q, _ in parts)
     return combined, params
+
+
+def _direction(value: object) -> str:
+    text = str(value.value if isinstance(value, enum.Enum) else value).lower()
+    if text not in ("asc", "desc"):
+        raise UnsupportedPrismaQuery(f"order direction {value!r} is not 'asc' or 'desc'")
+    return text.upper()
 
 
 class _Compiler:
@@ -952,6 +975,29 @@ def _raw_arg(value: object) -> object:
         return Jsonb(value, dumps=_dumps)
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)  # Prisma sends any sequence as a JSON array (a PostgreSQL array for $n::text[])
+    wrapped, data = _prisma_json_data(value)
+    if wrapped:
+        return Jsonb(data, dumps=_dumps)
+    return value
+
+
+def _raw_result(value: object) -> object:
+    """A raw-query value the way prisma-client-py returns it: its engine sends date/time/uuid values as
+    strings (ISO 8601) and ``deserialize_raw_results`` turns only bigint/decimal/json into Python values
+    (decimal into float); LiteLLM's code parses the strings itself."""
+    if isinstance(value, dt.datetime):
+        aware = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+        return aware.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, list):
+        return [_raw_result(v) for v in value]
     return value
 
 
@@ -1251,8 +1297,98 @@ class TableActions:
         rows, _ = await self._db.session.run(sql.SQL("SELECT count(*) AS n FROM ({}) AS s").format(inner), params)
         return int(rows[0]["n"])
 
-    async def group_by(self, *args: Any, **kwargs: Any) -> list[Row]:
-        raise UnsupportedPrismaQuery(f"{self._meta.model}.group_by is not supported")
+    async def group_by(
+        self,
+        by: Sequence[str],
+        *,
+        where: Mapping[str, Any] | None = None,
+        take: int | None = None,
+        skip: int | None = None,
+        order: Any = None,
+        count: Mapping[str, Any] | bool | None = None,
+        sum: Mapping[str, Any] | None = None,  # prisma-client-py's argument names
+        avg: Mapping[str, Any] | None = None,
+        min: Mapping[str, Any] | None = None,
+        max: Mapping[str, Any] | None = None,
+        having: Mapping[str, Any] | None = None,
+    ) -> list[Row]:
+        """prisma-client-py's ``group_by``: one dict per group, ``{field: value, "_sum": {field: n}, ...}``.
+
+        ``count`` takes ``True`` (rows, as ``_count: {"_all": n}``) or ``{field: True, "_all": True}``;
+        ``order`` a field of ``by`` or an aggregate (``{"_sum": {"spend": "desc"}}``), one or a list."""
+        if having:
+            raise UnsupportedPrismaQuery(f"{self._meta.model}.group_by(having=...) is not supported")
+        if not by:
+            raise UnsupportedPrismaQuery(f"{self._meta.model}.group_by needs at least one field in by=[...]")
+        by_cols = [self._meta.column(name) for name in by]
+        selects: list[sql.Composable] = [
+            sql.SQL("{} AS {}").format(sql.Identifier(c.name), sql.Identifier(c.field)) for c in by_cols
+        ]
+        aggregates: list[tuple[str, str, str]] = []  # (prisma key "_sum", field, output alias)
+        specs: dict[str, Mapping[str, Any] | bool | None] = {
+            "_count": count,
+            "_sum": sum,
+            "_avg": avg,
+            "_min": min,
+            "_max": max,
+        }
+        for key, spec in specs.items():
+            if not spec:
+                continue
+            fields = ["_all"] if spec is True else [f for f, on in dict(spec).items() if on]
+            for name in fields:
+                alias = f"{key}__{name}"
+                if name == "_all":
+                    if key != "_count":
+                        raise UnsupportedPrismaQuery(f"group_by {key} of _all is not supported")
+                    expr: sql.Composable = sql.SQL("count(*)")
+                else:
+                    column = sql.Identifier(self._meta.column(name).name)
+                    fn = {"_count": "count", "_sum": "sum", "_avg": "avg", "_min": "min", "_max": "max"}[key]
+                    expr = sql.SQL(fn + "({})").format(column)
+                selects.append(sql.SQL("{} AS {}").format(expr, sql.Identifier(alias)))
+                aggregates.append((key, name, alias))
+        where_sql, params = self._c.where(where)
+        query = sql.SQL("SELECT {} FROM {} WHERE {} GROUP BY {}").format(
+            sql.SQL(", ").join(selects),
+            self._table,
+            where_sql,
+            sql.SQL(", ").join(sql.Identifier(c.name) for c in by_cols),
+        )
+        orders: list[sql.Composable] = []
+        for item in [order] if isinstance(order, Mapping) else list(order or []):
+            for key, direction in item.items():
+                if isinstance(direction, Mapping):  # {"_sum": {"spend": "desc"}}
+                    for name, inner in direction.items():
+                        alias = f"{key}__{name}"
+                        if alias not in {a for _, _, a in aggregates}:
+                            raise UnsupportedPrismaQuery(
+                                f"group_by order on {key}.{name} needs that aggregate selected"
+                            )
+                        orders.append(sql.SQL("{} " + _direction(inner)).format(sql.Identifier(alias)))
+                else:
+                    orders.append(
+                        sql.SQL("{} " + _direction(direction)).format(sql.Identifier(self._meta.column(key).name))
+                    )
+        if orders:
+            query = query + sql.SQL(" ORDER BY ") + sql.SQL(", ").join(orders)
+        if take is not None:
+            query = query + sql.SQL(" LIMIT {}").format(sql.Literal(int(take)))
+        if skip:
+            query = query + sql.SQL(" OFFSET {}").format(sql.Literal(int(skip)))
+        rows, _ = await self._db.session.run(query, params)
+        out: list[Row] = []
+        for row in rows:
+            group: Row = {c.field: _from_db(c, row[c.field]) for c in by_cols}
+            for key, name, alias in aggregates:
+                value = row[alias]
+                if isinstance(value, Decimal):
+                    value = int(value) if value == value.to_integral_value() and key != "_avg" else float(value)
+                elif isinstance(value, dt.datetime):
+                    value = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+                group.setdefault(key, {})[name] = value
+            out.append(group)
+        return out
 
     # ---- writes ----
     async def create(self, data: Mapping[str, Any], include: Mapping[str, Any] | None = None) -> PrismaRecord:
@@ -1458,7 +1594,7 @@ class StandinDB:
     async def query_raw(self, query: str, *args: object, model: object = None) -> list[Row]:
         text, params = translate_raw_query(query, args)
         rows, _ = await self.session.run(text, [_raw_arg(p) for p in params])
-        return rows
+        return [{k: _raw_result(v) for k, v in row.items()} for row in rows]
 
     async def query_first(self, query: str, *args: object, model: object = None) -> Row | None:
         rows = await self.query_raw(query, *args)
@@ -1477,6 +1613,14 @@ class StandinDB:
 
     def is_connected(self) -> bool:
         return not self.session.pool.closed
+
+    @property
+    def engine_generation(self) -> int:
+        """LiteLLM 1.108's ``PrismaWrapper.engine_generation`` (bumped when it replaces its Prisma engine).
+
+        UI-session auth compares it with the generation a key was cached under: without it every request
+        with the Admin UI's session key is 401. This stand-in has no engine to replace: always 0."""
+        return 0
 
     async def connect(self, timeout: object = None) -> None:  # noqa: ASYNC109  # Prisma's signature
         return None
@@ -1525,6 +1669,33 @@ class StandinPrismaClient:
         self.db = db
         self.proxy_logging_obj = proxy_logging_obj
         self.iam_token_db_auth = False
+        # the plain state LiteLLM's own PrismaClient.__init__ sets (1.108: its spend/baseline accounting
+        # queue, the background tasks it stops at shutdown, the engine watchdog's bookkeeping), so its
+        # methods bound to this object find them; there is no Prisma engine process to watch
+        self.token_auth = None
+        self.baseline_accounting_transactions: list[Any] = []
+        self.baseline_accounting_lock = asyncio.Lock()
+        self._db_reconnect_lock = asyncio.Lock()
+        self._db_health_watchdog_task: asyncio.Task[Any] | None = None
+        self._view_setup_task: asyncio.Task[Any] | None = None
+        self._db_last_reconnect_attempt_ts = 0.0
+        self._db_reconnect_cooldown_seconds = 15
+        self._db_read_only_recreate_ts = 0.0
+        self._db_read_only_recreate_streak = 0
+        self._db_health_watchdog_interval_seconds = 30
+        self._db_health_watchdog_enabled = False
+        self._db_health_watchdog_probe_timeout_seconds = 5.0
+        self._db_watchdog_reconnect_timeout_seconds = 30.0
+        self._db_auth_reconnect_timeout_seconds = 2.0
+        self._db_auth_reconnect_lock_timeout_seconds = 0.1
+        self._consecutive_reconnect_failures = 0
+        self._failed_recreate_generations: Mapping[Any, int] = {}
+        self._reconnect_escalation_threshold = 3
+        self._engine_pidfd = -1
+        self._engine_pid = 0
+        self._watching_engine = False
+        self._engine_confirmed_dead = False
+        self._engine_wait_thread: Any = None
 
     @classmethod
     async def connect(

@@ -72,10 +72,15 @@ def insert_rows(dsn: str, rows: Iterable[Mapping[str, Any]]) -> None:
             cur.executemany(_INSERT_BLOCKED, blocked)
 
 
-def seed_samples(dsn: str, *, key: str, api_key: str = "sk-demo-provider-key") -> list[str]:
-    """Store the sample models the way LiteLLM does (encrypted with ``key``); returns their model_ids."""
+def seed_samples(
+    dsn: str, *, key: str, api_key: str = "sk-demo-provider-key", exclude: frozenset[str] = frozenset()
+) -> list[str]:
+    """Store the sample models (but those named in ``exclude``) the way LiteLLM does (encrypted with ``key``);
+    returns their model_ids."""
     rows = [
-        encrypted_row(name, {**params, "api_key": api_key}, dict(info), key=key) for name, params, info in SAMPLE_MODELS
+        encrypted_row(name, {**params, "api_key": api_key}, dict(info), key=key)
+        for name, params, info in SAMPLE_MODELS
+        if name not in exclude
     ]
     insert_rows(dsn, rows)
     return [str(r["model_id"]) for r in rows]

@@ -1,0 +1,153 @@
+"""Coexistence benchmark: our `litemaas-hooks backfill` against the real backend's `syncModels`.
+
+On the same LiteLLM state (1,000 and then 10,000 deployments in LiteLLM's table, served over HTTP by a
+real LiteLLM proxy process of the sandbox), each side fills its own fresh backend database made by the
+backend's own migrations (cold), then runs again on it (warm). Printed per size and run: our process
+wall time, its process wall time (tsx + imports + the call) and its call alone (ModelSyncService.
+syncModels as timed inside the process), rows each wrote, and the ratios its/ours. Targets (process
+against process): ours >= 3x faster at 10,000, not slower at 1,000, 0 rows warm. No timed asserts.
+
+    .venv/bin/python bench/coexist.py [--sizes 1000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import MASTER_KEY, machine, seed
+
+from litemaas_hooks.migrations import apply_migrations
+from litemaas_hooks_sandbox import litemaas_backend
+from litemaas_hooks_sandbox.cluster import LocalPostgres
+from litemaas_hooks_sandbox.litellm_schema import apply_litellm_schema
+from litemaas_hooks_sandbox.litemaas_schema import apply_litemaas_schema
+from litemaas_hooks_sandbox.proxy import SandboxProxy, sandbox_proxy
+
+_SUMMARY = re.compile(r"created (\d+), updated (\d+), unchanged (\d+), retired (\d+)")
+
+
+@dataclass
+class Ours:
+    wall: float
+    written: int
+    engine_seconds: float
+
+
+def our_backfill(litellm_dsn: str, backend_dsn: str) -> Ours:
+    env = {
+        **os.environ,
+        "LITELLM_DATABASE_URL": litellm_dsn,
+        "LITEMAAS_DATABASE_URL": backend_dsn,
+        "LITELLM_MASTER_KEY": MASTER_KEY,
+    }
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "litemaas-hooks"), "backfill", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    match = _SUMMARY.search(done.stdout)
+    if done.returncode != 0 or match is None:
+        raise SystemExit(f"litemaas-hooks backfill failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
+    created, updated, _unchanged, retired = map(int, match.groups())
+    engine = re.search(r"models, ([0-9.]+)s\)", done.stdout)
+    return Ours(wall, created + updated + retired, float(engine.group(1)) if engine else float("nan"))
+
+
+def wait_served(proxy: SandboxProxy, count: int, deadline: float = 600.0) -> float:
+    """Seconds until the proxy's /model/info lists ``count`` deployments."""
+    started = time.monotonic()
+    with proxy.client() as client:
+        client.timeout = httpx.Timeout(300)
+        while True:
+            got = len(client.get("/model/info").json().get("data", []))
+            if got >= count:
+                return time.monotonic() - started
+            if time.monotonic() - started > deadline:
+                raise SystemExit(f"the proxy serves {got} of {count} deployments after {deadline:.0f}s")
+            time.sleep(1.0)
+
+
+def fresh_backend(pg: LocalPostgres, name: str) -> str:
+    pg.create_database(name, template="tpl_backend")
+    dsn = pg.dsn(name)
+
+    async def install() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await apply_migrations(conn, "backend")  # type: ignore[arg-type]
+
+    asyncio.run(install())
+    return dsn
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000", help="deployment counts, comma-separated")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    tree = litemaas_backend.tree()
+    print(f"coexist benchmark — {machine()} — Node {litemaas_backend._node_version()} — fsync off")
+    npm = "cached" if tree.npm_ci_seconds is None else f"{tree.npm_ci_seconds:.1f}s"
+    print(f"  LiteMaaS tree: {tree.root} (npm ci {npm})")
+    with LocalPostgres() as pg:
+        pg.create_database("tpl_backend")
+        apply_litemaas_schema(pg.dsn("tpl_backend"))
+        for size in sizes:
+            lname = f"litellm_{size}"
+            pg.create_database(lname)
+            litellm_dsn = pg.dsn(lname)
+            apply_litellm_schema(litellm_dsn)
+            seeded = seed(litellm_dsn, size)
+            started = time.perf_counter()
+            with sandbox_proxy(litellm_dsn, master_key=MASTER_KEY, plugin=False) as proxy:
+                served = wait_served(proxy, size)
+                print(
+                    f"\n{size} deployments (seeded {seeded:.1f}s; proxy up {proxy.startup_seconds:.1f}s, "
+                    f"serving all {time.perf_counter() - started:.1f}s after start, {served:.1f}s waited)"
+                )
+                ours_dsn = fresh_backend(pg, f"ours_{size}")
+                its_dsn = fresh_backend(pg, f"its_{size}")
+                for phase in ("cold", "warm"):
+                    ours = our_backfill(litellm_dsn, ours_dsn)
+                    its = litemaas_backend.sync_models(
+                        its_dsn,
+                        litellm_url=proxy.base_url,
+                        litellm_key=MASTER_KEY,
+                        litellm_dsn=litellm_dsn,
+                        check=False,
+                    )
+                    errors = len(its.result.get("errors") or [])
+                    print(
+                        f"  {phase}: ours process {ours.wall:6.2f}s (engine {ours.engine_seconds:.2f}s) "
+                        f"rows {ours.written:6d} | its process {its.wall_seconds:6.2f}s, call {its.call_seconds:6.2f}s "
+                        f"rows {its.written:6d}{f' ({errors} errors)' if errors else ''}"
+                    )
+                    print(
+                        f"        ratio its/ours: process/process {its.wall_seconds / ours.wall:5.2f}x, "
+                        f"call/process {its.call_seconds / ours.wall:5.2f}x"
+                        + (
+                            "   target >= 3x (process/process)"
+                            if size >= 10000
+                            else "   target >= 1x (process/process)"
+                        )
+                    )
+
+
+if __name__ == "__main__":
+    main()
