@@ -3,7 +3,7 @@
 #
 #     bench/run_all.sh            # from the repository root; uses .venv/bin/python (override: PYTHON=...)
 #
-# backfill (10,000 deployments), latency (>= 500 single changes through a relay process), burst
+# cli_startup (wall time and RSS of every command), backfill (10,000 deployments), latency (>= 500 single changes through a relay process), burst
 # (2,000 changes in ~1 s, 2 relay processes), proxy_overhead (real litellm proxy with/without the plugin).
 # Each script starts its own throwaway PostgreSQL and stops by itself; extra arguments are not passed.
 set -euo pipefail
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 echo "machine: $(uname -srm), $(nproc) cores; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 status=0
-for bench in backfill latency burst proxy_overhead; do
+for bench in cli_startup backfill latency burst proxy_overhead; do
     echo
     echo "=== bench/${bench}.py ==="
     started=$(date +%s)

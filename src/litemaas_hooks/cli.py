@@ -1,34 +1,57 @@
-"""The ``litemaas-hooks`` command line: install, backfill, relay, status, demo.
+"""The ``litemaas-hooks`` command line: install, backfill, relay, status, replay, write-shim, demo.
 
-Exit codes: 0 = in sync / applied / healthy; 1 = error; 2 = ``backfill --dry-run`` found differences
-(``status``: unhealthy).
+Exit codes: 0 = in sync / applied / healthy; 1 = error (a mistake gets one line saying what is wrong
+and which setting or command fixes it; usage errors too); 2 = ``backfill --dry-run`` found differences
+(``status``: unhealthy). Tracebacks only with ``LITEMAAS_HOOKS_LOG_LEVEL=DEBUG``.
+
+Only the commands that read LiteLLM's models (``backfill``, ``relay``, ``status`` with its drift check)
+import LiteLLM; every other command, and every settings error, starts in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import logging
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from litemaas_hooks import __version__
 from litemaas_hooks.errors import LiteMaaSHooksError
-from litemaas_hooks.logs import configure
+from litemaas_hooks.logs import collapse_litellm_cost_map_warnings, configure
 from litemaas_hooks.redaction import scrub
-from litemaas_hooks.settings import Settings, load_settings
+from litemaas_hooks.settings import Settings, Which, dsn_passwords, load_settings
 
 EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 1, 2
+PROG = "litemaas-hooks"
+DEBUG_HINT = "set LITEMAAS_HOOKS_LOG_LEVEL=DEBUG for the traceback"
+
+log = logging.getLogger("litemaas_hooks.cli")
+
+
+class UsageError(Exception):
+    """A command line argparse rejected (exit 1, never 2: 2 means "differences found")."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="litemaas-hooks",
+    parser = _Parser(
+        prog=PROG,
         description="Keep the LiteMaaS backend models table in sync with LiteLLM's models.",
         epilog="Settings come from the environment: LITEMAAS_DATABASE_URL, LITELLM_DATABASE_URL (or "
         "DATABASE_URL), LITELLM_SALT_KEY (or LITELLM_MASTER_KEY), LITEMAAS_HOOKS_*. See README.",
     )
-    parser.add_argument("--version", action="version", version=f"litemaas-hooks {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     install = sub.add_parser("install", help="apply the SQL migrations to both databases (idempotent)")
@@ -70,16 +93,19 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("relay", help="run the sync relay in the foreground (sidecar / Deployment)")
 
-    status = sub.add_parser("status", help="trigger, outbox backlog, dead events and drift")
+    status = sub.add_parser("status", help="healthy or not, and why: trigger, outbox, dead events, drift")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--no-drift", action="store_true", help="skip the drift check (no LiteLLM import: fast, for probes)"
+    )
 
     replay = sub.add_parser("replay", help="make dead outbox events pending again (after fixing their cause)")
-    replay.add_argument("ids", nargs="*", type=int, help="event ids (default: every dead event)")
+    replay.add_argument("ids", nargs="*", type=int, metavar="ID", help="event ids (default: every dead event)")
 
     shim = sub.add_parser(
         "write-shim", help="write litemaas_hooks.py next to LiteLLM's config.yaml (needed by LiteLLM 1.81)"
     )
-    shim.add_argument("config_dir", help="the directory that holds LiteLLM's config.yaml")
+    shim.add_argument("config_dir", metavar="DIR", help="the directory that holds LiteLLM's config.yaml")
 
     uninstall = sub.add_parser(
         "uninstall", help="remove the trigger, functions and schemas of litemaas-hooks (backend rows stay)"
@@ -98,35 +124,91 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def required_databases(args: argparse.Namespace) -> tuple[Which, ...]:
+    """The database URLs a command needs (all of them are checked before it starts)."""
+    if getattr(args, "print_sql", False) or getattr(args, "print_grants", False):
+        return ()  # printing SQL needs no database
+    if args.command in {"install", "uninstall"}:
+        if getattr(args, "backend_only", False):
+            return ("backend",)
+        if getattr(args, "litellm_only", False):
+            return ("litellm",)
+        return ("backend", "litellm")
+    if args.command == "replay":
+        return ("litellm",)
+    if args.command in {"backfill", "relay", "status"}:
+        return ("backend", "litellm")
+    return ()
+
+
+async def _open(settings: Settings, sides: Sequence[Which], *, installed: Sequence[Which] = ()) -> dict[Which, Any]:
+    """Connections to ``sides``, each checked to be the right kind of database (one clear error if not)."""
+    from litemaas_hooks.connections import check_databases, connect
+
+    conns: dict[Which, Any] = {}
+    try:
+        for side in sides:
+            conns[side] = await connect(settings, side)
+        await check_databases(settings, conns, installed=installed)
+    except BaseException:
+        for conn in conns.values():
+            await conn.close()
+        raise
+    return conns
+
+
 # -- install ------------------------------------------------------------------------------------------
 
 
+def install_line(side: Which, database: str, result: Any, trigger: tuple[bool, bool] | None = None) -> str:
+    """What install did on one database: created (migrations applied), repaired, left as it was."""
+    label = f'{"backend (LiteMaaS)" if side == "backend" else "LiteLLM"} database "{database}"'
+    done: list[str] = []
+    if result.applied:
+        done.append("applied " + ", ".join(result.applied))
+    repaired = list(getattr(result, "repaired", None) or [])
+    if trigger is not None:
+        was_ok, now_ok = trigger
+        if now_ok and not was_ok and not result.applied:
+            repaired.append('the outbox trigger on public."LiteLLM_ProxyModelTable" (it was missing or disabled)')
+        elif now_ok and result.applied:
+            done.append('trigger installed on public."LiteLLM_ProxyModelTable"')
+    if repaired:
+        done.append("restored " + "; ".join(repaired))
+    if result.already:
+        n = len(result.already)
+        done.append(f"{'left' if done else 'up to date:'} {n} migration{'s' if n != 1 else ''} already applied")
+    if result.ensured and side == "backend":
+        done.append(f"{len(result.ensured)} functions in place")
+    return f"{label}: " + "; ".join(done or ["nothing to do"])
+
+
 async def _install(settings: Settings, args: argparse.Namespace) -> int:
-    from litemaas_hooks.connections import connect
+    from litemaas_hooks import outbox
+    from litemaas_hooks.connections import database_kind
     from litemaas_hooks.migrations import apply_migrations
 
-    sides: list[Any] = []
-    if not args.litellm_only:
-        sides.append("backend")
-    if not args.backend_only:
-        sides.append("litellm")
+    both: tuple[Which, ...] = ("backend", "litellm")
+    sides = both[:1] if args.backend_only else both[1:] if args.litellm_only else both
     if args.print_sql or args.print_grants:
-        return _print_install(args, tuple(sides))
-    if args.wait_for_litellm > 0:
+        return _print_install(args, sides)
+    if args.wait_for_litellm > 0:  # the deploy Job: wait for LiteLLM's (and the backend's) tables first
         from litemaas_hooks.wait_tables import wait_for_tables
 
         await wait_for_tables(settings, args.wait_for_litellm, sides)
-    for side in sides:
-        conn = await connect(settings, side)
-        try:
+    conns = await _open(settings, sides)
+    try:
+        for side in sides:
+            conn = conns[side]
+            before = await outbox.trigger_state(conn) if side == "litellm" else None
             result = await apply_migrations(conn, side)
-        finally:
+            trigger = None
+            if before is not None:
+                trigger = (before.ok, (await outbox.trigger_state(conn)).ok)
+            print(install_line(side, (await database_kind(conn)).database, result, trigger))
+    finally:
+        for conn in conns.values():
             await conn.close()
-        db = "backend (LiteMaaS)" if side == "backend" else "LiteLLM"
-        if result.applied:
-            print(f"{db} database: applied {', '.join(result.applied)}")
-        else:
-            print(f"{db} database: up to date ({len(result.already)} migrations already applied)")
     return EXIT_OK
 
 
@@ -177,7 +259,6 @@ def print_plan(report: Any, out: Any = None) -> None:
 
 
 async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
-    from litemaas_hooks.connections import connect
     from litemaas_hooks.reconcile import Reconciler
 
     show_progress = not args.quiet and not args.dry_run
@@ -186,25 +267,23 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
         if show_progress and total >= 1000:
             print(f"\rapplying {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    from litemaas_hooks.litellm_adapter import warm_up
-
-    warm_up()  # import LiteLLM's helpers before timing the run (seconds, once per process)
-    litellm = await connect(settings, "litellm")
+    # backfill reads LiteLLM's table and writes through the backend functions: the outbox is not needed
+    conns = await _open(settings, ("litellm", "backend"), installed=("backend",))
     try:
-        backend = await connect(settings, "backend")
-        try:
-            report = await Reconciler(settings).converge(
-                litellm,
-                backend,
-                None,
-                retire_missing=args.retire_missing,
-                dry_run=args.dry_run,
-                progress=progress,
-            )
-        finally:
-            await backend.close()
+        from litemaas_hooks.litellm_adapter import warm_up
+
+        warm_up()  # import LiteLLM's helpers before timing the run (seconds, once per process)
+        report = await Reconciler(settings).converge(
+            conns["litellm"],
+            conns["backend"],
+            None,
+            retire_missing=args.retire_missing,
+            dry_run=args.dry_run,
+            progress=progress,
+        )
     finally:
-        await litellm.close()
+        for conn in conns.values():
+            await conn.close()
     if args.dry_run:
         print_plan(report)
     else:
@@ -221,40 +300,91 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- relay / status / demo (their modules hold the logic) ---------------------------------------------
+# -- relay --------------------------------------------------------------------------------------------
 
 
 async def _relay(settings: Settings, args: argparse.Namespace) -> int:
+    """Run until SIGTERM/SIGINT: the batch in progress is finished, then exit 0."""
+    import asyncio
+    import signal
+
+    from litemaas_hooks.errors import DatabaseUnavailableError, NotInstalledError
     from litemaas_hooks.probes import run_relay_with_probes
 
-    await run_relay_with_probes(settings)
+    try:  # a wrong URL is a mistake to report now; an outage or a missing install is waited out
+        conns = await _open(settings, ("litellm", "backend"), installed=("litellm", "backend"))
+    except (DatabaseUnavailableError, NotInstalledError):
+        pass
+    else:
+        for conn in conns.values():
+            await conn.close()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def request_stop(signame: str) -> None:
+        if not stop.is_set():
+            log.info("litemaas-hooks relay: %s received: finishing the current batch, then stopping", signame)
+        stop.set()
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, request_stop, sig.name)
+    try:
+        await run_relay_with_probes(settings, stop=stop)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
     return EXIT_OK
+
+
+# -- status / replay / write-shim / demo --------------------------------------------------------------
 
 
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
     from litemaas_hooks.status import collect_status, format_status
 
-    report = await collect_status(settings)
+    report = await collect_status(settings, check_drift=not args.no_drift)
     print(report.to_json() if args.json else format_status(report))
     return EXIT_OK if report.healthy else EXIT_DIFF
 
 
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from litemaas_hooks import outbox
-    from litemaas_hooks.connections import connect
+    from litemaas_hooks import outbox, sql
 
-    conn = await connect(settings, "litellm")
+    conns = await _open(settings, ("litellm",), installed=("litellm",))
+    conn = conns["litellm"]
     try:
-        count = await outbox.replay_dead(conn, args.ids or None)
+        ids = sorted(set(args.ids))
+        if ids:
+            cur = await conn.execute(sql.query("litellm", "events_status"), {"ids": ids})
+            found = {int(i): str(s) for i, s in await cur.fetchall()}
+            wrong = [
+                f"{i} does not exist" if i not in found else f"{i} is {found[i]}" for i in ids if found.get(i) != "dead"
+            ]
+            if wrong:
+                raise LiteMaaSHooksError(
+                    f"nothing replayed: only dead events can be replayed, and event {'; event '.join(wrong)} "
+                    "(`litemaas-hooks status` lists the dead events with their ids)"
+                )
+        count = await outbox.replay_dead(conn, ids or None)
     finally:
         await conn.close()
-    print(f"replayed {count} dead event(s); the relays pick them up now")
+    if count == 0:
+        print("no dead events: nothing to replay")
+    else:
+        events, them = ("event", "it") if count == 1 else ("events", "them")
+        print(f"replayed {count} dead {events}: the relays pick {them} up now")
     return EXIT_OK
 
 
-async def _write_shim(settings: Settings, args: argparse.Namespace) -> int:
-    from litemaas_hooks.plugin import write_shim
+def _write_shim(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.shim import write_shim
 
+    if not os.path.isdir(args.config_dir):
+        raise LiteMaaSHooksError(
+            f"{args.config_dir!r} is not a directory: give the directory that holds LiteLLM's config.yaml"
+        )
     print(f"wrote {write_shim(args.config_dir)}")
     return EXIT_OK
 
@@ -277,7 +407,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return await run_demo(live=not args.no_live, keep_running=args.keep_running)
 
 
-_COMMANDS = {
+_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Any]] = {
     "install": _install,
     "backfill": _backfill,
     "relay": _relay,
@@ -289,19 +419,74 @@ _COMMANDS = {
 }
 
 
+# -- main ---------------------------------------------------------------------------------------------
+
+
+def _env_secrets() -> list[str]:
+    """Secrets straight from the environment, for errors raised before the settings could be read."""
+    out: list[str] = []
+    for var in ("LITEMAAS_DATABASE_URL", "LITELLM_DATABASE_URL", "DATABASE_URL"):
+        out += dsn_passwords(os.environ.get(var, ""))
+    out += [os.environ.get(v, "") for v in ("LITELLM_SALT_KEY", "LITELLM_MASTER_KEY")]
+    return [s for s in out if s]
+
+
+def _mask(text: str, secrets: Sequence[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _debug() -> bool:
+    return os.environ.get("LITEMAAS_HOOKS_LOG_LEVEL", "").strip().upper() == "DEBUG"
+
+
+def error_text(exc: BaseException) -> str:
+    """What the operator reads: our errors as they are; anything else as its type and first line."""
+    if isinstance(exc, LiteMaaSHooksError):
+        return str(exc)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        from litemaas_hooks.connections import first_line
+
+        state = f" (SQLSTATE {exc.sqlstate})" if getattr(exc, "sqlstate", None) else ""
+        return f"the database refused: {first_line(exc)}{state}; {DEBUG_HINT}"
+    text = str(exc).strip().splitlines()
+    return f"unexpected {type(exc).__name__}" + (f": {text[0]}" if text else "") + f"; {DEBUG_HINT}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    settings: Settings | None = None
     try:
-        settings = load_settings()
-        configure(settings.log_level, settings.secrets())
-        return asyncio.run(_COMMANDS[args.command](settings, args))
-    except LiteMaaSHooksError as exc:
-        secrets = settings.secrets() if settings else []
-        print(f"litemaas-hooks {args.command}: error: {scrub(str(exc), secrets)}", file=sys.stderr)
+        args = _parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"{exc.prog}: error: {exc}; see `{exc.prog} --help`", file=sys.stderr)
         return EXIT_ERROR
+    secrets = _env_secrets()
+    try:
+        settings = load_settings(require=required_databases(args))
+        secrets = [*secrets, *settings.secrets()]
+        configure(settings.log_level, secrets, json_lines=settings.json_log_lines)
+        collapse_litellm_cost_map_warnings()  # offline, LiteLLM's import would print several
+        outcome = _COMMANDS[args.command](settings, args)
+        if isinstance(outcome, int):  # a command without a database (write-shim): no event loop needed
+            return outcome
+        import asyncio
+
+        return int(asyncio.run(outcome))
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if _debug():
+            print(scrub("".join(traceback.format_exception(exc)), secrets), file=sys.stderr, end="")
+        # our own errors show URLs already masked (and examples such as USER:PASSWORD@ stay readable);
+        # anything else goes through the full scrub
+        text = error_text(exc)
+        text = _mask(text, secrets) if isinstance(exc, LiteMaaSHooksError) else scrub(text, secrets)
+        lines = text.splitlines() or [type(exc).__name__]
+        first, rest = lines[0], lines[1:]
+        print(f"{PROG} {args.command}: error: {first}", *rest, sep="\n", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

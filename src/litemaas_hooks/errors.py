@@ -25,3 +25,11 @@ class DecryptError(LiteMaaSHooksError):
 
 class MappingError(LiteMaaSHooksError):
     """A LiteLLM deployment cannot be mapped to a backend ``models`` row."""
+
+
+class WrongDatabaseError(ConfigError):
+    """A database URL points at the wrong kind of database (e.g. the two URLs swapped)."""
+
+
+class NotInstalledError(LiteMaaSHooksError):
+    """litemaas-hooks' schema is missing from a database: ``litemaas-hooks install`` first."""

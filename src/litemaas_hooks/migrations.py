@@ -75,10 +75,14 @@ async def apply_migrations(
             try:
                 await conn.execute(mig.sql.encode("utf-8"))
             except psycopg.Error as exc:
-                raise MigrationError(
-                    f"{side} migration {label} failed: {exc.diag.message_primary or exc}. "
+                hint = (
                     "Check that the database user may CREATE in the database "
                     "(GRANT CREATE ON DATABASE <db> TO <user>) and run `litemaas-hooks install` again."
+                    if exc.sqlstate == "42501"  # insufficient_privilege: the only case a GRANT fixes
+                    else "Nothing was changed (one transaction); fix the cause and run `litemaas-hooks install` again."
+                )
+                raise MigrationError(
+                    f"{side} migration {label} failed: {exc.diag.message_primary or exc}. {hint}"
                 ) from exc
             await conn.execute(
                 sql.query("common", "migrations_record"),

@@ -44,7 +44,6 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -54,6 +53,9 @@ from litemaas_hooks.errors import LiteMaaSHooksError
 from litemaas_hooks.redaction import scrub
 from litemaas_hooks.relay import Relay
 from litemaas_hooks.settings import Settings, load_settings
+from litemaas_hooks.shim import SHIM_FILENAME, SHIM_SOURCE, write_shim
+
+__all__ = ["SHIM_FILENAME", "SHIM_SOURCE", "LiteMaaSHooks", "get_instance", "write_shim"]
 
 log = logging.getLogger("litemaas_hooks.plugin")
 
@@ -107,7 +109,7 @@ class LiteMaaSHooks(CustomLogger):
             )
             return
         self.settings = settings
-        logs.configure(settings.log_level, settings.secrets())
+        logs.configure(settings.log_level, settings.secrets(), json_lines=settings.json_log_lines)
         if not settings.enabled:
             log.info("litemaas-hooks: LITEMAAS_HOOKS_ENABLED=false: model sync is off")
             return
@@ -237,37 +239,6 @@ def _env_secrets(environ: Mapping[str, str] | None) -> list[str]:
     env = os.environ if environ is None else environ
     names = ("LITEMAAS_DATABASE_URL", "LITELLM_DATABASE_URL", "DATABASE_URL", "LITELLM_SALT_KEY", "LITELLM_MASTER_KEY")
     return [env[n] for n in names if env.get(n)]
-
-
-SHIM_FILENAME = "litemaas_hooks.py"
-SHIM_SOURCE = """\
-# Mounted next to LiteLLM's config.yaml: LiteLLM 1.81 loads `callbacks: ["litemaas_hooks.proxy_handler_instance"]`
-# from <config dir>/litemaas_hooks.py only. The real code is the installed litemaas-hooks package.
-# This file has the package's name, so it hides its own folder while importing the package (when the
-# config folder is also the working directory or on sys.path, it would otherwise shadow the package).
-import importlib
-import os
-import sys
-
-_here = os.path.dirname(os.path.abspath(__file__))
-_path = sys.path[:]
-_shadow = sys.modules.get("litemaas_hooks")
-if _shadow is not None and not hasattr(_shadow, "__path__"):
-    del sys.modules["litemaas_hooks"]  # this very file, imported as a module: not the package
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-try:
-    _plugin = importlib.import_module("litemaas_hooks.plugin")  # fails clearly if the package is missing
-finally:
-    sys.path[:] = _path
-proxy_handler_instance = _plugin.get_instance()
-"""
-
-
-def write_shim(config_dir: str | os.PathLike[str]) -> Path:
-    """Write ``SHIM_SOURCE`` as ``<config_dir>/litemaas_hooks.py`` (needed by LiteLLM 1.81)."""
-    path = Path(config_dir) / SHIM_FILENAME
-    path.write_text(SHIM_SOURCE, encoding="utf-8")
-    return path
 
 
 def __getattr__(name: str) -> Any:

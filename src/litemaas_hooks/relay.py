@@ -55,8 +55,8 @@ import psycopg
 
 from litemaas_hooks import litellm_adapter, metrics, outages, outbox, sql
 from litemaas_hooks.backoff import Backoff
-from litemaas_hooks.connections import pinned, use_fast_json
-from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks.connections import connect_error_message, first_line, pinned, use_fast_json
+from litemaas_hooks.errors import DatabaseUnavailableError, LiteMaaSHooksError
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
 
@@ -208,12 +208,17 @@ class Relay:
         return max(self.settings.retry_max_seconds, DEFER_SECONDS * 1.1) + 5.0
 
     def _describe(self, exc: BaseException) -> str:
-        return self._scrub(f"{type(exc).__name__}: {exc}".strip())
+        if isinstance(exc, LiteMaaSHooksError):  # already says what is wrong and what to do
+            return self._scrub(str(exc))
+        return self._scrub(f"{type(exc).__name__}: {first_line(exc)}")
 
-    async def _connect(self, dsn: str, which: str) -> psycopg.AsyncConnection[Any]:
-        conn = await psycopg.AsyncConnection.connect(
-            pinned(dsn), application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
-        )
+    async def _connect(self, dsn: str, which: Literal["backend", "litellm"]) -> psycopg.AsyncConnection[Any]:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                pinned(dsn), application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
+            )
+        except psycopg.OperationalError as exc:  # one line naming the database and its variable
+            raise DatabaseUnavailableError(connect_error_message(self.settings, which, exc)) from None
         return use_fast_json(conn)
 
     # -- main loop -------------------------------------------------------------------------------
@@ -227,14 +232,14 @@ class Relay:
         litellm_dsn = self.settings.litellm_dsn()
         backend_dsn = self.settings.backend_dsn()
         log.info(
-            "%s: relaying LiteLLM %s -> backend %s (poll %.1fs, full reconcile every %s)",
+            "%s: starting: relaying LiteLLM %s -> backend %s (poll %.1fs, %s)",
             self.name,
             redact_dsn(litellm_dsn),
             redact_dsn(backend_dsn),
             self.settings.poll_interval_seconds,
-            f"{self.settings.reconcile_interval_seconds:g}s"
+            f"full reconcile every {self.settings.reconcile_interval_seconds:g}s"
             if self.settings.reconcile_interval_seconds > 0
-            else "never",
+            else "periodic full reconcile off",
         )
         litellm_adapter.warm_up(background_import=True)  # the first event must not wait for `import litellm`
         while not stop.is_set():
@@ -271,10 +276,11 @@ class Relay:
                 await self._start(lconn)
                 self.stats.sessions += 1
                 self.stats.connected = True
+                log.info("%s: connected to both databases (worker %s)", self.name, self.worker_id)
                 await self._drain(lconn, bconn)
                 self._backoff.reset()
                 self.ready.set()
-                log.info("%s: connected and caught up (worker %s)", self.name, self.worker_id)
+                log.info("%s: caught up: the outbox is drained, listening for changes", self.name)
                 await self._maybe_full_reconcile(lconn, bconn)
                 while not stop.is_set():
                     woke = await self._wait(lconn, stop, await self._timeout(lconn))
@@ -470,6 +476,11 @@ class Relay:
             ", ".join(f"{n} {a}" for n, a in sorted(changed.items())) or "no change",
             (f"; {len(errors)} events failed" if errors else "")
             + (f"; {len(later)} deferred (locked)" if later else ""),
+            extra={
+                "event_ids": [e.id for e in events],
+                "models": dict(sorted(changed.items())),
+                "outcome": "failed" if errors else ("applied" if changed else "unchanged"),
+            },
         )
         return len(events)
 
@@ -500,6 +511,7 @@ class Relay:
                     r.id,
                     r.attempts,
                     errors[r.id],
+                    extra={"event_id": r.id, "outcome": "dead", "attempts": r.attempts},
                 )
             else:
                 log.warning(
@@ -510,6 +522,7 @@ class Relay:
                     self.settings.max_attempts,
                     r.next_attempt_at.isoformat(timespec="seconds"),
                     errors[r.id],
+                    extra={"event_id": r.id, "outcome": "retrying", "attempts": r.attempts},
                 )
 
     # -- the periodic full reconcile -------------------------------------------------------------

@@ -1,50 +1,148 @@
 """One typed settings object, read from the environment (names are part of the public contract).
 
+Declared like pydantic-settings (``name: type = Field(default, alias=ENV_VAR, ge=.., gt=.., le=..)``) but
+parsed here, without pydantic: importing this module costs milliseconds, not a quarter of a second, and
+every missing or invalid setting is reported at once, each with the variable to fix and an example.
+
 | env var | default | meaning |
 |---|---|---|
 | LITEMAAS_DATABASE_URL | (required) | backend (LiteMaaS) database |
 | LITELLM_DATABASE_URL | DATABASE_URL | LiteLLM database (the proxy itself reads DATABASE_URL) |
 | LITELLM_SALT_KEY | LITELLM_MASTER_KEY | key LiteLLM encrypts litellm_params with |
 | LITEMAAS_HOOKS_* | see ``Settings`` | tuning knobs |
+
+README's configuration table lists every field (a test compares the two).
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
-from typing import Any
-
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import re
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from litemaas_hooks.errors import ConfigError
 from litemaas_hooks.redaction import redact_dsn
 
-_DSN_EXAMPLE = "postgresql://litemaas_admin:PASSWORD@postgres:5432/{db}"
+Which = Literal["backend", "litellm"]
+
+DSN_EXAMPLE = "postgresql://USER:PASSWORD@postgres:5432/{db}"
+
+# Where the URLs and keys live in each LiteMaaS install flavour (for error messages and README).
+SECRET_HINTS = {
+    "backend": "Kubernetes: the backend's database URL, i.e. secret `backend-secret` key `database-url` (Kustomize), "
+    "`litemaas-backend` key `database-url` (Helm), `litemaas-db` key `DATABASE_URL` (RHDP)",
+    "litellm": "Kubernetes: LiteLLM's database URL, i.e. secret `litellm-secret` key `database-url` (Kustomize), "
+    "`litemaas-litellm` key `database-url` (Helm), `litemaas-db` key `DATABASE_URL` (RHDP)",
+}
+
+# Variables litemaas-hooks does not parse but whose value changes its results: LiteLLM reads them when
+# the commands that need LiteLLM import it. A standalone relay or backfill must use the proxy's values.
+# {name: default as README shows it}; README's configuration table lists them too.
+OTHER_VARIABLES = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "False",
+    "LITELLM_MODEL_COST_MAP_URL": "LiteLLM's GitHub URL",
+}
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off", ""}
 
 
-def _check_dsn(value: str | None, var: str, db: str) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    if "://" in value and not value.startswith(("postgresql://", "postgres://")):
-        raise ValueError(
-            f"{var} must be a PostgreSQL URL (got {redact_dsn(value)!r}); example: {var}={_DSN_EXAMPLE.format(db=db)}"
-        )
-    return value
+class SecretStr:
+    """A string that never shows itself in ``repr``/``str`` (same API as pydantic's)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
-class Settings(BaseSettings):
-    """Settings of the relay, the CLI and the LiteLLM plugin."""
+@dataclass(frozen=True)
+class FieldSpec:
+    """How one setting is read: its env var, default, bounds and allowed values."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, case_sensitive=False)
+    default: Any
+    alias: str
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple[str, ...] | None = None
+    shown_default: str | None = None  # README's "default" column when it is not the value itself
+    description: str | None = None
 
-    litemaas_database_url: SecretStr | None = Field(default=None, alias="LITEMAAS_DATABASE_URL")
-    litellm_database_url: SecretStr | None = Field(default=None, alias="LITELLM_DATABASE_URL")
+
+def Field(  # the declaration syntax of pydantic, on purpose
+    default: Any = None,
+    *,
+    alias: str,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: Iterable[str] | None = None,
+    shown_default: str | None = None,
+    description: str | None = None,
+) -> Any:
+    return FieldSpec(
+        default, alias, ge, gt, le, lt, tuple(choices) if choices is not None else None, shown_default, description
+    )
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    name: str
+    alias: str
+    type: Any  # bool, int, float, str or SecretStr (None allowed when ``optional``)
+    optional: bool
+    spec: FieldSpec
+
+    @property
+    def default_text(self) -> str:
+        """The default as README shows it: ``true``, ``500``, ``5``, ``INFO``, ``—``."""
+        if self.spec.shown_default is not None:
+            return self.spec.shown_default
+        value = self.spec.default
+        if value is None:
+            return "—"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
+
+
+class Settings:
+    """Settings of the relay, the CLI and the LiteLLM plugin (attributes named after the env vars)."""
+
+    litemaas_database_url: SecretStr | None = Field(
+        default=None, alias="LITEMAAS_DATABASE_URL", shown_default="— (required)"
+    )
+    litellm_database_url: SecretStr | None = Field(
+        default=None, alias="LITELLM_DATABASE_URL", shown_default="`DATABASE_URL`"
+    )
     database_url: SecretStr | None = Field(default=None, alias="DATABASE_URL")
-    litellm_salt_key: SecretStr | None = Field(default=None, alias="LITELLM_SALT_KEY")
+    litellm_salt_key: SecretStr | None = Field(
+        default=None, alias="LITELLM_SALT_KEY", shown_default="`LITELLM_MASTER_KEY`"
+    )
     litellm_master_key: SecretStr | None = Field(default=None, alias="LITELLM_MASTER_KEY")
 
     sync_team_models: bool = Field(default=False, alias="LITEMAAS_HOOKS_SYNC_TEAM_MODELS")
@@ -58,50 +156,67 @@ class Settings(BaseSettings):
     stall_timeout_seconds: float = Field(default=120.0, gt=0, alias="LITEMAAS_HOOKS_STALL_TIMEOUT_SECONDS")
     reconnect_max_seconds: float = Field(default=30.0, gt=0, alias="LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS")
     enabled: bool = Field(default=True, alias="LITEMAAS_HOOKS_ENABLED")
-    log_level: str = Field(default="INFO", alias="LITEMAAS_HOOKS_LOG_LEVEL")
+    log_level: str = Field(
+        default="INFO", alias="LITEMAAS_HOOKS_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    log_format: str = Field(default="text", alias="LITEMAAS_HOOKS_LOG_FORMAT", choices=("text", "json"))
+    json_logs: bool = Field(default=False, alias="JSON_LOGS")
     # standalone relay only (probes.py): /healthz, /readyz, /metrics; 0 = off (the relay image sets 9464)
     http_port: int = Field(default=0, ge=0, le=65535, alias="LITEMAAS_HOOKS_HTTP_PORT")
     http_host: str = Field(default="0.0.0.0", alias="LITEMAAS_HOOKS_HTTP_HOST")  # noqa: S104 (a pod's probes)
 
-    @field_validator("log_level")
+    def __init__(self, **values: Any) -> None:
+        """Values by field name, already parsed (``load_settings`` parses the environment)."""
+        fields = self.fields()
+        for name, info in fields.items():
+            setattr(self, name, info.spec.default)
+        for name, value in values.items():
+            if name not in fields:
+                raise TypeError(f"unknown setting {name!r}")
+            setattr(self, name, value)
+
     @classmethod
-    def _level(cls, v: str) -> str:
-        level = v.upper()
-        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR (example: LITEMAAS_HOOKS_LOG_LEVEL=INFO)")
-        return level
+    def fields(cls) -> dict[str, FieldInfo]:
+        """Every setting, in declaration order (README's configuration table follows it)."""
+        return _fields(cls)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.fields())
+        return f"Settings({shown})"
 
     # -- resolved values -------------------------------------------------------------------------
 
+    @property
+    def json_log_lines(self) -> bool:
+        """JSON log lines: ``LITEMAAS_HOOKS_LOG_FORMAT=json`` or LiteLLM's own ``JSON_LOGS=true``."""
+        return self.log_format == "json" or self.json_logs
+
     def backend_dsn(self) -> str:
         """The backend DSN, or a ConfigError saying how to set it."""
-        dsn = _check_dsn(
-            self.litemaas_database_url.get_secret_value() if self.litemaas_database_url else None,
-            "LITEMAAS_DATABASE_URL",
-            "litemaas_db",
-        )
-        if dsn is None:
-            raise ConfigError(
-                "LITEMAAS_DATABASE_URL is not set: litemaas-hooks needs the LiteMaaS backend database. "
-                f"Set it, e.g. LITEMAAS_DATABASE_URL={_DSN_EXAMPLE.format(db='litemaas_db')} "
-                "(in Kubernetes: the DATABASE_URL key of the LiteMaaS backend secret)."
-            )
-        return dsn
+        problem = _dsn_problem("LITEMAAS_DATABASE_URL", self.litemaas_database_url, "backend")
+        if problem:
+            raise ConfigError(problem)
+        assert self.litemaas_database_url is not None
+        return self.litemaas_database_url.get_secret_value()
+
+    def litellm_dsn_source(self) -> str:
+        """The variable the LiteLLM DSN comes from: ``LITELLM_DATABASE_URL``, else ``DATABASE_URL``."""
+        if self.litellm_database_url is not None or self.database_url is None:
+            return "LITELLM_DATABASE_URL"
+        return "DATABASE_URL"
 
     def litellm_dsn(self) -> str:
         """The LiteLLM DSN (LITELLM_DATABASE_URL, else DATABASE_URL), or a ConfigError."""
-        for var, secret in (
-            ("LITELLM_DATABASE_URL", self.litellm_database_url),
-            ("DATABASE_URL", self.database_url),
-        ):
-            dsn = _check_dsn(secret.get_secret_value() if secret else None, var, "litellm_db")
-            if dsn is not None:
-                return dsn
-        raise ConfigError(
-            "Neither LITELLM_DATABASE_URL nor DATABASE_URL is set: litemaas-hooks needs LiteLLM's database. "
-            f"Set e.g. LITELLM_DATABASE_URL={_DSN_EXAMPLE.format(db='litellm_db')} "
-            "(inside the LiteLLM proxy, DATABASE_URL is already set)."
-        )
+        var = self.litellm_dsn_source()
+        secret = self.litellm_database_url if var == "LITELLM_DATABASE_URL" else self.database_url
+        problem = _dsn_problem(var, secret, "litellm")
+        if problem:
+            raise ConfigError(problem)
+        assert secret is not None
+        return secret.get_secret_value()
+
+    def dsn_variable(self, which: Which) -> str:
+        return "LITEMAAS_DATABASE_URL" if which == "backend" else self.litellm_dsn_source()
 
     def decryption_key(self) -> str | None:
         """LITELLM_SALT_KEY, else LITELLM_MASTER_KEY: exactly LiteLLM's own precedence."""
@@ -111,32 +226,164 @@ class Settings(BaseSettings):
         return None
 
     def secrets(self) -> list[str]:
-        """Every secret value this object holds (for scrubbing log lines and errors)."""
+        """Every secret value this object holds (for scrubbing log lines and errors).
+
+        For the database URLs that is their password, not the whole URL: a URL without a password
+        (``litemaas_db``, ``postgresql:///db``) would otherwise mask every mention of its database name.
+        """
         out: list[str] = []
-        for secret in (
-            self.litemaas_database_url,
-            self.litellm_database_url,
-            self.database_url,
-            self.litellm_salt_key,
-            self.litellm_master_key,
-        ):
+        for secret in (self.litemaas_database_url, self.litellm_database_url, self.database_url):
             if secret is not None:
+                out.extend(dsn_passwords(secret.get_secret_value()))
+        for secret in (self.litellm_salt_key, self.litellm_master_key):
+            if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
         return out
 
 
-def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Read settings from ``environ`` (default: the process environment), failing with a clear ConfigError."""
-    env = dict(os.environ if environ is None else environ)
-    known = {f.alias for f in Settings.model_fields.values() if f.alias}
-    data: dict[str, Any] = {k: v for k, v in env.items() if k.upper() in known}
-    data = {k.upper(): v for k, v in data.items()}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            problems.append(f"{loc}: {err['msg']}")
-        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+_KV_PASSWORD = re.compile(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def dsn_passwords(dsn: str) -> list[str]:
+    """The password(s) inside a PostgreSQL URL or keyword DSN, as written and as decoded."""
+    out: list[str] = []
+    if "://" in dsn:
+        try:
+            parts = urlsplit(dsn)
+            raw = parts.netloc.rpartition("@")[0].partition(":")[2] if "@" in parts.netloc else ""
+        except ValueError:
+            raw = ""
+        if raw:
+            out += [raw, unquote(raw)]
+    for m in _KV_PASSWORD.finditer(dsn):
+        value = m.group(1)
+        out += [value, value.strip("'")]
+    return sorted({p for p in out if p}, key=len, reverse=True)
+
+
+def _dsn_problem(var: str, secret: SecretStr | None, which: Which) -> str | None:
+    db = "litemaas_db" if which == "backend" else "litellm_db"
+    example = f"{var}={DSN_EXAMPLE.format(db=db)}"
+    what = "the LiteMaaS backend database" if which == "backend" else "LiteLLM's database"
+    if secret is None or not secret.get_secret_value().strip():
+        if which == "litellm":
+            return (
+                f"neither LITELLM_DATABASE_URL nor DATABASE_URL is set: litemaas-hooks needs {what}; set e.g. "
+                f"{example} (inside the LiteLLM proxy DATABASE_URL is already set; {SECRET_HINTS[which]})"
+            )
+        return f"{var} is not set: litemaas-hooks needs {what}; set e.g. {example} ({SECRET_HINTS[which]})"
+    value = secret.get_secret_value().strip()
+    if value.startswith(("postgresql://", "postgres://")):
+        return None
+    if "://" not in value and "=" in value:  # a keyword DSN: host=... dbname=...
+        return None
+    return f"{var}={redact_dsn(value)!r} is not a PostgreSQL URL ({what}): use e.g. {example}"
+
+
+_FIELDS: dict[type, dict[str, FieldInfo]] = {}
+
+
+def _fields(cls: type) -> dict[str, FieldInfo]:
+    if cls in _FIELDS:
+        return _FIELDS[cls]
+    hints = typing.get_type_hints(cls)
+    out: dict[str, FieldInfo] = {}
+    for name, hint in hints.items():
+        spec = cls.__dict__.get(name)
+        if not isinstance(spec, FieldSpec):
+            continue
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = bool(typing.get_args(hint)) and len(args) < len(typing.get_args(hint))
+        out[name] = FieldInfo(name, spec.alias, args[0] if optional else hint, optional, spec)
+    _FIELDS[cls] = out
+    return out
+
+
+def _parse(info: FieldInfo, raw: Any) -> Any:
+    """The typed value of one setting, or ValueError with a sentence saying what is wrong."""
+    spec = info.spec
+    if info.type is SecretStr:
+        if isinstance(raw, SecretStr):
+            return raw
+        text = str(raw).strip()
+        return SecretStr(text) if text else None
+    if info.type is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError("must be true or false")
+    if info.type in (int, float):
+        if isinstance(raw, bool):
+            raise ValueError("must be a number")
+        try:
+            value = info.type(raw.strip() if isinstance(raw, str) else raw)
+        except (TypeError, ValueError):
+            raise ValueError("must be a whole number" if info.type is int else "must be a number") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        if spec.ge is not None and not value >= spec.ge:
+            raise ValueError(f"must be at least {spec.ge:g}")
+        if spec.gt is not None and not value > spec.gt:
+            raise ValueError(f"must be greater than {spec.gt:g}")
+        if spec.le is not None and not value <= spec.le:
+            raise ValueError(f"must be at most {spec.le:g}")
+        if spec.lt is not None and not value < spec.lt:
+            raise ValueError(f"must be less than {spec.lt:g}")
+        return value
+    text = str(raw).strip()
+    if spec.choices is not None:
+        for choice in spec.choices:
+            if choice.lower() == text.lower():
+                return choice
+        raise ValueError("must be one of " + ", ".join(spec.choices))
+    return text
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, require: Iterable[Which] = (), **overrides: Any
+) -> Settings:
+    """Read settings from ``environ`` (default: the process environment); ``overrides`` by field name.
+
+    Raises one ConfigError listing every invalid setting, and every URL of ``require`` that is missing
+    or not a PostgreSQL URL, each with the variable to set and an example.
+    """
+    env = os.environ if environ is None else environ
+    upper = {k.upper(): v for k, v in env.items()}
+    fields = Settings.fields()
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, info in fields.items():
+        if name in overrides and overrides[name] is not None:
+            raw, shown = overrides[name], repr(overrides[name])
+        elif info.alias in upper:
+            raw = upper[info.alias]
+            shown = "***" if info.type is SecretStr else repr(raw)
+        else:
+            continue
+        try:
+            values[name] = _parse(info, raw)
+        except ValueError as exc:
+            example = info.default_text if info.spec.shown_default is None else ""
+            problems.append(f"{info.alias}={shown} {exc}" + (f" (default: {info.alias}={example})" if example else ""))
+    unknown = set(overrides) - set(fields)
+    if unknown:
+        raise TypeError(f"unknown settings: {sorted(unknown)}")
+    settings = Settings(**values)
+    for which in dict.fromkeys(require):
+        try:
+            settings.backend_dsn() if which == "backend" else settings.litellm_dsn()
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError(format_problems(problems))
+    return settings
+
+
+def format_problems(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} settings need fixing:\n" + "\n".join(f"  - {p}" for p in problems)

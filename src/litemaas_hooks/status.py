@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from litemaas_hooks import outbox
-from litemaas_hooks.connections import connect
+from litemaas_hooks.connections import Which, connect, database_kind, first_line, kind_problem
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
 
@@ -124,15 +124,34 @@ async def collect_status(
             bconn = await connect(settings, "backend", application_name="litemaas-hooks-status")
         except Exception as exc:
             problem(str(exc))
-        if lconn is not None:
+        litellm_ok = lconn is not None and await _kind_part(settings, "litellm", lconn, problem)
+        backend_ok = bconn is not None and await _kind_part(settings, "backend", bconn, problem)
+        if lconn is not None and litellm_ok:
             await _outbox_part(report, lconn, dead_limit, problem)
-        if lconn is not None and bconn is not None and check_drift:
+        drift_possible = report.trigger is not None and report.trigger.outbox_present
+        if lconn is not None and bconn is not None and litellm_ok and backend_ok and drift_possible and check_drift:
             await _drift_part(report, settings, lconn, bconn, key, config_models, problem)
     finally:
         for conn in (lconn, bconn):
             if conn is not None:
                 await conn.close()
     return report
+
+
+async def _kind_part(
+    settings: Settings, which: Which, conn: psycopg.AsyncConnection[Any], problem: Callable[[str], None]
+) -> bool:
+    """False (with a problem line) when the URL points at the wrong database or install is missing there."""
+    try:
+        kind = await database_kind(conn)
+    except psycopg.Error as exc:
+        problem(f"reading {which} database: {first_line(exc)}")
+        return False
+    # the LiteLLM side's "not installed" is reported with the trigger state (_outbox_part)
+    text = kind_problem(settings, which, kind, installed=which == "backend")
+    if text:
+        problem(text)
+    return text is None
 
 
 async def _outbox_part(
@@ -199,7 +218,7 @@ async def _drift_part(
         retire: Any = True if config_models is not None else "db-rows"
         result = await engine.converge(lconn, bconn, names=None, retire_missing=retire, dry_run=True)
     except Exception as exc:
-        drift.error = scrub(f"{type(exc).__name__}: {exc}", settings.secrets())
+        drift.error = scrub(f"{type(exc).__name__}: {first_line(exc)}", settings.secrets())
         problem(f"the drift check failed: {drift.error}")
         return
     drift.checked = True
@@ -248,59 +267,92 @@ def _names(names: list[str], limit: int = 20) -> str:
     return shown + (f", ... (+{len(names) - limit})" if len(names) > limit else "")
 
 
-def format_status(report: StatusReport) -> str:
-    """A screenful for humans (``litemaas-hooks status``)."""
-    lines = [f"litemaas-hooks status: {'HEALTHY' if report.healthy else 'UNHEALTHY'}"]
-    lines.append(f"  LiteLLM database : {report.litellm_db}")
-    lines.append(f"  backend database : {report.backend_db}")
-    t = report.trigger
+def _trigger_text(t: outbox.TriggerState | None) -> str:
     if t is None:
-        trigger = "unknown (LiteLLM database not reachable)"
-    elif not t.outbox_present:
-        trigger = "outbox NOT installed"
-    elif t.ok:
-        trigger = 'installed and enabled on public."LiteLLM_ProxyModelTable"'
-    elif not t.trigger_present:
-        trigger = "MISSING"
+        return "unknown (LiteLLM database not checked)"
+    if not t.outbox_present:
+        return "NOT installed (no outbox in LiteLLM's database)"
+    if t.ok:
+        return 'installed and enabled on public."LiteLLM_ProxyModelTable"'
+    if not t.trigger_present:
+        return "MISSING"
+    return "present but disabled or outdated"
+
+
+def _outbox_text(c: outbox.OutboxCounts) -> str:
+    oldest = (
+        f"; oldest pending event {_age(c.oldest_pending_age_seconds)} old"
+        if c.oldest_pending_age_seconds is not None
+        else ""
+    )
+    return f"{c.pending} pending, {c.claimed} claimed, {c.dead} dead{oldest}"
+
+
+def _drift_lines(d: Drift) -> list[str]:
+    """The drift line and its details; never "none" above a list that says otherwise."""
+    if d.error:
+        return [f"  drift            : check failed: {d.error}"]
+    if not d.checked:
+        return ["  drift            : not checked"]
+    # rows not in LiteLLM's table and not known to come from it (config-file models of the proxy are not
+    # visible from here) are listed, but not counted as drift
+    unknown_gone = d.not_in_table
+    if d.in_sync:
+        head = "none: every backend row matches LiteLLM"
+        if unknown_gone:
+            head = "none among the models in LiteLLM's table"
     else:
-        trigger = "present but disabled or outdated"
-    lines.append(f"  trigger          : {trigger}")
+        head = "yes: the backend differs from LiteLLM (see problems)"
+    lines = [f"  drift            : {head}"]
+    if d.missing_in_backend:
+        lines.append(f"    missing in backend ({len(d.missing_in_backend)}): {_names(d.missing_in_backend)}")
+    if d.out_of_date:
+        lines.append(f"    differ from LiteLLM ({len(d.out_of_date)}): {_names(d.out_of_date)}")
+    if d.gone_from_litellm:
+        lines.append(f"    gone from LiteLLM, not retired ({len(d.gone_from_litellm)}): {_names(d.gone_from_litellm)}")
+    if unknown_gone:
+        lines.append(
+            f"    not in LiteLLM's table, not known to come from it ({len(unknown_gone)}; config-file models of the "
+            f"proxy are not visible from here, so these are not counted as drift): {_names(unknown_gone)}"
+        )
+    lines.extend(f"    cannot sync {name}: {message}" for name, message in sorted(d.errors.items()))
+    return lines
+
+
+def verdict(report: StatusReport) -> str:
+    """The first line: healthy or not, and why, in one sentence."""
+    if not report.healthy:
+        n = len(report.problems)
+        return f"litemaas-hooks status: UNHEALTHY, {n} problem{'s' if n != 1 else ''} (each with its fix):"
+    why = ["trigger installed"]
     c = report.counts
     if c is not None:
-        oldest = (
-            f"; oldest pending event {_age(c.oldest_pending_age_seconds)} old"
-            if c.oldest_pending_age_seconds is not None
-            else ""
-        )
-        lines.append(f"  outbox           : {c.pending} pending, {c.claimed} claimed, {c.dead} dead{oldest}")
+        why.append("outbox empty" if not (c.pending or c.claimed) else f"outbox draining ({c.pending} pending)")
+        why.append("no dead events")
+    d = report.drift
+    why.append("backend in sync with LiteLLM" if d.checked else "drift not checked")
+    return "litemaas-hooks status: HEALTHY: " + ", ".join(why)
+
+
+def format_status(report: StatusReport) -> str:
+    """A screenful for humans (``litemaas-hooks status``): the verdict, the problems, then the details."""
+    lines = [verdict(report)]
+    lines.extend(f"  - {p}" for p in report.problems)
+    lines.append("details:")
+    lines.append(f"  LiteLLM database : {report.litellm_db}")
+    lines.append(f"  backend database : {report.backend_db}")
+    lines.append(f"  trigger          : {_trigger_text(report.trigger)}")
+    if report.counts is not None:
+        lines.append(f"  outbox           : {_outbox_text(report.counts)}")
     last = report.last_reconcile
     if last is not None:
         when = "never" if last.last_finished_at is None else f"{_age(last.age_seconds)} ago"
         lines.append(
             f"  full reconcile   : last finished {when}" + (f" ({last.last_summary})" if last.last_summary else "")
         )
-    d = report.drift
-    if d.error:
-        lines.append(f"  drift            : check failed: {d.error}")
-    elif d.checked:
-        lines.append("  drift            : " + ("none" if d.in_sync else "yes"))
-        if d.missing_in_backend:
-            lines.append(f"    missing in backend ({len(d.missing_in_backend)}): {_names(d.missing_in_backend)}")
-        if d.out_of_date:
-            lines.append(f"    differ from LiteLLM ({len(d.out_of_date)}): {_names(d.out_of_date)}")
-        if d.gone_from_litellm:
-            lines.append(
-                f"    gone from LiteLLM, not retired ({len(d.gone_from_litellm)}): {_names(d.gone_from_litellm)}"
-            )
-        if d.not_in_table:
-            lines.append(
-                f"    not in LiteLLM's table, not known to come from it (config-file models?) ({len(d.not_in_table)}):"
-                f" {_names(d.not_in_table)}"
-            )
-        for name, message in sorted(d.errors.items()):
-            lines.append(f"    cannot sync {name}: {message}")
+    lines.extend(_drift_lines(report.drift))
     if report.dead_events:
-        lines.append("  dead events:")
+        lines.append("  dead events (replay them with `litemaas-hooks replay ID ...` once the cause is fixed):")
         for e in report.dead_events:
             name = e.new_model_name or e.old_model_name or "-"
             if e.old_model_name and e.new_model_name and e.old_model_name != e.new_model_name:
@@ -309,7 +361,4 @@ def format_status(report: StatusReport) -> str:
                 f"    #{e.id} {e.op} {name} ({e.attempts} attempts, since {e.created_at:%Y-%m-%d %H:%M:%S}): "
                 f"{e.last_error or '-'}"
             )
-    if report.problems:
-        lines.append("problems:")
-        lines.extend(f"  - {p}" for p in report.problems)
     return "\n".join(lines)

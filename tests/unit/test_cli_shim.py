@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from litemaas_hooks import cli
-from litemaas_hooks.plugin import SHIM_SOURCE
+from litemaas_hooks.shim import SHIM_SOURCE
 
 
 def test_sample_shim_matches_the_package() -> None:
