@@ -23,12 +23,12 @@ def test_healthy_says_why() -> None:
 
 
 def test_rows_not_in_litellms_table_outside_the_proxy_do_not_contradict_no_drift() -> None:
-    drift = Drift(checked=True, gone_from_litellm=["from-config-file"], config_models_known=False)
+    drift = Drift(checked=True, not_in_table=["from-config-file"], config_models_known=False)
     text = format_status(_report(drift=drift))
     assert "HEALTHY" in text.splitlines()[0]
     assert "drift            : none among the models in LiteLLM's table" in text
     assert "every backend row matches" not in text
-    assert "not in LiteLLM's table (1; config-file models" in text
+    assert "not in LiteLLM's table, not known to come from it (1; config-file models" in text
     assert "gone from LiteLLM, not retired" not in text
 
 
