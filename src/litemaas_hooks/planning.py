@@ -105,13 +105,9 @@ def desired_availability(record: ModelRecord, current: CurrentRow | None) -> str
         return "unavailable"
     if current.hidden_reason is not None:
         return "available"
-    if (
-        current.availability == "unavailable"
-        and current.litellm_model_id is not None
-        and current.litellm_model_id != current.id
-        and current.litellm_model_id not in record.deployment_ids
-    ):
-        return "available"
+    # Any other 'unavailable' is someone else's decision (an admin, or the backend's own sync, which
+    # shows the row again itself at its next run): never undone by us, whatever the caller passes
+    # (the relay role cannot un-hide a model), and it survives a delete + re-add of the name.
     return current.availability or "available"
 
 

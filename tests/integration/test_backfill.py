@@ -360,3 +360,20 @@ def test_full_reconcile_in_chunks(env: dict[str, str], monkeypatch: pytest.Monke
     retired = converge(None, retire_missing=True)
     assert retired.outcomes["chunk-4"].action == "retired"
     assert {o.action for n, o in retired.outcomes.items() if n != "chunk-4" and not n.startswith("<")} == {"unchanged"}
+
+
+def test_an_admins_hide_survives_a_delete_and_re_add(env: dict[str, str]) -> None:
+    """Issue 10 item 11: the re-added deployment (a new model_id) finds the row still hidden."""
+    name = "granite-8b-code-instruct-128k"
+    seed(env)
+    assert run("install") == 0
+    assert run("backfill", "--quiet") == 0
+    execute(env["LITEMAAS_DATABASE_URL"], "UPDATE models SET availability = 'unavailable' WHERE id = %s", (name,))
+    execute(env["LITELLM_DATABASE_URL"], 'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = %s', (name,))
+    converge({name})
+    assert models(env)[name]["availability"] == "unavailable"
+    seed(env, [SEED[0]])  # the same name again, a new deployment id
+    report = converge({name})
+    row = models(env)[name]
+    assert row["availability"] == "unavailable", report.outcomes[name]
+    assert row["litellm_model_id"] != name

@@ -25,7 +25,15 @@ from litemaas_hooks.connections import use_fast_json
 from litemaas_hooks.reconcile import Reconciler
 from litemaas_hooks_sandbox import seed
 from tests.helpers import litellm_row
-from tests.integration.test_relay import PARAMS, backend_models, eventually, install, make_settings, running
+from tests.integration.test_relay import (
+    PARAMS,
+    backend_models,
+    eventually,
+    install,
+    make_settings,
+    outbox_empty,
+    running,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -98,7 +106,7 @@ async def add_good(lc: AConn, name: str, key: str) -> None:
 POISON: dict[str, dict[str, Any]] = {
     "cost-1e20": {"info": {"input_cost_per_token": 1e20}},
     "cost-huge-exponent": {"info": {"output_cost_per_token": "1e999999999"}},
-    "context-snan": {"info": {"context_length": "sNaN"}},
+    "max-tokens-snan": {"info": {"max_tokens": "sNaN"}},
     "context-nan": {"info": {"context_length": "NaN"}},
     "max-tokens-huge-exponent": {"info": {"max_tokens": "1e999999999"}},
     "tpm-beyond-64-bits": {"info_text": {"tpm": "1" + "0" * 40}},
@@ -136,10 +144,10 @@ async def test_poison_values_are_that_models_error_and_nothing_else_fails(
         for name in POISON:
             assert report.outcomes[name].action in {"error", "created"}, (name, report.outcomes[name])
         errors = {n: o.message or "" for n, o in report.outcomes.items() if o.action == "error"}
-        for name in ("cost-1e20", "cost-huge-exponent", "context-snan", "max-tokens-huge-exponent", "nested-3000"):
+        for name in ("cost-1e20", "cost-huge-exponent", "max-tokens-snan", "max-tokens-huge-exponent", "nested-3000"):
             assert name in errors, name
         assert "input_cost_per_token" in errors["cost-1e20"]
-        assert "context_length" in errors["context-snan"]
+        assert "max_tokens" in errors["max-tokens-snan"]
         # the full reconcile and the dry run over everything complete with the same verdicts
         full = await engine.converge(lc, bc, names=None, retire_missing=True)
         assert {n for n, o in full.outcomes.items() if o.action == "error"} == set(errors)
@@ -680,7 +688,8 @@ async def test_no_wall_clock_decides_which_deployment_describes_the_row_or_when_
     """Injects: (1) of two deployments of one name, one stamped a day in the future (a replica with a
     skewed clock); then the other one is edited. (2) a pending event scheduled an hour ahead, a claim and
     a finished full reconcile stamped an hour ahead (the database clock was stepped back an hour).
-    Asserts: the edited deployment describes the row (the outbox order decides, not updated_at); the
+    Asserts: the deployment created last describes the row, as the backend's own sync leaves it, and
+    an edit of the other one (a day-ahead updated_at) does not take it over; the
     event is applied at once; the periodic reconcile is not suppressed; status never shows a negative
     age."""
     from litemaas_hooks.status import collect_status, format_status
@@ -725,13 +734,15 @@ async def test_no_wall_clock_decides_which_deployment_describes_the_row_or_when_
                 return row is not None and row[0] == max_tokens
 
             await eventually(lambda: describes(2), what="lb described by the deployment added last")
-            # the edit of the first deployment (on a replica with a sane clock) takes the row over
+            # an edit of the first deployment does not take the row over: the backend's own sync ends on the
+            # deployment created last (its /model/info order), whatever the replicas' updated_at clocks say
             await lc.execute(
                 f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 3}}', updated_at = now() "
                 "WHERE model_id = %s",
                 (skewed["model_id"],),
             )
-            await eventually(lambda: describes(3), what="lb described by the deployment edited last")
+            await eventually(lambda: outbox_empty(lc), what="the edit of the first deployment applied")
+            assert await describes(2)
             await lc.execute(
                 f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 4}}', updated_at = now() "
                 "WHERE model_id = %s",

@@ -356,6 +356,9 @@ async def test_relay_role_converges_and_can_do_nothing_else(installed: World, ma
             "features": ["chat"],
         }
         _run(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([record]),))
+        # nor does a forged deployment list ("the deployment the row described is gone") un-hide it
+        forged = {**record, "deployment_ids": ["forged-deployment"], "litellm_model_id": "forged-deployment"}
+        _run(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([forged]),))
         # a hand-made row cannot be repointed
         hand = {**record, "id": "hand", "api_base": "https://evil.example"}
         _run(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([hand]),))

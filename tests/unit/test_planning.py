@@ -60,10 +60,11 @@ def test_admin_hidden_model_is_left_to_the_backend_but_sync_hidden_comes_back() 
     assert desired_availability(rec, retired) == "available"
 
 
-def test_recreated_with_new_deployment_id_comes_back() -> None:
+def test_a_hide_survives_a_recreated_deployment() -> None:
+    # an admin hid the row, its deployment was deleted and re-added (new id): the hide stays
     rec = record()
     gone = current_of(rec, availability="unavailable", litellm_model_id="old-deployment")
-    assert desired_availability(rec, gone) == "available"
+    assert desired_availability(rec, gone) == "unavailable"
     ansible = current_of(rec, availability="unavailable", litellm_model_id="m")
     assert desired_availability(rec, ansible) == "unavailable"
 

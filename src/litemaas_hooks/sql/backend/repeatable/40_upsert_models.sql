@@ -14,8 +14,9 @@
 -- row keeps its availability except for what the sync hid itself (litemaas_hooks.hidden_models):
 -- a name whose deployments are all blocked is hidden once, when the row was written before the block
 -- (metadata model_info.blocked not true); if it is shown while still blocked (the backend's sync does
--- that) it stays shown; a retired or blocked-hidden name served again is
--- shown again; a row left unavailable by a deleted deployment is shown when another one serves it.
+-- that) it stays shown; a retired or blocked-hidden name served again is shown again. Any other
+-- 'unavailable' (an admin's, or the backend's own sync's, which re-shows it itself) is never undone:
+-- the caller cannot un-hide a model, and an admin's hide survives a delete + re-add of the name.
 -- A hand-made row (no litellm_model_id, no LiteLLM metadata: not written by a sync) is never touched,
 -- whatever the caller passes (outcome 'unchanged'): the relay's role cannot repoint it.
 -- SECURITY DEFINER, owned by the owner of public.models (90_privileges.sql).
@@ -78,11 +79,7 @@ BEGIN
                        THEN m.availability
                    WHEN i.all_blocked THEN 'unavailable'
                    WHEN h.reason IS NOT NULL THEN 'available'
-                   WHEN m.availability = 'unavailable'
-                        AND m.litellm_model_id IS NOT NULL
-                        AND m.litellm_model_id <> m.id
-                        AND NOT (m.litellm_model_id = ANY (coalesce(i.deployment_ids, '{}')))
-                       THEN 'available'
+                   -- any other 'unavailable' is an admin's or the backend's own decision: never undone here
                    ELSE m.availability
                END AS new_availability,
                (m.id IS NULL OR m.availability IS DISTINCT FROM 'unavailable') AS was_available,
