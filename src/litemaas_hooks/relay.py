@@ -241,7 +241,7 @@ class Relay:
             if self.settings.reconcile_interval_seconds > 0
             else "periodic full reconcile off",
         )
-        litellm_adapter.warm_up(background_import=True)  # the first event must not wait for `import litellm`
+        litellm_adapter.warm_up()  # the memo now; LiteLLM itself on the first memo miss (no half-imported module)
         while not stop.is_set():
             try:
                 await self._session(litellm_dsn, backend_dsn, stop)
