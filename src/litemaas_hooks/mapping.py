@@ -355,8 +355,8 @@ def _strip(value: Any) -> Any:
     """``strip_credentials``, except that a secret-looking key whose value cannot hold a secret (a
     boolean, a number, null: ``use_xai_oauth: false``, ``cache_read_input_token_cost_flex: null``) is
     kept, as ``/model/info`` keeps it (else the backend's copy of the same view differs from ours)."""
-    if value is None or isinstance(value, bool | int | float):
-        return value  # most of a ~250-key /model/info entry: nothing to strip
+    if _plain(value):
+        return value
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
@@ -365,11 +365,17 @@ def _strip(value: Any) -> Any:
             scalar = v is None or isinstance(v, bool | int | float)
             if verdict == "drop" or (verdict == "scalar-only" and not scalar):
                 continue
-            out[key] = v if scalar else _strip(v)
+            out[key] = v if _plain(v) else _strip(v)
         return out
     if isinstance(value, list | tuple):
-        return [_strip(v) for v in value]
+        return [v if _plain(v) else _strip(v) for v in value]
     return strip_credentials(value)
+
+
+def _plain(value: Any) -> bool:
+    """Nothing ``strip_credentials`` would change: a scalar, or a string without a URL in it (most of a
+    ~250-key /model/info entry and its ``supported_openai_params`` list)."""
+    return value is None or isinstance(value, bool | int | float) or (isinstance(value, str) and "://" not in value)
 
 
 @functools.lru_cache(maxsize=4096)
