@@ -28,6 +28,9 @@ from litemaas_hooks.errors import MigrationError
 _TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?litemaas_hooks\.(\w+)", re.IGNORECASE)
 _INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s+ON\s+litemaas_hooks\.", re.I)
 _FUNCTION = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+litemaas_hooks\.(\w+)\s*\(", re.IGNORECASE)
+_DROP_TABLE = re.compile(r"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?litemaas_hooks\.(\w+)", re.IGNORECASE)
+_DROP_INDEX = re.compile(r"DROP\s+INDEX\s+(?:IF\s+EXISTS\s+)?litemaas_hooks\.(\w+)", re.IGNORECASE)
+_DROP_FUNCTION = re.compile(r"DROP\s+FUNCTION\s+(?:IF\s+EXISTS\s+)?litemaas_hooks\.(\w+)\s*\(", re.IGNORECASE)
 
 PROBE_ID = "litemaas-hooks-install-probe"
 
@@ -42,18 +45,29 @@ class Owned:
 
 
 def objects_in(text: str) -> set[Owned]:
-    return (
-        {Owned("table", n) for n in _TABLE.findall(text)}
-        | {Owned("index", n) for n in _INDEX.findall(text)}
-        | {Owned("function", n) for n in _FUNCTION.findall(text)}
-    )
+    """The objects ``text`` leaves behind, statements read in order: created, minus those a later
+    ``DROP TABLE|INDEX|FUNCTION`` removes (a migration retiring an object of an earlier one)."""
+    steps = [
+        (m.start(), kind, m.group(1), created)
+        for pattern, kind, created in (
+            (_TABLE, "table", True),
+            (_INDEX, "index", True),
+            (_FUNCTION, "function", True),
+            (_DROP_TABLE, "table", False),
+            (_DROP_INDEX, "index", False),
+            (_DROP_FUNCTION, "function", False),
+        )
+        for m in pattern.finditer(text)
+    ]
+    out: set[Owned] = set()
+    for _, kind, name, created in sorted(steps):
+        (out.add if created else out.discard)(Owned(kind, name))
+    return out
 
 
 def owned_objects(side: sql.Side) -> set[Owned]:
-    out: set[Owned] = set()
-    for script in (*sql.migrations(side), *sql.repeatables(side)):
-        out |= objects_in(script.sql)
-    return out
+    """Every object our SQL leaves in a database of ``side`` (migrations in order, then repeatables)."""
+    return objects_in("\n".join(s.sql for s in (*sql.migrations(side), *sql.repeatables(side))))
 
 
 async def missing(conn: psycopg.AsyncConnection[Any], objects: set[Owned]) -> set[Owned]:

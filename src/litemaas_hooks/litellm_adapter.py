@@ -138,6 +138,20 @@ def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
         _clear_lookup_cache(litellm)
 
 
+@contextlib.contextmanager
+def _quiet(litellm: Any) -> Iterator[None]:
+    """No ``print`` from LiteLLM while we ask it: for a model without a known provider (our probe
+    deployment's registration in >= 1.108, or any unknown model) ``get_llm_provider`` prints a "Provider
+    List" banner to stdout, which would land in ``status --json``, in a relay's stdout and in the proxy's.
+    Synchronous (no await inside), so the flag is ours only for the lookup."""
+    saved = litellm.suppress_debug_info
+    litellm.suppress_debug_info = True
+    try:
+        yield
+    finally:
+        litellm.suppress_debug_info = saved
+
+
 def _clear_lookup_cache(litellm: Any) -> None:
     clear = getattr(litellm.get_model_info, "cache_clear", None)
     if callable(clear):
@@ -166,7 +180,7 @@ def _cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
         return dict(info) if isinstance(info, Mapping) else {}
 
     omits = getattr(litellm.utils, "cost_map_omits_token_price", None)
-    with _registered_like_the_router(litellm, model):
+    with _quiet(litellm), _registered_like_the_router(litellm, model):
         info = lookup(base_model) if ("azure" in model or base_model) else lookup(model)
         if not info:
             info = lookup(model)

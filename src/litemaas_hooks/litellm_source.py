@@ -101,7 +101,6 @@ def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
         created_at=row.get("created_at"),
         blocked=blocked,
         source="db",
-        change_seq=row.get("change_seq"),
     )
 
 
@@ -150,18 +149,6 @@ async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     return [str(row[0]) for row in await cur.fetchall()]
 
 
-async def _change_seqs(conn: psycopg.AsyncConnection[Any], model_ids: list[str]) -> dict[str, int]:
-    """The outbox order of each deployment's last change, when the outbox is installed (else empty)."""
-    if not model_ids:
-        return {}
-    cur = await conn.execute(sql.query("litellm", "has_deployment_changes"))
-    row = await cur.fetchone()
-    if not (row and row[0]):
-        return {}
-    cur = await conn.execute(sql.query("litellm", "deployment_change_seqs"), {"ids": model_ids})
-    return {str(m): int(s) for m, s in await cur.fetchall()}
-
-
 async def read_truth(
     conn: psycopg.AsyncConnection[Any],
     names: Collection[str] | None,
@@ -182,9 +169,6 @@ async def read_truth(
         else:
             await cur.execute(sql.query("litellm", "deployments_by_name" + variant), {"names": sorted(names)})
         rows = await cur.fetchall()
-    seqs = await _change_seqs(conn, [str(r["model_id"]) for r in rows])
-    if seqs:
-        rows = [{**r, "change_seq": seqs.get(str(r["model_id"]))} for r in rows]
     for row in rows:
         name = row.get("model_name")
         if not isinstance(name, str) or not name.strip():

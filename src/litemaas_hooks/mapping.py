@@ -92,9 +92,6 @@ class Deployment:
     blocked: bool = False
     source: Source = "db"
     created_at: datetime | None = None
-    # database-side order of this deployment's last change (the outbox event id, see litellm migration
-    # 0003); reported by status, never a wall clock of some replica
-    change_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

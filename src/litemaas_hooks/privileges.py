@@ -37,8 +37,6 @@ RELAY_LITELLM_TABLES: tuple[tuple[str, str], ...] = (
     ("litemaas_hooks.model_events", "SELECT, INSERT, UPDATE, DELETE"),
     # the fleet-wide "last full reconcile" row
     ("litemaas_hooks.reconcile_state", "SELECT, UPDATE"),
-    # the database-side order of changes per deployment (noted at claim, read with the truth)
-    ("litemaas_hooks.deployment_changes", "SELECT, INSERT, UPDATE"),
     # LiteLLM's cost-map answers shared between processes (merged; old versions' rows pruned)
     ("litemaas_hooks.cost_map_memo", "SELECT, INSERT, UPDATE, DELETE"),
 )

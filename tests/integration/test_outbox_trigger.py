@@ -271,6 +271,34 @@ async def test_install_twice_is_a_no_op(installed: str) -> None:
         assert _trigger_oid(conn) == before  # not dropped and re-created
 
 
+async def test_install_upgrades_an_install_that_still_has_deployment_changes(installed: str) -> None:
+    """Injects: the state an install of the previous release leaves (migrations 0001, 0003 and 0006
+    applied, not 0005; ``litemaas_hooks.deployment_changes`` present, with rows, as every claim wrote it).
+    Asserts: ``install`` applies exactly 0005, which drops the table, reports nothing as repaired (a
+    table a later migration dropped is not "ours and missing"), the relay's grants no longer name it,
+    and the next install is a no-op."""
+    from litemaas_hooks import install_checks
+
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE litemaas_hooks.deployment_changes (model_id text PRIMARY KEY, last_event_id bigint NOT NULL)"
+        )
+        conn.execute("INSERT INTO litemaas_hooks.deployment_changes VALUES ('id-1', 7)")
+        conn.execute("DELETE FROM litemaas_hooks.schema_migrations WHERE side = 'litellm' AND version = 5")
+    async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as aconn:
+        result = await apply_migrations(aconn, "litellm")
+        assert result.applied == ["0005_drop_deployment_changes"]
+        assert result.repaired == []
+        again = await apply_migrations(aconn, "litellm")
+        assert (again.applied, again.repaired) == ([], [])
+    with psycopg.connect(installed, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('litemaas_hooks.deployment_changes')").fetchone() == (None,)
+    owned = install_checks.owned_objects("litellm")
+    assert install_checks.Owned("table", "deployment_changes") not in owned
+    assert install_checks.Owned("table", "model_events") in owned
+    assert all("deployment_changes" not in table for table, _ in privileges.RELAY_LITELLM_TABLES)
+
+
 async def test_install_recreates_a_dropped_or_disabled_trigger(installed: str) -> None:
     with psycopg.connect(installed, autocommit=True) as conn:
         conn.execute('DROP TRIGGER litemaas_hooks_model_events ON "LiteLLM_ProxyModelTable"')

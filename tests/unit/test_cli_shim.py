@@ -1,7 +1,9 @@
-"""The shim LiteLLM 1.81 needs next to config.yaml: the shipped sample equals what the CLI writes."""
+"""The shim LiteLLM 1.81 needs next to config.yaml: every shipped copy equals what the CLI writes."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -9,10 +11,47 @@ import pytest
 from litemaas_hooks import cli
 from litemaas_hooks.shim import SHIM_SOURCE
 
+ROOT = Path(__file__).parents[2]
+# the shipped copies: the sample config folder, the kustomize/helm plugin ConfigMap, the RHDP role's files
+COPIES = {
+    "config/litemaas_hooks.py",
+    "deploy/shared/plugin-config/litemaas_hooks.py",
+    "deploy/rhdp/roles/ocp4_workload_litemaas_hooks/files/litemaas_hooks.py",
+}
+_SKIP_DIRS = {".git", ".cache", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+_MARKER = "Mounted next to LiteLLM's config.yaml"  # the shim's first line
 
-def test_sample_shim_matches_the_package() -> None:
-    sample = Path(__file__).parents[2] / "config" / "litemaas_hooks.py"
-    assert sample.read_text(encoding="utf-8") == SHIM_SOURCE
+
+def _tree_files() -> list[Path]:
+    out: list[Path] = []
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".venv")]
+        out.extend(Path(folder) / f for f in files)
+    return out
+
+
+def test_every_shim_copy_in_the_tree_is_what_write_shim_writes(tmp_path: Path) -> None:
+    """One source of truth (``litemaas_hooks.shim``): every file of the tree that is, or embeds, the shim
+    equals the output of ``litemaas-hooks write-shim``. A copy found by name or by its first line that
+    differs, or a new copy, fails here with the command that regenerates it."""
+    assert cli.main(["write-shim", str(tmp_path)]) == 0
+    written = (tmp_path / "litemaas_hooks.py").read_text(encoding="utf-8")
+    named, embedding = set(), set()
+    for path in _tree_files():
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("src/litemaas_hooks/") or rel.startswith("tests/"):
+            continue  # the source itself (shim.py) and tests quoting it
+        if path.name == "litemaas_hooks.py":
+            named.add(rel)
+        elif path.suffix in {".py", ".yaml", ".yml", ".j2", ".json", ".txt", ".md"}:
+            with contextlib.suppress(UnicodeDecodeError, OSError):
+                if _MARKER in path.read_text(encoding="utf-8"):
+                    embedding.add(rel)
+    assert named == COPIES, f"shim copies changed: {sorted(named ^ COPIES)}; list them in COPIES"
+    assert not embedding, f"{sorted(embedding)} embed the shim's text: load litemaas_hooks.py instead"
+    stale = sorted(rel for rel in named if (ROOT / rel).read_text(encoding="utf-8") != written)
+    fix = "; ".join(f"litemaas-hooks write-shim {Path(rel).parent}" for rel in stale)
+    assert not stale, f"{stale} differ from what write-shim writes; regenerate: {fix}"
 
 
 def test_write_shim_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

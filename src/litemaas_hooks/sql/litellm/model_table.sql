@@ -46,15 +46,3 @@ SELECT t.model_id
 FROM public."LiteLLM_ProxyModelTable" AS t
 WHERE t.model_name IS NULL OR pg_catalog.btrim(t.model_name) = ''
 ORDER BY t.model_id
-
--- change_seq: the outbox id of each deployment's last change (litemaas_hooks.deployment_changes,
--- installed with the outbox), a database-side order of changes; LiteLLM's updated_at is stamped by
--- each replica's own clock.
-
--- name: has_deployment_changes
-SELECT to_regclass('litemaas_hooks.deployment_changes') IS NOT NULL
-
--- name: deployment_change_seqs
-SELECT c.model_id, c.last_event_id
-FROM litemaas_hooks.deployment_changes AS c
-JOIN (SELECT DISTINCT x FROM unnest(%(ids)s::text[]) AS x) AS wanted (id) ON c.model_id = wanted.id

@@ -14,7 +14,6 @@ SELECT 1
 -- The claim carries this session's pid and start, so a dead claimer is recognised at once.
 -- Due: next_attempt_at has passed, or lies further ahead than any delay we ever set (max_delay): the
 -- database clock was stepped back, and an event must not wait for the clock to catch up.
--- deployment_changes: the outbox id orders changes of one deployment without trusting any clock.
 WITH picked AS (
     SELECT id
     FROM litemaas_hooks.model_events
@@ -34,11 +33,6 @@ claimed AS (
     FROM picked
     WHERE e.id = picked.id
     RETURNING e.id, e.op, e.model_id, e.old_model_name, e.new_model_name, e.attempts, e.created_at
-),
-seen AS (
-    INSERT INTO litemaas_hooks.deployment_changes AS d (model_id, last_event_id)
-    SELECT c.model_id, max(c.id) FROM claimed AS c WHERE c.model_id IS NOT NULL GROUP BY c.model_id
-    ON CONFLICT (model_id) DO UPDATE SET last_event_id = greatest(d.last_event_id, EXCLUDED.last_event_id)
 )
 SELECT id, op, model_id, old_model_name, new_model_name, attempts, created_at FROM claimed
 
