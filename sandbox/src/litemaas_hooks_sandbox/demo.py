@@ -28,7 +28,7 @@ import secrets
 import signal
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,13 +273,24 @@ async def _live(proxy: Any, litellm_dsn: str, backend_dsn: str) -> None:
         )
 
 
-def _log_to_file(path: Path) -> None:
+@contextlib.contextmanager
+def _log_to_file(path: Path) -> Iterator[None]:
+    """Our loggers and LiteLLM's write to ``path`` only (not the terminal) until the block ends."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
     for name in ("litemaas_hooks", "litemaas_hooks_sandbox", "LiteLLM", "LiteLLM Proxy", "LiteLLM Router"):
         logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
         logger.handlers[:] = [handler]
         logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+        handler.close()
 
 
 def _keep_running(proxy: Any, backend_dsn: str, subscriber: Subscriber) -> None:
@@ -359,13 +370,19 @@ def _start_backend(
 
 async def run_demo(*, live: bool = True, keep_running: bool = False, real_backend: bool = True) -> int:
     """The demo; ``real_backend=False`` takes the no-Node.js path (direct INSERT) on purpose."""
-    from litemaas_hooks_sandbox.proxy import OFFLINE_ENV, start_proxy
+    from litemaas_hooks_sandbox.proxy import OFFLINE_ENV
 
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     master_key = "sk-" + secrets.token_hex(32)
     folder = Path(tempfile.mkdtemp(prefix="litemaas-hooks-demo-"))
-    _log_to_file(folder / "litemaas-hooks.log")
+    with _log_to_file(folder / "litemaas-hooks.log"):
+        return await _run_demo(folder, master_key, live=live, keep_running=keep_running, real_backend=real_backend)
+
+
+async def _run_demo(folder: Path, master_key: str, *, live: bool, keep_running: bool, real_backend: bool) -> int:
+    from litemaas_hooks_sandbox.proxy import start_proxy
+
     print("litemaas-hooks demo: throwaway PostgreSQL with a LiteLLM database and a LiteMaaS backend database")
     print(
         f"  logs: {folder}/litemaas-hooks.log (ours), {folder}/proxy/proxy.log (LiteLLM's), "
