@@ -130,7 +130,7 @@ class Subscriber:
             return f"{outcome} ({(time.perf_counter() - started) * 1000:.0f} ms, direct INSERT)"
         first = self._token is None
         if self._token is None:
-            self._token = self.server.dev_token("alice")
+            self._token = self.server.dev_token("alice", roles=["user"])
             started = time.perf_counter()
         response = httpx.post(
             f"{self.server.base_url}/api/v1/subscriptions",
@@ -305,7 +305,7 @@ def _keep_running(proxy: Any, backend_dsn: str, subscriber: Subscriber) -> None:
     server = subscriber.server
     if server is not None:
         print(
-            f"  subscribe  curl -X POST -H 'Authorization: Bearer {server.dev_token('alice')}' "
+            f"  subscribe  curl -X POST -H 'Authorization: Bearer {server.dev_token('alice', roles=['user'])}' "
             f"-H 'Content-Type: application/json' -d '{{\"modelId\": \"<model name>\"}}' "
             f"{server.base_url}/api/v1/subscriptions   (LiteMaaS backend, as alice; it caches LiteLLM's "
             "model list for 5 minutes)"
