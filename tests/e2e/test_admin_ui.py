@@ -59,6 +59,7 @@ def test_every_sidebar_page_loads_without_a_server_error(e2e_proxy: SandboxProxy
                 failures[f"{label} ({path})"] = unexpected
                 page.screenshot(path=str(shots / f"page-{index:02d}-{re.sub(r'[^a-z0-9]+', '_', path.lower())}.png"))
         page.screenshot(path=str(shots / "page-last.png"))
+    print(f"{len(pages)} sidebar pages opened:", ", ".join(" ".join(label.split()) for label, _ in pages))
     assert not failures, f"Admin UI pages answered with a server error: {failures}"
 
 
