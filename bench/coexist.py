@@ -7,6 +7,11 @@ wall time, its process wall time (tsx + imports + the call) and its call alone (
 syncModels as timed inside the process), rows each wrote, and the ratios its/ours. Targets (process
 against process): ours >= 3x faster at 10,000, not slower at 1,000, 0 rows warm. No timed asserts.
 
+Our side runs every time as a fresh pod would: an empty disk cache (LITEMAAS_HOOKS_CACHE_DIR). Its
+"cold" fill therefore reads LiteLLM's cost-map answers from LiteLLM's database (shared by an earlier
+process, migration 0006). One more line, "first", is our very first process on these models, with
+nothing shared yet: it imports LiteLLM and asks it (seconds; once per LiteLLM version and model).
+
     .venv/bin/python bench/coexist.py [--sizes 1000,10000]
 """
 
@@ -18,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +53,17 @@ class Ours:
 
 
 def our_backfill(litellm_dsn: str, backend_dsn: str) -> Ours:
+    with tempfile.TemporaryDirectory(prefix="pod-cache-") as pod_cache:
+        return _our_backfill(litellm_dsn, backend_dsn, pod_cache)
+
+
+def _our_backfill(litellm_dsn: str, backend_dsn: str, pod_cache: str) -> Ours:
     env = {
         **os.environ,
         "LITELLM_DATABASE_URL": litellm_dsn,
         "LITEMAAS_DATABASE_URL": backend_dsn,
         "LITELLM_MASTER_KEY": MASTER_KEY,
+        "LITEMAAS_HOOKS_CACHE_DIR": pod_cache,  # a fresh pod: nothing on disk
     }
     started = time.perf_counter()
     done = subprocess.run(
@@ -84,16 +96,24 @@ def wait_served(proxy: SandboxProxy, count: int, deadline: float = 600.0) -> flo
             time.sleep(1.0)
 
 
+def install(dsn: str, side: str) -> None:
+    async def run() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await apply_migrations(conn, side)  # type: ignore[arg-type]
+
+    asyncio.run(run())
+
+
 def fresh_backend(pg: LocalPostgres, name: str) -> str:
     pg.create_database(name, template="tpl_backend")
-    dsn = pg.dsn(name)
+    install(pg.dsn(name), "backend")
+    return pg.dsn(name)
 
-    async def install() -> None:
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await apply_migrations(conn, "backend")  # type: ignore[arg-type]
 
-    asyncio.run(install())
-    return dsn
+def shared_answers(litellm_dsn: str) -> int:
+    with psycopg.connect(litellm_dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM litemaas_hooks.cost_map_memo, jsonb_object_keys(entries)").fetchone()
+    return int(row[0]) if row else 0
 
 
 def main() -> None:
@@ -114,12 +134,19 @@ def main() -> None:
             litellm_dsn = pg.dsn(lname)
             apply_litellm_schema(litellm_dsn)
             seeded = seed(litellm_dsn, size)
+            install(litellm_dsn, "litellm")  # our outbox side: it holds the shared cost-map answers
             started = time.perf_counter()
             with sandbox_proxy(litellm_dsn, master_key=MASTER_KEY, plugin=False) as proxy:
                 served = wait_served(proxy, size)
                 print(
                     f"\n{size} deployments (seeded {seeded:.1f}s; proxy up {proxy.startup_seconds:.1f}s, "
                     f"serving all {time.perf_counter() - started:.1f}s after start, {served:.1f}s waited)"
+                )
+                first = our_backfill(litellm_dsn, fresh_backend(pg, f"first_{size}"))
+                print(
+                    f"  first: ours process {first.wall:6.2f}s (engine {first.engine_seconds:.2f}s) rows "
+                    f"{first.written:6d}   (nothing shared yet: imports LiteLLM; then "
+                    f"{shared_answers(litellm_dsn)} answers shared)"
                 )
                 ours_dsn = fresh_backend(pg, f"ours_{size}")
                 its_dsn = fresh_backend(pg, f"its_{size}")

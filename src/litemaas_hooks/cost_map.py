@@ -36,7 +36,8 @@ log = logging.getLogger("litemaas_hooks.cost_map")
 
 DEFAULT_URL = "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
 BUNDLED_FILE = "model_prices_and_context_window_backup.json"
-MEMO_FORMAT = 3  # 2: lookups with the deployment registered like the router; 3: unpriced while registered
+MEMO_FORMAT = 4  # 2: lookups with the deployment registered like the router; 3: unpriced while registered;
+# 4: distinct answers stored once (content ids), mergeable with the copy in LiteLLM's database
 FETCH_TIMEOUT_S = 5
 
 
@@ -127,32 +128,91 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
 
 
 def lookup_key(model: str, base_model: str | None) -> str:
-    return f"{model}\x00{base_model or ''}"
+    return f"{model}\x1f{base_model or ''}"  # not NUL: jsonb (the shared copy) refuses \u0000
+
+
+def _answer_id(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:24]
 
 
 @dataclass
 class Memo:
-    """LiteLLM's answers for one (version, cost map): cost-map lookups and version facts."""
+    """LiteLLM's answers for one (version, cost map): cost-map lookups and version facts.
+
+    Stored compactly: an answer of LiteLLM >= 1.108 is a ~250-key ``model_info`` that is the same for
+    every model its cost map does not know, apart from its ``key`` field; so each distinct answer (its
+    ``key`` blanked) is kept once under a content id, and each lookup names its answer id, its ``key``
+    and its ``unpriced`` flag. Content ids make two writers' memos merge by plain union (the disk file
+    here, the shared copy in LiteLLM's database: ``memo_share``).
+    """
 
     fingerprint: str
     version: str
     facts: dict[str, Any] = field(default_factory=dict)
-    lookups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # answer id -> info with key blanked
+    entries: dict[str, list[Any]] = field(default_factory=dict)  # lookup key -> [answer id, key?, has key, unpriced]
     dirty: bool = False
     unwritable: bool = False  # one warning per process, then answers are kept in memory only
+    fresh: set[str] = field(default_factory=set)  # lookup keys learnt in this process (not yet shared)
 
     @property
     def path(self) -> Path:
         return cache_dir() / f"model-info-{self.fingerprint}.json"
 
+    def get(self, key: str) -> dict[str, Any] | None:
+        """``{"info": {...}, "unpriced": bool}`` as LiteLLM answered, a fresh copy; None if unknown."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        answer_id, info_key, has_key, unpriced = entry
+        template = self.answers.get(answer_id)
+        if template is None:  # a torn merge: treat as unknown, LiteLLM answers again
+            return None
+        info = dict(template)
+        if has_key:
+            info["key"] = info_key
+        return {"info": info, "unpriced": bool(unpriced)}
+
+    def put(self, key: str, answer: Mapping[str, Any]) -> None:
+        info = dict(answer.get("info") or {})
+        has_key = "key" in info
+        info_key = info.get("key")
+        if has_key:
+            info["key"] = None
+        answer_id = _answer_id(orjson.dumps(info, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS))
+        self.answers.setdefault(answer_id, info)
+        self.entries[key] = [answer_id, info_key, has_key, bool(answer.get("unpriced"))]
+        self.fresh.add(key)
+        self.dirty = True
+
+    def merge(self, facts: Mapping[str, Any] | None, answers: Mapping[str, Any], entries: Mapping[str, Any]) -> int:
+        """Add another copy's answers (ours win on a clash; they are LiteLLM's answers either way).
+        Returns how many lookups were new here."""
+        if facts and not self.facts:
+            self.facts = dict(facts)
+        for answer_id, info in answers.items():
+            if isinstance(info, dict):
+                self.answers.setdefault(str(answer_id), info)
+        added = 0
+        for key, entry in entries.items():
+            if key not in self.entries and isinstance(entry, list) and len(entry) == 4:
+                self.entries[str(key)] = entry
+                added += 1
+        return added
+
+    def delta(self) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+        """The answers and lookups learnt in this process (what the shared copy may lack)."""
+        entries = {k: self.entries[k] for k in self.fresh if k in self.entries}
+        answers = {e[0]: self.answers[e[0]] for e in entries.values() if e[0] in self.answers}
+        return answers, entries
+
     @classmethod
     def load(cls, source: Source) -> Memo:
         memo = cls(source.fingerprint, source.version)
-        with contextlib.suppress(OSError, orjson.JSONDecodeError, TypeError, KeyError):
+        with contextlib.suppress(OSError, orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
             data = orjson.loads(memo.path.read_bytes())
             if data.get("format") == MEMO_FORMAT and data.get("fingerprint") == memo.fingerprint:
-                memo.facts = dict(data["facts"])
-                memo.lookups = dict(data["lookups"])
+                memo.merge(data["facts"], data["answers"], data["entries"])
         return memo
 
     def save(self) -> None:
@@ -164,7 +224,8 @@ class Memo:
             "fingerprint": self.fingerprint,
             "litellm_version": self.version,
             "facts": self.facts,
-            "lookups": self.lookups,
+            "answers": self.answers,
+            "entries": self.entries,
         }
         try:
             folder = self.path.parent
@@ -177,8 +238,8 @@ class Memo:
         except OSError as exc:
             self.unwritable = True
             log.warning(
-                "cannot write the cost-map memo %s (%s): each process will import LiteLLM to learn its answers; "
-                "set LITEMAAS_HOOKS_CACHE_DIR to a writable folder",
+                "cannot write the cost-map memo %s (%s): answers are kept in memory (and in LiteLLM's "
+                "database when installed); set LITEMAAS_HOOKS_CACHE_DIR to a writable folder",
                 self.path,
                 exc,
             )

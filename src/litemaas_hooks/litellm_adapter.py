@@ -251,10 +251,10 @@ class Enricher:
                 self._live[key] = cost_map_lookup(model, base_model)
             return self._live[key]
         memo = self._memo()
-        found = memo.lookups.get(key)
+        found = memo.get(key)
         if found is None:
-            found = memo.lookups[key] = cost_map_lookup(model, base_model)
-            memo.dirty = True
+            found = cost_map_lookup(model, base_model)
+            memo.put(key, found)
         return found
 
     def save(self) -> None:
@@ -268,6 +268,12 @@ def _enricher() -> Enricher:
     if not _litellm_loaded():
         enricher._memo()
     return enricher
+
+
+def memo_in_use() -> cost_map.Memo | None:
+    """This process's memo, when its answers come from one (None inside the proxy: LiteLLM answers)."""
+    enricher = _enricher()
+    return None if enricher._use_litellm() else enricher._memo()
 
 
 def save_memo() -> None:

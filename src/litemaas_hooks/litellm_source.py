@@ -18,7 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
-from litemaas_hooks import litellm_adapter, sql
+from litemaas_hooks import litellm_adapter, memo_share, sql
 from litemaas_hooks.errors import DecryptError, MappingError
 from litemaas_hooks.mapping import Deployment, check_model_name
 from litemaas_hooks.redaction import ENV_PREFIX, env_reference_value, is_secret_key
@@ -171,6 +171,7 @@ async def read_truth(
 ) -> Truth:
     """Every deployment of ``names`` (all names when None), from the table and the config models."""
     truth = Truth()
+    await memo_share.pull(conn)  # LiteLLM's answers other processes learnt (once per process)
     cur0 = await conn.execute(sql.query("litellm", "has_blocked_column"))
     row0 = await cur0.fetchone()
     variant = "" if row0 is not None and row0[0] else "_without_blocked"  # LiteLLM 1.81: no blocked column
@@ -197,4 +198,5 @@ async def read_truth(
                 continue
             _add(truth, name, functools.partial(config_deployment, item))
     litellm_adapter.save_memo()
+    await memo_share.push(conn)
     return truth

@@ -39,6 +39,8 @@ RELAY_LITELLM_TABLES: tuple[tuple[str, str], ...] = (
     ("litemaas_hooks.reconcile_state", "SELECT, UPDATE"),
     # the database-side order of changes per deployment (noted at claim, read with the truth)
     ("litemaas_hooks.deployment_changes", "SELECT, INSERT, UPDATE"),
+    # LiteLLM's cost-map answers shared between processes (merged; old versions' rows pruned)
+    ("litemaas_hooks.cost_map_memo", "SELECT, INSERT, UPDATE, DELETE"),
 )
 
 # What a writer of LiteLLM's table needs for the SECURITY INVOKER trigger (install grants it to the

@@ -1,7 +1,7 @@
 -- Repeatable (run on every `litemaas-hooks install`, before the functions): every table and index of
 -- ours in the LiteLLM database, re-created when someone dropped it (a DBA's cleanup, a restore without
 -- the schema). The migrations created them; this only repairs, IF NOT EXISTS everywhere, and keeps
--- the current definition (migrations 0001 + 0003). A re-created outbox is empty: changes made while it
+-- the current definition (migrations 0001 + 0003 + 0006). A re-created outbox is empty: changes made while it
 -- was missing reach the backend through the periodic full reconcile.
 
 CREATE SCHEMA IF NOT EXISTS litemaas_hooks;
@@ -43,4 +43,13 @@ INSERT INTO litemaas_hooks.reconcile_state (id) VALUES (1) ON CONFLICT (id) DO N
 CREATE TABLE IF NOT EXISTS litemaas_hooks.deployment_changes (
     model_id      text   PRIMARY KEY,
     last_event_id bigint NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS litemaas_hooks.cost_map_memo (
+    fingerprint    text        PRIMARY KEY,
+    litellm_version text       NOT NULL,
+    facts          jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    answers        jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    entries        jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    updated_at     timestamptz NOT NULL DEFAULT now()
 );

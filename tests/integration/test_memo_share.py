@@ -1,0 +1,58 @@
+"""LiteLLM's cost-map answers shared through LiteLLM's database: a fresh pod (empty disk cache) reads
+what another process learnt and does not import LiteLLM; without the table it still works."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from tests.helpers import execute, insert_rows, litellm_row
+from tests.integration.test_cli_process import _probe
+
+
+def _seed(litellm_dsn: str, master_key: str, count: int = 3) -> list[str]:
+    tag = uuid.uuid4().hex[:10]  # model strings no memo on this machine has seen
+    models = [f"openai/memo-share-{tag}-{i}" for i in range(count)]
+    insert_rows(
+        litellm_dsn,
+        [
+            litellm_row(f"share-{tag}-{i}", {"model": m, "api_key": "sk-x"}, key=master_key)
+            for i, m in enumerate(models)
+        ],
+    )
+    return models
+
+
+def test_a_fresh_pod_uses_answers_another_process_learnt(
+    hooks_env: dict[str, str], litellm_dsn: str, master_key: str, tmp_path: Path
+) -> None:
+    rc, out, err = _probe(["install"], hooks_env)
+    assert rc == 0, err
+    models = _seed(litellm_dsn, master_key)
+
+    rc, out, err = _probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-a")})
+    assert rc == 0, (out, err)
+    assert out.strip().endswith("LITELLM_IMPORTED"), "the first process had nothing to read: it asks LiteLLM"
+    assert "created 3" in out
+
+    [(entries,)] = execute(litellm_dsn, "SELECT entries FROM litemaas_hooks.cost_map_memo")
+    assert {f"{m}\x1f" for m in models} <= set(entries)
+
+    rc, out, err = _probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-b")})
+    assert rc == 0, (out, err)
+    assert "unchanged 3" in out, out  # the same answers: nothing to rewrite
+    assert out.strip().endswith("NO_LITELLM"), "a fresh pod imported LiteLLM although its answers were shared"
+
+
+def test_without_the_shared_table_a_process_asks_litellm(
+    hooks_env: dict[str, str], litellm_dsn: str, master_key: str, tmp_path: Path
+) -> None:
+    rc, out, err = _probe(["install"], hooks_env)
+    assert rc == 0, err
+    _seed(litellm_dsn, master_key, 2)
+    execute(litellm_dsn, "DROP TABLE litemaas_hooks.cost_map_memo")  # an install older than migration 0006
+
+    rc, out, err = _probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-c")})
+    assert rc == 0, (out, err)
+    assert "created 2" in out
+    assert out.strip().endswith("LITELLM_IMPORTED")
