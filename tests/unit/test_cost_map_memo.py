@@ -35,7 +35,8 @@ def test_answers_come_back_exactly_and_are_fresh_copies() -> None:
     for key, answer in answers.items():
         got = memo.get(key)
         assert got == answer
-        assert got is not None and list(got["info"]) == list(answer["info"])  # key order kept
+        assert got is not None
+        assert list(got["info"]) == list(answer["info"])  # key order kept
     got = memo.get(cost_map.lookup_key("openai/m-1", None))
     assert got is not None
     got["info"]["max_tokens"] = 1
