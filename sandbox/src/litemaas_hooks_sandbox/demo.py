@@ -393,7 +393,7 @@ async def _run_demo(folder: Path, master_key: str, *, live: bool, keep_running: 
         print(f"  LiteMaaS backend: NOT AVAILABLE ({no_backend})")
         print(
             "  falling back: the backend schema from its migration SQL run by psycopg, alice's subscription "
-            "as the backend's final INSERT (install Node.js >= 20: bash scripts/install-node.sh)"
+            "as the backend's final INSERT (the line above says how to get the real one)"
         )
     with LocalPostgres() as pg, contextlib.ExitStack() as stack:
         pg.create_database("litellm_db")
