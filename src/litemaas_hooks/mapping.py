@@ -6,6 +6,7 @@ the two never fight). No I/O here: inputs are already decrypted and enriched by 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -354,16 +355,29 @@ def _strip(value: Any) -> Any:
     """``strip_credentials``, except that a secret-looking key whose value cannot hold a secret (a
     boolean, a number, null: ``use_xai_oauth: false``, ``cache_read_input_token_cost_flex: null``) is
     kept, as ``/model/info`` keeps it (else the backend's copy of the same view differs from ours)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value  # most of a ~250-key /model/info entry: nothing to strip
     if isinstance(value, Mapping):
-        return {
-            str(k): _strip(v)
-            for k, v in value.items()
-            if str(k).lower() not in CREDENTIAL_KEYS
-            and (not is_secret_key(str(k)) or v is None or isinstance(v, bool | int | float))
-        }
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = str(k)
+            verdict = _key_verdict(key)
+            scalar = v is None or isinstance(v, bool | int | float)
+            if verdict == "drop" or (verdict == "scalar-only" and not scalar):
+                continue
+            out[key] = v if scalar else _strip(v)
+        return out
     if isinstance(value, list | tuple):
         return [_strip(v) for v in value]
     return strip_credentials(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_verdict(key: str) -> Literal["keep", "drop", "scalar-only"]:
+    """Per key name, once: a credential key is dropped, a secret-looking one keeps only scalars."""
+    if key.lower() in CREDENTIAL_KEYS:
+        return "drop"
+    return "scalar-only" if is_secret_key(key) else "keep"
 
 
 def metadata_of(dep: Deployment) -> dict[str, Any]:

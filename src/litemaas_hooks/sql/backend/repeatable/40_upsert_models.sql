@@ -67,6 +67,29 @@ BEGIN
                i.api_base, i.tpm, i.rpm, i.max_tokens, i.litellm_model_id, i.backend_model_name
         FROM input AS i
     ),
+    -- rows that already hold one accepted description (a hash join: a correlated EXISTS over this
+    -- CTE was quadratic, 0.9 s for a batch of 500 new rows)
+    described AS (
+        SELECT a.for_id, true AS yes
+        FROM accepted AS a
+        JOIN public.models AS m ON m.id = a.for_id
+        WHERE (m.name, m.provider, m.category, m.context_length,
+                m.input_cost_per_token, m.output_cost_per_token,
+                m.supports_vision, m.supports_function_calling, m.supports_tool_choice,
+                m.supports_parallel_function_calling, m.supports_streaming, m.features,
+                m.version, m.api_base, m.tpm, m.rpm, m.max_tokens,
+                m.litellm_model_id, m.backend_model_name)
+               IS NOT DISTINCT FROM
+               (a.name, a.provider, a.category, a.context_length,
+                a.input_cost_per_token, a.output_cost_per_token,
+                coalesce(a.supports_vision, false), coalesce(a.supports_function_calling, false),
+                coalesce(a.supports_tool_choice, false),
+                coalesce(a.supports_parallel_function_calling, false),
+                coalesce(a.supports_streaming, true), a.features,
+                a.version, a.api_base, a.tpm, a.rpm, a.max_tokens,
+                a.litellm_model_id, a.backend_model_name)
+        GROUP BY a.for_id
+    ),
     decided AS (
         SELECT i.*,
                round(i.input_cost_per_token, 10) AS in_cost,
@@ -87,30 +110,13 @@ BEGIN
                m.id IS NOT NULL AS present,
                m.availability AS old_availability,
                (m.id IS NOT NULL AND m.description IS NULL AND i.description IS NOT NULL) AS fills_description,
-               EXISTS (
-                   SELECT 1 FROM accepted AS a
-                   WHERE a.for_id = i.id
-                     AND (m.name, m.provider, m.category, m.context_length,
-                          m.input_cost_per_token, m.output_cost_per_token,
-                          m.supports_vision, m.supports_function_calling, m.supports_tool_choice,
-                          m.supports_parallel_function_calling, m.supports_streaming, m.features,
-                          m.version, m.api_base, m.tpm, m.rpm, m.max_tokens,
-                          m.litellm_model_id, m.backend_model_name)
-                         IS NOT DISTINCT FROM
-                         (a.name, a.provider, a.category, a.context_length,
-                          a.input_cost_per_token, a.output_cost_per_token,
-                          coalesce(a.supports_vision, false), coalesce(a.supports_function_calling, false),
-                          coalesce(a.supports_tool_choice, false),
-                          coalesce(a.supports_parallel_function_calling, false),
-                          coalesce(a.supports_streaming, true), a.features,
-                          a.version, a.api_base, a.tpm, a.rpm, a.max_tokens,
-                          a.litellm_model_id, a.backend_model_name)
-               ) AS describes_a_deployment,
+               coalesce(x.yes, false) AS describes_a_deployment,
                (m.id IS NULL OR m.litellm_model_id IS NOT NULL
                 OR coalesce(m.metadata ? 'litellm_model_info' OR m.metadata ? 'litellm_params', false)) AS owned
         FROM input AS i
         LEFT JOIN public.models AS m ON m.id = i.id
         LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = i.id
+        LEFT JOIN described AS x ON x.for_id = i.id
     ),
     desired AS (
         SELECT d.*,
