@@ -148,6 +148,36 @@ def _expand_submenus(page: Any, version: str) -> None:
             page.keyboard.press("Escape")  # a toggle that opens a popover (account menu) is closed again
 
 
+@dataclass(frozen=True)
+class ModelsUi:
+    """Where the Models + Endpoints flow differs between the two UI generations (everything else, the
+    Add Model form's ``#custom_llm_provider``/``#model``/``#api_base``/``#api_key``, the Model Mappings
+    table, the "Edit Settings" / "Save Changes" / "Delete Model" buttons and the confirm dialog, is the same)."""
+
+    path: str  # the Models + Endpoints page
+    option: str  # an entry of an open antd select, ``{}`` = its label
+    model_link: str  # the model's ID in the All Models table (opens its page), ``{}`` = the ID
+    field: str  # an input of the Edit Settings form, ``{}`` = the form field's name
+
+
+def models_ui(version: str) -> ModelsUi:
+    if is_new_ui(version):
+        return ModelsUi(
+            path="/ui/models-and-endpoints/",
+            option='role=option[name="{}"]',
+            model_link='role=button[name="{}"]',
+            field="input[name={}]",
+        )
+    return ModelsUi(
+        path="/ui/?page=models",
+        # 1.81's role=option elements are antd's hidden a11y list; the visible entries carry the title
+        option='.ant-select-dropdown:visible .ant-select-item-option[title="{}"]',
+        # 1.81 shows the ID as a truncated <div> in the cell (the table is rendered twice, one copy hidden)
+        model_link='td div.cursor-pointer:text-is("{}") >> visible=true',
+        field="input#{}",  # 1.81's antd form items have id=<name>, no name attribute
+    )
+
+
 def open_sidebar_page(page: Any, version: str, path: str) -> None:
     """Open a sidebar page and wait until it settled.
 

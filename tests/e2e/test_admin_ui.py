@@ -59,13 +59,14 @@ def test_every_sidebar_page_loads_without_a_server_error(e2e_proxy: SandboxProxy
                 failures[f"{label} ({path})"] = unexpected
                 page.screenshot(path=str(shots / f"page-{index:02d}-{re.sub(r'[^a-z0-9]+', '_', path.lower())}.png"))
         page.screenshot(path=str(shots / "page-last.png"))
+    print(f"{len(pages)} sidebar pages opened:", ", ".join(" ".join(label.split()) for label, _ in pages))
     assert not failures, f"Admin UI pages answered with a server error: {failures}"
 
 
-def _choose(page: Any, selector: str, option: str) -> None:
+def _choose(page: Any, selector: str, option: str, version: str) -> None:
     """Open the combobox and pick ``option``; its list is filled after a fetch, so a slow first opening
     is retried (bounded) instead of failing on it."""
-    entry = page.get_by_role("option", name=option)
+    entry = page.locator(admin_ui.models_ui(version).option.format(option)).first
     for attempt in range(3):
         page.locator(selector).click()
         try:
@@ -83,25 +84,25 @@ def _shot(page: Any, version: str, name: str) -> None:
 
 
 def _open_model(page: Any, proxy: SandboxProxy, model_id: str) -> None:
-    page.goto(proxy.base_url + "/ui/models-and-endpoints/")
+    ui = admin_ui.models_ui(proxy.litellm_version)
+    page.goto(proxy.base_url + ui.path)
     admin_ui.settle(page, proxy.litellm_version)
-    page.get_by_role("button", name=model_id).click()
+    page.locator(ui.model_link.format(model_id)).click()
     page.get_by_role("button", name="Edit Settings").wait_for()
 
 
 def _edit(page: Any, proxy: SandboxProxy, model_id: str, values: dict[str, str]) -> float:
     _open_model(page, proxy, model_id)
     page.get_by_role("button", name="Edit Settings").click()
+    field = admin_ui.models_ui(proxy.litellm_version).field
     for name, value in values.items():
-        page.fill(f"input[name={name}]", value)
+        page.fill(field.format(name), value)
     page.get_by_role("button", name="Save Changes").click()
     return time.monotonic()
 
 
 def test_model_lifecycle_in_the_admin_ui(e2e_proxy: SandboxProxy, e2e_databases: Databases) -> None:
     version = e2e_proxy.litellm_version
-    if not admin_ui.is_new_ui(version):
-        pytest.skip(f"the Add Model flow is scripted for LiteLLM 1.108's UI; {version} is covered over HTTP")
     dsn = e2e_databases.backend_dsn
     api_key = "sk-upstream-" + secrets.token_hex(16)
     timings: dict[str, float] = {}
@@ -110,13 +111,13 @@ def test_model_lifecycle_in_the_admin_ui(e2e_proxy: SandboxProxy, e2e_databases:
         _shot(page, version, "0-logged-in")
 
         # Models + Endpoints -> Add Model
-        page.goto(e2e_proxy.base_url + "/ui/models-and-endpoints/")
+        page.goto(e2e_proxy.base_url + admin_ui.models_ui(version).path)
         admin_ui.settle(page, version)
-        page.get_by_role("tab", name="Add Model").click()
+        page.get_by_role("tab", name="Add Model").first.click()  # 1.81: its sub-tab has the same name
         page.locator("#custom_llm_provider").click()
         page.locator("#custom_llm_provider").fill("OpenAI-Compatible")
         page.get_by_role("option", name="OpenAI-Compatible Endpoints").first.click()
-        _choose(page, "#model", "Custom Model Name (Enter below)")
+        _choose(page, "#model", "Custom Model Name (Enter below)", version)
         page.keyboard.press("Escape")
         page.get_by_placeholder("Enter custom model name").fill(UPSTREAM)
         page.locator("table input").first.fill(PUBLIC_NAME)  # Model Mappings: the public model name

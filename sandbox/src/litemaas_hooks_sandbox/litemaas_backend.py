@@ -391,12 +391,14 @@ def backend_server(
     litellm_dsn: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     start_timeout: float = 120.0,
+    log_path: Path | None = None,
 ) -> Iterator[BackendServer]:
     """Run the whole backend server until the block ends; yields it once ``/api/v1/health/live`` answers.
 
     ``NODE_ENV=production`` with ``ALLOW_DEV_TOKENS=true`` (``dev_token()``), placeholder OAuth settings
     (nothing calls the issuer), a random ``JWT_SECRET``, ``LITELLM_AUTO_SYNC`` off. Its start-up model
-    sync runs in the background: wait for it with ``wait_for_log('Background model sync completed')``."""
+    sync runs in the background: wait for it with ``wait_for_log('Background model sync completed')``.
+    Its log goes to ``log_path`` when given (kept; the demo's folder), else to a temporary file."""
     t = tree()
     port = _free_port()
     env = {
@@ -425,7 +427,7 @@ def backend_server(
     hide = _secrets_in({k: env[k] for k in ("DATABASE_URL", "LITELLM_API_KEY", "JWT_SECRET", "OAUTH_CLIENT_SECRET")})
     hide += _secrets_in({"LITELLM_DATABASE_URL": env.get("LITELLM_DATABASE_URL", "")})
     with tempfile.TemporaryDirectory(prefix="lmh-backend-") as tmp:
-        log_path = Path(tmp) / "backend.log"
+        log_path = log_path or Path(tmp) / "backend.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 [str(t.tsx), "src/index.ts"],
