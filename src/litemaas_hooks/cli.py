@@ -272,7 +272,7 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     try:
         from litemaas_hooks.litellm_adapter import warm_up
 
-        warm_up()  # import LiteLLM's helpers before timing the run (seconds, once per process)
+        warm_up()  # load the cost-map memo before timing the run
         report = await Reconciler(settings).converge(
             conns["litellm"],
             conns["backend"],

@@ -28,20 +28,11 @@ _B64 = re.compile(r"[A-Za-z0-9_\-+/]+={0,2}")
 _MIN_CIPHERTEXT_BYTES = 40
 
 
-def warm_up(*, background_import: bool = False) -> None:
-    """Load the cost-map memo now. ``background_import`` (long-running relays): also import LiteLLM in a
-    background thread, so an event for a model the memo does not know yet does not wait seconds for it.
+def warm_up() -> None:
+    """Load the cost-map memo now (LiteLLM itself is imported only on the first memo miss: a module
+    imported in a background thread is half-initialised meanwhile, and a lookup then fails).
     Decryption needs no LiteLLM (``litellm_crypto``); inside the proxy LiteLLM is already loaded."""
     _enricher()
-    if background_import and not _litellm_loaded():
-        import threading
-
-        def load() -> None:
-            # a failure here is reported by the first lookup that needs LiteLLM
-            with contextlib.suppress(Exception):
-                _import_litellm()
-
-        threading.Thread(target=load, name="litemaas-hooks-import-litellm", daemon=True).start()
 
 
 def looks_encrypted(value: str) -> bool:

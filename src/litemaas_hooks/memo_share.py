@@ -107,9 +107,3 @@ async def _prune(conn: psycopg.AsyncConnection[Any], memo: cost_map.Memo) -> Non
             await conn.execute(sql.query("litellm", "cost_map_memo_prune"), {"fingerprint": memo.fingerprint})
     except psycopg.Error as exc:  # e.g. no DELETE grant: old rows stay, nothing breaks
         log.debug("could not prune old cost-map answers (%s)", type(exc).__name__)
-
-
-def forget() -> None:
-    """Forget what this process read (tests and benchmarks simulate a fresh process)."""
-    _State.pulled = set()
-    _State.unavailable = False
