@@ -161,6 +161,15 @@ class Memo:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """``{"info": {...}, "unpriced": bool}`` as LiteLLM answered, a fresh copy; None if unknown."""
+        parts = self.parts(key)
+        if parts is None:
+            return None
+        shared, own, unpriced = parts
+        return {"info": {**shared, **own}, "unpriced": unpriced}
+
+    def parts(self, key: str) -> tuple[Mapping[str, Any], dict[str, Any], bool] | None:
+        """The same answer as ``(shared, own, unpriced)``: ``shared`` is the stored answer (one object
+        for every lookup with that answer: never mutate it), ``own`` this lookup's matched ``key``."""
         entry = self.entries.get(key)
         if entry is None:
             return None
@@ -168,10 +177,7 @@ class Memo:
         template = self.answers.get(answer_id)
         if template is None:  # a torn merge: treat as unknown, LiteLLM answers again
             return None
-        info = dict(template)
-        if has_key:
-            info["key"] = info_key
-        return {"info": info, "unpriced": bool(unpriced)}
+        return template, ({"key": info_key} if has_key else {}), bool(unpriced)
 
     def put(self, key: str, answer: Mapping[str, Any]) -> None:
         info = dict(answer.get("info") or {})

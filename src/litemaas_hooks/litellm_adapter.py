@@ -16,6 +16,7 @@ import re
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from litemaas_hooks import cost_map, litellm_crypto
@@ -250,17 +251,25 @@ class Enricher:
         return memo.facts
 
     def lookup(self, model: str, base_model: str | None) -> dict[str, Any]:
+        shared, own, unpriced = self.lookup_parts(model, base_model)
+        return {"info": {**shared, **own}, "unpriced": unpriced}
+
+    def lookup_parts(self, model: str, base_model: str | None) -> tuple[Mapping[str, Any], dict[str, Any], bool]:
+        """LiteLLM's answer as ``(shared, own, unpriced)`` (see ``cost_map.Memo.parts``): ``shared`` is
+        one object for every deployment with the same answer, so the mapping can strip it once."""
         key = cost_map.lookup_key(model, base_model)
         if self._use_litellm():
             if key not in self._live:
                 self._live[key] = cost_map_lookup(model, base_model)
-            return self._live[key]
+            live = self._live[key]
+            return live["info"], {}, bool(live.get("unpriced"))
         memo = self._memo()
-        found = memo.get(key)
-        if found is None:
+        parts = memo.parts(key)
+        if parts is None:
             found = cost_map_lookup(model, base_model)
             memo.put(key, found)
-        return found
+            parts = memo.parts(key) or (dict(found.get("info") or {}), {}, bool(found.get("unpriced")))
+        return parts
 
     def save(self) -> None:
         if self.memo is not None:
@@ -306,6 +315,21 @@ def _pricing_stamps(facts: Mapping[str, Any], info: Mapping[str, Any], params: M
     return {**own, facts["pricing_overrides_key"]: overrides}
 
 
+@dataclass(frozen=True, slots=True)
+class ProxyView:
+    """A deployment as the proxy's ``GET /model/info`` shows it (before credential removal). Its
+    ``model_info`` is ``{**shared_info, **own_info}``: ``shared_info`` is LiteLLM's cost-map answer,
+    one object for every deployment with that answer (never mutate it); ``own_info`` the rest."""
+
+    litellm_params: dict[str, Any]
+    own_info: dict[str, Any]
+    shared_info: Mapping[str, Any]
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        return {**self.shared_info, **self.own_info}
+
+
 def proxy_view(
     params: Mapping[str, Any],
     model_info: Mapping[str, Any],
@@ -317,6 +341,19 @@ def proxy_view(
     """``(litellm_params, model_info)`` of a deployment as the proxy's ``GET /model/info`` shows them
     (before credential removal): the router's view (its defaults, ``id``, ``db_model``) completed from
     LiteLLM's cost map. Explicit values always win; only missing keys are filled in."""
+    view = proxy_view_parts(params, model_info, model_id=model_id, blocked=blocked, db_model=db_model)
+    return view.litellm_params, view.model_info
+
+
+def proxy_view_parts(
+    params: Mapping[str, Any],
+    model_info: Mapping[str, Any],
+    *,
+    model_id: str | None,
+    blocked: bool = False,
+    db_model: bool = True,
+) -> ProxyView:
+    """``proxy_view`` with the cost-map answer kept apart (see ``ProxyView``)."""
     enricher = _enricher()
     facts = enricher.facts()
     new_proxy = "pricing_fields" in facts
@@ -339,16 +376,32 @@ def proxy_view(
             if params.get(k) is not None:
                 info.setdefault(k, params[k])
     model = params.get("model")
-    answer: Mapping[str, Any] = {"info": {}, "unpriced": False}
+    shared: Mapping[str, Any] = {}
+    own: dict[str, Any] = {}
+    unpriced = False
     if isinstance(model, str) and model:
         base = info.get("base_model")
-        answer = enricher.lookup(model, base if isinstance(base, str) and base else None)
-    stamped = {**info, **_pricing_stamps(facts, info, params)}
-    unpriced = bool(answer.get("unpriced"))
-    extra = {
-        k: (None if unpriced and k in COST_KEYS else v) for k, v in answer.get("info", {}).items() if k not in stamped
-    }
-    return view_params, {**stamped, **extra}
+        shared, own, unpriced = enricher.lookup_parts(model, base if isinstance(base, str) and base else None)
+    # the deployment's own values (and the proxy's pricing stamps) win over the cost map's
+    own = {**own, **info, **_pricing_stamps(facts, info, params)}
+    return ProxyView(view_params, own, _priced(shared) if unpriced else shared)
+
+
+def _priced(shared: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An answer whose token prices the proxy does not show (``cost_map_omits_token_price``): the same
+    with those prices null; one object per answer, like the answer itself."""
+    hit = _UNPRICED.get(id(shared))
+    if hit is not None and hit[0] is shared:
+        return hit[1]
+    if len(_UNPRICED) >= _UNPRICED_MAX:
+        _UNPRICED.clear()
+    view = {k: (None if k in COST_KEYS else v) for k, v in shared.items()}
+    _UNPRICED[id(shared)] = (shared, view)  # the answer is kept alive with it: its id cannot be reused
+    return view
+
+
+_UNPRICED: dict[int, tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
+_UNPRICED_MAX = 4096
 
 
 def enrich_model_info(params: Mapping[str, Any], model_info: Mapping[str, Any]) -> dict[str, Any]:

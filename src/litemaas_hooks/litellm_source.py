@@ -91,12 +91,13 @@ def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
     plain = _resolve_env(litellm_adapter.decrypt_params(params, key, model_id=model_id))
     blocked = bool(row.get("blocked"))
     # what the proxy's GET /model/info shows for this deployment (the backend's sync reads that)
-    view_params, view_info = litellm_adapter.proxy_view(plain, info, model_id=model_id, blocked=blocked)
+    view = litellm_adapter.proxy_view_parts(plain, info, model_id=model_id, blocked=blocked)
     return Deployment(
         model_id=model_id,
         model_name=str(row["model_name"]),
-        litellm_params=view_params,
-        model_info=view_info,
+        litellm_params=view.litellm_params,
+        model_info=view.model_info,
+        info_parts=(view.shared_info, view.own_info),
         updated_at=row.get("updated_at"),
         created_at=row.get("created_at"),
         blocked=blocked,

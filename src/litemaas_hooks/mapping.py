@@ -92,6 +92,9 @@ class Deployment:
     blocked: bool = False
     source: Source = "db"
     created_at: datetime | None = None
+    # ``model_info`` as ``(shared, own)`` when it is ``{**shared, **own}`` and ``shared`` is one object
+    # for many deployments (LiteLLM's cost-map answer): its credential removal is then done once
+    info_parts: tuple[Mapping[str, Any], Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,12 +343,37 @@ def features_of(info: Mapping[str, Any]) -> tuple[str, ...]:
     return (base, *(name for key, name in FEATURE_FLAGS if _js_flag(info, key)))
 
 
-def _strip_info(info: Mapping[str, Any]) -> dict[str, Any]:
-    """model_info's ``key`` is the matched cost-map key (``/model/info`` shows it), not a credential."""
-    out = _strip(info)
+def _strip_info(
+    info: Mapping[str, Any], parts: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """model_info's ``key`` is the matched cost-map key (``/model/info`` shows it), not a credential.
+    With ``parts`` (``info == {**shared, **own}``) the shared part is stripped once for all."""
+    if parts is None:
+        out = dict(_strip(info))
+    else:
+        shared, own = parts
+        mine = _strip(own)
+        out = {**_stripped_shared(shared), **mine}
+        for k in own.keys() - mine.keys():  # a value of its own that is dropped hides the shared one too
+            out.pop(k, None)
     if isinstance(info.get("key"), str) and "key" not in out:
         out["key"] = strip_credentials(info["key"])
-    return dict(out)
+    return out
+
+
+def _stripped_shared(shared: Mapping[str, Any]) -> Mapping[str, Any]:
+    hit = _STRIPPED.get(id(shared))
+    if hit is not None and hit[0] is shared:
+        return hit[1]
+    if len(_STRIPPED) >= _STRIPPED_MAX:
+        _STRIPPED.clear()
+    stripped: Mapping[str, Any] = _strip(shared)
+    _STRIPPED[id(shared)] = (shared, stripped)  # kept alive with it: its id cannot be reused meanwhile
+    return stripped
+
+
+_STRIPPED: dict[int, tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
+_STRIPPED_MAX = 4096
 
 
 def _strip(value: Any) -> Any:
@@ -386,7 +414,7 @@ def _key_verdict(key: str) -> Literal["keep", "drop", "scalar-only"]:
 def metadata_of(dep: Deployment) -> dict[str, Any]:
     """``{litellm_model_info, litellm_params}`` of a deployment, with every credential removed."""
     metadata = {
-        "litellm_model_info": _strip_info(dep.model_info),
+        "litellm_model_info": _strip_info(dep.model_info, dep.info_parts),
         "litellm_params": _strip(dict(dep.litellm_params)),
     }
     try:

@@ -27,6 +27,9 @@ INTERFACE (stable; the relay and the CLI depend on it):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 import logging
 import time
@@ -64,8 +67,9 @@ NOT_IN_TABLE = (
     "not in LiteLLM's model table and not known to come from it (a config.yaml model?); left alone. "
     "Retire it with `litemaas-hooks backfill --retire-missing` if it is really gone"
 )
-# A full reconcile reads and writes this many names at a time (bounded memory for any catalogue size).
-CHUNK_NAMES = 2000
+# A full reconcile reads and writes this many names at a time (bounded memory for any catalogue size;
+# small enough that writing one chunk overlaps reading and planning the next for most of the run).
+CHUNK_NAMES = 500
 # How long our backend transaction waits for any lock (a row an admin holds FOR UPDATE, a full reconcile
 # holding the global lock). Beyond it the name is "deferred": retried later, no attempt spent.
 LOCK_TIMEOUT_MS = 2000
@@ -157,14 +161,16 @@ class Reconciler:
                 may_retire = retire_missing
             else:
                 every, chunks, may_retire = sorted(scope), [sorted(scope)] if scope else [], True
-            done = 0
-            for chunk in chunks:
-                await self._converge_chunk(
-                    litellm, backend, chunk, report, may_retire=may_retire, dry_run=dry_run, full=scope is None
-                )
-                done += len(chunk)
-                if progress:
-                    progress(done, len(every))
+            await self._converge_chunks(
+                litellm,
+                backend,
+                chunks,
+                report,
+                may_retire=may_retire,
+                dry_run=dry_run,
+                full=scope is None,
+                progress=None if progress is None else functools.partial(_tell, progress, len(every)),
+            )
         report.seconds = time.perf_counter() - started
         return report
 
@@ -186,50 +192,112 @@ class Reconciler:
         report.add_phase("read_litellm", time.perf_counter() - mark)
         return sorted(names)
 
-    async def _converge_chunk(
+    async def _converge_chunks(
         self,
         litellm: psycopg.AsyncConnection[Any],
         backend: psycopg.AsyncConnection[Any],
-        names: list[str],
+        chunks: list[list[str]],
         report: Report,
         *,
         may_retire: RetireMissing,
         dry_run: bool,
-        full: bool = False,
+        full: bool,
+        progress: Callable[[int], None] | None,
     ) -> None:
-        mark = time.perf_counter()
-        truth = await read_truth(litellm, names, key=self._key(), config_models=self.config_models)
-        report.add_phase("read_litellm", time.perf_counter() - mark)
-        mark = time.perf_counter()
+        """Read, plan and write chunk after chunk, overlapped: while the backend database writes one
+        chunk (its server's work), this process reads and plans the next (the pure mapping in a worker
+        thread), so the two use two cores. The backend connection serves one step at a time: the next
+        chunk's snapshot is taken before this chunk's writes start, and its writes end before the next
+        chunk's locks are taken."""
+        if not chunks:
+            return
+        current, db_rows = await self._snapshot(backend, chunks[0], may_retire)
+        writing: asyncio.Task[int] | None = None
+        done = 0
+        try:
+            for index, names in enumerate(chunks):
+                mark = time.perf_counter()
+                truth = await read_truth(litellm, names, key=self._key(), config_models=self.config_models)
+                report.add_phase("read_litellm", time.perf_counter() - mark)
+                mark = time.perf_counter()
+                plan = await asyncio.to_thread(
+                    self._plan, names, truth.deployments, truth.errors, current, may_retire=may_retire, db_rows=db_rows
+                )
+                report.add_phase("plan", time.perf_counter() - mark)
+                if writing is not None:
+                    done += await writing
+                    writing = None
+                    if progress:
+                        progress(done)
+                if full and not dry_run:
+                    plan = await self._skip_busy_rows(backend, plan, report)
+                for change in plan:
+                    report.outcomes[change.name] = Outcome(
+                        _PLAN_TO_OUTCOME[change.action], change.message, change.changes
+                    )
+                if index + 1 < len(chunks):
+                    current, db_rows = await self._snapshot(backend, chunks[index + 1], may_retire)
+                if dry_run:
+                    done += len(names)
+                    if progress:
+                        progress(done)
+                    continue
+                writing = asyncio.create_task(self._write_chunk(backend, plan, truth, report, len(names)))
+            if writing is not None:
+                done += await writing
+                writing = None
+                if progress:
+                    progress(done)
+        finally:
+            if writing is not None and not writing.done():
+                # an error elsewhere: the writes in flight end before the transaction is rolled back
+                with contextlib.suppress(BaseException):
+                    await writing
+
+    async def _snapshot(
+        self, backend: psycopg.AsyncConnection[Any], names: list[str], may_retire: RetireMissing
+    ) -> tuple[dict[str, CurrentRow], set[str]]:
+        """The backend rows of ``names`` and, for a "db-rows" retire, which of them came from LiteLLM's
+        table (asked for every present row: whether it is absent from LiteLLM is known only later)."""
         current = await backend_sink.snapshot(backend, names)
         db_rows: set[str] = set()
         if may_retire == "db-rows":
-            absent = [n for n in names if n in current and n not in truth.deployments and n not in truth.errors]
-            db_rows = await backend_sink.db_model_ids(backend, absent)
-        plan = self._plan(names, truth.deployments, truth.errors, current, may_retire=may_retire, db_rows=db_rows)
-        if full and not dry_run:
-            # the global lock is ours; a row someone else holds (an admin's transaction) waits for the
-            # next run instead of stalling this one: lock the rows we will write, skipping busy ones
-            writes = [c.name for c in plan if c.action in {"create", "update", "retire"}]
-            busy = set(await backend_sink.try_lock_models(backend, writes, rows_only=True)) if writes else set()
-            if busy:
-                for name in busy:
-                    report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
-                plan = [c for c in plan if c.name not in busy]
-        report.add_phase("plan", time.perf_counter() - mark)
-        for change in plan:
-            report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
-        if not dry_run:
-            mark = time.perf_counter()
-            await self._apply(backend, plan, report)
-            sources = {
-                name: any(d.source == "db" for d in deps)
-                for name, deps in truth.deployments.items()
-                if report.outcomes.get(name) is not None
-                and report.outcomes[name].action in {"created", "updated", "unchanged"}
-            }
-            await backend_sink.note_sources(backend, sources)
-            report.add_phase("apply", time.perf_counter() - mark)
+            db_rows = await backend_sink.db_model_ids(backend, [n for n in names if n in current])
+        return current, db_rows
+
+    async def _skip_busy_rows(
+        self, backend: psycopg.AsyncConnection[Any], plan: list[PlannedChange], report: Report
+    ) -> list[PlannedChange]:
+        """The global lock is ours; a row someone else holds (an admin's transaction) waits for the next
+        run instead of stalling this one: lock the rows we will write, skipping busy ones."""
+        writes = [c.name for c in plan if c.action in {"create", "update", "retire"}]
+        busy = set(await backend_sink.try_lock_models(backend, writes, rows_only=True)) if writes else set()
+        if not busy:
+            return plan
+        for name in busy:
+            report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+        return [c for c in plan if c.name not in busy]
+
+    async def _write_chunk(
+        self,
+        backend: psycopg.AsyncConnection[Any],
+        plan: list[PlannedChange],
+        truth: litellm_source.Truth,
+        report: Report,
+        size: int,
+    ) -> int:
+        """Apply one chunk's plan and note where each synced name comes from; returns ``size``."""
+        mark = time.perf_counter()
+        await self._apply(backend, plan, report)
+        sources = {
+            name: any(d.source == "db" for d in deps)
+            for name, deps in truth.deployments.items()
+            if report.outcomes.get(name) is not None
+            and report.outcomes[name].action in {"created", "updated", "unchanged"}
+        }
+        await backend_sink.note_sources(backend, sources)
+        report.add_phase("apply", time.perf_counter() - mark)
+        return size
 
     # -- planning --------------------------------------------------------------------------------
 
@@ -345,6 +413,10 @@ class Reconciler:
                 report.outcomes[model_id] = Outcome("unchanged")
             else:
                 report.rows_written += 1
+
+
+def _tell(progress: Progress, total: int, done: int) -> None:
+    progress(done, total)
 
 
 def check_serialisable(record: ModelRecord) -> None:

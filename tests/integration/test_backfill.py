@@ -377,3 +377,107 @@ def test_an_admins_hide_survives_a_delete_and_re_add(env: dict[str, str]) -> Non
     row = models(env)[name]
     assert row["availability"] == "unavailable", report.outcomes[name]
     assert row["litellm_model_id"] != name
+
+
+def test_writing_a_chunk_overlaps_planning_the_next(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the backend writes one chunk, the next one is read and planned (two cores at work): the
+    first chunk's write waits here until the second chunk's planning has started (sequential code
+    would only plan it after the write: the wait would run out)."""
+    from litemaas_hooks import backend_sink, reconcile
+
+    monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
+    seed(env, [*SEED, ("chunk-x", "openai/x", {})])  # 4 names: 2 chunks
+    assert run("install", "--backend-only") == 0
+    second = sorted(n for n, _, _ in [*SEED, ("chunk-x", "", {})])[2:]
+    seen: dict[str, Any] = {"overlapped": None}
+    real_upsert, real_plan = backend_sink.upsert, reconcile.Reconciler._plan
+
+    async def go() -> Report:
+        loop, planning = asyncio.get_running_loop(), asyncio.Event()
+
+        def plan(self: Reconciler, names: Any, *args: Any, **kwargs: Any) -> Any:
+            if sorted(names) == second:
+                loop.call_soon_threadsafe(planning.set)
+            return real_plan(self, names, *args, **kwargs)
+
+        async def upsert(conn: Any, records: Any) -> Any:
+            if seen["overlapped"] is None:  # the first chunk's write
+                try:
+                    await asyncio.wait_for(planning.wait(), timeout=10)
+                    seen["overlapped"] = True
+                except TimeoutError:
+                    seen["overlapped"] = False
+            return await real_upsert(conn, records)
+
+        monkeypatch.setattr(reconcile.Reconciler, "_plan", plan)
+        monkeypatch.setattr(backend_sink, "upsert", upsert)
+        settings = load_settings()
+        lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
+        try:
+            return await Reconciler(settings).converge(lite, back, None)
+        finally:
+            await lite.close()
+            await back.close()
+
+    report = asyncio.run(go())
+    assert seen["overlapped"] is True
+    assert report.counts()["created"] == 4
+    assert len(models(env)) == 4
+
+
+def test_an_error_while_a_chunk_is_written_rolls_everything_back(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading the next chunk fails while the previous chunk's write is in flight: the write ends,
+    the run's transaction is rolled back (nothing half-written), the error reaches the caller and
+    the connection is usable again."""
+    from litemaas_hooks import reconcile
+
+    monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
+    seed(env, [*SEED, ("chunk-x", "openai/x", {})])
+    assert run("install", "--backend-only") == 0
+    reads = {"n": 0}
+    real_read = reconcile.read_truth
+
+    async def read_truth(*args: Any, **kwargs: Any) -> Any:
+        reads["n"] += 1
+        if reads["n"] == 2:
+            raise RuntimeError("LiteLLM's table went away")
+        return await real_read(*args, **kwargs)
+
+    monkeypatch.setattr(reconcile, "read_truth", read_truth)
+
+    async def go() -> int:
+        settings = load_settings()
+        lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
+        try:
+            with pytest.raises(RuntimeError, match="went away"):
+                await Reconciler(settings).converge(lite, back, None)
+            cur = await back.execute("SELECT count(*) FROM public.models")
+            row = await cur.fetchone()
+            return int(row[0]) if row else -1
+        finally:
+            await lite.close()
+            await back.close()
+
+    assert asyncio.run(go()) == 0
+    assert models(env) == {}
+
+
+def test_metadata_is_written_with_lz4_where_the_server_has_it(env: dict[str, str]) -> None:
+    """The upsert compresses the ~9 KB metadata with lz4 (twice as fast to write as pglz)."""
+    with psycopg.connect(env["LITEMAAS_DATABASE_URL"]) as conn:
+        row = conn.execute(
+            "SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        ).fetchone()
+    if not (row and row[0]):
+        pytest.skip("this PostgreSQL has no lz4")
+    big = {"notes": " ".join(f"word{i}" for i in range(2000))}  # large enough to be compressed
+    seed(env, [("lz4-model", "openai/lz4", big)])
+    assert run("install", "--backend-only") == 0
+    assert run("backfill") == 0
+    with psycopg.connect(env["LITEMAAS_DATABASE_URL"]) as conn:
+        got = conn.execute("SELECT pg_column_compression(metadata) FROM models WHERE id = 'lz4-model'").fetchone()
+        setting = conn.execute("SHOW default_toast_compression").fetchone()
+    assert got == ("lz4",)
+    assert setting == ("pglz",)  # the caller's own setting is untouched

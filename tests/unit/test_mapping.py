@@ -190,6 +190,36 @@ def test_metadata_has_no_credentials_at_any_depth() -> None:
     assert strip_credentials({"k": [{"api_key": "x", "a": 1}]}) == {"k": [{"a": 1}]}
 
 
+def test_a_shared_cost_map_answer_is_stripped_once_with_the_same_result() -> None:
+    """A deployment built from LiteLLM's cost-map answer carries it as a shared part; its metadata is
+    what stripping the whole model_info gives, including a key of its own that hides the shared one."""
+    shared = {
+        "max_tokens": 8192,
+        "supports_vision": True,
+        "api_key_env": "OPENAI_KEY",  # a secret-looking key: a string is dropped
+        "auth_token_ttl": 30,  # secret-looking but a number: kept, as /model/info keeps it
+        "docs": "see https://docs.example/m",
+        "key": None,
+    }
+    own = {
+        "id": "d1",
+        "key": "openai/m",  # the matched cost-map key of this lookup
+        "auth_token_ttl": {"nested": "x"},  # its own value is not a scalar: dropped, the shared 30 too
+        "access_token": "tok-secret",
+        "description": "m",
+    }
+    whole = {**shared, **own}
+    plain = map_model("m", [Deployment("d1", "m", {"model": "openai/m"}, whole)])
+    parted = map_model("m", [Deployment("d1", "m", {"model": "openai/m"}, whole, info_parts=(shared, own))])
+    assert parted.metadata == plain.metadata
+    info = parted.metadata["litellm_model_info"]
+    assert not {"auth_token_ttl", "access_token", "api_key_env"} & info.keys()
+    assert (info["key"], info["max_tokens"]) == ("openai/m", 8192)
+    again = map_model("n", [Deployment("d2", "n", {"model": "openai/m"}, whole, info_parts=(shared, own))])
+    assert again.metadata["litellm_model_info"] == info
+    assert shared["api_key_env"] == "OPENAI_KEY"  # the shared answer itself is never changed
+
+
 @pytest.mark.parametrize(
     ("info", "message"),
     [

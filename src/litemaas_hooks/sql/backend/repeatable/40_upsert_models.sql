@@ -187,3 +187,18 @@ BEGIN
     LEFT JOIN written AS w ON w.id = d.id;
 END;
 $$;
+
+-- The metadata we write (the proxy's whole /model/info entry, ~9 KB per model) is compressed with lz4
+-- where the server has it (PostgreSQL >= 14 built with lz4): about twice as fast to write as the
+-- default pglz, read the same way by every client. A compression set on the column itself
+-- (ALTER TABLE ... SET COMPRESSION) still wins; the setting ends with each call.
+DO $$
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM pg_catalog.pg_settings
+        WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)
+    ) THEN
+        ALTER FUNCTION litemaas_hooks.upsert_models_v1(jsonb) SET default_toast_compression = 'lz4';
+    END IF;
+END;
+$$;
