@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -56,17 +57,22 @@ def run(*argv: str) -> int:
     return cli.main(list(argv))
 
 
-def converge(names: set[str] | None = None, **kw: Any) -> Report:
-    async def go() -> Report:
-        settings = load_settings()
-        lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
-        try:
-            return await Reconciler(settings).converge(lite, back, names, **kw)
-        finally:
-            await lite.close()
-            await back.close()
+T = TypeVar("T")
 
-    return asyncio.run(go())
+
+async def connected(body: Callable[[Reconciler, Any, Any], Awaitable[T]]) -> T:
+    """``body(engine, litellm_conn, backend_conn)`` on fresh connections from the environment."""
+    settings = load_settings()
+    lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
+    try:
+        return await body(Reconciler(settings), lite, back)
+    finally:
+        await lite.close()
+        await back.close()
+
+
+def converge(names: set[str] | None = None, **kw: Any) -> Report:
+    return asyncio.run(connected(lambda engine, lite, back: engine.converge(lite, back, names, **kw)))
 
 
 def models(env: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -343,16 +349,11 @@ def test_full_reconcile_in_chunks(env: dict[str, str], monkeypatch: pytest.Monke
     assert run("install", "--backend-only") == 0
     progress: list[tuple[int, int]] = []
 
-    async def go() -> Report:
-        settings = load_settings()
-        lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
-        try:
-            return await Reconciler(settings).converge(lite, back, None, progress=lambda d, t: progress.append((d, t)))
-        finally:
-            await lite.close()
-            await back.close()
-
-    report = asyncio.run(go())
+    report = asyncio.run(
+        connected(
+            lambda engine, lite, back: engine.converge(lite, back, None, progress=lambda d, t: progress.append((d, t)))
+        )
+    )
     assert report.counts()["created"] == 8
     assert report.outcomes[f"<deployment {nameless['model_id']}>"].action == "error"
     assert progress == [(2, 8), (4, 8), (6, 8), (8, 8)]
@@ -411,13 +412,7 @@ def test_writing_a_chunk_overlaps_planning_the_next(env: dict[str, str], monkeyp
 
         monkeypatch.setattr(reconcile.Reconciler, "_plan", plan)
         monkeypatch.setattr(backend_sink, "upsert", upsert)
-        settings = load_settings()
-        lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
-        try:
-            return await Reconciler(settings).converge(lite, back, None)
-        finally:
-            await lite.close()
-            await back.close()
+        return await connected(lambda engine, lite, back: engine.converge(lite, back, None))
 
     report = asyncio.run(go())
     assert seen["overlapped"] is True
@@ -447,20 +442,14 @@ def test_an_error_while_a_chunk_is_written_rolls_everything_back(
 
     monkeypatch.setattr(reconcile, "read_truth", read_truth)
 
-    async def go() -> int:
-        settings = load_settings()
-        lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
-        try:
-            with pytest.raises(RuntimeError, match="went away"):
-                await Reconciler(settings).converge(lite, back, None)
-            cur = await back.execute("SELECT count(*) FROM public.models")
-            row = await cur.fetchone()
-            return int(row[0]) if row else -1
-        finally:
-            await lite.close()
-            await back.close()
+    async def body(engine: Reconciler, lite: Any, back: Any) -> int:
+        with pytest.raises(RuntimeError, match="went away"):
+            await engine.converge(lite, back, None)
+        cur = await back.execute("SELECT count(*) FROM public.models")
+        row = await cur.fetchone()
+        return int(row[0]) if row else -1
 
-    assert asyncio.run(go()) == 0
+    assert asyncio.run(connected(body)) == 0
     assert models(env) == {}
 
 
