@@ -382,13 +382,12 @@ def _strip(value: Any) -> Any:
     kept, as ``/model/info`` keeps it (else the backend's copy of the same view differs from ours)."""
     if _plain(value):
         return value
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            key = str(k)
+            key = k if type(k) is str else str(k)
             verdict = _key_verdict(key)
-            scalar = v is None or isinstance(v, bool | int | float)
-            if verdict == "drop" or (verdict == "scalar-only" and not scalar):
+            if verdict != "keep" and (verdict == "drop" or not (v is None or type(v) in _SCALARS)):
                 continue
             out[key] = v if _plain(v) else _strip(v)
         return out
@@ -397,10 +396,17 @@ def _strip(value: Any) -> Any:
     return strip_credentials(value)
 
 
+# JSON's scalars as they come out of a decoder (exact types: a subclass takes the slow, general path)
+_SCALARS = frozenset({bool, int, float, type(None)})
+
+
 def _plain(value: Any) -> bool:
     """Nothing ``strip_credentials`` would change: a scalar, or a string without a URL in it (most of a
     ~250-key /model/info entry and its ``supported_openai_params`` list)."""
-    return value is None or isinstance(value, bool | int | float) or (isinstance(value, str) and "://" not in value)
+    kind = type(value)
+    if kind is str:
+        return "://" not in value
+    return kind in _SCALARS
 
 
 @functools.lru_cache(maxsize=4096)

@@ -50,7 +50,7 @@ class CurrentRow:
     features: tuple[str, ...] | None = None
     availability: str | None = "available"
     version: str | None = None
-    metadata: Mapping[str, Any] | None = None
+    metadata: Any = None  # any JSON an admin stored; a sync writes an object
     api_base: str | None = None
     tpm: int | None = None
     rpm: int | None = None
@@ -69,19 +69,29 @@ class CurrentRow:
     @property
     def from_litellm(self) -> bool:
         """Rows that a sync wrote (ours, the backend's or the old playbook's), never hand-made ones."""
-        return self.litellm_model_id is not None or bool(
-            self.metadata and ("litellm_model_info" in self.metadata or "litellm_params" in self.metadata)
+        return self.litellm_model_id is not None or any(
+            _jsonb_has(self.metadata, key) for key in ("litellm_model_info", "litellm_params")
         )
 
     @property
     def written_while_blocked(self) -> bool:
         """The row's metadata is a view of a blocked deployment (``model_info.blocked``, LiteLLM >= 1.108)."""
-        info = (self.metadata or {}).get("litellm_model_info")
+        info = self.metadata.get("litellm_model_info") if isinstance(self.metadata, Mapping) else None
         return isinstance(info, Mapping) and info.get("blocked") is True
 
     @property
     def retired(self) -> bool:
         return self.hidden_reason == "retired"
+
+
+def _jsonb_has(value: Any, key: str) -> bool:
+    """PostgreSQL's ``jsonb ? key`` (what the upsert asks): an object's key, an array's string
+    element, or the string itself (an admin may have stored any JSON in metadata)."""
+    if isinstance(value, Mapping):
+        return key in value
+    if isinstance(value, list):
+        return key in value
+    return isinstance(value, str) and value == key
 
 
 @dataclass(slots=True)

@@ -288,7 +288,8 @@ def redact_dsn(dsn: str) -> str:
 _MIN_SECRET_LENGTH = 4
 
 
-def _with_parts(secret: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)  # the same provider key often serves many deployments
+def _with_parts(secret: str) -> tuple[str, ...]:
     """A secret plus the password inside it when it is a URL or keyword DSN (a password alone shows up
     in some server messages)."""
     out = [secret]
@@ -301,7 +302,7 @@ def _with_parts(secret: str) -> list[str]:
             out.append(unquote(password if sep else userinfo))
     for kv in re.finditer(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", secret, re.IGNORECASE):
         out.append(kv.group(1).strip("'"))
-    return [s for s in out if len(s) >= _MIN_SECRET_LENGTH]
+    return tuple(s for s in out if len(s) >= _MIN_SECRET_LENGTH)
 
 
 def environment_secrets(environ: Mapping[str, str] | None = None) -> frozenset[str]:

@@ -470,3 +470,42 @@ def test_metadata_is_written_with_lz4_where_the_server_has_it(env: dict[str, str
         setting = conn.execute("SHOW default_toast_compression").fetchone()
     assert got == ("lz4",)
     assert setting == ("pglz",)  # the caller's own setting is untouched
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        None,
+        {},
+        {"litellm_model_info": {"blocked": True, "max_tokens": 8192}, "litellm_params": {"model": "openai/x"}},
+        {"litellm_model_info": {"blocked": False}},
+        {"litellm_model_info": {"blocked": "true"}},  # a string is not LiteLLM's flag
+        {"litellm_model_info": "odd", "other": 1},
+        {"litellm_params": {}},
+        {"notes": "hand-made"},
+        ["litellm_model_info"],
+        "litellm_params",
+    ],
+)
+def test_the_snapshot_carries_what_planning_reads_of_metadata(env: dict[str, str], metadata: Any) -> None:
+    """The snapshot leaves the bulk of metadata in the database: what planning decides from it (a
+    sync's row? written while blocked?) is the same as from the whole value."""
+    from litemaas_hooks import backend_sink
+    from litemaas_hooks.planning import CurrentRow
+
+    assert run("install", "--backend-only") == 0
+    execute(
+        env["LITEMAAS_DATABASE_URL"],
+        "INSERT INTO models (id, name, provider, metadata) VALUES ('m', 'm', 'p', %s::jsonb)",
+        (None if metadata is None else json.dumps(metadata),),
+    )
+
+    async def body(engine: Reconciler, lite: Any, back: Any) -> tuple[CurrentRow, CurrentRow]:
+        async with back.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            await cur.execute("SELECT * FROM litemaas_hooks.models_snapshot_v1(ARRAY['m'])")
+            row = await cur.fetchone()
+        return (await backend_sink.snapshot(back, ["m"]))["m"], CurrentRow.from_db(row)
+
+    slim, whole = asyncio.run(connected(body))
+    assert (slim.from_litellm, slim.written_while_blocked) == (whole.from_litellm, whole.written_while_blocked)
+    assert slim.name == whole.name

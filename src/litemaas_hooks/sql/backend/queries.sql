@@ -4,7 +4,23 @@
 SELECT litemaas_hooks.lock_models_v1(%(ids)s::text[])
 
 -- name: models_snapshot
-SELECT * FROM litemaas_hooks.models_snapshot_v1(%(ids)s::text[])
+-- Of metadata (the proxy's whole /model/info entry, ~9 KB a row) planning needs only which views it
+-- holds and model_info.blocked (planning.CurrentRow): those travel, not the rest.
+SELECT s.id, s.name, s.provider, s.description, s.category, s.context_length,
+       s.input_cost_per_token, s.output_cost_per_token,
+       s.supports_vision, s.supports_function_calling, s.supports_tool_choice,
+       s.supports_parallel_function_calling, s.supports_streaming, s.features,
+       s.availability, s.version,
+       CASE WHEN pg_catalog.jsonb_typeof(s.metadata) = 'object' THEN
+           pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+               'litellm_model_info',
+               CASE WHEN s.metadata ? 'litellm_model_info' THEN
+                   pg_catalog.jsonb_build_object('blocked', s.metadata -> 'litellm_model_info' -> 'blocked')
+               END,
+               'litellm_params', CASE WHEN s.metadata ? 'litellm_params' THEN '{}'::jsonb END))
+       ELSE s.metadata END AS metadata,
+       s.api_base, s.tpm, s.rpm, s.max_tokens, s.litellm_model_id, s.backend_model_name, s.hidden_reason
+FROM litemaas_hooks.models_snapshot_v1(%(ids)s::text[]) AS s
 
 -- name: upsert_models
 SELECT model_id, outcome FROM litemaas_hooks.upsert_models_v1(%(models)s::jsonb)
