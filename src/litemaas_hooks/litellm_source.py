@@ -6,6 +6,7 @@ table) come from a callable, which inside the proxy reads the router.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import os
@@ -24,6 +25,8 @@ from litemaas_hooks.mapping import Deployment, check_model_name
 from litemaas_hooks.redaction import ENV_PREFIX, env_reference_value, is_secret_key
 
 ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
+# deployments built between two turns of the event loop
+YIELD_EVERY = 64
 
 
 @dataclass
@@ -170,7 +173,11 @@ async def read_truth(
         else:
             await cur.execute(sql.query("litellm", "deployments_by_name" + variant), {"names": sorted(names)})
         rows = await cur.fetchall()
-    for row in rows:
+    for index, row in enumerate(rows):
+        if index % YIELD_EVERY == YIELD_EVERY - 1:
+            # building is CPU work (decryption, LiteLLM's answers): let the event loop serve the rest
+            # (a chunk being written meanwhile, the proxy's requests) between slices of it
+            await asyncio.sleep(0)
         name = row.get("model_name")
         if not isinstance(name, str) or not name.strip():
             continue

@@ -509,3 +509,39 @@ def test_the_snapshot_carries_what_planning_reads_of_metadata(env: dict[str, str
     slim, whole = asyncio.run(connected(body))
     assert (slim.from_litellm, slim.written_while_blocked) == (whole.from_litellm, whole.written_while_blocked)
     assert slim.name == whole.name
+
+
+def test_reading_many_deployments_lets_the_event_loop_run(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building deployments is CPU work; between slices of it the event loop runs other tasks (the
+    chunk being written, inside the proxy its requests) instead of waiting for the whole chunk."""
+    from litemaas_hooks import litellm_source
+
+    seed(env, [(f"many-{i}", f"openai/many-{i}", {}) for i in range(3 * litellm_source.YIELD_EVERY)])
+    ticks = {"n": 0}
+    seen: list[int] = []
+    real_build = litellm_source.build_deployment
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        seen.append(ticks["n"])
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(litellm_source, "build_deployment", build)
+
+    async def body(engine: Reconciler, lite: Any, back: Any) -> None:
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            while not stop.is_set():
+                ticks["n"] += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        try:
+            await litellm_source.read_truth(lite, None, key=env["LITELLM_MASTER_KEY"])
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(connected(body))
+    assert len(seen) == 3 * litellm_source.YIELD_EVERY
+    assert seen[-1] > seen[0]  # the ticker ran while the deployments were being built
