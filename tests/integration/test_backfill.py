@@ -516,7 +516,8 @@ def test_reading_many_deployments_lets_the_event_loop_run(env: dict[str, str], m
     chunk being written, inside the proxy its requests) instead of waiting for the whole chunk."""
     from litemaas_hooks import litellm_source
 
-    seed(env, [(f"many-{i}", f"openai/many-{i}", {}) for i in range(3 * litellm_source.YIELD_EVERY)])
+    monkeypatch.setattr(litellm_source, "YIELD_AFTER_SECONDS", 0.0)  # a turn after every deployment
+    seed(env, [(f"many-{i}", f"openai/many-{i}", {}) for i in range(20)])
     ticks = {"n": 0}
     seen: list[int] = []
     real_build = litellm_source.build_deployment
@@ -543,5 +544,5 @@ def test_reading_many_deployments_lets_the_event_loop_run(env: dict[str, str], m
             await task
 
     asyncio.run(connected(body))
-    assert len(seen) == 3 * litellm_source.YIELD_EVERY
+    assert len(seen) == 20
     assert seen[-1] > seen[0]  # the ticker ran while the deployments were being built
