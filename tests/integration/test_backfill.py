@@ -529,19 +529,18 @@ def test_reading_many_deployments_lets_the_event_loop_run(env: dict[str, str], m
     monkeypatch.setattr(litellm_source, "build_deployment", build)
 
     async def body(engine: Reconciler, lite: Any, back: Any) -> None:
-        stop = asyncio.Event()
+        loop, running = asyncio.get_running_loop(), {"on": True}
 
-        async def ticker() -> None:
-            while not stop.is_set():
-                ticks["n"] += 1
-                await asyncio.sleep(0)
+        def tick() -> None:  # counts the event loop's turns (one callback per turn)
+            ticks["n"] += 1
+            if running["on"]:
+                loop.call_soon(tick)
 
-        task = asyncio.create_task(ticker())
+        loop.call_soon(tick)
         try:
             await litellm_source.read_truth(lite, None, key=env["LITELLM_MASTER_KEY"])
         finally:
-            stop.set()
-            await task
+            running["on"] = False
 
     asyncio.run(connected(body))
     assert len(seen) == 20
