@@ -250,10 +250,6 @@ class Enricher:
             memo.facts, memo.dirty = view_facts(), True
         return memo.facts
 
-    def lookup(self, model: str, base_model: str | None) -> dict[str, Any]:
-        shared, own, unpriced = self.lookup_parts(model, base_model)
-        return {"info": {**shared, **own}, "unpriced": unpriced}
-
     def lookup_parts(self, model: str, base_model: str | None) -> tuple[Mapping[str, Any], dict[str, Any], bool]:
         """LiteLLM's answer as ``(shared, own, unpriced)`` (see ``cost_map.Memo.parts``): ``shared`` is
         one object for every deployment with the same answer, so the mapping can strip it once."""

@@ -102,7 +102,7 @@ def test_our_view_equals_the_proxys_over_the_whole_cost_map(tmp_path: Path, monk
     enricher.memo = cost_map.Memo.load(cost_map.current_source())
     enricher.facts()
     for model in expected:
-        enricher.lookup(model, None)
+        enricher.lookup_parts(model, None)
     enricher.save()
 
     cases = [{"id": f"dep-{models.index(m)}", "params": {"model": m}} for m in expected]
