@@ -1,7 +1,8 @@
 """The real LiteMaaS backend (upstream v0.4.0) as a sandbox part, the way ``cluster`` is PostgreSQL.
 
 Its own TypeScript runs, unchanged, from the upstream tarball (``litemaas-v0.4.0.tar.gz`` in the
-read-only ``shared/upstream`` folder beside the repository; ``LITEMAAS_HOOKS_UPSTREAM_DIR`` overrides):
+read-only ``shared/upstream`` folder beside the repository; ``LITEMAAS_HOOKS_UPSTREAM_DIR`` overrides;
+a clone without that folder fetches the pinned commit once and checks it, see :mod:`.upstream`):
 
 * :func:`prepare` unpacks it into the project's gitignored cache (``.cache/litemaas-v0.4.0``;
   ``LITEMAAS_HOOKS_CACHE_DIR`` overrides the ``.cache`` folder) and runs, once,
@@ -53,6 +54,7 @@ import httpx
 
 from litemaas_hooks.errors import LiteMaaSHooksError
 from litemaas_hooks.redaction import scrub
+from litemaas_hooks_sandbox import upstream
 
 __all__ = [
     "TARBALL",
@@ -88,9 +90,13 @@ def _repo_root() -> Path:
     return root if (root / "sandbox" / "pyproject.toml").is_file() else Path.cwd()
 
 
+_fetch_problem: str | None = None
+
+
 def upstream_dir() -> Path:
     """Where ``litemaas-v0.4.0.tar.gz`` is: ``$LITEMAAS_HOOKS_UPSTREAM_DIR``, else ``shared/upstream``
-    beside the repository (or beside its parent folder, for git worktrees in ``<dir>/wt/<name>``)."""
+    beside the repository (or beside its parent folder, for git worktrees in ``<dir>/wt/<name>``),
+    else the pinned source fetched and checked into the cache (:mod:`.upstream`)."""
     explicit = os.environ.get(UPSTREAM_DIR_ENV)
     if explicit:
         return Path(explicit)
@@ -99,6 +105,12 @@ def upstream_dir() -> Path:
     for candidate in candidates:
         if (candidate / TARBALL).is_file():
             return candidate
+    global _fetch_problem
+    if _fetch_problem is None:  # one try per process
+        try:
+            return upstream.fetch_litemaas(cache_dir())
+        except upstream.UpstreamFetchError as exc:
+            _fetch_problem = str(exc)  # prepare() says it; the demo falls back
     return candidates[0]
 
 
@@ -177,8 +189,9 @@ def prepare(*, upstream: Path | None = None, cache: Path | None = None) -> Backe
     cache = cache or cache_dir()
     tarball = upstream / TARBALL
     if not tarball.is_file():
+        fetched = f" ({_fetch_problem})" if _fetch_problem else ""
         raise BackendRunnerError(
-            f"{tarball} not found: the real LiteMaaS backend runs from the upstream tarball; "
+            f"{tarball} not found{fetched}: the real LiteMaaS backend runs from the upstream tarball; "
             f"set {UPSTREAM_DIR_ENV} to the folder holding {TARBALL}"
         )
     node = _node_version()
