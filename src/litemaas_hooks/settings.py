@@ -158,6 +158,15 @@ class Settings:
     retry_max_seconds: float = Field(default=300.0, gt=0, alias="LITEMAAS_HOOKS_RETRY_MAX_SECONDS")
     stall_timeout_seconds: float = Field(default=120.0, gt=0, alias="LITEMAAS_HOOKS_STALL_TIMEOUT_SECONDS")
     reconnect_max_seconds: float = Field(default=30.0, gt=0, alias="LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS")
+    # PgBouncer: auto = transaction pooling for a URL with pgbouncer=true, else direct
+    pool_mode: str = Field(
+        default="auto",
+        alias="LITEMAAS_HOOKS_POOL_MODE",
+        choices=("auto", "direct", "session", "transaction"),
+    )
+    pooled_poll_interval_seconds: float = Field(
+        default=0.5, gt=0, alias="LITEMAAS_HOOKS_POOLED_POLL_INTERVAL_SECONDS"
+    )
     enabled: bool = Field(default=True, alias="LITEMAAS_HOOKS_ENABLED")
     log_level: str = Field(
         default="INFO", alias="LITEMAAS_HOOKS_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR")
