@@ -207,9 +207,34 @@ def connect_error_message(settings: Settings, which: Which, exc: BaseException) 
     var = settings.dsn_variable(which)
     dsn = settings.backend_dsn() if which == "backend" else settings.litellm_dsn()
     reason = scrub(first_line(exc), settings.secrets()).removeprefix("connection failed: ")
+    tls = _tls_check(reason, var)
+    if tls is not None:
+        where = f"{DATABASE_NAMES[which]} ({var}={redact_dsn(dsn)})"
+        return f"cannot connect to {where}: {reason}. {tls}"
     return (
         f"cannot connect to {DATABASE_NAMES[which]} ({var}={redact_dsn(dsn)}): {reason}. Check {var}, that the "
         "server is reachable from here and that the user and password are right."
+    )
+
+
+_TLS_WORDS = ("ssl", "certificate", "tls")
+
+
+def _tls_check(reason: str, var: str) -> str | None:
+    """What to check when the connection failed on TLS (None for any other failure)."""
+    lowered = reason.lower()
+    if not any(word in lowered for word in _TLS_WORDS):
+        return None
+    if "does not support ssl" in lowered:
+        return (
+            f"The server does not offer TLS: turn ssl on there, or lower sslmode in {var} "
+            "(prefer/disable) if an unencrypted connection is acceptable."
+        )
+    return (
+        f"Check the sslrootcert of {var}: it must be the CA that signed the server's certificate "
+        "(AWS RDS: the region's or the global bundle), readable from here; with "
+        "sslmode=verify-full the host in the URL must be a name the certificate lists; "
+        "sslmode=require encrypts without checking the certificate."
     )
 
 
