@@ -31,6 +31,10 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
 - **reconnect** with exponential backoff (+-10 % jitter, capped at ``reconnect_max_seconds``) when either
   database goes away; claims are given back and the outbox is drained on reconnect.
 
+Pooled (``connections.pool_mode``): through a transaction-pooling PgBouncer LISTEN and session locks
+mean nothing, so the relay polls every ``pooled_poll_interval_seconds`` and the full reconcile takes a
+lease row (``reconcile_try_lease``) instead of the advisory lock; it says so once in the log.
+
 Connections: exactly one to each database per relay, idle or busy (the LiteLLM connection LISTENs,
 claims and reads the truth; the backend connection writes). With N LiteLLM replicas x W workers each,
 the plugin holds N*W connections to the LiteLLM database and N*W to the backend database (2 x N*W on
@@ -250,6 +254,15 @@ class Relay:
                 "LITELLM_DATABASE_URL; or LITEMAAS_HOOKS_POOL_MODE=session for a session pooler",
             )
         for which in ("litellm", "backend"):
+            parsed = self.settings.database_url_of(which)
+            if parsed.unknown:  # dburl dropped them: libpq would refuse the whole URL
+                log.warning(
+                    "%s: %s has parameters neither libpq nor Prisma (as litemaas-hooks knows it) "
+                    "has; left out: %s",
+                    self.name,
+                    self.settings.dsn_variable(which),
+                    ", ".join(parsed.unknown),
+                )
             options = pooled_options_dropped(self.settings, which)
             if options:
                 log.warning(

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from litemaas_hooks import cli
+from litemaas_hooks import cli, dburl
 from litemaas_hooks.connections import connect, pool_mode
 from litemaas_hooks.settings import load_settings
 from litemaas_hooks_sandbox.cluster import LocalPostgres
@@ -172,3 +173,53 @@ def test_backfill_and_status_through_pgbouncer(
     else:
         assert "pooling" not in out
     assert load_settings().pool_mode in ("session", "auto")
+
+
+async def test_litellm_in_container_pgbouncer_url_in_plugin_mode(
+    pg_cluster: LocalPostgres,
+    litellm_dsn: str,
+    backend_dsn: str,
+    master_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """LiteLLM 1.108's LITELLM_PGBOUNCER_ENABLED: its own code renders the PgBouncer config and the
+    pooled DATABASE_URL the workers (and so the plugin) get; the relay works on that URL."""
+    pgbouncer = pytest.importorskip("litellm.proxy.db.pgbouncer", reason="LiteLLM < 1.108 has none")
+    await install(litellm_dsn, backend_dsn)
+    upstream = litellm_dsn + "?connection_limit=5&pool_timeout=60"  # as the CLI left it
+    pooled_urls: list[str] = []
+
+    def litellm_config(root: Path, port: int) -> tuple[str, str, str]:
+        knobs = pgbouncer.PgBouncerSettings(port=port)
+        plan = pgbouncer.plan_pgbouncer(upstream, knobs, root, None)
+        assert not isinstance(plan, pgbouncer.PgBouncerError), plan
+        pooled_urls.append(plan.pooled_url)
+        probe = dburl.parse(plan.pooled_url).conninfo  # libpq alone refuses Prisma's URL
+        return plan.ini, plan.userlist(plan.upstream_password), probe
+
+    pgb = LocalPgBouncer(pg_cluster).start(config=litellm_config)
+    try:
+        settings = load_settings(
+            {
+                # what the plugin reads inside the proxy (+ a parameter nobody knows yet)
+                "DATABASE_URL": pooled_urls[0] + "&future_knob=1",
+                "LITEMAAS_DATABASE_URL": backend_dsn,
+                "LITELLM_MASTER_KEY": master_key,
+            },
+            pooled_poll_interval_seconds=0.2,
+            reconcile_interval_seconds=0.0,
+        )
+        assert "pgbouncer=true" in pooled_urls[0]
+        assert pool_mode(settings, "litellm") == "transaction"
+        async with (
+            running(settings),
+            await psycopg.AsyncConnection.connect(litellm_dsn, autocommit=True) as lc,
+            await psycopg.AsyncConnection.connect(backend_dsn, autocommit=True) as bc,
+        ):
+            await insert(lc, "in-container", master_key)
+            await eventually(lambda: _has(bc, "in-container"), deadline_seconds=10, what="synced")
+        unknown = [r.getMessage() for r in caplog.records if "future_knob" in r.getMessage()]
+        assert len(unknown) == 1
+        assert "DATABASE_URL has parameters neither libpq nor Prisma" in unknown[0]
+    finally:
+        pgb.stop()

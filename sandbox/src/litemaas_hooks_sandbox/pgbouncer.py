@@ -20,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Self
@@ -29,6 +30,7 @@ import psycopg
 from litemaas_hooks_sandbox.cluster import LocalPostgres, _free_port
 
 PoolMode = Literal["session", "transaction"]
+ConfigFunc = Callable[[Path, int], tuple[str, str, str]]
 
 
 class PgBouncerStartError(RuntimeError):
@@ -85,33 +87,17 @@ class LocalPgBouncer:
     ) -> None:
         self.stop()
 
-    def start(self, timeout: float = 30.0) -> Self:
+    def start(self, timeout: float = 30.0, *, config: ConfigFunc | None = None) -> Self:
+        """Start it; ``config(root, port)`` may supply the files instead of ours (LiteLLM's own
+        in-container PgBouncer config, say): ``(pgbouncer.ini, userlist.txt, a URL to probe)``."""
         binary = find_pgbouncer()
         root = Path(tempfile.mkdtemp(prefix="lmh-pgb-", dir="/tmp"))
         self._root = root
         self._port = _free_port()
-        (root / "userlist.txt").write_text(f'"{self.pg.user}" "{self.pg.password}"\n')
+        ini, userlist, probe = (config or self._config)(root, self._port)
+        (root / "userlist.txt").write_text(userlist)
         (root / "pgbouncer.ini").write_text(
-            "\n".join(
-                (
-                    "[databases]",
-                    f"* = host=127.0.0.1 port={self.pg.port}",
-                    "",
-                    "[pgbouncer]",
-                    "listen_addr = 127.0.0.1",
-                    f"listen_port = {self._port}",
-                    f"unix_socket_dir = {root}",
-                    f"auth_file = {root / 'userlist.txt'}",
-                    "auth_type = scram-sha-256",
-                    f"pool_mode = {self.pool_mode}",
-                    f"default_pool_size = {self.pool_size}",
-                    "max_client_conn = 200",
-                    "ignore_startup_parameters = extra_float_digits",
-                    f"logfile = {root / 'pgbouncer.log'}",
-                    f"pidfile = {root / 'pgbouncer.pid'}",
-                    "",
-                )
-            )
+            ini + f"\nlogfile = {root / 'pgbouncer.log'}\npidfile = {root / 'pgbouncer.pid'}\n"
         )
         kwargs: dict[str, Any] = {}
         if os.geteuid() == 0:
@@ -134,7 +120,7 @@ class LocalPgBouncer:
             if self._proc.poll() is not None:
                 break
             try:
-                with psycopg.connect(self.dsn("postgres"), connect_timeout=2) as conn:
+                with psycopg.connect(probe, connect_timeout=2) as conn:
                     conn.execute("SELECT 1")
                 return self
             except psycopg.OperationalError as exc:
@@ -145,6 +131,26 @@ class LocalPgBouncer:
         raise PgBouncerStartError(
             f"pgbouncer did not accept a login within {timeout:g}s ({last}):\n{tail}"
         )
+
+    def _config(self, root: Path, port: int) -> tuple[str, str, str]:
+        ini = "\n".join(
+            (
+                "[databases]",
+                f"* = host=127.0.0.1 port={self.pg.port}",
+                "",
+                "[pgbouncer]",
+                "listen_addr = 127.0.0.1",
+                f"listen_port = {port}",
+                f"unix_socket_dir = {root}",
+                f"auth_file = {root / 'userlist.txt'}",
+                "auth_type = scram-sha-256",
+                f"pool_mode = {self.pool_mode}",
+                f"default_pool_size = {self.pool_size}",
+                "max_client_conn = 200",
+                "ignore_startup_parameters = extra_float_digits",
+            )
+        )
+        return ini, f'"{self.pg.user}" "{self.pg.password}"\n', self.dsn("postgres")
 
     def log_tail(self, lines: int = 30) -> str:
         out = []
