@@ -204,7 +204,8 @@ class Relay:
         self._next_reconcile_check = 0.0
         self._trigger_warned = False
         # transaction pooling on the LiteLLM side: poll instead of LISTEN, lease instead of lock
-        self._polling = pool_mode(settings, "litellm") == "transaction"
+        # (set in run(), once the URLs are known to be there)
+        self._polling = False
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -293,6 +294,7 @@ class Relay:
             if self.settings.reconcile_interval_seconds > 0
             else "periodic full reconcile off",
         )
+        self._polling = pool_mode(self.settings, "litellm") == "transaction"
         self._log_pooling()
         litellm_adapter.warm_up()  # the memo now; LiteLLM itself on the first memo miss (no half-imported module)
         while not stop.is_set():

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from litemaas_hooks import cli, dburl
+from litemaas_hooks import cli, dburl, outbox
 from litemaas_hooks.connections import connect, pool_mode
 from litemaas_hooks.settings import load_settings
 from litemaas_hooks_sandbox.cluster import LocalPostgres
@@ -223,3 +223,17 @@ async def test_litellm_in_container_pgbouncer_url_in_plugin_mode(
         assert "DATABASE_URL has parameters neither libpq nor Prisma" in unknown[0]
     finally:
         pgb.stop()
+
+
+async def test_reconcile_lease_has_one_winner(litellm_dsn: str, backend_dsn: str) -> None:
+    """Transaction pooling replaces the session advisory lock with a lease row: one winner at a
+    time, and the next run only once the last one finished and is old enough."""
+    await install(litellm_dsn, backend_dsn)
+    async with await psycopg.AsyncConnection.connect(litellm_dsn, autocommit=True) as conn:
+        lease = {"min_age_seconds": 300.0, "lease_seconds": 600.0}
+        assert await outbox.try_reconcile_lease(conn, runner="a", **lease)
+        assert not await outbox.try_reconcile_lease(conn, runner="b", **lease)  # a runs
+        await outbox.reconcile_finished(conn, runner="a", summary="ok")
+        assert not await outbox.try_reconcile_lease(conn, runner="b", **lease)  # ran just now
+        due_now = {"min_age_seconds": 0.0, "lease_seconds": 600.0}
+        assert await outbox.try_reconcile_lease(conn, runner="b", **due_now)

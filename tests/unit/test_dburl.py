@@ -294,3 +294,36 @@ def test_settings_refuse_with_one_line_naming_the_variable(
     assert message in text
     assert len(text.splitlines()) == 1
     assert "s3cr" not in text
+
+
+@pytest.mark.parametrize(
+    ("url", "setting", "expected"),
+    [
+        (UPSTREAM, "auto", "direct"),
+        (UPSTREAM + "?pgbouncer=true", "auto", "transaction"),
+        (UPSTREAM + "?pgbouncer=false", "auto", "direct"),
+        (UPSTREAM, "session", "session"),
+        (UPSTREAM + "?pgbouncer=true", "session", "session"),
+        (UPSTREAM, "transaction", "transaction"),
+        (UPSTREAM + "?pgbouncer=true", "direct", "direct"),
+    ],
+)
+def test_pool_mode(url: str, setting: str, expected: str) -> None:
+    from litemaas_hooks.connections import pool_mode
+
+    s = load_settings({"DATABASE_URL": url, "LITEMAAS_HOOKS_POOL_MODE": setting})
+    assert pool_mode(s, "litellm") == expected
+
+
+def test_options_as_settings_for_a_session_pooler() -> None:
+    from litemaas_hooks.connections import _setting_pairs
+
+    assert _setting_pairs("-c statement_timeout=30000 -c lock_timeout=5s") == [
+        ("statement_timeout", "30000"),
+        ("lock_timeout", "5s"),
+    ]
+    pairs = _setting_pairs("-cwork_mem=4MB --search_path=x")
+    assert pairs == [("work_mem", "4MB"), ("search_path", "x")]
+    assert _setting_pairs("-c 'application_name=a b'") == [("application_name", "a b")]
+    assert _setting_pairs("--single") is None
+    assert _setting_pairs("") == []
