@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from litemaas_hooks import cli, dburl, outbox
-from litemaas_hooks.connections import connect, pool_mode
+from litemaas_hooks.connections import connect, pool_mode, pooled_options_dropped
 from litemaas_hooks.settings import load_settings
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from litemaas_hooks_sandbox.pgbouncer import LocalPgBouncer
@@ -62,11 +62,19 @@ async def test_pgbouncer_refuses_options_and_we_connect_pinned(
         psycopg.connect(
             url.split("?")[0] + "?options=-c%20search_path%3Dpg_catalog", connect_timeout=5
         )
-    settings = pooled_settings(bouncer, litellm_dsn, backend_dsn, master_key)
+    # the URL's own options (LiteLLM 1.108 puts its timeouts there)
+    with_options = litellm_dsn + "?options=-c%20statement_timeout%3D42000"
+    settings = pooled_settings(bouncer, with_options, backend_dsn, master_key)
     assert pool_mode(settings, "litellm") == bouncer.pool_mode
     conn = await connect(settings, "litellm")
     try:
         assert conn.prepare_threshold is None  # no server-side prepared statements through a pooler
+        cur = await conn.execute("SELECT current_setting('statement_timeout')")
+        timeout = (await cur.fetchone())[0]
+        if bouncer.pool_mode == "session":  # applied to our session with set_config
+            assert timeout == "42s"
+        else:  # cannot pass a transaction pooler: the relay says so (pooled_options_dropped)
+            assert pooled_options_dropped(settings, "litellm") == "-c statement_timeout=42000"
         for _ in range(3):  # each statement (own transaction in transaction pooling) is pinned
             cur = await conn.execute("SELECT current_setting('search_path')")
             assert (await cur.fetchone())[0] in ("pg_catalog, pg_temp", "pg_catalog,pg_temp")

@@ -73,8 +73,11 @@ class LocalPgBouncer:
         return f"{url}?{query}" if query else url
 
     def through(self, direct_dsn: str, **params: str) -> str:
-        """The pooled URL of the database ``direct_dsn`` (a ``LocalPostgres.dsn``) names."""
-        return self.dsn(direct_dsn.rsplit("/", 1)[1].split("?", 1)[0], **params)
+        """The pooled URL of the database ``direct_dsn`` (a ``LocalPostgres.dsn``) names, its query
+        parameters kept."""
+        dbname, _, query = direct_dsn.rsplit("/", 1)[1].partition("?")
+        url = self.dsn(dbname, **params)
+        return f"{url}{'&' if '?' in url else '?'}{query}" if query else url
 
     def __enter__(self) -> Self:
         return self.start()
