@@ -57,6 +57,14 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     die "running as root but OS user 'postgres' is missing (PostgreSQL refuses to run as root): apt-get install -y postgresql"
 fi
 
+# -- 1a. PgBouncer (tests/integration/test_pgbouncer.py runs our connections through it) -----------
+if command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; then
+    log "PgBouncer found: $( (command -v pgbouncer || echo /usr/sbin/pgbouncer) | head -n1)"
+else
+    log "no pgbouncer: installing package pgbouncer"
+    apt_install pgbouncer
+fi
+
 bash scripts/install-node.sh  # Node.js >= 20: the real LiteMaaS backend code runs in tests
 # -- 1b. headless Chromium for the Admin UI browser tests (Debian package; never a playwright download)
 bash scripts/install-browser.sh

@@ -12,15 +12,18 @@ row type) can take the place of a built-in function while an operator runs ``bac
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Collection
+import shlex
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import orjson
 import psycopg
+from psycopg.abc import Params, Query
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import class_row
+from psycopg.rows import Row, class_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 
 from litemaas_hooks import sql
@@ -45,6 +48,131 @@ def pinned(dsn: str) -> str:
     except psycopg.ProgrammingError:
         return dsn  # unparsable: connecting reports it, with the password hidden
     return make_conninfo(dsn, options=f"{options} {_PIN_OPTION}".strip())
+
+
+# -- pooled connections (PgBouncer) ----------------------------------------------------------
+# PgBouncer refuses the ``options`` startup parameter (our search_path pin), keeps no server-side
+# prepared statement across clients, and in transaction pooling hands each transaction to any server
+# session: LISTEN and session advisory locks mean nothing there. ``pool_mode`` says which applies:
+# ``LITEMAAS_HOOKS_POOL_MODE`` (direct|session|transaction), or ``auto``: transaction pooling for a
+# URL with Prisma's ``pgbouncer=true`` (LiteLLM 1.108's in-container PgBouncer URL has it), else
+# direct.
+
+PoolMode = Literal["direct", "session", "transaction"]
+_PIN_SQL = b"SET LOCAL search_path TO pg_catalog, pg_temp"
+
+
+def pool_mode(settings: Settings, which: Which) -> PoolMode:
+    """How the connection to ``which`` reaches PostgreSQL (see above)."""
+    mode = settings.pool_mode
+    if mode in ("direct", "session", "transaction"):
+        return mode  # type: ignore[return-value]
+    return "transaction" if settings.database_url_of(which).pgbouncer else "direct"
+
+
+def _setting_pairs(options: str) -> list[tuple[str, str]] | None:
+    """``-c a=1 -c b=2`` (also ``-ca=1``, ``--a=1``) -> [(a, 1), (b, 2)]; None for anything else."""
+    tokens = shlex.split(options)
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(tokens):
+        word = tokens[i]
+        if word == "-c" and i + 1 < len(tokens):
+            word, i = "-c" + tokens[i + 1], i + 1
+        if not word.startswith(("-c", "--")) or "=" not in word[2:]:
+            return None
+        name, _, value = word[2:].partition("=")
+        out.append((name.strip(), value))
+        i += 1
+    return out
+
+
+class _TxPinnedCursor(psycopg.AsyncCursor[Row]):
+    """Transaction pooling: a statement outside a transaction runs in one of its own, so that the
+    search_path pin (``SET LOCAL`` at BEGIN, ``_TxPinnedConnection``) covers it and ends with it."""
+
+    async def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        conn = self.connection
+        q: Any = query  # psycopg's overloads (a Template takes no params) do not matter here
+        if conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            async with conn.transaction():
+                return await super().execute(q, params, prepare=prepare, binary=binary)
+        return await super().execute(q, params, prepare=prepare, binary=binary)
+
+
+class _TxPinnedConnection(psycopg.AsyncConnection[Row]):
+    """Transaction pooling: every transaction pins search_path for itself (never for the server
+    session, which PgBouncer hands to other clients next, LiteLLM's among them)."""
+
+    @contextlib.asynccontextmanager
+    async def transaction(
+        self,
+        savepoint_name: str | None = None,
+        force_rollback: bool = False,  # noqa: FBT001, FBT002 (psycopg's signature)
+    ) -> AsyncIterator[psycopg.AsyncTransaction]:
+        outer = self.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        async with super().transaction(savepoint_name, force_rollback) as tx:
+            if outer:
+                await self.execute(_PIN_SQL)
+            yield tx
+
+
+async def open_connection(
+    settings: Settings, which: Which, dsn: str, *, application_name: str, **kwargs: Any
+) -> psycopg.AsyncConnection[Any]:
+    """Connect to ``dsn`` (the URL of ``which``) as its pool mode allows, search_path pinned:
+
+    - direct: the ``options`` startup parameter (``pinned``), as always;
+    - session pooling: no ``options``; ``SET search_path`` (and the URL's own ``-c`` options) once,
+      for the session, which stays ours until we disconnect; no server-side prepared statements;
+    - transaction pooling: no ``options``; every transaction pins search_path with ``SET LOCAL``, a
+      lone statement gets a transaction of its own; no server-side prepared statements. The URL's
+      own ``options`` cannot follow (log line at the relay's start, fix: ALTER ROLE ... SET).
+    psycopg errors propagate (the callers turn them into one line naming the variable).
+    """
+    mode = pool_mode(settings, which)
+    if mode == "direct":
+        conn = await psycopg.AsyncConnection.connect(
+            pinned(dsn), application_name=application_name, **kwargs
+        )
+        return conn
+    params = conninfo_to_dict(dsn)
+    options = str(params.pop("options", "") or "")
+    plain = make_conninfo("", **params)
+    if mode == "session":
+        conn = await psycopg.AsyncConnection.connect(
+            plain, application_name=application_name, prepare_threshold=None, **kwargs
+        )
+        pairs = [*(_setting_pairs(options) or []), ("search_path", PINNED_SEARCH_PATH)]
+        for name, value in pairs:
+            await conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
+        return conn
+    tx_conn: psycopg.AsyncConnection[Any] = await _TxPinnedConnection.connect(
+        plain,
+        application_name=application_name,
+        prepare_threshold=None,
+        cursor_factory=_TxPinnedCursor,
+        **kwargs,
+    )
+    return tx_conn
+
+
+def pooled_options_dropped(settings: Settings, which: Which) -> str | None:
+    """The URL's own ``options`` a transaction-pooled connection cannot carry (None when none)."""
+    if pool_mode(settings, which) != "transaction":
+        return None
+    dsn = settings.backend_dsn() if which == "backend" else settings.litellm_dsn()
+    try:
+        return str(conninfo_to_dict(dsn).get("options") or "") or None
+    except psycopg.ProgrammingError:
+        return None
 
 
 def _dumps(value: Any) -> bytes | str:
@@ -79,9 +207,34 @@ def connect_error_message(settings: Settings, which: Which, exc: BaseException) 
     var = settings.dsn_variable(which)
     dsn = settings.backend_dsn() if which == "backend" else settings.litellm_dsn()
     reason = scrub(first_line(exc), settings.secrets()).removeprefix("connection failed: ")
+    tls = _tls_check(reason, var)
+    if tls is not None:
+        where = f"{DATABASE_NAMES[which]} ({var}={redact_dsn(dsn)})"
+        return f"cannot connect to {where}: {reason}. {tls}"
     return (
         f"cannot connect to {DATABASE_NAMES[which]} ({var}={redact_dsn(dsn)}): {reason}. Check {var}, that the "
         "server is reachable from here and that the user and password are right."
+    )
+
+
+_TLS_WORDS = ("ssl", "certificate", "tls")
+
+
+def _tls_check(reason: str, var: str) -> str | None:
+    """What to check when the connection failed on TLS (None for any other failure)."""
+    lowered = reason.lower()
+    if not any(word in lowered for word in _TLS_WORDS):
+        return None
+    if "does not support ssl" in lowered:
+        return (
+            f"The server does not offer TLS: turn ssl on there, or lower sslmode in {var} "
+            "(prefer/disable) if an unencrypted connection is acceptable."
+        )
+    return (
+        f"Check the sslrootcert of {var}: it must be the CA that signed the server's certificate "
+        "(AWS RDS: the region's or the global bundle), readable from here; with "
+        "sslmode=verify-full the host in the URL must be a name the certificate lists; "
+        "sslmode=require encrypts without checking the certificate."
     )
 
 
@@ -89,8 +242,13 @@ async def connect(settings: Settings, which: Which, *, application_name: str = "
     """An autocommit AsyncConnection to one of the databases (transactions are always explicit)."""
     dsn = settings.backend_dsn() if which == "backend" else settings.litellm_dsn()
     try:
-        conn = await psycopg.AsyncConnection.connect(
-            pinned(dsn), autocommit=True, application_name=application_name, connect_timeout=10
+        conn = await open_connection(
+            settings,
+            which,
+            dsn,
+            autocommit=True,
+            application_name=application_name,
+            connect_timeout=10,
         )
     except psycopg.Error as exc:
         raise DatabaseUnavailableError(connect_error_message(settings, which, exc)) from None

@@ -272,6 +272,18 @@ async def reconcile_unlock(conn: AnyConn) -> None:
     await conn.execute(_q("reconcile_unlock"))
 
 
+async def try_reconcile_lease(
+    conn: AnyConn, *, runner: str, min_age_seconds: float, lease_seconds: float
+) -> bool:
+    """Transaction pooling (no session for an advisory lock): take the full reconcile when it is
+    due and no other runner started one within ``lease_seconds`` that has not finished."""
+    cur = await conn.execute(
+        _q("reconcile_try_lease"),
+        {"runner": runner, "min_age_seconds": min_age_seconds, "lease_seconds": lease_seconds},
+    )
+    return await cur.fetchone() is not None
+
+
 async def reconcile_due(conn: AnyConn, *, min_age_seconds: float) -> bool:
     """True when no relay finished a full reconcile within the last ``min_age_seconds``."""
     cur = await conn.execute(_q("reconcile_due"), {"min_age_seconds": min_age_seconds})

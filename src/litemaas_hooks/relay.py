@@ -31,6 +31,10 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
 - **reconnect** with exponential backoff (+-10 % jitter, capped at ``reconnect_max_seconds``) when either
   database goes away; claims are given back and the outbox is drained on reconnect.
 
+Pooled (``connections.pool_mode``): through a transaction-pooling PgBouncer LISTEN and session locks
+mean nothing, so the relay polls every ``pooled_poll_interval_seconds`` and the full reconcile takes a
+lease row (``reconcile_try_lease``) instead of the advisory lock; it says so once in the log.
+
 Connections: exactly one to each database per relay, idle or busy (the LiteLLM connection LISTENs,
 claims and reads the truth; the backend connection writes). With N LiteLLM replicas x W workers each,
 the plugin holds N*W connections to the LiteLLM database and N*W to the backend database (2 x N*W on
@@ -55,7 +59,14 @@ import psycopg
 
 from litemaas_hooks import litellm_adapter, metrics, outages, outbox, sql
 from litemaas_hooks.backoff import Backoff
-from litemaas_hooks.connections import connect_error_message, first_line, pinned, use_fast_json
+from litemaas_hooks.connections import (
+    connect_error_message,
+    first_line,
+    open_connection,
+    pool_mode,
+    pooled_options_dropped,
+    use_fast_json,
+)
 from litemaas_hooks.errors import DatabaseUnavailableError, LiteMaaSHooksError
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
@@ -192,6 +203,9 @@ class Relay:
         self._next_housekeeping = 0.0
         self._next_reconcile_check = 0.0
         self._trigger_warned = False
+        # transaction pooling on the LiteLLM side: poll instead of LISTEN, lease instead of lock
+        # (set in run(), once the URLs are known to be there)
+        self._polling = False
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -214,12 +228,51 @@ class Relay:
 
     async def _connect(self, dsn: str, which: Literal["backend", "litellm"]) -> psycopg.AsyncConnection[Any]:
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                pinned(dsn), application_name=f"{self.name}:{which}"[:63], **_CONNECT_KWARGS
+            conn = await open_connection(
+                self.settings,
+                which,
+                dsn,
+                application_name=f"{self.name}:{which}"[:63],
+                **_CONNECT_KWARGS,
             )
         except psycopg.OperationalError as exc:  # one line naming the database and its variable
             raise DatabaseUnavailableError(connect_error_message(self.settings, which, exc)) from None
         return use_fast_json(conn)
+
+    def _log_pooling(self) -> None:
+        """Once per relay: what PgBouncer's transaction pooling costs, and the fix."""
+        if self._polling:
+            log.warning(
+                "%s: %s is transaction-pooled (%s): LISTEN does not work through it, so changes "
+                "are polled every %gs and the full reconcile takes a lease row instead of a lock; "
+                "for instant wake-ups give the relay a direct or session-pooled URL (%s)",
+                self.name,
+                self.settings.dsn_variable("litellm"),
+                "LITEMAAS_HOOKS_POOL_MODE=transaction"
+                if self.settings.pool_mode == "transaction"
+                else "pgbouncer=true in the URL",
+                self.settings.pooled_poll_interval_seconds,
+                "LITELLM_DATABASE_URL; or LITEMAAS_HOOKS_POOL_MODE=session for a session pooler",
+            )
+        for which in ("litellm", "backend"):
+            parsed = self.settings.database_url_of(which)
+            if parsed.unknown:  # dburl dropped them: libpq would refuse the whole URL
+                log.warning(
+                    "%s: %s has parameters neither libpq nor Prisma (as litemaas-hooks knows it) "
+                    "has; left out: %s",
+                    self.name,
+                    self.settings.dsn_variable(which),
+                    ", ".join(parsed.unknown),
+                )
+            options = pooled_options_dropped(self.settings, which)
+            if options:
+                log.warning(
+                    "%s: the options of %s (%s) are not sent through a transaction pooler "
+                    "(PgBouncer refuses them): set them for the role instead (ALTER ROLE ... SET)",
+                    self.name,
+                    self.settings.dsn_variable(which),
+                    self._scrub(options),
+                )
 
     # -- main loop -------------------------------------------------------------------------------
 
@@ -241,6 +294,8 @@ class Relay:
             if self.settings.reconcile_interval_seconds > 0
             else "periodic full reconcile off",
         )
+        self._polling = pool_mode(self.settings, "litellm") == "transaction"
+        self._log_pooling()
         litellm_adapter.warm_up()  # the memo now; LiteLLM itself on the first memo miss (no half-imported module)
         while not stop.is_set():
             try:
@@ -301,7 +356,8 @@ class Relay:
                 "`litemaas-hooks install` (with LITELLM_DATABASE_URL and LITEMAAS_DATABASE_URL set)"
             )
         await self._ensure_trigger(lconn, state)
-        await outbox.listen(lconn)  # before the first drain: nothing committed after it can be missed
+        if not self._polling:  # transaction pooling: LISTEN means nothing there, we poll (_timeout)
+            await outbox.listen(lconn)  # before the first drain: nothing committed after it is lost
         given_back = await outbox.release(
             lconn, worker=self.worker_id, reason="relay reconnected before completing this event"
         )
@@ -321,6 +377,8 @@ class Relay:
             timeout = min(timeout, max(_MIN_RETRY_WAIT_SECONDS, due))
         if self.settings.reconcile_interval_seconds > 0:
             timeout = min(timeout, max(0.0, self._next_reconcile_check - now))
+        if self._polling:
+            timeout = min(timeout, self.settings.pooled_poll_interval_seconds)
         return timeout
 
     async def _wait(self, lconn: psycopg.AsyncConnection[Any], stop: asyncio.Event, wait_seconds: float) -> bool:
@@ -535,11 +593,18 @@ class Relay:
             return
         self._next_reconcile_check = time.monotonic() + interval * random.uniform(0.9, 1.1)
         await self._ensure_trigger(lconn, await outbox.trigger_state(lconn))
-        if not await outbox.try_reconcile_lock(lconn):
+        if self._polling:  # transaction pooling: no session to hold an advisory lock; a lease row
+            got = await outbox.try_reconcile_lease(
+                lconn, runner=self.worker_id, min_age_seconds=interval * 0.5, lease_seconds=interval
+            )
+        else:
+            got = await outbox.try_reconcile_lock(lconn)
+        if not got:
             log.debug("%s: another relay is running the full reconcile; skipped", self.name)
             return
         try:
-            if not await outbox.reconcile_due(lconn, min_age_seconds=interval * 0.5):
+            due = self._polling or await outbox.reconcile_due(lconn, min_age_seconds=interval * 0.5)
+            if not due:
                 log.debug("%s: full reconcile ran recently elsewhere; skipped", self.name)
                 return
             await outbox.reconcile_started(lconn, runner=self.worker_id)
@@ -564,7 +629,7 @@ class Relay:
                 f"; failed: {sorted(failed)}" if failed else "",
             )
         finally:
-            if not lconn.closed:
+            if not lconn.closed and not self._polling:
                 await outbox.reconcile_unlock(lconn)
 
     async def _ensure_trigger(self, lconn: psycopg.AsyncConnection[Any], state: outbox.TriggerState) -> None:

@@ -17,7 +17,14 @@ from typing import Any
 import psycopg
 
 from litemaas_hooks import outbox
-from litemaas_hooks.connections import Which, connect, database_kind, first_line, kind_problem
+from litemaas_hooks.connections import (
+    Which,
+    connect,
+    database_kind,
+    first_line,
+    kind_problem,
+    pool_mode,
+)
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
 
@@ -56,6 +63,7 @@ class StatusReport:
     drift: Drift = field(default_factory=Drift)
     max_backlog_age_seconds: float = 120.0
     problems: list[str] = field(default_factory=list)
+    pooling: str | None = None  # LiteLLM side transaction-pooled: what it costs, and the fix
 
     @property
     def healthy(self) -> bool:
@@ -68,6 +76,7 @@ class StatusReport:
             "problems": list(self.problems),
             "litellm_db": self.litellm_db,
             "backend_db": self.backend_db,
+            "pooling": self.pooling,
             "trigger": None if self.trigger is None else asdict(self.trigger),
             "outbox": None if self.counts is None else asdict(self.counts),
             "max_backlog_age_seconds": self.max_backlog_age_seconds,
@@ -108,6 +117,7 @@ async def collect_status(
         litellm_db=redact_dsn(litellm_dsn),
         backend_db=redact_dsn(backend_dsn),
         max_backlog_age_seconds=settings.stall_timeout_seconds,
+        pooling=pooling_note(settings),
     )
 
     def problem(text: str) -> None:
@@ -334,6 +344,18 @@ def verdict(report: StatusReport) -> str:
     return "litemaas-hooks status: HEALTHY: " + ", ".join(why)
 
 
+def pooling_note(settings: Settings) -> str | None:
+    """One line when the relay's LiteLLM connection is transaction-pooled (None otherwise)."""
+    if pool_mode(settings, "litellm") != "transaction":
+        return None
+    return (
+        f"{settings.dsn_variable('litellm')} is transaction-pooled (PgBouncer): the relay polls "
+        f"every {settings.pooled_poll_interval_seconds:g}s instead of LISTEN; for instant wake-ups "
+        "give the relay a direct or session-pooled URL (LITELLM_DATABASE_URL, or "
+        "LITEMAAS_HOOKS_POOL_MODE=session)"
+    )
+
+
 def format_status(report: StatusReport) -> str:
     """A screenful for humans (``litemaas-hooks status``): the verdict, the problems, then the details."""
     lines = [verdict(report)]
@@ -341,6 +363,8 @@ def format_status(report: StatusReport) -> str:
     lines.append("details:")
     lines.append(f"  LiteLLM database : {report.litellm_db}")
     lines.append(f"  backend database : {report.backend_db}")
+    if report.pooling:
+        lines.append(f"  pooling          : {report.pooling}")
     lines.append(f"  trigger          : {_trigger_text(report.trigger)}")
     if report.counts is not None:
         lines.append(f"  outbox           : {_outbox_text(report.counts)}")

@@ -196,6 +196,22 @@ SELECT pg_try_advisory_lock(hashtext('litemaas_hooks.full_reconcile'))
 -- name: reconcile_unlock
 SELECT pg_advisory_unlock(hashtext('litemaas_hooks.full_reconcile'))
 
+-- name: reconcile_try_lease
+-- Transaction pooling (PgBouncer): no session to hold reconcile_try_lock, so the state row is the
+-- lease: due (as reconcile_due) and no unfinished run started within lease_seconds; the row lock
+-- makes exactly one concurrent caller win.
+UPDATE litemaas_hooks.reconcile_state
+SET last_started_at = clock_timestamp(), last_runner = %(runner)s
+WHERE id = 1
+  AND (last_finished_at IS NULL
+       OR last_finished_at < clock_timestamp() - make_interval(secs => %(min_age_seconds)s::float8)
+       OR last_finished_at > clock_timestamp())
+  AND (last_started_at IS NULL
+       OR last_started_at <= coalesce(last_finished_at, '-infinity')
+       OR last_started_at < clock_timestamp() - make_interval(secs => %(lease_seconds)s::float8)
+       OR last_started_at > clock_timestamp())
+RETURNING id
+
 -- name: reconcile_due
 -- Has no relay finished a full reconcile within the last min_age_seconds?
 -- (a last run "in the future" means the database clock was stepped back: due, not suppressed)
