@@ -16,6 +16,7 @@ README's configuration table lists every field (a test compares the two).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from litemaas_hooks import dburl
+from litemaas_hooks.dburl import DatabaseUrl
 from litemaas_hooks.errors import ConfigError
 from litemaas_hooks.redaction import redact_dsn
 
@@ -192,12 +195,8 @@ class Settings:
         return self.log_format == "json" or self.json_logs
 
     def backend_dsn(self) -> str:
-        """The backend DSN, or a ConfigError saying how to set it."""
-        problem = _dsn_problem("LITEMAAS_DATABASE_URL", self.litemaas_database_url, "backend")
-        if problem:
-            raise ConfigError(problem)
-        assert self.litemaas_database_url is not None
-        return self.litemaas_database_url.get_secret_value()
+        """The backend DSN as libpq reads it (``dburl.parse``), or a ConfigError saying how to set it."""
+        return self.database_url_of("backend").conninfo
 
     def litellm_dsn_source(self) -> str:
         """The variable the LiteLLM DSN comes from: ``LITELLM_DATABASE_URL``, else ``DATABASE_URL``."""
@@ -206,14 +205,22 @@ class Settings:
         return "DATABASE_URL"
 
     def litellm_dsn(self) -> str:
-        """The LiteLLM DSN (LITELLM_DATABASE_URL, else DATABASE_URL), or a ConfigError."""
-        var = self.litellm_dsn_source()
-        secret = self.litellm_database_url if var == "LITELLM_DATABASE_URL" else self.database_url
-        problem = _dsn_problem(var, secret, "litellm")
+        """The LiteLLM DSN (LITELLM_DATABASE_URL, else DATABASE_URL) as libpq reads it, or a ConfigError."""
+        return self.database_url_of("litellm").conninfo
+
+    def database_url_of(self, which: Which) -> DatabaseUrl:
+        """One database URL made fit for libpq (``dburl.parse``: LiteLLM's/Prisma's parameters dropped or
+        translated) and what its Prisma-only parameters meant; a ConfigError naming the variable."""
+        var = self.dsn_variable(which)
+        if which == "backend":
+            secret = self.litemaas_database_url
+        else:
+            secret = self.litellm_database_url if var == "LITELLM_DATABASE_URL" else self.database_url
+        problem = _dsn_problem(var, secret, which)
         if problem:
             raise ConfigError(problem)
         assert secret is not None
-        return secret.get_secret_value()
+        return parse_database_url(var, secret.get_secret_value())
 
     def dsn_variable(self, which: Which) -> str:
         return "LITEMAAS_DATABASE_URL" if which == "backend" else self.litellm_dsn_source()
@@ -235,6 +242,10 @@ class Settings:
         for secret in (self.litemaas_database_url, self.litellm_database_url, self.database_url):
             if secret is not None:
                 out.extend(dsn_passwords(secret.get_secret_value()))
+                # the converted form re-encodes the query (a password=... there included)
+                with contextlib.suppress(dburl.DatabaseUrlError):
+                    converted = dsn_passwords(dburl.parse(secret.get_secret_value()).conninfo)
+                    out.extend(p for p in converted if p not in out)
         for secret in (self.litellm_salt_key, self.litellm_master_key):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
@@ -259,6 +270,33 @@ def dsn_passwords(dsn: str) -> list[str]:
         value = m.group(1)
         out += [value, value.strip("'")]
     return sorted({p for p in out if p}, key=len, reverse=True)
+
+
+_CACHE: dict[tuple[str, str], DatabaseUrl] = {}
+
+
+def parse_database_url(var: str, value: str) -> DatabaseUrl:
+    """``dburl.parse`` of the value of ``var``, or a ConfigError with the variable, the URL (password
+    masked), what is wrong and the fix. A ``schema=`` other than ``public`` is refused: LiteLLM's tables
+    and the backend's live in ``public`` for litemaas-hooks (its trigger and queries name them so)."""
+    key = (var, value)
+    if key in _CACHE:
+        return _CACHE[key]
+    try:
+        parsed = dburl.parse(value)
+    except dburl.DatabaseUrlError as exc:
+        raise ConfigError(f"{var}={redact_dsn(value)!r} is not usable: {exc}") from None
+    if parsed.schema not in (None, "public"):
+        raise ConfigError(
+            f"{var}={redact_dsn(value)!r} has schema={parsed.schema}: litemaas-hooks reads and watches "
+            'the tables in schema "public" only (LiteLLM\'s "LiteLLM_ProxyModelTable", the backend\'s '
+            f"models); run LiteLLM and the LiteMaaS backend on schema public (remove schema={parsed.schema}"
+            " from the URL and DATABASE_SCHEMA from LiteLLM's environment)"
+        )
+    if len(_CACHE) > 64:
+        _CACHE.clear()
+    _CACHE[key] = parsed
+    return parsed
 
 
 def _dsn_problem(var: str, secret: SecretStr | None, which: Which) -> str | None:
