@@ -45,8 +45,9 @@ Differences from production that remain, and why none can hide a defect of ours:
 * **Offline switches** (``LITELLM_LOCAL_MODEL_COST_MAP`` etc., :data:`OFFLINE_ENV`): LiteLLM's own
   settings; our cost-map lookup follows the same switch as LiteLLM in production too.
 * **Image.** The installed LiteLLM wheel (upstream 1.81.0 / 1.108.7, this Python) instead of LiteMaaS's
-  fork image; building and installing into that image is checked by ``tests/deploy``. No Redis
-  (LiteLLM's cache and rate limits; the plugin does not use it). One worker, as the image's command.
+  fork image; the script installing us into that image is checked by ``tests/deploy/test_images.py`` (in
+  a venv holding litellm 1.81.0). No Redis (LiteLLM's cache and rate limits; the plugin does not use
+  it). One worker, as the image's command.
 * **config.yaml** here also holds the ``model_list`` a test asks for (config-file models); pass
   ``config_dir`` to mount a directory as it is (``tests/integration/test_proxy_metrics.py`` mounts
   ``deploy/``'s ConfigMap files).
