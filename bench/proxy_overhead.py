@@ -1,8 +1,9 @@
-"""Proxy overhead benchmark: a real `litellm --config` proxy without and with the litemaas-hooks plugin.
+"""Proxy overhead benchmark: a real LiteLLM proxy without and with the litemaas-hooks plugin.
 
-Two proxies are started on loopback from the same config (one worker each, no database for the proxy
-itself, a ``mock_response`` model, so nothing leaves the machine): A without callbacks, B with
-``callbacks: ["litemaas_hooks.proxy_handler_instance"]`` and the plugin's databases (a throwaway
+Two proxies are started on loopback by the sandbox launcher, as LiteMaaS starts LiteLLM (the ``litellm``
+CLI, ``DATABASE_URL`` = one throwaway LiteLLM database served by the Prisma stand-in, one worker each, a
+``mock_response`` model, so nothing leaves the machine): A without callbacks, B with
+``callbacks: ["litemaas_hooks.proxy_handler_instance"]`` + shim and ``LITEMAAS_DATABASE_URL`` (a throwaway
 PostgreSQL with both schemas, `litemaas-hooks install` run first). B is used only once its relay is
 connected and its start-up full reconcile has synced the config-file model.
 
@@ -23,10 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,29 +41,23 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _common import MASTER_KEY, databases, machine
 from latency import install
 
-from litemaas_hooks.plugin import write_shim
+from litemaas_hooks_sandbox.proxy import SandboxProxy, sandbox_proxy
 
-CONFIG = """\
-model_list:
-  - model_name: mock-gpt
-    litellm_params:
-      model: openai/mock-gpt
-      api_key: not-a-real-key
-      mock_response: "hello from the mock"
-"""
-PLUGIN = """\
-litellm_settings:
-  callbacks: ["litemaas_hooks.proxy_handler_instance"]
-"""
 START_DEADLINE_SECONDS = 240.0
+MOCK_MODEL = {
+    "model_name": "mock-gpt",
+    "litellm_params": {"model": "openai/mock-gpt", "api_key": "not-a-real-key", "mock_response": "hello from the mock"},
+}
 
 
 @dataclass
 class Proxy:
     label: str
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log_path: Path
+    sandbox: SandboxProxy
+
+    @property
+    def base_url(self) -> str:
+        return self.sandbox.base_url
 
     def rss_mb(self) -> float:
         """Resident memory of every process of the proxy's process group (workers included)."""
@@ -74,7 +66,7 @@ class Proxy:
             if not pid.isdigit():
                 continue
             try:
-                if os.getpgid(int(pid)) != self.process.pid:
+                if os.getpgid(int(pid)) != self.sandbox.pid:
                     continue
                 with open(f"/proc/{pid}/status") as status:
                     for line in status:
@@ -92,58 +84,20 @@ class Sample:
     errors: int = 0
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
-def litellm_proxy(label: str, workdir: Path, env: dict[str, str], *, plugin: bool) -> Iterator[Proxy]:
-    config_dir = workdir / label
-    config_dir.mkdir()
-    (config_dir / "config.yaml").write_text(CONFIG + (PLUGIN if plugin else ""))
-    if plugin:
-        write_shim(config_dir)  # LiteLLM 1.81 loads callbacks only from the config dir
-    port = _free_port()
-    log_path = workdir / f"{label}.log"
-    exe = os.path.join(os.path.dirname(sys.executable), "litellm")
-    full_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "LITELLM_SALT_KEY"}}
-    full_env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": MASTER_KEY, **env})
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [exe, "--config", str(config_dir / "config.yaml"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=workdir,
-            start_new_session=True,
-        )
-    try:
-        yield Proxy(label, process, f"http://127.0.0.1:{port}", log_path)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
-
-
-def wait_live(proxy: Proxy) -> None:
-    deadline = time.monotonic() + START_DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        if proxy.process.poll() is not None:
-            raise RuntimeError(f"proxy {proxy.label} exited:\n{proxy.log_path.read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"{proxy.base_url}/health/liveliness", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"proxy {proxy.label} did not answer within {START_DEADLINE_SECONDS}s")
+def litellm_proxy(label: str, workdir: Path, litellm_dsn: str, backend_dsn: str, *, plugin: bool) -> Iterator[Proxy]:
+    """The sandbox proxy (on the host's loopback, as before: no namespace bridge in the measured path)."""
+    with sandbox_proxy(
+        litellm_dsn,
+        backend_dsn=backend_dsn if plugin else None,
+        master_key=MASTER_KEY,
+        models=[MOCK_MODEL],
+        plugin=plugin,
+        workdir=workdir / label,
+        isolate_network=False,
+        start_timeout=START_DEADLINE_SECONDS,
+    ) as sandbox:
+        yield Proxy(label, sandbox)
 
 
 def wait_plugin_synced(backend_dsn: str) -> None:
@@ -204,12 +158,9 @@ def main() -> None:
     with databases() as (_pg, litellm_dsn, backend_dsn), ExitStack() as stack:
         install(litellm_dsn, backend_dsn)
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="litemaas-bench-")))
-        plugin_env = {"LITEMAAS_DATABASE_URL": backend_dsn, "LITELLM_DATABASE_URL": litellm_dsn}
         started = time.perf_counter()
-        a = stack.enter_context(litellm_proxy("A-without", workdir, {}, plugin=False))
-        b = stack.enter_context(litellm_proxy("B-with-plugin", workdir, plugin_env, plugin=True))
-        wait_live(a)
-        wait_live(b)
+        a = stack.enter_context(litellm_proxy("A-without", workdir, litellm_dsn, backend_dsn, plugin=False))
+        b = stack.enter_context(litellm_proxy("B-with-plugin", workdir, litellm_dsn, backend_dsn, plugin=True))
         wait_plugin_synced(backend_dsn)
         boot = time.perf_counter() - started
 
@@ -224,7 +175,7 @@ def main() -> None:
             for proxy in (a, b) if i % 2 == 0 else (b, a):  # A B B A A B ...: cancels a linear drift
                 samples[proxy.label].append(run(proxy, args.requests))
         rss_after = {p.label: p.rss_mb() for p in (a, b)}
-        b_log = b.log_path.read_text(errors="replace")
+        b_log = b.sandbox.log()
 
     print(f"proxy overhead benchmark — litellm proxy, mock_response model, 1 worker each — {machine()}")
     print(f"  both proxies up and the plugin synced in {boot:.0f}s; rounds A B B A ... x{args.rounds} each")

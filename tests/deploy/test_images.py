@@ -178,7 +178,6 @@ def test_litellm_1_81_without_proxy_extras_plus_ours_installs_and_backfills(
     assert "fastapi" not in installed.after  # no proxy extras
     cli = str(installed.python.parent / "litemaas-hooks")
     env = {**os.environ, **OFFLINE, **hooks_env}
-    env.pop("DATABASE_URL", None)
     insert_rows(
         hooks_env["LITELLM_DATABASE_URL"],
         [litellm_row("slim-model", {"model": "openai/slim", "api_key": "sk-x"}, key=master_key)],

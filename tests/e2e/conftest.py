@@ -2,8 +2,9 @@
 
 ``e2e_databases`` (module): a LiteLLM database and a backend database cloned from the session templates,
 ``install``-ed (both sides' migrations and functions). ``e2e_proxy`` (module): the sandbox proxy on them,
-our plugin mounted through config.yaml + shim, in a network namespace with only loopback when possible,
-its relay connected. One proxy per module keeps the start-up cost (~20 s) to one per flow.
+started as LiteMaaS starts LiteLLM (``litellm`` CLI, ``DATABASE_URL``, config.yaml + shim mounted), in a
+network namespace with only loopback when possible, its relay connected. One proxy per module keeps the
+start-up cost (~20 s) to one per flow.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def e2e_proxy(e2e_databases: Databases, master_key: str) -> Iterator[SandboxProx
         env={"LITEMAAS_HOOKS_LOG_LEVEL": "DEBUG"},
     )
     try:
+        # as LiteMaaS starts LiteLLM: the plugin reads DATABASE_URL as the CLI rewrote it for Prisma
+        seen = proxy.worker_env()
+        assert "connection_limit=" in seen["DATABASE_URL"], seen
+        assert "LITELLM_DATABASE_URL" not in seen["set"], seen
         backend.eventually(
             lambda: backend.relay_connected(e2e_databases.litellm_dsn),
             what="the plugin's relay is connected",

@@ -474,7 +474,6 @@ async def test_relay_process_sigkilled_mid_batch_three_times(
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
     env.pop("LITELLM_SALT_KEY", None)
-    env.pop("DATABASE_URL", None)
     stderr, stdout = tmp_path / "relays.stderr", tmp_path / "relays.stdout"
     procs = RelayProcesses(env, stderr, stdout)
     retired: set[str] = set()

@@ -1,8 +1,9 @@
-"""A real ``litellm --config`` proxy process loads the callback plugin, whose relay syncs the backend.
+"""A real LiteLLM proxy, started as LiteMaaS starts it, loads the callback plugin, whose relay syncs the backend.
 
-The proxy itself has no database (Prisma's engines cannot be fetched here): the plugin reaches both
-databases through ``LITELLM_DATABASE_URL`` / ``LITEMAAS_DATABASE_URL``, and the test writes LiteLLM's
-table the way LiteLLM does (rows built and encrypted by LiteLLM's own code).
+The sandbox launcher (:mod:`litemaas_hooks_sandbox.proxy`) runs the ``litellm`` CLI with ``DATABASE_URL``
+in its environment and no ``LITELLM_DATABASE_URL``, config.yaml + shim mounted through ``CONFIG_FILE_PATH``:
+the plugin reads the URL the CLI rewrote for Prisma. The test writes LiteLLM's table the way LiteLLM does
+(rows built and encrypted by LiteLLM's own code).
 """
 
 from __future__ import annotations
@@ -10,14 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +22,23 @@ import psycopg
 import pytest
 
 from litemaas_hooks.migrations import apply_migrations
-from litemaas_hooks.plugin import write_shim
 from litemaas_hooks_sandbox import seed
+from litemaas_hooks_sandbox.proxy import SandboxProxy, sandbox_proxy
 from tests.helpers import litellm_row
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow]
 
-CONFIG = """\
-model_list:
-  - model_name: mock-gpt
-    litellm_params:
-      model: openai/mock-gpt
-      api_key: not-a-real-key
-      mock_response: "hello from the mock"
-    model_info:
-      description: config-file model
-litellm_settings:
-  callbacks: ["litemaas_hooks.proxy_handler_instance"]
-"""
+MODELS: list[dict[str, Any]] = [
+    {
+        "model_name": "mock-gpt",
+        "litellm_params": {
+            "model": "openai/mock-gpt",
+            "api_key": "not-a-real-key",
+            "mock_response": "hello from the mock",
+        },
+        "model_info": {"description": "config-file model"},
+    }
+]
 
 # no "blocked": LiteLLM 1.81's table has no such column (it came later)
 INSERT_ROW = """
@@ -52,7 +47,7 @@ INSERT INTO public."LiteLLM_ProxyModelTable"
 VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s)
 """
 
-START_DEADLINE_SECONDS = 180.0
+START_DEADLINE_SECONDS = 240.0
 
 
 def _free_port() -> int:
@@ -62,32 +57,15 @@ def _free_port() -> int:
         return port
 
 
-def _litellm_cli() -> str:
-    exe = Path(sys.executable).parent / "litellm"
-    if not exe.exists():
-        pytest.skip(f"no litellm CLI next to {sys.executable} (install litellm[proxy])")
-    return str(exe)
-
-
-@dataclass
-class Proxy:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def eventually(check: Callable[[], bool], *, deadline_seconds: float, what: str, proxy: Proxy | None = None) -> float:
+def eventually(
+    check: Callable[[], bool], *, deadline_seconds: float, what: str, proxy: SandboxProxy | None = None
+) -> float:
     started = time.monotonic()
     while True:
         if check():
             return time.monotonic() - started
-        if proxy is not None and proxy.process.poll() is not None:
-            raise AssertionError(
-                f"the proxy exited ({proxy.process.returncode}) while waiting for: {what}\n{proxy.log()[-4000:]}"
-            )
+        if proxy is not None and not proxy.running():
+            raise AssertionError(f"the proxy exited while waiting for: {what}\n{proxy.log()[-4000:]}")
         if time.monotonic() - started > deadline_seconds:
             tail = proxy.log()[-4000:] if proxy is not None else ""
             raise AssertionError(f"not true within {deadline_seconds}s: {what}\n{tail}")
@@ -104,49 +82,35 @@ def _site_packages_callbacks_supported() -> bool:
 
 
 @contextlib.contextmanager
-def litellm_proxy(tmp_path: Path, env: dict[str, str], *, shim: bool = True) -> Iterator[Proxy]:
-    config = tmp_path / "cfg" / "config.yaml"
-    config.parent.mkdir()
-    config.write_text(CONFIG)
-    if shim:
-        write_shim(config.parent)
-    elif not _site_packages_callbacks_supported():
+def litellm_proxy(
+    tmp_path: Path,
+    litellm_dsn: str,
+    *,
+    backend_dsn: str | None,
+    master_key: str,
+    env: dict[str, str] | None = None,
+    shim: bool = True,
+    config_dir: Path | None = None,
+) -> Iterator[SandboxProxy]:
+    """The sandbox proxy serving ``MODELS`` with the plugin mounted (``shim=False``: no shim beside
+    config.yaml; ``config_dir``: mount that directory instead)."""
+    if not shim and not _site_packages_callbacks_supported():
         pytest.skip("this LiteLLM loads callbacks only from <config dir>/litemaas_hooks.py (the shim)")
-    port = _free_port()
-    log_path = tmp_path / "proxy.log"
-    full_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "LITELLM_SALT_KEY"}}
-    full_env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1", **env})
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [_litellm_cli(), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=tmp_path,
-            start_new_session=True,
-        )
-    proxy = Proxy(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-
-        def live() -> bool:
-            try:
-                return httpx.get(f"{proxy.base_url}/health/liveliness", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        eventually(live, deadline_seconds=START_DEADLINE_SECONDS, what="the proxy answers", proxy=proxy)
+    with sandbox_proxy(
+        litellm_dsn,
+        backend_dsn=backend_dsn,
+        master_key=master_key,
+        models=MODELS,
+        shim=shim,
+        config_dir=config_dir,
+        env=env,
+        workdir=tmp_path / "proxy",
+        start_timeout=START_DEADLINE_SECONDS,
+    ) as proxy:
         yield proxy
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
 
 
-def chat(proxy: Proxy, master_key: str) -> str:
+def chat(proxy: SandboxProxy, master_key: str) -> str:
     response = httpx.post(
         f"{proxy.base_url}/v1/chat/completions",
         headers={"Authorization": f"Bearer {master_key}"},
@@ -193,13 +157,17 @@ def test_proxy_runs_the_relay_and_still_serves(
     tmp_path: Path, litellm_dsn: str, backend_dsn: str, master_key: str, pg_cluster: Any, mount: str
 ) -> None:
     _install(litellm_dsn, backend_dsn)
-    env = {
-        "LITELLM_MASTER_KEY": master_key,
-        "LITEMAAS_DATABASE_URL": backend_dsn,
-        "LITELLM_DATABASE_URL": litellm_dsn,
-        "LITEMAAS_HOOKS_LOG_LEVEL": "DEBUG",
-    }
-    with litellm_proxy(tmp_path, env, shim=mount == "shim") as proxy:
+    env = {"LITEMAAS_HOOKS_LOG_LEVEL": "DEBUG"}
+    with litellm_proxy(
+        tmp_path, litellm_dsn, backend_dsn=backend_dsn, master_key=master_key, env=env, shim=mount == "shim"
+    ) as proxy:
+        # started as LiteMaaS starts LiteLLM: the plugin's worker has DATABASE_URL as the CLI left it
+        seen = proxy.worker_env()
+        assert "connection_limit=" in seen["DATABASE_URL"], seen  # rewritten for Prisma
+        assert "pool_timeout=" in seen["DATABASE_URL"], seen
+        assert "LITELLM_DATABASE_URL" not in seen["set"], seen
+        assert {"DATABASE_URL", "LITEMAAS_DATABASE_URL", "LITELLM_MASTER_KEY", "CONFIG_FILE_PATH"} <= set(seen["set"])
+        assert pg_cluster.password not in str(seen)
         eventually(lambda: _relay_connected(litellm_dsn), deadline_seconds=60, what="relay connected", proxy=proxy)
         # the first full reconcile syncs the config-file model, read from the proxy's router
         eventually(
@@ -263,15 +231,13 @@ def test_proxy_runs_the_relay_and_still_serves(
 
 @pytest.mark.parametrize("broken", ["missing", "unreachable"])
 def test_proxy_starts_and_serves_with_broken_settings(
-    tmp_path: Path, master_key: str, broken: str, pg_cluster: Any
+    tmp_path: Path, litellm_dsn: str, master_key: str, broken: str, pg_cluster: Any
 ) -> None:
-    env = {"LITELLM_MASTER_KEY": master_key, "LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS": "1"}
+    env = {"LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS": "1"}
     if broken == "unreachable":
-        closed = f"postgresql://litemaas:{master_key[-12:]}@127.0.0.1:{_free_port()}/nowhere"
-        env |= {"LITEMAAS_DATABASE_URL": closed, "LITELLM_DATABASE_URL": closed}
-    else:
-        os.environ.pop("LITEMAAS_DATABASE_URL", None)
-    with litellm_proxy(tmp_path, env) as proxy:
+        env["LITEMAAS_DATABASE_URL"] = f"postgresql://litemaas:{master_key[-12:]}@127.0.0.1:{_free_port()}/nowhere"
+    # missing: the launcher sets no LITEMAAS_DATABASE_URL without a backend (the caller's is never passed on)
+    with litellm_proxy(tmp_path, litellm_dsn, backend_dsn=None, master_key=master_key, env=env) as proxy:
         assert chat(proxy, master_key) == "hello from the mock"
         if broken == "missing":
             eventually(

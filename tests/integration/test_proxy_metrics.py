@@ -29,25 +29,21 @@ def _series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_deploy_configmap_loads_the_plugin_and_litellms_metrics_carry_our_series(
-    tmp_path: Path, litellm_dsn: str, backend_dsn: str, master_key: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, litellm_dsn: str, backend_dsn: str, master_key: str
 ) -> None:
     mounted = tmp_path / "etc-litemaas-hooks"  # the ConfigMap volume
     mounted.mkdir()
     config = yaml.safe_load((PLUGIN_CONFIG / "config.yaml").read_text())
     config["litellm_settings"]["callbacks"] = ["prometheus", *config["litellm_settings"]["callbacks"]]
-    config["model_list"] = yaml.safe_load(proxy_tests.CONFIG)["model_list"]
+    config["model_list"] = proxy_tests.MODELS
     (mounted / "config.yaml").write_text(yaml.safe_dump(config))
     (mounted / "litemaas_hooks.py").write_text((PLUGIN_CONFIG / "litemaas_hooks.py").read_text())
     proxy_tests._install(litellm_dsn, backend_dsn)
-    env = {
-        "LITELLM_MASTER_KEY": master_key,
-        "LITEMAAS_DATABASE_URL": backend_dsn,
-        "LITELLM_DATABASE_URL": litellm_dsn,
-        "CONFIG_FILE_PATH": str(mounted / "config.yaml"),  # what deploy/ sets; wins over --config
-    }
-    # the launcher's own --config file holds nothing: only CONFIG_FILE_PATH can load the plugin
-    monkeypatch.setattr(proxy_tests, "CONFIG", "litellm_settings: {}\n")
-    with proxy_tests.litellm_proxy(tmp_path, env) as proxy:
+    with proxy_tests.litellm_proxy(
+        tmp_path, litellm_dsn, backend_dsn=backend_dsn, master_key=master_key, config_dir=mounted
+    ) as proxy:
+        assert "CONFIG_FILE_PATH" in proxy.worker_env()["set"]  # what deploy/ sets, at the mounted file
+        assert proxy.config_path == mounted / "config.yaml"
 
         def scraped() -> dict[Any, float]:
             # newer LiteLLM protect /metrics with LiteLLM's auth (1.81 serves it openly)

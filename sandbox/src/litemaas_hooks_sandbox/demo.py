@@ -431,7 +431,8 @@ async def _run_demo(folder: Path, master_key: str, *, live: bool, keep_running: 
         where = "a network namespace with only loopback" if proxy.isolated else "the host's loopback"
         print(
             f"\n1. LiteLLM {proxy.litellm_version} proxy up at {proxy.base_url} in "
-            f"{time.perf_counter() - started:.1f} s ({where}; plugin mounted via config.yaml + shim)"
+            f"{time.perf_counter() - started:.1f} s ({where}; started as LiteMaaS does: `litellm` CLI, "
+            "DATABASE_URL, plugin mounted via config.yaml + shim)"
         )
         subscriber = Subscriber(backend_dsn)
         if no_backend is None:

@@ -1,21 +1,56 @@
-"""Start a real LiteLLM proxy process on the sandbox's PostgreSQL, our plugin mounted as an operator mounts it.
+"""Start a real LiteLLM proxy process on the sandbox's PostgreSQL exactly as LiteMaaS starts it.
 
 :func:`sandbox_proxy` (a context manager) or :func:`start_proxy` (returns a :class:`SandboxProxy` to
-``stop()``) run the installed LiteLLM's own server: its ``litellm`` CLI and uvicorn (LiteLLM >= 1.108) or
-``proxy_server.app`` under uvicorn (1.81, see :mod:`litemaas_hooks_sandbox.proxy_worker`), with master-key
-and UI-session auth, the Admin UI shipped in the wheel and ``STORE_MODEL_IN_DB=True``. Its database
-client is the psycopg-backed :class:`~litemaas_hooks_sandbox.prisma_standin.StandinPrismaClient` (nothing
-in LiteLLM's files changes). The plugin is mounted through ``config.yaml``
-(``litellm_settings: callbacks: ["litemaas_hooks.proxy_handler_instance"]``) plus the shim written by
-:func:`litemaas_hooks.plugin.write_shim`, and reads ``LITELLM_DATABASE_URL`` / ``LITEMAAS_DATABASE_URL``.
+``stop()``) run the installed LiteLLM's ``litellm`` CLI as the LiteLLM image does (``litellm --port N``,
+LiteLLM 1.81.0 and 1.108.7 alike) with the environment of LiteMaaS's Helm chart and Kustomize manifests
+(upstream ``deployment/``) plus ``deploy/``'s plugin patch: ``DATABASE_URL`` (LiteLLM's database),
+``LITELLM_MASTER_KEY``, ``UI_USERNAME``/``UI_PASSWORD``, ``LITELLM_MODE=PRODUCTION``,
+``STORE_MODEL_IN_DB=True``, ``DISABLE_SCHEMA_UPDATE=true``, ``LITEMAAS_DATABASE_URL`` and
+``CONFIG_FILE_PATH`` pointing at a directory holding ``config.yaml`` (``litellm_settings: callbacks:
+["litemaas_hooks.proxy_handler_instance"]``) and the shim ``litemaas_hooks.py`` beside it, as the
+ConfigMap of ``deploy/shared/plugin-config`` is mounted. No ``LITELLM_DATABASE_URL``: like production, the
+CLI rewrites ``DATABASE_URL`` for Prisma (``connection_limit``, ``pool_timeout``, ... appended) before
+LiteLLM, and our plugin in it, start; :meth:`SandboxProxy.worker_env` shows what the worker was given.
+The caller's own environment is not passed on (only ``HOME``, ``LANG``, ... and ``PATH``).
 
-Network: when ``unshare`` can make a network namespace (root, or unprivileged user namespaces), the proxy
-runs in one with only loopback (``isolate_network=None`` = when possible; True = required), reachable from
-the host at ``base_url`` through a Unix-socket bridge (:mod:`litemaas_hooks_sandbox.netns`); it reaches
-PostgreSQL through the server's Unix socket directory. Tests and browsers use ``base_url`` as usual.
+Differences from production that remain, and why none can hide a defect of ours:
 
-Offline switches are always set (no cost map, blog posts, beta headers, presets, policy templates or
-telemetry fetched).
+* **Prisma client.** LiteLLM's Prisma client needs Prisma's native engines, which cannot be downloaded
+  here; LiteLLM gets the psycopg-backed
+  :class:`~litemaas_hooks_sandbox.prisma_standin.StandinPrismaClient` instead (1.108: through
+  ``LITELLM_WORKER_STARTUP_HOOKS``; 1.81: a ``sitecustomize`` on ``PYTHONPATH`` that patches
+  ``ProxyStartupEvent._setup_prisma_client`` on import; see :mod:`.proxy_worker`), connected to the same
+  rewritten ``DATABASE_URL``. It is LiteLLM's database access, never ours: our plugin opens its own psycopg
+  connections from the environment, and sees LiteLLM's writes only as rows (built and encrypted by
+  LiteLLM's own code) in LiteLLM's real tables and through our trigger on them. The harness variables
+  are read by LiteLLM or Python, never by our plugin (it reads ``LITEMAAS_*``, ``LITELLM_DATABASE_URL``,
+  ``DATABASE_URL``, ``LITELLM_SALT_KEY``, ``LITELLM_MASTER_KEY``).
+* **No Prisma CLI.** The schema is LiteLLM's own migration SQL from the ``litellm-proxy-extras`` wheel
+  (what ``prisma migrate deploy`` applies), loaded by the sandbox. With ``DISABLE_SCHEMA_UPDATE=true``
+  production's CLI only logs a schema diff: 1.108 tries (``python -m prisma migrate diff`` cannot install
+  its CLI offline, ``npm_config_offline=true`` makes npm say so at once) and goes on, as production does
+  when the diff fails; 1.81 finds no ``prisma`` command (directories holding one are left out of
+  ``PATH``) and prints "prisma package not found". Either way the CLI rewrote ``DATABASE_URL`` before,
+  and neither step touches the environment. (RHDP sets ``DISABLE_SCHEMA_UPDATE=false``: ``prisma migrate
+  deploy`` then applies those same files at each start; a migration that rebuilt LiteLLM's model table
+  would drop our trigger, which ``litemaas-hooks status`` reports and ``install`` restores.)
+* **Network.** When ``unshare`` can make a network namespace (root, or unprivileged user namespaces),
+  the proxy runs in one with only loopback (``isolate_network=None`` = when possible; True = required),
+  reachable from the host at ``base_url`` through a Unix-socket bridge (:mod:`.netns`). It reaches
+  PostgreSQL through the server's Unix socket, so ``DATABASE_URL`` and ``LITEMAAS_DATABASE_URL`` read
+  ``postgresql://USER:PASSWORD@/DB?host=SOCKETDIR&port=N`` (a form both Prisma and libpq accept), where
+  production has ``@HOST:PORT``: the CLI appends its parameters to either form alike. Without a
+  namespace the URLs are the TCP ones given, and the proxy listens on 127.0.0.1 only (the image: all
+  interfaces).
+* **Offline switches** (``LITELLM_LOCAL_MODEL_COST_MAP`` etc., :data:`OFFLINE_ENV`): LiteLLM's own
+  settings; our cost-map lookup follows the same switch as LiteLLM in production too.
+* **Image.** The installed LiteLLM wheel (upstream 1.81.0 / 1.108.7, this Python) instead of LiteMaaS's
+  fork image; the script installing us into that image is checked by ``tests/deploy/test_images.py`` (in
+  a venv holding litellm 1.81.0). No Redis (LiteLLM's cache and rate limits; the plugin does not use
+  it). One worker, as the image's command.
+* **config.yaml** here also holds the ``model_list`` a test asks for (config-file models); pass
+  ``config_dir`` to mount a directory as it is (``tests/integration/test_proxy_metrics.py`` mounts
+  ``deploy/``'s ConfigMap files).
 """
 
 from __future__ import annotations
@@ -44,7 +79,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from litemaas_hooks.errors import LiteMaaSHooksError
-from litemaas_hooks_sandbox.proxy_worker import DSN_ENV
+from litemaas_hooks_sandbox.proxy_worker import SITECUSTOMIZE, WORKER_ENV_FILE
 
 __all__ = [
     "OFFLINE_ENV",
@@ -67,8 +102,14 @@ OFFLINE_ENV: Final[Mapping[str, str]] = {
 PLUGIN_CALLBACK: Final = "litemaas_hooks.proxy_handler_instance"
 STARTUP_HOOK: Final = "litemaas_hooks_sandbox.proxy_worker:install_standin"
 UI_USERNAME: Final = "admin"
-# never handed to the proxy: DATABASE_URL makes the `litellm` CLI run prisma's npm install + migrations
-_DROPPED_ENV: Final = frozenset({"DATABASE_URL", "DIRECT_URL", "LITELLM_WORKER_STARTUP_HOOKS", "CONFIG_FILE_PATH"})
+# what every LiteMaaS install (Helm, Kustomize) sets on the LiteLLM container besides its secrets
+PRODUCTION_ENV: Final[Mapping[str, str]] = {
+    "LITELLM_MODE": "PRODUCTION",
+    "STORE_MODEL_IN_DB": "True",
+    "DISABLE_SCHEMA_UPDATE": "true",
+}
+# the only variables taken from the caller's environment: the process basics a container has too
+_INHERITED_ENV: Final = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
 
 
 _OUTSIDE: Final = (sys.executable, "-m", "litemaas_hooks_sandbox.netns", "outside")
@@ -118,6 +159,15 @@ class SandboxProxy:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def worker_env(self) -> dict[str, Any]:
+        """What the LiteLLM worker (where our plugin runs) had in its environment once the CLI started it:
+        ``{"pid", "set": [names], "DATABASE_URL": masked}`` (see :mod:`.proxy_worker`); ``{}`` before."""
+        try:
+            record: dict[str, Any] = json.loads((self.workdir / WORKER_ENV_FILE).read_text())
+        except FileNotFoundError:
+            return {}
+        return record
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """An httpx client on ``base_url`` with the master key."""
@@ -220,6 +270,44 @@ def _tail(path: Path, chars: int = 4000) -> str:
         return ""
 
 
+def _path_without_prisma() -> str:
+    """``PATH`` without directories holding a ``prisma`` command: it would need engines (see the docstring)."""
+    dirs = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    return os.pathsep.join(d for d in dirs if d and not (Path(d) / "prisma").exists())
+
+
+def _proxy_env(
+    *,
+    database_url: str,
+    master_key: str,
+    ui_password: str,
+    config_path: Path,
+    backend_url: str | None,
+    harness: Mapping[str, str],
+    extra: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """The LiteLLM container's environment as LiteMaaS sets it, plus the harness's one way in."""
+    env = {k: os.environ[k] for k in _INHERITED_ENV if k in os.environ}
+    env["PATH"] = _path_without_prisma()
+    env.update(OFFLINE_ENV)
+    env.update(PRODUCTION_ENV)
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "LITELLM_MASTER_KEY": master_key,
+            "UI_USERNAME": UI_USERNAME,
+            "UI_PASSWORD": ui_password,
+            "CONFIG_FILE_PATH": str(config_path),  # deploy/: the ConfigMap mounted as a directory
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if backend_url is not None:
+        env["LITEMAAS_DATABASE_URL"] = backend_url
+    env.update(harness)
+    env.update(extra or {})
+    return env
+
+
 def start_proxy(
     litellm_dsn: str,
     *,
@@ -227,6 +315,8 @@ def start_proxy(
     master_key: str | None = None,
     models: Sequence[Mapping[str, Any]] = (),
     plugin: bool = True,
+    shim: bool = True,
+    config_dir: str | os.PathLike[str] | None = None,
     config_extra: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     workdir: str | os.PathLike[str] | None = None,
@@ -237,13 +327,14 @@ def start_proxy(
 ) -> SandboxProxy:
     """Start the proxy and wait until it answers ``/health/liveliness`` (LiteLLM's startup then is done).
 
-    ``litellm_dsn``: a database with LiteLLM's schema (the stand-in serves it). ``backend_dsn``: the LiteMaaS
-    backend database for the plugin (``plugin=True`` requires it). ``models``: ``model_list`` entries of
-    config.yaml. ``env``: extra environment for the proxy (e.g. ``LITEMAAS_HOOKS_LOG_LEVEL``). The proxy's
-    output goes to ``<workdir>/proxy.log``; a temporary ``workdir`` is removed by ``stop()``.
+    ``litellm_dsn``: a database with LiteLLM's schema, given to LiteLLM as ``DATABASE_URL``.
+    ``backend_dsn``: the LiteMaaS backend database, given as ``LITEMAAS_DATABASE_URL`` (None: not set,
+    as before the plugin is configured). ``models``: ``model_list`` entries of config.yaml; ``plugin``:
+    the callback line in it; ``shim``: the shim beside it (False: LiteLLM >= 1.108 finds the installed
+    package itself). ``config_dir``: a directory to mount instead (its ``config.yaml`` and whatever lies
+    beside it, e.g. ``deploy/``'s ConfigMap). ``env``: extra environment (e.g. ``LITEMAAS_HOOKS_LOG_LEVEL``).
+    The proxy's output goes to ``<workdir>/proxy.log``; a temporary ``workdir`` is removed by ``stop()``.
     """
-    if plugin and backend_dsn is None:
-        raise ValueError("plugin=True needs backend_dsn (the LiteMaaS backend database)")
     master_key = master_key or "sk-" + secrets.token_hex(32)
     ui_password = ui_password or secrets.token_urlsafe(18)
     isolated = can_isolate_network() if isolate_network is None else isolate_network
@@ -252,53 +343,48 @@ def start_proxy(
     owned = workdir is None
     root = Path(tempfile.mkdtemp(prefix="lmh-proxy-")) if workdir is None else Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
-    config_dir = root / "config"
-    config_dir.mkdir(exist_ok=True)
-    config_path = config_dir / "config.yaml"
-    config_path.write_text(_config_text(models, plugin=plugin, extra=config_extra), encoding="utf-8")
-    if plugin:
-        from litemaas_hooks.plugin import write_shim  # imports litellm: not at module import (offline env)
+    if config_dir is None:
+        mounted = root / "config"
+        mounted.mkdir(exist_ok=True)
+        config_text = _config_text(models, plugin=plugin, extra=config_extra)
+        (mounted / "config.yaml").write_text(config_text, encoding="utf-8")
+        if plugin and shim:
+            from litemaas_hooks.plugin import write_shim  # imports litellm: not at module import (offline env)
 
-        write_shim(config_dir)
+            write_shim(mounted)
+    else:
+        mounted = Path(config_dir)
+    config_path = mounted / "config.yaml"
+    if not config_path.is_file():
+        raise ProxyStartError(f"{config_path} does not exist: config_dir must hold a config.yaml")
     log_path = root / "proxy.log"
     port = port or _free_port()
 
-    inner_litellm = _socket_dsn(litellm_dsn) if isolated else litellm_dsn
-    proxy_env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
-    proxy_env.update(OFFLINE_ENV)
-    proxy_env.update(
-        {
-            "LITELLM_MASTER_KEY": master_key,
-            "UI_USERNAME": UI_USERNAME,
-            "UI_PASSWORD": ui_password,
-            "STORE_MODEL_IN_DB": "True",
-            "PYTHONUNBUFFERED": "1",
-            DSN_ENV: inner_litellm,
-        }
-    )
-    if plugin:
-        assert backend_dsn is not None
-        proxy_env["LITELLM_DATABASE_URL"] = inner_litellm
-        proxy_env["LITEMAAS_DATABASE_URL"] = _socket_dsn(backend_dsn) if isolated else backend_dsn
-    proxy_env.update(env or {})
-
     bindir = Path(sys.executable).parent
+    litellm_cli = bindir / "litellm"
+    if not litellm_cli.exists():
+        raise ProxyStartError(f"no litellm CLI next to {sys.executable} (pip install 'litellm[proxy]')")
+    # 1.108's schema check runs `python -m prisma migrate diff`, which npm-installs the Prisma CLI first:
+    # offline, npm says so at once instead of retrying for a minute (the check then fails soft)
+    harness = {"npm_config_offline": "true"}
     if has_worker_startup_hooks():
-        litellm_cli = bindir / "litellm"
-        if not litellm_cli.exists():
-            raise ProxyStartError(f"no litellm CLI next to {sys.executable} (pip install 'litellm[proxy]')")
-        proxy_env["LITELLM_WORKER_STARTUP_HOOKS"] = STARTUP_HOOK
-        command = [str(litellm_cli), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
-    else:
-        command = [
-            sys.executable,
-            "-m",
-            "litemaas_hooks_sandbox.proxy_worker",
-            "--config",
-            str(config_path),
-            "--port",
-            str(port),
-        ]
+        harness["LITELLM_WORKER_STARTUP_HOOKS"] = STARTUP_HOOK
+    else:  # LiteLLM 1.81: a sitecustomize patches the Prisma client setup on import (proxy_worker)
+        site = root / "harness-site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+        harness["PYTHONPATH"] = str(site)
+    proxy_env = _proxy_env(
+        database_url=_socket_dsn(litellm_dsn) if isolated else litellm_dsn,
+        master_key=master_key,
+        ui_password=ui_password,
+        config_path=config_path,
+        backend_url=None if backend_dsn is None else (_socket_dsn(backend_dsn) if isolated else backend_dsn),
+        harness=harness,
+        extra=env,
+    )
+    # the LiteLLM image's command (`litellm --port 4000`); on the host's network, loopback only
+    command = [str(litellm_cli), "--port", str(port)]
     processes: list[subprocess.Popen[bytes]] = []
     uds = root / "proxy.sock"
     if isolated:
@@ -317,6 +403,8 @@ def start_proxy(
             "--",
             *command,
         ]
+    else:
+        command += ["--host", "127.0.0.1"]
     started = time.monotonic()
     with log_path.open("wb") as log_file:
         processes.append(
@@ -325,7 +413,7 @@ def start_proxy(
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env=proxy_env,
-                cwd=config_dir,
+                cwd=root,
                 start_new_session=True,
             )
         )
