@@ -29,7 +29,11 @@ from tests.e2e.conftest import Databases
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow, pytest.mark.e2e, pytest.mark.backend]
 
-GRANITE, MISTRAL, LLAMA = "granite-8b-code-instruct-128k", "mistral-7b-instruct", "llama-3-8b-instruct"
+GRANITE, MISTRAL, LLAMA = (
+    "granite-8b-code-instruct-128k",
+    "mistral-7b-instruct",
+    "llama-3-8b-instruct",
+)
 UI_MADE = "made-in-the-ui"
 COMPARED = (
     "id", "name", "provider", "description", "category", "context_length", "max_tokens", "availability",
@@ -99,7 +103,9 @@ def table(litellm_dsn: str) -> list[tuple[str, str, Any]]:
 
 def rows(dsn: str) -> dict[str, dict[str, Any]]:
     with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
-        found = conn.execute(f"SELECT {', '.join(COMPARED)} FROM public.models ORDER BY id").fetchall()
+        found = conn.execute(
+            f"SELECT {', '.join(COMPARED)} FROM public.models ORDER BY id"
+        ).fetchall()
     return {str(r["id"]): dict(r) for r in found}
 
 
@@ -118,7 +124,10 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     litellm_dsn, backend_dsn = e2e_databases.litellm_dsn, e2e_databases.backend_dsn
-    granite_key, mistral_key = "sk-granite-" + secrets.token_hex(12), "sk-mistral-" + secrets.token_hex(12)
+    granite_key, mistral_key = (
+        "sk-granite-" + secrets.token_hex(12),
+        "sk-mistral-" + secrets.token_hex(12),
+    )
     key_file = tmp_path / "mistral-api-key"
     key_file.write_text(mistral_key + "\n")
     for name, value in {
@@ -136,7 +145,10 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     with e2e_proxy.client() as client:
         made = client.post(
             "/model/new",
-            json={"model_name": UI_MADE, "litellm_params": {"model": "openai/ui", "api_key": "sk-ui-1"}},
+            json={
+                "model_name": UI_MADE,
+                "litellm_params": {"model": "openai/ui", "api_key": "sk-ui-1"},
+            },
         )
     assert made.status_code == 200, made.text
     ui_id = made.json()["model_id"]
@@ -146,7 +158,15 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     literal = write(tmp_path / "literal.yml", [{**models[0], "api_key": "sk-yyyyy"}])
     code, out = run(capsys, "apply", literal)
     assert code == 1
-    assert "api_key: a literal key is refused" in out and "env:NAME" in out and "sk-yyyyy" not in out
+    assert (
+        "api_key: a literal key is refused" in out
+    )
+    assert (
+        "env:NAME" in out
+    )
+    assert (
+        "sk-yyyyy" not in out
+    )
 
     # -- dry run: the plan, exit 2, nothing written -------------------------------------------------------
     before = table(litellm_dsn)
@@ -180,10 +200,19 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     }
     for name, (context_length, description, rpm, tpm) in expected.items():
         row = got[name]
-        assert (row["context_length"], row["max_tokens"], row["description"]) == (context_length, context_length, description)
+        assert (row["context_length"], row["max_tokens"], row["description"]) == (
+            context_length,
+            context_length,
+            description,
+        )
         assert (row["rpm"], row["tpm"], row["availability"]) == (rpm, tpm, "available")
         assert row["litellm_model_id"] == deployment_id(name)
-        assert row["name"] == name and row["provider"] == "openai"  # what LiteMaaS's own sync writes too
+        assert (
+            row["name"] == name
+        )
+        assert (
+            row["provider"] == "openai"
+        )
     for secret in (granite_key, mistral_key):
         assert backend.tables_containing(backend_dsn, secret) == []
         assert backend.tables_containing(litellm_dsn, secret) == []  # LiteLLM encrypts it
@@ -202,14 +231,19 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     code, out = run(capsys, "show", GRANITE, "--json")
     assert code == 0, out
     (view,) = json.loads(out)
-    assert view["in_sync"] is True and view["verdict"].startswith("in sync")
+    assert view["in_sync"] is True
+    assert view["verdict"].startswith("in sync")
     assert view["backend"]["row"]["context_length"] == 131072
     assert view["litellm"]["deployments"][0]["model_id"] == deployment_id(GRANITE)
     assert granite_key not in out
 
     # -- the backend's own sync afterwards changes no value; alice subscribes -----------------------------
     snapshot = rows(backend_dsn)
-    servers = {"litellm_url": e2e_proxy.base_url, "litellm_key": master_key, "litellm_dsn": litellm_dsn}
+    servers = {
+        "litellm_url": e2e_proxy.base_url,
+        "litellm_key": master_key,
+        "litellm_dsn": litellm_dsn,
+    }
     litemaas_backend.sync_models(backend_dsn, **servers)
     assert rows(backend_dsn) == snapshot
     from tests.backend.test_subscription_api import add_user, subscribe
@@ -230,7 +264,7 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     assert "apply: created 0, updated 1, deleted 0, unchanged 2, errors 0" in out
     assert rows(backend_dsn)[GRANITE]["rpm"] == 240
     assert rows(backend_dsn)[GRANITE]["litellm_model_id"] == deployment_id(GRANITE)
-    assert [d for d in table(litellm_dsn) if d[1] == GRANITE][0][0] == deployment_id(GRANITE)
+    assert next(d for d in table(litellm_dsn) if d[1] == GRANITE)[0] == deployment_id(GRANITE)
 
     # a new key in the Secret is an update too (its value is never shown)
     monkeypatch.setenv("GRANITE_API_KEY", granite_key + "-rotated")
@@ -247,7 +281,9 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     names = [d["model_name"] for d in deployments(e2e_proxy)]
     assert sorted(names) == sorted([GRANITE, MISTRAL, UI_MADE])
     assert rows(backend_dsn)[LLAMA]["availability"] == "unavailable"
-    assert [d for d in deployments(e2e_proxy) if d["model_name"] == UI_MADE][0]["model_info"]["id"] == ui_id
+    assert next(d for d in deployments(e2e_proxy) if d["model_name"] == UI_MADE)["model_info"][
+        "id"
+    ] == ui_id
 
     code, out = run(capsys, "show", LLAMA, UI_MADE)
     assert f"{LLAMA}: retired" in out
@@ -271,10 +307,13 @@ def test_a_name_made_outside_apply_is_an_error_not_a_duplicate(
             "/model/new", json={"model_name": "ui-twin", "litellm_params": {"model": "openai/twin"}}
         )
     assert made.status_code == 200, made.text
-    path = write(tmp_path / "twin.yml", [{"model_name": "ui-twin", "litellm_model": "openai/twin", "rpm": 7}])
+    path = write(
+        tmp_path / "twin.yml", [{"model_name": "ui-twin", "litellm_model": "openai/twin", "rpm": 7}]
+    )
     code, out = run(capsys, "apply", path)
     assert code == 1, out
-    assert "made outside apply" in out and "--adopt" in out
+    assert "made outside apply" in out
+    assert "--adopt" in out
     assert [d["model_name"] for d in deployments(e2e_proxy)].count("ui-twin") == 1
 
     code, out = run(capsys, "apply", "--adopt", path)
@@ -284,4 +323,5 @@ def test_a_name_made_outside_apply_is_an_error_not_a_duplicate(
     assert twins[0]["model_info"]["id"] == made.json()["model_id"]
     assert twins[0]["litellm_params"]["rpm"] == 7
     code, out = run(capsys, "apply", path)
-    assert code == 0 and "unchanged 1" in out, out
+    assert code == 0, out
+    assert "unchanged 1" in out, out

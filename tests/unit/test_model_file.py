@@ -56,7 +56,11 @@ def test_the_guides_scenario_file_is_read_with_its_fields(tmp_path: Path) -> Non
     assert spec.litellm_model == "openai/granite-3-2-8b-instruct"
     assert spec.api_key == Credential("env", "env:GRANITE_API_KEY")
     assert (spec.context_length, spec.rpm, spec.tpm) == (131072, 120, 100000)
-    assert (spec.display_name, spec.provider, spec.category) == ("Granite 8B Code Instruct", "openshift-ai", "code")
+    assert (spec.display_name, spec.provider, spec.category) == (
+        "Granite 8B Code Instruct",
+        "openshift-ai",
+        "code",
+    )
     assert spec.where == f"{path}: entry 1"
 
 
@@ -72,21 +76,41 @@ def test_defaults_are_the_guides() -> None:
 
 
 def test_a_bare_list_and_an_empty_list_are_accepted() -> None:
-    assert [s.model_name for s in parse_documents([("a.yml", [{"model_name": "a", "litellm_model": "x"}])])] == ["a"]
+    assert [
+        s.model_name
+        for s in parse_documents([("a.yml", [{"model_name": "a", "litellm_model": "x"}])])
+    ] == ["a"]
     assert parse_documents([("b.yml", {"ocp4_workload_litemaas_models_list": []})]) == []
 
 
 def test_a_literal_key_is_refused_with_the_fix_and_never_shown() -> None:
-    error = _error([("m.yml", [{"model_name": "g", "litellm_model": "openai/g", "api_key": "sk-secret-123"}])])
+    error = _error(
+        [("m.yml", [{"model_name": "g", "litellm_model": "openai/g", "api_key": "sk-secret-123"}])]
+    )
     text = str(error)
     assert "m.yml: entry 1 (g): api_key: a literal key is refused" in text
-    assert "env:NAME" in text and "file:/path" in text and "os.environ/NAME" in text and "--allow-inline-keys" in text
+    assert (
+        "env:NAME" in text
+    )
+    assert (
+        "file:/path" in text
+    )
+    assert (
+        "os.environ/NAME" in text
+    )
+    assert (
+        "--allow-inline-keys" in text
+    )
     assert "sk-secret-123" not in text
 
 
 def test_a_literal_key_is_accepted_with_allow_inline_keys_and_hidden_in_repr() -> None:
-    spec = _one({"model_name": "g", "litellm_model": "x", "api_key": "sk-secret-123"}, allow_inline_keys=True)
-    assert spec.api_key is not None and spec.api_key.kind == "inline"
+    spec = _one(
+        {"model_name": "g", "litellm_model": "x", "api_key": "sk-secret-123"},
+        allow_inline_keys=True,
+    )
+    assert spec.api_key is not None
+    assert spec.api_key.kind == "inline"
     assert "sk-secret-123" not in repr(spec)
     assert resolve_credential(spec.api_key, {}, lambda p: "") == "sk-secret-123"
 
@@ -96,19 +120,51 @@ def test_a_literal_key_is_accepted_with_allow_inline_keys_and_hidden_in_repr() -
     [
         ({"litellm_model": "x"}, "entry 1: model_name: missing (required)"),
         ({"model_name": "m"}, "entry 1 (m): litellm_model: missing (required)"),
-        ({"model_name": "m", "litellm_model": "x", "contex_length": 5}, "contex_length: unknown field; did you mean `context_length`?"),
-        ({"model_name": "m", "litellm_model": "x", "context_length": "lots"}, "context_length: must be a positive whole number"),
-        ({"model_name": "m", "litellm_model": "x", "rpm": -1}, "rpm: must be a positive whole number"),
-        ({"model_name": "m", "litellm_model": "x", "tpm": True}, "tpm: must be a positive whole number"),
-        ({"model_name": "m", "litellm_model": "x", "availability": "hidden"}, "availability: must be one of available, unavailable"),
-        ({"model_name": "m", "litellm_model": "x", "supports_streaming": "yes"}, "supports_streaming: must be true or false"),
-        ({"model_name": "m", "litellm_model": "x", "api_base": "granite:8080"}, "api_base: must be an http(s) URL"),
-        ({"model_name": "m", "litellm_model": "x", "api_key": "env:not a name"}, "does not name an environment variable"),
-        ({"model_name": "m", "litellm_model": "x", "api_key": "file:relative/key"}, "needs an absolute path"),
-        ({"model_name": "m" * 256, "litellm_model": "x"}, "model_name: is 256 characters; the backend allows at most 255"),
+        (
+            {"model_name": "m", "litellm_model": "x", "contex_length": 5},
+            "contex_length: unknown field; did you mean `context_length`?",
+        ),
+        (
+            {"model_name": "m", "litellm_model": "x", "context_length": "lots"},
+            "context_length: must be a positive whole number",
+        ),
+        (
+            {"model_name": "m", "litellm_model": "x", "rpm": -1},
+            "rpm: must be a positive whole number",
+        ),
+        (
+            {"model_name": "m", "litellm_model": "x", "tpm": True},
+            "tpm: must be a positive whole number",
+        ),
+        (
+            {"model_name": "m", "litellm_model": "x", "availability": "hidden"},
+            "availability: must be one of available, unavailable",
+        ),
+        (
+            {"model_name": "m", "litellm_model": "x", "supports_streaming": "yes"},
+            "supports_streaming: must be true or false",
+        ),
+        (
+            {"model_name": "m", "litellm_model": "x", "api_base": "granite:8080"},
+            "api_base: must be an http(s) URL",
+        ),
+        (
+            {"model_name": "m", "litellm_model": "x", "api_key": "env:not a name"},
+            "does not name an environment variable",
+        ),
+        (
+            {"model_name": "m", "litellm_model": "x", "api_key": "file:relative/key"},
+            "needs an absolute path",
+        ),
+        (
+            {"model_name": "m" * 256, "litellm_model": "x"},
+            "model_name: is 256 characters; the backend allows at most 255",
+        ),
     ],
 )
-def test_each_mistake_is_one_line_naming_file_entry_and_field(entry: dict[str, Any], expected: str) -> None:
+def test_each_mistake_is_one_line_naming_file_entry_and_field(
+    entry: dict[str, Any], expected: str
+) -> None:
     error = _error([("m.yml", [entry])])
     assert len(error.problems) == 1, error.problems
     assert expected in error.problems[0]
@@ -119,7 +175,14 @@ def test_every_mistake_is_reported_at_once_and_duplicates_across_files_named() -
     error = _error(
         [
             ("a.yml", [{"model_name": "dup", "litellm_model": "x"}, {"model_name": "bad"}]),
-            ("b.yml", {"ocp4_workload_litemaas_models_list": [{"model_name": "dup", "litellm_model": "y"}]}),
+            (
+                "b.yml",
+                {
+                    "ocp4_workload_litemaas_models_list": [
+                        {"model_name": "dup", "litellm_model": "y"}
+                    ]
+                },
+            ),
         ]
     )
     assert len(error.problems) == 2
@@ -135,7 +198,10 @@ def test_every_mistake_is_reported_at_once_and_duplicates_across_files_named() -
         ({"models": []}, "no `ocp4_workload_litemaas_models_list:` key (found models)"),
         ({"ocp4_workload_litemaas_models_list": {"a": 1}}, "is a mapping, not a list of models"),
         ("text", "the file holds a string"),
-        ({"ocp4_workload_litemaas_models_list": [], "litellm_urll": "x"}, "unknown top-level key `litellm_urll`"),
+        (
+            {"ocp4_workload_litemaas_models_list": [], "litellm_urll": "x"},
+            "unknown top-level key `litellm_urll`",
+        ),
     ],
 )
 def test_top_level_mistakes(document: Any, expected: str) -> None:
@@ -154,17 +220,31 @@ def test_credential_references() -> None:
     assert parse_credential("file:/run/secrets/k") == Credential("file", "file:/run/secrets/k")
     assert parse_credential("os.environ/KEY") == Credential("litellm_env", "os.environ/KEY")
     files = {"/run/secrets/k": "sk-from-file\n"}
-    assert resolve_credential(parse_credential("env:KEY"), {"KEY": "sk-env"}, files.__getitem__) == "sk-env"
-    assert resolve_credential(parse_credential("file:/run/secrets/k"), {}, files.__getitem__) == "sk-from-file"
+    assert (
+        resolve_credential(parse_credential("env:KEY"), {"KEY": "sk-env"}, files.__getitem__)
+        == "sk-env"
+    )
+    assert (
+        resolve_credential(parse_credential("file:/run/secrets/k"), {}, files.__getitem__)
+        == "sk-from-file"
+    )
     # LiteLLM resolves os.environ/ itself: the reference is what it gets
-    assert resolve_credential(parse_credential("os.environ/KEY"), {}, files.__getitem__) == "os.environ/KEY"
+    assert (
+        resolve_credential(parse_credential("os.environ/KEY"), {}, files.__getitem__)
+        == "os.environ/KEY"
+    )
 
 
 def test_unreadable_credentials_name_the_reference_and_the_fix() -> None:
     def missing(path: str) -> str:
         raise FileNotFoundError(2, "No such file or directory")
 
-    with pytest.raises(LiteMaaSHooksError, match="environment variable KEY is not set or empty; export it"):
+    with pytest.raises(
+        LiteMaaSHooksError, match="environment variable KEY is not set or empty; export it"
+    ):
         resolve_credential(parse_credential("env:KEY"), {}, missing)
-    with pytest.raises(LiteMaaSHooksError, match="file:/nope: cannot read the file .*No such file or directory\); mount the Secret"):
+    with pytest.raises(
+        LiteMaaSHooksError,
+        match=r"file:/nope: cannot read the file .*No such file or directory\); mount the Secret",
+    ):
         resolve_credential(parse_credential("file:/nope"), {}, missing)
