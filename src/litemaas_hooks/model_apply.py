@@ -392,8 +392,17 @@ def field_notes(spec: ModelSpec, *, creating: bool) -> list[str]:
         out.append(
             f"supports_streaming false -> model_info.supports_streaming; {BACKEND_OWN['supports_streaming']}"
         )
-    if not creating:
+    if creating:
+        out.append(
+            f"description {spec.description!r} -> model_info.description (the backend's description "
+            "when its row is created)"
+        )
+    else:
         out.append(f"description -> model_info.description; {BACKEND_OWN['description']}")
+    for name in ("rpm", "tpm"):
+        value = getattr(spec, name)
+        if value is not None:
+            out.append(f"{name} {value} -> litellm_params.{name} (the backend's {name})")
     return out
 
 
