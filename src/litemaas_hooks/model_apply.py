@@ -460,13 +460,14 @@ class ApplyError(LiteMaaSHooksError):
 # -- LiteLLM's management API -----------------------------------------------------------------------
 
 URL_HINT = (
-    "set LITELLM_URL to LiteLLM's URL, as the guide's Step 1 finds it: "
+    "LITELLM_URL is not set: set it to LiteLLM's URL, as the guide's Step 1 finds it: "
     "LITELLM_URL=$(oc get route litemaas -n litemaas -o jsonpath='https://{.spec.host}')"
 )
 KEY_HINT = (
-    "set LITELLM_MASTER_KEY to LiteLLM's master key, as the guide's Step 1 reads it: "
+    "LITELLM_MASTER_KEY is not set: set it to LiteLLM's master key, as the guide's Step 1 reads it: "
     "oc get secret litellm-secret -n litemaas -o jsonpath='{.data.LITELLM_MASTER_KEY}' | base64 -d"
 )
+_ROUTE = "oc get route litemaas -n litemaas -o jsonpath='https://{.spec.host}'"
 
 
 def _answer_text(response: Any) -> str:
@@ -524,11 +525,12 @@ class LiteLLMApi:
         except httpx.HTTPError as exc:
             raise ApplyError(
                 f"cannot reach LiteLLM at {self.base_url} (LITELLM_URL) for {what}: "
-                f"{self._scrub(type(exc).__name__ + ': ' + str(exc))}; check LITELLM_URL ({URL_HINT})"
+                f"{self._scrub(type(exc).__name__ + ': ' + str(exc))}; is LITELLM_URL right? ({_ROUTE})"
             ) from None
         if response.status_code in (401, 403):
             raise ApplyError(
-                f"LiteLLM at {self.base_url} refused the master key ({response.status_code}) for {what}: {KEY_HINT}"
+                f"LiteLLM at {self.base_url} refused the master key ({response.status_code}) for {what}: "
+                "check LITELLM_MASTER_KEY (secret litellm-secret, key LITELLM_MASTER_KEY on RHDP)"
             )
         return response
 
