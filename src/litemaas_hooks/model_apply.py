@@ -1,21 +1,24 @@
-"""``litemaas-hooks apply``: the guide's model files -> LiteLLM deployments, through LiteLLM's management API.
+"""``litemaas-hooks apply``: the guide's model files -> LiteLLM deployments, through LiteLLM's
+management API.
 
-Never LiteLLM's database: LiteLLM encrypts, routes and stores as it always does; the trigger and the relay
-then bring each name into the backend. Pure parts (``desired``, ``plan``) take LiteLLM's ``/model/info``
-entries and the parsed files; the I/O parts (``LiteLLMApi``, ``run_apply``) use httpx.
+Never LiteLLM's database: LiteLLM encrypts, routes and stores as it always does; the trigger and the
+relay then bring each name into the backend. Pure parts (``desired``, ``plan``) take LiteLLM's
+``/model/info`` entries and the parsed files; the I/O parts (``LiteLLMApi``, ``run_apply``) use
+httpx.
 
-- Every deployment ``apply`` creates carries ``model_info.litemaas_hooks`` (``MARKER``) and a model_id
-  derived from its name (``deployment_id``): a second create of the same name - a re-run on a replica
-  whose view is stale - is refused by LiteLLM's primary key instead of becoming a duplicate deployment.
-  ``--prune`` deletes only marked deployments; one made in the Admin UI or API is never touched.
-- Credentials by reference: LiteLLM's ``/model/info`` never shows ``api_key``, so the marker stores the
-  reference text (``env:NAME``, ``file:/path``, ``os.environ/NAME``) and an HMAC-SHA256 of the value sent,
-  keyed with the master key (16 hex digits): a changed key in the Secret is an update, an unchanged one is
-  not, and the value itself is never stored, shown or logged.
-- Updates are ``PATCH /model/{model_id}/update`` (LiteLLM 1.81 and 1.108: same model_id; it merges, so a
-  field dropped from the file cannot be unset that way: the plan says so and leaves it).
-- ``availability: unavailable`` -> ``POST /model/block`` (LiteLLM 1.108 has it; 1.81 has no ``blocked``
-  column: the plan says that the deployment keeps serving).
+- Every deployment ``apply`` creates carries ``model_info.litemaas_hooks`` (``MARKER``) and a
+  model_id derived from its name (``deployment_id``): a second create of the same name - a re-run on
+  a replica whose view is stale - is refused by LiteLLM's primary key instead of becoming a
+  duplicate deployment. ``--prune`` deletes only marked deployments; one made in the Admin UI or API
+  is never touched.
+- Credentials by reference: LiteLLM's ``/model/info`` never shows ``api_key``, so the marker stores
+  the reference text (``env:NAME``, ``file:/path``, ``os.environ/NAME``) and an HMAC-SHA256 of the
+  value sent, keyed with the master key (16 hex digits): a changed key in the Secret is an update,
+  an unchanged one is not, and the value itself is never stored, shown or logged.
+- Updates are ``PATCH /model/{model_id}/update`` (LiteLLM 1.81 and 1.108: same model_id; it merges,
+  so a field dropped from the file cannot be unset that way: the plan says so and leaves it).
+- ``availability: unavailable`` -> ``POST /model/block`` (LiteLLM 1.108 has it; 1.81 has no
+  ``blocked`` column: the plan says that the deployment keeps serving).
 """
 
 from __future__ import annotations
@@ -66,12 +69,12 @@ Action = Literal["create", "update", "unchanged", "delete", "error"]
 
 
 def deployment_id(model_name: str) -> str:
-    """The model_id ``apply`` gives a name's deployment (uuid5: stable, so a second create collides)."""
+    """The model_id ``apply`` gives a name's deployment (uuid5: a second create collides)."""
     return str(uuid.uuid5(_ID_NAMESPACE, "apply:" + model_name))
 
 
 def key_fingerprint(value: str, master_key: str) -> str:
-    """HMAC-SHA256 of the key sent to LiteLLM, keyed with the master key; 16 hex digits (change detection)."""
+    """HMAC-SHA256 of the key sent to LiteLLM, keyed with the master key; 16 hex digits."""
     return hmac.new(
         master_key.encode(), b"litemaas-hooks api_key\0" + value.encode(), hashlib.sha256
     ).hexdigest()[:16]
@@ -88,7 +91,7 @@ class Desired:
 
 
 def desired(spec: ModelSpec, key_value: str | None, master_key: str) -> Desired:
-    """The deployment body for one spec; ``key_value`` is the resolved api_key (None: no api_key)."""
+    """The deployment body for one spec; ``key_value``: the resolved api_key (None: none)."""
     params: dict[str, Any] = {"model": spec.litellm_model}
     for name in ("api_base", "api_version", "rpm", "tpm"):
         value = getattr(spec, name)
@@ -220,16 +223,17 @@ def plan(
                 ids = ", ".join(d.model_id for d in others)
                 where = "config.yaml" if not db_others else "the Admin UI or the API"
                 fix = (
-                    "delete it there, give the model another name in the file, or take it over with --adopt"
+                    "delete it there, give the model another name in the file, or take it over "
+                    "with --adopt"
                     if db_others and len(others) == 1
-                    else "remove the other deployments there or give the model another name in the file"
+                    else "remove the other deployments there or rename the model in the file"
                 )
                 result.steps.append(
                     Step(
                         "error",
                         name,
-                        message=f"LiteLLM already has {len(others)} deployment(s) of this name made outside apply "
-                        f"(in {where}; id {ids}): not touched; {fix}",
+                        message=f"LiteLLM already has {len(others)} deployment(s) of this name "
+                        f"made outside apply (in {where}; id {ids}): not touched; {fix}",
                     )
                 )
                 continue
@@ -274,8 +278,10 @@ def _block_note(step: Step, want: Desired, *, can_block: bool) -> None:
     if want.blocked and not can_block:
         step.block = None
         step.notes.append(
-            "availability: unavailable cannot be applied: this LiteLLM has no /model/block (1.81 has no "
-            "blocked deployments); the deployment serves requests. Hide the model in LiteMaaS's admin UI, "
+            "availability: unavailable cannot be applied: this LiteLLM has no /model/block (1.81 "
+            "has no "
+            "blocked deployments); the deployment serves requests. Hide the model in LiteMaaS's "
+            "admin UI, "
             "or leave it out of the file"
         )
 
@@ -306,7 +312,8 @@ def _update_step(want: Desired, dep: Current, others: Sequence[Current]) -> Step
         if new is None:
             if old is not None:
                 step.notes.append(
-                    f"{_FILE_FIELD[key]} is {_shown(old)} in LiteLLM but not in the file: left as it is "
+                    f"{_FILE_FIELD[key]} is {_shown(old)} in LiteLLM but not in the file: left as "
+                    "it is "
                     "(LiteLLM's update merges parameters; clear it in the Admin UI)"
                 )
             continue
@@ -352,17 +359,24 @@ def _update_step(want: Desired, dep: Current, others: Sequence[Current]) -> Step
     return step
 
 
-# -- the plan as text -------------------------------------------------------------------------------
+# -- the plan as text
+# -------------------------------------------------------------------------------
 
-# LiteMaaS v0.4.0's own sync (backend/src/services/model-sync.service.ts, insertModel/updateModel) writes
-# these backend columns itself, whatever model_info holds: said in the plan for each model that sets them.
+# LiteMaaS v0.4.0's own sync (backend/src/services/model-sync.service.ts, insertModel/updateModel)
+# writes
+# these backend columns itself, whatever model_info holds: said in the plan for each model that
+# sets them.
 BACKEND_OWN = {
-    "display_name": "the backend's `name` is model_name (LiteMaaS v0.4.0's sync sets name = model_name)",
-    "provider": "the backend's `provider` comes from litellm_model's prefix (LiteMaaS v0.4.0's sync: "
+    "display_name": "the backend's `name` is model_name (LiteMaaS v0.4.0's sync sets name = "
+    "model_name)",
+    "provider": "the backend's `provider` comes from litellm_model's prefix (LiteMaaS v0.4.0's "
+    "sync: "
     "custom_llm_provider || prefix before '/')",
     "category": "the backend's `category` is 'Language Model' (LiteMaaS v0.4.0's sync sets it)",
-    "supports_streaming": "the backend's `supports_streaming` is true (LiteMaaS v0.4.0's sync sets it)",
-    "description": "the backend's `description` is set when its row is created and then kept (LiteMaaS "
+    "supports_streaming": "the backend's `supports_streaming` is true (LiteMaaS v0.4.0's sync "
+    "sets it)",
+    "description": "the backend's `description` is set when its row is created and then kept "
+    "(LiteMaaS "
     "v0.4.0's sync never overwrites a description): change it in LiteMaaS afterwards",
 }
 
@@ -375,26 +389,31 @@ def field_notes(spec: ModelSpec, *, creating: bool) -> list[str]:
     out = []
     if spec.context_length is not None:
         out.append(
-            f"context_length {spec.context_length} -> model_info.max_tokens (the backend's context_length and "
+            f"context_length {spec.context_length} -> model_info.max_tokens (the backend's "
+            "context_length and "
             "max_tokens: both syncs read it)"
         )
     if spec.display_name != spec.model_name:
         out.append(
-            f"display_name {spec.display_name!r} -> model_info.display_name; {BACKEND_OWN['display_name']}"
+            f"display_name {spec.display_name!r} -> model_info.display_name; "
+            f"{BACKEND_OWN['display_name']}"
         )
     if spec.provider != provider_prefix:
         out.append(
-            f"provider {spec.provider!r} -> model_info.provider; {BACKEND_OWN['provider']}: {provider_prefix!r}"
+            f"provider {spec.provider!r} -> model_info.provider; {BACKEND_OWN['provider']}: "
+            f"{provider_prefix!r}"
         )
     if spec.category != "Language Model":
         out.append(f"category {spec.category!r} -> model_info.category; {BACKEND_OWN['category']}")
     if not spec.supports_streaming:
         out.append(
-            f"supports_streaming false -> model_info.supports_streaming; {BACKEND_OWN['supports_streaming']}"
+            "supports_streaming false -> model_info.supports_streaming; "
+            f"{BACKEND_OWN['supports_streaming']}"
         )
     if creating:
         out.append(
-            f"description {spec.description!r} -> model_info.description (the backend's description "
+            f"description {spec.description!r} -> model_info.description (the backend's "
+            "description "
             "when its row is created)"
         )
     else:
@@ -427,7 +446,8 @@ def plan_lines(result: Plan, specs: Mapping[str, ModelSpec], *, verbose: bool = 
         if step.action == "create" and spec is not None:
             ref = spec.api_key.reference if spec.api_key is not None else "none"
             lines.append(
-                f"    litellm_model {spec.litellm_model!r}, api_base {_shown(spec.api_base)}, api_key {ref}"
+                f"    litellm_model {spec.litellm_model!r}, api_base {_shown(spec.api_base)}, "
+                f"api_key {ref}"
             )
         if verbose and spec is not None and step.action in ("create", "update"):
             changed = set(step.changes)
@@ -457,14 +477,16 @@ class ApplyError(LiteMaaSHooksError):
     """LiteLLM refused a request of apply (the message names the request and LiteLLM's answer)."""
 
 
-# -- LiteLLM's management API -----------------------------------------------------------------------
+# -- LiteLLM's management API
+# -----------------------------------------------------------------------
 
 URL_HINT = (
     "LITELLM_URL is not set: set it to LiteLLM's URL, as the guide's Step 1 finds it: "
     "LITELLM_URL=$(oc get route litemaas -n litemaas -o jsonpath='https://{.spec.host}')"
 )
 KEY_HINT = (
-    "LITELLM_MASTER_KEY is not set: set it to LiteLLM's master key, as the guide's Step 1 reads it: "
+    "LITELLM_MASTER_KEY is not set: set it to LiteLLM's master key, as the guide's Step 1 reads "
+    "it: "
     "oc get secret litellm-secret -n litemaas -o jsonpath='{.data.LITELLM_MASTER_KEY}' | base64 -d"
 )
 _ROUTE = "oc get route litemaas -n litemaas -o jsonpath='https://{.spec.host}'"
@@ -525,11 +547,13 @@ class LiteLLMApi:
         except httpx.HTTPError as exc:
             raise ApplyError(
                 f"cannot reach LiteLLM at {self.base_url} (LITELLM_URL) for {what}: "
-                f"{self._scrub(type(exc).__name__ + ': ' + str(exc))}; is LITELLM_URL right? ({_ROUTE})"
+                f"{self._scrub(type(exc).__name__ + ': ' + str(exc))}; is LITELLM_URL right? "
+                f"({_ROUTE})"
             ) from None
         if response.status_code in (401, 403):
             raise ApplyError(
-                f"LiteLLM at {self.base_url} refused the master key ({response.status_code}) for {what}: "
+                f"LiteLLM at {self.base_url} refused the master key ({response.status_code}) for "
+                f"{what}: "
                 "check LITELLM_MASTER_KEY (secret litellm-secret, key LITELLM_MASTER_KEY on RHDP)"
             )
         return response
@@ -539,13 +563,14 @@ class LiteLLMApi:
         if response.status_code != 200:
             raise ApplyError(
                 f"LiteLLM at {self.base_url}: GET /model/info answered {response.status_code}: "
-                f"{self._scrub(_answer_text(response))}; is LITELLM_URL the proxy (not the Admin UI route)?"
+                f"{self._scrub(_answer_text(response))}; is LITELLM_URL the proxy (not the Admin "
+                "UI route)?"
             )
         data = response.json().get("data") or []
         return current_from_model_info(data)
 
     async def can_block(self) -> bool | None:
-        """Whether this LiteLLM has ``/model/block`` (from its OpenAPI document); None when unknown."""
+        """Whether this LiteLLM has ``/model/block`` (its OpenAPI document); None when unknown."""
         response = await self._call("GET", "/openapi.json", "reading its OpenAPI document")
         if response.status_code != 200:
             return None
@@ -591,7 +616,8 @@ class LiteLLMApi:
         return True
 
 
-# -- the whole command ------------------------------------------------------------------------------
+# -- the whole command
+# ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -671,7 +697,7 @@ def row_line(row: Mapping[str, Any]) -> str:
 async def verify_backend(
     conn: Any, wanted: Sequence[Expected], *, wait_seconds: float, out: Any
 ) -> list[str]:
-    """Wait (bounded) until every expected backend row is as expected; print the rows; the problems left."""
+    """Wait (bounded) until the backend rows are as expected; print them; the problems left."""
     import asyncio
     import time
 
@@ -721,7 +747,7 @@ async def run_apply(
     out: Any = None,
     **client_kwargs: Any,
 ) -> int:
-    """Plan, print, apply, verify. Exit code: 0 nothing to do / applied, 2 dry run with changes, 1 error.
+    """Plan, print, apply, verify. Exit: 0 nothing to do / applied, 2 dry run with changes, 1 error.
 
     ``backend``: an open connection to the backend database (verification), or None (not verified).
     """
@@ -788,7 +814,8 @@ async def run_apply(
                 ):
                     blocks_applied = False
                     print(
-                        f"! {step.model_name}: availability {'un' if step.block else ''}available not applied: "
+                        f"! {step.model_name}: availability {'un' if step.block else ''}available "
+                        "not applied: "
                         "this LiteLLM has no /model/block (1.81); the deployment serves requests",
                         file=out,
                     )
@@ -798,7 +825,8 @@ async def run_apply(
     code = 1 if result.errors else 0
     if backend is None:
         print(
-            "not verified in the backend: LITEMAAS_DATABASE_URL is not set (set it to wait for and see the rows; "
+            "not verified in the backend: LITEMAAS_DATABASE_URL is not set (set it to wait for "
+            "and see the rows; "
             "`litemaas-hooks show NAME` shows both sides)",
             file=out,
         )
@@ -811,7 +839,8 @@ async def run_apply(
             if late:
                 print(
                     "  the backend has not caught up: is a relay running (the LiteLLM plugin or "
-                    "`litemaas-hooks relay`)? `litemaas-hooks status` says; `litemaas-hooks show NAME` "
+                    "`litemaas-hooks relay`)? `litemaas-hooks status` says; `litemaas-hooks show "
+                    "NAME` "
                     "shows both sides",
                     file=out,
                 )

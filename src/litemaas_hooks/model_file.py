@@ -1,21 +1,22 @@
-"""The model files of LiteMaaS's infrastructure guide (RHDP ``manage_models.yml`` format), parsed and checked.
+"""The model files of LiteMaaS's infrastructure guide (RHDP ``manage_models.yml`` format), parsed
+and checked.
 
 Pure: no network, no database. A file holds ``ocp4_workload_litemaas_models_list:`` (the guide's
 ``-e @my-model.yml`` files, whose other keys such as ``litellm_url`` are ignored: ``apply`` reads
-``LITELLM_URL`` / ``LITELLM_MASTER_KEY``) or a bare list of entries. Each entry has the guide's fields
-and defaults (``roles/ocp4_workload_litemaas_models`` of the rhpds.litemaas collection):
+``LITELLM_URL`` / ``LITELLM_MASTER_KEY``) or a bare list of entries. Each entry has the guide's
+fields and defaults (``roles/ocp4_workload_litemaas_models`` of the rhpds.litemaas collection):
 
-required ``model_name``, ``litellm_model``; optional ``api_base``, ``api_key``, ``api_version`` (omitted
-when absent, as the playbook does), ``display_name`` (``model_name``), ``description`` (``AI model``),
-``provider`` (``openshift-ai``), ``category`` (``general``), ``context_length``, ``supports_streaming``
-(``true``), ``availability`` (``available``), ``rpm``, ``tpm``.
+required ``model_name``, ``litellm_model``; optional ``api_base``, ``api_key``, ``api_version``
+(omitted when absent, as the playbook does), ``display_name`` (``model_name``), ``description``
+(``AI model``), ``provider`` (``openshift-ai``), ``category`` (``general``), ``context_length``,
+``supports_streaming`` (``true``), ``availability`` (``available``), ``rpm``, ``tpm``.
 
 Credentials by reference only: ``api_key: env:NAME`` (this process's environment), ``file:/path`` (a
-mounted Secret) or ``os.environ/NAME`` (LiteLLM resolves it in its own environment). A literal key is
-refused unless ``allow_inline_keys``; its value never appears in an error or a plan.
+mounted Secret) or ``os.environ/NAME`` (LiteLLM resolves it in its own environment). A literal key
+is refused unless ``allow_inline_keys``; its value never appears in an error or a plan.
 
-Every mistake is one line naming the file, the entry, the field and the fix; all of them are reported
-at once (:class:`ModelFileError`).
+Every mistake is one line naming the file, the entry, the field and the fix; all of them are
+reported at once (:class:`ModelFileError`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any, Literal
 from litemaas_hooks.errors import LiteMaaSHooksError
 
 LIST_KEY = "ocp4_workload_litemaas_models_list"
-# keys of the guide's variable files that apply does not need (it reads LITELLM_URL/LITELLM_MASTER_KEY)
+# keys of the guide's variable files that apply does not need (it reads
+# LITELLM_URL/LITELLM_MASTER_KEY)
 IGNORED_TOP_KEYS = frozenset(
     {
         "litellm_url",
@@ -73,7 +75,8 @@ MAX_NAME = 255  # backend models.id is varchar(255)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CredentialKind = Literal["env", "file", "litellm_env", "inline"]
 REFERENCE_HELP = (
-    "use `api_key: env:NAME` (read from this command's environment), `api_key: file:/path/to/secret` "
+    "use `api_key: env:NAME` (read from this command's environment), `api_key: "
+    "file:/path/to/secret` "
     "(a mounted Secret) or `api_key: os.environ/NAME` (LiteLLM resolves it)"
 )
 
@@ -94,7 +97,7 @@ class ModelFileError(LiteMaaSHooksError):
 
 @dataclass(frozen=True)
 class Credential:
-    """How an ``api_key`` is given. ``reference`` is what may be shown and stored: never a literal key."""
+    """How an ``api_key`` is given. ``reference`` may be shown and stored: never a literal key."""
 
     kind: CredentialKind
     reference: str  # env:NAME, file:/path, os.environ/NAME, or "(inline key)"
@@ -145,9 +148,9 @@ def _credential_problem(cred: Credential) -> str | None:
             else cred.reference.split("/", 1)[1]
         )
         if not _ENV_NAME.fullmatch(name):
-            return f"{cred.reference!r} does not name an environment variable: e.g. env:GRANITE_API_KEY"
+            return f"{cred.reference!r} does not name an environment variable: e.g. env:GRANITE_KEY"
     if cred.kind == "file" and not cred.reference[5:].startswith("/"):
-        return f"{cred.reference!r} needs an absolute path: e.g. file:/var/run/secrets/models/granite-api-key"
+        return f"{cred.reference!r} needs an absolute path: e.g. file:/run/secrets/models/granite"
     return None
 
 
@@ -156,8 +159,9 @@ def resolve_credential(
     environ: Mapping[str, str],
     read_file: Callable[[str], str],
 ) -> str:
-    """The value to send to LiteLLM: the key for env:/file:/inline, the reference for os.environ/ (LiteLLM
-    resolves it). LiteMaaSHooksError (naming the reference, never a value) when it cannot be read."""
+    """The value to send to LiteLLM: the key for env:/file:/inline, the reference for os.environ/
+    (LiteLLM resolves it). LiteMaaSHooksError (naming the reference, never a value) when it cannot
+    be read."""
     if cred.kind == "inline":
         assert cred.inline_value is not None
         return cred.inline_value
@@ -168,7 +172,8 @@ def resolve_credential(
         value = environ.get(name, "")
         if not value.strip():
             raise LiteMaaSHooksError(
-                f"api_key {cred.reference}: the environment variable {name} is not set or empty; export it "
+                f"api_key {cred.reference}: the environment variable {name} is not set or empty; "
+                "export it "
                 "(e.g. from the model's Secret) before running apply"
             )
         return value.strip()
@@ -177,7 +182,8 @@ def resolve_credential(
         value = read_file(path)
     except OSError as exc:
         raise LiteMaaSHooksError(
-            f"api_key {cred.reference}: cannot read the file ({type(exc).__name__}: {exc.strerror or exc}); "
+            f"api_key {cred.reference}: cannot read the file ({type(exc).__name__}: "
+            f"{exc.strerror or exc}); "
             "mount the Secret there or fix the path"
         ) from None
     if not value.strip():
@@ -189,19 +195,22 @@ def entries_of(document: Any, filename: str) -> tuple[list[Any], list[str]]:
     """The list of entries of one parsed YAML document, and the problems of its top level."""
     if document is None:
         return [], [
-            f"{filename}: the file is empty: give `{LIST_KEY}:` with a list of models, or a bare list"
+            f"{filename}: the file is empty: give `{LIST_KEY}:` with a list of models, or a bare "
+            "list"
         ]
     if isinstance(document, list):
         return document, []
     if isinstance(document, dict):
         if LIST_KEY not in document:
             return [], [
-                f"{filename}: no `{LIST_KEY}:` key (found {', '.join(sorted(map(str, document))) or 'nothing'}): "
+                f"{filename}: no `{LIST_KEY}:` key (found "
+                f"{', '.join(sorted(map(str, document))) or 'nothing'}): "
                 f"put the models under `{LIST_KEY}:`, or make the file a bare list"
             ]
         unknown = sorted(str(k) for k in document if k != LIST_KEY and k not in IGNORED_TOP_KEYS)
         problems = [
-            f"{filename}: unknown top-level key `{k}`: remove it (only `{LIST_KEY}` and the guide's variables "
+            f"{filename}: unknown top-level key `{k}`: remove it (only `{LIST_KEY}` and the "
+            "guide's variables "
             "are read)"
             for k in unknown
         ]
@@ -215,7 +224,8 @@ def entries_of(document: Any, filename: str) -> tuple[list[Any], list[str]]:
             ]
         return models, problems
     return [], [
-        f"{filename}: the file holds a {_kind(document)}: give `{LIST_KEY}:` with a list, or a bare list"
+        f"{filename}: the file holds a {_kind(document)}: give `{LIST_KEY}:` with a list, or a "
+        "bare list"
     ]
 
 
@@ -246,7 +256,8 @@ def parse_entry(
     """One entry -> a ModelSpec (or None) and its problems (each naming ``where`` and the field)."""
     if not isinstance(entry, dict):
         return None, [
-            f"{where}: is a {_kind(entry)}, not a model (a mapping with model_name, litellm_model, ...)"
+            f"{where}: is a {_kind(entry)}, not a model (a mapping with model_name, "
+            "litellm_model, ...)"
         ]
     name = entry.get("model_name")
     label = f"{where} ({name})" if isinstance(name, str) and name.strip() else where
@@ -358,7 +369,7 @@ _EXAMPLES = {
 def parse_documents(
     documents: Iterable[tuple[str, Any]], *, allow_inline_keys: bool = False
 ) -> list[ModelSpec]:
-    """``(filename, parsed YAML)`` pairs -> every model, in file order; ModelFileError with every mistake."""
+    """``(filename, parsed YAML)`` pairs -> every model in file order (ModelFileError: all)."""
     specs: list[ModelSpec] = []
     problems: list[str] = []
     seen: dict[str, str] = {}
@@ -373,7 +384,8 @@ def parse_documents(
                 continue
             if spec.model_name in seen:
                 problems.append(
-                    f"{where} ({spec.model_name}): model_name: also defined at {seen[spec.model_name]}; "
+                    f"{where} ({spec.model_name}): model_name: also defined at "
+                    f"{seen[spec.model_name]}; "
                     "each model once (one deployment per name)"
                 )
                 continue

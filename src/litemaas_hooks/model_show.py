@@ -1,9 +1,9 @@
 """``litemaas-hooks show NAME...``: the guide's "Verify Model in Both Locations" in one command.
 
 For each name: LiteLLM's deployments (read from LiteLLM's table as the relay reads them, decrypted,
-credentials removed), the backend row, its subscriptions by status, the outbox events of the name, and a
-one-line verdict. Reuses the relay's reader (``litellm_source``) and the reconcile engine's dry run (is the
-row the one the sync would write?); reads only.
+credentials removed), the backend row, its subscriptions by status, the outbox events of the name,
+and a one-line verdict. Reuses the relay's reader (``litellm_source``) and the reconcile engine's
+dry run (is the row the one the sync would write?); reads only.
 """
 
 from __future__ import annotations
@@ -91,12 +91,14 @@ def verdict(view: ModelView) -> tuple[str, bool]:
             waiting = f"{len(pending)} outbox event(s) waiting for a relay"
             return f"pending: in LiteLLM, not yet in the backend ({waiting})", False
         return (
-            f"missing in the backend: subscriptions would fail with {FKEY}; run `litemaas-hooks backfill` "
+            f"missing in the backend: subscriptions would fail with {FKEY}; run `litemaas-hooks "
+            "backfill` "
             "(and check `litemaas-hooks status`: is a relay running?)"
         ), False
     if pending:
         return (
-            f"pending: {len(pending)} outbox event(s) not applied yet (a running relay applies them at once)",
+            f"pending: {len(pending)} outbox event(s) not applied yet (a running relay applies "
+            "them at once)",
             False,
         )
     if not view.deployments:
@@ -113,13 +115,15 @@ def verdict(view: ModelView) -> tuple[str, bool]:
         return "not in LiteLLM's table (a config.yaml model?); the backend row is available", True
     if view.sync == "created":
         return (
-            f"missing in the backend: subscriptions would fail with {FKEY}; run `litemaas-hooks backfill`",
+            f"missing in the backend: subscriptions would fail with {FKEY}; run `litemaas-hooks "
+            "backfill`",
             False,
         )
     if view.sync == "updated":
         fields = ", ".join(view.sync_changes) or "some columns"
         return (
-            f"out of date: the backend row differs from LiteLLM ({fields}); run `litemaas-hooks backfill`",
+            f"out of date: the backend row differs from LiteLLM ({fields}); run `litemaas-hooks "
+            "backfill`",
             False,
         )
     if view.sync == "error":
@@ -214,7 +218,8 @@ def format_views(views: Sequence[ModelView]) -> str:
             )
             lines.append("  backend: " + ", ".join(f"{c} {row.get(c)!r}" for c in cols))
             lines.append(
-                f"           api_base {row.get('api_base')!r}, litellm_model_id {row.get('litellm_model_id')!r}, "
+                f"           api_base {row.get('api_base')!r}, litellm_model_id "
+                f"{row.get('litellm_model_id')!r}, "
                 f"description {row.get('description')!r}"
             )
         subs = ", ".join(f"{n} {s}" for s, n in sorted(view.subscriptions.items())) or "none"

@@ -1,9 +1,10 @@
-"""The RHDP role applies the guide's model files (the collection's ``ocp4_workload_litemaas_models_list``).
+"""The RHDP role applies the guide's model files (the collection's
+``ocp4_workload_litemaas_models_list``).
 
-Rendered by the role itself (``state=render``) from the guide's Scenario 1 file, as the guide writes it (its
-literal keys included): a Secret holding the model file with ``file:`` references and each key as a file, and a
-Job running ``litemaas-hooks apply`` on it, the master key from LiteLLM's Secret. No key reaches the Job, and
-the file passes ``apply``'s own checks.
+Rendered by the role itself (``state=render``) from the guide's Scenario 1 file, as the guide writes
+it (its literal keys included): a Secret holding the model file with ``file:`` references and each
+key as a file, and a Job running ``litemaas-hooks apply`` on it, the master key from LiteLLM's
+Secret. No key reaches the Job, and the file passes ``apply``'s own checks.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def test_the_job_runs_apply_with_the_secret_and_no_key_in_it() -> None:
     assert job["metadata"]["name"] == "litemaas-hooks-apply"
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"][:3] == ["litemaas-hooks", "apply", "/etc/litemaas-hooks/models/models.yml"]
+    command = ["litemaas-hooks", "apply", "/etc/litemaas-hooks/models/models.yml"]
+    assert container["command"][:3] == command
     assert "--prune" not in container["command"]
     env = {e["name"]: e for e in container["env"]}
     assert env["LITELLM_URL"]["value"] == "http://litellm:4000"

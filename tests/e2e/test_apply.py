@@ -1,11 +1,12 @@
-"""`litemaas-hooks apply` / `show` against a real LiteLLM proxy (HTTP API) and the real LiteMaaS backend.
+"""`litemaas-hooks apply` / `show` against a real LiteLLM proxy (HTTP API) and the real LiteMaaS
+backend.
 
-The guide's three example models (granite from Scenario 1 with its description and limits, mistral and
-llama from "Model Configuration Examples"), their api_key given by reference: applied -> exactly three
-deployments, three backend rows with the guide's context lengths and descriptions, alice subscribes (201);
-applied again -> nothing written; the backend's own sync afterwards changes no value; one field changed ->
-updated in place (same model_id); a model removed with --prune -> deleted in LiteLLM, unavailable in the
-backend; a model made outside the file is never touched.
+The guide's three example models (granite from Scenario 1 with its description and limits, mistral
+and llama from "Model Configuration Examples"), their api_key given by reference: applied -> exactly
+three deployments, three backend rows with the guide's context lengths and descriptions, alice
+subscribes (201); applied again -> nothing written; the backend's own sync afterwards changes no
+value; one field changed -> updated in place (same model_id); a model removed with --prune ->
+deleted in LiteLLM, unavailable in the backend; a model made outside the file is never touched.
 """
 
 from __future__ import annotations
@@ -36,14 +37,15 @@ GRANITE, MISTRAL, LLAMA = (
 )
 UI_MADE = "made-in-the-ui"
 COMPARED = (
-    "id", "name", "provider", "description", "category", "context_length", "max_tokens", "availability",
-    "litellm_model_id", "api_base", "tpm", "rpm", "backend_model_name", "supports_streaming", "features",
+    "id", "name", "provider", "description", "category", "context_length", "max_tokens",
+    "availability", "litellm_model_id", "api_base", "tpm", "rpm", "backend_model_name",
+    "supports_streaming", "features",
     "input_cost_per_token", "output_cost_per_token", "version",
 )  # fmt: skip
 
 
 def guide_models(key_file: Path) -> list[dict[str, Any]]:
-    """The guide's entries, credentials by reference (the guide writes literal keys: refused below)."""
+    """The guide's entries, credentials by reference (its literal keys: refused below)."""
     return [
         {  # Scenario 1: Add Single Model via Playbook
             "model_name": GRANITE,
@@ -96,7 +98,8 @@ def deployments(proxy: SandboxProxy) -> list[dict[str, Any]]:
 def table(litellm_dsn: str) -> list[tuple[str, str, Any]]:
     with psycopg.connect(litellm_dsn, autocommit=True) as conn:
         rows = conn.execute(
-            'SELECT model_id, model_name, updated_at FROM public."LiteLLM_ProxyModelTable" ORDER BY model_id'
+            "SELECT model_id, model_name, updated_at "
+            'FROM public."LiteLLM_ProxyModelTable" ORDER BY model_id'
         ).fetchall()
     return [(str(a), str(b), c) for a, b, c in rows]
 
@@ -168,7 +171,8 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
         "sk-yyyyy" not in out
     )
 
-    # -- dry run: the plan, exit 2, nothing written -------------------------------------------------------
+    # -- dry run: the plan, exit 2, nothing written
+    # -------------------------------------------------------
     before = table(litellm_dsn)
     code, out = run(capsys, "apply", "--dry-run", path)
     assert code == 2, out
@@ -180,7 +184,8 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     assert "dry run: would create 3, would update 0, would delete 0, unchanged 0, errors 0" in out
     assert table(litellm_dsn) == before
 
-    # -- apply: three deployments, three backend rows (the guide's "Verify Sync" is part of it) -------------
+    # -- apply: three deployments, three backend rows (the guide's "Verify Sync" is part of
+    # it) -------------
     code, out = run(capsys, "apply", path)
     assert code == 0, out
     assert "backend rows (as expected" in out
@@ -218,7 +223,8 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
         assert backend.tables_containing(litellm_dsn, secret) == []  # LiteLLM encrypts it
         assert secret not in out
 
-    # -- applied again: nothing written ------------------------------------------------------------------
+    # -- applied again: nothing written
+    # ------------------------------------------------------------------
     after_apply = table(litellm_dsn)
     code, out = run(capsys, "apply", path)
     assert code == 0, out
@@ -227,7 +233,8 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     code, out = run(capsys, "apply", "--dry-run", path)
     assert code == 0, out
 
-    # -- show: both sides and the verdict --------------------------------------------------------------
+    # -- show: both sides and the verdict
+    # --------------------------------------------------------------
     code, out = run(capsys, "show", GRANITE, "--json")
     assert code == 0, out
     (view,) = json.loads(out)
@@ -237,7 +244,8 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     assert view["litellm"]["deployments"][0]["model_id"] == deployment_id(GRANITE)
     assert granite_key not in out
 
-    # -- the backend's own sync afterwards changes no value; alice subscribes -----------------------------
+    # -- the backend's own sync afterwards changes no value; alice subscribes
+    # -----------------------------
     snapshot = rows(backend_dsn)
     servers = {
         "litellm_url": e2e_proxy.base_url,
@@ -255,7 +263,8 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
         assert response.status_code == 201, response.text
     assert rows(backend_dsn) == snapshot
 
-    # -- one field changed: updated in place --------------------------------------------------------------
+    # -- one field changed: updated in place
+    # --------------------------------------------------------------
     models[0]["rpm"] = 240
     write(Path(path), models)
     code, out = run(capsys, "apply", path)
@@ -273,7 +282,8 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     assert "api_key: 'env:GRANITE_API_KEY' -> 'env:GRANITE_API_KEY (new value)'" in out
     assert granite_key not in out
 
-    # -- removed from the file, --prune: deleted in LiteLLM, unavailable in the backend ---------------------
+    # -- removed from the file, --prune: deleted in LiteLLM, unavailable in the backend
+    # ---------------------
     write(Path(path), models[:2])
     code, out = run(capsys, "apply", "--prune", path)
     assert code == 0, out

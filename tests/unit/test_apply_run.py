@@ -1,6 +1,8 @@
-"""`apply` end to end against an in-memory LiteLLM (httpx MockTransport): requests, idempotency, errors.
+"""`apply` end to end against an in-memory LiteLLM (httpx MockTransport): requests, idempotency,
+errors.
 
-The real proxy is in tests/e2e/test_apply.py; here each request apply sends is checked, fast and without a DB.
+The real proxy is in tests/e2e/test_apply.py; here each request apply sends is checked, fast and
+without a DB.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The pure parts of `apply` (desired body, plan diff, credential fingerprints, plan text) and `show`'s verdict."""
+"""The pure parts of `apply` (desired body, plan diff, credential fingerprints, plan text) and
+`show`'s verdict.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The guide's model files: parsing, defaults, one clear error per mistake, credential references."""
+"""The guide's model files: parsing, defaults, one error per mistake, credential references."""
 
 from __future__ import annotations
 
