@@ -188,3 +188,26 @@ def test_cli_apply_settings_and_file_errors_are_one_line(
     err = capsys.readouterr().err
     assert "entry 1 (a): api_key: a literal key is refused" in err
     assert "sk-literal-zzz" not in err
+
+
+def test_cli_apply_never_imports_litellm(tmp_path: Any) -> None:
+    """apply talks to LiteLLM over HTTP only: the command stays fast and light (no LiteLLM import)."""
+    import subprocess
+    import sys
+
+    from tests.integration.test_cli_process import PROBE
+
+    path = tmp_path / "m.yml"
+    path.write_text("- model_name: a\n  litellm_model: openai/a\n")
+    env = {"PATH": "/usr/bin:/bin", "LITELLM_URL": "http://127.0.0.1:9", "LITELLM_MASTER_KEY": MASTER}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, "apply", "--dry-run", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr  # nothing listens on port 9: one error line
+    assert "cannot reach LiteLLM at http://127.0.0.1:9 (LITELLM_URL)" in proc.stderr
+    assert proc.stdout.strip().endswith("NO_LITELLM"), proc.stdout
