@@ -161,15 +161,9 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     literal = write(tmp_path / "literal.yml", [{**models[0], "api_key": "sk-yyyyy"}])
     code, out = run(capsys, "apply", literal)
     assert code == 1
-    assert (
-        "api_key: a literal key is refused" in out
-    )
-    assert (
-        "env:NAME" in out
-    )
-    assert (
-        "sk-yyyyy" not in out
-    )
+    assert "api_key: a literal key is refused" in out
+    assert "env:NAME" in out
+    assert "sk-yyyyy" not in out
 
     # -- dry run: the plan, exit 2, nothing written
     # -------------------------------------------------------
@@ -212,12 +206,8 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
         )
         assert (row["rpm"], row["tpm"], row["availability"]) == (rpm, tpm, "available")
         assert row["litellm_model_id"] == deployment_id(name)
-        assert (
-            row["name"] == name
-        )
-        assert (
-            row["provider"] == "openai"
-        )
+        assert row["name"] == name
+        assert row["provider"] == "openai"
     for secret in (granite_key, mistral_key):
         assert backend.tables_containing(backend_dsn, secret) == []
         assert backend.tables_containing(litellm_dsn, secret) == []  # LiteLLM encrypts it
@@ -291,9 +281,10 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     names = [d["model_name"] for d in deployments(e2e_proxy)]
     assert sorted(names) == sorted([GRANITE, MISTRAL, UI_MADE])
     assert rows(backend_dsn)[LLAMA]["availability"] == "unavailable"
-    assert next(d for d in deployments(e2e_proxy) if d["model_name"] == UI_MADE)["model_info"][
-        "id"
-    ] == ui_id
+    assert (
+        next(d for d in deployments(e2e_proxy) if d["model_name"] == UI_MADE)["model_info"]["id"]
+        == ui_id
+    )
 
     code, out = run(capsys, "show", LLAMA, UI_MADE)
     assert f"{LLAMA}: retired" in out
@@ -335,3 +326,37 @@ def test_a_name_made_outside_apply_is_an_error_not_a_duplicate(
     code, out = run(capsys, "apply", path)
     assert code == 0, out
     assert "unchanged 1" in out, out
+
+
+def test_availability_unavailable_blocks_where_litellm_can(
+    e2e_proxy: SandboxProxy,
+    e2e_databases: Databases,
+    master_key: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("LITELLM_URL", e2e_proxy.base_url)
+    monkeypatch.setenv("LITELLM_MASTER_KEY", master_key)
+    monkeypatch.setenv("LITEMAAS_DATABASE_URL", e2e_databases.backend_dsn)
+    entry = {
+        "model_name": "paused",
+        "litellm_model": "openai/paused",
+        "availability": "unavailable",
+    }
+    path = write(tmp_path / "paused.yml", [entry])
+    code, out = run(capsys, "apply", path)
+    assert code == 0, out
+    (dep,) = [d for d in deployments(e2e_proxy) if d["model_name"] == "paused"]
+    row = rows(e2e_databases.backend_dsn)["paused"]
+    if e2e_proxy.litellm_version.startswith(
+        "1.81."
+    ):  # no blocked deployments in 1.81: said, not done
+        assert "no /model/block" in out
+        assert row["availability"] == "available"
+    else:
+        assert dep["model_info"].get("blocked") is True
+        assert row["availability"] == "unavailable"
+    code, out = run(capsys, "apply", path)
+    assert code == 0, out
+    assert "unchanged 1" in out
