@@ -278,11 +278,9 @@ def _block_note(step: Step, want: Desired, *, can_block: bool) -> None:
     if want.blocked and not can_block:
         step.block = None
         step.notes.append(
-            "availability: unavailable cannot be applied: this LiteLLM has no /model/block (1.81 "
-            "has no "
-            "blocked deployments); the deployment serves requests. Hide the model in LiteMaaS's "
-            "admin UI, "
-            "or leave it out of the file"
+            "availability: unavailable cannot be applied: this LiteLLM has no /model/block "
+            "(1.81 has no blocked deployments); the deployment serves requests. Hide the model "
+            "in LiteMaaS's admin UI, or leave it out of the file"
         )
 
 
@@ -312,9 +310,8 @@ def _update_step(want: Desired, dep: Current, others: Sequence[Current]) -> Step
         if new is None:
             if old is not None:
                 step.notes.append(
-                    f"{_FILE_FIELD[key]} is {_shown(old)} in LiteLLM but not in the file: left as "
-                    "it is "
-                    "(LiteLLM's update merges parameters; clear it in the Admin UI)"
+                    f"{_FILE_FIELD[key]} is {_shown(old)} in LiteLLM but not in the file: left "
+                    "as it is (LiteLLM's update merges parameters; clear it in the Admin UI)"
                 )
             continue
         if new != old:
@@ -333,6 +330,17 @@ def _update_step(want: Desired, dep: Current, others: Sequence[Current]) -> Step
         step.changes["api_key"] = (
             old_ref,
             new_ref if old_ref != new_ref else f"{new_ref} (new value)",
+        )
+    if want.litellm_params.get("api_key") is None and old_marker.get("api_key_ref"):
+        step.notes.append(
+            "api_key is no longer in the file: LiteLLM keeps the key it has (LiteLLM's update "
+            "merges parameters; change it in the Admin UI)"
+        )
+    if others:
+        ids = ", ".join(d.model_id for d in others)
+        step.notes.append(
+            f"{len(others)} more deployment(s) of this name made outside apply ({ids}): left alone "
+            "(LiteLLM balances requests between them)"
         )
     info_changed = old_marker != new_marker
     for key in INFO_FIELDS:

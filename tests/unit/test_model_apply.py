@@ -150,15 +150,9 @@ def test_a_field_left_out_of_the_file_is_noted_not_unset() -> None:
 
 def test_a_same_named_model_made_elsewhere_is_an_error_unless_adopted() -> None:
     (step,) = plan([want()], [ui_made()]).steps
-    assert (
-        step.action == "error"
-    )
-    assert (
-        "made outside apply" in (step.message or "")
-    )
-    assert (
-        "--adopt" in (step.message or "")
-    )
+    assert step.action == "error"
+    assert "made outside apply" in (step.message or "")
+    assert "--adopt" in (step.message or "")
     (adopted,) = plan([want()], [ui_made()], adopt=True).steps
     assert adopted.action == "update"
     assert adopted.model_id == "ui-1"
@@ -292,3 +286,16 @@ def test_show_verdict(view: ModelView, start: str, ok: bool) -> None:
     text, in_sync = verdict(view)
     assert text.startswith(start), text
     assert in_sync is ok
+
+
+def test_a_key_left_out_of_the_file_and_foreign_twins_are_noted() -> None:
+    (step,) = plan([want(key=None)], [live(want())]).steps
+    assert step.action == "update"  # the marker no longer names a key reference
+    assert "api_key" not in step.body.get("litellm_params", {})
+    assert any("api_key is no longer in the file: LiteLLM keeps the key" in n for n in step.notes)
+    (twin,) = plan([want()], [live(want()), ui_made()]).steps
+    assert twin.action == "unchanged"
+    assert any(
+        "1 more deployment(s) of this name made outside apply (ui-1): left alone" in n
+        for n in twin.notes
+    )
