@@ -116,12 +116,42 @@ def _parser() -> argparse.ArgumentParser:
     uninstall.add_argument("--dry-run", action="store_true", help="print the SQL, connect to nothing")
     uninstall.add_argument("--yes", action="store_true", help="really uninstall (required unless --dry-run)")
 
+    _add_model_commands(sub)
+
     demo = sub.add_parser("demo", help="run everything against a throwaway local PostgreSQL")
     demo.add_argument("--no-live", action="store_true", help="skip the live relay part of the demo")
     demo.add_argument(
         "--keep-running", action="store_true", help="leave the sandbox proxy up at the end (Admin UI URL printed)"
     )
     return parser
+
+
+def _add_model_commands(sub: Any) -> None:
+    """``apply`` and ``show``: the operator's guide (model files in, both sides verified)."""
+    apply = sub.add_parser(
+        "apply", help="create/update LiteLLM models from the guide's model files, through LiteLLM's API"
+    )
+    apply.add_argument("files", nargs="+", metavar="FILE", help="model files (the guide's format)")
+    apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing (exit 2: changes)")
+    apply.add_argument(
+        "--prune", action="store_true", help="also delete models made by apply that are no longer in the files"
+    )
+    apply.add_argument(
+        "--allow-inline-keys", action="store_true", help="accept literal api_key values (default: references only)"
+    )
+    apply.add_argument(
+        "--adopt", action="store_true", help="take over a same-named model made in the UI/API (else an error)"
+    )
+    apply.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the backend rows (needs LITEMAAS_DATABASE_URL; default 30)",
+    )
+    show = sub.add_parser("show", help="a model in LiteLLM and in the backend, its subscriptions and outbox events")
+    show.add_argument("names", nargs="+", metavar="NAME", help="model names")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def required_databases(args: argparse.Namespace) -> tuple[Which, ...]:
@@ -136,7 +166,7 @@ def required_databases(args: argparse.Namespace) -> tuple[Which, ...]:
         return ("backend", "litellm")
     if args.command == "replay":
         return ("litellm",)
-    if args.command in {"backfill", "relay", "status"}:
+    if args.command in {"backfill", "relay", "status", "show"}:
         return ("backend", "litellm")
     return ()
 
@@ -389,6 +419,51 @@ def _write_shim(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _apply(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.errors import ConfigError
+    from litemaas_hooks.model_apply import KEY_HINT, URL_HINT, run_apply
+    from litemaas_hooks.model_file import load_files
+
+    specs = load_files(args.files, allow_inline_keys=args.allow_inline_keys)
+    url, key = settings.litellm_url, settings.litellm_master_key
+    missing = [hint for ok, hint in ((bool(url), URL_HINT), (key is not None, KEY_HINT)) if not ok]
+    if url is None or key is None or missing:
+        raise ConfigError("; ".join(missing))
+    backend = None
+    if settings.litemaas_database_url is not None and not args.dry_run:
+        try:  # the backend is only read to verify: without it apply still applies, and says so
+            backend = (await _open(settings, ("backend",)))["backend"]
+        except LiteMaaSHooksError as exc:
+            print(f"the backend rows will not be verified: {exc}")
+    try:
+        return await run_apply(
+            specs,
+            litellm_url=url,
+            master_key=key.get_secret_value(),
+            backend=backend,
+            dry_run=args.dry_run,
+            prune=args.prune,
+            adopt=args.adopt,
+            wait_seconds=args.wait,
+        )
+    finally:
+        if backend is not None:
+            await backend.close()
+
+
+async def _show(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.model_show import collect, format_views, to_json
+
+    conns = await _open(settings, ("litellm", "backend"), installed=("litellm", "backend"))
+    try:
+        views = await collect(settings, conns["litellm"], conns["backend"], args.names)
+    finally:
+        for conn in conns.values():
+            await conn.close()
+    print(to_json(views) if args.json else format_views(views))
+    return EXIT_OK if all(v.in_sync for v in views) else EXIT_DIFF
+
+
 async def _uninstall(settings: Settings, args: argparse.Namespace) -> int:
     from litemaas_hooks.uninstall import run_command
 
@@ -415,6 +490,8 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Any]] = {
     "replay": _replay,
     "write-shim": _write_shim,
     "uninstall": _uninstall,
+    "apply": _apply,
+    "show": _show,
     "demo": _demo,
 }
 

@@ -147,6 +147,8 @@ class Settings:
         default=None, alias="LITELLM_SALT_KEY", shown_default="`LITELLM_MASTER_KEY`"
     )
     litellm_master_key: SecretStr | None = Field(default=None, alias="LITELLM_MASTER_KEY")
+    # `apply`: LiteLLM's management API (the RHDP playbook's litellm_url); never read by the relay
+    litellm_url: str | None = Field(default=None, alias="LITELLM_URL")
 
     sync_team_models: bool = Field(default=False, alias="LITEMAAS_HOOKS_SYNC_TEAM_MODELS")
     retire_cascade: bool = Field(default=True, alias="LITEMAAS_HOOKS_RETIRE_CASCADE")
