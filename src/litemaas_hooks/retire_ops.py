@@ -24,8 +24,7 @@ from litemaas_hooks.errors import LiteMaaSHooksError
 from litemaas_hooks.settings import Settings
 
 GRANT_HINT = (
-    "run it with the backend role that ran `litemaas-hooks install` (the owner of public.models), "
-    "not the relay's role"
+    "run it with the backend role that ran `litemaas-hooks install` (the owner of public.models), not the relay's role"
 )
 
 
@@ -68,8 +67,7 @@ async def retire_command(
     unknown = sorted(set(names) - {r["model_id"] for r in held})
     if unknown:
         raise LiteMaaSHooksError(
-            f"not held by the mass-retire guard: {', '.join(unknown)} (`litemaas-hooks retire` lists the "
-            "held names)"
+            f"not held by the mass-retire guard: {', '.join(unknown)} (`litemaas-hooks retire` lists the held names)"
         )
     if not confirm:
         lines = ["retired names whose cascade waits:" if queue else "no retire cascade waits"]
