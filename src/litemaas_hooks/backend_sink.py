@@ -160,3 +160,14 @@ async def restore_model(conn: psycopg.AsyncConnection[Any], model_id: str, *, ap
     cur = await conn.execute(sql.query("backend", "restore_model"), {"id": model_id, "apply": apply})
     row = await cur.fetchone()
     return dict(row[0]) if row and row[0] else {}
+
+
+async def served_elsewhere(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str], instance: str | None
+) -> set[str]:
+    """Of names this instance no longer has: those another LiteLLM instance serves (this instance's
+    claim on all of them is dropped)."""
+    if not ids:
+        return set()
+    cur = await conn.execute(sql.query("backend", "served_elsewhere"), {"ids": sorted(ids), "instance": instance})
+    return {str(row[0]) for row in await cur.fetchall()}

@@ -37,6 +37,7 @@ RELAY_BACKEND_FUNCTIONS: tuple[str, ...] = (
     "litemaas_hooks.next_retire_due_v1()",
     "litemaas_hooks.note_model_instances_v1(text[], text)",
     "litemaas_hooks.retire_queue_v1()",
+    "litemaas_hooks.served_elsewhere_v1(text[], text)",
 )
 
 # The relay's working tables in LiteLLM's database and what it does with them. Never schema_migrations

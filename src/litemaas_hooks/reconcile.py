@@ -75,6 +75,7 @@ CHUNK_NAMES = 500
 LOCK_TIMEOUT_MS = 2000
 BUSY_MESSAGE = "the backend row or name is locked by another transaction; retried later (no attempt spent)"
 RETIRE_REASON = "no deployment of this model_name is left in LiteLLM"
+SERVED_ELSEWHERE = "still served by another LiteLLM instance (litemaas_hooks.model_instances)"
 # How many due cascades one pass of the relay claims (the rest in the next pass, right after).
 DUE_BATCH = 500
 
@@ -242,6 +243,7 @@ class Reconciler:
                         progress(done)
                 if full and not dry_run:
                     plan = await self._skip_busy_rows(backend, plan, report)
+                plan = await self._not_served_elsewhere(backend, plan)
                 for change in plan:
                     report.outcomes[change.name] = Outcome(
                         _PLAN_TO_OUTCOME[change.action], change.message, change.changes
@@ -288,6 +290,20 @@ class Reconciler:
         for name in busy:
             report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
         return [c for c in plan if c.name not in busy]
+
+    async def _not_served_elsewhere(
+        self, backend: psycopg.AsyncConnection[Any], plan: list[PlannedChange]
+    ) -> list[PlannedChange]:
+        """Two LiteLLMs, one backend: a name this instance no longer has but another one serves is
+        not retired (and no longer this instance's)."""
+        gone = [c.name for c in plan if c.action == "retire"]
+        elsewhere = await backend_sink.served_elsewhere(backend, gone, self._instance) if gone else set()
+        if not elsewhere:
+            return plan
+        return [
+            PlannedChange(c.name, "unchanged", message=SERVED_ELSEWHERE) if c.name in elsewhere else c
+            for c in plan
+        ]
 
     async def _write_chunk(
         self,
@@ -425,7 +441,7 @@ class Reconciler:
                 if result.get("held"):
                     report.held.append(name)
             elif result.get("served_elsewhere"):
-                report.outcomes[name] = Outcome("unchanged", "still served by another LiteLLM instance")
+                report.outcomes[name] = Outcome("unchanged", SERVED_ELSEWHERE)
             else:
                 report.outcomes[name] = Outcome("unchanged", "already retired")
 

@@ -198,6 +198,8 @@ class Relay:
         self._trigger_warned = False
         self._next_retire_due: float | None = None  # monotonic time the next pending cascade is due
         self._retired_since_check = True  # re-read the pending cascades at the next check
+        self._due_errors = False  # the last due pass could not read LiteLLM for some names
+        self._queue_warned = False
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -363,6 +365,7 @@ class Relay:
             return
         self._retired_since_check = False
         if due_now:
+            self._due_errors = False
             try:
                 due = await cascade_due(lconn, bconn)
             except Exception as exc:
@@ -370,6 +373,7 @@ class Relay:
                     raise
                 log.exception("%s: due retire cascades failed: %s", self.name, self._describe(exc))
                 due = None
+            self._due_errors = due is None or bool(due.errors)
             if due is not None and (due.cascaded or due.held or due.came_back or due.errors):
                 log.log(
                     logging.WARNING if due.held or due.errors else logging.INFO,
@@ -381,15 +385,29 @@ class Relay:
                     if due.held
                     else "",
                 )
-        queue = await backend_sink.retire_queue(bconn)
+        try:
+            queue = await backend_sink.retire_queue(bconn)
+        except (psycopg.errors.UndefinedFunction, psycopg.errors.InsufficientPrivilege) as exc:
+            if not self._queue_warned:
+                log.error(
+                    "%s: cannot read the pending retire cascades (%s): run `litemaas-hooks install` and "
+                    "give the relay role the grants of `litemaas-hooks install --print-grants`",
+                    self.name,
+                    self._scrub(exc.diag.message_primary or str(exc)),
+                )
+                self._queue_warned = True
+            self._next_retire_due = None
+            return
         waiting = [float(r["seconds_left"]) for r in queue if r["held_at"] is None]
         self.observe.retire_queue(waiting=len(waiting), held=len(queue) - len(waiting))
         if not waiting:
             self._next_retire_due = None
             return
         seconds = min(waiting)
-        # a due cascade this pass could not take (locked elsewhere, LiteLLM unreadable): later, no spin
-        self._next_retire_due = time.monotonic() + (seconds if seconds > 0 else DEFER_SECONDS)
+        # a due cascade this pass could not take: locked elsewhere (again in about a second), or
+        # LiteLLM unreadable for it (again at the next poll): later, never a spin
+        retry = self.settings.poll_interval_seconds if due_now and self._due_errors else DEFER_SECONDS
+        self._next_retire_due = time.monotonic() + (seconds if seconds > 0 else retry)
 
     async def _housekeeping(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
         await outbox.ping(bconn)  # find out now, not with the next event, that the backend went away

@@ -383,6 +383,10 @@ async def test_two_litellms_one_backend_each_retires_only_its_own(
             report = await Reconciler(settings_a).converge(la2, bc, None, retire_missing=True)
         assert report.outcomes["only-b"].action == "unchanged", report.outcomes["only-b"]
         assert await all_are(bc, everything, "available")
+        # and A's status does not take B's names for drift
+        status = await collect_status(settings_a)
+        assert status.drift.checked
+        assert not status.drift.gone_from_litellm, status.problems
 
         # a name served by both stays while either has it
         await la.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = 'shared'""")

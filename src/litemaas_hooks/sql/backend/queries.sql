@@ -75,3 +75,6 @@ SELECT litemaas_hooks.note_model_instances_v1(%(ids)s::text[], %(instance)s)
 
 -- name: restore_model
 SELECT litemaas_hooks.restore_model_v1(%(id)s, %(apply)s) AS plan
+
+-- name: served_elsewhere
+SELECT served_elsewhere_v1 AS id FROM litemaas_hooks.served_elsewhere_v1(%(ids)s::text[], %(instance)s)

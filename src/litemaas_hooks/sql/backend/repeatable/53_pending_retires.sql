@@ -136,3 +136,21 @@ AS $$
     WHERE p_instance IS NOT NULL AND i.id IS NOT NULL
     ON CONFLICT DO NOTHING
 $$;
+
+-- Of the given names this instance no longer has: forget that this instance synced them, and return
+-- those another LiteLLM instance still serves (not to be retired). p_instance NULL: only the latter.
+CREATE OR REPLACE FUNCTION litemaas_hooks.served_elsewhere_v1(p_ids text[], p_instance text)
+RETURNS SETOF text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_instance IS NOT NULL THEN
+        DELETE FROM litemaas_hooks.model_instances AS mi
+        WHERE mi.model_id = ANY (p_ids) AND mi.instance = p_instance;
+    END IF;
+    RETURN QUERY
+    SELECT DISTINCT mi.model_id::text FROM litemaas_hooks.model_instances AS mi
+    WHERE mi.model_id = ANY (p_ids) AND mi.instance IS DISTINCT FROM p_instance;
+END;
+$$;
