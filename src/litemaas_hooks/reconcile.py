@@ -15,6 +15,10 @@ INTERFACE (stable; the relay and the CLI depend on it):
 - ``names=None``: every name in LiteLLM (+ every backend row when ``retire_missing``).
 - ``names={...}``: exactly those names; a name with no deployment left is retired when its backend row
   came from LiteLLM (that is how deletes and renames reach the backend).
+- Retire safety: the retires of one pass are applied together at its end: unavailable at once, the
+  cascade after ``retire_grace_seconds`` (``cascade_due`` does it later, after re-reading LiteLLM),
+  nothing cascaded when the pass retires a large share of the models (the mass-retire guard), and a
+  name another LiteLLM instance still serves is not retired (``litemaas_hooks.model_instances``).
 - ``report.outcomes``: ``{name: Outcome}`` with ``Outcome.action`` in
   ``created | updated | unchanged | retired | skipped | error`` and ``Outcome.message`` for skipped/error.
   ``report.failed_names()`` are the names whose events must be retried (action == "error").
