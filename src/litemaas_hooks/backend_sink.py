@@ -116,8 +116,12 @@ async def claim_held_retires(conn: psycopg.AsyncConnection[Any], ids: Collection
     return [str(row[0]) for row in await cur.fetchall()]
 
 
-async def cascade_pending(conn: psycopg.AsyncConnection[Any], model_id: str, *, reason: str) -> dict[str, Any]:
-    cur = await conn.execute(sql.query("backend", "cascade_pending"), {"id": model_id, "reason": reason})
+async def cascade_pending(
+    conn: psycopg.AsyncConnection[Any], model_id: str, *, reason: str, held: bool = False
+) -> dict[str, Any]:
+    """Cascade a due pending name (``held``: one the guard holds, the operator's confirm)."""
+    query = sql.query("backend", "cascade_held" if held else "cascade_pending")
+    cur = await conn.execute(query, {"id": model_id, "reason": reason})
     row = await cur.fetchone()
     return dict(row[0]) if row and row[0] else {}
 

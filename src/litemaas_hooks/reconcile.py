@@ -503,7 +503,9 @@ class Reconciler:
                     due.held = gone
                     gone = []
             for name in gone:
-                due.cascaded[name] = await backend_sink.cascade_pending(backend, name, reason=RETIRE_REASON)
+                due.cascaded[name] = await backend_sink.cascade_pending(
+                    backend, name, reason=RETIRE_REASON, held=confirm is not False
+                )
         if due.came_back and not dry_run:
             report = await self.converge(litellm, backend, names=due.came_back)
             due.converged = report

@@ -22,6 +22,7 @@ from litemaas_hooks.reconcile import RETIRE_REASON, Reconciler
 from litemaas_hooks.status import collect_status
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from tests.conftest import TPL_LITELLM, _clone
+from tests.integration.test_privileges import World, installed, world  # noqa: F401 (fixtures)
 from tests.integration.test_relay import (
     AConn,
     eventually,
@@ -463,3 +464,34 @@ async def _install_backend(dsn: str) -> None:
 
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await apply_migrations(conn, "backend")
+
+
+# -- what the relay role may do with retire safety ------------------------------------------------------
+
+
+def test_relay_role_cannot_confirm_a_hold_nor_restore(installed: World) -> None:  # noqa: F811
+    """With exactly `install --print-grants`: the relay role works the due cascades, but neither confirms
+    what the mass-retire guard holds (only the operator's `retire --confirm`) nor restores a cascade."""
+    w = installed
+    with psycopg.connect(w.bdsn, autocommit=True) as su:
+        su.execute(
+            "INSERT INTO models (id, name, provider, litellm_model_id, availability) "
+            "VALUES ('held', 'held', 'openai', 'dep-1', 'available')"
+        )
+        assert su.execute(
+            "SELECT litemaas_hooks.retire_model_v2('held', true, %s, 0, NULL, true)", (RETIRE_REASON,)
+        ).fetchone() == ({"found": True, "retired": True, "pending": True, "held": True, "grace_seconds": 0},)
+    with psycopg.connect(w.url(w.bdsn, w.relay), autocommit=True) as relay:
+        assert relay.execute("SELECT count(*) FROM litemaas_hooks.retire_queue_v1()").fetchone() == (1,)
+        # the relay's own function leaves a held name alone
+        result = relay.execute("SELECT litemaas_hooks.cascade_pending_v1('held', %s)", (RETIRE_REASON,)).fetchone()
+        assert result == ({"cascaded": False, "pending": False},)
+        for query, params in (
+            ("SELECT litemaas_hooks.cascade_held_v1('held', %s)", (RETIRE_REASON,)),
+            ("SELECT * FROM litemaas_hooks.claim_held_retires_v1(NULL)", None),
+            ("SELECT litemaas_hooks.restore_model_v1('held', true)", None),
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                relay.execute(query, params)
+    with psycopg.connect(w.bdsn, autocommit=True) as su:
+        assert su.execute("SELECT held_at IS NOT NULL FROM litemaas_hooks.pending_retires").fetchone() == (True,)

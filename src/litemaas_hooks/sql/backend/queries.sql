@@ -57,6 +57,9 @@ SELECT claim_held_retires_v1 AS id FROM litemaas_hooks.claim_held_retires_v1(%(i
 -- name: cascade_pending
 SELECT litemaas_hooks.cascade_pending_v1(%(id)s, %(reason)s) AS result
 
+-- name: cascade_held
+SELECT litemaas_hooks.cascade_held_v1(%(id)s, %(reason)s) AS result
+
 -- name: hold_retires
 SELECT litemaas_hooks.hold_retires_v1(%(ids)s::text[], %(why)s) AS held
 

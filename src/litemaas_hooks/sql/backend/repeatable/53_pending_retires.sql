@@ -31,8 +31,10 @@ $$;
 -- Cascade one pending name (its pending row claimed by the caller) after LiteLLM was re-checked and
 -- still has no deployment of it: the cascade, its audit row, the pending row gone. Nothing happens
 -- (the pending row just goes) when the name is no longer retired by us (it came back, or an admin
--- took it over) or when another LiteLLM instance serves it now.
-CREATE OR REPLACE FUNCTION litemaas_hooks.cascade_pending_v1(p_model_id text, p_reason text)
+-- took it over) or when another LiteLLM instance serves it now. p_held: the name is one the
+-- mass-retire guard holds (only cascade_held_v1, the operator's `retire --confirm`, passes true);
+-- a pending row in the other state is left alone.
+CREATE OR REPLACE FUNCTION litemaas_hooks.cascade_pending_impl_v1(p_model_id text, p_reason text, p_held boolean)
 RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -43,10 +45,11 @@ DECLARE
 BEGIN
     IF p_reason IS NULL OR p_reason NOT IN ('no deployment of this model_name is left in LiteLLM') THEN
         RAISE EXCEPTION USING
-            MESSAGE = 'litemaas_hooks.cascade_pending_v1: unknown reason (audit rows only carry known reasons)',
+            MESSAGE = 'litemaas_hooks.cascade_pending_impl_v1: unknown reason (audit rows only carry known reasons)',
             ERRCODE = 'invalid_parameter_value';
     END IF;
-    DELETE FROM litemaas_hooks.pending_retires AS p WHERE p.model_id = p_model_id
+    DELETE FROM litemaas_hooks.pending_retires AS p
+    WHERE p.model_id = p_model_id AND (p.held_at IS NOT NULL) = p_held
     RETURNING p.held_at IS NOT NULL INTO v_held;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('cascaded', false, 'pending', false);
@@ -71,6 +74,24 @@ BEGIN
                                            'confirmedByOperator', v_held));
     RETURN jsonb_build_object('cascaded', true, 'pending', true) || v_counts;
 END;
+$$;
+
+-- The relay's due cascades (never a held name: the relay role cannot confirm what the guard holds).
+CREATE OR REPLACE FUNCTION litemaas_hooks.cascade_pending_v1(p_model_id text, p_reason text)
+RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT litemaas_hooks.cascade_pending_impl_v1(p_model_id, p_reason, false)
+$$;
+
+-- The operator's `retire --confirm` of a held name (not granted to the relay role).
+CREATE OR REPLACE FUNCTION litemaas_hooks.cascade_held_v1(p_model_id text, p_reason text)
+RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT litemaas_hooks.cascade_pending_impl_v1(p_model_id, p_reason, true)
 $$;
 
 -- The mass-retire guard holds these pending names (no cascade until `retire --confirm`).
