@@ -56,6 +56,10 @@ _built_templates: set[str] = set()
 def pytest_configure(config: pytest.Config) -> None:
     # LiteLLM must never fetch its model cost map from the internet during tests.
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    # Tests written before the retire grace period expect the cascade at once: grace 0 and no
+    # mass-retire guard unless a test asks for them (tests/integration/test_retire_*.py do).
+    os.environ.setdefault("LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS", "0")
+    os.environ.setdefault("LITEMAAS_HOOKS_RETIRE_GUARD_MIN_MODELS", "0")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -72,3 +72,106 @@ async def retire(conn: psycopg.AsyncConnection[Any], model_id: str, *, cascade: 
     )
     row = await cur.fetchone()
     return dict(row[0]) if row and row[0] else {}
+
+
+# -- retire safety (grace period, mass-retire guard, restore, instances; migration 0005) ------------
+
+
+async def retire_v2(
+    conn: psycopg.AsyncConnection[Any],
+    model_id: str,
+    *,
+    cascade: bool,
+    reason: str,
+    grace_seconds: float,
+    instance: str | None,
+    hold: bool = False,
+) -> dict[str, Any]:
+    """Unavailable at once; the cascade after ``grace_seconds`` (0 and no hold: now)."""
+    cur = await conn.execute(
+        sql.query("backend", "retire_model_v2"),
+        {
+            "id": model_id,
+            "cascade": cascade,
+            "reason": reason,
+            "grace": grace_seconds,
+            "instance": instance,
+            "hold": hold,
+        },
+    )
+    row = await cur.fetchone()
+    return dict(row[0]) if row and row[0] else {}
+
+
+async def claim_due_retires(conn: psycopg.AsyncConnection[Any], limit: int) -> list[str]:
+    """Due, not held pending cascades, locked for the caller's transaction (SKIP LOCKED)."""
+    cur = await conn.execute(sql.query("backend", "claim_due_retires"), {"limit": limit})
+    return [str(row[0]) for row in await cur.fetchall()]
+
+
+async def claim_held_retires(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> list[str]:
+    cur = await conn.execute(
+        sql.query("backend", "claim_held_retires"), {"ids": None if ids is None else sorted(ids)}
+    )
+    return [str(row[0]) for row in await cur.fetchall()]
+
+
+async def cascade_pending(
+    conn: psycopg.AsyncConnection[Any], model_id: str, *, reason: str, held: bool = False
+) -> dict[str, Any]:
+    """Cascade a due pending name (``held``: one the guard holds, the operator's confirm)."""
+    query = sql.query("backend", "cascade_held" if held else "cascade_pending")
+    cur = await conn.execute(query, {"id": model_id, "reason": reason})
+    row = await cur.fetchone()
+    return dict(row[0]) if row and row[0] else {}
+
+
+async def hold_retires(conn: psycopg.AsyncConnection[Any], ids: Collection[str], why: str) -> int:
+    if not ids:
+        return 0
+    cur = await conn.execute(sql.query("backend", "hold_retires"), {"ids": sorted(ids), "why": why})
+    row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+async def retire_guard_total(conn: psycopg.AsyncConnection[Any]) -> int:
+    cur = await conn.execute(sql.query("backend", "retire_guard_total"))
+    row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+async def retire_queue(conn: psycopg.AsyncConnection[Any]) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.query("backend", "retire_queue"))
+        return list(await cur.fetchall())
+
+
+async def next_retire_due(conn: psycopg.AsyncConnection[Any]) -> float | None:
+    """Seconds until the next cascade (not held) is due; None when none waits."""
+    cur = await conn.execute(sql.query("backend", "next_retire_due"))
+    row = await cur.fetchone()
+    return None if not row or row[0] is None else float(row[0])
+
+
+async def note_instances(conn: psycopg.AsyncConnection[Any], ids: Collection[str], instance: str | None) -> None:
+    """Record that LiteLLM instance ``instance`` synced these names (model_instances)."""
+    if not ids or instance is None:
+        return
+    await conn.execute(sql.query("backend", "note_model_instances"), {"ids": sorted(ids), "instance": instance})
+
+
+async def restore_model(conn: psycopg.AsyncConnection[Any], model_id: str, *, apply: bool) -> dict[str, Any]:
+    cur = await conn.execute(sql.query("backend", "restore_model"), {"id": model_id, "apply": apply})
+    row = await cur.fetchone()
+    return dict(row[0]) if row and row[0] else {}
+
+
+async def served_elsewhere(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str], instance: str | None
+) -> set[str]:
+    """Of names this instance no longer has: those another LiteLLM instance serves (this instance's
+    claim on all of them is dropped)."""
+    if not ids:
+        return set()
+    cur = await conn.execute(sql.query("backend", "served_elsewhere"), {"ids": sorted(ids), "instance": instance})
+    return {str(row[0]) for row in await cur.fetchall()}

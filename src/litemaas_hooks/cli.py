@@ -1,4 +1,5 @@
-"""The ``litemaas-hooks`` command line: install, backfill, relay, status, replay, write-shim, demo.
+"""The ``litemaas-hooks`` command line: install, backfill, relay, status, replay, write-shim, demo,
+retire, restore.
 
 Exit codes: 0 = in sync / applied / healthy; 1 = error (a mistake gets one line saying what is wrong
 and which setting or command fixes it; usage errors too); 2 = ``backfill --dry-run`` found differences
@@ -118,6 +119,20 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_model_commands(sub)
 
+    retire = sub.add_parser(
+        "retire", help="list retire cascades that wait (grace period, mass-retire guard); --confirm the held"
+    )
+    retire.add_argument(
+        "--confirm", action="store_true", help="cascade the held names LiteLLM still does not have"
+    )
+    retire.add_argument("models", nargs="*", metavar="MODEL", help="only these held names (default: all)")
+
+    restore = sub.add_parser("restore", help="put back what the retire cascade of MODEL deactivated")
+    restore.add_argument("models", nargs="+", metavar="MODEL", help="backend model ids")
+    restore_mode = restore.add_mutually_exclusive_group()
+    restore_mode.add_argument("--dry-run", action="store_true", help="print the plan only (the default)")
+    restore_mode.add_argument("--yes", action="store_true", help="apply the plan")
+
     demo = sub.add_parser("demo", help="run everything against a throwaway local PostgreSQL")
     demo.add_argument("--no-live", action="store_true", help="skip the live relay part of the demo")
     demo.add_argument(
@@ -166,8 +181,10 @@ def required_databases(args: argparse.Namespace) -> tuple[Which, ...]:
         return ("backend", "litellm")
     if args.command == "replay":
         return ("litellm",)
-    if args.command in {"backfill", "relay", "status", "show"}:
+    if args.command in {"backfill", "relay", "status", "show", "retire"}:
         return ("backend", "litellm")
+    if args.command == "restore":
+        return ("backend",)
     return ()
 
 
@@ -482,6 +499,33 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return await run_demo(live=not args.no_live, keep_running=args.keep_running)
 
 
+async def _retire(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.retire_ops import retire_command
+
+    conns = await _open(settings, ("litellm", "backend"), installed=("backend",))
+    try:
+        code, lines = await retire_command(
+            settings, conns["litellm"], conns["backend"], confirm=args.confirm, names=args.models
+        )
+    finally:
+        for conn in conns.values():
+            await conn.close()
+    print("\n".join(lines))
+    return code
+
+
+async def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from litemaas_hooks.retire_ops import restore_command
+
+    conns = await _open(settings, ("backend",), installed=("backend",))
+    try:
+        code, lines = await restore_command(conns["backend"], args.models, apply=args.yes)
+    finally:
+        await conns["backend"].close()
+    print("\n".join(lines))
+    return code
+
+
 _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Any]] = {
     "install": _install,
     "backfill": _backfill,
@@ -493,6 +537,8 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Any]] = {
     "apply": _apply,
     "show": _show,
     "demo": _demo,
+    "retire": _retire,
+    "restore": _restore,
 }
 
 

@@ -20,7 +20,10 @@ Series (labels in brackets):
 - ``litemaas_hooks_database_connected`` [database = litellm, backend]: 1 while the connection is held;
 - ``litemaas_hooks_full_reconciles_total`` [result = ok, failed]: periodic full reconciles run here;
 - ``litemaas_hooks_last_full_reconcile_timestamp_seconds`` [result = ok, failed]: when this process
-  last finished one, by result.
+  last finished one, by result;
+- ``litemaas_hooks_retire_cascades_pending`` [state = waiting, held]: retired names whose cascade
+  waits for its grace period (waiting) or was held by the mass-retire guard (held: > 0 means an
+  operator must run ``litemaas-hooks retire --confirm``, or the names come back).
 
 Nothing here touches a database by itself: ``Observer.refresh`` is called by the relay with its own
 connection. Metric updates never raise into the relay.
@@ -80,6 +83,15 @@ LAST_FULL_RECONCILE = Gauge(
     multiprocess_mode="max",
 )
 
+RETIRES_PENDING = Gauge(
+    f"{_PREFIX}_retire_cascades_pending",
+    "Retired names whose cascade waits: for the grace period (waiting) or for an operator (held)",
+    ["state"],
+    multiprocess_mode="livemax",
+)
+
+for _state in ("waiting", "held"):
+    RETIRES_PENDING.labels(state=_state)
 for _status in ("pending", "claimed", "dead"):
     OUTBOX_EVENTS.labels(status=_status)
 for _outcome in ("retry", "dead"):
@@ -110,6 +122,7 @@ class Observer:
         self.trigger_ok: bool | None = None  # None = not checked yet
         self.refreshed_at: float | None = None
         self.counts: outbox.OutboxCounts | None = None
+        self.retires_held = 0
 
     # -- connection state ------------------------------------------------------------------------
 
@@ -151,6 +164,12 @@ class Observer:
         for action, n in tally.items():
             if action in MODEL_OUTCOMES:
                 MODELS_CONVERGED.labels(outcome=action).inc(n)
+
+    def retire_queue(self, *, waiting: int, held: int) -> None:
+        """The backend's pending cascades (read by the relay at each of its checks)."""
+        self.retires_held = held
+        RETIRES_PENDING.labels(state="waiting").set(waiting)
+        RETIRES_PENDING.labels(state="held").set(held)
 
     # -- database-wide state (the relay's own LiteLLM connection) --------------------------------
 

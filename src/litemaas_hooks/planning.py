@@ -183,3 +183,11 @@ def plan_absent(name: str, current: CurrentRow | None, *, may_retire: bool) -> P
     if not may_retire:
         return PlannedChange(name, "unchanged", message="missing from LiteLLM (use --retire-missing to retire)")
     return PlannedChange(name, "retire", changes={"availability": (current.availability, "unavailable")})
+
+
+def mass_retire(count: int, total: int, *, percent: float, min_models: int) -> bool:
+    """The mass-retire guard: retiring ``count`` of ``total`` LiteLLM-sourced models at once is held
+    when it is at least ``min_models`` models (0 = guard off) and at least ``percent`` % of them."""
+    if min_models <= 0 or count < min_models:
+        return False
+    return count * 100 >= percent * max(total, count)

@@ -28,6 +28,16 @@ RELAY_BACKEND_FUNCTIONS: tuple[str, ...] = (
     "litemaas_hooks.try_lock_models_v1(text[], boolean)",
     "litemaas_hooks.note_model_sources_v1(text[], boolean[])",
     "litemaas_hooks.db_model_ids_v1(text[])",
+    # retire safety (migration 0005): grace period, mass-retire guard, LiteLLM instances
+    "litemaas_hooks.retire_model_v2(text, boolean, text, double precision, text, boolean)",
+    "litemaas_hooks.claim_due_retires_v1(integer)",
+    "litemaas_hooks.cascade_pending_v1(text, text)",
+    "litemaas_hooks.hold_retires_v1(text[], text)",
+    "litemaas_hooks.retire_guard_total_v1()",
+    "litemaas_hooks.next_retire_due_v1()",
+    "litemaas_hooks.note_model_instances_v1(text[], text)",
+    "litemaas_hooks.retire_queue_v1()",
+    "litemaas_hooks.served_elsewhere_v1(text[], text)",
 )
 
 # The relay's working tables in LiteLLM's database and what it does with them. Never schema_migrations

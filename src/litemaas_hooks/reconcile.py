@@ -15,6 +15,10 @@ INTERFACE (stable; the relay and the CLI depend on it):
 - ``names=None``: every name in LiteLLM (+ every backend row when ``retire_missing``).
 - ``names={...}``: exactly those names; a name with no deployment left is retired when its backend row
   came from LiteLLM (that is how deletes and renames reach the backend).
+- Retire safety: the retires of one pass are applied together at its end: unavailable at once, the
+  cascade after ``retire_grace_seconds`` (``cascade_due`` does it later, after re-reading LiteLLM),
+  nothing cascaded when the pass retires a large share of the models (the mass-retire guard), and a
+  name another LiteLLM instance still serves is not retired (``litemaas_hooks.model_instances``).
 - ``report.outcomes``: ``{name: Outcome}`` with ``Outcome.action`` in
   ``created | updated | unchanged | retired | skipped | error`` and ``Outcome.message`` for skipped/error.
   ``report.failed_names()`` are the names whose events must be retried (action == "error").
@@ -45,7 +49,7 @@ from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outage
 from litemaas_hooks.errors import MappingError
 from litemaas_hooks.litellm_source import read_truth
 from litemaas_hooks.mapping import ModelRecord, is_team_model, map_model
-from litemaas_hooks.planning import CurrentRow, PlannedChange, plan_absent, plan_present
+from litemaas_hooks.planning import CurrentRow, PlannedChange, mass_retire, plan_absent, plan_present
 from litemaas_hooks.settings import Settings
 
 log = logging.getLogger("litemaas_hooks.reconcile")
@@ -74,6 +78,10 @@ CHUNK_NAMES = 500
 # holding the global lock). Beyond it the name is "deferred": retried later, no attempt spent.
 LOCK_TIMEOUT_MS = 2000
 BUSY_MESSAGE = "the backend row or name is locked by another transaction; retried later (no attempt spent)"
+RETIRE_REASON = "no deployment of this model_name is left in LiteLLM"
+SERVED_ELSEWHERE = "still served by another LiteLLM instance (litemaas_hooks.model_instances)"
+# How many due cascades one pass of the relay claims (the rest in the next pass, right after).
+DUE_BATCH = 500
 
 
 @dataclass(slots=True)
@@ -91,6 +99,9 @@ class Report:
     rows_written: int = 0
     # where the time went: reading LiteLLM's truth (decrypt + enrich), planning, writing the backend
     phases: dict[str, float] = field(default_factory=dict)
+    # names this pass retires: applied together at the end of the pass (the mass-retire guard)
+    retires: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # retires the mass-retire guard held
 
     def add_phase(self, phase: str, seconds: float) -> None:
         self.phases[phase] = self.phases.get(phase, 0.0) + seconds
@@ -131,6 +142,8 @@ class Reconciler:
         self.config_models = config_models
         # Inside the proxy the key follows the proxy (salt key, else its master key, maybe from config.yaml).
         self._key = key or (lambda: settings.decryption_key() or litellm_adapter.proxy_master_key())
+        self._instance: str | None = None
+        self._instance_known = False
 
     async def converge(
         self,
@@ -147,6 +160,7 @@ class Reconciler:
         scope = None if names is None else {n for n in names if n}
         if scope is not None and not scope:
             return report
+        await self.instance(litellm)  # which LiteLLM this is (model_instances), once
         async with backend.transaction(force_rollback=dry_run):
             await backend.execute(sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"})
             busy = await backend_sink.try_lock_models(backend, scope)
@@ -171,6 +185,8 @@ class Reconciler:
                 full=scope is None,
                 progress=None if progress is None else functools.partial(_tell, progress, len(every)),
             )
+            if report.retires:
+                await self._retire_all(litellm, backend, report)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -231,6 +247,7 @@ class Reconciler:
                         progress(done)
                 if full and not dry_run:
                     plan = await self._skip_busy_rows(backend, plan, report)
+                plan = await self._not_served_elsewhere(backend, plan)
                 for change in plan:
                     report.outcomes[change.name] = Outcome(
                         _PLAN_TO_OUTCOME[change.action], change.message, change.changes
@@ -278,6 +295,20 @@ class Reconciler:
             report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
         return [c for c in plan if c.name not in busy]
 
+    async def _not_served_elsewhere(
+        self, backend: psycopg.AsyncConnection[Any], plan: list[PlannedChange]
+    ) -> list[PlannedChange]:
+        """Two LiteLLMs, one backend: a name this instance no longer has but another one serves is
+        not retired (and no longer this instance's)."""
+        gone = [c.name for c in plan if c.action == "retire"]
+        elsewhere = await backend_sink.served_elsewhere(backend, gone, self._instance) if gone else set()
+        if not elsewhere:
+            return plan
+        return [
+            PlannedChange(c.name, "unchanged", message=SERVED_ELSEWHERE) if c.name in elsewhere else c
+            for c in plan
+        ]
+
     async def _write_chunk(
         self,
         backend: psycopg.AsyncConnection[Any],
@@ -296,6 +327,7 @@ class Reconciler:
             and report.outcomes[name].action in {"created", "updated", "unchanged"}
         }
         await backend_sink.note_sources(backend, sources)
+        await backend_sink.note_instances(backend, sources, self._instance)
         report.add_phase("apply", time.perf_counter() - mark)
         return size
 
@@ -361,30 +393,123 @@ class Reconciler:
         for start in range(0, len(writes), size):
             batch = writes[start : start + size]
             await self._upsert_batch(backend, batch, report)
-        for change in retires:
+        report.retires.extend(c.name for c in retires)
+
+    async def _retire_all(
+        self, litellm: psycopg.AsyncConnection[Any], backend: psycopg.AsyncConnection[Any], report: Report
+    ) -> None:
+        """Retire every name of this pass together: unavailable at once; the cascade after the grace
+        period (``LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS``; 0 = now). A pass retiring a large share of
+        the LiteLLM-sourced models (the mass-retire guard) cascades nothing: its names are held."""
+        settings = self.settings
+        names = report.retires
+        hold = settings.retire_cascade and mass_retire(
+            len(names),
+            await backend_sink.retire_guard_total(backend),
+            percent=settings.retire_guard_percent,
+            min_models=settings.retire_guard_min_models,
+        )
+        instance = await self.instance(litellm)
+        if hold:
+            log.warning(
+                "mass-retire guard: this pass would retire %d models at once; they are unavailable but "
+                "their cascade is held until `litemaas-hooks retire --confirm` (or they come back)",
+                len(names),
+            )
+        for name in names:
             try:
                 async with backend.transaction():
-                    result = await backend_sink.retire(
+                    result = await backend_sink.retire_v2(
                         backend,
-                        change.name,
-                        cascade=self.settings.retire_cascade,
-                        reason="no deployment of this model_name is left in LiteLLM",
+                        name,
+                        cascade=settings.retire_cascade,
+                        reason=RETIRE_REASON,
+                        grace_seconds=settings.retire_grace_seconds,
+                        instance=instance,
+                        hold=hold,
                     )
             except Exception as exc:
                 kind = outages.classify(exc)
                 if kind == "outage":
                     raise
                 if kind == "contention":
-                    report.outcomes[change.name] = Outcome("deferred", f"retire waited too long: {_describe_db(exc)}")
+                    report.outcomes[name] = Outcome("deferred", f"retire waited too long: {_describe_db(exc)}")
                     continue
-                report.outcomes[change.name] = Outcome("error", f"retire failed: {_describe_db(exc)}")
+                report.outcomes[name] = Outcome("error", f"retire failed: {_describe_db(exc)}")
                 continue
+            outcome = report.outcomes.get(name) or Outcome("retired")
+            report.outcomes[name] = outcome
             if result.get("retired"):
                 report.rows_written += 1
-                counts = {k: v for k, v in result.items() if k not in {"found", "retired"}}
-                report.outcomes[change.name].message = ", ".join(f"{k}={v}" for k, v in counts.items())
+                outcome.message = _retire_message(result)
+                if result.get("held"):
+                    report.held.append(name)
+            elif result.get("served_elsewhere"):
+                report.outcomes[name] = Outcome("unchanged", SERVED_ELSEWHERE)
             else:
-                report.outcomes[change.name] = Outcome("unchanged", "already retired")
+                report.outcomes[name] = Outcome("unchanged", "already retired")
+
+    async def instance(self, litellm: psycopg.AsyncConnection[Any]) -> str | None:
+        """This LiteLLM's identity (its database's), remembered; None when it cannot be read."""
+        if not self._instance_known:
+            try:
+                async with litellm.transaction():
+                    cur = await litellm.execute(sql.query("litellm", "instance_identity"))
+                    row = await cur.fetchone()
+            except psycopg.Error as exc:
+                if outages.classify(exc) == "outage":
+                    raise
+                log.warning("cannot tell which LiteLLM database this is (%s): retiring as before", _describe_db(exc))
+                row = None
+            self._instance = str(row[0]) if row and row[0] else None
+            self._instance_known = True
+        return self._instance
+
+    async def cascade_due(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        *,
+        confirm: Collection[str] | bool = False,
+        dry_run: bool = False,
+    ) -> DueReport:
+        """The cascades whose grace period is over (or, with ``confirm``, the held ones: all, or the
+        given names): claimed (any relay of the fleet, each once), LiteLLM re-checked, and only names
+        still gone cascaded. Names served again are converged (which drops their pending row). The
+        mass-retire guard applies to due cascades (never to an operator's confirm)."""
+        due = DueReport()
+        async with backend.transaction(force_rollback=dry_run):
+            await backend.execute(sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"})
+            if confirm is False:
+                names = await backend_sink.claim_due_retires(backend, DUE_BATCH)
+            else:
+                wanted = None if isinstance(confirm, bool) else list(confirm)
+                names = await backend_sink.claim_held_retires(backend, wanted)
+            if not names:
+                return due
+            truth = await read_truth(litellm, names, key=self._key(), config_models=self.config_models)
+            due.errors = {n: truth.errors[n] for n in names if n in truth.errors}
+            due.came_back = sorted(n for n in names if truth.deployments.get(n) and n not in due.errors)
+            gone = [n for n in names if n not in due.errors and n not in due.came_back]
+            if confirm is False and gone:
+                queue = await backend_sink.retire_queue(backend)
+                if self.settings.retire_cascade and mass_retire(
+                    max(len(gone), len(queue)),
+                    await backend_sink.retire_guard_total(backend),
+                    percent=self.settings.retire_guard_percent,
+                    min_models=self.settings.retire_guard_min_models,
+                ):
+                    await backend_sink.hold_retires(backend, gone, "mass retire (after the grace period)")
+                    due.held = gone
+                    gone = []
+            for name in gone:
+                due.cascaded[name] = await backend_sink.cascade_pending(
+                    backend, name, reason=RETIRE_REASON, held=confirm is not False
+                )
+        if due.came_back and not dry_run:
+            report = await self.converge(litellm, backend, names=due.came_back)
+            due.converged = report
+        return due
 
     async def _upsert_batch(
         self, backend: psycopg.AsyncConnection[Any], batch: list[PlannedChange], report: Report
@@ -413,6 +538,33 @@ class Reconciler:
                 report.outcomes[model_id] = Outcome("unchanged")
             else:
                 report.rows_written += 1
+
+
+@dataclass
+class DueReport:
+    """What a pass over the pending cascades did (``Reconciler.cascade_due``)."""
+
+    cascaded: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> the cascade's counts
+    held: list[str] = field(default_factory=list)  # held by the mass-retire guard
+    came_back: list[str] = field(default_factory=list)  # served again: converged, nothing cascaded
+    errors: dict[str, str] = field(default_factory=dict)  # LiteLLM could not be read for these
+    converged: Report | None = None
+
+    def summary(self) -> str:
+        done = [n for n, r in self.cascaded.items() if r.get("cascaded")]
+        return (
+            f"cascaded {len(done)}, held {len(self.held)}, came back {len(self.came_back)}, "
+            f"unreadable {len(self.errors)}"
+        )
+
+
+def _retire_message(result: Mapping[str, Any]) -> str:
+    if result.get("held"):
+        return "unavailable; cascade held by the mass-retire guard (litemaas-hooks retire --confirm)"
+    if result.get("pending"):
+        return f"unavailable; cascade after the grace period ({float(result.get('grace_seconds', 0)):g}s)"
+    counts = {k: v for k, v in result.items() if k not in {"found", "retired"}}
+    return ", ".join(f"{k}={v}" for k, v in counts.items())
 
 
 def _tell(progress: Progress, total: int, done: int) -> None:

@@ -24,6 +24,10 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
   spends an attempt, and only for the events that name that model.
 - **housekeeping** on every poll timeout (at least every ``poll_interval_seconds``): ping the backend
   connection, recover claims older than ``stall_timeout_seconds`` (a relay hung with its session alive).
+- **due retire cascades**: a retired name's cascade waits ``retire_grace_seconds`` in the backend
+  (``litemaas_hooks.pending_retires``); the relay wakes when the next one is due (it re-reads the due
+  time after it retired something and at every poll timeout), claims due ones (any relay, each once),
+  re-checks LiteLLM and cascades only names still gone (``Reconciler.cascade_due``).
 - **periodic full reconcile** every ``reconcile_interval_seconds`` (0 = off), fleet-wide at most one
   runner at a time (session advisory lock in the LiteLLM database; the others skip) and at most about
   once per interval (``litemaas_hooks.reconcile_state``). It also re-installs the outbox trigger when
@@ -57,7 +61,7 @@ from typing import Any, Literal, Protocol
 
 import psycopg
 
-from litemaas_hooks import litellm_adapter, metrics, outages, outbox, sql
+from litemaas_hooks import backend_sink, litellm_adapter, metrics, outages, outbox, sql
 from litemaas_hooks.backoff import Backoff
 from litemaas_hooks.connections import (
     connect_error_message,
@@ -206,6 +210,10 @@ class Relay:
         # transaction pooling on the LiteLLM side: poll instead of LISTEN, lease instead of lock
         # (set in run(), once the URLs are known to be there)
         self._polling = False
+        self._next_retire_due: float | None = None  # monotonic time the next pending cascade is due
+        self._retired_since_check = True  # re-read the pending cascades at the next check
+        self._due_errors = False  # the last due pass could not read LiteLLM for some names
+        self._queue_warned = False
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -337,6 +345,7 @@ class Relay:
                 self.ready.set()
                 log.info("%s: caught up: the outbox is drained, listening for changes", self.name)
                 await self._maybe_full_reconcile(lconn, bconn)
+                await self._due_cascades(lconn, bconn, woke=False)
                 while not stop.is_set():
                     woke = await self._wait(lconn, stop, await self._timeout(lconn))
                     if stop.is_set():
@@ -345,6 +354,7 @@ class Relay:
                         await self._housekeeping(lconn, bconn)
                     await self._drain(lconn, bconn)
                     await self._maybe_full_reconcile(lconn, bconn)
+                    await self._due_cascades(lconn, bconn, woke=woke)
         self.stats.connected = False
         self.observe.disconnected(reconnect=False)
 
@@ -379,6 +389,8 @@ class Relay:
             timeout = min(timeout, max(0.0, self._next_reconcile_check - now))
         if self._polling:
             timeout = min(timeout, self.settings.pooled_poll_interval_seconds)
+        if self._next_retire_due is not None:
+            timeout = min(timeout, max(0.0, self._next_retire_due - now))
         return timeout
 
     async def _wait(self, lconn: psycopg.AsyncConnection[Any], stop: asyncio.Event, wait_seconds: float) -> bool:
@@ -394,6 +406,66 @@ class Relay:
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
         return listener in done and not listener.cancelled() and bool(listener.result())
+
+    async def _due_cascades(
+        self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any], *, woke: bool
+    ) -> None:
+        """Retire cascades whose grace period is over (any relay of the fleet takes each once, FOR
+        UPDATE SKIP LOCKED). Runs when the due time this relay knows of has come; the due time is
+        re-read after this relay retired something and at every poll timeout (due times another relay
+        set), so the cascade follows the grace period within about one poll interval at worst, without
+        polling any faster."""
+        cascade_due = getattr(self._engine, "cascade_due", None)
+        if cascade_due is None:
+            return
+        due_now = self._next_retire_due is not None and time.monotonic() >= self._next_retire_due
+        if not (due_now or self._retired_since_check or not woke):
+            return
+        self._retired_since_check = False
+        if due_now:
+            self._due_errors = False
+            try:
+                due = await cascade_due(lconn, bconn)
+            except Exception as exc:
+                if outages.classify(exc) is not None:
+                    raise
+                log.exception("%s: due retire cascades failed: %s", self.name, self._describe(exc))
+                due = None
+            self._due_errors = due is None or bool(due.errors)
+            if due is not None and (due.cascaded or due.held or due.came_back or due.errors):
+                log.log(
+                    logging.WARNING if due.held or due.errors else logging.INFO,
+                    "%s: retire cascades after the grace period: %s%s",
+                    self.name,
+                    due.summary(),
+                    f"; held by the mass-retire guard: {sorted(due.held)}: run `litemaas-hooks retire "
+                    "--confirm` if they are really gone"
+                    if due.held
+                    else "",
+                )
+        try:
+            queue = await backend_sink.retire_queue(bconn)
+        except (psycopg.errors.UndefinedFunction, psycopg.errors.InsufficientPrivilege) as exc:
+            if not self._queue_warned:
+                log.error(
+                    "%s: cannot read the pending retire cascades (%s): run `litemaas-hooks install` and "
+                    "give the relay role the grants of `litemaas-hooks install --print-grants`",
+                    self.name,
+                    self._scrub(exc.diag.message_primary or str(exc)),
+                )
+                self._queue_warned = True
+            self._next_retire_due = None
+            return
+        waiting = [float(r["seconds_left"]) for r in queue if r["held_at"] is None]
+        self.observe.retire_queue(waiting=len(waiting), held=len(queue) - len(waiting))
+        if not waiting:
+            self._next_retire_due = None
+            return
+        seconds = min(waiting)
+        # a due cascade this pass could not take: locked elsewhere (again in about a second), or
+        # LiteLLM unreadable for it (again at the next poll): later, never a spin
+        retry = self.settings.poll_interval_seconds if due_now and self._due_errors else DEFER_SECONDS
+        self._next_retire_due = time.monotonic() + (seconds if seconds > 0 else retry)
 
     async def _housekeeping(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
         await outbox.ping(bconn)  # find out now, not with the next event, that the backend went away
@@ -524,6 +596,8 @@ class Relay:
         self.stats.last_batch_seconds = elapsed
         self.observe.batch(applied=len(done), seconds=elapsed, outcomes=report.outcomes)
         changed = {n: o.action for n, o in report.outcomes.items() if o.action in {"created", "updated", "retired"}}
+        if "retired" in changed.values():
+            self._retired_since_check = True  # a cascade may wait for its grace period now
         log.log(
             logging.INFO if changed or errors else logging.DEBUG,
             "%s: %d events, %d names in %.1f ms: %s%s",
@@ -616,6 +690,7 @@ class Relay:
                 log.exception("%s: full reconcile failed: %s", self.name, self._describe(exc))
                 self.observe.full_reconcile(ok=False)
                 return
+            self._retired_since_check = True
             summary = self._scrub(report.summary())
             await outbox.reconcile_finished(lconn, runner=self.worker_id, summary=summary)
             self.stats.full_reconciles += 1

@@ -64,6 +64,8 @@ class StatusReport:
     max_backlog_age_seconds: float = 120.0
     problems: list[str] = field(default_factory=list)
     pooling: str | None = None  # LiteLLM side transaction-pooled: what it costs, and the fix
+    # retired names whose cascade waits (grace period) or is held (mass-retire guard): retire_queue_v1
+    retire_queue: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -91,6 +93,14 @@ class StatusReport:
                 "summary": last.last_summary,
             },
             "drift": {**asdict(self.drift), "in_sync": self.drift.in_sync},
+            "retire_cascades_pending": [
+                {
+                    "model": r["model_id"],
+                    "held": r["held_at"] is not None,
+                    "seconds_left": r["seconds_left"],
+                }
+                for r in self.retire_queue
+            ],
         }
 
     def to_json(self) -> str:
@@ -138,6 +148,8 @@ async def collect_status(
         backend_ok = bconn is not None and await _kind_part(settings, "backend", bconn, problem)
         if lconn is not None and litellm_ok:
             await _outbox_part(report, lconn, dead_limit, problem)
+        if bconn is not None and backend_ok:
+            await _retire_part(report, bconn, problem)
         drift_possible = report.trigger is not None and report.trigger.outbox_present
         if lconn is not None and bconn is not None and litellm_ok and backend_ok and drift_possible and check_drift:
             await _drift_part(report, settings, lconn, bconn, key, config_models, problem)
@@ -262,6 +274,28 @@ async def _drift_part(
         problem(f"{len(drift.errors)} LiteLLM models cannot be synced (see drift errors)")
 
 
+async def _retire_part(
+    report: StatusReport, bconn: psycopg.AsyncConnection[Any], problem: Callable[[str], None]
+) -> None:
+    """Retire cascades that wait; held ones (the mass-retire guard) are a problem with its fix."""
+    from litemaas_hooks import backend_sink
+
+    try:
+        report.retire_queue = await backend_sink.retire_queue(bconn)
+    except (psycopg.OperationalError, psycopg.InterfaceError):
+        raise
+    except psycopg.Error:  # installed before retire safety, or no grant: the other checks say so
+        return
+    held = [str(r["model_id"]) for r in report.retire_queue if r["held_at"] is not None]
+    if held:
+        problem(
+            f"the mass-retire guard holds the retire cascade of {len(held)} models gone from LiteLLM at once "
+            f"({_names(held)}): they are unavailable, their subscriptions and keys untouched. If they are "
+            "really gone run `litemaas-hooks retire --confirm`; if LiteLLM's table is being restored or "
+            "its master key rotated, wait: the hold clears when they come back"
+        )
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -375,6 +409,11 @@ def format_status(report: StatusReport) -> str:
             f"  full reconcile   : last finished {when}" + (f" ({last.last_summary})" if last.last_summary else "")
         )
     lines.extend(_drift_lines(report.drift))
+    if report.retire_queue:
+        from litemaas_hooks.retire_ops import format_queue
+
+        lines.append("  retire cascades that wait (`litemaas-hooks retire`):")
+        lines.extend("  " + line for line in format_queue(report.retire_queue))
     if report.dead_events:
         lines.append("  dead events (replay them with `litemaas-hooks replay ID ...` once the cause is fixed):")
         for e in report.dead_events:

@@ -61,6 +61,9 @@ def make_settings(litellm_dsn: str, backend_dsn: str, master_key: str, **overrid
         "retry_base_seconds": 0.05,
         "retry_max_seconds": 0.2,
         "reconnect_max_seconds": 1.0,
+        # the cascade at once, no mass-retire guard (tests/integration/test_retire_*.py test both)
+        "retire_grace_seconds": 0.0,
+        "retire_guard_min_models": 0,
         **overrides,
     }
     return load_settings(

@@ -266,7 +266,7 @@ async def _live(proxy: Any, litellm_dsn: str, backend_dsn: str) -> None:
             return _subscription_status(backend_dsn) == "inactive"
 
         with contextlib.suppress(TimeoutError):  # the status line below says what happened either way
-            await _wait_for(cascaded, "the retire cascade", limit_seconds=5)
+            await _wait_for(cascaded, "the retire cascade", limit_seconds=15)
         print(
             f"\n5. POST /model/delete {GRANITE} -> backend row retired in {ms:.0f} ms; alice's subscription is "
             f"now '{_subscription_status(backend_dsn)}' (the retire cascade)"
@@ -374,6 +374,8 @@ async def run_demo(*, live: bool = True, keep_running: bool = False, real_backen
 
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    # the demo shows the retire cascade: a short grace period (the production default is 300 s)
+    os.environ.setdefault("LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS", "2")
     master_key = "sk-" + secrets.token_hex(32)
     folder = Path(tempfile.mkdtemp(prefix="litemaas-hooks-demo-"))
     with _log_to_file(folder / "litemaas-hooks.log"):

@@ -43,3 +43,41 @@ SELECT litemaas_hooks.note_model_sources_v1(%(ids)s::text[], %(from_db)s::boolea
 
 -- name: db_model_ids
 SELECT db_model_ids_v1 AS id FROM litemaas_hooks.db_model_ids_v1(%(ids)s::text[])
+
+-- name: retire_model_v2
+SELECT litemaas_hooks.retire_model_v2(%(id)s, %(cascade)s, %(reason)s, %(grace)s::float8, %(instance)s,
+                                      %(hold)s) AS result
+
+-- name: claim_due_retires
+SELECT claim_due_retires_v1 AS id FROM litemaas_hooks.claim_due_retires_v1(%(limit)s)
+
+-- name: claim_held_retires
+SELECT claim_held_retires_v1 AS id FROM litemaas_hooks.claim_held_retires_v1(%(ids)s::text[])
+
+-- name: cascade_pending
+SELECT litemaas_hooks.cascade_pending_v1(%(id)s, %(reason)s) AS result
+
+-- name: cascade_held
+SELECT litemaas_hooks.cascade_held_v1(%(id)s, %(reason)s) AS result
+
+-- name: hold_retires
+SELECT litemaas_hooks.hold_retires_v1(%(ids)s::text[], %(why)s) AS held
+
+-- name: retire_guard_total
+SELECT litemaas_hooks.retire_guard_total_v1() AS total
+
+-- name: retire_queue
+SELECT model_id, instance, marked_at, due_at, held_at, held_why, seconds_left
+FROM litemaas_hooks.retire_queue_v1()
+
+-- name: next_retire_due
+SELECT litemaas_hooks.next_retire_due_v1() AS seconds
+
+-- name: note_model_instances
+SELECT litemaas_hooks.note_model_instances_v1(%(ids)s::text[], %(instance)s)
+
+-- name: restore_model
+SELECT litemaas_hooks.restore_model_v1(%(id)s, %(apply)s) AS plan
+
+-- name: served_elsewhere
+SELECT served_elsewhere_v1 AS id FROM litemaas_hooks.served_elsewhere_v1(%(ids)s::text[], %(instance)s)

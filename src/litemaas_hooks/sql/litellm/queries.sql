@@ -236,3 +236,9 @@ SELECT last_started_at, last_finished_at, last_runner, last_summary,
        extract(epoch FROM clock_timestamp() - last_finished_at)::float8 AS age_seconds
 FROM litemaas_hooks.reconcile_state
 WHERE id = 1
+
+-- name: instance_identity
+-- Which LiteLLM this is, for the backend's model_instances (two LiteLLMs may share one backend): the
+-- database's identity (the server's system identifier and the database name).
+SELECT (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() AS s)
+       || '/' || pg_catalog.current_database() AS instance

@@ -14,7 +14,8 @@
 -- row keeps its availability except for what the sync hid itself (litemaas_hooks.hidden_models):
 -- a name whose deployments are all blocked is hidden once, when the row was written before the block
 -- (metadata model_info.blocked not true); if it is shown while still blocked (the backend's sync does
--- that) it stays shown; a retired or blocked-hidden name served again is shown again. Any other
+-- that) it stays shown; a retired or blocked-hidden name served again is shown again (and a cascade
+-- still waiting for it in pending_retires is dropped: nothing else changed). Any other
 -- 'unavailable' (an admin's, or the backend's own sync's, which re-shows it itself) is never undone:
 -- the caller cannot un-hide a model, and an admin's hide survives a delete + re-add of the name.
 -- A hand-made row (no litellm_model_id, no LiteLLM metadata: not written by a sync) is never touched,
@@ -180,6 +181,13 @@ BEGIN
         USING desired AS d
         WHERE h.model_id = d.id AND d.owned AND NOT coalesce(d.all_blocked, false)
         RETURNING h.model_id
+    ),
+    -- the name is served again: a cascade waiting for its grace period (or held) is off
+    unpend AS (
+        DELETE FROM litemaas_hooks.pending_retires AS p
+        USING desired AS d
+        WHERE p.model_id = d.id AND d.owned
+        RETURNING p.model_id
     )
     SELECT d.id,
            CASE WHEN w.id IS NULL THEN 'unchanged' WHEN w.inserted THEN 'inserted' ELSE 'updated' END

@@ -19,7 +19,6 @@ DECLARE
     v_subscriptions integer := 0;
     v_key_links integer := 0;
     v_keys integer := 0;
-    v_key_ids uuid[];
     v_counts jsonb;
     v_from_litellm boolean;
 BEGIN
@@ -58,20 +57,11 @@ BEGIN
     ON CONFLICT (model_id) DO UPDATE SET reason = 'retired', hidden_at = now();
 
     IF p_cascade THEN
-        UPDATE public.subscriptions SET status = 'inactive', updated_at = CURRENT_TIMESTAMP
-        WHERE model_id = p_model_id AND status = 'active';
-        GET DIAGNOSTICS v_subscriptions = ROW_COUNT;
-
-        WITH removed AS (
-            DELETE FROM public.api_key_models WHERE model_id = p_model_id RETURNING api_key_id
-        )
-        SELECT coalesce(array_agg(DISTINCT api_key_id), '{}') INTO v_key_ids FROM removed;
-        v_key_links := coalesce(cardinality(v_key_ids), 0);
-
-        UPDATE public.api_keys AS k SET is_active = false, updated_at = CURRENT_TIMESTAMP
-        WHERE k.id = ANY (v_key_ids) AND k.is_active
-          AND NOT EXISTS (SELECT 1 FROM public.api_key_models AS akm WHERE akm.api_key_id = k.id);
-        GET DIAGNOSTICS v_keys = ROW_COUNT;
+        -- serialised per API key and recorded for `litemaas-hooks restore` (51_cascade_model.sql)
+        v_counts := litemaas_hooks.cascade_model_v1(p_model_id);
+        v_subscriptions := (v_counts ->> 'subscriptionsDeactivated')::integer;
+        v_key_links := (v_counts ->> 'apiKeyModelLinksRemoved')::integer;
+        v_keys := (v_counts ->> 'apiKeysDeactivated')::integer;
     END IF;
 
     v_counts := jsonb_build_object(
