@@ -74,7 +74,7 @@ async def retire(conn: psycopg.AsyncConnection[Any], model_id: str, *, cascade: 
     return dict(row[0]) if row and row[0] else {}
 
 
-# -- retire safety (grace period, mass-retire guard, restore, instances; migration 0005) ------------
+# -- retire safety (grace period, mass-retire guard, restore, instances; migration 0005) ----------
 
 
 async def retire_v2(
@@ -109,7 +109,9 @@ async def claim_due_retires(conn: psycopg.AsyncConnection[Any], limit: int) -> l
     return [str(row[0]) for row in await cur.fetchall()]
 
 
-async def claim_held_retires(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> list[str]:
+async def claim_held_retires(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None
+) -> list[str]:
     cur = await conn.execute(
         sql.query("backend", "claim_held_retires"), {"ids": None if ids is None else sorted(ids)}
     )
@@ -153,15 +155,22 @@ async def next_retire_due(conn: psycopg.AsyncConnection[Any]) -> float | None:
     return None if not row or row[0] is None else float(row[0])
 
 
-async def note_instances(conn: psycopg.AsyncConnection[Any], ids: Collection[str], instance: str | None) -> None:
+async def note_instances(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str], instance: str | None
+) -> None:
     """Record that LiteLLM instance ``instance`` synced these names (model_instances)."""
     if not ids or instance is None:
         return
-    await conn.execute(sql.query("backend", "note_model_instances"), {"ids": sorted(ids), "instance": instance})
+    await conn.execute(
+        sql.query("backend", "note_model_instances"), {"ids": sorted(ids), "instance": instance}
+    )
 
 
-async def restore_model(conn: psycopg.AsyncConnection[Any], model_id: str, *, apply: bool) -> dict[str, Any]:
-    cur = await conn.execute(sql.query("backend", "restore_model"), {"id": model_id, "apply": apply})
+async def restore_model(
+    conn: psycopg.AsyncConnection[Any], model_id: str, *, apply: bool
+) -> dict[str, Any]:
+    query = sql.query("backend", "restore_model")
+    cur = await conn.execute(query, {"id": model_id, "apply": apply})
     row = await cur.fetchone()
     return dict(row[0]) if row and row[0] else {}
 
@@ -173,5 +182,6 @@ async def served_elsewhere(
     claim on all of them is dropped)."""
     if not ids:
         return set()
-    cur = await conn.execute(sql.query("backend", "served_elsewhere"), {"ids": sorted(ids), "instance": instance})
+    query = sql.query("backend", "served_elsewhere")
+    cur = await conn.execute(query, {"ids": sorted(ids), "instance": instance})
     return {str(row[0]) for row in await cur.fetchall()}

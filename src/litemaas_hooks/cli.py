@@ -120,17 +120,24 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_commands(sub)
 
     retire = sub.add_parser(
-        "retire", help="list retire cascades that wait (grace period, mass-retire guard); --confirm the held"
+        "retire",
+        help="list retire cascades that wait (grace period, mass-retire guard); --confirm the held",
     )
     retire.add_argument(
         "--confirm", action="store_true", help="cascade the held names LiteLLM still does not have"
     )
-    retire.add_argument("models", nargs="*", metavar="MODEL", help="only these held names (default: all)")
+    retire.add_argument(
+        "models", nargs="*", metavar="MODEL", help="only these held names (default: all)"
+    )
 
-    restore = sub.add_parser("restore", help="put back what the retire cascade of MODEL deactivated")
+    restore = sub.add_parser(
+        "restore", help="put back what the retire cascade of MODEL deactivated"
+    )
     restore.add_argument("models", nargs="+", metavar="MODEL", help="backend model ids")
     restore_mode = restore.add_mutually_exclusive_group()
-    restore_mode.add_argument("--dry-run", action="store_true", help="print the plan only (the default)")
+    restore_mode.add_argument(
+        "--dry-run", action="store_true", help="print the plan only (the default)"
+    )
     restore_mode.add_argument("--yes", action="store_true", help="apply the plan")
 
     demo = sub.add_parser("demo", help="run everything against a throwaway local PostgreSQL")

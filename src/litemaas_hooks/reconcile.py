@@ -49,7 +49,13 @@ from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outage
 from litemaas_hooks.errors import MappingError
 from litemaas_hooks.litellm_source import read_truth
 from litemaas_hooks.mapping import ModelRecord, is_team_model, map_model
-from litemaas_hooks.planning import CurrentRow, PlannedChange, mass_retire, plan_absent, plan_present
+from litemaas_hooks.planning import (
+    CurrentRow,
+    PlannedChange,
+    mass_retire,
+    plan_absent,
+    plan_present,
+)
 from litemaas_hooks.settings import Settings
 
 log = logging.getLogger("litemaas_hooks.reconcile")
@@ -162,7 +168,9 @@ class Reconciler:
             return report
         await self.instance(litellm)  # which LiteLLM this is (model_instances), once
         async with backend.transaction(force_rollback=dry_run):
-            await backend.execute(sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"})
+            await backend.execute(
+                sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
+            )
             busy = await backend_sink.try_lock_models(backend, scope)
             for name in busy:
                 report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
@@ -233,7 +241,9 @@ class Reconciler:
         try:
             for index, names in enumerate(chunks):
                 mark = time.perf_counter()
-                truth = await read_truth(litellm, names, key=self._key(), config_models=self.config_models)
+                truth = await read_truth(
+                litellm, names, key=self._key(), config_models=self.config_models
+            )
                 report.add_phase("read_litellm", time.perf_counter() - mark)
                 mark = time.perf_counter()
                 plan = await asyncio.to_thread(
@@ -301,11 +311,15 @@ class Reconciler:
         """Two LiteLLMs, one backend: a name this instance no longer has but another one serves is
         not retired (and no longer this instance's)."""
         gone = [c.name for c in plan if c.action == "retire"]
-        elsewhere = await backend_sink.served_elsewhere(backend, gone, self._instance) if gone else set()
+        if not gone:
+            return plan
+        elsewhere = await backend_sink.served_elsewhere(backend, gone, self._instance)
         if not elsewhere:
             return plan
         return [
-            PlannedChange(c.name, "unchanged", message=SERVED_ELSEWHERE) if c.name in elsewhere else c
+            PlannedChange(c.name, "unchanged", message=SERVED_ELSEWHERE)
+            if c.name in elsewhere
+            else c
             for c in plan
         ]
 
@@ -396,7 +410,10 @@ class Reconciler:
         report.retires.extend(c.name for c in retires)
 
     async def _retire_all(
-        self, litellm: psycopg.AsyncConnection[Any], backend: psycopg.AsyncConnection[Any], report: Report
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        report: Report,
     ) -> None:
         """Retire every name of this pass together: unavailable at once; the cascade after the grace
         period (``LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS``; 0 = now). A pass retiring a large share of
@@ -412,7 +429,8 @@ class Reconciler:
         instance = await self.instance(litellm)
         if hold:
             log.warning(
-                "mass-retire guard: this pass would retire %d models at once; they are unavailable but "
+                "mass-retire guard: this pass would retire %d models at once; they are unavailable "
+                "but "
                 "their cascade is held until `litemaas-hooks retire --confirm` (or they come back)",
                 len(names),
             )
@@ -433,7 +451,8 @@ class Reconciler:
                 if kind == "outage":
                     raise
                 if kind == "contention":
-                    report.outcomes[name] = Outcome("deferred", f"retire waited too long: {_describe_db(exc)}")
+                    why = f"retire waited too long: {_describe_db(exc)}"
+                    report.outcomes[name] = Outcome("deferred", why)
                     continue
                 report.outcomes[name] = Outcome("error", f"retire failed: {_describe_db(exc)}")
                 continue
@@ -459,7 +478,10 @@ class Reconciler:
             except psycopg.Error as exc:
                 if outages.classify(exc) == "outage":
                     raise
-                log.warning("cannot tell which LiteLLM database this is (%s): retiring as before", _describe_db(exc))
+                log.warning(
+                    "cannot tell which LiteLLM database this is (%s): retiring as before",
+                    _describe_db(exc),
+                )
                 row = None
             self._instance = str(row[0]) if row and row[0] else None
             self._instance_known = True
@@ -474,12 +496,14 @@ class Reconciler:
         dry_run: bool = False,
     ) -> DueReport:
         """The cascades whose grace period is over (or, with ``confirm``, the held ones: all, or the
-        given names): claimed (any relay of the fleet, each once), LiteLLM re-checked, and only names
-        still gone cascaded. Names served again are converged (which drops their pending row). The
-        mass-retire guard applies to due cascades (never to an operator's confirm)."""
+        given names): claimed (any relay of the fleet, each once), LiteLLM re-checked, and only
+        names still gone cascaded. Names served again are converged (which drops their pending
+        row). The mass-retire guard applies to due cascades (never to an operator's confirm)."""
         due = DueReport()
         async with backend.transaction(force_rollback=dry_run):
-            await backend.execute(sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"})
+            await backend.execute(
+                sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
+            )
             if confirm is False:
                 names = await backend_sink.claim_due_retires(backend, DUE_BATCH)
             else:
@@ -487,9 +511,13 @@ class Reconciler:
                 names = await backend_sink.claim_held_retires(backend, wanted)
             if not names:
                 return due
-            truth = await read_truth(litellm, names, key=self._key(), config_models=self.config_models)
+            truth = await read_truth(
+                litellm, names, key=self._key(), config_models=self.config_models
+            )
             due.errors = {n: truth.errors[n] for n in names if n in truth.errors}
-            due.came_back = sorted(n for n in names if truth.deployments.get(n) and n not in due.errors)
+            due.came_back = sorted(
+                n for n in names if truth.deployments.get(n) and n not in due.errors
+            )
             gone = [n for n in names if n not in due.errors and n not in due.came_back]
             if confirm is False and gone:
                 queue = await backend_sink.retire_queue(backend)
@@ -499,7 +527,8 @@ class Reconciler:
                     percent=self.settings.retire_guard_percent,
                     min_models=self.settings.retire_guard_min_models,
                 ):
-                    await backend_sink.hold_retires(backend, gone, "mass retire (after the grace period)")
+                    why = "mass retire (after the grace period)"
+                    await backend_sink.hold_retires(backend, gone, why)
                     due.held = gone
                     gone = []
             for name in gone:
@@ -544,7 +573,8 @@ class Reconciler:
 class DueReport:
     """What a pass over the pending cascades did (``Reconciler.cascade_due``)."""
 
-    cascaded: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> the cascade's counts
+    # name -> the cascade's counts
+    cascaded: dict[str, dict[str, Any]] = field(default_factory=dict)
     held: list[str] = field(default_factory=list)  # held by the mass-retire guard
     came_back: list[str] = field(default_factory=list)  # served again: converged, nothing cascaded
     errors: dict[str, str] = field(default_factory=dict)  # LiteLLM could not be read for these
@@ -560,9 +590,10 @@ class DueReport:
 
 def _retire_message(result: Mapping[str, Any]) -> str:
     if result.get("held"):
-        return "unavailable; cascade held by the mass-retire guard (litemaas-hooks retire --confirm)"
+        return "unavailable; cascade held by the mass-retire guard (`retire --confirm`)"
     if result.get("pending"):
-        return f"unavailable; cascade after the grace period ({float(result.get('grace_seconds', 0)):g}s)"
+        grace = float(result.get("grace_seconds", 0))
+        return f"unavailable; cascade after the grace period ({grace:g}s)"
     counts = {k: v for k, v in result.items() if k not in {"found", "retired"}}
     return ", ".join(f"{k}={v}" for k, v in counts.items())
 

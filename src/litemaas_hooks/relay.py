@@ -25,9 +25,9 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
 - **housekeeping** on every poll timeout (at least every ``poll_interval_seconds``): ping the backend
   connection, recover claims older than ``stall_timeout_seconds`` (a relay hung with its session alive).
 - **due retire cascades**: a retired name's cascade waits ``retire_grace_seconds`` in the backend
-  (``litemaas_hooks.pending_retires``); the relay wakes when the next one is due (it re-reads the due
-  time after it retired something and at every poll timeout), claims due ones (any relay, each once),
-  re-checks LiteLLM and cascades only names still gone (``Reconciler.cascade_due``).
+  (``litemaas_hooks.pending_retires``); the relay wakes when the next one is due (it re-reads
+  the due time after it retired something and at every poll timeout), claims due ones (any relay,
+  each once), re-checks LiteLLM and cascades only names still gone (``Reconciler.cascade_due``).
 - **periodic full reconcile** every ``reconcile_interval_seconds`` (0 = off), fleet-wide at most one
   runner at a time (session advisory lock in the LiteLLM database; the others skip) and at most about
   once per interval (``litemaas_hooks.reconcile_state``). It also re-installs the outbox trigger when
@@ -408,13 +408,17 @@ class Relay:
         return listener in done and not listener.cancelled() and bool(listener.result())
 
     async def _due_cascades(
-        self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any], *, woke: bool
+        self,
+        lconn: psycopg.AsyncConnection[Any],
+        bconn: psycopg.AsyncConnection[Any],
+        *,
+        woke: bool,
     ) -> None:
         """Retire cascades whose grace period is over (any relay of the fleet takes each once, FOR
         UPDATE SKIP LOCKED). Runs when the due time this relay knows of has come; the due time is
-        re-read after this relay retired something and at every poll timeout (due times another relay
-        set), so the cascade follows the grace period within about one poll interval at worst, without
-        polling any faster."""
+        re-read after this relay retired something and at every poll timeout (due times another
+        relay set), so the cascade follows the grace period within about one poll interval at worst,
+        without polling any faster."""
         cascade_due = getattr(self._engine, "cascade_due", None)
         if cascade_due is None:
             return
@@ -438,7 +442,8 @@ class Relay:
                     "%s: retire cascades after the grace period: %s%s",
                     self.name,
                     due.summary(),
-                    f"; held by the mass-retire guard: {sorted(due.held)}: run `litemaas-hooks retire "
+                    f"; held by the mass-retire guard: {sorted(due.held)}: run "
+                    "`litemaas-hooks retire "
                     "--confirm` if they are really gone"
                     if due.held
                     else "",
@@ -448,7 +453,8 @@ class Relay:
         except (psycopg.errors.UndefinedFunction, psycopg.errors.InsufficientPrivilege) as exc:
             if not self._queue_warned:
                 log.error(
-                    "%s: cannot read the pending retire cascades (%s): run `litemaas-hooks install` and "
+                    "%s: cannot read the pending retire cascades (%s): run "
+                    "`litemaas-hooks install` and "
                     "give the relay role the grants of `litemaas-hooks install --print-grants`",
                     self.name,
                     self._scrub(exc.diag.message_primary or str(exc)),
@@ -464,7 +470,9 @@ class Relay:
         seconds = min(waiting)
         # a due cascade this pass could not take: locked elsewhere (again in about a second), or
         # LiteLLM unreadable for it (again at the next poll): later, never a spin
-        retry = self.settings.poll_interval_seconds if due_now and self._due_errors else DEFER_SECONDS
+        retry = DEFER_SECONDS
+        if due_now and self._due_errors:
+            retry = self.settings.poll_interval_seconds
         self._next_retire_due = time.monotonic() + (seconds if seconds > 0 else retry)
 
     async def _housekeeping(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:

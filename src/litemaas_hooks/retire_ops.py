@@ -4,11 +4,12 @@
   guard); ``retire --confirm [MODEL...]`` cascades the held names that LiteLLM still does not have
   (re-checked now) and shows again those it has.
 - ``restore MODEL... [--dry-run | --yes]``: puts back exactly what the retire cascades of each model
-  deactivated (``litemaas_hooks.retire_cascades``), only rows still in the state the cascade left them.
+  deactivated (``litemaas_hooks.retire_cascades``), only rows still in the state the cascade left
+  them.
   Without ``--yes`` it prints the plan only.
 
-Both run with the backend role that ran ``install`` (the owner of ``public.models`` or a member of it):
-the relay role may not call them.
+Both run with the backend role that ran ``install`` (the owner of ``public.models`` or a member of
+it): the relay role may not call them.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from litemaas_hooks.errors import LiteMaaSHooksError
 from litemaas_hooks.settings import Settings
 
 GRANT_HINT = (
-    "run it with the backend role that ran `litemaas-hooks install` (the owner of public.models), not the relay's role"
+    "run it with the backend role that ran `litemaas-hooks install` (the owner of public.models), "
+    "not the relay's role"
 )
 
 
 def _refused(exc: psycopg.Error, what: str) -> LiteMaaSHooksError:
     if exc.sqlstate == "42501":
-        return LiteMaaSHooksError(f"{what}: permission denied ({exc.diag.message_primary}); {GRANT_HINT}")
+        return LiteMaaSHooksError(
+            f"{what}: permission denied ({exc.diag.message_primary}); {GRANT_HINT}"
+        )
     hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
     return LiteMaaSHooksError(f"{what}: {exc.diag.message_primary or exc}{hint}")
 
@@ -67,14 +71,16 @@ async def retire_command(
     unknown = sorted(set(names) - {r["model_id"] for r in held})
     if unknown:
         raise LiteMaaSHooksError(
-            f"not held by the mass-retire guard: {', '.join(unknown)} (`litemaas-hooks retire` lists the held names)"
+            f"not held by the mass-retire guard: {', '.join(unknown)} "
+            "(`litemaas-hooks retire` lists the held names)"
         )
     if not confirm:
         lines = ["retired names whose cascade waits:" if queue else "no retire cascade waits"]
         lines += format_queue(queue)
         if held:
             lines.append(
-                f"{len(held)} held: if these models are really gone, `litemaas-hooks retire --confirm` "
+                f"{len(held)} held: if these models are really gone, "
+                "`litemaas-hooks retire --confirm` "
                 "cascades them; if they come back in LiteLLM the hold clears by itself"
             )
         return (2 if held else 0), lines
@@ -89,13 +95,26 @@ async def retire_command(
         if result.get("cascaded"):
             counts = ", ".join(
                 f"{k}={result[k]}"
-                for k in ("subscriptionsDeactivated", "apiKeyModelLinksRemoved", "apiKeysDeactivated")
+                for k in (
+                    "subscriptionsDeactivated",
+                    "apiKeyModelLinksRemoved",
+                    "apiKeysDeactivated",
+                )
             )
-            lines.append(f"  {name}: cascaded ({counts}); `litemaas-hooks restore {name}` undoes it")
+            lines.append(
+                f"  {name}: cascaded ({counts}); `litemaas-hooks restore {name}` undoes it"
+            )
         else:
-            lines.append(f"  {name}: nothing to cascade (it came back or another LiteLLM serves it)")
-    lines += [f"  {name}: back in LiteLLM: available again, nothing cascaded" for name in due.came_back]
-    lines += [f"  {name}: LiteLLM could not be read ({why}); still held" for name, why in due.errors.items()]
+            lines.append(
+                f"  {name}: nothing to cascade (it came back or another LiteLLM serves it)"
+            )
+    lines += [
+        f"  {name}: back in LiteLLM: available again, nothing cascaded" for name in due.came_back
+    ]
+    lines += [
+        f"  {name}: LiteLLM could not be read ({why}); still held"
+        for name, why in due.errors.items()
+    ]
     lines.insert(0, f"retire --confirm: {due.summary()}")
     return (1 if due.errors else 0), lines
 
@@ -123,13 +142,16 @@ async def restore_command(
             lines.append(f"{name}: no retire cascade to restore")
             continue
         lines.append(
-            f"{name}: {verb} {len(plan['subscriptions'])} subscriptions, {plan['keyLinks']} key links, "
+            f"{name}: {verb} {len(plan['subscriptions'])} subscriptions, "
+            f"{plan['keyLinks']} key links, "
             f"{len(plan['apiKeys'])} API keys (left alone, changed since the cascade: "
             f"{plan['subscriptionsSkipped']} subscriptions, {plan['keyLinksSkipped']} key links, "
             f"{plan['apiKeysSkipped']} API keys)"
         )
         if not apply and not plan.get("model_available"):
-            lines.append(f"  {name} is unavailable: bring it back in LiteLLM before `restore --yes`")
+            lines.append(
+                f"  {name} is unavailable: bring it back in LiteLLM before `restore --yes`"
+            )
     if not apply:
         lines.append("dry run: nothing written; run again with --yes to apply")
         lines.append(json.dumps(plans, default=str, sort_keys=True))

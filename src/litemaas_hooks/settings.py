@@ -153,11 +153,17 @@ class Settings:
     sync_team_models: bool = Field(default=False, alias="LITEMAAS_HOOKS_SYNC_TEAM_MODELS")
     retire_cascade: bool = Field(default=True, alias="LITEMAAS_HOOKS_RETIRE_CASCADE")
     # retire safety: the cascade waits this long after the last deployment went (0 = at once)
-    retire_grace_seconds: float = Field(default=300.0, ge=0, alias="LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS")
+    retire_grace_seconds: float = Field(
+        default=300.0, ge=0, alias="LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS"
+    )
     # mass-retire guard: a pass retiring at least this share of the LiteLLM-sourced models ...
-    retire_guard_percent: float = Field(default=50.0, gt=0, le=100, alias="LITEMAAS_HOOKS_RETIRE_GUARD_PERCENT")
+    retire_guard_percent: float = Field(
+        default=50.0, gt=0, le=100, alias="LITEMAAS_HOOKS_RETIRE_GUARD_PERCENT"
+    )
     # ... and at least this many (0 = guard off) cascades nothing until `retire --confirm`
-    retire_guard_min_models: int = Field(default=3, ge=0, alias="LITEMAAS_HOOKS_RETIRE_GUARD_MIN_MODELS")
+    retire_guard_min_models: int = Field(
+        default=3, ge=0, alias="LITEMAAS_HOOKS_RETIRE_GUARD_MIN_MODELS"
+    )
     batch_size: int = Field(default=500, ge=1, le=10_000, alias="LITEMAAS_HOOKS_BATCH_SIZE")
     poll_interval_seconds: float = Field(default=5.0, gt=0, alias="LITEMAAS_HOOKS_POLL_INTERVAL_SECONDS")
     reconcile_interval_seconds: float = Field(default=600.0, ge=0, alias="LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS")

@@ -64,7 +64,7 @@ class StatusReport:
     max_backlog_age_seconds: float = 120.0
     problems: list[str] = field(default_factory=list)
     pooling: str | None = None  # LiteLLM side transaction-pooled: what it costs, and the fix
-    # retired names whose cascade waits (grace period) or is held (mass-retire guard): retire_queue_v1
+    # retired names whose cascade waits (grace period) or is held (the mass-retire guard)
     retire_queue: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -289,10 +289,11 @@ async def _retire_part(
     held = [str(r["model_id"]) for r in report.retire_queue if r["held_at"] is not None]
     if held:
         problem(
-            f"the mass-retire guard holds the retire cascade of {len(held)} models gone from LiteLLM at once "
-            f"({_names(held)}): they are unavailable, their subscriptions and keys untouched. If they are "
-            "really gone run `litemaas-hooks retire --confirm`; if LiteLLM's table is being restored or "
-            "its master key rotated, wait: the hold clears when they come back"
+            f"the mass-retire guard holds the retire cascade of {len(held)} models gone from "
+            f"LiteLLM at once ({_names(held)}): they are unavailable, their subscriptions and keys "
+            "untouched. If they are really gone run `litemaas-hooks retire --confirm`; "
+            "if LiteLLM's table is being restored or its master key rotated, wait: the hold clears "
+            "when they come back"
         )
 
 

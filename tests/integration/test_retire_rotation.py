@@ -1,10 +1,11 @@
 """LiteLLM's own master-key rotation with a relay running costs no user anything (issue 17).
 
-LiteLLM 1.81.0 (what LiteMaaS runs) rotates the master key through ``POST /key/regenerate`` with the
-master key: ``_rotate_master_key`` deletes every row of ``LiteLLM_ProxyModelTable`` (``delete_many``)
-and re-creates them re-encrypted (``create_many``): two commits. Here its real endpoint function runs
-in-process on the Prisma stand-in; the test widens the gap between the two commits until the relay has
-seen every name gone (a condition, not a sleep), which is the worst case the issue measured.
+LiteLLM 1.81.0 (what LiteMaaS runs) rotates the master key through ``POST /key/regenerate`` with
+the master key: ``_rotate_master_key`` deletes every row of ``LiteLLM_ProxyModelTable``
+(``delete_many``) and re-creates them re-encrypted (``create_many``): two commits. Here its real
+endpoint function runs in-process on the Prisma stand-in; the test widens the gap between the two
+commits until the relay has seen every name gone (a condition, not a sleep), which is the worst
+case the issue measured.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from tests.integration.test_retire_safety import all_are, cascades, pending, sub
 pytestmark = pytest.mark.anyio
 
 MODELS = 30
-PARAMS = {"model": "openai/granite-3-8b-instruct", "api_base": "http://vllm.models.svc:8000/v1", "api_key": "sk-x"}
+PARAMS = {
+    "model": "openai/granite-3-8b-instruct",
+    "api_base": "http://vllm.models.svc:8000/v1",
+    "api_key": "sk-x",
+}
 
 
 @pytest.fixture
@@ -37,7 +42,9 @@ def _rotation_endpoint() -> Any:
     kme = importlib.import_module("litellm.proxy.management_endpoints.key_management_endpoints")
     rotate = getattr(kme, "_rotate_master_key", None)
     if rotate is None or "delete_many" not in _source(rotate):
-        pytest.skip(f"LiteLLM {admin_mod.litellm_version()} does not rotate by delete_many + create_many")
+        pytest.skip(
+            f"LiteLLM {admin_mod.litellm_version()} does not rotate by delete_many + create_many"
+        )
     return kme.regenerate_key_fn
 
 
@@ -74,7 +81,9 @@ async def test_master_key_rotation_with_30_subscribed_models_loses_nothing(
     ):
         for name in names:
             await admin.add_model(name, PARAMS, {"description": name})
-        await eventually(lambda: all_are(bc, names, "available"), deadline_seconds=60, what="30 models synced")
+        await eventually(
+            lambda: all_are(bc, names, "available"), deadline_seconds=60, what="30 models synced"
+        )
         await subscribe(bc, names)
         assert await user_state(bc) == (MODELS, MODELS, MODELS)
 
@@ -83,8 +92,10 @@ async def test_master_key_rotation_with_30_subscribed_models_loses_nothing(
         async def delete_many_then_wait(self: TableActions, where: Any = None) -> int:
             count = await original(self, where)
             if "proxymodeltable" in repr(self).lower():
-                # the gap between LiteLLM's two commits, as long as the relay needs to see every name gone
-                await eventually(lambda: all_are(bc, names, "unavailable"), deadline_seconds=60, what="gap")
+                # the gap between LiteLLM's two commits: as long as the relay needs to see all gone
+                await eventually(
+                    lambda: all_are(bc, names, "unavailable"), deadline_seconds=60, what="gap"
+                )
                 seen_gone.append(await pending(bc))
                 current[0] = new_key  # the proxy runs with the new key from here on
             return count
@@ -92,8 +103,8 @@ async def test_master_key_rotation_with_30_subscribed_models_loses_nothing(
         original_create_many = TableActions.create_many
 
         async def create_many_without_nulls(self: TableActions, data: Any, **kwargs: Any) -> int:
-            # LiteLLM hands create_many the rows' model_dump(), created_at/updated_at None included; the
-            # stand-in would write NULL where the column's default (now()) belongs: leave them out
+            # LiteLLM hands create_many the rows' model_dump(), created_at/updated_at None
+            # included; the stand-in would write NULL where the column's default (now()) belongs
             rows = [{k: v for k, v in item.items() if v is not None} for item in data]
             return await original_create_many(self, rows, **kwargs)
 
@@ -115,7 +126,9 @@ async def test_master_key_rotation_with_30_subscribed_models_loses_nothing(
 
         assert seen_gone, "the rotation never deleted LiteLLM's model rows"
         assert seen_gone[0] == dict.fromkeys(names, True)  # all 30 gone at once: held by the guard
-        await eventually(lambda: all_are(bc, names, "available"), deadline_seconds=60, what="back after rotation")
+        await eventually(
+            lambda: all_are(bc, names, "available"), deadline_seconds=60, what="back after rotation"
+        )
         await eventually(lambda: outbox_empty(lc), deadline_seconds=30)
         assert await pending(bc) == {}
         assert await user_state(bc) == (MODELS, MODELS, MODELS)  # 0 subscriptions or keys lost

@@ -1,4 +1,5 @@
-"""Retire safety: a delete that a re-create undoes costs nobody anything (issue 17 items 3-4, issue 20).
+"""Retire safety: a delete that a re-create undoes costs nobody anything (issue 17 items 3-4 and
+issue 20's per-key serialisation).
 
 Real PostgreSQL, LiteLLM's real schema, the real relay and engine. Every wait is a condition polled
 against a deadline (``eventually``), never a sleep.
@@ -37,6 +38,7 @@ pytestmark = pytest.mark.anyio
 
 USER = "11111111-1111-1111-1111-111111111111"
 CASCADE = "MODEL_MARKED_UNAVAILABLE_WITH_CASCADE"
+TOUCHED = "SELECT id, updated_at FROM subscriptions UNION ALL SELECT id, updated_at FROM api_keys"
 
 
 @pytest.fixture
@@ -82,13 +84,18 @@ async def subscribe(bc: AConn, names: list[str]) -> dict[str, str]:
     )
     keys = {}
     for name in names:
-        await bc.execute("INSERT INTO subscriptions (user_id, model_id) VALUES (%s, %s)", (USER, name))
+        await bc.execute(
+            "INSERT INTO subscriptions (user_id, model_id) VALUES (%s, %s)", (USER, name)
+        )
         key = await scalar(
             bc,
-            "INSERT INTO api_keys (user_id, key_hash, key_prefix) VALUES (%s, %s, 'sk-') RETURNING id",
+            "INSERT INTO api_keys (user_id, key_hash, key_prefix) "
+            "VALUES (%s, %s, 'sk-') RETURNING id",
             (USER, f"hash-{name}"),
         )
-        await bc.execute("INSERT INTO api_key_models (api_key_id, model_id) VALUES (%s, %s)", (key, name))
+        await bc.execute(
+            "INSERT INTO api_key_models (api_key_id, model_id) VALUES (%s, %s)", (key, name)
+        )
         keys[name] = str(key)
     return keys
 
@@ -108,7 +115,8 @@ async def cascades(bc: AConn) -> int:
 async def pending(bc: AConn) -> dict[str, bool]:
     """{model: held}"""
     return {
-        str(m): h is not None for m, h in await rows(bc, "SELECT model_id, held_at FROM litemaas_hooks.pending_retires")
+        str(m): h is not None
+        for m, h in await rows(bc, "SELECT model_id, held_at FROM litemaas_hooks.pending_retires")
     }
 
 
@@ -128,13 +136,17 @@ async def seed_models(lc: AConn, bc: AConn, key: str, names: list[str]) -> dict[
 
 def test_mass_retire_guard_rule() -> None:
     assert mass_retire(30, 30, percent=50, min_models=3)  # the 1.81 key rotation
-    assert not mass_retire(1, 1, percent=50, min_models=3)  # a normal single delete, even of the last model
+    assert not mass_retire(
+        1, 1, percent=50, min_models=3
+    )  # a normal single delete, even of the last model
     assert not mass_retire(1, 30, percent=50, min_models=3)
     assert not mass_retire(2, 3, percent=50, min_models=3)  # fewer than the minimum
     assert mass_retire(3, 5, percent=50, min_models=3)
     assert not mass_retire(3, 10, percent=50, min_models=3)  # 30 % < 50 %
     assert not mass_retire(30, 30, percent=50, min_models=0)  # 0 = guard off
-    assert mass_retire(30, 0, percent=100, min_models=3)  # a total that undercounts never hides a mass retire
+    assert mass_retire(
+        30, 0, percent=100, min_models=3
+    )  # a total that undercounts never hides a mass retire
 
 
 # -- (c) delete + re-add within the grace period --------------------------------------------------
@@ -152,11 +164,14 @@ async def test_delete_and_readd_within_grace_changes_nothing_but_availability(
         await seed_models(lc, bc, master_key, ["granite", "llama"])
         await subscribe(bc, ["granite", "llama"])
         updated = await rows(
-            bc, "SELECT id, updated_at FROM subscriptions UNION ALL SELECT id, updated_at FROM api_keys"
+            bc,
+            TOUCHED,
         )
 
         await lc.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = 'granite'""")
-        await eventually(lambda: all_are(bc, ["granite"], "unavailable"), what="unavailable at once")
+        await eventually(
+            lambda: all_are(bc, ["granite"], "unavailable"), what="unavailable at once"
+        )
         assert await pending(bc) == {"granite": False}  # the cascade waits for its grace period
         assert await user_state(bc) == (2, 2, 2)
 
@@ -166,14 +181,17 @@ async def test_delete_and_readd_within_grace_changes_nothing_but_availability(
         assert await pending(bc) == {}
         assert await user_state(bc) == (2, 2, 2)
         assert (
-            await rows(bc, "SELECT id, updated_at FROM subscriptions UNION ALL SELECT id, updated_at FROM api_keys")
+            await rows(
+                bc,
+                TOUCHED,
+            )
             == updated
         )  # not even touched
         assert await cascades(bc) == 0
         assert await scalar(bc, "SELECT count(*) FROM litemaas_hooks.retire_cascades") == 0
 
 
-# -- (b) a table restore: DELETE all, then re-INSERT the same rows in a second transaction ----------
+# -- (b) a table restore: DELETE all, then re-INSERT the same rows in a second transaction ---------
 
 
 async def test_table_restore_costs_no_subscription(dbs: tuple[str, str], master_key: str) -> None:
@@ -203,10 +221,12 @@ async def _equals(value: Any, expected: Any) -> bool:
     return bool(await value == expected)
 
 
-# -- (d) a real delete still cascades after the grace period -----------------------------------------
+# -- (d) a real delete still cascades after the grace period ---------------------------------------
 
 
-async def test_real_delete_cascades_soon_after_the_grace_period(dbs: tuple[str, str], master_key: str) -> None:
+async def test_real_delete_cascades_soon_after_the_grace_period(
+    dbs: tuple[str, str], master_key: str
+) -> None:
     ldsn, bdsn = dbs
     grace = 1.5
     # poll interval 30 s: a cascade on time can only come from the relay's due-time wake-up
@@ -221,35 +241,46 @@ async def test_real_delete_cascades_soon_after_the_grace_period(dbs: tuple[str, 
         sub = await scalar(bc, "SELECT id FROM subscriptions WHERE model_id = 'granite'")
         deleted = time.perf_counter()
         await lc.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = 'granite'""")
-        await eventually(lambda: all_are(bc, ["granite"], "unavailable"), what="unavailable at once")
+        await eventually(
+            lambda: all_are(bc, ["granite"], "unavailable"), what="unavailable at once"
+        )
         if time.perf_counter() - deleted < grace * 0.8:
             assert await user_state(bc) == (2, 2, 2)  # within the grace: nothing cascaded yet
 
         async def cascaded() -> bool:
             return await user_state(bc) == (1, 1, 1)
 
-        await eventually(cascaded, deadline_seconds=grace + 10, what="the cascade after the grace period")
+        await eventually(
+            cascaded, deadline_seconds=grace + 10, what="the cascade after the grace period"
+        )
         took = time.perf_counter() - deleted
         assert grace * 0.9 <= took < grace + 5, took  # after the grace, and soon after it
         assert await pending(bc) == {}
         assert await cascades(bc) == 1
         record = await rows(
             bc,
-            "SELECT subscriptions, key_links, api_keys FROM litemaas_hooks.retire_cascades WHERE model_id = 'granite'",
+            "SELECT subscriptions, key_links, api_keys FROM litemaas_hooks.retire_cascades "
+            "WHERE model_id = 'granite'",
         )
         assert len(record) == 1
         subs, links, api_keys = record[0]
         assert subs == [{"id": str(sub), "status": "active"}]
         assert [link["api_key_id"] for link in links] == [keys["granite"]]
         assert api_keys == [keys["granite"]]
-        assert await scalar(bc, "SELECT is_active FROM api_keys WHERE id = %s", (keys["llama"],)) is True
+        assert (
+            await scalar(bc, "SELECT is_active FROM api_keys WHERE id = %s", (keys["llama"],))
+            is True
+        )
 
 
-# -- (e) the mass-retire guard holds; retire --confirm and restore -------------------------------------
+# -- (e) the mass-retire guard holds; retire --confirm and restore ---------------------------------
 
 
 async def test_guard_holds_until_confirm_then_restore_puts_back_exactly_that(
-    dbs: tuple[str, str], master_key: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    dbs: tuple[str, str],
+    master_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ldsn, bdsn = dbs
     names = ["a", "b", "c", "d"]
@@ -269,8 +300,12 @@ async def test_guard_holds_until_confirm_then_restore_puts_back_exactly_that(
     ):
         await seed_models(lc, bc, master_key, names)
         keys = await subscribe(bc, names)
-        await lc.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name IN ('a', 'b', 'c')""")
-        await eventually(lambda: all_are(bc, ["a", "b", "c"], "unavailable"), what="unavailable at once")
+        await lc.execute(
+            """DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name IN ('a', 'b', 'c')"""
+        )
+        await eventually(
+            lambda: all_are(bc, ["a", "b", "c"], "unavailable"), what="unavailable at once"
+        )
         await eventually(lambda: outbox_empty(lc))
         # grace 0, yet 3 of 4 at once: held, nothing cascaded
         assert await pending(bc) == {"a": True, "b": True, "c": True}
@@ -279,7 +314,9 @@ async def test_guard_holds_until_confirm_then_restore_puts_back_exactly_that(
 
         report = await collect_status(settings, check_drift=False)
         assert not report.healthy
-        assert any("retire --confirm" in p and "3 models" in p for p in report.problems), report.problems
+        assert any("retire --confirm" in p and "3 models" in p for p in report.problems), (
+            report.problems
+        )
         await eventually(lambda: _held_metric(relay, 3), what="the held metric")
 
         # `retire` lists (exit 2: something waits for the operator)
@@ -288,7 +325,9 @@ async def test_guard_holds_until_confirm_then_restore_puts_back_exactly_that(
         # c comes back before the operator confirms: it is not cascaded
         await insert(lc, "c", master_key)
         await eventually(lambda: all_are(bc, ["c"], "available"), what="c back")
-        await eventually(lambda: _equals(pending(bc), {"a": True, "b": True}), what="c's hold cleared")
+        await eventually(
+            lambda: _equals(pending(bc), {"a": True, "b": True}), what="c's hold cleared"
+        )
 
         assert await asyncio.to_thread(cli.main, ["retire", "--confirm"]) == 0
         out = capsys.readouterr().out
@@ -312,8 +351,15 @@ async def test_guard_holds_until_confirm_then_restore_puts_back_exactly_that(
         assert await asyncio.to_thread(cli.main, ["restore", "a", "b", "--yes"]) == 0
         assert await user_state(bc) == (4, 4, 4)
         assert await scalar(bc, "SELECT count(*) FROM subscriptions") == 4  # b's not duplicated
-        assert {str(k) for (k,) in await rows(bc, "SELECT id FROM api_keys WHERE is_active")} == set(keys.values())
-        assert await scalar(bc, "SELECT count(*) FROM audit_logs WHERE action = 'MODEL_CASCADE_RESTORED'") == 2
+        assert {
+            str(k) for (k,) in await rows(bc, "SELECT id FROM api_keys WHERE is_active")
+        } == set(keys.values())
+        assert (
+            await scalar(
+                bc, "SELECT count(*) FROM audit_logs WHERE action = 'MODEL_CASCADE_RESTORED'"
+            )
+            == 2
+        )
         # a second restore finds nothing left to restore
         assert await asyncio.to_thread(cli.main, ["restore", "a", "--yes"]) == 0
         assert "a: no retire cascade to restore" in capsys.readouterr().out
@@ -323,11 +369,14 @@ async def _held_metric(relay: Any, expected: int) -> bool:
     from litemaas_hooks.metrics import RETIRES_PENDING
 
     return bool(
-        relay.observe.retires_held == expected and RETIRES_PENDING.labels(state="held")._value.get() == expected
+        relay.observe.retires_held == expected
+        and RETIRES_PENDING.labels(state="held")._value.get() == expected
     )
 
 
-async def test_restore_refuses_while_the_model_is_gone(dbs: tuple[str, str], master_key: str) -> None:
+async def test_restore_refuses_while_the_model_is_gone(
+    dbs: tuple[str, str], master_key: str
+) -> None:
     ldsn, bdsn = dbs
     settings = settings_for(ldsn, bdsn, master_key, retire_grace_seconds=0.0)
     async with (
@@ -338,13 +387,15 @@ async def test_restore_refuses_while_the_model_is_gone(dbs: tuple[str, str], mas
         await seed_models(lc, bc, master_key, ["a", "b", "c", "d"])
         await subscribe(bc, ["a"])
         await lc.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = 'a'""")
-        await eventually(lambda: _equals(user_state(bc), (0, 0, 0)), what="a single delete cascades (grace 0)")
+        await eventually(
+            lambda: _equals(user_state(bc), (0, 0, 0)), what="a single delete cascades (grace 0)"
+        )
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
             await bc.execute("SELECT litemaas_hooks.restore_model_v1('a', true)")
         assert await user_state(bc) == (0, 0, 0)
 
 
-# -- two LiteLLMs, one backend -----------------------------------------------------------------------
+# -- two LiteLLMs, one backend ---------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -395,22 +446,26 @@ async def test_two_litellms_one_backend_each_retires_only_its_own(
         assert await all_are(bc, ["shared"], "available")
         assert await user_state(bc) == (2, 2, 2)
         await lb.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = 'shared'""")
-        await eventually(lambda: all_are(bc, ["shared"], "unavailable"), what="gone from both: retired")
+        await eventually(
+            lambda: all_are(bc, ["shared"], "unavailable"), what="gone from both: retired"
+        )
         await eventually(lambda: _equals(user_state(bc), (1, 1, 1)), what="its cascade")
 
 
-# -- retire serialised per API key (issue 20) -----------------------------------------------------------
+# -- retire serialised per API key (issue 20) ------------------------------------------------------
 
 
 def test_concurrent_retires_of_a_keys_two_models_deactivate_the_key(backend_dsn: str) -> None:
-    """Two transactions retire the two models of one key at the same time: without serialising per key
-    each sees the other's link still there and the key stays active with no model (write skew)."""
+    """Two transactions retire the two models of one key at the same time: without serialising per
+    key each sees the other's link still there and the key stays active with no model (write
+    skew)."""
     asyncio.run(_install_backend(backend_dsn))
     key = str(uuid.uuid4())
     with psycopg.connect(backend_dsn, autocommit=True) as setup:
         for name in ("m1", "m2"):
             setup.execute(
-                "INSERT INTO models (id, name, provider, litellm_model_id) VALUES (%s, %s, 'openai', %s)",
+                "INSERT INTO models (id, name, provider, litellm_model_id) "
+                "VALUES (%s, %s, 'openai', %s)",
                 (name, name, f"{name}-deployment"),
             )
         setup.execute(
@@ -419,12 +474,16 @@ def test_concurrent_retires_of_a_keys_two_models_deactivate_the_key(backend_dsn:
             (USER,),
         )
         setup.execute(
-            "INSERT INTO api_keys (id, user_id, key_hash, key_prefix) VALUES (%s, %s, 'h', 'sk-')", (key, USER)
+            "INSERT INTO api_keys (id, user_id, key_hash, key_prefix) VALUES (%s, %s, 'h', 'sk-')",
+            (key, USER),
         )
         setup.execute("INSERT INTO api_key_models VALUES (%s, 'm1'), (%s, 'm2')", (key, key))
 
     retire = "SELECT litemaas_hooks.retire_model_v2(%s, true, %s, 0, NULL, false)"
-    with psycopg.connect(backend_dsn) as first, psycopg.connect(backend_dsn, autocommit=True) as watcher:
+    with (
+        psycopg.connect(backend_dsn) as first,
+        psycopg.connect(backend_dsn, autocommit=True) as watcher,
+    ):
         first.execute(retire, ("m1", RETIRE_REASON))  # open, not committed
         errors: list[BaseException] = []
         pid: list[int] = []
@@ -453,7 +512,9 @@ def test_concurrent_retires_of_a_keys_two_models_deactivate_the_key(backend_dsn:
         assert not thread.is_alive()
         assert not errors, errors
         with psycopg.connect(backend_dsn) as check:
-            active = check.execute("SELECT is_active FROM api_keys WHERE id = %s", (key,)).fetchone()
+            active = check.execute(
+                "SELECT is_active FROM api_keys WHERE id = %s", (key,)
+            ).fetchone()
             links = check.execute("SELECT count(*) FROM api_key_models").fetchone()
     assert links == (0,)
     assert active == (False,), "the key is active with no model left"
@@ -466,12 +527,13 @@ async def _install_backend(dsn: str) -> None:
         await apply_migrations(conn, "backend")
 
 
-# -- what the relay role may do with retire safety ------------------------------------------------------
+# -- what the relay role may do with retire safety -------------------------------------------------
 
 
 def test_relay_role_cannot_confirm_a_hold_nor_restore(installed: World) -> None:  # noqa: F811
-    """With exactly `install --print-grants`: the relay role works the due cascades, but neither confirms
-    what the mass-retire guard holds (only the operator's `retire --confirm`) nor restores a cascade."""
+    """With exactly `install --print-grants`: the relay role works the due cascades, but neither
+    confirms what the mass-retire guard holds (only the operator's `retire --confirm`) nor restores
+    a cascade."""
     w = installed
     with psycopg.connect(w.bdsn, autocommit=True) as su:
         su.execute(
@@ -479,12 +541,19 @@ def test_relay_role_cannot_confirm_a_hold_nor_restore(installed: World) -> None:
             "VALUES ('held', 'held', 'openai', 'dep-1', 'available')"
         )
         assert su.execute(
-            "SELECT litemaas_hooks.retire_model_v2('held', true, %s, 0, NULL, true)", (RETIRE_REASON,)
-        ).fetchone() == ({"found": True, "retired": True, "pending": True, "held": True, "grace_seconds": 0},)
+            "SELECT litemaas_hooks.retire_model_v2('held', true, %s, 0, NULL, true)",
+            (RETIRE_REASON,),
+        ).fetchone() == (
+            {"found": True, "retired": True, "pending": True, "held": True, "grace_seconds": 0},
+        )
     with psycopg.connect(w.url(w.bdsn, w.relay), autocommit=True) as relay:
-        assert relay.execute("SELECT count(*) FROM litemaas_hooks.retire_queue_v1()").fetchone() == (1,)
+        assert relay.execute(
+            "SELECT count(*) FROM litemaas_hooks.retire_queue_v1()"
+        ).fetchone() == (1,)
         # the relay's own function leaves a held name alone
-        result = relay.execute("SELECT litemaas_hooks.cascade_pending_v1('held', %s)", (RETIRE_REASON,)).fetchone()
+        result = relay.execute(
+            "SELECT litemaas_hooks.cascade_pending_v1('held', %s)", (RETIRE_REASON,)
+        ).fetchone()
         assert result == ({"cascaded": False, "pending": False},)
         for query, params in (
             ("SELECT litemaas_hooks.cascade_held_v1('held', %s)", (RETIRE_REASON,)),
@@ -494,4 +563,6 @@ def test_relay_role_cannot_confirm_a_hold_nor_restore(installed: World) -> None:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 relay.execute(query, params)
     with psycopg.connect(w.bdsn, autocommit=True) as su:
-        assert su.execute("SELECT held_at IS NOT NULL FROM litemaas_hooks.pending_retires").fetchone() == (True,)
+        assert su.execute(
+            "SELECT held_at IS NOT NULL FROM litemaas_hooks.pending_retires"
+        ).fetchone() == (True,)
