@@ -207,6 +207,13 @@ def connect_error_message(settings: Settings, which: Which, exc: BaseException) 
     var = settings.dsn_variable(which)
     dsn = settings.backend_dsn() if which == "backend" else settings.litellm_dsn()
     reason = scrub(first_line(exc), settings.secrets()).removeprefix("connection failed: ")
+    if "unsupported startup parameter" in reason:  # PgBouncer, and we were told nothing of it
+        where = f"{DATABASE_NAMES[which]} ({var}={redact_dsn(dsn)})"
+        return (
+            f"cannot connect to {where}: {reason}. {var} points at a PgBouncer: set "
+            "LITEMAAS_HOOKS_POOL_MODE=session (session pooling) or add pgbouncer=true to the URL "
+            "(transaction pooling)."
+        )
     tls = _tls_check(reason, var)
     if tls is not None:
         where = f"{DATABASE_NAMES[which]} ({var}={redact_dsn(dsn)})"

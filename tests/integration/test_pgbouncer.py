@@ -15,6 +15,7 @@ import pytest
 
 from litemaas_hooks import cli, dburl, outbox
 from litemaas_hooks.connections import connect, pool_mode, pooled_options_dropped
+from litemaas_hooks.errors import DatabaseUnavailableError
 from litemaas_hooks.settings import load_settings
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from litemaas_hooks_sandbox.pgbouncer import LocalPgBouncer
@@ -62,6 +63,12 @@ async def test_pgbouncer_refuses_options_and_we_connect_pinned(
         psycopg.connect(
             url.split("?")[0] + "?options=-c%20search_path%3Dpg_catalog", connect_timeout=5
         )
+    # told nothing of the pooler: one line saying what to set
+    unflagged = load_settings({"LITELLM_DATABASE_URL": url.split("?")[0]})
+    with pytest.raises(DatabaseUnavailableError) as exc:
+        await connect(unflagged, "litellm")
+    assert "points at a PgBouncer: set LITEMAAS_HOOKS_POOL_MODE=session" in str(exc.value)
+    assert len(str(exc.value).splitlines()) == 1
     # the URL's own options (LiteLLM 1.108 puts its timeouts there)
     with_options = litellm_dsn + "?options=-c%20statement_timeout%3D42000"
     settings = pooled_settings(bouncer, with_options, backend_dsn, master_key)
