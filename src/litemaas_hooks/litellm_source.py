@@ -20,10 +20,17 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
-from litemaas_hooks import litellm_adapter, memo_share, sql
+from litemaas_hooks import litellm_adapter, litellm_crypto, memo_share, sql
 from litemaas_hooks.errors import DecryptError, MappingError
 from litemaas_hooks.mapping import Deployment, check_model_name
-from litemaas_hooks.redaction import ENV_PREFIX, env_reference_value, is_secret_key
+from litemaas_hooks.redaction import (
+    ENV_PREFIX,
+    ENV_RESOLVED_FIELDS,
+    credential_values,
+    env_name_resolvable,
+    env_reference_value,
+    is_secret_key,
+)
 
 ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
 # at most this long building deployments between two turns of the event loop (a few rows when
@@ -77,15 +84,24 @@ def _json_object(value: Any, what: str, model_id: str) -> dict[str, Any]:
 
 
 def _resolve_env(params: dict[str, Any]) -> dict[str, Any]:
-    """Resolve ``os.environ/NAME`` in api_base, as LiteLLM's router does when it loads a deployment, but
-    only when NAME does not mark a secret (``os.environ/LITELLM_SALT_KEY`` stays the reference text: the
-    catalogue needs no secret, see redaction.env_reference_value)."""
-    base = params.get("api_base")
-    if isinstance(base, str) and base.startswith(ENV_PREFIX):
-        resolved = env_reference_value(base, os.environ)
-        if resolved != base:
-            params = {**params, "api_base": resolved}
-    return params
+    """Resolve ``os.environ/NAME`` as LiteLLM's router does when it loads a deployment, but only in the
+    routing fields and for the variable names on the allow-list (``redaction.env_reference_value``):
+    ``os.environ/SLACK_WEBHOOK_URL`` or ``os.environ/LITELLM_LICENSE`` stay the reference text."""
+    changes = {}
+    for name in ENV_RESOLVED_FIELDS:
+        value = params.get(name)
+        if isinstance(value, str) and value.startswith(ENV_PREFIX):
+            resolved = env_reference_value(value, os.environ, field=name)
+            if resolved != value:
+                changes[name] = resolved
+    return {**params, **changes} if changes else params
+
+
+def _credentials(params: Mapping[str, Any], key: str | None) -> frozenset[str]:
+    """The plaintext of the row's own credentials, to be masked by value (then dropped with the row)."""
+    if key is None:
+        return credential_values(params, lambda value: None)
+    return credential_values(params, lambda value: litellm_crypto.decrypt(value, key))
 
 
 def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
@@ -94,6 +110,7 @@ def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
     params = _json_object(row.get("litellm_params"), "litellm_params", model_id)
     info = _json_object(row.get("model_info"), "model_info", model_id)
     plain = _resolve_env(litellm_adapter.decrypt_params(params, key, model_id=model_id))
+    secrets = _credentials(params, key)
     blocked = bool(row.get("blocked"))
     # what the proxy's GET /model/info shows for this deployment (the backend's sync reads that)
     view = litellm_adapter.proxy_view_parts(plain, info, model_id=model_id, blocked=blocked)
@@ -107,11 +124,30 @@ def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
         created_at=row.get("created_at"),
         blocked=blocked,
         source="db",
+        secrets=secrets,
     )
 
 
+def _unresolve_env(params: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Config-file deployments come from the router, which resolved every ``os.environ/NAME`` already:
+    a top-level value equal to an environment variable's value that the allow-list would not have
+    resolved in that field goes back to the reference text (``os.environ/SLACK_WEBHOOK_URL``)."""
+    by_value: dict[str, list[str]] = {}
+    for env_name, env_value in environ.items():
+        if len(env_value) >= 8:
+            by_value.setdefault(env_value, []).append(env_name)
+    out = dict(params)
+    for name, value in params.items():
+        if is_secret_key(str(name)) or not isinstance(value, str) or value not in by_value:
+            continue
+        names = sorted(by_value[value])
+        if not any(env_name_resolvable(str(name), n) for n in names):
+            out[name] = ENV_PREFIX + names[0]
+    return out
+
+
 def config_deployment(item: Mapping[str, Any]) -> Deployment:
-    params = dict(item.get("litellm_params") or {})
+    params = _unresolve_env(dict(item.get("litellm_params") or {}), os.environ)
     info = dict(item.get("model_info") or {})
     return Deployment(
         model_id=str(info.get("id") or item.get("model_name")),
@@ -119,6 +155,7 @@ def config_deployment(item: Mapping[str, Any]) -> Deployment:
         litellm_params={k: v for k, v in params.items() if not is_secret_key(str(k))},
         model_info=litellm_adapter.enrich_model_info(params, info),
         source="config",
+        secrets=_credentials(params, None),
     )
 
 

@@ -95,6 +95,9 @@ class Deployment:
     # ``model_info`` as ``(shared, own)`` when it is ``{**shared, **own}`` and ``shared`` is one object
     # for many deployments (LiteLLM's cost-map answer): its credential removal is then done once
     info_parts: tuple[Mapping[str, Any], Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
+    # the plaintext of the deployment's own credentials (``redaction.credential_values``): only to mask
+    # them by value wherever else they appear in the row; never mapped, compared or shown
+    secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,7 +493,9 @@ def map_model(name: str, deployments: Sequence[Deployment]) -> ModelRecord:
     model_id = check_model_name(name)
     # by value too: a credential (of any deployment of the name, or a secret-named environment variable)
     # pasted into a field that does not look secret never reaches the backend
-    secrets = known_secrets(d.litellm_params for d in deployments)
+    secrets = known_secrets(
+        (d.litellm_params for d in deployments), extra=[s for d in deployments for s in d.secrets]
+    )
     records = {dep.model_id: scrub_record(map_deployment(model_id, dep), secrets) for dep in deployments}
     chosen = records[canonical(deployments).model_id]
     # every deployment the backend may end on (blocked ones too: /model/info lists them). Its sync
