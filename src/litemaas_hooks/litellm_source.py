@@ -201,7 +201,7 @@ async def read_truth(
 ) -> Truth:
     """Every deployment of ``names`` (all names when None), from the table and the config models."""
     truth = Truth()
-    await memo_share.pull(conn)  # LiteLLM's answers other processes learnt (once per process)
+    await memo_share.pull(conn, key)  # LiteLLM's answers other processes learnt (once per process)
     cur0 = await conn.execute(sql.query("litellm", "has_blocked_column"))
     row0 = await cur0.fetchone()
     variant = "" if row0 is not None and row0[0] else "_without_blocked"  # LiteLLM 1.81: no blocked column
@@ -231,5 +231,5 @@ async def read_truth(
                 continue
             _add(truth, name, functools.partial(config_deployment, item))
     litellm_adapter.save_memo()
-    await memo_share.push(conn)
+    await memo_share.push(conn, key)
     return truth

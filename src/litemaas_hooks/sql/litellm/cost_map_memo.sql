@@ -12,12 +12,14 @@ SELECT facts, answers, entries FROM litemaas_hooks.cost_map_memo WHERE fingerpri
 
 -- name: cost_map_memo_merge
 -- Union with what other processes wrote meanwhile (answers are content-addressed: no clash can differ).
+-- Every item is signed (memo_share): a writer's signed facts replace whatever is there (an item that
+-- fails verification is ignored by readers and overwritten by the next signed write).
 INSERT INTO litemaas_hooks.cost_map_memo AS m (fingerprint, litellm_version, facts, answers, entries)
 VALUES (%(fingerprint)s, %(version)s, %(facts)s, %(answers)s, %(entries)s)
 ON CONFLICT (fingerprint) DO UPDATE
     SET answers = m.answers || EXCLUDED.answers,
         entries = m.entries || EXCLUDED.entries,
-        facts = CASE WHEN m.facts = '{}'::jsonb THEN EXCLUDED.facts ELSE m.facts END,
+        facts = CASE WHEN EXCLUDED.facts = '{}'::jsonb THEN m.facts ELSE EXCLUDED.facts END,
         updated_at = now();
 
 -- name: cost_map_memo_prune
