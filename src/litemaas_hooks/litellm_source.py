@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
 from litemaas_hooks import litellm_adapter, litellm_crypto, memo_share, sql
-from litemaas_hooks.errors import DecryptError, MappingError
+from litemaas_hooks.errors import DecryptError, MappingError, UnsafeObjectError
 from litemaas_hooks.mapping import Deployment, check_model_name
 from litemaas_hooks.redaction import (
     ENV_PREFIX,
@@ -177,8 +177,51 @@ def _error(truth: Truth, name: str, message: str) -> None:
     truth.errors[name] = message if prev is None else f"{prev}; {message}"
 
 
+# The built-in types (pg_catalog oids, fixed) LiteLLM's schema gives the columns we read; a foreign type
+# (the table owner's enum, domain, ...) would bring casts and operators that owner defines.
+COLUMN_TYPES: dict[str, frozenset[int]] = {
+    "model_id": frozenset({25, 1043}),  # text, varchar
+    "model_name": frozenset({25, 1043}),
+    "litellm_params": frozenset({3802, 114}),  # jsonb, json
+    "model_info": frozenset({3802, 114}),
+    "created_at": frozenset({1114, 1184}),  # timestamp, timestamptz
+    "updated_at": frozenset({1114, 1184}),
+    "blocked": frozenset({16}),  # boolean
+}
+
+
+def column_problem(columns: Iterable[tuple[str, int, str]]) -> str | None:
+    """One line when a column we read has a type other than LiteLLM's built-in one, else None."""
+    bad = [
+        f"{name} is {shown}"
+        for name, type_oid, shown in sorted(columns)
+        if name in COLUMN_TYPES and type_oid not in COLUMN_TYPES[name]
+    ]
+    if not bad:
+        return None
+    return (
+        'LiteLLM\'s table public."LiteLLM_ProxyModelTable" has columns of types LiteLLM does not use ('
+        + "; ".join(bad)
+        + "): litemaas-hooks refuses to read it, because casts and operators of such a type are code of "
+        "the role that defined it and would run with this session's privileges; restore LiteLLM's types "
+        "(ALTER TABLE ... ALTER COLUMN ... TYPE boolean/text/jsonb/timestamp) or check who changed them"
+    )
+
+
+async def has_blocked_column(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether LiteLLM's table has ``blocked`` (>= 1.108); raises UnsafeObjectError when a column we read
+    has a foreign type (checked before every read of the table)."""
+    cur = await conn.execute(sql.query("litellm", "model_table_columns"))
+    columns = [(str(n), int(t), str(f)) for n, t, f in await cur.fetchall()]
+    problem = column_problem(columns)
+    if problem is not None:
+        raise UnsafeObjectError(problem)
+    return any(name == "blocked" for name, _, _ in columns)
+
+
 async def all_names(conn: psycopg.AsyncConnection[Any], config_models: ConfigModels | None) -> set[str]:
     """Every model name in LiteLLM: the table's (non-empty) names and the config-file models'."""
+    await has_blocked_column(conn)  # the column types first: no foreign cast/operator in the read
     cur = await conn.execute(sql.query("litellm", "model_names"))
     names = {str(row[0]) for row in await cur.fetchall()}
     if config_models is not None:
@@ -188,6 +231,7 @@ async def all_names(conn: psycopg.AsyncConnection[Any], config_models: ConfigMod
 
 async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     """Deployments whose model_name is missing or blank (they cannot be synced; reported as errors)."""
+    await has_blocked_column(conn)
     cur = await conn.execute(sql.query("litellm", "nameless_deployments"))
     return [str(row[0]) for row in await cur.fetchall()]
 
@@ -202,9 +246,8 @@ async def read_truth(
     """Every deployment of ``names`` (all names when None), from the table and the config models."""
     truth = Truth()
     await memo_share.pull(conn, key)  # LiteLLM's answers other processes learnt (once per process)
-    cur0 = await conn.execute(sql.query("litellm", "has_blocked_column"))
-    row0 = await cur0.fetchone()
-    variant = "" if row0 is not None and row0[0] else "_without_blocked"  # LiteLLM 1.81: no blocked column
+    # LiteLLM 1.81: no blocked column; a column of a foreign type: refused (UnsafeObjectError)
+    variant = "" if await has_blocked_column(conn) else "_without_blocked"
     async with conn.cursor(row_factory=dict_row) as cur:
         set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every row's fetch
         if names is None:

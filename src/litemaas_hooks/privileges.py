@@ -28,6 +28,8 @@ RELAY_BACKEND_FUNCTIONS: tuple[str, ...] = (
     "litemaas_hooks.try_lock_models_v1(text[], boolean)",
     "litemaas_hooks.note_model_sources_v1(text[], boolean[])",
     "litemaas_hooks.db_model_ids_v1(text[])",
+    # every call above checks first that the function is still what install left (92_function_checks)
+    "litemaas_hooks.check_function_v1(regprocedure)",
 )
 
 # The relay's working tables in LiteLLM's database and what it does with them. Never schema_migrations
