@@ -22,7 +22,7 @@ from psycopg.types.json import set_json_loads
 
 from litemaas_hooks import litellm_adapter, litellm_crypto, memo_share, sql
 from litemaas_hooks.errors import DecryptError, MappingError, UnsafeObjectError
-from litemaas_hooks.mapping import Deployment, check_model_name
+from litemaas_hooks.mapping import BLANK_CHARS, Deployment, check_model_name, is_blank_name
 from litemaas_hooks.redaction import (
     ENV_PREFIX,
     ENV_RESOLVED_FIELDS,
@@ -222,7 +222,7 @@ async def has_blocked_column(conn: psycopg.AsyncConnection[Any]) -> bool:
 async def all_names(conn: psycopg.AsyncConnection[Any], config_models: ConfigModels | None) -> set[str]:
     """Every model name in LiteLLM: the table's (non-empty) names and the config-file models'."""
     await has_blocked_column(conn)  # the column types first: no foreign cast/operator in the read
-    cur = await conn.execute(sql.query("litellm", "model_names"))
+    cur = await conn.execute(sql.query("litellm", "model_names"), {"blank": BLANK_CHARS})
     names = {str(row[0]) for row in await cur.fetchall()}
     if config_models is not None:
         names |= {str(m["model_name"]) for m in config_models() if isinstance(m.get("model_name"), str)}
@@ -232,7 +232,7 @@ async def all_names(conn: psycopg.AsyncConnection[Any], config_models: ConfigMod
 async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     """Deployments whose model_name is missing or blank (they cannot be synced; reported as errors)."""
     await has_blocked_column(conn)
-    cur = await conn.execute(sql.query("litellm", "nameless_deployments"))
+    cur = await conn.execute(sql.query("litellm", "nameless_deployments"), {"blank": BLANK_CHARS})
     return [str(row[0]) for row in await cur.fetchall()]
 
 
@@ -263,8 +263,8 @@ async def read_truth(
             await asyncio.sleep(0)
             turn = time.perf_counter()
         name = row.get("model_name")
-        if not isinstance(name, str) or not name.strip():
-            continue
+        if not isinstance(name, str) or is_blank_name(name):
+            continue  # a blank name is no name (nameless_deployments reports it, by the same rule)
         _add(truth, name, functools.partial(build_deployment, row, key))
     if config_models is not None:
         wanted = None if names is None else set(names)

@@ -203,10 +203,28 @@ def _opt_text(value: Any, what: str, limit: int) -> str | None:
     return _check_text(text, what, limit) if text else None
 
 
+# What makes a model name blank, one rule for Python and SQL (litellm_source passes it to the queries'
+# btrim): every character str.isspace() counts (" ", "\t", "\u00a0", "\u3000", ...) and the invisible
+# zero-width ones. SQL's btrim alone trims only " ": "\u00a0" was a name there and blank here.
+BLANK_CHARS = "".join(
+    sorted({chr(c) for c in range(0x110000) if chr(c).isspace()} | {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"})
+)
+
+
+def is_blank_name(name: str) -> bool:
+    """True when ``name`` is empty or only whitespace / invisible characters (``BLANK_CHARS``)."""
+    return not name.strip(BLANK_CHARS)
+
+
 def check_model_name(name: Any) -> str:
     """The model name as the backend's ``models.id``, or a MappingError saying what is wrong with it."""
-    if not isinstance(name, str) or not name.strip():
-        raise MappingError("model_name is missing or empty; every LiteLLM model needs a model_name")
+    if not isinstance(name, str) or is_blank_name(name):
+        raise MappingError(
+            "model_name is missing or blank (empty, or only whitespace or invisible characters such as "
+            f"{name!r}); every LiteLLM model needs a visible model_name: rename it in LiteLLM"
+            if isinstance(name, str)
+            else "model_name is missing or empty; every LiteLLM model needs a model_name"
+        )
     if _CONTROL_CHARS.search(name):
         raise MappingError(
             f"model_name {name!r} contains control characters; rename the model in LiteLLM "

@@ -794,7 +794,7 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         # an empty name gives its event no name to converge: the event is kept with that error, and the
         # full scan reports the deployment too: `status` (and backfill / the periodic reconcile) name it
         report = await collect_status(settings)
-        assert "model_name is missing or empty" in report.drift.errors[f"<deployment {empty['model_id']}>"]
+        assert "model_name is missing or blank" in report.drift.errors[f"<deployment {empty['model_id']}>"]
         assert set(bad) <= set(report.drift.errors)
         status_text = format_status(report)
         assert "cannot sync <deployment" in status_text

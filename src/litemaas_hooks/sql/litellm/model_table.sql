@@ -44,10 +44,11 @@ ORDER BY t.model_name, t.model_id
 -- name: model_names
 SELECT DISTINCT t.model_name
 FROM public."LiteLLM_ProxyModelTable" AS t
-WHERE t.model_name IS NOT NULL AND pg_catalog.btrim(t.model_name) <> ''
+-- blank: the characters of mapping.BLANK_CHARS (%(blank)s), the rule Python applies too
+WHERE t.model_name IS NOT NULL AND pg_catalog.btrim(t.model_name, %(blank)s) <> ''
 
 -- name: nameless_deployments
 SELECT t.model_id
 FROM public."LiteLLM_ProxyModelTable" AS t
-WHERE t.model_name IS NULL OR pg_catalog.btrim(t.model_name) = ''
+WHERE t.model_name IS NULL OR pg_catalog.btrim(t.model_name, %(blank)s) = ''
 ORDER BY t.model_id
