@@ -515,3 +515,32 @@ async def test_schema_squatted_by_the_database_owner_is_refused(
     assert "schema litemaas_hooks (owned by" in err
     assert w.lowner in err
     assert _who(w.ldsn) == set()
+
+
+# -- issue 20 item 5: plugin mode after an install by a DBA / a superuser ----------------------------
+
+
+@pytest.mark.parametrize("installer", ["superuser", "dba"])
+async def test_plugin_mode_works_after_any_installer_without_extra_grants(
+    world: World, monkeypatch: Any, master_key: str, installer: str
+) -> None:
+    """Plugin mode claims the outbox with LiteLLM's own role: after `install` by another role it got
+    `permission denied for table model_events` and retried forever. Install now grants the owner of
+    LiteLLM's table what the relay needs on our tables; no `--print-grants` for the LiteLLM side."""
+    w = world
+    if installer == "superuser":
+        env = {"LITELLM_DATABASE_URL": w.ldsn, "LITEMAAS_DATABASE_URL": w.bdsn, "LITELLM_MASTER_KEY": master_key}
+        assert await _cli(monkeypatch, env, "install") == 0
+    else:
+        await _install(w, monkeypatch, master_key)
+    _run(w.bdsn, privileges.backend_grants(w.relay))  # the backend side: the relay role's grants only
+    settings = make_settings(w.url(w.ldsn, w.lowner), w.url(w.bdsn, w.relay), master_key)
+    async with (
+        await psycopg.AsyncConnection.connect(w.as_(w.ldsn, w.lowner), autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(w.bdsn, autocommit=True) as bc,
+        running(settings) as (relay,),
+    ):
+        await add(lc, "p1", master_key, max_tokens=1)
+        await eventually(lambda: matches_truth(lc, bc, set()), what="plugin-mode relay as LiteLLM's role")
+        assert relay.stats.events_failed == 0
+        assert await outbox_empty(lc)
