@@ -180,6 +180,9 @@ def install_line(side: Which, database: str, result: Any, trigger: tuple[bool, b
         done.append(f"{'left' if done else 'up to date:'} {n} migration{'s' if n != 1 else ''} already applied")
     if result.ensured and side == "backend":
         done.append(f"{len(result.ensured)} functions in place")
+    recognised = list(getattr(result, "recognised", None) or [])
+    if recognised:
+        done.append("recognised its own objects of " + ", ".join(recognised) + " (their records were gone)")
     waited = list(getattr(result, "waited", None) or [])
     if waited:  # a lock another transaction held (LiteLLM's writes never wait on install's locks)
         done.append("waited for a lock held by another transaction: " + ", ".join(waited))

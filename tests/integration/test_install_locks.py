@@ -82,3 +82,32 @@ async def test_install_says_when_it_had_to_wait(litellm_dsn: str, backend_dsn: s
     assert result.waited
     assert "00_tables" in result.waited[0]
     assert "waited for a lock held by another transaction" in install_line("litellm", "db", result)
+
+
+async def test_install_recognises_its_own_objects_when_its_records_are_gone(
+    litellm_dsn: str, backend_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A role deleted our schema_migrations rows: install failed on "relation model_events already
+    exists"; it now recognises its own objects, records them again and repairs nothing else."""
+    from litemaas_hooks import cli
+
+    await install(litellm_dsn, backend_dsn)
+    for dsn in (litellm_dsn, backend_dsn):
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as c:
+            await c.execute("DELETE FROM litemaas_hooks.schema_migrations")
+    monkeypatch.setenv("LITELLM_DATABASE_URL", litellm_dsn)
+    monkeypatch.setenv("LITEMAAS_DATABASE_URL", backend_dsn)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    capsys.readouterr()
+    import asyncio
+
+    assert await asyncio.to_thread(cli.main, ["install"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "recognised its own objects of 0001_outbox" in out, out
+    assert "recognised its own objects of 0001_sync_functions" in out, out
+    for dsn in (litellm_dsn, backend_dsn):
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as c:
+            cur = await c.execute("SELECT count(*) FROM litemaas_hooks.schema_migrations")
+            row = await cur.fetchone()
+            assert row is not None
+            assert row[0] > 0
