@@ -34,3 +34,28 @@ def test_a_column_litellm_adds_after_install_is_compared_without_reinstall(insta
         conn.execute(f"ALTER TABLE {TABLE} DROP COLUMN {column}")  # and a column LiteLLM drops
         conn.execute(f"""UPDATE {TABLE} SET model_info = model_info || '{{"x": 1}}'""")
         assert [e["op"] for e in _events(conn)] == ["UPDATE"]
+
+
+def test_one_subtransaction_per_statement_not_per_row(installed: str) -> None:
+    """A row-level trigger with a BEGIN ... EXCEPTION block opened a subtransaction (with its own xid) per
+    row: a LiteLLM transaction touching more than 64 rows overflowed the backend's subtransaction cache.
+    Count the transaction ids a 200-row UPDATE and a DELETE consume (each subtransaction that writes
+    takes one)."""
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute(
+            f"INSERT INTO {TABLE} (model_id, model_name, litellm_params, model_info, created_by, updated_by) "
+            "SELECT 'id-' || i, 'm-' || i, '{}'::jsonb, '{}'::jsonb, 'x', 'x' FROM generate_series(1, 200) AS i"
+        )
+        conn.execute("DELETE FROM litemaas_hooks.model_events")
+    next_xid = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"  # assigns none itself
+    with psycopg.connect(installed, autocommit=True) as watch, psycopg.connect(installed) as conn:
+        before = watch.execute(next_xid).fetchone()
+        conn.execute(f"""UPDATE {TABLE} SET model_info = model_info || '{{"n": 1}}'""")  # one transaction
+        conn.execute(f"DELETE FROM {TABLE} WHERE model_id = 'id-1'")
+        conn.commit()
+        after = watch.execute(next_xid).fetchone()
+        assert before is not None
+        assert after is not None
+        # the transaction's own id + one per statement's subtransaction, not one per row (201)
+        assert after[0] - before[0] <= 3
+        assert len(_events(watch)) == 201
