@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     install.add_argument("--relay-role", default="litemaas_hooks_relay", help="role of the relay (--print-grants)")
     install.add_argument(
+        "--grant-relay",
+        action="store_true",
+        help="create the relay role (password from LITEMAAS_HOOKS_RELAY_PASSWORD) and grant it exactly "
+        "--print-grants (needs CREATEROLE)",
+    )
+    install.add_argument(
         "--backend-role", default=None, help="backend role of the relay if not --relay-role (--print-grants)"
     )
     install.add_argument(
@@ -212,6 +218,13 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
             if before is not None:
                 trigger = (before.ok, (await outbox.trigger_state(conn)).ok)
             print(install_line(side, (await database_kind(conn)).database, result, trigger))
+            if getattr(args, "grant_relay", False):
+                import os
+
+                from litemaas_hooks.privileges import RELAY_PASSWORD_ENV, Roles, ensure_relay_role
+
+                roles = Roles(relay=args.relay_role, backend=args.backend_role)
+                print(await ensure_relay_role(conn, side, roles, os.environ.get(RELAY_PASSWORD_ENV) or None))
     finally:
         for conn in conns.values():
             await conn.close()

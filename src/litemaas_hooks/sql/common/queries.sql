@@ -54,3 +54,7 @@ BEGIN
     END IF;
 END
 $guard$
+
+-- name: role_exists
+-- install --grant-relay: does the relay role exist on this server?
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %(role)s)
