@@ -38,7 +38,8 @@ def execute(dsn: str, query: str, params: Mapping[str, Any] | tuple[Any, ...] | 
         return cur.fetchall() if cur.description else []
 
 
-# What LiteLLM re-creating its table does to our triggers (all three statement-level ones go with it).
+# What LiteLLM re-creating its table does to our triggers (all three statement-level ones go with
+# it).
 DROP_TRIGGERS = "; ".join(
     f'DROP TRIGGER {name} ON public."LiteLLM_ProxyModelTable"'
     for name in (

@@ -68,8 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     install.add_argument(
         "--grant-relay",
         action="store_true",
-        help="create the relay role (password from LITEMAAS_HOOKS_RELAY_PASSWORD) and grant it exactly "
-        "--print-grants (needs CREATEROLE)",
+        help="create the relay role (password from LITEMAAS_HOOKS_RELAY_PASSWORD) and grant it "
+        "exactly --print-grants (needs CREATEROLE)",
     )
     install.add_argument(
         "--backend-role", default=None, help="backend role of the relay if not --relay-role (--print-grants)"
@@ -188,7 +188,9 @@ def install_line(side: Which, database: str, result: Any, trigger: tuple[bool, b
         done.append(f"{len(result.ensured)} functions in place")
     recognised = list(getattr(result, "recognised", None) or [])
     if recognised:
-        done.append("recognised its own objects of " + ", ".join(recognised) + " (their records were gone)")
+        done.append(
+            "recognised its own objects of " + ", ".join(recognised) + " (their records were gone)"
+        )
     waited = list(getattr(result, "waited", None) or [])
     if waited:  # a lock another transaction held (LiteLLM's writes never wait on install's locks)
         done.append("waited for a lock held by another transaction: " + ", ".join(waited))
@@ -224,7 +226,8 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
                 from litemaas_hooks.privileges import RELAY_PASSWORD_ENV, Roles, ensure_relay_role
 
                 roles = Roles(relay=args.relay_role, backend=args.backend_role)
-                print(await ensure_relay_role(conn, side, roles, os.environ.get(RELAY_PASSWORD_ENV) or None))
+                password = os.environ.get(RELAY_PASSWORD_ENV) or None
+                print(await ensure_relay_role(conn, side, roles, password))
     finally:
         for conn in conns.values():
             await conn.close()

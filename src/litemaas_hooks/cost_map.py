@@ -37,9 +37,10 @@ log = logging.getLogger("litemaas_hooks.cost_map")
 
 DEFAULT_URL = "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
 BUNDLED_FILE = "model_prices_and_context_window_backup.json"
-MEMO_FORMAT = 5  # 2: lookups with the deployment registered like the router; 3: unpriced while registered;
+# 2: lookups with the deployment registered like the router; 3: unpriced while registered;
 # 4: distinct answers stored once (content ids), mergeable with the copy in LiteLLM's database;
 # 5: the copy in LiteLLM's database signed (memo_share): unsigned rows of format 4 are never read
+MEMO_FORMAT = 5
 FETCH_TIMEOUT_S = 5
 
 
@@ -211,7 +212,8 @@ class Memo:
         info_key = info.get("key")
         if has_key:
             info["key"] = None
-        content_id = answer_id(orjson.dumps(info, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS))
+        body = orjson.dumps(info, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        content_id = answer_id(body)
         self.answers.setdefault(content_id, info)
         self.entries[key] = [content_id, info_key, has_key, bool(answer.get("unpriced"))]
         self.fresh.add(key)

@@ -36,5 +36,6 @@ class NotInstalledError(LiteMaaSHooksError):
 
 
 class UnsafeObjectError(LiteMaaSHooksError):
-    """An object another role controls was changed so that using it could run that role's code with our
+    """An object another role controls was changed so that using it could run that role's code with
+    our
     privileges (a column of a foreign type, a function altered after install): refused."""

@@ -84,7 +84,8 @@ def _json_object(value: Any, what: str, model_id: str) -> dict[str, Any]:
 
 
 def _resolve_env(params: dict[str, Any]) -> dict[str, Any]:
-    """Resolve ``os.environ/NAME`` as LiteLLM's router does when it loads a deployment, but only in the
+    """Resolve ``os.environ/NAME`` as LiteLLM's router does when it loads a deployment, but only in
+    the
     routing fields and for the variable names on the allow-list (``redaction.env_reference_value``):
     ``os.environ/SLACK_WEBHOOK_URL`` or ``os.environ/LITELLM_LICENSE`` stay the reference text."""
     changes = {}
@@ -98,7 +99,8 @@ def _resolve_env(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _credentials(params: Mapping[str, Any], key: str | None) -> frozenset[str]:
-    """The plaintext of the row's own credentials, to be masked by value (then dropped with the row)."""
+    """The plaintext of the row's own credentials, to be masked by value (then dropped with the
+    row)."""
     if key is None:
         return credential_values(params, lambda value: None)
     return credential_values(params, lambda value: litellm_crypto.decrypt(value, key))
@@ -129,7 +131,8 @@ def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
 
 
 def _unresolve_env(params: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Config-file deployments come from the router, which resolved every ``os.environ/NAME`` already:
+    """Config-file deployments come from the router, which resolved every ``os.environ/NAME``
+    already:
     a top-level value equal to an environment variable's value that the allow-list would not have
     resolved in that field goes back to the reference text (``os.environ/SLACK_WEBHOOK_URL``)."""
     by_value: dict[str, list[str]] = {}
@@ -177,7 +180,8 @@ def _error(truth: Truth, name: str, message: str) -> None:
     truth.errors[name] = message if prev is None else f"{prev}; {message}"
 
 
-# The built-in types (pg_catalog oids, fixed) LiteLLM's schema gives the columns we read; a foreign type
+# The built-in types (pg_catalog oids, fixed) LiteLLM's schema gives the columns we read; a foreign
+# type
 # (the table owner's enum, domain, ...) would bring casts and operators that owner defines.
 COLUMN_TYPES: dict[str, frozenset[int]] = {
     "model_id": frozenset({25, 1043}),  # text, varchar
@@ -200,16 +204,17 @@ def column_problem(columns: Iterable[tuple[str, int, str]]) -> str | None:
     if not bad:
         return None
     return (
-        'LiteLLM\'s table public."LiteLLM_ProxyModelTable" has columns of types LiteLLM does not use ('
-        + "; ".join(bad)
-        + "): litemaas-hooks refuses to read it, because casts and operators of such a type are code of "
-        "the role that defined it and would run with this session's privileges; restore LiteLLM's types "
-        "(ALTER TABLE ... ALTER COLUMN ... TYPE boolean/text/jsonb/timestamp) or check who changed them"
+        'LiteLLM\'s table public."LiteLLM_ProxyModelTable" has columns of types LiteLLM does not '
+        "use (" + "; ".join(bad) + "): litemaas-hooks refuses to read it, because casts and "
+        "operators of such a type are code of the role that defined it and would run with this "
+        "session's privileges; restore LiteLLM's types (ALTER TABLE ... ALTER COLUMN ... TYPE "
+        "boolean/text/jsonb/timestamp) or check who changed them"
     )
 
 
 async def has_blocked_column(conn: psycopg.AsyncConnection[Any]) -> bool:
-    """Whether LiteLLM's table has ``blocked`` (>= 1.108); raises UnsafeObjectError when a column we read
+    """Whether LiteLLM's table has ``blocked`` (>= 1.108); raises UnsafeObjectError when a column
+    we read
     has a foreign type (checked before every read of the table)."""
     cur = await conn.execute(sql.query("litellm", "model_table_columns"))
     columns = [(str(n), int(t), str(f)) for n, t, f in await cur.fetchall()]

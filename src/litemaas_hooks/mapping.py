@@ -95,7 +95,8 @@ class Deployment:
     # ``model_info`` as ``(shared, own)`` when it is ``{**shared, **own}`` and ``shared`` is one object
     # for many deployments (LiteLLM's cost-map answer): its credential removal is then done once
     info_parts: tuple[Mapping[str, Any], Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
-    # the plaintext of the deployment's own credentials (``redaction.credential_values``): only to mask
+    # the plaintext of the deployment's own credentials (``redaction.credential_values``): only to
+    # mask
     # them by value wherever else they appear in the row; never mapped, compared or shown
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
@@ -203,12 +204,13 @@ def _opt_text(value: Any, what: str, limit: int) -> str | None:
     return _check_text(text, what, limit) if text else None
 
 
-# What makes a model name blank, one rule for Python and SQL (litellm_source passes it to the queries'
-# btrim): every character str.isspace() counts (" ", "\t", "\u00a0", "\u3000", ...) and the invisible
+# What makes a model name blank, one rule for Python and SQL (litellm_source passes it to the
+# queries'
+# btrim): every character str.isspace() counts (" ", "\t", "\u00a0", "\u3000", ...) and the
+# invisible
 # zero-width ones. SQL's btrim alone trims only " ": "\u00a0" was a name there and blank here.
-BLANK_CHARS = "".join(
-    sorted({chr(c) for c in range(0x110000) if chr(c).isspace()} | {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"})
-)
+_ZERO_WIDTH = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"}
+BLANK_CHARS = "".join(sorted({chr(c) for c in range(0x110000) if chr(c).isspace()} | _ZERO_WIDTH))
 
 
 def is_blank_name(name: str) -> bool:
@@ -220,8 +222,9 @@ def check_model_name(name: Any) -> str:
     """The model name as the backend's ``models.id``, or a MappingError saying what is wrong with it."""
     if not isinstance(name, str) or is_blank_name(name):
         raise MappingError(
-            "model_name is missing or blank (empty, or only whitespace or invisible characters such as "
-            f"{name!r}); every LiteLLM model needs a visible model_name: rename it in LiteLLM"
+            "model_name is missing or blank (empty, or only whitespace or invisible characters "
+            f"such as {name!r}); every LiteLLM model needs a visible model_name: rename it "
+            "in LiteLLM"
             if isinstance(name, str)
             else "model_name is missing or empty; every LiteLLM model needs a model_name"
         )

@@ -7,11 +7,15 @@ Job, or a restarted relay, reads them and does not import LiteLLM for models som
 asked about. Best effort throughout: without the table (an install older than migration 0006), without
 the grants, or behind a lock, the process keeps its answers to itself and nothing else changes.
 
-Whoever can write the table (the relay role, i.e. LiteLLM's own role in plugin mode) must not be able to
+Whoever can write the table (the relay role, i.e. LiteLLM's own role in plugin mode) must not be
+able to
 steer our decisions through it, so every shared item is signed with a key only our processes and
-LiteLLM hold (HMAC-SHA256 under a key derived from LiteLLM's salt key, else its master key, the same key
-that decrypts ``litellm_params``): each lookup entry carries the MAC of (fingerprint, lookup, entry);
-each answer is stored as the exact JSON text its content id hashes; the facts as JSON text with their
+LiteLLM hold (HMAC-SHA256 under a key derived from LiteLLM's salt key, else its master key, the
+same key
+that decrypts ``litellm_params``): each lookup entry carries the MAC of (fingerprint, lookup,
+entry);
+each answer is stored as the exact JSON text its content id hashes; the facts as JSON text with
+their
 MAC. An item that fails verification is ignored (LiteLLM answers instead) and counted: ``status``
 reports it. Without a key nothing is shared.
 """
@@ -34,7 +38,9 @@ from litemaas_hooks import cost_map, litellm_adapter, sql
 log = logging.getLogger("litemaas_hooks.memo_share")
 
 # Never make LiteLLM's database wait for a cache: a locked row or a slow server skips the exchange.
-_LIMITS = "SELECT set_config('lock_timeout', '200ms', true), set_config('statement_timeout', '5s', true)"
+_LIMITS = (
+    "SELECT set_config('lock_timeout', '200ms', true), set_config('statement_timeout', '5s', true)"
+)
 
 
 class _State:
@@ -66,8 +72,10 @@ def sign(
     answers: Mapping[str, Any],
     entries: Mapping[str, list[Any]],
 ) -> tuple[dict[str, Any], dict[str, str], dict[str, list[Any]]]:
-    """The shared form of (facts, answers, entries): facts as signed text, each answer as the JSON text
-    its content id hashes, each entry with its MAC (an answer whose text does not hash to its id is left
+    """The shared form of (facts, answers, entries): facts as signed text, each answer as the JSON
+    text
+    its content id hashes, each entry with its MAC (an answer whose text does not hash to its id is
+    left
     out, with the entries naming it)."""
     texts: dict[str, str] = {}
     for answer_id, info in answers.items():
@@ -146,15 +154,19 @@ def ignored_problem() -> str | None:
     what = ", ".join(f"{n} {kind}" for kind, n in sorted(bad.items()))
     return (
         f"the shared cost-map memo (litemaas_hooks.cost_map_memo) held items not signed with this "
-        f"installation's key ({what}): they were ignored (LiteLLM answered instead). A role without "
-        "the key wrote them: check who may write that table, then clear it "
+        f"installation's key ({what}): they were ignored (LiteLLM answered instead). A role "
+        "without the key wrote them: check who may write that table, then clear it "
         "(`DELETE FROM litemaas_hooks.cost_map_memo`; litemaas-hooks refills it)"
     )
 
 
 def _usable(conn: psycopg.AsyncConnection[Any]) -> bool:
     # only on an idle autocommit connection: our own short transaction, never inside a caller's
-    return not _State.unavailable and conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+    return (
+        not _State.unavailable
+        and conn.autocommit
+        and conn.info.transaction_status == TransactionStatus.IDLE
+    )
 
 
 async def _available(conn: psycopg.AsyncConnection[Any]) -> bool:
@@ -162,13 +174,17 @@ async def _available(conn: psycopg.AsyncConnection[Any]) -> bool:
     row = await cur.fetchone()
     if not (row and row[0]):
         _State.unavailable = True
-        log.debug("no usable litemaas_hooks.cost_map_memo (run `litemaas-hooks install`): answers stay on disk")
+        log.debug(
+            "no usable litemaas_hooks.cost_map_memo (run `litemaas-hooks install`): "
+            "answers stay on disk"
+        )
         return False
     return True
 
 
 async def pull(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
-    """Add the shared answers for this process's fingerprint to its memo (once per process): only the
+    """Add the shared answers for this process's fingerprint to its memo (once per process): only
+    the
     items signed with ``key``'s memo key; without a key nothing is read."""
     memo = litellm_adapter.memo_in_use()
     if memo is None or not key or memo.fingerprint in _State.pulled or not _usable(conn):
@@ -179,7 +195,9 @@ async def pull(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
             return
         async with conn.transaction():
             await conn.execute(_LIMITS)
-            cur = await conn.execute(sql.query("litellm", "cost_map_memo_read"), {"fingerprint": memo.fingerprint})
+            cur = await conn.execute(
+                sql.query("litellm", "cost_map_memo_read"), {"fingerprint": memo.fingerprint}
+            )
             row = await cur.fetchone()
         if row is None:
             memo.fresh |= set(memo.entries)  # nothing shared yet: offer everything this disk knows
@@ -197,9 +215,13 @@ async def pull(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
         added = memo.merge(facts, answers, entries)
         if added:
             memo.dirty = True  # the disk copy learns them too
-        log.debug("read %d cost-map answers from LiteLLM's database (%d new here)", len(entries), added)
+        log.debug(
+            "read %d cost-map answers from LiteLLM's database (%d new here)", len(entries), added
+        )
     except psycopg.Error as exc:
-        log.debug("could not read the shared cost-map memo (%s): answers stay on disk", type(exc).__name__)
+        log.debug(
+            "could not read the shared cost-map memo (%s): answers stay on disk", type(exc).__name__
+        )
 
 
 async def push(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
@@ -230,13 +252,19 @@ async def push(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
         memo.fresh.clear()
         await _prune(conn, memo)
     except psycopg.Error as exc:
-        log.debug("could not share %d cost-map answers (%s): kept on disk", len(entries), type(exc).__name__)
+        log.debug(
+            "could not share %d cost-map answers (%s): kept on disk",
+            len(entries),
+            type(exc).__name__,
+        )
 
 
 async def _prune(conn: psycopg.AsyncConnection[Any], memo: cost_map.Memo) -> None:
     try:
         async with conn.transaction():
             await conn.execute(_LIMITS)
-            await conn.execute(sql.query("litellm", "cost_map_memo_prune"), {"fingerprint": memo.fingerprint})
+            await conn.execute(
+                sql.query("litellm", "cost_map_memo_prune"), {"fingerprint": memo.fingerprint}
+            )
     except psycopg.Error as exc:  # e.g. no DELETE grant: old rows stay, nothing breaks
         log.debug("could not prune old cost-map answers (%s)", type(exc).__name__)

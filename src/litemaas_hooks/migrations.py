@@ -28,7 +28,8 @@ class InstallResult:
     # objects of ours that an earlier install had created and that were missing (dropped) before this
     # one, now re-created: e.g. "table litemaas_hooks.model_events", "trigger on public.\"LiteLLM_ProxyModelTable\""
     repaired: list[str] = field(default_factory=list)
-    # migrations whose records were gone but whose objects were all there: recorded again, not re-run
+    # migrations whose records were gone but whose objects were all there: recorded again, not
+    # re-run
     recognised: list[str] = field(default_factory=list)
     # steps that had to wait (for a lock another transaction held), e.g. "2.1 s in 00_tables"
     waited: list[str] = field(default_factory=list)
@@ -83,7 +84,8 @@ async def apply_migrations(
                 continue
             created = install_checks.objects_in(mig.sql)
             if created and not await install_checks.missing(conn, created):
-                # its records are gone (a role deleted schema_migrations rows) but everything it creates
+                # its records are gone (a role deleted schema_migrations rows) but everything it
+                # creates
                 # is here, owned by us (migrations_guard): ours, recorded again instead of re-run
                 await conn.execute(
                     sql.query("common", "migrations_record"),

@@ -53,7 +53,8 @@ class Event:
     def names(self) -> frozenset[str]:
         """Every model name the event touches (old and new name of a rename)."""
         # a blank name (mapping.is_blank_name: "\u00a0" too) is no name: nothing to converge
-        return frozenset(n for n in (self.old_model_name, self.new_model_name) if n and not is_blank_name(n))
+        names = (self.old_model_name, self.new_model_name)
+        return frozenset(n for n in names if n and not is_blank_name(n))
 
 
 @dataclass(frozen=True)

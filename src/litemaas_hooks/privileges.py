@@ -18,7 +18,8 @@ from litemaas_hooks import sql
 from litemaas_hooks.errors import ConfigError
 from litemaas_hooks.migrations import checksum
 
-RELAY_PASSWORD_ENV = "LITEMAAS_HOOKS_RELAY_PASSWORD"  # noqa: S105 (the variable name, not a password)
+# the variable's name, not a password
+RELAY_PASSWORD_ENV = "LITEMAAS_HOOKS_RELAY_PASSWORD"  # noqa: S105
 
 DEFAULT_RELAY_ROLE = "litemaas_hooks_relay"
 
@@ -33,7 +34,8 @@ RELAY_BACKEND_FUNCTIONS: tuple[str, ...] = (
     "litemaas_hooks.try_lock_models_v1(text[], boolean)",
     "litemaas_hooks.note_model_sources_v1(text[], boolean[])",
     "litemaas_hooks.db_model_ids_v1(text[])",
-    # every call above checks first that the function is still what install left (92_function_checks)
+    # every call above checks first that the function is still what install left
+    # (92_function_checks)
     "litemaas_hooks.check_function_v1(regprocedure)",
 )
 
@@ -160,9 +162,12 @@ def render(*, print_sql: bool, print_grants: bool, sides: tuple[sql.Side, ...], 
 async def ensure_relay_role(
     conn: psycopg.AsyncConnection[Any], side: sql.Side, roles: Roles, password: str | None
 ) -> str:
-    """`install --grant-relay`: the relay role (created LOGIN when missing, its password set when given)
-    with exactly the grants ``grants_by_database`` prints for ``side``, nothing more. The password is
-    sent only as a SCRAM verifier computed here (never as text a server log could show). Returns what
+    """`install --grant-relay`: the relay role (created LOGIN when missing, its password set when
+    given)
+    with exactly the grants ``grants_by_database`` prints for ``side``, nothing more. The password
+    is
+    sent only as a SCRAM verifier computed here (never as text a server log could show). Returns
+    what
     was done, as one line."""
     role = roles.relay if side == "litellm" else roles.backend_role
     cur = await conn.execute(sql.query("common", "role_exists"), {"role": role})
@@ -171,17 +176,17 @@ async def ensure_relay_role(
     done: list[str] = []
     if not exists and not password:
         raise ConfigError(
-            f"the relay role {role} does not exist and {RELAY_PASSWORD_ENV} is not set: set it (from a "
-            "Secret) so that install can create the role, or create the role yourself"
+            f"the relay role {role} does not exist and {RELAY_PASSWORD_ENV} is not set: set it "
+            "(from a Secret) so that install can create the role, or create the role yourself"
         )
     if not exists:
         await conn.execute(pgsql.SQL("CREATE ROLE {} LOGIN").format(pgsql.Identifier(role)))
         done.append("created")
     if password:
         verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
-        await conn.execute(
-            pgsql.SQL("ALTER ROLE {} PASSWORD {}").format(pgsql.Identifier(role), pgsql.Literal(verifier.decode()))
-        )
+        statement = pgsql.SQL("ALTER ROLE {} PASSWORD {}")
+        literal = pgsql.Literal(verifier.decode())
+        await conn.execute(statement.format(pgsql.Identifier(role), literal))
         done.append("password set")
     await conn.execute(grants_by_database(roles)[side].encode("utf-8"))
     done.append("granted exactly `install --print-grants`")

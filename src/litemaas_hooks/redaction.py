@@ -182,8 +182,10 @@ def is_secret_env_name(name: str) -> bool:
 ENV_PREFIX = "os.environ/"
 
 
-# ``os.environ/NAME`` is resolved for the catalogue only in these routing fields (LiteLLM resolves them
-# when it routes; none is a credential), and only for a variable whose name says it holds such a value:
+# ``os.environ/NAME`` is resolved for the catalogue only in these routing fields (LiteLLM resolves
+# them
+# when it routes; none is a credential), and only for a variable whose name says it holds such a
+# value:
 # the field -> the endings of the variable names LiteLLM itself reads for it (``AZURE_API_BASE``,
 # ``OPENAI_BASE_URL``, ``AZURE_OPENAI_ENDPOINT``, ``AZURE_API_VERSION``, ``AWS_REGION_NAME``...).
 # Any other reference (``os.environ/SLACK_WEBHOOK_URL`` in api_base, ``os.environ/LITELLM_LICENSE``,
@@ -199,7 +201,8 @@ ENV_RESOLVED_FIELDS: Mapping[str, tuple[str, ...]] = {
 
 
 def env_name_resolvable(field: str, name: str) -> bool:
-    """Whether ``os.environ/NAME`` in ``field`` is resolved for the catalogue (see ENV_RESOLVED_FIELDS)."""
+    """Whether ``os.environ/NAME`` in ``field`` is resolved for the catalogue (see
+    ENV_RESOLVED_FIELDS)."""
     endings = ENV_RESOLVED_FIELDS.get(field)
     if not endings or not name or is_secret_env_name(name):
         return False
@@ -210,7 +213,8 @@ def env_name_resolvable(field: str, name: str) -> bool:
 def env_reference_value(
     value: str, environ: Mapping[str, str] | None = None, *, field: str = "api_base"
 ) -> str:
-    """What the catalogue keeps for ``os.environ/NAME`` in ``field``: the variable's value when the field
+    """What the catalogue keeps for ``os.environ/NAME`` in ``field``: the variable's value when the
+    field
     and the name are on the routing allow-list (``env_name_resolvable``; URLs still get their
     credentials masked later), else the reference text itself."""
     if not value.startswith(ENV_PREFIX):
@@ -392,10 +396,13 @@ def credential_values(
     decrypt: Callable[[str], str | None],
     environ: Mapping[str, str] | None = None,
 ) -> frozenset[str]:
-    """The plaintext of every credential of one deployment's stored ``litellm_params``, only so that it
+    """The plaintext of every credential of one deployment's stored ``litellm_params``, only so
+    that it
     can be masked by value wherever else it appears: each top-level value under a credential-looking
-    key decrypted (``decrypt`` returns None for a value that is no ciphertext: it is then the value),
-    an ``os.environ/NAME`` reference there resolved (whatever NAME is: the field makes it a credential),
+    key decrypted (``decrypt`` returns None for a value that is no ciphertext: it is then the
+    value),
+    an ``os.environ/NAME`` reference there resolved (whatever NAME is: the field makes it a
+    credential),
     nested values taken as they are. The caller drops the result with the mapping."""
     env = os.environ if environ is None else environ
     out: set[str] = set()

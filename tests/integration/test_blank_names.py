@@ -1,4 +1,5 @@
-"""Issue 20 item 5: a model name is blank by one rule in SQL and in Python. "\\u00a0" was a name to SQL
+"""Issue 20 item 5: a model name is blank by one rule in SQL and in Python. "\\u00a0" was a name to
+SQL
 (btrim trims only spaces) and blank to Python (str.strip): never created, retired on every edit, and
 `status` said HEALTHY. Now it is a nameless deployment everywhere: one clear error in `status`, its
 events kept with that error, nothing created or retired."""
@@ -26,13 +27,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def test_sql_and_python_judge_every_name_alike(litellm_dsn: str, backend_dsn: str, master_key: str) -> None:
+async def test_sql_and_python_judge_every_name_alike(
+    litellm_dsn: str, backend_dsn: str, master_key: str
+) -> None:
     await install(litellm_dsn, backend_dsn)
     names = [*BLANKS, *(c for c in BLANK_CHARS if c != "\x00"), "a", "\u00a0a\u00a0", "x\u200b"]
     async with await psycopg.AsyncConnection.connect(litellm_dsn, autocommit=True) as lc:
         ids = {await add(lc, f"tmp-{i}", master_key): name for i, name in enumerate(names)}
         for model_id, name in ids.items():
-            await lc.execute(f"UPDATE {TABLE} SET model_name = %s WHERE model_id = %s", (name, model_id))
+            await lc.execute(
+                f"UPDATE {TABLE} SET model_name = %s WHERE model_id = %s", (name, model_id)
+            )
         sql_names = await litellm_source.all_names(lc, None)
         nameless = set(await litellm_source.nameless_deployments(lc))
     assert sql_names == {n for n in names if not is_blank_name(n)}

@@ -1,6 +1,9 @@
-"""Issue 20 item 5: `install` never takes a lock that makes a LiteLLM write lose its event. Its repeatable
-steps ran CREATE INDEX IF NOT EXISTS on the outbox, which takes a SHARE lock before finding the index and
-holds it until install commits: the trigger (5 ms lock_timeout) gave up on every LiteLLM write meanwhile."""
+"""Issue 20 item 5: `install` never takes a lock that makes a LiteLLM write lose its event. Its
+repeatable
+steps ran CREATE INDEX IF NOT EXISTS on the outbox, which takes a SHARE lock before finding the
+index and
+holds it until install commits: the trigger (5 ms lock_timeout) gave up on every LiteLLM write
+meanwhile."""
 
 from __future__ import annotations
 
@@ -45,7 +48,9 @@ async def test_a_litellm_write_during_a_reinstall_keeps_its_event(
             lc.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
             model_id = await add(lc, "during-install", master_key)  # LiteLLM writes meanwhile
             assert not [w for w in warnings if "could not record" in w], warnings
-        cur = await lc.execute("SELECT op FROM litemaas_hooks.model_events WHERE model_id = %s", (model_id,))
+        cur = await lc.execute(
+            "SELECT op FROM litemaas_hooks.model_events WHERE model_id = %s", (model_id,)
+        )
         assert await cur.fetchall() == [("INSERT",)]
 
 
@@ -85,7 +90,10 @@ async def test_install_says_when_it_had_to_wait(litellm_dsn: str, backend_dsn: s
 
 
 async def test_install_recognises_its_own_objects_when_its_records_are_gone(
-    litellm_dsn: str, backend_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    litellm_dsn: str,
+    backend_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A role deleted our schema_migrations rows: install failed on "relation model_events already
     exists"; it now recognises its own objects, records them again and repairs nothing else."""

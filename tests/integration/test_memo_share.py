@@ -62,8 +62,10 @@ def test_without_the_shared_table_a_process_asks_litellm(
 def test_a_memo_written_without_our_key_changes_no_decision_and_status_says_so(
     hooks_env: dict[str, str], litellm_dsn: str, master_key: str, tmp_path: Path
 ) -> None:
-    """Issue 20 item 4: whoever can write the table (LiteLLM's own role in plugin mode) sets facts that
-    would make every model a team model (skipped) and forges entries: a fresh pod ignores them, syncs
+    """Issue 20 item 4: whoever can write the table (LiteLLM's own role in plugin mode) sets facts
+    that
+    would make every model a team model (skipped) and forges entries: a fresh pod ignores them,
+    syncs
     every model, and `status` reports the memo it had to ignore."""
     rc, out, err = _probe(["install"], hooks_env)
     assert rc == 0, err

@@ -1,4 +1,5 @@
-"""Issue 20 item 1: no owner can use our objects against a more privileged installer. The installer here
+"""Issue 20 item 1: no owner can use our objects against a more privileged installer. The installer
+here
 is the SUPERUSER (README allows one); each owner tries each door, as a hostile owner would: code of
 theirs that records ``current_user`` and tries to make its owner SUPERUSER whenever it runs. It must
 never run as the superuser: the read or call is refused with one line instead, and the owner stays a
@@ -24,7 +25,11 @@ def anyio_backend() -> str:
 
 
 def _super_env(w: World, key: str) -> dict[str, str]:
-    return {"LITELLM_DATABASE_URL": w.ldsn, "LITEMAAS_DATABASE_URL": w.bdsn, "LITELLM_MASTER_KEY": key}
+    return {
+        "LITELLM_DATABASE_URL": w.ldsn,
+        "LITEMAAS_DATABASE_URL": w.bdsn,
+        "LITELLM_MASTER_KEY": key,
+    }
 
 
 def _is_superuser(dsn: str, role: str) -> bool:
@@ -32,7 +37,8 @@ def _is_superuser(dsn: str, role: str) -> bool:
 
 
 def _escalating_body(role: str, returns: str) -> str:
-    """plpgsql that records who runs it and tries to make ``role`` a superuser (works only as one)."""
+    """plpgsql that records who runs it and tries to make ``role`` a superuser (works only as
+    one)."""
     return f"""
         BEGIN
             INSERT INTO public.who VALUES (current_user, 'door');
@@ -55,8 +61,10 @@ async def test_litellm_owner_cast_on_a_column_type_of_its_own_never_runs_as_the_
     world: World, monkeypatch: Any, capsys: pytest.CaptureFixture[str], master_key: str, column: str
 ) -> None:
     """LiteLLM's table owner turns a column we read into its own enum with its own casts to text and
-    boolean: our reads (`blocked::text::boolean`, comparisons of model_name) would run them as whoever
-    runs backfill/status. The column type is checked first: the read is refused, the cast never runs."""
+    boolean: our reads (`blocked::text::boolean`, comparisons of model_name) would run them as
+    whoever
+    runs backfill/status. The column type is checked first: the read is refused, the cast never
+    runs."""
     w = world
     env = _super_env(w, master_key)
     assert await _cli(monkeypatch, env, "install") == 0  # the superuser installs
@@ -82,7 +90,9 @@ async def test_litellm_owner_cast_on_a_column_type_of_its_own_never_runs_as_the_
     elif column == "blocked":  # LiteLLM 1.81: no such column yet; the owner adds it
         stmts.append(f"ALTER TABLE {TABLE} ADD COLUMN blocked public.esc DEFAULT 'false'")
     else:
-        stmts.append(f"ALTER TABLE {TABLE} ALTER COLUMN model_name TYPE public.esc USING model_name::public.esc")
+        stmts.append(
+            f"ALTER TABLE {TABLE} ALTER COLUMN model_name TYPE public.esc USING model_name::public.esc"
+        )
     _run(lown, *stmts)
     # the cast really is a door when the superuser uses it
     _run(w.ldsn, "SELECT NULL::public.esc::text")
@@ -113,8 +123,10 @@ DOORS = {
 async def test_backend_owner_altering_our_functions_is_refused_before_any_call(
     world: World, monkeypatch: Any, capsys: pytest.CaptureFixture[str], master_key: str, door: str
 ) -> None:
-    """The backend's table owner owns our SECURITY DEFINER functions and may alter them: made SECURITY
-    INVOKER (its own triggers on public.models then fire as the caller), given its own search_path, or
+    """The backend's table owner owns our SECURITY DEFINER functions and may alter them: made
+    SECURITY
+    INVOKER (its own triggers on public.models then fire as the caller), given its own search_path,
+    or
     given its own body. Every call checks the function against what install recorded, in the same
     statement: the superuser's backfill refuses; after `install` again it works."""
     w = world

@@ -518,7 +518,8 @@ async def test_schema_squatted_by_the_database_owner_is_refused(
     assert _who(w.ldsn) == set()
 
 
-# -- issue 20 item 5: plugin mode after an install by a DBA / a superuser ----------------------------
+# -- issue 20 item 5: plugin mode after an install by a DBA / a superuser
+# ----------------------------
 
 
 @pytest.mark.parametrize("installer", ["superuser", "dba"])
@@ -550,7 +551,8 @@ async def test_plugin_mode_works_after_any_installer_without_extra_grants(
 async def test_install_creates_the_relay_role_with_exactly_the_printed_grants(
     world: World, monkeypatch: Any, master_key: str
 ) -> None:
-    """Issue 20 item 2 (the install Job's part): `install --grant-relay` creates the relay role from a
+    """Issue 20 item 2 (the install Job's part): `install --grant-relay` creates the relay role
+    from a
     Secret's password and grants it exactly `--print-grants`; the relay then works with it and with
     nothing more (it cannot read the backend's tables)."""
     w = world

@@ -1,5 +1,6 @@
 """Issue 20 item 5: the trigger compared the columns LiteLLM's table had at install; after LiteLLM
-1.81 -> 1.108 added `blocked`, blocking a model made no event until `install` ran again (and `status`
+1.81 -> 1.108 added `blocked`, blocking a model made no event until `install` ran again (and
+`status`
 did not say so). The trigger now compares every column the table has at the time of the write."""
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ def test_a_column_litellm_adds_after_install_is_compared_without_reinstall(insta
 
 
 def test_one_subtransaction_per_statement_not_per_row(installed: str) -> None:
-    """A row-level trigger with a BEGIN ... EXCEPTION block opened a subtransaction (with its own xid) per
-    row: a LiteLLM transaction touching more than 64 rows overflowed the backend's subtransaction cache.
+    """A row-level trigger with a BEGIN ... EXCEPTION block opened a subtransaction (with its own
+    xid) per
+    row: a LiteLLM transaction touching more than 64 rows overflowed the backend's subtransaction
+    cache.
     Count the transaction ids a 200-row UPDATE and a DELETE consume (each subtransaction that writes
     takes one)."""
     with psycopg.connect(installed, autocommit=True) as conn:
@@ -50,7 +53,9 @@ def test_one_subtransaction_per_statement_not_per_row(installed: str) -> None:
     next_xid = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"  # assigns none itself
     with psycopg.connect(installed, autocommit=True) as watch, psycopg.connect(installed) as conn:
         before = watch.execute(next_xid).fetchone()
-        conn.execute(f"""UPDATE {TABLE} SET model_info = model_info || '{{"n": 1}}'""")  # one transaction
+        conn.execute(
+            f"""UPDATE {TABLE} SET model_info = model_info || '{{"n": 1}}'"""
+        )  # one transaction
         conn.execute(f"DELETE FROM {TABLE} WHERE model_id = 'id-1'")
         conn.commit()
         after = watch.execute(next_xid).fetchone()

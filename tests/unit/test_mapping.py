@@ -291,7 +291,8 @@ def test_accepted_rows_are_those_the_backend_may_end_on() -> None:
     assert [a["litellm_model_id"] for a in r.accepted] == ["a", "b"]  # an edit may move it after b
 
 
-# -- issue 20 item 5: one blank rule -----------------------------------------------------------------
+# -- issue 20 item 5: one blank rule
+# -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["", " ", "\u00a0", "\u3000", "\t\n", "\u200b", "\ufeff\u00a0 ", "\u2028"])

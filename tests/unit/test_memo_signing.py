@@ -1,5 +1,6 @@
 """The shared cost-map memo is signed (issue 20 item 4): an item written by a role without our key —
-forged facts, a forged or altered entry, an altered answer, a regular expression of its choosing — is
+forged facts, a forged or altered entry, an altered answer, a regular expression of its choosing —
+is
 never used and is counted for ``status``. Pure functions, no database."""
 
 from __future__ import annotations
@@ -14,12 +15,19 @@ from litemaas_hooks import cost_map, memo_share
 FP = "f" * 32
 KEY = memo_share.memo_key("sk-salt-of-this-installation")
 OTHER = memo_share.memo_key("sk-someone-else")
-FACTS = {"param_defaults": {}, "info_defaults": {}, "pricing_pattern": r"_above_\d+k?_tokens(?:_batches)?$"}
+FACTS = {
+    "param_defaults": {},
+    "info_defaults": {},
+    "pricing_pattern": r"_above_\d+k?_tokens(?:_batches)?$",
+}
 
 
 def _memo() -> cost_map.Memo:
     memo = cost_map.Memo(FP, "1.108.7")
-    memo.put("openai/a\x1f", {"info": {"key": "a", "max_tokens": 8, "input_cost_per_token": 1e-06}, "unpriced": False})
+    memo.put(
+        "openai/a\x1f",
+        {"info": {"key": "a", "max_tokens": 8, "input_cost_per_token": 1e-06}, "unpriced": False},
+    )
     memo.put("openai/b\x1f", {"info": {"key": "b", "max_tokens": 9}, "unpriced": True})
     return memo
 
@@ -87,7 +95,9 @@ def test_a_regular_expression_of_the_wrong_shape_is_never_used(pattern: Any) -> 
     memo.merge(facts, {}, {})
     assert memo.facts == {}  # not taken (LiteLLM is asked instead)
     signed = memo_share.sign(KEY, FP, facts, {}, {})
-    assert memo_share.verify(KEY, FP, *signed)[3] == {"facts": 1}  # signed but unusable: refused too
+    assert memo_share.verify(KEY, FP, *signed)[3] == {
+        "facts": 1
+    }  # signed but unusable: refused too
 
 
 def test_litellm_s_own_pattern_is_accepted() -> None:

@@ -180,7 +180,8 @@ def test_scrub_masks_database_passwords_alone_and_environment_secrets(secret_env
     assert ENV_SECRETS["LITELLM_SALT_KEY"] not in out
 
 
-# -- issue 20 item 3: the provider key by value, os.environ/ by allow-list --------------------------
+# -- issue 20 item 3: the provider key by value, os.environ/ by allow-list
+# --------------------------
 
 SALT = "salt-" + secrets.token_hex(16)
 
@@ -196,7 +197,8 @@ def _encrypt(value: str) -> str:
 
 
 def _row_text(params: dict[str, Any], info: dict[str, Any]) -> str:
-    """The record of one stored row (every string of litellm_params encrypted, as LiteLLM stores it)."""
+    """The record of one stored row (every string of litellm_params encrypted, as LiteLLM stores
+    it)."""
     stored = {k: _encrypt(v) if isinstance(v, str) else v for k, v in params.items()}
     row = {"model_id": "d1", "model_name": "m", "litellm_params": stored, "model_info": info}
     dep = litellm_source.build_deployment(row, SALT)

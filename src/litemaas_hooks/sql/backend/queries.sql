@@ -1,6 +1,8 @@
 -- Calls of the litemaas_hooks functions in the backend database (see migrations/).
--- Every call checks its function first, in the same statement (repeatable/92_function_checks.sql): the
--- call's first argument depends on the check (g.ok), so the check runs before it and refuses a function
+-- Every call checks its function first, in the same statement (repeatable/92_function_checks.sql):
+-- the
+-- call's first argument depends on the check (g.ok), so the check runs before it and refuses a
+-- function
 -- that was altered after install.
 
 -- name: lock_models
@@ -33,8 +35,10 @@ FROM litemaas_hooks.check_function_v1('litemaas_hooks.upsert_models_v1(jsonb)') 
      LATERAL litemaas_hooks.upsert_models_v1(CASE WHEN g.ok THEN %(models)s::jsonb END) AS u
 
 -- name: retire_model
-SELECT litemaas_hooks.retire_model_v1(CASE WHEN g.ok THEN %(id)s END, %(cascade)s, %(reason)s) AS result
-FROM litemaas_hooks.check_function_v1('litemaas_hooks.retire_model_v1(text, boolean, text)') AS g (ok)
+SELECT litemaas_hooks.retire_model_v1(CASE WHEN g.ok THEN %(id)s END, %(cascade)s, %(reason)s)
+       AS result
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.retire_model_v1(text, boolean, text)')
+     AS g (ok)
 
 -- name: model_ids
 SELECT i.id
@@ -42,16 +46,20 @@ FROM litemaas_hooks.check_function_v1('litemaas_hooks.model_ids_v1()') AS g (ok)
      LATERAL (SELECT f.id FROM litemaas_hooks.model_ids_v1() AS f (id) WHERE g.ok) AS i
 
 -- name: try_lock_models
-SELECT litemaas_hooks.try_lock_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END, %(rows_only)s) AS busy
-FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)') AS g (ok)
+SELECT litemaas_hooks.try_lock_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END, %(rows_only)s)
+       AS busy
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)')
+     AS g (ok)
 
 -- name: set_lock_timeout
 -- Our transaction waits at most this long for any lock (then 55P03: the names are retried later).
 SELECT set_config('lock_timeout', %(timeout)s, true)
 
 -- name: note_model_sources
-SELECT litemaas_hooks.note_model_sources_v1(CASE WHEN g.ok THEN %(ids)s::text[] END, %(from_db)s::boolean[])
-FROM litemaas_hooks.check_function_v1('litemaas_hooks.note_model_sources_v1(text[], boolean[])') AS g (ok)
+SELECT litemaas_hooks.note_model_sources_v1(CASE WHEN g.ok THEN %(ids)s::text[] END,
+                                            %(from_db)s::boolean[])
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.note_model_sources_v1(text[], boolean[])')
+     AS g (ok)
 
 -- name: db_model_ids
 SELECT d.id

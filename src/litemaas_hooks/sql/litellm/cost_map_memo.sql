@@ -12,7 +12,8 @@ SELECT facts, answers, entries FROM litemaas_hooks.cost_map_memo WHERE fingerpri
 
 -- name: cost_map_memo_merge
 -- Union with what other processes wrote meanwhile (answers are content-addressed: no clash can differ).
--- Every item is signed (memo_share): a writer's signed facts replace whatever is there (an item that
+-- Every item is signed (memo_share): a writer's signed facts replace whatever is there (an item
+-- that
 -- fails verification is ignored by readers and overwritten by the next signed write).
 INSERT INTO litemaas_hooks.cost_map_memo AS m (fingerprint, litellm_version, facts, answers, entries)
 VALUES (%(fingerprint)s, %(version)s, %(facts)s, %(answers)s, %(entries)s)

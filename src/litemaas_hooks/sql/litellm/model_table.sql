@@ -2,18 +2,21 @@
 -- Only named columns of built-in types are read, never whole rows: to_jsonb(t) would call casts the
 -- table's owner may define for column types of its own, with the privileges of whoever runs the query.
 -- LiteLLM 1.81's schema has no `blocked` column: the *_without_blocked variants read it as false
--- (litellm_source asks `model_table_columns` first). Every column is read without a cast: its type was
+-- (litellm_source asks `model_table_columns` first). Every column is read without a cast: its type
+-- was
 -- checked to be the built-in one LiteLLM uses.
 
 -- name: model_table_columns
--- The type of each column we read (litellm_source checks them before any read): a column of a type that
--- is not the built-in one LiteLLM uses is refused, so no cast or operator a table owner can define for a
+-- The type of each column we read (litellm_source checks them before any read): a column of a type
+-- that
+-- is not the built-in one LiteLLM uses is refused, so no cast or operator a table owner can define
+-- for a
 -- type of its own ever runs in our reads (with the privileges of whoever runs backfill or status).
 SELECT a.attname::text, a.atttypid::oid::bigint, pg_catalog.format_type(a.atttypid, a.atttypmod)
 FROM pg_catalog.pg_attribute AS a
 WHERE a.attrelid = pg_catalog.to_regclass('public."LiteLLM_ProxyModelTable"')
-  AND a.attname IN ('model_id', 'model_name', 'litellm_params', 'model_info', 'created_at', 'updated_at',
-                    'blocked')
+  AND a.attname IN ('model_id', 'model_name', 'litellm_params', 'model_info', 'created_at',
+                    'updated_at', 'blocked')
   AND a.attnum > 0 AND NOT a.attisdropped
 
 -- name: deployments_all

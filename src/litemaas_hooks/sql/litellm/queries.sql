@@ -172,8 +172,10 @@ ORDER BY id
 LIMIT %(limit)s
 
 -- name: trigger_state
--- Is everything the event flow needs in place? (Never fails, even before install.) The trigger is three
--- statement-level triggers (repeatable/90_trigger.sql): present = all three exist; enabled = all three
+-- Is everything the event flow needs in place? (Never fails, even before install.) The trigger is
+-- three
+-- statement-level triggers (repeatable/90_trigger.sql): present = all three exist; enabled = all
+-- three
 -- enabled, of the current kind (tgtype) and calling the current function.
 SELECT
     to_regclass('public."LiteLLM_ProxyModelTable"') IS NOT NULL AS table_present,
@@ -188,7 +190,8 @@ SELECT
         AND t.tgfoid = to_regprocedure('litemaas_hooks.record_model_event_v1()')
         AND (t.tgname, t.tgtype) IN (('litemaas_hooks_model_events', 16::int2),
                                      ('litemaas_hooks_model_events_insert', 4::int2),
-                                     ('litemaas_hooks_model_events_delete', 8::int2))) AS trigger_enabled
+                                     ('litemaas_hooks_model_events_delete', 8::int2)))
+        AS trigger_enabled
 
 -- name: reconcile_try_lock
 -- Session-level: only one periodic full reconcile at a time across the whole fleet.

@@ -7,7 +7,8 @@
 -- (which may be a superuser): code the data owner controls then only ever runs with the data owner's own
 -- privileges. That role gets DML on our hidden_models table (its functions need it), never ownership of
 -- our tables (an owner could put triggers on them that would run as the installer) and never our
--- bookkeeping (schema_migrations, function_checks: what every call checks the functions against, so an
+-- bookkeeping (schema_migrations, function_checks: what every call checks the functions against,
+-- so an
 -- owner that alters them is refused, 92_function_checks.sql).
 -- EXECUTE is revoked from PUBLIC; the relay's role gets EXECUTE on the
 -- functions it calls from `litemaas-hooks install --print-grants`.

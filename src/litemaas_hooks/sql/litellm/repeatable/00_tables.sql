@@ -24,8 +24,10 @@ CREATE TABLE IF NOT EXISTS litemaas_hooks.model_events (
     interruptions         integer     NOT NULL DEFAULT 0,
     CHECK ((status = 'claimed') = (claimed_at IS NOT NULL AND claimed_by IS NOT NULL))
 );
--- Only a missing index is created: CREATE INDEX IF NOT EXISTS takes a SHARE lock on the table before it
--- finds the index there, and holds it until install commits; LiteLLM's trigger, which waits at most 5 ms
+-- Only a missing index is created: CREATE INDEX IF NOT EXISTS takes a SHARE lock on the table
+-- before it
+-- finds the index there, and holds it until install commits; LiteLLM's trigger, which waits at
+-- most 5 ms
 -- to insert an event, then lost the event of every write made meanwhile.
 DO $install$
 BEGIN

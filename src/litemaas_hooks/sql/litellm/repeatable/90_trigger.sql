@@ -24,9 +24,12 @@ BEGIN
             ERRCODE = 'undefined_table';
     END IF;
 
-    -- three AFTER ... FOR EACH STATEMENT triggers with transition tables (one event each: PostgreSQL
-    -- allows transition tables only then), enabled ('O'), calling the current function. tgtype: INSERT 4,
-    -- DELETE 8, UPDATE 16, no ROW bit (the row-level trigger of earlier releases, tgtype 29, is replaced).
+    -- three AFTER ... FOR EACH STATEMENT triggers with transition tables (one event each:
+    -- PostgreSQL
+    -- allows transition tables only then), enabled ('O'), calling the current function. tgtype:
+    -- INSERT 4,
+    -- DELETE 8, UPDATE 16, no ROW bit (the row-level trigger of earlier releases, tgtype 29, is
+    -- replaced).
     SELECT count(*) INTO good
     FROM pg_catalog.pg_trigger AS t
     WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgfoid = fn AND t.tgenabled = 'O'
@@ -40,8 +43,10 @@ BEGIN
     PERFORM pg_catalog.set_config('lock_timeout', '50ms', true);
     BEGIN
         DROP TRIGGER IF EXISTS litemaas_hooks_model_events ON public."LiteLLM_ProxyModelTable";
-        DROP TRIGGER IF EXISTS litemaas_hooks_model_events_insert ON public."LiteLLM_ProxyModelTable";
-        DROP TRIGGER IF EXISTS litemaas_hooks_model_events_delete ON public."LiteLLM_ProxyModelTable";
+        DROP TRIGGER IF EXISTS litemaas_hooks_model_events_insert
+            ON public."LiteLLM_ProxyModelTable";
+        DROP TRIGGER IF EXISTS litemaas_hooks_model_events_delete
+            ON public."LiteLLM_ProxyModelTable";
         CREATE TRIGGER litemaas_hooks_model_events
             AFTER UPDATE ON public."LiteLLM_ProxyModelTable"
             REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
