@@ -36,3 +36,15 @@ def execute(dsn: str, query: str, params: Mapping[str, Any] | tuple[Any, ...] | 
     with psycopg.connect(dsn, autocommit=True) as conn:
         cur = conn.execute(query, params)  # type: ignore[arg-type]
         return cur.fetchall() if cur.description else []
+
+
+# What LiteLLM re-creating its table does to our triggers (all three statement-level ones go with
+# it).
+DROP_TRIGGERS = "; ".join(
+    f'DROP TRIGGER {name} ON public."LiteLLM_ProxyModelTable"'
+    for name in (
+        "litemaas_hooks_model_events",
+        "litemaas_hooks_model_events_insert",
+        "litemaas_hooks_model_events_delete",
+    )
+)

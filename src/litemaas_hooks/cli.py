@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     install.add_argument("--relay-role", default="litemaas_hooks_relay", help="role of the relay (--print-grants)")
     install.add_argument(
+        "--grant-relay",
+        action="store_true",
+        help="create the relay role (password from LITEMAAS_HOOKS_RELAY_PASSWORD) and grant it "
+        "exactly --print-grants (needs CREATEROLE)",
+    )
+    install.add_argument(
         "--backend-role", default=None, help="backend role of the relay if not --relay-role (--print-grants)"
     )
     install.add_argument(
@@ -234,6 +240,14 @@ def install_line(side: Which, database: str, result: Any, trigger: tuple[bool, b
         done.append(f"{'left' if done else 'up to date:'} {n} migration{'s' if n != 1 else ''} already applied")
     if result.ensured and side == "backend":
         done.append(f"{len(result.ensured)} functions in place")
+    recognised = list(getattr(result, "recognised", None) or [])
+    if recognised:
+        done.append(
+            "recognised its own objects of " + ", ".join(recognised) + " (their records were gone)"
+        )
+    waited = list(getattr(result, "waited", None) or [])
+    if waited:  # a lock another transaction held (LiteLLM's writes never wait on install's locks)
+        done.append("waited for a lock held by another transaction: " + ", ".join(waited))
     return f"{label}: " + "; ".join(done or ["nothing to do"])
 
 
@@ -260,6 +274,14 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
             if before is not None:
                 trigger = (before.ok, (await outbox.trigger_state(conn)).ok)
             print(install_line(side, (await database_kind(conn)).database, result, trigger))
+            if getattr(args, "grant_relay", False):
+                import os
+
+                from litemaas_hooks.privileges import RELAY_PASSWORD_ENV, Roles, ensure_relay_role
+
+                roles = Roles(relay=args.relay_role, backend=args.backend_role)
+                password = os.environ.get(RELAY_PASSWORD_ENV) or None
+                print(await ensure_relay_role(conn, side, roles, password))
     finally:
         for conn in conns.values():
             await conn.close()

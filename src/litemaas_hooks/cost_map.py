@@ -23,6 +23,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import re
 import tempfile
 import urllib.request
 from collections.abc import Mapping
@@ -36,8 +37,10 @@ log = logging.getLogger("litemaas_hooks.cost_map")
 
 DEFAULT_URL = "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
 BUNDLED_FILE = "model_prices_and_context_window_backup.json"
-MEMO_FORMAT = 4  # 2: lookups with the deployment registered like the router; 3: unpriced while registered;
-# 4: distinct answers stored once (content ids), mergeable with the copy in LiteLLM's database
+# 2: lookups with the deployment registered like the router; 3: unpriced while registered;
+# 4: distinct answers stored once (content ids), mergeable with the copy in LiteLLM's database;
+# 5: the copy in LiteLLM's database signed (memo_share): unsigned rows of format 4 are never read
+MEMO_FORMAT = 5
 FETCH_TIMEOUT_S = 5
 
 
@@ -131,8 +134,32 @@ def lookup_key(model: str, base_model: str | None) -> str:
     return f"{model}\x1f{base_model or ''}"  # not NUL: jsonb (the shared copy) refuses \u0000
 
 
-def _answer_id(body: bytes) -> str:
+def answer_id(body: bytes) -> str:
+    """The content id of an answer: its sorted JSON text hashed."""
     return hashlib.sha256(body).hexdigest()[:24]
+
+
+MAX_PATTERN = 200
+# what LiteLLM's ABOVE_THRESHOLD_COST_KEY_PATTERN is made of: literals, \d, classes, groups, ?, +, $
+_PATTERN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_\\()?:+$^[]-")
+
+
+def facts_problem(facts: Mapping[str, Any]) -> str | None:
+    """Why version facts cannot be used (None when they can): ``pricing_pattern`` is compiled as a
+    regular expression, so it must be a short pattern of the shape LiteLLM uses, without a nested
+    quantifier (no catastrophic backtracking), and compile."""
+    pattern = facts.get("pricing_pattern")
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN:
+        return "pricing_pattern is not a short string"
+    if not set(pattern) <= _PATTERN_CHARS or ")+" in pattern or ")*" in pattern or "*" in pattern:
+        return f"pricing_pattern {pattern[:60]!r} is not of the shape LiteLLM uses"
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"pricing_pattern does not compile ({exc})"
+    return None
 
 
 @dataclass
@@ -185,16 +212,17 @@ class Memo:
         info_key = info.get("key")
         if has_key:
             info["key"] = None
-        answer_id = _answer_id(orjson.dumps(info, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS))
-        self.answers.setdefault(answer_id, info)
-        self.entries[key] = [answer_id, info_key, has_key, bool(answer.get("unpriced"))]
+        body = orjson.dumps(info, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        content_id = answer_id(body)
+        self.answers.setdefault(content_id, info)
+        self.entries[key] = [content_id, info_key, has_key, bool(answer.get("unpriced"))]
         self.fresh.add(key)
         self.dirty = True
 
     def merge(self, facts: Mapping[str, Any] | None, answers: Mapping[str, Any], entries: Mapping[str, Any]) -> int:
         """Add another copy's answers (ours win on a clash; they are LiteLLM's answers either way).
         Returns how many lookups were new here."""
-        if facts and not self.facts:
+        if facts and not self.facts and facts_problem(facts) is None:
             self.facts = dict(facts)
         for answer_id, info in answers.items():
             if isinstance(info, dict):

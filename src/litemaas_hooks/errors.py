@@ -33,3 +33,9 @@ class WrongDatabaseError(ConfigError):
 
 class NotInstalledError(LiteMaaSHooksError):
     """litemaas-hooks' schema is missing from a database: ``litemaas-hooks install`` first."""
+
+
+class UnsafeObjectError(LiteMaaSHooksError):
+    """An object another role controls was changed so that using it could run that role's code with
+    our
+    privileges (a column of a foreign type, a function altered after install): refused."""

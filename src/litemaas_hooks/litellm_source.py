@@ -20,10 +20,17 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
-from litemaas_hooks import litellm_adapter, memo_share, sql
-from litemaas_hooks.errors import DecryptError, MappingError
-from litemaas_hooks.mapping import Deployment, check_model_name
-from litemaas_hooks.redaction import ENV_PREFIX, env_reference_value, is_secret_key
+from litemaas_hooks import litellm_adapter, litellm_crypto, memo_share, sql
+from litemaas_hooks.errors import DecryptError, MappingError, UnsafeObjectError
+from litemaas_hooks.mapping import BLANK_CHARS, Deployment, check_model_name, is_blank_name
+from litemaas_hooks.redaction import (
+    ENV_PREFIX,
+    ENV_RESOLVED_FIELDS,
+    credential_values,
+    env_name_resolvable,
+    env_reference_value,
+    is_secret_key,
+)
 
 ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
 # at most this long building deployments between two turns of the event loop (a few rows when
@@ -77,15 +84,26 @@ def _json_object(value: Any, what: str, model_id: str) -> dict[str, Any]:
 
 
 def _resolve_env(params: dict[str, Any]) -> dict[str, Any]:
-    """Resolve ``os.environ/NAME`` in api_base, as LiteLLM's router does when it loads a deployment, but
-    only when NAME does not mark a secret (``os.environ/LITELLM_SALT_KEY`` stays the reference text: the
-    catalogue needs no secret, see redaction.env_reference_value)."""
-    base = params.get("api_base")
-    if isinstance(base, str) and base.startswith(ENV_PREFIX):
-        resolved = env_reference_value(base, os.environ)
-        if resolved != base:
-            params = {**params, "api_base": resolved}
-    return params
+    """Resolve ``os.environ/NAME`` as LiteLLM's router does when it loads a deployment, but only in
+    the
+    routing fields and for the variable names on the allow-list (``redaction.env_reference_value``):
+    ``os.environ/SLACK_WEBHOOK_URL`` or ``os.environ/LITELLM_LICENSE`` stay the reference text."""
+    changes = {}
+    for name in ENV_RESOLVED_FIELDS:
+        value = params.get(name)
+        if isinstance(value, str) and value.startswith(ENV_PREFIX):
+            resolved = env_reference_value(value, os.environ, field=name)
+            if resolved != value:
+                changes[name] = resolved
+    return {**params, **changes} if changes else params
+
+
+def _credentials(params: Mapping[str, Any], key: str | None) -> frozenset[str]:
+    """The plaintext of the row's own credentials, to be masked by value (then dropped with the
+    row)."""
+    if key is None:
+        return credential_values(params, lambda value: None)
+    return credential_values(params, lambda value: litellm_crypto.decrypt(value, key))
 
 
 def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
@@ -94,6 +112,7 @@ def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
     params = _json_object(row.get("litellm_params"), "litellm_params", model_id)
     info = _json_object(row.get("model_info"), "model_info", model_id)
     plain = _resolve_env(litellm_adapter.decrypt_params(params, key, model_id=model_id))
+    secrets = _credentials(params, key)
     blocked = bool(row.get("blocked"))
     # what the proxy's GET /model/info shows for this deployment (the backend's sync reads that)
     view = litellm_adapter.proxy_view_parts(plain, info, model_id=model_id, blocked=blocked)
@@ -107,11 +126,31 @@ def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
         created_at=row.get("created_at"),
         blocked=blocked,
         source="db",
+        secrets=secrets,
     )
 
 
+def _unresolve_env(params: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Config-file deployments come from the router, which resolved every ``os.environ/NAME``
+    already:
+    a top-level value equal to an environment variable's value that the allow-list would not have
+    resolved in that field goes back to the reference text (``os.environ/SLACK_WEBHOOK_URL``)."""
+    by_value: dict[str, list[str]] = {}
+    for env_name, env_value in environ.items():
+        if len(env_value) >= 8:
+            by_value.setdefault(env_value, []).append(env_name)
+    out = dict(params)
+    for name, value in params.items():
+        if is_secret_key(str(name)) or not isinstance(value, str) or value not in by_value:
+            continue
+        names = sorted(by_value[value])
+        if not any(env_name_resolvable(str(name), n) for n in names):
+            out[name] = ENV_PREFIX + names[0]
+    return out
+
+
 def config_deployment(item: Mapping[str, Any]) -> Deployment:
-    params = dict(item.get("litellm_params") or {})
+    params = _unresolve_env(dict(item.get("litellm_params") or {}), os.environ)
     info = dict(item.get("model_info") or {})
     return Deployment(
         model_id=str(info.get("id") or item.get("model_name")),
@@ -119,6 +158,7 @@ def config_deployment(item: Mapping[str, Any]) -> Deployment:
         litellm_params={k: v for k, v in params.items() if not is_secret_key(str(k))},
         model_info=litellm_adapter.enrich_model_info(params, info),
         source="config",
+        secrets=_credentials(params, None),
     )
 
 
@@ -140,9 +180,53 @@ def _error(truth: Truth, name: str, message: str) -> None:
     truth.errors[name] = message if prev is None else f"{prev}; {message}"
 
 
+# The built-in types (pg_catalog oids, fixed) LiteLLM's schema gives the columns we read; a foreign
+# type (the table owner's enum, domain, ...) would bring casts and operators that owner defines.
+COLUMN_TYPES: dict[str, frozenset[int]] = {
+    "model_id": frozenset({25, 1043}),  # text, varchar
+    "model_name": frozenset({25, 1043}),
+    "litellm_params": frozenset({3802, 114}),  # jsonb, json
+    "model_info": frozenset({3802, 114}),
+    "created_at": frozenset({1114, 1184}),  # timestamp, timestamptz
+    "updated_at": frozenset({1114, 1184}),
+    "blocked": frozenset({16}),  # boolean
+}
+
+
+def column_problem(columns: Iterable[tuple[str, int, str]]) -> str | None:
+    """One line when a column we read has a type other than LiteLLM's built-in one, else None."""
+    bad = [
+        f"{name} is {shown}"
+        for name, type_oid, shown in sorted(columns)
+        if name in COLUMN_TYPES and type_oid not in COLUMN_TYPES[name]
+    ]
+    if not bad:
+        return None
+    return (
+        'LiteLLM\'s table public."LiteLLM_ProxyModelTable" has columns of types LiteLLM does not '
+        "use (" + "; ".join(bad) + "): litemaas-hooks refuses to read it, because casts and "
+        "operators of such a type are code of the role that defined it and would run with this "
+        "session's privileges; restore LiteLLM's types (ALTER TABLE ... ALTER COLUMN ... TYPE "
+        "boolean/text/jsonb/timestamp) or check who changed them"
+    )
+
+
+async def has_blocked_column(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether LiteLLM's table has ``blocked`` (>= 1.108); raises UnsafeObjectError when a column
+    we read
+    has a foreign type (checked before every read of the table)."""
+    cur = await conn.execute(sql.query("litellm", "model_table_columns"))
+    columns = [(str(n), int(t), str(f)) for n, t, f in await cur.fetchall()]
+    problem = column_problem(columns)
+    if problem is not None:
+        raise UnsafeObjectError(problem)
+    return any(name == "blocked" for name, _, _ in columns)
+
+
 async def all_names(conn: psycopg.AsyncConnection[Any], config_models: ConfigModels | None) -> set[str]:
     """Every model name in LiteLLM: the table's (non-empty) names and the config-file models'."""
-    cur = await conn.execute(sql.query("litellm", "model_names"))
+    await has_blocked_column(conn)  # the column types first: no foreign cast/operator in the read
+    cur = await conn.execute(sql.query("litellm", "model_names"), {"blank": BLANK_CHARS})
     names = {str(row[0]) for row in await cur.fetchall()}
     if config_models is not None:
         names |= {str(m["model_name"]) for m in config_models() if isinstance(m.get("model_name"), str)}
@@ -151,7 +235,8 @@ async def all_names(conn: psycopg.AsyncConnection[Any], config_models: ConfigMod
 
 async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     """Deployments whose model_name is missing or blank (they cannot be synced; reported as errors)."""
-    cur = await conn.execute(sql.query("litellm", "nameless_deployments"))
+    await has_blocked_column(conn)
+    cur = await conn.execute(sql.query("litellm", "nameless_deployments"), {"blank": BLANK_CHARS})
     return [str(row[0]) for row in await cur.fetchall()]
 
 
@@ -164,10 +249,9 @@ async def read_truth(
 ) -> Truth:
     """Every deployment of ``names`` (all names when None), from the table and the config models."""
     truth = Truth()
-    await memo_share.pull(conn)  # LiteLLM's answers other processes learnt (once per process)
-    cur0 = await conn.execute(sql.query("litellm", "has_blocked_column"))
-    row0 = await cur0.fetchone()
-    variant = "" if row0 is not None and row0[0] else "_without_blocked"  # LiteLLM 1.81: no blocked column
+    await memo_share.pull(conn, key)  # LiteLLM's answers other processes learnt (once per process)
+    # LiteLLM 1.81: no blocked column; a column of a foreign type: refused (UnsafeObjectError)
+    variant = "" if await has_blocked_column(conn) else "_without_blocked"
     async with conn.cursor(row_factory=dict_row) as cur:
         set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every row's fetch
         if names is None:
@@ -183,8 +267,8 @@ async def read_truth(
             await asyncio.sleep(0)
             turn = time.perf_counter()
         name = row.get("model_name")
-        if not isinstance(name, str) or not name.strip():
-            continue
+        if not isinstance(name, str) or is_blank_name(name):
+            continue  # a blank name is no name (nameless_deployments reports it, by the same rule)
         _add(truth, name, functools.partial(build_deployment, row, key))
     if config_models is not None:
         wanted = None if names is None else set(names)
@@ -194,5 +278,5 @@ async def read_truth(
                 continue
             _add(truth, name, functools.partial(config_deployment, item))
     litellm_adapter.save_memo()
-    await memo_share.push(conn)
+    await memo_share.push(conn, key)
     return truth

@@ -95,6 +95,9 @@ class Deployment:
     # ``model_info`` as ``(shared, own)`` when it is ``{**shared, **own}`` and ``shared`` is one object
     # for many deployments (LiteLLM's cost-map answer): its credential removal is then done once
     info_parts: tuple[Mapping[str, Any], Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
+    # the plaintext of the deployment's own credentials (``redaction.credential_values``): only to
+    # mask them by value wherever else they appear in the row; never mapped, compared or shown
+    secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +203,29 @@ def _opt_text(value: Any, what: str, limit: int) -> str | None:
     return _check_text(text, what, limit) if text else None
 
 
+# What makes a model name blank, one rule for Python and SQL (litellm_source passes it to the
+# queries' btrim): every character str.isspace() counts (" ", "\t", "\u00a0", "\u3000", ...) and the
+# invisible zero-width ones. SQL's btrim alone trims only " ": "\u00a0" was a name there and blank
+# here.
+_ZERO_WIDTH = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"}
+BLANK_CHARS = "".join(sorted({chr(c) for c in range(0x110000) if chr(c).isspace()} | _ZERO_WIDTH))
+
+
+def is_blank_name(name: str) -> bool:
+    """True when ``name`` is empty or only whitespace / invisible characters (``BLANK_CHARS``)."""
+    return not name.strip(BLANK_CHARS)
+
+
 def check_model_name(name: Any) -> str:
     """The model name as the backend's ``models.id``, or a MappingError saying what is wrong with it."""
-    if not isinstance(name, str) or not name.strip():
-        raise MappingError("model_name is missing or empty; every LiteLLM model needs a model_name")
+    if not isinstance(name, str) or is_blank_name(name):
+        raise MappingError(
+            "model_name is missing or blank (empty, or only whitespace or invisible characters "
+            f"such as {name!r}); every LiteLLM model needs a visible model_name: rename it "
+            "in LiteLLM"
+            if isinstance(name, str)
+            else "model_name is missing or empty; every LiteLLM model needs a model_name"
+        )
     if _CONTROL_CHARS.search(name):
         raise MappingError(
             f"model_name {name!r} contains control characters; rename the model in LiteLLM "
@@ -490,7 +512,9 @@ def map_model(name: str, deployments: Sequence[Deployment]) -> ModelRecord:
     model_id = check_model_name(name)
     # by value too: a credential (of any deployment of the name, or a secret-named environment variable)
     # pasted into a field that does not look secret never reaches the backend
-    secrets = known_secrets(d.litellm_params for d in deployments)
+    secrets = known_secrets(
+        (d.litellm_params for d in deployments), extra=[s for d in deployments for s in d.secrets]
+    )
     records = {dep.model_id: scrub_record(map_deployment(model_id, dep), secrets) for dep in deployments}
     chosen = records[canonical(deployments).model_id]
     # every deployment the backend may end on (blocked ones too: /model/info lists them). Its sync

@@ -6,13 +6,29 @@ merged into one row per (LiteLLM version, cost map) fingerprint in LiteLLM's dat
 Job, or a restarted relay, reads them and does not import LiteLLM for models some process has already
 asked about. Best effort throughout: without the table (an install older than migration 0006), without
 the grants, or behind a lock, the process keeps its answers to itself and nothing else changes.
+
+Whoever can write the table (the relay role, i.e. LiteLLM's own role in plugin mode) must not be
+able to
+steer our decisions through it, so every shared item is signed with a key only our processes and
+LiteLLM hold (HMAC-SHA256 under a key derived from LiteLLM's salt key, else its master key, the
+same key
+that decrypts ``litellm_params``): each lookup entry carries the MAC of (fingerprint, lookup,
+entry);
+each answer is stored as the exact JSON text its content id hashes; the facts as JSON text with
+their
+MAC. An item that fails verification is ignored (LiteLLM answers instead) and counted: ``status``
+reports it. Without a key nothing is shared.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import orjson
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
@@ -22,17 +38,135 @@ from litemaas_hooks import cost_map, litellm_adapter, sql
 log = logging.getLogger("litemaas_hooks.memo_share")
 
 # Never make LiteLLM's database wait for a cache: a locked row or a slow server skips the exchange.
-_LIMITS = "SELECT set_config('lock_timeout', '200ms', true), set_config('statement_timeout', '5s', true)"
+_LIMITS = (
+    "SELECT set_config('lock_timeout', '200ms', true), set_config('statement_timeout', '5s', true)"
+)
 
 
 class _State:
     pulled: ClassVar[set[str]] = set()  # fingerprints read from the database in this process
     unavailable: ClassVar[bool] = False  # no table / no grants here: stop trying in this process
+    ignored: ClassVar[dict[str, int]] = {}  # what failed verification -> how many items
+
+
+_KEY_LABEL = b"litemaas-hooks cost-map memo v1"
+
+
+def memo_key(key: str) -> bytes:
+    """The signing key: derived from LiteLLM's encryption key (never the key itself)."""
+    return hmac.new(key.encode(), _KEY_LABEL, hashlib.sha256).digest()
+
+
+def _mac(mkey: bytes, *parts: str) -> str:
+    return hmac.new(mkey, "\x00".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def sign(
+    mkey: bytes,
+    fingerprint: str,
+    facts: Mapping[str, Any],
+    answers: Mapping[str, Any],
+    entries: Mapping[str, list[Any]],
+) -> tuple[dict[str, Any], dict[str, str], dict[str, list[Any]]]:
+    """The shared form of (facts, answers, entries): facts as signed text, each answer as the JSON
+    text
+    its content id hashes, each entry with its MAC (an answer whose text does not hash to its id is
+    left
+    out, with the entries naming it)."""
+    texts: dict[str, str] = {}
+    for answer_id, info in answers.items():
+        text = _dumps(info)
+        if cost_map.answer_id(text.encode()) == answer_id:
+            texts[answer_id] = text
+    signed = {
+        k: [*e[:4], _mac(mkey, fingerprint, k, _dumps(e[:4]))]
+        for k, e in entries.items()
+        if len(e) >= 4 and e[0] in texts
+    }
+    shared_facts: dict[str, Any] = {}
+    if facts:
+        text = _dumps(facts)
+        shared_facts = {"text": text, "mac": _mac(mkey, fingerprint, "facts", text)}
+    return shared_facts, texts, signed
+
+
+def verify(
+    mkey: bytes, fingerprint: str, facts: Any, answers: Any, entries: Any
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, list[Any]], dict[str, int]]:
+    """The items of a shared row that our key signed, as the memo holds them, and the count of those
+    that failed (forged, altered, or from a writer without the key), by kind."""
+    bad: dict[str, int] = {}
+    good_facts: dict[str, Any] = {}
+    if isinstance(facts, Mapping) and facts:
+        text, mac = facts.get("text"), facts.get("mac")
+        ok = isinstance(text, str) and isinstance(mac, str)
+        if ok and hmac.compare_digest(_mac(mkey, fingerprint, "facts", str(text)), str(mac)):
+            loaded = orjson.loads(str(text))
+            if isinstance(loaded, dict) and cost_map.facts_problem(loaded) is None:
+                good_facts = loaded
+            else:
+                bad["facts"] = 1
+        else:
+            bad["facts"] = 1
+    good_entries: dict[str, list[Any]] = {}
+    for k, e in (entries if isinstance(entries, Mapping) else {}).items():
+        if (
+            isinstance(e, list)
+            and len(e) == 5
+            and isinstance(e[4], str)
+            and hmac.compare_digest(_mac(mkey, fingerprint, str(k), _dumps(e[:4])), e[4])
+        ):
+            good_entries[str(k)] = list(e[:4])
+        else:
+            bad["entries"] = bad.get("entries", 0) + 1
+    good_answers: dict[str, Any] = {}
+    wanted = {e[0] for e in good_entries.values()}
+    for answer_id, text in (answers if isinstance(answers, Mapping) else {}).items():
+        if answer_id not in wanted:
+            continue  # nothing signed names it: never used
+        info = None
+        if isinstance(text, str) and cost_map.answer_id(text.encode()) == answer_id:
+            info = orjson.loads(text)
+        if isinstance(info, dict):
+            good_answers[str(answer_id)] = info
+        else:
+            bad["answers"] = bad.get("answers", 0) + 1
+    dropped = [k for k, e in good_entries.items() if e[0] not in good_answers]
+    for k in dropped:
+        del good_entries[k]
+    return good_facts, good_answers, good_entries, bad
+
+
+def ignored() -> dict[str, int]:
+    """What this process read from the shared memo and ignored because it failed verification."""
+    return dict(_State.ignored)
+
+
+def ignored_problem() -> str | None:
+    """One line for ``status`` when the shared memo held items that fail verification, else None."""
+    bad = ignored()
+    if not bad:
+        return None
+    what = ", ".join(f"{n} {kind}" for kind, n in sorted(bad.items()))
+    return (
+        f"the shared cost-map memo (litemaas_hooks.cost_map_memo) held items not signed with this "
+        f"installation's key ({what}): they were ignored (LiteLLM answered instead). A role "
+        "without the key wrote them: check who may write that table, then clear it "
+        "(`DELETE FROM litemaas_hooks.cost_map_memo`; litemaas-hooks refills it)"
+    )
 
 
 def _usable(conn: psycopg.AsyncConnection[Any]) -> bool:
     # only on an idle autocommit connection: our own short transaction, never inside a caller's
-    return not _State.unavailable and conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+    return (
+        not _State.unavailable
+        and conn.autocommit
+        and conn.info.transaction_status == TransactionStatus.IDLE
+    )
 
 
 async def _available(conn: psycopg.AsyncConnection[Any]) -> bool:
@@ -40,15 +174,20 @@ async def _available(conn: psycopg.AsyncConnection[Any]) -> bool:
     row = await cur.fetchone()
     if not (row and row[0]):
         _State.unavailable = True
-        log.debug("no usable litemaas_hooks.cost_map_memo (run `litemaas-hooks install`): answers stay on disk")
+        log.debug(
+            "no usable litemaas_hooks.cost_map_memo (run `litemaas-hooks install`): "
+            "answers stay on disk"
+        )
         return False
     return True
 
 
-async def pull(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Add the shared answers for this process's fingerprint to its memo (once per process)."""
+async def pull(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
+    """Add the shared answers for this process's fingerprint to its memo (once per process): only
+    the
+    items signed with ``key``'s memo key; without a key nothing is read."""
     memo = litellm_adapter.memo_in_use()
-    if memo is None or memo.fingerprint in _State.pulled or not _usable(conn):
+    if memo is None or not key or memo.fingerprint in _State.pulled or not _usable(conn):
         return
     _State.pulled.add(memo.fingerprint)
     try:
@@ -56,27 +195,43 @@ async def pull(conn: psycopg.AsyncConnection[Any]) -> None:
             return
         async with conn.transaction():
             await conn.execute(_LIMITS)
-            cur = await conn.execute(sql.query("litellm", "cost_map_memo_read"), {"fingerprint": memo.fingerprint})
+            cur = await conn.execute(
+                sql.query("litellm", "cost_map_memo_read"), {"fingerprint": memo.fingerprint}
+            )
             row = await cur.fetchone()
         if row is None:
             memo.fresh |= set(memo.entries)  # nothing shared yet: offer everything this disk knows
             return
-        facts, answers, entries = (v if isinstance(v, dict) else {} for v in row)
+        facts, answers, entries, bad = verify(memo_key(key), memo.fingerprint, *row)
+        if bad:
+            for kind, n in bad.items():
+                _State.ignored[kind] = _State.ignored.get(kind, 0) + n
+            log.warning(
+                "ignored %s of the shared cost-map memo: not signed with this installation's key",
+                ", ".join(f"{n} {kind}" for kind, n in sorted(bad.items())),
+            )
+            memo.fresh |= set(memo.entries)  # offer ours again: our push overwrites what failed
         memo.fresh |= set(memo.entries) - set(entries)
         added = memo.merge(facts, answers, entries)
         if added:
             memo.dirty = True  # the disk copy learns them too
-        log.debug("read %d cost-map answers from LiteLLM's database (%d new here)", len(entries), added)
+        log.debug(
+            "read %d cost-map answers from LiteLLM's database (%d new here)", len(entries), added
+        )
     except psycopg.Error as exc:
-        log.debug("could not read the shared cost-map memo (%s): answers stay on disk", type(exc).__name__)
+        log.debug(
+            "could not read the shared cost-map memo (%s): answers stay on disk", type(exc).__name__
+        )
 
 
-async def push(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Merge the answers learnt in this process into the shared row (no-op when nothing is new)."""
+async def push(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
+    """Merge the answers learnt in this process into the shared row, signed with ``key``'s memo key
+    (no-op when nothing is new, or without a key)."""
     memo = litellm_adapter.memo_in_use()
-    if memo is None or not memo.fresh or not _usable(conn):
+    if memo is None or not key or not memo.fresh or not _usable(conn):
         return
     answers, entries = memo.delta()
+    facts, answers, entries = sign(memo_key(key), memo.fingerprint, memo.facts, answers, entries)
     if not entries:
         return
     try:
@@ -89,7 +244,7 @@ async def push(conn: psycopg.AsyncConnection[Any]) -> None:
                 {
                     "fingerprint": memo.fingerprint,
                     "version": memo.version,
-                    "facts": Jsonb(memo.facts),
+                    "facts": Jsonb(facts),
                     "answers": Jsonb(answers),
                     "entries": Jsonb(entries),
                 },
@@ -97,13 +252,19 @@ async def push(conn: psycopg.AsyncConnection[Any]) -> None:
         memo.fresh.clear()
         await _prune(conn, memo)
     except psycopg.Error as exc:
-        log.debug("could not share %d cost-map answers (%s): kept on disk", len(entries), type(exc).__name__)
+        log.debug(
+            "could not share %d cost-map answers (%s): kept on disk",
+            len(entries),
+            type(exc).__name__,
+        )
 
 
 async def _prune(conn: psycopg.AsyncConnection[Any], memo: cost_map.Memo) -> None:
     try:
         async with conn.transaction():
             await conn.execute(_LIMITS)
-            await conn.execute(sql.query("litellm", "cost_map_memo_prune"), {"fingerprint": memo.fingerprint})
+            await conn.execute(
+                sql.query("litellm", "cost_map_memo_prune"), {"fingerprint": memo.fingerprint}
+            )
     except psycopg.Error as exc:  # e.g. no DELETE grant: old rows stay, nothing breaks
         log.debug("could not prune old cost-map answers (%s)", type(exc).__name__)

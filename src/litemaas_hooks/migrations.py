@@ -9,6 +9,7 @@ All of it happens in one transaction: a failed install leaves the database as it
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,15 @@ class InstallResult:
     # objects of ours that an earlier install had created and that were missing (dropped) before this
     # one, now re-created: e.g. "table litemaas_hooks.model_events", "trigger on public.\"LiteLLM_ProxyModelTable\""
     repaired: list[str] = field(default_factory=list)
+    # migrations whose records were gone but whose objects were all there: recorded again, not
+    # re-run
+    recognised: list[str] = field(default_factory=list)
+    # steps that had to wait (for a lock another transaction held), e.g. "2.1 s in 00_tables"
+    waited: list[str] = field(default_factory=list)
+
+
+# a step slower than this waited for a lock (each is milliseconds of work): install says so
+WAIT_REPORT_SECONDS = 0.5
 
 
 def checksum(text: str) -> str:
@@ -72,6 +82,17 @@ async def apply_migrations(
                     )
                 result.already.append(label)
                 continue
+            created = install_checks.objects_in(mig.sql)
+            if created and not await install_checks.missing(conn, created):
+                # its records are gone (a role deleted schema_migrations rows) but everything it
+                # creates is here, owned by us (migrations_guard): ours, recorded again instead of
+                # re-run
+                await conn.execute(
+                    sql.query("common", "migrations_record"),
+                    {"side": side, "version": mig.version, "name": mig.name, "checksum": digest},
+                )
+                result.recognised.append(label)
+                continue
             try:
                 await conn.execute(mig.sql.encode("utf-8"))
             except psycopg.Error as exc:
@@ -90,6 +111,7 @@ async def apply_migrations(
             )
             result.applied.append(label)
         for rep in sql.repeatables(side):
+            started = time.monotonic()
             try:
                 await conn.execute(rep.sql.encode("utf-8"))
             except psycopg.Error as exc:
@@ -97,6 +119,9 @@ async def apply_migrations(
                     f"{side} install step {rep.name} failed: {exc.diag.message_primary or exc}."
                 ) from exc
             result.ensured.append(rep.name)
+            elapsed = time.monotonic() - started
+            if elapsed >= WAIT_REPORT_SECONDS:
+                result.waited.append(f"{elapsed:.1f} s in {rep.name}")
         still = await install_checks.missing(conn, gone)
         result.repaired = [str(o) for o in sorted(gone - still)]
         if trigger_gone and await _trigger_ok(conn):

@@ -371,9 +371,8 @@ def _update_step(want: Desired, dep: Current, others: Sequence[Current]) -> Step
 # -------------------------------------------------------------------------------
 
 # LiteMaaS v0.4.0's own sync (backend/src/services/model-sync.service.ts, insertModel/updateModel)
-# writes
-# these backend columns itself, whatever model_info holds: said in the plan for each model that
-# sets them.
+# writes these backend columns itself, whatever model_info holds: said in the plan for each model
+# that sets them.
 BACKEND_OWN = {
     "display_name": "the backend's `name` is model_name (LiteMaaS v0.4.0's sync sets name = "
     "model_name)",

@@ -23,6 +23,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from litemaas_hooks import sql
+from litemaas_hooks.mapping import is_blank_name
 
 CHANNEL = "litemaas_hooks_model_events"
 """The LISTEN/NOTIFY channel the trigger (and replay/resync) notify on."""
@@ -51,7 +52,9 @@ class Event:
     @property
     def names(self) -> frozenset[str]:
         """Every model name the event touches (old and new name of a rename)."""
-        return frozenset(n for n in (self.old_model_name, self.new_model_name) if n)
+        # a blank name (mapping.is_blank_name: "\u00a0" too) is no name: nothing to converge
+        names = (self.old_model_name, self.new_model_name)
+        return frozenset(n for n in names if n and not is_blank_name(n))
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,17 @@ the repeatable scripts run every time).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 from psycopg import sql as pgsql
 
 from litemaas_hooks import sql
+from litemaas_hooks.errors import ConfigError
 from litemaas_hooks.migrations import checksum
+
+# the variable's name, not a password
+RELAY_PASSWORD_ENV = "LITEMAAS_HOOKS_RELAY_PASSWORD"  # noqa: S105
 
 DEFAULT_RELAY_ROLE = "litemaas_hooks_relay"
 
@@ -38,6 +44,9 @@ RELAY_BACKEND_FUNCTIONS: tuple[str, ...] = (
     "litemaas_hooks.note_model_instances_v1(text[], text)",
     "litemaas_hooks.retire_queue_v1()",
     "litemaas_hooks.served_elsewhere_v1(text[], text)",
+    # every call above checks first that the function is still what install left
+    # (92_function_checks)
+    "litemaas_hooks.check_function_v1(regprocedure)",
 )
 
 # The relay's working tables in LiteLLM's database and what it does with them. Never schema_migrations
@@ -158,3 +167,37 @@ def render(*, print_sql: bool, print_grants: bool, sides: tuple[sql.Side, ...], 
     if print_grants:
         parts.append(grants_sql(roles))
     return "\n".join(parts)
+
+
+async def ensure_relay_role(
+    conn: psycopg.AsyncConnection[Any], side: sql.Side, roles: Roles, password: str | None
+) -> str:
+    """`install --grant-relay`: the relay role (created LOGIN when missing, its password set when
+    given)
+    with exactly the grants ``grants_by_database`` prints for ``side``, nothing more. The password
+    is
+    sent only as a SCRAM verifier computed here (never as text a server log could show). Returns
+    what
+    was done, as one line."""
+    role = roles.relay if side == "litellm" else roles.backend_role
+    cur = await conn.execute(sql.query("common", "role_exists"), {"role": role})
+    row = await cur.fetchone()
+    exists = bool(row and row[0])
+    done: list[str] = []
+    if not exists and not password:
+        raise ConfigError(
+            f"the relay role {role} does not exist and {RELAY_PASSWORD_ENV} is not set: set it "
+            "(from a Secret) so that install can create the role, or create the role yourself"
+        )
+    if not exists:
+        await conn.execute(pgsql.SQL("CREATE ROLE {} LOGIN").format(pgsql.Identifier(role)))
+        done.append("created")
+    if password:
+        verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256")
+        statement = pgsql.SQL("ALTER ROLE {} PASSWORD {}")
+        literal = pgsql.Literal(verifier.decode())
+        await conn.execute(statement.format(pgsql.Identifier(role), literal))
+        done.append("password set")
+    await conn.execute(grants_by_database(roles)[side].encode("utf-8"))
+    done.append("granted exactly `install --print-grants`")
+    return f"relay role {role}: " + ", ".join(done)

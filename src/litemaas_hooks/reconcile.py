@@ -210,7 +210,11 @@ class Reconciler:
         mark = time.perf_counter()
         names = await litellm_source.all_names(litellm, self.config_models)
         for model_id in await litellm_source.nameless_deployments(litellm):
-            report.outcomes[f"<deployment {model_id}>"] = Outcome("error", "model_name is missing or empty")
+            report.outcomes[f"<deployment {model_id}>"] = Outcome(
+                "error",
+                "model_name is missing or blank (only whitespace or invisible characters): "
+                "rename it",
+            )
         if retire_missing:
             names |= await backend_sink.all_ids(backend)
         report.add_phase("read_litellm", time.perf_counter() - mark)

@@ -11,8 +11,9 @@ every environment variable whose name marks a secret); ``scrub_record`` replaces
 a backend record and ``scrub`` in every log line and error, whatever key or field holds them.
 
 ``os.environ/NAME`` references (LiteLLM resolves them for routing) are resolved for the catalogue only
-when ``NAME`` does not mark a secret (``env_reference_value``); otherwise the reference text itself is
-kept, which names the variable and holds no secret.
+in routing fields and for variable names on an allow-list (``env_reference_value``); otherwise the
+reference text itself is kept, which names the variable and holds no secret. The deployment's own
+credentials are decrypted (or their references resolved) only to be masked by value, then dropped.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import dataclasses
 import functools
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -181,13 +182,44 @@ def is_secret_env_name(name: str) -> bool:
 ENV_PREFIX = "os.environ/"
 
 
-def env_reference_value(value: str, environ: Mapping[str, str] | None = None) -> str:
-    """What the catalogue keeps for ``os.environ/NAME``: the variable's value when NAME does not mark a
-    secret (URLs still get their credentials masked later), else the reference text itself."""
+# ``os.environ/NAME`` is resolved for the catalogue only in these routing fields (LiteLLM resolves
+# them when it routes; none is a credential), and only for a variable whose name says it holds such
+# a value: the field -> the endings of the variable names LiteLLM itself reads for it
+# (``AZURE_API_BASE``, ``OPENAI_BASE_URL``, ``AZURE_OPENAI_ENDPOINT``, ``AZURE_API_VERSION``,
+# ``AWS_REGION_NAME``...). Any other reference (``os.environ/SLACK_WEBHOOK_URL`` in api_base,
+# ``os.environ/LITELLM_LICENSE``, anything in another field) keeps its reference text, which names
+# the variable and holds no value.
+ENV_RESOLVED_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "api_base": ("API_BASE", "BASE", "BASE_URL", "API_URL", "ENDPOINT", "HOST"),
+    "base_url": ("API_BASE", "BASE", "BASE_URL", "API_URL", "ENDPOINT", "HOST"),
+    "api_version": ("API_VERSION",),
+    "aws_region_name": ("REGION_NAME", "REGION"),
+    "vertex_location": ("LOCATION", "REGION"),
+    "vertex_project": ("PROJECT", "PROJECT_ID"),
+}
+
+
+def env_name_resolvable(field: str, name: str) -> bool:
+    """Whether ``os.environ/NAME`` in ``field`` is resolved for the catalogue (see
+    ENV_RESOLVED_FIELDS)."""
+    endings = ENV_RESOLVED_FIELDS.get(field)
+    if not endings or not name or is_secret_env_name(name):
+        return False
+    upper = name.upper()
+    return any(upper == end or upper.endswith("_" + end) for end in endings)
+
+
+def env_reference_value(
+    value: str, environ: Mapping[str, str] | None = None, *, field: str = "api_base"
+) -> str:
+    """What the catalogue keeps for ``os.environ/NAME`` in ``field``: the variable's value when the
+    field
+    and the name are on the routing allow-list (``env_name_resolvable``; URLs still get their
+    credentials masked later), else the reference text itself."""
     if not value.startswith(ENV_PREFIX):
         return value
     name = value.removeprefix(ENV_PREFIX)
-    if not name or is_secret_env_name(name):
+    if not env_name_resolvable(field, name):
         return value
     resolved = (os.environ if environ is None else environ).get(name)
     return resolved if resolved else value
@@ -356,6 +388,46 @@ def deployment_secrets(litellm_params: Mapping[str, Any]) -> set[str]:
 
     walk(litellm_params, secret=False)
     return out
+
+
+def credential_values(
+    params: Mapping[str, Any],
+    decrypt: Callable[[str], str | None],
+    environ: Mapping[str, str] | None = None,
+) -> frozenset[str]:
+    """The plaintext of every credential of one deployment's stored ``litellm_params``, only so
+    that it
+    can be masked by value wherever else it appears: each top-level value under a credential-looking
+    key decrypted (``decrypt`` returns None for a value that is no ciphertext: it is then the
+    value),
+    an ``os.environ/NAME`` reference there resolved (whatever NAME is: the field makes it a
+    credential),
+    nested values taken as they are. The caller drops the result with the mapping."""
+    env = os.environ if environ is None else environ
+    out: set[str] = set()
+
+    def plain(value: str, *, top: bool) -> str | None:
+        text = (decrypt(value) if top else None) or value
+        if text.startswith(ENV_PREFIX):
+            return env.get(text.removeprefix(ENV_PREFIX)) or None
+        return text
+
+    def walk(value: Any, *, top: bool) -> None:
+        if isinstance(value, Mapping):
+            for v in value.values():
+                walk(v, top=False)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v, top=False)
+        elif isinstance(value, str):
+            text = plain(value, top=top)
+            if text is not None and len(text) >= _MIN_SECRET_LENGTH:
+                out.update(_with_parts(text))
+
+    for name, value in params.items():
+        if is_secret_key(str(name)):
+            walk(value, top=True)
+    return frozenset(out)
 
 
 def known_secrets(params: Iterable[Mapping[str, Any]] = (), extra: Iterable[str | None] = ()) -> frozenset[str]:

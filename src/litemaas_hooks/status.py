@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from litemaas_hooks import outbox
+from litemaas_hooks import memo_share, outbox
 from litemaas_hooks.connections import (
     Which,
     connect,
@@ -153,6 +153,9 @@ async def collect_status(
         drift_possible = report.trigger is not None and report.trigger.outbox_present
         if lconn is not None and bconn is not None and litellm_ok and backend_ok and drift_possible and check_drift:
             await _drift_part(report, settings, lconn, bconn, key, config_models, problem)
+            memo_text = memo_share.ignored_problem()  # read (and verified) by the drift check
+            if memo_text:
+                problem(memo_text)
     finally:
         for conn in (lconn, bconn):
             if conn is not None:

@@ -14,7 +14,7 @@ import pytest
 
 from litemaas_hooks import cli
 from litemaas_hooks_sandbox.cluster import LocalPostgres
-from tests.helpers import execute
+from tests.helpers import DROP_TRIGGERS, execute
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ def test_install_says_what_it_created_repaired_or_left(env: dict[str, str], caps
     assert "applied 0" not in again
     assert again.count(" migrations already applied") + again.count(" migration already applied") == 2
 
-    execute(env["LITELLM_DATABASE_URL"], 'DROP TRIGGER litemaas_hooks_model_events ON public."LiteLLM_ProxyModelTable"')
+    execute(env["LITELLM_DATABASE_URL"], DROP_TRIGGERS)
     assert cli.main(["install", "--litellm-only"]) == 0
     repaired = capsys.readouterr().out
     assert "restored trigger litemaas_hooks_model_events" in repaired

@@ -37,7 +37,7 @@ from litemaas_hooks import cli, litellm_adapter, outbox
 from litemaas_hooks.status import collect_status, format_status
 from litemaas_hooks_sandbox import seed
 from litemaas_hooks_sandbox.cluster import LocalPostgres
-from tests.helpers import litellm_row
+from tests.helpers import DROP_TRIGGERS, litellm_row
 from tests.integration.test_relay import (
     PARAMS,
     _terminate,
@@ -555,7 +555,7 @@ async def test_trigger_dropped_status_says_so_reconcile_converges_install_restor
         async with running(make_settings(ldsn, bdsn, master_key)):
             await eventually(lambda: matches_truth(lc, bc, set()), what="synced while the trigger exists")
 
-        await lc.execute(f"DROP TRIGGER litemaas_hooks_model_events ON {TABLE}")
+        await lc.execute(DROP_TRIGGERS)
         await add(lc, "missed-1", master_key, max_tokens=7)
         await add(lc, "missed-2", master_key, max_tokens=8)
         await lc.execute(
@@ -753,9 +753,9 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         for name in AWKWARD_NAMES:
             await add(lc, name, master_key, max_tokens=1)
         # outbox rows pointing at models that vanished: one never synced, one in the backend
-        await lc.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER litemaas_hooks_model_events")
+        await lc.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
         await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'will-vanish'")
-        await lc.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER litemaas_hooks_model_events")
+        await lc.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
         await lc.execute(
             "INSERT INTO litemaas_hooks.model_events (op, model_id, new_model_name) VALUES "
             "('INSERT', 'no-such-id', 'never-existed'), ('UPDATE', 'gone-id', 'will-vanish'); "
@@ -793,7 +793,7 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         # an empty name gives its event no name to converge: the event is kept with that error, and the
         # full scan reports the deployment too: `status` (and backfill / the periodic reconcile) name it
         report = await collect_status(settings)
-        assert "model_name is missing or empty" in report.drift.errors[f"<deployment {empty['model_id']}>"]
+        assert "model_name is missing or blank" in report.drift.errors[f"<deployment {empty['model_id']}>"]
         assert set(bad) <= set(report.drift.errors)
         status_text = format_status(report)
         assert "cannot sync <deployment" in status_text

@@ -550,13 +550,13 @@ async def test_lost_create_update_delete_heal_within_one_interval_and_status_nam
                 "VALUES (%s, %s, 'openai', 'available', %s::jsonb, %s)",
                 (name, name, json.dumps({"litellm_model_info": {"db_model": db_model}, "litellm_params": {}}), name),
             )
-        await lc.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER litemaas_hooks_model_events")
+        await lc.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
         await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'lost-delete'")
         await lc.execute(
             f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 9}}' WHERE model_name = 'lost-update'"
         )
         await add_good(lc, "lost-create", master_key)
-        await lc.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER litemaas_hooks_model_events")
+        await lc.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
 
         config = (lambda: CONFIG_MODELS) if mode == "proxy" else None
         report = await collect_status(settings, config_models=config)

@@ -3,6 +3,7 @@ what another process learnt and does not import LiteLLM; without the table it st
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -56,3 +57,45 @@ def test_without_the_shared_table_a_process_asks_litellm(
     assert rc == 0, (out, err)
     assert "created 2" in out
     assert out.strip().endswith("LITELLM_IMPORTED")
+
+
+def test_a_memo_written_without_our_key_changes_no_decision_and_status_says_so(
+    hooks_env: dict[str, str], litellm_dsn: str, master_key: str, tmp_path: Path
+) -> None:
+    """Issue 20 item 4: whoever can write the table (LiteLLM's own role in plugin mode) sets facts
+    that
+    would make every model a team model (skipped) and forges entries: a fresh pod ignores them,
+    syncs
+    every model, and `status` reports the memo it had to ignore."""
+    rc, out, err = _probe(["install"], hooks_env)
+    assert rc == 0, err
+    models = _seed(litellm_dsn, master_key)
+    rc, out, err = _probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-a")})
+    assert rc == 0, (out, err)
+    assert "created 3" in out
+    evil = {"info_defaults": {"team_id": "evil"}, "param_defaults": {}, "pricing_pattern": "(a+)+$"}
+    execute(
+        litellm_dsn,
+        """UPDATE litemaas_hooks.cost_map_memo
+              SET facts = jsonb_build_object('text', %(facts)s::text, 'mac', repeat('0', 64)),
+                  entries = entries || jsonb_build_object(%(k)s::text, entries -> %(k)s)""",
+        {"facts": json.dumps(evil), "k": f"{models[0]}\x1f"},
+    )
+    execute(  # an entry of ours re-pointed: its MAC no longer matches
+        litellm_dsn,
+        """UPDATE litemaas_hooks.cost_map_memo
+              SET entries = jsonb_set(entries, ARRAY[%(k)s::text, '1'], '"forged"')""",
+        {"k": f"{models[1]}\x1f"},
+    )
+    rc, out, err = _probe(["status"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-c")})
+    assert "UNHEALTHY" in out, out
+    assert "not signed with this installation's key" in out, out
+    assert "drift            : none" in out, out  # the forged facts skipped no model
+    env = {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-b")}
+    rc, out, err = _probe(["backfill", "--dry-run"], env)
+    assert rc == 0, (out, err)  # in sync: no model skipped as a team model, nothing to change
+    # a signed write repaired the row: the facts are ours again, the next status is clean
+    [(facts,)] = execute(litellm_dsn, "SELECT facts FROM litemaas_hooks.cost_map_memo")
+    assert "evil" not in json.dumps(facts)
+    rc, out, err = _probe(["status"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-d")})
+    assert "not signed" not in out, out

@@ -29,6 +29,7 @@ from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks.relay import Relay
 from litemaas_hooks.settings import load_settings
 from litemaas_hooks_sandbox.cluster import LocalPostgres
+from tests.helpers import DROP_TRIGGERS
 from tests.integration.test_failures import TABLE, add, audits, matches_truth
 from tests.integration.test_relay import eventually, make_settings, outbox_empty, running
 
@@ -418,7 +419,7 @@ async def test_plugin_mode_with_litellm_own_role(installed: World, master_key: s
     w = installed
     _grant_relay(w, privileges.Roles(relay=w.lowner, backend=w.relay))
     # LiteLLM re-created its table (the trigger went with it): the plugin's relay puts it back
-    _run(w.as_(w.ldsn, w.lowner), f"DROP TRIGGER litemaas_hooks_model_events ON {TABLE}")
+    _run(w.as_(w.ldsn, w.lowner), DROP_TRIGGERS)
     settings = make_settings(w.url(w.ldsn, w.lowner), w.url(w.bdsn, w.relay), master_key)
     async with (
         await psycopg.AsyncConnection.connect(w.as_(w.ldsn, w.lowner), autocommit=True) as lc,
@@ -448,7 +449,7 @@ async def test_trigger_install_behind_an_open_litellm_transaction_gives_up_and_r
     and a later install puts the trigger back."""
     w = installed
     lown = w.as_(w.ldsn, w.lowner)
-    _run(lown, f"DROP TRIGGER litemaas_hooks_model_events ON {TABLE}")
+    _run(lown, DROP_TRIGGERS)
     inst = w.as_(w.ldsn, w.installer)
     with psycopg.connect(lown) as open_tx, psycopg.connect(lown, autocommit=True) as other:
         open_tx.execute(f"UPDATE {TABLE} SET model_name = model_name WHERE false")  # an open LiteLLM write
@@ -515,3 +516,77 @@ async def test_schema_squatted_by_the_database_owner_is_refused(
     assert "schema litemaas_hooks (owned by" in err
     assert w.lowner in err
     assert _who(w.ldsn) == set()
+
+
+# -- issue 20 item 5: plugin mode after an install by a DBA / a superuser
+# ----------------------------
+
+
+@pytest.mark.parametrize("installer", ["superuser", "dba"])
+async def test_plugin_mode_works_after_any_installer_without_extra_grants(
+    world: World, monkeypatch: Any, master_key: str, installer: str
+) -> None:
+    """Plugin mode claims the outbox with LiteLLM's own role: after `install` by another role it got
+    `permission denied for table model_events` and retried forever. Install now grants the owner of
+    LiteLLM's table what the relay needs on our tables; no `--print-grants` for the LiteLLM side."""
+    w = world
+    if installer == "superuser":
+        env = {"LITELLM_DATABASE_URL": w.ldsn, "LITEMAAS_DATABASE_URL": w.bdsn, "LITELLM_MASTER_KEY": master_key}
+        assert await _cli(monkeypatch, env, "install") == 0
+    else:
+        await _install(w, monkeypatch, master_key)
+    _run(w.bdsn, privileges.backend_grants(w.relay))  # the backend side: the relay role's grants only
+    settings = make_settings(w.url(w.ldsn, w.lowner), w.url(w.bdsn, w.relay), master_key)
+    async with (
+        await psycopg.AsyncConnection.connect(w.as_(w.ldsn, w.lowner), autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(w.bdsn, autocommit=True) as bc,
+        running(settings) as (relay,),
+    ):
+        await add(lc, "p1", master_key, max_tokens=1)
+        await eventually(lambda: matches_truth(lc, bc, set()), what="plugin-mode relay as LiteLLM's role")
+        assert relay.stats.events_failed == 0
+        assert await outbox_empty(lc)
+
+
+async def test_install_creates_the_relay_role_with_exactly_the_printed_grants(
+    world: World, monkeypatch: Any, master_key: str
+) -> None:
+    """Issue 20 item 2 (the install Job's part): `install --grant-relay` creates the relay role
+    from a
+    Secret's password and grants it exactly `--print-grants`; the relay then works with it and with
+    nothing more (it cannot read the backend's tables)."""
+    w = world
+    role = f"hk_made_{secrets.token_hex(3)}"
+    env = {
+        "LITELLM_DATABASE_URL": w.ldsn,
+        "LITEMAAS_DATABASE_URL": w.bdsn,
+        "LITELLM_MASTER_KEY": master_key,
+        "LITEMAAS_HOOKS_RELAY_PASSWORD": w.password,
+    }
+    try:
+        assert await _cli(monkeypatch, env, "install", "--grant-relay", "--relay-role", role) == 0
+        assert await _cli(monkeypatch, env, "install", "--grant-relay", "--relay-role", role) == 0  # again
+        settings = make_settings(w.url(w.ldsn, role), w.url(w.bdsn, role), master_key)
+        async with (
+            await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc,
+            await psycopg.AsyncConnection.connect(w.bdsn, autocommit=True) as bc,
+            running(settings) as (relay,),
+        ):
+            await add(lc, "r1", master_key, max_tokens=1)
+            await eventually(lambda: matches_truth(lc, bc, set()), what="relay as the role install made")
+            assert relay.stats.events_failed == 0
+        for statement in ("SELECT * FROM public.models", "SELECT * FROM public.subscriptions"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                _run(w.as_(w.bdsn, role), statement)
+        granted = _run(
+            w.bdsn,
+            "SELECT count(*) FROM pg_proc AS p WHERE p.pronamespace = 'litemaas_hooks'::regnamespace "
+            "AND has_function_privilege(%s, p.oid, 'EXECUTE')",
+            params=(role,),
+        )
+        assert granted == [(len(privileges.RELAY_BACKEND_FUNCTIONS),)]
+    finally:
+        for dsn in (w.ldsn, w.bdsn):
+            _run(dsn, sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        with w.pg.connect() as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from litemaas_hooks.probes import ProbeServer, run_relay_with_probes
 from litemaas_hooks.relay import Relay
+from tests.helpers import DROP_TRIGGERS
 from tests.integration.test_relay import eventually, insert, install, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -112,7 +113,7 @@ async def test_ready_only_when_connected_trigger_present_and_caught_up_and_metri
         assert value(after, "litemaas_hooks_outbox_oldest_pending_age_seconds") == 0  # dead ones do not count
 
         # LiteLLM drops the trigger (a schema update): not ready, saying why
-        await lc.execute('DROP TRIGGER litemaas_hooks_model_events ON public."LiteLLM_ProxyModelTable"')
+        await lc.execute(DROP_TRIGGERS)
 
         async def unready() -> bool:
             r = await client.get("/readyz")

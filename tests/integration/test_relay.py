@@ -26,7 +26,7 @@ from litemaas_hooks.relay import Relay
 from litemaas_hooks.settings import Settings, load_settings
 from litemaas_hooks_sandbox import seed
 from litemaas_hooks_sandbox.cluster import LocalPostgres
-from tests.helpers import litellm_row
+from tests.helpers import DROP_TRIGGERS, litellm_row
 
 pytestmark = pytest.mark.anyio
 
@@ -397,7 +397,7 @@ async def test_periodic_full_reconcile_heals_missed_changes_one_runner_at_a_time
         await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as other_runner,
     ):
         # changes made while the trigger was missing (e.g. LiteLLM re-created its table): no events
-        await lc.execute('DROP TRIGGER litemaas_hooks_model_events ON "LiteLLM_ProxyModelTable"')
+        await lc.execute(DROP_TRIGGERS)
         await insert(lc, "missed", master_key)
         assert (await outbox.counts(lc)).pending == 0
         # another relay of the fleet holds the full-reconcile lock
@@ -510,7 +510,7 @@ async def test_status_reports_trigger_backlog_dead_events_and_drift(dbs: tuple[s
             retry_max_seconds=1,
         )
         await outbox.release(lc, worker="w", reason="test")
-        await lc.execute('DROP TRIGGER litemaas_hooks_model_events ON "LiteLLM_ProxyModelTable"')
+        await lc.execute(DROP_TRIGGERS)
 
         report = await collect_status(settings)
         assert not report.healthy

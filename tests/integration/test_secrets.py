@@ -25,7 +25,10 @@ __all__ = ["logs"]  # the fixture, imported for this module's tests
 SALT = "salt-" + secrets.token_hex(16)
 MASTER = "sk-" + secrets.token_hex(32)
 ENV_API_KEY = "sk-env-" + secrets.token_hex(12)
-S = {k: k + secrets.token_hex(10) for k in ("apikey", "token", "sig", "code", "pwd", "hdr", "pw", "tokens", "cs")}
+S = {
+    k: k + secrets.token_hex(10)
+    for k in ("apikey", "token", "sig", "code", "pwd", "hdr", "pw", "tokens", "cs", "prov", "hook", "lic")
+}
 
 
 @pytest.fixture
@@ -44,6 +47,19 @@ DEPLOYMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         },
         {},
     ),
+    # the provider key by value (issue 20): pasted into innocent fields of its own row
+    "key-pasted": (
+        {
+            "model": "openai/e",
+            "api_key": S["prov"],
+            "api_base": f"https://llm.example/{S['prov']}/v1",
+            "organization": f"org-{S['prov']}",
+        },
+        {"description": f"key: {S['prov']}", "notes": {"x": [S["prov"]]}},
+    ),
+    # os.environ/ of names off the routing allow-list: never resolved
+    "env-webhook": ({"model": "openai/f", "api_base": "os.environ/SLACK_WEBHOOK_URL"}, {}),
+    "env-licence": ({"model": "openai/g", "api_base": "os.environ/LITELLM_LICENSE"}, {}),
     "hash-password": (
         {"model": "openai/d", "api_base": f"https://user:ab#{S['pw']}@y.example/v1"},
         {
@@ -78,6 +94,8 @@ async def test_no_secret_in_backend_outbox_logs_status_or_plan(
         "LITELLM_MASTER_KEY": MASTER,
         "LITELLM_SALT_KEY": SALT,
         "OPENAI_API_KEY": ENV_API_KEY,
+        "SLACK_WEBHOOK_URL": f"https://hooks.slack.example/services/{S['hook']}",
+        "LITELLM_LICENSE": S["lic"],
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -110,6 +128,9 @@ async def test_no_secret_in_backend_outbox_logs_status_or_plan(
     assert rows["url-forms"][0].startswith("https://***@x.example/v1?")
     assert rows["hash-password"][0] == "https://user:***@y.example/v1"
     assert "master key is ***" in json.dumps(rows["hash-password"][1])
+    assert rows["key-pasted"][0] == "https://llm.example/***/v1"
+    assert rows["env-webhook"][0] == "os.environ/SLACK_WEBHOOK_URL"
+    assert rows["env-licence"][0] == "os.environ/LITELLM_LICENSE"
     await assert_no_secrets(
         pg_cluster,
         litellm_dsn,

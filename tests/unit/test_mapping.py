@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from litemaas_hooks.errors import MappingError
-from litemaas_hooks.mapping import Deployment, canonical, features_of, js_or, map_model
+from litemaas_hooks.mapping import (
+    Deployment,
+    canonical,
+    check_model_name,
+    features_of,
+    is_blank_name,
+    js_or,
+    map_model,
+)
 from litemaas_hooks.redaction import strip_credentials
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
@@ -281,3 +289,20 @@ def test_accepted_rows_are_those_the_backend_may_end_on() -> None:
     edited = Deployment("a", "n", {"model": "openai/a"}, {"id": "a"}, updated_at=T0 + timedelta(2), created_at=T0)
     r = map_model("n", [edited, second])
     assert [a["litellm_model_id"] for a in r.accepted] == ["a", "b"]  # an edit may move it after b
+
+
+# -- issue 20 item 5: one blank rule
+# -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", " ", "\u00a0", "\u3000", "\t\n", "\u200b", "\ufeff\u00a0 ", "\u2028"])
+def test_blank_names_are_refused_with_one_clear_error(name: str) -> None:
+    assert is_blank_name(name)
+    with pytest.raises(MappingError, match="missing or blank"):
+        check_model_name(name)
+
+
+@pytest.mark.parametrize("name", ["a", " a ", "\u00a0a", "modèle", "-"])
+def test_visible_names_are_names(name: str) -> None:
+    assert not is_blank_name(name)
+    assert check_model_name(name) == name

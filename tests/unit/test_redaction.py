@@ -3,6 +3,7 @@ field kind, through the real mapping. Pure functions, no database."""
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from collections.abc import Callable
@@ -177,3 +178,102 @@ def test_scrub_masks_database_passwords_alone_and_environment_secrets(secret_env
     out = scrub(line, [f"postgresql://app:{password}@db/app"])
     assert password not in out
     assert ENV_SECRETS["LITELLM_SALT_KEY"] not in out
+
+
+# -- issue 20 item 3: the provider key by value, os.environ/ by allow-list
+# --------------------------
+
+SALT = "salt-" + secrets.token_hex(16)
+
+
+def _encrypt(value: str) -> str:
+    """LiteLLM's legacy encryption (NaCl SecretBox keyed with sha256(key), URL-safe base64)."""
+    import hashlib
+
+    import nacl.secret
+
+    box = nacl.secret.SecretBox(hashlib.sha256(SALT.encode()).digest())
+    return base64.urlsafe_b64encode(bytes(box.encrypt(value.encode()))).decode()
+
+
+def _row_text(params: dict[str, Any], info: dict[str, Any]) -> str:
+    """The record of one stored row (every string of litellm_params encrypted, as LiteLLM stores
+    it)."""
+    stored = {k: _encrypt(v) if isinstance(v, str) else v for k, v in params.items()}
+    row = {"model_id": "d1", "model_name": "m", "litellm_params": stored, "model_info": info}
+    dep = litellm_source.build_deployment(row, SALT)
+    assert "api_key" not in dep.litellm_params  # decrypted only to be masked, never kept as a param
+    return json.dumps(map_model("m", [dep]).to_json(), default=str)
+
+
+@pytest.mark.parametrize("where", list(VALUE_PLACEMENTS))
+@pytest.mark.parametrize("how", ["encrypted api_key", "api_key by os.environ/ of a plain name"])
+def test_provider_key_is_masked_by_value_in_every_field(
+    monkeypatch: pytest.MonkeyPatch, how: str, where: str
+) -> None:
+    key = "prov" + secrets.token_hex(14)
+    if how == "encrypted api_key":
+        own: dict[str, Any] = {"api_key": key}
+    else:  # the variable's name marks no secret: only the field it is used in says it is one
+        monkeypatch.setenv("MY_PROVIDER_CRED", key)
+        own = {"api_key": "os.environ/MY_PROVIDER_CRED"}
+    params, info = VALUE_PLACEMENTS[where](key)
+    text = _row_text({"model": "openai/gpt-4o", **own, **params}, info)
+    assert key not in text
+    if where == "model_info.description":
+        assert "ask ops for *** if it fails" in text
+
+
+def test_provider_key_is_masked_in_another_deployment_of_the_name() -> None:
+    key = "prov" + secrets.token_hex(14)
+    a = {"model_id": "a", "model_name": "m", "litellm_params": {"model": _encrypt("openai/x"),
+         "api_key": _encrypt(key)}, "model_info": {}}
+    b = {"model_id": "b", "model_name": "m", "litellm_params": {"model": _encrypt("openai/x")},
+         "model_info": {"description": f"same key as a: {key}"}}
+    deps = [litellm_source.build_deployment(r, SALT) for r in (a, b)]
+    assert key not in json.dumps(map_model("m", deps).to_json(), default=str)
+    assert key not in repr(deps[0])  # the decrypted key is never shown
+
+
+@pytest.mark.parametrize(
+    ("field", "name", "resolved"),
+    [
+        ("api_base", "AZURE_API_BASE", True),
+        ("api_base", "OPENAI_BASE_URL", True),
+        ("api_base", "AZURE_OPENAI_ENDPOINT", True),
+        ("api_base", "VLLM_BASE", True),
+        ("api_version", "AZURE_API_VERSION", True),
+        ("aws_region_name", "AWS_REGION_NAME", True),
+        ("api_base", "SLACK_WEBHOOK_URL", False),
+        ("api_base", "LITELLM_LICENSE", False),
+        ("api_base", "LITELLM_SALT_KEY", False),
+        ("api_base", "AZURE_API_VERSION", False),  # a routing name, but not this field's
+        ("api_version", "SLACK_WEBHOOK_URL", False),
+        ("organization", "OPENAI_ORGANIZATION", False),  # not a routing field on the list
+        ("description", "AZURE_API_BASE", False),
+    ],
+)
+def test_os_environ_resolves_only_allow_listed_routing_names(
+    monkeypatch: pytest.MonkeyPatch, field: str, name: str, resolved: bool
+) -> None:
+    value = "https://hooks.example/services/T0/B0/" + secrets.token_hex(12)
+    monkeypatch.setenv(name, value)
+    got = env_reference_value(f"os.environ/{name}", field=field)
+    assert got == (value if resolved else f"os.environ/{name}")
+
+
+@pytest.mark.parametrize("name", ["SLACK_WEBHOOK_URL", "LITELLM_LICENSE"])
+def test_os_environ_of_a_non_routing_name_never_reaches_api_base(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    value = "https://hooks.slack.example/services/" + secrets.token_hex(12)
+    monkeypatch.setenv(name, value)
+    db_text = _row_text({"model": "openai/gpt-4o", "api_base": f"os.environ/{name}"}, {})
+    assert value not in db_text
+    # a config-file model: the router resolved it already; it goes back to the reference
+    dep = litellm_source.config_deployment(
+        {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_base": value}}
+    )
+    record = map_model("m", [dep])
+    assert record.api_base == f"os.environ/{name}"
+    assert value not in json.dumps(record.to_json(), default=str)

@@ -1,7 +1,11 @@
--- Calls of the litemaas_hooks functions in the backend database (see migrations/).
+-- Calls of the litemaas_hooks functions in the backend database (see migrations/). Every call
+-- checks its function first, in the same statement (repeatable/92_function_checks.sql): the call's
+-- first argument depends on the check (g.ok), so the check runs before it and refuses a function
+-- that was altered after install.
 
 -- name: lock_models
-SELECT litemaas_hooks.lock_models_v1(%(ids)s::text[])
+SELECT litemaas_hooks.lock_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END)
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.lock_models_v1(text[])') AS g (ok)
 
 -- name: models_snapshot
 -- Of metadata (the proxy's whole /model/info entry, ~9 KB a row) planning needs only which views it
@@ -20,64 +24,96 @@ SELECT s.id, s.name, s.provider, s.description, s.category, s.context_length,
                'litellm_params', CASE WHEN s.metadata ? 'litellm_params' THEN '{}'::jsonb END))
        ELSE s.metadata END AS metadata,
        s.api_base, s.tpm, s.rpm, s.max_tokens, s.litellm_model_id, s.backend_model_name, s.hidden_reason
-FROM litemaas_hooks.models_snapshot_v1(%(ids)s::text[]) AS s
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.models_snapshot_v1(text[])') AS g (ok),
+     LATERAL litemaas_hooks.models_snapshot_v1(CASE WHEN g.ok THEN %(ids)s::text[] END) AS s
 
 -- name: upsert_models
-SELECT model_id, outcome FROM litemaas_hooks.upsert_models_v1(%(models)s::jsonb)
+SELECT u.model_id, u.outcome
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.upsert_models_v1(jsonb)') AS g (ok),
+     LATERAL litemaas_hooks.upsert_models_v1(CASE WHEN g.ok THEN %(models)s::jsonb END) AS u
 
 -- name: retire_model
-SELECT litemaas_hooks.retire_model_v1(%(id)s, %(cascade)s, %(reason)s) AS result
+SELECT litemaas_hooks.retire_model_v1(CASE WHEN g.ok THEN %(id)s END, %(cascade)s, %(reason)s)
+       AS result
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.retire_model_v1(text, boolean, text)')
+     AS g (ok)
 
 -- name: model_ids
-SELECT model_ids_v1 AS id FROM litemaas_hooks.model_ids_v1()
+SELECT i.id
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.model_ids_v1()') AS g (ok),
+     LATERAL (SELECT f.id FROM litemaas_hooks.model_ids_v1() AS f (id) WHERE g.ok) AS i
 
 -- name: try_lock_models
-SELECT litemaas_hooks.try_lock_models_v1(%(ids)s::text[], %(rows_only)s) AS busy
+SELECT litemaas_hooks.try_lock_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END, %(rows_only)s)
+       AS busy
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)')
+     AS g (ok)
 
 -- name: set_lock_timeout
 -- Our transaction waits at most this long for any lock (then 55P03: the names are retried later).
 SELECT set_config('lock_timeout', %(timeout)s, true)
 
 -- name: note_model_sources
-SELECT litemaas_hooks.note_model_sources_v1(%(ids)s::text[], %(from_db)s::boolean[])
+SELECT litemaas_hooks.note_model_sources_v1(CASE WHEN g.ok THEN %(ids)s::text[] END,
+                                            %(from_db)s::boolean[])
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.note_model_sources_v1(text[], boolean[])')
+     AS g (ok)
 
 -- name: db_model_ids
-SELECT db_model_ids_v1 AS id FROM litemaas_hooks.db_model_ids_v1(%(ids)s::text[])
+SELECT d.id
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.db_model_ids_v1(text[])') AS g (ok),
+     LATERAL litemaas_hooks.db_model_ids_v1(CASE WHEN g.ok THEN %(ids)s::text[] END) AS d (id)
 
 -- name: retire_model_v2
-SELECT litemaas_hooks.retire_model_v2(%(id)s, %(cascade)s, %(reason)s, %(grace)s::float8, %(instance)s,
-                                      %(hold)s) AS result
+SELECT litemaas_hooks.retire_model_v2(CASE WHEN g.ok THEN %(id)s END, %(cascade)s, %(reason)s,
+                                      %(grace)s::float8, %(instance)s, %(hold)s) AS result
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.retire_model_v2(text, boolean, text, double precision, text, boolean)') AS g (ok)
 
 -- name: claim_due_retires
-SELECT claim_due_retires_v1 AS id FROM litemaas_hooks.claim_due_retires_v1(%(limit)s)
+SELECT d.id
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.claim_due_retires_v1(integer)') AS g (ok),
+     LATERAL litemaas_hooks.claim_due_retires_v1(CASE WHEN g.ok THEN %(limit)s END) AS d (id)
 
 -- name: claim_held_retires
-SELECT claim_held_retires_v1 AS id FROM litemaas_hooks.claim_held_retires_v1(%(ids)s::text[])
+SELECT d.id
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.claim_held_retires_v1(text[])') AS g (ok),
+     LATERAL litemaas_hooks.claim_held_retires_v1(CASE WHEN g.ok THEN %(ids)s::text[] END) AS d (id)
 
 -- name: cascade_pending
-SELECT litemaas_hooks.cascade_pending_v1(%(id)s, %(reason)s) AS result
+SELECT litemaas_hooks.cascade_pending_v1(CASE WHEN g.ok THEN %(id)s END, %(reason)s) AS result
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.cascade_pending_v1(text, text)') AS g (ok)
 
 -- name: cascade_held
-SELECT litemaas_hooks.cascade_held_v1(%(id)s, %(reason)s) AS result
+SELECT litemaas_hooks.cascade_held_v1(CASE WHEN g.ok THEN %(id)s END, %(reason)s) AS result
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.cascade_held_v1(text, text)') AS g (ok)
 
 -- name: hold_retires
-SELECT litemaas_hooks.hold_retires_v1(%(ids)s::text[], %(why)s) AS held
+SELECT litemaas_hooks.hold_retires_v1(CASE WHEN g.ok THEN %(ids)s::text[] END, %(why)s) AS held
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.hold_retires_v1(text[], text)') AS g (ok)
 
 -- name: retire_guard_total
-SELECT litemaas_hooks.retire_guard_total_v1() AS total
+SELECT CASE WHEN g.ok THEN litemaas_hooks.retire_guard_total_v1() END AS total
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.retire_guard_total_v1()') AS g (ok)
 
 -- name: retire_queue
-SELECT model_id, instance, marked_at, due_at, held_at, held_why, seconds_left
-FROM litemaas_hooks.retire_queue_v1()
+SELECT q.model_id, q.instance, q.marked_at, q.due_at, q.held_at, q.held_why, q.seconds_left
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.retire_queue_v1()') AS g (ok),
+     LATERAL (SELECT * FROM litemaas_hooks.retire_queue_v1() WHERE g.ok) AS q
 
 -- name: next_retire_due
-SELECT litemaas_hooks.next_retire_due_v1() AS seconds
+SELECT CASE WHEN g.ok THEN litemaas_hooks.next_retire_due_v1() END AS seconds
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.next_retire_due_v1()') AS g (ok)
 
 -- name: note_model_instances
-SELECT litemaas_hooks.note_model_instances_v1(%(ids)s::text[], %(instance)s)
+SELECT litemaas_hooks.note_model_instances_v1(CASE WHEN g.ok THEN %(ids)s::text[] END, %(instance)s)
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.note_model_instances_v1(text[], text)') AS g (ok)
 
 -- name: restore_model
-SELECT litemaas_hooks.restore_model_v1(%(id)s, %(apply)s) AS plan
+SELECT litemaas_hooks.restore_model_v1(CASE WHEN g.ok THEN %(id)s END, %(apply)s) AS plan
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.restore_model_v1(text, boolean)') AS g (ok)
 
 -- name: served_elsewhere
-SELECT served_elsewhere_v1 AS id FROM litemaas_hooks.served_elsewhere_v1(%(ids)s::text[], %(instance)s)
+SELECT d.id
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.served_elsewhere_v1(text[], text)') AS g (ok),
+     LATERAL litemaas_hooks.served_elsewhere_v1(CASE WHEN g.ok THEN %(ids)s::text[] END, %(instance)s)
+         AS d (id)

@@ -22,10 +22,11 @@ INSERT INTO litemaas_hooks.schema_migrations (side, version, name, checksum)
 VALUES (%(side)s, %(version)s, %(name)s, %(checksum)s)
 
 -- name: migrations_guard
--- Schema squatting: install writes our tables (schema_migrations & co) and runs DDL on them; whoever owns
--- them controls their triggers, rules, row security policies and column defaults, which would then run
--- as the installing role. So everything in schema litemaas_hooks must be owned by the installing role
--- itself (our backend functions, handed to the data owner, are the one exception: not tables).
+-- Schema squatting: install writes our tables (schema_migrations & co) and runs DDL on them;
+-- whoever owns them controls their triggers, rules, row security policies and column defaults,
+-- which would then run as the installing role. So everything in schema litemaas_hooks must be owned
+-- by the installing role itself (our backend functions, handed to the data owner, are the one
+-- exception: not tables).
 DO $guard$
 DECLARE
     bad text;
@@ -54,3 +55,7 @@ BEGIN
     END IF;
 END
 $guard$
+
+-- name: role_exists
+-- install --grant-relay: does the relay role exist on this server?
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %(role)s)

@@ -9,11 +9,12 @@ SELECT 1
 
 -- name: claim_events
 -- Claim up to batch_size due pending events (oldest first). SKIP LOCKED lets any number of relays
--- claim concurrently without waiting on each other; the claim commits at once (autocommit). attempts
--- is counted here (an attempt interrupted by a dead session is given back: recover_dead_sessions).
--- The claim carries this session's pid and start, so a dead claimer is recognised at once.
--- Due: next_attempt_at has passed, or lies further ahead than any delay we ever set (max_delay): the
--- database clock was stepped back, and an event must not wait for the clock to catch up.
+-- claim concurrently without waiting on each other; the claim commits at once (autocommit).
+-- attempts is counted here (an attempt interrupted by a dead session is given back:
+-- recover_dead_sessions). The claim carries this session's pid and start, so a dead claimer is
+-- recognised at once. Due: next_attempt_at has passed, or lies further ahead than any delay we ever
+-- set (max_delay): the database clock was stepped back, and an event must not wait for the clock to
+-- catch up.
 WITH picked AS (
     SELECT id
     FROM litemaas_hooks.model_events
@@ -37,7 +38,8 @@ claimed AS (
 SELECT id, op, model_id, old_model_name, new_model_name, attempts, created_at FROM claimed
 
 -- name: complete_events
--- Applied: delete. Only our own claims (a claim recovered as stalled and re-claimed elsewhere is kept).
+-- Applied: delete. Only our own claims (a claim recovered as stalled and re-claimed elsewhere is
+-- kept).
 DELETE FROM litemaas_hooks.model_events
 WHERE id = ANY(%(ids)s::bigint[]) AND status = 'claimed' AND claimed_by = %(worker)s
 
@@ -61,7 +63,8 @@ WHERE e.id = f.id AND e.status = 'claimed' AND e.claimed_by = %(worker)s
 RETURNING e.id, e.status, e.attempts, e.next_attempt_at
 
 -- name: release_claims
--- Give our own claims back without counting an attempt (the database went away, not the event failed).
+-- Give our own claims back without counting an attempt (the database went away, not the event
+-- failed).
 UPDATE litemaas_hooks.model_events
 SET status = 'pending', attempts = greatest(attempts - 1, 0), claimed_at = NULL, claimed_by = NULL,
     claimed_pid = NULL, claimed_session_start = NULL,
@@ -82,11 +85,11 @@ WHERE e.id = f.id AND e.status = 'claimed' AND e.claimed_by = %(worker)s
 RETURNING e.id
 
 -- name: recover_dead_sessions
--- Claims whose claiming database session no longer exists: that relay died (killed, evicted, cut off).
--- Pending again at once; the interrupted attempt is not counted for the first free_interruptions
--- interruptions of an event (after that it is: an event that kills every relay ends up dead).
--- (pg_stat_activity shows every session's pid; backend_start only to the same role, hence the NULL
--- case: the pid alone then.)
+-- Claims whose claiming database session no longer exists: that relay died (killed, evicted, cut
+-- off). Pending again at once; the interrupted attempt is not counted for the first
+-- free_interruptions interruptions of an event (after that it is: an event that kills every relay
+-- ends up dead). (pg_stat_activity shows every session's pid; backend_start only to the same role,
+-- hence the NULL case: the pid alone then.)
 UPDATE litemaas_hooks.model_events AS e
 SET status = CASE WHEN e.interruptions >= %(free_interruptions)s AND e.attempts >= %(max_attempts)s
                   THEN 'dead' ELSE 'pending' END,
@@ -136,7 +139,8 @@ FROM litemaas_hooks.model_events
 WHERE status = 'pending'
 
 -- name: replay_dead
--- Dead events (all, or the given ids) become pending again with a fresh attempt budget; wakes relays.
+-- Dead events (all, or the given ids) become pending again with a fresh attempt budget; wakes
+-- relays.
 WITH replayed AS (
     UPDATE litemaas_hooks.model_events
     SET status = 'pending', attempts = 0, next_attempt_at = clock_timestamp()
@@ -172,22 +176,24 @@ ORDER BY id
 LIMIT %(limit)s
 
 -- name: trigger_state
--- Is everything the event flow needs in place? (Never fails, even before install.)
+-- Is everything the event flow needs in place? (Never fails, even before install.) The trigger is
+-- three statement-level triggers (repeatable/90_trigger.sql): present = all three exist; enabled =
+-- all three enabled, of the current kind (tgtype) and calling the current function.
 SELECT
     to_regclass('public."LiteLLM_ProxyModelTable"') IS NOT NULL AS table_present,
     to_regclass('litemaas_hooks.model_events') IS NOT NULL AS outbox_present,
-    EXISTS (
-        SELECT 1 FROM pg_catalog.pg_trigger AS t
-        WHERE t.tgrelid = to_regclass('public."LiteLLM_ProxyModelTable"')
-          AND t.tgname = 'litemaas_hooks_model_events' AND NOT t.tgisinternal
-    ) AS trigger_present,
-    EXISTS (
-        SELECT 1 FROM pg_catalog.pg_trigger AS t
-        WHERE t.tgrelid = to_regclass('public."LiteLLM_ProxyModelTable"')
-          AND t.tgname = 'litemaas_hooks_model_events' AND NOT t.tgisinternal
-          AND t.tgenabled = 'O'
-          AND t.tgfoid = to_regprocedure('litemaas_hooks.record_model_event_v1()')
-    ) AS trigger_enabled
+    (SELECT count(*) = 3 FROM pg_catalog.pg_trigger AS t
+      WHERE t.tgrelid = to_regclass('public."LiteLLM_ProxyModelTable"') AND NOT t.tgisinternal
+        AND t.tgname IN ('litemaas_hooks_model_events', 'litemaas_hooks_model_events_insert',
+                         'litemaas_hooks_model_events_delete')) AS trigger_present,
+    (SELECT count(*) = 3 FROM pg_catalog.pg_trigger AS t
+      WHERE t.tgrelid = to_regclass('public."LiteLLM_ProxyModelTable"') AND NOT t.tgisinternal
+        AND t.tgenabled = 'O'
+        AND t.tgfoid = to_regprocedure('litemaas_hooks.record_model_event_v1()')
+        AND (t.tgname, t.tgtype) IN (('litemaas_hooks_model_events', 16::int2),
+                                     ('litemaas_hooks_model_events_insert', 4::int2),
+                                     ('litemaas_hooks_model_events_delete', 8::int2)))
+        AS trigger_enabled
 
 -- name: reconcile_try_lock
 -- Session-level: only one periodic full reconcile at a time across the whole fleet.
@@ -213,8 +219,8 @@ WHERE id = 1
 RETURNING id
 
 -- name: reconcile_due
--- Has no relay finished a full reconcile within the last min_age_seconds?
--- (a last run "in the future" means the database clock was stepped back: due, not suppressed)
+-- Has no relay finished a full reconcile within the last min_age_seconds? (a last run "in the
+-- future" means the database clock was stepped back: due, not suppressed)
 SELECT last_finished_at IS NULL
     OR last_finished_at < clock_timestamp() - make_interval(secs => %(min_age_seconds)s::float8)
     OR last_finished_at > clock_timestamp()
@@ -238,7 +244,7 @@ FROM litemaas_hooks.reconcile_state
 WHERE id = 1
 
 -- name: instance_identity
--- Which LiteLLM this is, for the backend's model_instances (two LiteLLMs may share one backend): the
--- database's identity (the server's system identifier and the database name).
+-- Which LiteLLM this is, for the backend's model_instances (two LiteLLMs may share one backend):
+-- the database's identity (the server's system identifier and the database name).
 SELECT (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() AS s)
        || '/' || pg_catalog.current_database() AS instance

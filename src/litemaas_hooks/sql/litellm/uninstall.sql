@@ -12,6 +12,10 @@ DO $uninstall$
 BEGIN
     IF to_regclass('public."LiteLLM_ProxyModelTable"') IS NOT NULL THEN
         DROP TRIGGER IF EXISTS litemaas_hooks_model_events ON public."LiteLLM_ProxyModelTable";
+        DROP TRIGGER IF EXISTS litemaas_hooks_model_events_insert
+            ON public."LiteLLM_ProxyModelTable";
+        DROP TRIGGER IF EXISTS litemaas_hooks_model_events_delete
+            ON public."LiteLLM_ProxyModelTable";
     END IF;
 END
 $uninstall$

@@ -3,12 +3,14 @@
 --
 -- The SECURITY DEFINER functions write public.models (whose triggers run the backend's own
 -- update_updated_at_column()), subscriptions, api_keys, api_key_models and audit_logs. Whoever owns
--- public.models controls that code; so the functions are owned by that same role, never by the installer
--- (which may be a superuser): code the data owner controls then only ever runs with the data owner's own
--- privileges. That role gets DML on our hidden_models table (its functions need it), never ownership of
--- our tables (an owner could put triggers on them that would run as the installer) and never our
--- bookkeeping (schema_migrations). EXECUTE is revoked from PUBLIC; the relay's role gets EXECUTE on the
--- functions it calls from `litemaas-hooks install --print-grants`.
+-- public.models controls that code; so the functions are owned by that same role, never by the
+-- installer (which may be a superuser): code the data owner controls then only ever runs with the
+-- data owner's own privileges. That role gets DML on our hidden_models table (its functions need
+-- it), never ownership of our tables (an owner could put triggers on them that would run as the
+-- installer) and never our bookkeeping (schema_migrations, function_checks: what every call checks
+-- the functions against, so an owner that alters them is refused, 92_function_checks.sql). EXECUTE
+-- is revoked from PUBLIC; the relay's role gets EXECUTE on the functions it calls from
+-- `litemaas-hooks install --print-grants`.
 --
 -- A non-superuser installer must be a member of the data owner's role (GRANT <owner> TO <installer>):
 -- ALTER FUNCTION ... OWNER TO needs that, and CREATE on the schema for the new owner, which is granted
@@ -51,7 +53,7 @@ BEGIN
     FOR rel IN
         SELECT c.oid::regclass AS name, c.relkind FROM pg_catalog.pg_class AS c
         WHERE c.relnamespace = 'litemaas_hooks'::regnamespace AND c.relkind IN ('r', 'p', 'S')
-          AND c.relname <> 'schema_migrations'
+          AND c.relname NOT IN ('schema_migrations', 'function_checks')
     LOOP
         IF rel.relkind = 'S' THEN
             EXECUTE pg_catalog.format('GRANT USAGE ON SEQUENCE %s TO %s', rel.name, owner);

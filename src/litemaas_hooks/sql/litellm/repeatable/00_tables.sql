@@ -24,12 +24,25 @@ CREATE TABLE IF NOT EXISTS litemaas_hooks.model_events (
     interruptions         integer     NOT NULL DEFAULT 0,
     CHECK ((status = 'claimed') = (claimed_at IS NOT NULL AND claimed_by IS NOT NULL))
 );
-CREATE INDEX IF NOT EXISTS model_events_pending_idx ON litemaas_hooks.model_events (next_attempt_at, id)
-    WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS model_events_claimed_idx ON litemaas_hooks.model_events (claimed_at)
-    WHERE status = 'claimed';
-CREATE INDEX IF NOT EXISTS model_events_dead_idx ON litemaas_hooks.model_events (id)
-    WHERE status = 'dead';
+-- Only a missing index is created: CREATE INDEX IF NOT EXISTS takes a SHARE lock on the table
+-- before it finds the index there, and holds it until install commits; LiteLLM's trigger, which
+-- waits at most 5 ms to insert an event, then lost the event of every write made meanwhile.
+DO $install$
+BEGIN
+    IF pg_catalog.to_regclass('litemaas_hooks.model_events_pending_idx') IS NULL THEN
+        CREATE INDEX model_events_pending_idx ON litemaas_hooks.model_events (next_attempt_at, id)
+            WHERE status = 'pending';
+    END IF;
+    IF pg_catalog.to_regclass('litemaas_hooks.model_events_claimed_idx') IS NULL THEN
+        CREATE INDEX model_events_claimed_idx ON litemaas_hooks.model_events (claimed_at)
+            WHERE status = 'claimed';
+    END IF;
+    IF pg_catalog.to_regclass('litemaas_hooks.model_events_dead_idx') IS NULL THEN
+        CREATE INDEX model_events_dead_idx ON litemaas_hooks.model_events (id)
+            WHERE status = 'dead';
+    END IF;
+END
+$install$;
 
 CREATE TABLE IF NOT EXISTS litemaas_hooks.reconcile_state (
     id               integer     PRIMARY KEY DEFAULT 1 CHECK (id = 1),

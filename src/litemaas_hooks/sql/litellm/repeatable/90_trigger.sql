@@ -12,8 +12,7 @@ DO $install$
 DECLARE
     tbl  regclass := pg_catalog.to_regclass('public."LiteLLM_ProxyModelTable"');
     fn   regprocedure := pg_catalog.to_regprocedure('litemaas_hooks.record_model_event_v1()');
-    trg  record;
-    present boolean;
+    good integer;
     prev_lock_timeout text := pg_catalog.current_setting('lock_timeout');
 BEGIN
     IF tbl IS NULL THEN
@@ -25,24 +24,39 @@ BEGIN
             ERRCODE = 'undefined_table';
     END IF;
 
-    SELECT t.tgfoid, t.tgenabled, t.tgtype INTO trg
+    -- three AFTER ... FOR EACH STATEMENT triggers with transition tables (one event each:
+    -- PostgreSQL allows transition tables only then), enabled ('O'), calling the current function.
+    -- tgtype: INSERT 4, DELETE 8, UPDATE 16, no ROW bit (the row-level trigger of earlier releases,
+    -- tgtype 29, is replaced).
+    SELECT count(*) INTO good
     FROM pg_catalog.pg_trigger AS t
-    WHERE t.tgrelid = tbl AND t.tgname = 'litemaas_hooks_model_events' AND NOT t.tgisinternal;
-
-    -- tgtype 29 = ROW (1) | INSERT (4) | DELETE (8) | UPDATE (16), AFTER; 'O' = enabled (origin/local)
-    present := FOUND;
-    IF present AND trg.tgfoid = fn AND trg.tgenabled = 'O' AND trg.tgtype = 29 THEN
+    WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND t.tgfoid = fn AND t.tgenabled = 'O'
+      AND (t.tgname, t.tgtype) IN (('litemaas_hooks_model_events', 16::int2),
+                                   ('litemaas_hooks_model_events_insert', 4::int2),
+                                   ('litemaas_hooks_model_events_delete', 8::int2));
+    IF good = 3 THEN
         RETURN;
     END IF;
 
     PERFORM pg_catalog.set_config('lock_timeout', '50ms', true);
     BEGIN
-        IF present THEN
-            DROP TRIGGER litemaas_hooks_model_events ON public."LiteLLM_ProxyModelTable";
-        END IF;
+        DROP TRIGGER IF EXISTS litemaas_hooks_model_events ON public."LiteLLM_ProxyModelTable";
+        DROP TRIGGER IF EXISTS litemaas_hooks_model_events_insert
+            ON public."LiteLLM_ProxyModelTable";
+        DROP TRIGGER IF EXISTS litemaas_hooks_model_events_delete
+            ON public."LiteLLM_ProxyModelTable";
         CREATE TRIGGER litemaas_hooks_model_events
-            AFTER INSERT OR UPDATE OR DELETE ON public."LiteLLM_ProxyModelTable"
-            FOR EACH ROW EXECUTE FUNCTION litemaas_hooks.record_model_event_v1();
+            AFTER UPDATE ON public."LiteLLM_ProxyModelTable"
+            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION litemaas_hooks.record_model_event_v1();
+        CREATE TRIGGER litemaas_hooks_model_events_insert
+            AFTER INSERT ON public."LiteLLM_ProxyModelTable"
+            REFERENCING NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION litemaas_hooks.record_model_event_v1();
+        CREATE TRIGGER litemaas_hooks_model_events_delete
+            AFTER DELETE ON public."LiteLLM_ProxyModelTable"
+            REFERENCING OLD TABLE AS old_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION litemaas_hooks.record_model_event_v1();
     EXCEPTION WHEN lock_not_available THEN
         PERFORM pg_catalog.set_config('lock_timeout', prev_lock_timeout, true);
         RAISE WARNING USING
