@@ -50,6 +50,7 @@ class LatencyLink:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._ready = threading.Event()
+        self.trace: list[str] | None = None  # set to a list: each flight's first bytes, for debugging
 
     # -- control (any thread) --------------------------------------------------------------------
 
@@ -107,13 +108,16 @@ class LatencyLink:
         with self._lock:
             self._conns.append(conn)
 
-        def client_data() -> None:
+        def client_data(data: bytes) -> None:
             with self._lock:
                 if conn.last_from_server:
                     conn.flights += 1
+                    if self.trace is not None:
+                        text = "".join(chr(b) if 32 <= b < 127 else " " for b in data[:400])
+                        self.trace.append(" ".join(text.split())[:120])
                 conn.last_from_server = False
 
-        def server_data() -> None:
+        def server_data(_data: bytes) -> None:
             with self._lock:
                 conn.last_from_server = True
 
@@ -123,9 +127,7 @@ class LatencyLink:
             return_exceptions=True,
         )
 
-    async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Callable[[], None]
-    ) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Callable[[], None]) -> None:
         """Forward bytes, each chunk ``one_way`` seconds after it arrived (order kept)."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -146,7 +148,7 @@ class LatencyLink:
             while True:
                 data = await reader.read(CHUNK)
                 if data:
-                    seen()
+                    seen(data)
                 queue.put_nowait((time.monotonic() + self.one_way, data))
                 if not data:
                     break

@@ -101,10 +101,15 @@ def changes_under(pg_port: int, litellm_dsn: str, backend_dsn: str, rtt: float, 
             while time.monotonic() < quiet_until:
                 time.sleep(0.05)
             lb, bb = llink.flights(), blink.flights()
+            if os.environ.get("BENCH_TRACE"):
+                llink.trace, blink.trace = [], []
             gap = max(0.02, rtt * 0.004)
             lat, ops = measure_relay(litellm_dsn, observer, count, gap, random.Random(7), start=800_000)
             time.sleep(max(0.3, rtt * 0.01))  # the relay's completion after the backend commit
             lf, bf = llink.flights() - lb, blink.flights() - bb
+        if llink.trace is not None and blink.trace is not None:
+            for label, trace in (("litellm", llink.trace), ("backend", blink.trace)):
+                print(f"  {label} flights:", *trace[:60], sep="\n    ")
     finally:
         observer.close()
         llink.stop()
@@ -117,8 +122,7 @@ def changes_under(pg_port: int, litellm_dsn: str, backend_dsn: str, rtt: float, 
     )
     print(
         f"    round trips per change (counted): {per:.2f} (LiteLLM {lf / len(lat):.2f}, backend {bf / len(lat):.2f})"
-        f"   target <= 4: {'MET' if per <= 4 else 'MISSED'}"
-        + (f"; p50 = {s['p50'] / rtt:.1f} x RTT" if rtt else "")
+        f"   target <= 4: {'MET' if per <= 4 else 'MISSED'}" + (f"; p50 = {s['p50'] / rtt:.1f} x RTT" if rtt else "")
     )
 
 
@@ -225,7 +229,8 @@ def backend_sync(
             (cold, cold_f), (warm, warm_f) = runs
             print(
                 f"  backend's own syncModels at {rtt:g} ms: cold call {cold.call_seconds:.1f}s "
-                f"({cold.written} rows, {cold_f} round trips), warm call {warm.call_seconds:.1f}s ({warm_f} round trips)"
+                f"({cold.written} rows, {cold_f} round trips), "
+                f"warm call {warm.call_seconds:.1f}s ({warm_f} round trips)"
             )
             if ours is not None:
                 ratio = cold.call_seconds / ours.seconds

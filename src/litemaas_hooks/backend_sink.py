@@ -31,6 +31,36 @@ async def try_lock_models(
     return [str(n) for n in (row[0] if row and row[0] else [])]
 
 
+async def send_try_lock(conn: psycopg.AsyncConnection[Any], ids: Collection[str]) -> psycopg.AsyncCursor[Any]:
+    """``try_lock_models`` sent, its answer not awaited (pipeline mode): read it with ``busy_names``."""
+    return await conn.execute(sql.query("backend", "try_lock_models"), {"ids": sorted(ids), "rows_only": False})
+
+
+async def busy_names(cur: psycopg.AsyncCursor[Any]) -> list[str]:
+    row = await cur.fetchone()
+    return [str(n) for n in (row[0] if row and row[0] else [])]
+
+
+async def send_snapshot(conn: psycopg.AsyncConnection[Any], ids: Collection[str]) -> psycopg.AsyncCursor[Any]:
+    """``snapshot`` sent, its answer not awaited (pipeline mode): read it with ``snapshot_rows``."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(sql.query("backend", "models_snapshot"), {"ids": list(ids)})
+    return cur
+
+
+async def snapshot_rows(cur: psycopg.AsyncCursor[Any]) -> dict[str, CurrentRow]:
+    return {row["id"]: CurrentRow.from_db(row) for row in await cur.fetchall()}
+
+
+async def send_upsert(conn: psycopg.AsyncConnection[Any], records: Sequence[ModelRecord]) -> psycopg.AsyncCursor[Any]:
+    """``upsert`` sent, its answer not awaited (pipeline mode): read it with ``upsert_outcomes``."""
+    return await conn.execute(sql.query("backend", "upsert_models"), {"models": Jsonb([r.to_json() for r in records])})
+
+
+async def upsert_outcomes(cur: psycopg.AsyncCursor[Any]) -> list[tuple[str, str]]:
+    return [(str(model_id), str(outcome)) for model_id, outcome in await cur.fetchall()]
+
+
 async def snapshot(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> dict[str, CurrentRow]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.query("backend", "models_snapshot"), {"ids": None if ids is None else list(ids)})

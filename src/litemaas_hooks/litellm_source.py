@@ -11,7 +11,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,26 +155,40 @@ async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     return [str(row[0]) for row in await cur.fetchall()]
 
 
+async def has_blocked_column(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """LiteLLM's table has the ``blocked`` column (>= 1.108; 1.81 has none)."""
+    cur = await conn.execute(sql.query("litellm", "has_blocked_column"))
+    row = await cur.fetchone()
+    return bool(row is not None and row[0])
+
+
+safe_json_loads = _safe_loads
+"""The JSON loader for reads of LiteLLM's table (an unreadable value is that row's error)."""
+
+
 async def read_truth(
     conn: psycopg.AsyncConnection[Any],
     names: Collection[str] | None,
     *,
     key: str | None,
     config_models: ConfigModels | None = None,
+    rows: Sequence[Mapping[str, Any]] | None = None,
 ) -> Truth:
-    """Every deployment of ``names`` (all names when None), from the table and the config models."""
+    """Every deployment of ``names`` (all names when None), from the table and the config models.
+
+    ``rows``: the table's rows of ``names``, already read (the relay reads them with its claim, in
+    the same round trip); the table is then not read again."""
     truth = Truth()
     await memo_share.pull(conn)  # LiteLLM's answers other processes learnt (once per process)
-    cur0 = await conn.execute(sql.query("litellm", "has_blocked_column"))
-    row0 = await cur0.fetchone()
-    variant = "" if row0 is not None and row0[0] else "_without_blocked"  # LiteLLM 1.81: no blocked column
-    async with conn.cursor(row_factory=dict_row) as cur:
-        set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every row's fetch
-        if names is None:
-            await cur.execute(sql.query("litellm", "deployments_all" + variant))
-        else:
-            await cur.execute(sql.query("litellm", "deployments_by_name" + variant), {"names": sorted(names)})
-        rows = await cur.fetchall()
+    if rows is None:
+        variant = "" if await has_blocked_column(conn) else "_without_blocked"  # LiteLLM 1.81: none
+        async with conn.cursor(row_factory=dict_row) as cur:
+            set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every row's fetch
+            if names is None:
+                await cur.execute(sql.query("litellm", "deployments_all" + variant))
+            else:
+                await cur.execute(sql.query("litellm", "deployments_by_name" + variant), {"names": sorted(names)})
+            rows = await cur.fetchall()
     turn = time.perf_counter()
     for row in rows:
         if time.perf_counter() - turn >= YIELD_AFTER_SECONDS:

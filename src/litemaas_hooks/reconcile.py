@@ -34,14 +34,14 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 import psycopg
 
-from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outages, sql
+from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outages, outbox, sql
 from litemaas_hooks.errors import MappingError
 from litemaas_hooks.litellm_source import read_truth
 from litemaas_hooks.mapping import ModelRecord, is_team_model, map_model
@@ -141,12 +141,27 @@ class Reconciler:
         retire_missing: RetireMissing = False,
         dry_run: bool = False,
         progress: Progress | None = None,
+        prefetched: Sequence[Mapping[str, Any]] | None = None,
     ) -> Report:
+        """``prefetched``: LiteLLM's table rows of ``names``, read by the caller after its claim (the
+        relay); with it a set of names costs two backend round trips and no LiteLLM one."""
         started = time.perf_counter()
         report = Report(dry_run=dry_run)
         scope = None if names is None else {n for n in names if n}
         if scope is not None and not scope:
             return report
+        if scope is not None and not dry_run:
+            try:
+                await self._converge_names(litellm, backend, sorted(scope), report, prefetched)
+            except Exception as exc:
+                if outages.classify(exc) is not None:
+                    raise
+                # a value the batch's one statement refused: the careful path below isolates it
+                log.debug("one-statement write of %d names failed; per record now", len(scope), exc_info=True)
+                report = Report(dry_run=dry_run)
+            else:
+                report.seconds = time.perf_counter() - started
+                return report
         async with backend.transaction(force_rollback=dry_run):
             await backend.execute(sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"})
             busy = await backend_sink.try_lock_models(backend, scope)
@@ -173,6 +188,74 @@ class Reconciler:
             )
         report.seconds = time.perf_counter() - started
         return report
+
+    async def _converge_names(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        names: list[str],
+        report: Report,
+        prefetched: Sequence[Mapping[str, Any]] | None,
+    ) -> None:
+        """A few names (the relay's batch) in two backend round trips: [BEGIN, lock timeout, the
+        names' locks, their rows] pipelined, then [upsert, sources, COMMIT]. Raises on any error (the
+        caller falls back to the per-record path)."""
+        try:
+            async with backend.pipeline():
+                await backend.execute(sql.query("backend", "begin"))
+                upsert_cur = await self._names_in_pipeline(litellm, backend, names, report, prefetched)
+                await backend.execute(sql.query("backend", "commit"))
+        except BaseException:
+            await outbox.rollback(backend)
+            raise
+        # committed (the second round trip): what the upsert found
+        if upsert_cur is not None:
+            for model_id, outcome in await backend_sink.upsert_outcomes(upsert_cur):
+                if outcome == "unchanged":
+                    report.outcomes[model_id] = Outcome("unchanged")
+                else:
+                    report.rows_written += 1
+
+    async def _names_in_pipeline(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        names: list[str],
+        report: Report,
+        prefetched: Sequence[Mapping[str, Any]] | None,
+    ) -> psycopg.AsyncCursor[Any] | None:
+        """_converge_names inside its transaction: returns the upsert's cursor (not read yet)."""
+        await backend.execute(sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"})
+        busy_cur = await backend_sink.send_try_lock(backend, names)
+        snap_cur = await backend_sink.send_snapshot(backend, names)
+        busy = await backend_sink.busy_names(busy_cur)  # the first round trip
+        current = await backend_sink.snapshot_rows(snap_cur)
+        for name in busy:
+            report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+        todo = [n for n in names if n not in busy]
+        if not todo:
+            return None
+        wanted = set(todo)
+        rows = None if prefetched is None else [r for r in prefetched if r.get("model_name") in wanted]
+        mark = time.perf_counter()
+        truth = await read_truth(litellm, todo, key=self._key(), config_models=self.config_models, rows=rows)
+        report.add_phase("read_litellm", time.perf_counter() - mark)
+        plan = self._plan(todo, truth.deployments, truth.errors, current, may_retire=True)
+        for change in plan:
+            report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
+        if any(c.action == "retire" for c in plan):
+            await self._write_chunk(backend, plan, truth, report, len(todo))  # retires: savepoints
+            return None
+        writes = [c.record for c in plan if c.action in {"create", "update"} and c.record is not None]
+        upsert_cur = await backend_sink.send_upsert(backend, writes) if writes else None
+        synced = {"created", "updated", "unchanged"}
+        sources = {
+            name: any(d.source == "db" for d in deps)
+            for name, deps in truth.deployments.items()
+            if name in report.outcomes and report.outcomes[name].action in synced
+        }
+        await backend_sink.note_sources(backend, sources)
+        return upsert_cur
 
     async def _all_names(
         self,

@@ -47,13 +47,13 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import psycopg
 
-from litemaas_hooks import litellm_adapter, metrics, outages, outbox, sql
+from litemaas_hooks import litellm_adapter, litellm_source, metrics, outages, outbox, sql
 from litemaas_hooks.backoff import Backoff
 from litemaas_hooks.connections import connect_error_message, first_line, pinned, use_fast_json
 from litemaas_hooks.errors import DatabaseUnavailableError, LiteMaaSHooksError
@@ -113,6 +113,7 @@ class Engine(Protocol):
         *,
         retire_missing: bool | Literal["db-rows"] = False,
         dry_run: bool = False,
+        prefetched: Sequence[Mapping[str, Any]] | None = None,
     ) -> _Report: ...
 
 
@@ -192,6 +193,11 @@ class Relay:
         self._next_housekeeping = 0.0
         self._next_reconcile_check = 0.0
         self._trigger_warned = False
+        # completion folded into the next claim: events applied (backend committed), deleted with it
+        self._done: list[int] = []
+        self._blocked_column = True  # LiteLLM's table has `blocked` (1.81's has not); per session
+        self._next_due: float | None = None  # what the last claim said (None: ask)
+        self._next_due_fresh = False
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -301,6 +307,8 @@ class Relay:
                 "`litemaas-hooks install` (with LITELLM_DATABASE_URL and LITEMAAS_DATABASE_URL set)"
             )
         await self._ensure_trigger(lconn, state)
+        self._done = []  # claims of an earlier session: given back below
+        self._blocked_column = await litellm_source.has_blocked_column(lconn)
         await outbox.listen(lconn)  # before the first drain: nothing committed after it can be missed
         given_back = await outbox.release(
             lconn, worker=self.worker_id, reason="relay reconnected before completing this event"
@@ -314,7 +322,10 @@ class Relay:
     async def _timeout(self, lconn: psycopg.AsyncConnection[Any]) -> float:
         now = time.monotonic()
         timeout = max(0.0, self._next_housekeeping - now)
-        due = await outbox.next_due_seconds(lconn, max_delay_seconds=self._max_delay_seconds)
+        if self._next_due_fresh:  # the drain's last claim said it, in the same round trip
+            due, self._next_due_fresh = self._next_due, False
+        else:
+            due = await outbox.next_due_seconds(lconn, max_delay_seconds=self._max_delay_seconds)
         if due is not None:
             # floor: a due event we could not claim (row locked by someone's open transaction) must
             # not turn this loop into a busy spin
@@ -339,13 +350,16 @@ class Relay:
 
     async def _housekeeping(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
         await outbox.ping(bconn)  # find out now, not with the next event, that the backend went away
+        self._blocked_column = await litellm_source.has_blocked_column(lconn)  # LiteLLM upgraded?
         await self._recover(lconn)
         await self.observe.refresh(lconn)
         self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
 
     async def _recover_dead_sessions(self, lconn: psycopg.AsyncConnection[Any]) -> None:
         """Claims of relays whose database session is gone: pending again at once, no attempt spent."""
-        recovered = await outbox.recover_dead_sessions(lconn, max_attempts=self.settings.max_attempts)
+        self._note_recovered(await outbox.recover_dead_sessions(lconn, max_attempts=self.settings.max_attempts))
+
+    def _note_recovered(self, recovered: list[outbox.Recovered]) -> None:
         if recovered:
             self.stats.dead_sessions_recovered += len(recovered)
             log.warning(
@@ -376,19 +390,33 @@ class Relay:
     # -- draining --------------------------------------------------------------------------------
 
     async def drain_once(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> int:
-        """Claim and apply one batch; returns how many events were claimed (0 = nothing due)."""
-        events = await outbox.claim(
+        """Claim and apply one batch; returns how many events were claimed (0 = nothing due).
+
+        One LiteLLM round trip claims the batch, reads its names' deployments and deletes the events
+        the previous batch applied (their completion); the engine then needs two backend ones."""
+        batch = await outbox.claim_batch(
             lconn,
             worker=self.worker_id,
             batch_size=self.settings.batch_size,
             max_delay_seconds=self._max_delay_seconds,
+            done=self._done,
+            max_attempts=self.settings.max_attempts,
+            blocked_column=self._blocked_column,
+            json_loads=litellm_source.safe_json_loads,
         )
+        self._done = []
+        self._next_due, self._next_due_fresh = batch.next_due_seconds, True
+        self._note_recovered(batch.recovered)
+        events = batch.events
         if not events:
             return 0
+        self._next_due_fresh = False  # this batch's outcome (a failure, a deferral) changes it
         started = time.perf_counter()
         names: set[str] = set().union(*(e.names for e in events))
         try:
-            report = await self._engine.converge(lconn, bconn, names=names, retire_missing=False)
+            report = await self._engine.converge(
+                lconn, bconn, names=names, retire_missing=False, prefetched=batch.rows
+            )
         except Exception as exc:
             kind = outages.classify(exc)
             if kind is None:
@@ -453,8 +481,8 @@ class Relay:
                 )[:2000]
             else:
                 done.append(event.id)
-        # the backend transaction(s) of converge() committed: the events may go now
-        await outbox.complete(lconn, worker=self.worker_id, ids=done)
+        # the backend transaction(s) of converge() committed: the events go with the next claim
+        self._done.extend(done)
         await self._fail(lconn, errors)
         if later:
             self.stats.events_deferred += await outbox.defer(
@@ -485,7 +513,7 @@ class Relay:
         return len(events)
 
     async def _drain(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
-        await self._recover_dead_sessions(lconn)  # cheap (claimed rows only): a dead relay's work goes on now
+        # each claim first gives back the claims of dead sessions: a dead relay's work goes on now
         while await self.drain_once(lconn, bconn):
             pass
 

@@ -43,3 +43,14 @@ SELECT litemaas_hooks.note_model_sources_v1(%(ids)s::text[], %(from_db)s::boolea
 
 -- name: db_model_ids
 SELECT db_model_ids_v1 AS id FROM litemaas_hooks.db_model_ids_v1(%(ids)s::text[])
+
+-- name: begin
+-- Explicit transaction statements for pipelined round trips (psycopg's transaction() syncs the
+-- pipeline at its start and end: two extra round trips).
+BEGIN
+
+-- name: commit
+COMMIT
+
+-- name: rollback
+ROLLBACK
