@@ -198,8 +198,11 @@ RETURNING id, status
 -- Seconds until the earliest pending event is due (<= 0: now), NULL when nothing is pending; never
 -- more than max_delay_seconds (a clock stepped back leaves next_attempt_at far ahead: claim_events
 -- treats that as due).
-SELECT least(extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8,
-             %(max_delay_seconds)s::float8)
+-- (least() skips a NULL: without the CASE an empty outbox said "due in max_delay_seconds")
+SELECT CASE WHEN min(next_attempt_at) IS NOT NULL THEN
+           least(extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8,
+                 %(max_delay_seconds)s::float8)
+       END
 FROM litemaas_hooks.model_events
 WHERE status = 'pending'
 
