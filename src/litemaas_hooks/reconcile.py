@@ -525,4 +525,5 @@ def _pg_message(exc: psycopg.Error) -> str:
     parts = [diag.message_primary or type(exc).__name__]
     if diag.sqlstate:
         parts.append(f"(SQLSTATE {diag.sqlstate})")
-    return " ".join(parts)
+    hint = outages.explain(exc)  # a statement_timeout: which setting to raise
+    return " ".join(parts) + (f": {hint}" if hint else "")

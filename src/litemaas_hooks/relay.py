@@ -198,6 +198,7 @@ class Relay:
         self._blocked_column = True  # LiteLLM's table has `blocked` (1.81's has not); per session
         self._next_due: float | None = None  # what the last claim said (None: ask)
         self._next_due_fresh = False
+        self._deferral_warned_until = 0.0
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -216,7 +217,8 @@ class Relay:
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, LiteMaaSHooksError):  # already says what is wrong and what to do
             return self._scrub(str(exc))
-        return self._scrub(f"{type(exc).__name__}: {first_line(exc)}")
+        hint = outages.explain(exc)  # a timeout, a read-only server, a failover: what to set
+        return self._scrub(f"{type(exc).__name__}: {first_line(exc)}" + (f": {hint}" if hint else ""))
 
     async def _connect(self, dsn: str, which: Literal["backend", "litellm"]) -> psycopg.AsyncConnection[Any]:
         try:
@@ -427,6 +429,7 @@ class Relay:
                     lconn, worker=self.worker_id, reasons={e.id: reason for e in events}, delay_seconds=DEFER_SECONDS
                 )
                 log.info("%s: %s; %d events retried in about %.1fs", self.name, reason, len(events), DEFER_SECONDS)
+                self._warn_if_deferred_long(events, reason)
                 return len(events)
             # a database cannot take the work (read-only, disk full, shut down, gone): not the events'
             # fault; give them back (if the LiteLLM side still answers) and reconnect with backoff
@@ -436,13 +439,35 @@ class Relay:
             raise
         return await self._settle(lconn, events, names, report, started)
 
+    def _warn_if_deferred_long(self, events: Sequence[outbox.Event], reason: str) -> None:
+        """Deferrals spend no attempt, so they could go on forever: once events have waited longer
+        than the stall timeout, say so (at most once a minute; `status` shows the old backlog too)."""
+        if not events:
+            return
+        oldest = min(e.created_at for e in events)
+        waited = time.time() - oldest.timestamp()
+        if waited < self.settings.stall_timeout_seconds or time.monotonic() < self._deferral_warned_until:
+            return
+        self._deferral_warned_until = time.monotonic() + 60.0
+        log.warning(
+            "%s: %d events have waited %.0fs, deferred again (no attempt spent): %s",
+            self.name,
+            len(events),
+            waited,
+            reason,
+            extra={"event_ids": [e.id for e in events], "outcome": "deferred"},
+        )
+
     async def _converge_failed(
         self, lconn: psycopg.AsyncConnection[Any], events: list[outbox.Event], exc: Exception
     ) -> int:
         """converge() raised something that is neither an outage nor a model's error (a bug): every
         event of the batch is retried (an attempt each), with the error."""
-        message = self._scrub(f"converge failed: {type(exc).__name__}: {exc}")[:2000]
-        log.error("%s: %s (events %s)", self.name, message, [e.id for e in events], exc_info=exc)
+        hint = outages.explain(exc)  # a statement_timeout: the batch's failure, with the setting named
+        text = f"converge failed: {type(exc).__name__}: {exc}" + (f": {hint}" if hint else "")
+        message = self._scrub(text)[:2000]
+        trace = exc if hint is None else None  # a bug gets its traceback; a named timeout needs none
+        log.error("%s: %s (events %s)", self.name, message, [e.id for e in events], exc_info=trace)
         await self._fail(lconn, {e.id: message for e in events})
         return len(events)
 
@@ -488,6 +513,7 @@ class Relay:
             self.stats.events_deferred += await outbox.defer(
                 lconn, worker=self.worker_id, reasons=later, delay_seconds=DEFER_SECONDS
             )
+            self._warn_if_deferred_long([e for e in events if e.id in later], next(iter(later.values())))
         elapsed = time.perf_counter() - started
         self.stats.batches += 1
         self.stats.events_applied += len(done)
