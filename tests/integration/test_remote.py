@@ -90,7 +90,9 @@ async def test_statement_timeout_spends_attempts_and_names_the_setting(
             "CREATE FUNCTION slow_models() RETURNS trigger LANGUAGE plpgsql AS "
             "$$ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$"
         )
-        await bc.execute("CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON models FOR EACH ROW EXECUTE FUNCTION slow_models()")
+        await bc.execute(
+            "CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON models FOR EACH ROW EXECUTE FUNCTION slow_models()"
+        )
         await bc.execute(f'ALTER DATABASE "{_dbname(bdsn)}" SET statement_timeout = \'100ms\'')
         try:
             await insert(lc, "too-slow", master_key)
@@ -175,7 +177,9 @@ async def test_server_restart_mid_batch_loses_nothing_and_spends_no_attempt(
                 "CREATE FUNCTION slow_models() RETURNS trigger LANGUAGE plpgsql AS "
                 "$$ BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$"
             )
-            conn.execute("CREATE TRIGGER slow BEFORE INSERT ON models FOR EACH ROW EXECUTE FUNCTION slow_models()")
+            conn.execute(
+                "CREATE TRIGGER slow BEFORE INSERT ON models FOR EACH ROW EXECUTE FUNCTION slow_models()"
+            )
         settings = make_settings(ldsn, bdsn, master_key, max_attempts=2, reconnect_max_seconds=0.2)
         names = [f"failover-{i}" for i in range(30)]
         async with running(settings) as (relay,):
@@ -186,8 +190,8 @@ async def test_server_restart_mid_batch_loses_nothing_and_spends_no_attempt(
             async def writing() -> bool:
                 async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as probe:
                     cur = await probe.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%upsert_models%' "
-                        "AND application_name LIKE 'relay-0%'"
+                        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                        "AND query LIKE '%upsert_models%' AND application_name LIKE 'relay-0%'"
                     )
                     row = await cur.fetchone()
                     return bool(row and row[0])
