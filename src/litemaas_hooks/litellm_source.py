@@ -155,6 +155,29 @@ async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     return [str(row[0]) for row in await cur.fetchall()]
 
 
+async def deployment_ids(conn: psycopg.AsyncConnection[Any]) -> dict[str, list[str]]:
+    """Every named deployment's key, by name: one scan of LiteLLM's table (a full reconcile's first
+    pass; each chunk then reads its rows by key with ``rows_by_ids``, linear in the model count)."""
+    cur = await conn.execute(sql.query("litellm", "deployment_ids"))
+    out: dict[str, list[str]] = {}
+    for model_id, name in await cur.fetchall():
+        out.setdefault(str(name), []).append(str(model_id))
+    return out
+
+
+async def rows_by_ids(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str], names: Collection[str], *, blocked_column: bool
+) -> list[dict[str, Any]]:
+    """The table rows of ``ids`` still named one of ``names`` (an index scan by primary key)."""
+    variant = "" if blocked_column else "_without_blocked"
+    async with conn.cursor(row_factory=dict_row) as cur:
+        set_json_loads(_safe_loads, cur)
+        await cur.execute(
+            sql.query("litellm", "deployments_by_id" + variant), {"ids": sorted(ids), "names": sorted(names)}
+        )
+        return await cur.fetchall()
+
+
 async def has_blocked_column(conn: psycopg.AsyncConnection[Any]) -> bool:
     """LiteLLM's table has the ``blocked`` column (>= 1.108; 1.81 has none)."""
     cur = await conn.execute(sql.query("litellm", "has_blocked_column"))

@@ -162,32 +162,118 @@ class Reconciler:
             else:
                 report.seconds = time.perf_counter() - started
                 return report
+        if scope is None:
+            await self._converge_all(
+                litellm, backend, report, retire_missing=retire_missing, dry_run=dry_run, progress=progress
+            )
+            report.seconds = time.perf_counter() - started
+            return report
         async with backend.transaction(force_rollback=dry_run):
             await backend.execute(sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"})
             busy = await backend_sink.try_lock_models(backend, scope)
             for name in busy:
                 report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
-            if scope is not None:
-                scope -= set(busy)
-            if scope is None:
-                # everything, in chunks of names: memory stays bounded however many models there are
-                every = await self._all_names(litellm, backend, report, retire_missing=retire_missing)
-                chunks = [every[i : i + CHUNK_NAMES] for i in range(0, len(every), CHUNK_NAMES)]
-                may_retire = retire_missing
-            else:
-                every, chunks, may_retire = sorted(scope), [sorted(scope)] if scope else [], True
+            scope -= set(busy)
+            every = sorted(scope)
             await self._converge_chunks(
                 litellm,
                 backend,
-                chunks,
+                [every] if every else [],
                 report,
-                may_retire=may_retire,
+                may_retire=True,
                 dry_run=dry_run,
-                full=scope is None,
                 progress=None if progress is None else functools.partial(_tell, progress, len(every)),
             )
         report.seconds = time.perf_counter() - started
         return report
+
+    async def _converge_all(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        report: Report,
+        *,
+        retire_missing: RetireMissing,
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> None:
+        """Every name, CHUNK_NAMES at a time, ONE TRANSACTION PER CHUNK: the names' locks and the rows
+        written are held for one chunk, never for the whole run (a subscription, the backend's sync, a
+        relay's change wait at most one chunk); a dry run (status's drift check) takes no lock at all.
+        LiteLLM's table is scanned once (keys by name); each chunk reads its rows by primary key."""
+        mark = time.perf_counter()
+        ids_by_name = await litellm_source.deployment_ids(litellm)
+        blocked_column = await litellm_source.has_blocked_column(litellm)
+        every = await self._all_names(litellm, backend, report, retire_missing=retire_missing, table=ids_by_name)
+        report.add_phase("read_litellm", time.perf_counter() - mark)
+        done = 0
+        for start in range(0, len(every), CHUNK_NAMES):
+            names = every[start : start + CHUNK_NAMES]
+            async with backend.transaction(force_rollback=dry_run):
+                if not dry_run:
+                    await backend.execute(
+                        sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
+                    )
+                    busy = set(await backend_sink.try_lock_models(backend, names))
+                    for name in busy:
+                        report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+                    names = [n for n in names if n not in busy]
+                await self._converge_one_chunk(
+                    litellm,
+                    backend,
+                    names,
+                    report,
+                    ids_by_name,
+                    blocked_column=blocked_column,
+                    may_retire=retire_missing,
+                    dry_run=dry_run,
+                )
+            done = min(len(every), start + CHUNK_NAMES)
+            if progress is not None:
+                progress(done, len(every))
+
+    async def _converge_one_chunk(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        names: list[str],
+        report: Report,
+        ids_by_name: Mapping[str, list[str]],
+        *,
+        blocked_column: bool,
+        may_retire: RetireMissing,
+        dry_run: bool,
+    ) -> None:
+        """One chunk of a full run, inside its transaction (its names locked unless a dry run)."""
+        if not names:
+            return
+        current, db_rows = await self._snapshot(backend, names, may_retire)
+        mark = time.perf_counter()
+        ids = [i for n in names for i in ids_by_name.get(n, ())]
+        rows = await litellm_source.rows_by_ids(litellm, ids, names, blocked_column=blocked_column) if ids else []
+        key = self._key()
+        truth = await read_truth(litellm, names, key=key, config_models=self.config_models, rows=rows)
+        report.add_phase("read_litellm", time.perf_counter() - mark)
+        mark = time.perf_counter()
+        plan = await asyncio.to_thread(
+            self._plan, names, truth.deployments, truth.errors, current, may_retire=may_retire, db_rows=db_rows
+        )
+        retiring = [c.name for c in plan if c.action == "retire"]
+        if retiring:
+            # a deployment added since the first pass has a key we do not know: ask by name (a table
+            # scan, only for names about to be retired) before retiring anything
+            again = await read_truth(litellm, retiring, key=key)
+            if again.deployments or again.errors:
+                truth.deployments.update(again.deployments)
+                truth.errors.update(again.errors)
+                plan = self._plan(
+                    names, truth.deployments, truth.errors, current, may_retire=may_retire, db_rows=db_rows
+                )
+        report.add_phase("plan", time.perf_counter() - mark)
+        for change in plan:
+            report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
+        if not dry_run:
+            await self._write_chunk(backend, plan, truth, report, len(names))
 
     async def _converge_names(
         self,
@@ -264,10 +350,17 @@ class Reconciler:
         report: Report,
         *,
         retire_missing: RetireMissing,
+        table: Mapping[str, list[str]] | None = None,
     ) -> list[str]:
-        """Every name in LiteLLM (table and config models), plus every backend row when retiring."""
+        """Every name in LiteLLM (table and config models), plus every backend row when retiring.
+        ``table``: the table's names, already read (``litellm_source.deployment_ids``)."""
         mark = time.perf_counter()
-        names = await litellm_source.all_names(litellm, self.config_models)
+        if table is None:
+            names = await litellm_source.all_names(litellm, self.config_models)
+        else:
+            names = set(table)
+            if self.config_models is not None:
+                names |= {str(m["model_name"]) for m in self.config_models() if isinstance(m.get("model_name"), str)}
         for model_id in await litellm_source.nameless_deployments(litellm):
             report.outcomes[f"<deployment {model_id}>"] = Outcome("error", "model_name is missing or empty")
         if retire_missing:
@@ -284,7 +377,6 @@ class Reconciler:
         *,
         may_retire: RetireMissing,
         dry_run: bool,
-        full: bool,
         progress: Callable[[int], None] | None,
     ) -> None:
         """Read, plan and write chunk after chunk, overlapped: while the backend database writes one
@@ -312,8 +404,6 @@ class Reconciler:
                     writing = None
                     if progress:
                         progress(done)
-                if full and not dry_run:
-                    plan = await self._skip_busy_rows(backend, plan, report)
                 for change in plan:
                     report.outcomes[change.name] = Outcome(
                         _PLAN_TO_OUTCOME[change.action], change.message, change.changes
@@ -347,19 +437,6 @@ class Reconciler:
         if may_retire == "db-rows":
             db_rows = await backend_sink.db_model_ids(backend, [n for n in names if n in current])
         return current, db_rows
-
-    async def _skip_busy_rows(
-        self, backend: psycopg.AsyncConnection[Any], plan: list[PlannedChange], report: Report
-    ) -> list[PlannedChange]:
-        """The global lock is ours; a row someone else holds (an admin's transaction) waits for the next
-        run instead of stalling this one: lock the rows we will write, skipping busy ones."""
-        writes = [c.name for c in plan if c.action in {"create", "update", "retire"}]
-        busy = set(await backend_sink.try_lock_models(backend, writes, rows_only=True)) if writes else set()
-        if not busy:
-            return plan
-        for name in busy:
-            report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
-        return [c for c in plan if c.name not in busy]
 
     async def _write_chunk(
         self,

@@ -104,6 +104,28 @@ JOIN (
 ) AS wanted (name) ON t.model_name = wanted.name
 ORDER BY t.model_name, t.model_id
 
+-- name: deployment_ids
+-- A full reconcile's first pass: every deployment's key and name, in one scan of LiteLLM's table
+-- (no index on model_name, and we may not add one: each chunk then reads its rows by primary key).
+SELECT t.model_id, t.model_name
+FROM public."LiteLLM_ProxyModelTable" AS t
+WHERE t.model_name IS NOT NULL AND pg_catalog.btrim(t.model_name) <> ''
+
+-- name: deployments_by_id
+-- One chunk of a full reconcile: its deployments by primary key (an index scan, not a table scan per
+-- chunk), kept only while they still carry one of the chunk's names (a rename since the first pass).
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at,
+       coalesce(t.blocked::text::boolean, false) AS blocked
+FROM public."LiteLLM_ProxyModelTable" AS t
+WHERE t.model_id = ANY (%(ids)s::text[]) AND t.model_name = ANY (%(names)s::text[])
+ORDER BY t.model_name, t.model_id
+
+-- name: deployments_by_id_without_blocked
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at, false AS blocked
+FROM public."LiteLLM_ProxyModelTable" AS t
+WHERE t.model_id = ANY (%(ids)s::text[]) AND t.model_name = ANY (%(names)s::text[])
+ORDER BY t.model_name, t.model_id
+
 -- name: complete_events
 -- Applied: delete. Only our own claims (a claim recovered as stalled and re-claimed elsewhere is kept).
 DELETE FROM litemaas_hooks.model_events
