@@ -16,7 +16,8 @@ database and, for each notification, runs one backend transaction (an UPDATE of 
 the same notify trigger). The writer commits a ``pg_notify`` and waits for the echo exactly as above: one
 NOTIFY round trip + one backend transaction + the same observation hop. Ratio = relay / floor.
 
-Targets: p99 <= 100 ms, p50 <= 20 ms.
+Targets: p50 <= 3 ms, p99 <= 10 ms (a few times the floor: one claim+read round trip on the LiteLLM
+side, two pipelined ones on the backend side).
 
     .venv/bin/python bench/latency.py [--changes 600]
 """
@@ -249,7 +250,7 @@ def main() -> None:
     print(f"latency benchmark — LiteLLM-row commit -> backend-row commit — {machine()}")
     print(f"  relay (`litemaas-hooks relay` subprocess): {len(relay)} changes {ops}, each committed alone")
     print("  " + "  ".join(f"{k} {v:6.2f} ms" for k, v in r.items()))
-    print("  targets: p50 <= 20 ms, p99 <= 100 ms:", "MET" if r["p50"] <= 20 and r["p99"] <= 100 else "MISSED")
+    print("  targets: p50 <= 3 ms, p99 <= 10 ms:", "MET" if r["p50"] <= 3 and r["p99"] <= 10 else "MISSED")
     trips = len(floor) + len(floor_after)
     print(f"  baseline (physical floor: NOTIFY round trip + one backend transaction), {trips} trips")
     print("  " + "  ".join(f"{k} {v:6.2f} ms" for k, v in f.items()))

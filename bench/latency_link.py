@@ -50,12 +50,16 @@ class LatencyLink:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._ready = threading.Event()
-        self.trace: list[str] | None = None  # set to a list: each flight's first bytes, for debugging
+        self.trace: list[str] | None = (
+            None  # set to a list: each flight's first bytes, for debugging
+        )
 
     # -- control (any thread) --------------------------------------------------------------------
 
     def start(self) -> LatencyLink:
-        self._thread = threading.Thread(target=self._run, name=f"latency-link-{self.rtt_ms:g}ms", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"latency-link-{self.rtt_ms:g}ms", daemon=True
+        )
         self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the latency link did not start")
@@ -127,7 +131,9 @@ class LatencyLink:
             return_exceptions=True,
         )
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Callable[[], None]) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Callable[[], None]
+    ) -> None:
         """Forward bytes, each chunk ``one_way`` seconds after it arrived (order kept)."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 

@@ -72,14 +72,20 @@ def backfill(litellm_dsn: str, backend_dsn: str, links: list[LatencyLink]) -> Ba
         }
         before = sum(link.flights() for link in links)
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+        )
         seconds = time.perf_counter() - started
     match = _SUMMARY.search(done.stdout)
     if done.returncode != 0 or match is None:
-        raise SystemExit(f"litemaas-hooks backfill failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
+        raise SystemExit(
+            f"litemaas-hooks backfill failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}"
+        )
     created, updated, _unchanged, retired = map(int, match.groups())
     peak = int(done.stderr.strip().splitlines()[-1]) / 1024
-    return Backfill(seconds, created + updated + retired, sum(link.flights() for link in links) - before, peak)
+    return Backfill(
+        seconds, created + updated + retired, sum(link.flights() for link in links) - before, peak
+    )
 
 
 def reset_backend(backend_dsn: str) -> None:
@@ -95,7 +101,9 @@ def changes_under(pg_port: int, litellm_dsn: str, backend_dsn: str, rtt: float, 
     try:
         with relays(llink.dsn(litellm_dsn), blink.dsn(backend_dsn)):
             observer.wait_seconds = 300.0  # the first new model imports LiteLLM in the relay
-            measure_relay(litellm_dsn, observer, 10, 0.05, random.Random(1), start=900_000)  # warm-up
+            measure_relay(
+                litellm_dsn, observer, 10, 0.05, random.Random(1), start=900_000
+            )  # warm-up
             observer.wait_seconds = 60.0
             quiet_until = time.monotonic() + max(0.5, rtt * 0.02)
             while time.monotonic() < quiet_until:
@@ -104,7 +112,9 @@ def changes_under(pg_port: int, litellm_dsn: str, backend_dsn: str, rtt: float, 
             if os.environ.get("BENCH_TRACE"):
                 llink.trace, blink.trace = [], []
             gap = max(0.02, rtt * 0.004)
-            lat, ops = measure_relay(litellm_dsn, observer, count, gap, random.Random(7), start=800_000)
+            lat, ops = measure_relay(
+                litellm_dsn, observer, count, gap, random.Random(7), start=800_000
+            )
             time.sleep(max(0.3, rtt * 0.01))  # the relay's completion after the backend commit
             lf, bf = llink.flights() - lb, blink.flights() - bb
         if llink.trace is not None and blink.trace is not None:
@@ -122,18 +132,27 @@ def changes_under(pg_port: int, litellm_dsn: str, backend_dsn: str, rtt: float, 
     )
     print(
         f"    round trips per change (counted): {per:.2f} (LiteLLM {lf / len(lat):.2f}, backend {bf / len(lat):.2f})"
-        f"   target <= 4: {'MET' if per <= 4 else 'MISSED'}" + (f"; p50 = {s['p50'] / rtt:.1f} x RTT" if rtt else "")
+        f"   target <= 4: {'MET' if per <= 4 else 'MISSED'}"
+        + (f"; p50 = {s['p50'] / rtt:.1f} x RTT" if rtt else "")
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rtts", default="0,10,65", help="round trip times in ms, comma-separated")
-    parser.add_argument("--changes", type=int, default=40, help="single changes per round trip time")
+    parser.add_argument(
+        "--changes", type=int, default=40, help="single changes per round trip time"
+    )
     parser.add_argument("--sizes", default="1000,10000", help="backfill sizes")
     parser.add_argument("--quick", action="store_true", help="20 changes, backfill at 1,000 only")
-    parser.add_argument("--backend-sync-rtts", default="65", help="where to run the backend's sync (1,000)")
-    parser.add_argument("--big", type=int, default=0, help="also one backfill of this many deployments, no link")
+    parser.add_argument(
+        "--backend-sync-rtts", default="65", help="where to run the backend's sync (1,000)"
+    )
+    parser.add_argument(
+        "--big", type=int, default=0, help="also one backfill of this many deployments, no link"
+    )
     args = parser.parse_args()
     rtts = [float(r) for r in args.rtts.split(",") if r]
     sizes = [1000] if args.quick else [int(s) for s in args.sizes.split(",") if s]
@@ -200,7 +219,12 @@ def main() -> None:
 
 
 def backend_sync(
-    pg: object, port: int, ldsn: str, size: int, rtts: list[float], ours_at: dict[tuple[float, int], Backfill]
+    pg: object,
+    port: int,
+    ldsn: str,
+    size: int,
+    rtts: list[float],
+    ours_at: dict[tuple[float, int], Backfill],
 ) -> None:
     """The backend's own syncModels, its database behind the same link; cold (fresh schema)."""
     from litemaas_hooks_sandbox import litemaas_backend
@@ -220,7 +244,10 @@ def backend_sync(
                 for _phase in ("cold", "warm"):
                     before = link.flights()
                     run = litemaas_backend.sync_models(
-                        link.dsn(dsn), litellm_url=proxy.base_url, litellm_key=MASTER_KEY, check=False
+                        link.dsn(dsn),
+                        litellm_url=proxy.base_url,
+                        litellm_key=MASTER_KEY,
+                        check=False,
                     )
                     runs.append((run, link.flights() - before))
             finally:
@@ -236,7 +263,11 @@ def backend_sync(
                 ratio = cold.call_seconds / ours.seconds
                 print(
                     f"    ratio its cold call / our cold backfill process: {ratio:.1f}x"
-                    + ("   target >= 20x at 65 ms: " + ("MET" if ratio >= 20 else "MISSED") if rtt == 65 else "")
+                    + (
+                        "   target >= 20x at 65 ms: " + ("MET" if ratio >= 20 else "MISSED")
+                        if rtt == 65
+                        else ""
+                    )
                 )
 
 

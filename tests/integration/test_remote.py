@@ -93,7 +93,7 @@ async def test_statement_timeout_spends_attempts_and_names_the_setting(
         await bc.execute(
             "CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON models FOR EACH ROW EXECUTE FUNCTION slow_models()"
         )
-        await bc.execute(f'ALTER DATABASE "{_dbname(bdsn)}" SET statement_timeout = \'100ms\'')
+        await bc.execute(f"ALTER DATABASE \"{_dbname(bdsn)}\" SET statement_timeout = '100ms'")
         try:
             await insert(lc, "too-slow", master_key)
             settings = make_settings(ldsn, bdsn, master_key, max_attempts=2)
@@ -102,7 +102,9 @@ async def test_statement_timeout_spends_attempts_and_names_the_setting(
                 async def dead() -> bool:
                     return (await outbox.counts(lc)).dead == 1
 
-                await eventually(dead, deadline_seconds=30, what="the timed-out event is dead after 2 attempts")
+                await eventually(
+                    dead, deadline_seconds=30, what="the timed-out event is dead after 2 attempts"
+                )
             (event,) = await outbox.dead_events(lc)
             assert event.attempts == 2
             assert event.last_error is not None
@@ -130,7 +132,9 @@ async def test_read_only_litellm_database_is_an_outage_named_with_its_fix(
             await insert(lc, f"ro-{i}", master_key)
         await lc.execute(f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = on')
         try:
-            settings = make_settings(ldsn, bdsn, master_key, max_attempts=2, reconnect_max_seconds=0.2)
+            settings = make_settings(
+                ldsn, bdsn, master_key, max_attempts=2, reconnect_max_seconds=0.2
+            )
             async with relay_task(Relay(settings, name="ro-relay")) as relay:
 
                 async def retried() -> bool:
@@ -147,7 +151,9 @@ async def test_read_only_litellm_database_is_an_outage_named_with_its_fix(
                     have = await backend_models(bc)
                     return all(have.get(f"ro-{i}") == "available" for i in range(3))
 
-                await eventually(converged, what="everything applied once LiteLLM's database is writable")
+                await eventually(
+                    converged, what="everything applied once LiteLLM's database is writable"
+                )
         finally:
             await lc.execute(f'ALTER DATABASE "{dbname}" RESET default_transaction_read_only')
         counts = await outbox.counts(lc)
@@ -218,7 +224,9 @@ async def test_server_restart_mid_batch_loses_nothing_and_spends_no_attempt(
                 done = counts.pending == 0 and counts.claimed == 0
                 return done and all(have.get(n) == "available" for n in live)
 
-            await eventually(converged, deadline_seconds=60, what="every model applied after the restart")
+            await eventually(
+                converged, deadline_seconds=60, what="every model applied after the restart"
+            )
             assert relay.stats.reconnects >= 1
         async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc:
             assert (await outbox.counts(lc)).dead == 0
