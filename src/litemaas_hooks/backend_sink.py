@@ -31,9 +31,12 @@ async def try_lock_models(
     return [str(n) for n in (row[0] if row and row[0] else [])]
 
 
-async def send_try_lock(conn: psycopg.AsyncConnection[Any], ids: Collection[str]) -> psycopg.AsyncCursor[Any]:
-    """``try_lock_models`` sent, its answer not awaited (pipeline mode): read it with ``busy_names``."""
-    return await conn.execute(sql.query("backend", "try_lock_models"), {"ids": sorted(ids), "rows_only": False})
+async def send_try_lock(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str]
+) -> psycopg.AsyncCursor[Any]:
+    """``try_lock_models`` sent, its answer not awaited (pipeline mode): see ``busy_names``."""
+    params = {"ids": sorted(ids), "rows_only": False}
+    return await conn.execute(sql.query("backend", "try_lock_models"), params)
 
 
 async def busy_names(cur: psycopg.AsyncCursor[Any]) -> list[str]:
@@ -41,7 +44,9 @@ async def busy_names(cur: psycopg.AsyncCursor[Any]) -> list[str]:
     return [str(n) for n in (row[0] if row and row[0] else [])]
 
 
-async def send_snapshot(conn: psycopg.AsyncConnection[Any], ids: Collection[str]) -> psycopg.AsyncCursor[Any]:
+async def send_snapshot(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str]
+) -> psycopg.AsyncCursor[Any]:
     """``snapshot`` sent, its answer not awaited (pipeline mode): read it with ``snapshot_rows``."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(sql.query("backend", "models_snapshot"), {"ids": list(ids)})
@@ -52,9 +57,12 @@ async def snapshot_rows(cur: psycopg.AsyncCursor[Any]) -> dict[str, CurrentRow]:
     return {row["id"]: CurrentRow.from_db(row) for row in await cur.fetchall()}
 
 
-async def send_upsert(conn: psycopg.AsyncConnection[Any], records: Sequence[ModelRecord]) -> psycopg.AsyncCursor[Any]:
-    """``upsert`` sent, its answer not awaited (pipeline mode): read it with ``upsert_outcomes``."""
-    return await conn.execute(sql.query("backend", "upsert_models"), {"models": Jsonb([r.to_json() for r in records])})
+async def send_upsert(
+    conn: psycopg.AsyncConnection[Any], records: Sequence[ModelRecord]
+) -> psycopg.AsyncCursor[Any]:
+    """``upsert`` sent, its answer not awaited (pipeline mode): see ``upsert_outcomes``."""
+    params = {"models": Jsonb([r.to_json() for r in records])}
+    return await conn.execute(sql.query("backend", "upsert_models"), params)
 
 
 async def upsert_outcomes(cur: psycopg.AsyncCursor[Any]) -> list[tuple[str, str]]:
@@ -97,8 +105,17 @@ async def upsert(conn: psycopg.AsyncConnection[Any], records: Sequence[ModelReco
 
 
 async def retire(conn: psycopg.AsyncConnection[Any], model_id: str, *, cascade: bool, reason: str) -> dict[str, Any]:
-    cur = await conn.execute(
-        sql.query("backend", "retire_model"), {"id": model_id, "cascade": cascade, "reason": reason}
-    )
+    return await retire_result(await send_retire(conn, model_id, cascade=cascade, reason=reason))
+
+
+async def send_retire(
+    conn: psycopg.AsyncConnection[Any], model_id: str, *, cascade: bool, reason: str
+) -> psycopg.AsyncCursor[Any]:
+    """``retire`` sent, its answer not awaited (pipeline mode): see ``retire_result``."""
+    params = {"id": model_id, "cascade": cascade, "reason": reason}
+    return await conn.execute(sql.query("backend", "retire_model"), params)
+
+
+async def retire_result(cur: psycopg.AsyncCursor[Any]) -> dict[str, Any]:
     row = await cur.fetchone()
     return dict(row[0]) if row and row[0] else {}

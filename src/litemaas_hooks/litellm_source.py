@@ -173,7 +173,8 @@ async def rows_by_ids(
     async with conn.cursor(row_factory=dict_row) as cur:
         set_json_loads(_safe_loads, cur)
         await cur.execute(
-            sql.query("litellm", "deployments_by_id" + variant), {"ids": sorted(ids), "names": sorted(names)}
+            sql.query("litellm", "deployments_by_id" + variant),
+            {"ids": sorted(ids), "names": sorted(names)},
         )
         return await cur.fetchall()
 
@@ -206,11 +207,12 @@ async def read_truth(
     if rows is None:
         variant = "" if await has_blocked_column(conn) else "_without_blocked"  # LiteLLM 1.81: none
         async with conn.cursor(row_factory=dict_row) as cur:
-            set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every row's fetch
+            set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every fetch
             if names is None:
                 await cur.execute(sql.query("litellm", "deployments_all" + variant))
             else:
-                await cur.execute(sql.query("litellm", "deployments_by_name" + variant), {"names": sorted(names)})
+                by_name = sql.query("litellm", "deployments_by_name" + variant)
+                await cur.execute(by_name, {"names": sorted(names)})
             rows = await cur.fetchall()
     turn = time.perf_counter()
     for row in rows:

@@ -172,7 +172,8 @@ async def claim_batch(
     try:
         async with conn.pipeline():
             await conn.execute(_q("begin"))
-            ccur = await conn.execute(_q("complete_events"), {"worker": worker, "ids": done_ids}) if done_ids else None
+            complete = {"worker": worker, "ids": done_ids}
+            ccur = await conn.execute(_q("complete_events"), complete) if done_ids else None
             rcur = conn.cursor(row_factory=class_row(Recovered))
             await rcur.execute(_q("recover_dead_sessions"), recover)
             await conn.execute(_q("claim_lock"))
@@ -182,7 +183,8 @@ async def claim_batch(
             if json_loads is not None:
                 set_json_loads(json_loads, dcur)
             await dcur.execute(_q("deployments_of_claims" + variant), {"worker": worker})
-            ncur = await conn.execute(_q("next_due_seconds"), {"max_delay_seconds": max_delay_seconds})
+            due_in = {"max_delay_seconds": max_delay_seconds}
+            ncur = await conn.execute(_q("next_due_seconds"), due_in)
             await conn.execute(_q("commit"))
     except BaseException:
         await rollback(conn)

@@ -157,14 +157,19 @@ class Reconciler:
                 if outages.classify(exc) is not None:
                     raise
                 # a value the batch's one statement refused: the careful path below isolates it
-                log.debug("one-statement write of %d names failed; per record now", len(scope), exc_info=True)
+                log.debug("pipelined write of %d names failed; per record now", len(scope), exc_info=True)
                 report = Report(dry_run=dry_run)
             else:
                 report.seconds = time.perf_counter() - started
                 return report
         if scope is None:
             await self._converge_all(
-                litellm, backend, report, retire_missing=retire_missing, dry_run=dry_run, progress=progress
+                litellm,
+                backend,
+                report,
+                retire_missing=retire_missing,
+                dry_run=dry_run,
+                progress=progress,
             )
             report.seconds = time.perf_counter() - started
             return report
@@ -204,7 +209,9 @@ class Reconciler:
         mark = time.perf_counter()
         ids_by_name = await litellm_source.deployment_ids(litellm)
         blocked_column = await litellm_source.has_blocked_column(litellm)
-        every = await self._all_names(litellm, backend, report, retire_missing=retire_missing, table=ids_by_name)
+        every = await self._all_names(
+            litellm, backend, report, retire_missing=retire_missing, table=ids_by_name
+        )
         report.add_phase("read_litellm", time.perf_counter() - mark)
         done = 0
         for start in range(0, len(every), CHUNK_NAMES):
@@ -250,13 +257,22 @@ class Reconciler:
         current, db_rows = await self._snapshot(backend, names, may_retire)
         mark = time.perf_counter()
         ids = [i for n in names for i in ids_by_name.get(n, ())]
-        rows = await litellm_source.rows_by_ids(litellm, ids, names, blocked_column=blocked_column) if ids else []
+        rows = []
+        if ids:
+            rows = await litellm_source.rows_by_ids(litellm, ids, names, blocked_column=blocked_column)
         key = self._key()
-        truth = await read_truth(litellm, names, key=key, config_models=self.config_models, rows=rows)
+        config = self.config_models
+        truth = await read_truth(litellm, names, key=key, config_models=config, rows=rows)
         report.add_phase("read_litellm", time.perf_counter() - mark)
         mark = time.perf_counter()
         plan = await asyncio.to_thread(
-            self._plan, names, truth.deployments, truth.errors, current, may_retire=may_retire, db_rows=db_rows
+            self._plan,
+            names,
+            truth.deployments,
+            truth.errors,
+            current,
+            may_retire=may_retire,
+            db_rows=db_rows,
         )
         retiring = [c.name for c in plan if c.action == "retire"]
         if retiring:
@@ -267,11 +283,17 @@ class Reconciler:
                 truth.deployments.update(again.deployments)
                 truth.errors.update(again.errors)
                 plan = self._plan(
-                    names, truth.deployments, truth.errors, current, may_retire=may_retire, db_rows=db_rows
+                    names,
+                    truth.deployments,
+                    truth.errors,
+                    current,
+                    may_retire=may_retire,
+                    db_rows=db_rows,
                 )
         report.add_phase("plan", time.perf_counter() - mark)
         for change in plan:
-            report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
+            action = _PLAN_TO_OUTCOME[change.action]
+            report.outcomes[change.name] = Outcome(action, change.message, change.changes)
         if not dry_run:
             await self._write_chunk(backend, plan, truth, report, len(names))
 
@@ -286,15 +308,26 @@ class Reconciler:
         """A few names (the relay's batch) in two backend round trips: [BEGIN, lock timeout, the
         names' locks, their rows] pipelined, then [upsert, sources, COMMIT]. Raises on any error (the
         caller falls back to the per-record path)."""
+        retires: dict[str, psycopg.AsyncCursor[Any]] = {}
         try:
             async with backend.pipeline():
                 await backend.execute(sql.query("backend", "begin"))
-                upsert_cur = await self._names_in_pipeline(litellm, backend, names, report, prefetched)
+                upsert_cur = await self._names_in_pipeline(
+                    litellm, backend, names, report, prefetched, retires
+                )
                 await backend.execute(sql.query("backend", "commit"))
         except BaseException:
             await outbox.rollback(backend)
             raise
-        # committed (the second round trip): what the upsert found
+        # committed (the second round trip): what the retires and the upsert found
+        for name, cur in retires.items():
+            result = await backend_sink.retire_result(cur)
+            if result.get("retired"):
+                report.rows_written += 1
+                counts = {k: v for k, v in result.items() if k not in {"found", "retired"}}
+                report.outcomes[name].message = ", ".join(f"{k}={v}" for k, v in counts.items())
+            else:
+                report.outcomes[name] = Outcome("unchanged", "already retired")
         if upsert_cur is not None:
             for model_id, outcome in await backend_sink.upsert_outcomes(upsert_cur):
                 if outcome == "unchanged":
@@ -309,9 +342,12 @@ class Reconciler:
         names: list[str],
         report: Report,
         prefetched: Sequence[Mapping[str, Any]] | None,
+        retires: dict[str, psycopg.AsyncCursor[Any]],
     ) -> psycopg.AsyncCursor[Any] | None:
-        """_converge_names inside its transaction: returns the upsert's cursor (not read yet)."""
-        await backend.execute(sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"})
+        """_converge_names inside its transaction: returns the upsert's cursor and fills ``retires``
+        (name: cursor), none of them read yet: the caller reads them after COMMIT."""
+        timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
+        await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
         busy_cur = await backend_sink.send_try_lock(backend, names)
         snap_cur = await backend_sink.send_snapshot(backend, names)
         busy = await backend_sink.busy_names(busy_cur)  # the first round trip
@@ -322,17 +358,26 @@ class Reconciler:
         if not todo:
             return None
         wanted = set(todo)
-        rows = None if prefetched is None else [r for r in prefetched if r.get("model_name") in wanted]
+        rows = None
+        if prefetched is not None:
+            rows = [r for r in prefetched if r.get("model_name") in wanted]
         mark = time.perf_counter()
-        truth = await read_truth(litellm, todo, key=self._key(), config_models=self.config_models, rows=rows)
+        config = self.config_models
+        truth = await read_truth(litellm, todo, key=self._key(), config_models=config, rows=rows)
         report.add_phase("read_litellm", time.perf_counter() - mark)
         plan = self._plan(todo, truth.deployments, truth.errors, current, may_retire=True)
         for change in plan:
-            report.outcomes[change.name] = Outcome(_PLAN_TO_OUTCOME[change.action], change.message, change.changes)
-        if any(c.action == "retire" for c in plan):
-            await self._write_chunk(backend, plan, truth, report, len(todo))  # retires: savepoints
-            return None
-        writes = [c.record for c in plan if c.action in {"create", "update"} and c.record is not None]
+            action = _PLAN_TO_OUTCOME[change.action]
+            report.outcomes[change.name] = Outcome(action, change.message, change.changes)
+        for change in plan:  # no savepoint: an error fails the batch, and the caller isolates it
+            if change.action == "retire":
+                retires[change.name] = await backend_sink.send_retire(
+                    backend,
+                    change.name,
+                    cascade=self.settings.retire_cascade,
+                    reason="no deployment of this model_name is left in LiteLLM",
+                )
+        writes = [c.record for c in plan if c.action in {"create", "update"} and c.record]
         upsert_cur = await backend_sink.send_upsert(backend, writes) if writes else None
         synced = {"created", "updated", "unchanged"}
         sources = {
@@ -360,7 +405,8 @@ class Reconciler:
         else:
             names = set(table)
             if self.config_models is not None:
-                names |= {str(m["model_name"]) for m in self.config_models() if isinstance(m.get("model_name"), str)}
+                configured = self.config_models()
+                names |= {str(m["model_name"]) for m in configured if isinstance(m.get("model_name"), str)}
         for model_id in await litellm_source.nameless_deployments(litellm):
             report.outcomes[f"<deployment {model_id}>"] = Outcome("error", "model_name is missing or empty")
         if retire_missing:

@@ -218,7 +218,8 @@ class Relay:
         if isinstance(exc, LiteMaaSHooksError):  # already says what is wrong and what to do
             return self._scrub(str(exc))
         hint = outages.explain(exc)  # a timeout, a read-only server, a failover: what to set
-        return self._scrub(f"{type(exc).__name__}: {first_line(exc)}" + (f": {hint}" if hint else ""))
+        text = f"{type(exc).__name__}: {first_line(exc)}"
+        return self._scrub(text + (f": {hint}" if hint else ""))
 
     async def _connect(self, dsn: str, which: Literal["backend", "litellm"]) -> psycopg.AsyncConnection[Any]:
         try:
@@ -359,7 +360,8 @@ class Relay:
 
     async def _recover_dead_sessions(self, lconn: psycopg.AsyncConnection[Any]) -> None:
         """Claims of relays whose database session is gone: pending again at once, no attempt spent."""
-        self._note_recovered(await outbox.recover_dead_sessions(lconn, max_attempts=self.settings.max_attempts))
+        attempts = self.settings.max_attempts
+        self._note_recovered(await outbox.recover_dead_sessions(lconn, max_attempts=attempts))
 
     def _note_recovered(self, recovered: list[outbox.Recovered]) -> None:
         if recovered:
@@ -446,7 +448,9 @@ class Relay:
             return
         oldest = min(e.created_at for e in events)
         waited = time.time() - oldest.timestamp()
-        if waited < self.settings.stall_timeout_seconds or time.monotonic() < self._deferral_warned_until:
+        if waited < self.settings.stall_timeout_seconds:
+            return
+        if time.monotonic() < self._deferral_warned_until:
             return
         self._deferral_warned_until = time.monotonic() + 60.0
         log.warning(
@@ -513,7 +517,8 @@ class Relay:
             self.stats.events_deferred += await outbox.defer(
                 lconn, worker=self.worker_id, reasons=later, delay_seconds=DEFER_SECONDS
             )
-            self._warn_if_deferred_long([e for e in events if e.id in later], next(iter(later.values())))
+            waiting = [e for e in events if e.id in later]
+            self._warn_if_deferred_long(waiting, next(iter(later.values())))
         elapsed = time.perf_counter() - started
         self.stats.batches += 1
         self.stats.events_applied += len(done)

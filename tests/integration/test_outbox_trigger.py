@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from litemaas_hooks import outbox, privileges, sql
+from litemaas_hooks import litellm_source, outbox, privileges, sql
 from litemaas_hooks.errors import MigrationError
 from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks_sandbox.cluster import LocalPostgres
@@ -429,7 +429,8 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str
         ):
             for model_id, name in (("a1", "m-a"), ("a2", "m-a"), ("b1", "m-b")):
                 await c1.execute(INSERT, {"model_id": model_id, "model_name": name, "params": PARAMS, "info": "{}"})
-            first = await outbox.claim_batch(c1, worker="w1", batch_size=1)
+            blocked = await litellm_source.has_blocked_column(c1)  # LiteLLM 1.81: no such column
+            first = await outbox.claim_batch(c1, worker="w1", batch_size=1, blocked_column=blocked)
             assert [e.names for e in first.events] == [frozenset({"m-a"})]
             # both deployments of the claimed name, read in the claim's transaction; nothing else
             assert sorted(r["model_id"] for r in first.rows) == ["a1", "a2"]
@@ -437,18 +438,24 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str
             await c2.execute(
                 'UPDATE "LiteLLM_ProxyModelTable" SET model_info = \'{"x": 1}\' WHERE model_id = %s', ("a1",)
             )
-            second = await outbox.claim_batch(c2, worker="w2", batch_size=10)
+            second = await outbox.claim_batch(c2, worker="w2", batch_size=10, blocked_column=blocked)
             assert [e.names for e in second.events] == [frozenset({"m-b"})]
             assert [r["model_id"] for r in second.rows] == ["b1"]
             assert second.next_due_seconds is not None  # m-a's update, due now
             assert second.next_due_seconds <= 0
             # w1 applied its batch: completion goes with its next claim, which may now take m-a again
-            third = await outbox.claim_batch(c1, worker="w1", batch_size=10, done=[first.events[0].id])
+            done = [first.events[0].id]
+            third = await outbox.claim_batch(
+                c1, worker="w1", batch_size=10, done=done, blocked_column=blocked
+            )
             assert third.completed == 1
             assert [e.names for e in third.events] == [frozenset({"m-a"})] * 2  # a2's insert, a1's update
             assert sorted(r["model_id"] for r in third.rows) == ["a1", "a2"]
             # nothing due left; a claim of nothing reads nothing
-            fourth = await outbox.claim_batch(c2, worker="w2", batch_size=10, done=[second.events[0].id])
+            done = [second.events[0].id]
+            fourth = await outbox.claim_batch(
+                c2, worker="w2", batch_size=10, done=done, blocked_column=blocked
+            )
             assert (fourth.events, fourth.rows, fourth.completed, fourth.next_due_seconds) == ([], [], 1, None)
             remaining = await (await c1.execute("SELECT count(*) FROM litemaas_hooks.model_events")).fetchone()
             assert remaining == (2,)  # third's claims, not completed yet
