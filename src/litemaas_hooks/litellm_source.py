@@ -140,15 +140,6 @@ def _error(truth: Truth, name: str, message: str) -> None:
     truth.errors[name] = message if prev is None else f"{prev}; {message}"
 
 
-async def all_names(conn: psycopg.AsyncConnection[Any], config_models: ConfigModels | None) -> set[str]:
-    """Every model name in LiteLLM: the table's (non-empty) names and the config-file models'."""
-    cur = await conn.execute(sql.query("litellm", "model_names"))
-    names = {str(row[0]) for row in await cur.fetchall()}
-    if config_models is not None:
-        names |= {str(m["model_name"]) for m in config_models() if isinstance(m.get("model_name"), str)}
-    return names
-
-
 async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     """Deployments whose model_name is missing or blank (they cannot be synced; reported as errors)."""
     cur = await conn.execute(sql.query("litellm", "nameless_deployments"))

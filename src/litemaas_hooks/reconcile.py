@@ -395,18 +395,15 @@ class Reconciler:
         report: Report,
         *,
         retire_missing: RetireMissing,
-        table: Mapping[str, list[str]] | None = None,
+        table: Mapping[str, list[str]],
     ) -> list[str]:
         """Every name in LiteLLM (table and config models), plus every backend row when retiring.
         ``table``: the table's names, already read (``litellm_source.deployment_ids``)."""
         mark = time.perf_counter()
-        if table is None:
-            names = await litellm_source.all_names(litellm, self.config_models)
-        else:
-            names = set(table)
-            if self.config_models is not None:
-                configured = self.config_models()
-                names |= {str(m["model_name"]) for m in configured if isinstance(m.get("model_name"), str)}
+        names = set(table)
+        if self.config_models is not None:
+            configured = self.config_models()
+            names |= {str(m["model_name"]) for m in configured if isinstance(m.get("model_name"), str)}
         for model_id in await litellm_source.nameless_deployments(litellm):
             report.outcomes[f"<deployment {model_id}>"] = Outcome("error", "model_name is missing or empty")
         if retire_missing:
