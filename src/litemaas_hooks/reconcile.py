@@ -216,25 +216,35 @@ class Reconciler:
         done = 0
         for start in range(0, len(every), CHUNK_NAMES):
             names = every[start : start + CHUNK_NAMES]
-            async with backend.transaction(force_rollback=dry_run):
-                if not dry_run:
-                    await backend.execute(
-                        sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
-                    )
-                    busy = set(await backend_sink.try_lock_models(backend, names))
-                    for name in busy:
-                        report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
-                    names = [n for n in names if n not in busy]
+            try:
+                # one round trip: BEGIN, lock timeout, the chunk's locks (not for a dry run), its rows
+                busy_cur = None
+                async with backend.pipeline():
+                    await backend.execute(sql.query("backend", "begin"))
+                    if not dry_run:
+                        timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
+                        await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
+                        busy_cur = await backend_sink.send_try_lock(backend, names)
+                    snap_cur = await backend_sink.send_snapshot(backend, names)
+                busy = set(await backend_sink.busy_names(busy_cur)) if busy_cur is not None else set()
+                current = await backend_sink.snapshot_rows(snap_cur)
+                for name in busy:
+                    report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
                 await self._converge_one_chunk(
                     litellm,
                     backend,
-                    names,
+                    [n for n in names if n not in busy],
                     report,
                     ids_by_name,
+                    current,
                     blocked_column=blocked_column,
                     may_retire=retire_missing,
                     dry_run=dry_run,
                 )
+                await backend.execute(sql.query("backend", "rollback" if dry_run else "commit"))
+            except BaseException:
+                await outbox.rollback(backend)
+                raise
             done = min(len(every), start + CHUNK_NAMES)
             if progress is not None:
                 progress(done, len(every))
@@ -246,15 +256,19 @@ class Reconciler:
         names: list[str],
         report: Report,
         ids_by_name: Mapping[str, list[str]],
+        current: dict[str, CurrentRow],
         *,
         blocked_column: bool,
         may_retire: RetireMissing,
         dry_run: bool,
     ) -> None:
-        """One chunk of a full run, inside its transaction (its names locked unless a dry run)."""
+        """One chunk of a full run, inside its transaction (its names locked unless a dry run);
+        ``current``: the chunk's backend rows, read under those locks."""
         if not names:
             return
-        current, db_rows = await self._snapshot(backend, names, may_retire)
+        db_rows: set[str] = set()
+        if may_retire == "db-rows":
+            db_rows = await backend_sink.db_model_ids(backend, [n for n in names if n in current])
         mark = time.perf_counter()
         ids = [i for n in names for i in ids_by_name.get(n, ())]
         rows = []
