@@ -188,11 +188,13 @@ async def read_truth(
     key: str | None,
     config_models: ConfigModels | None = None,
     rows: Sequence[Mapping[str, Any]] | None = None,
+    share: bool = True,
 ) -> Truth:
     """Every deployment of ``names`` (all names when None), from the table and the config models.
 
     ``rows``: the table's rows of ``names``, already read (the relay reads them with its claim, in
-    the same round trip); the table is then not read again."""
+    the same round trip); the table is then not read again. ``share=False``: the answers LiteLLM gave
+    for models never seen are shared later by the caller (``memo_share.push``), off the change's path."""
     truth = Truth()
     await memo_share.pull(conn)  # LiteLLM's answers other processes learnt (once per process)
     if rows is None:
@@ -224,5 +226,6 @@ async def read_truth(
                 continue
             _add(truth, name, functools.partial(config_deployment, item))
     litellm_adapter.save_memo()
-    await memo_share.push(conn)
+    if share:
+        await memo_share.push(conn)
     return truth

@@ -377,7 +377,10 @@ class Reconciler:
             rows = [r for r in prefetched if r.get("model_name") in wanted]
         mark = time.perf_counter()
         config = self.config_models
-        truth = await read_truth(litellm, todo, key=self._key(), config_models=config, rows=rows)
+        # a model never seen: LiteLLM's answer is shared after the write (the relay's drain), not before
+        truth = await read_truth(
+            litellm, todo, key=self._key(), config_models=config, rows=rows, share=prefetched is None
+        )
         report.add_phase("read_litellm", time.perf_counter() - mark)
         plan = self._plan(todo, truth.deployments, truth.errors, current, may_retire=True)
         for change in plan:

@@ -53,7 +53,7 @@ from typing import Any, Literal, Protocol
 
 import psycopg
 
-from litemaas_hooks import litellm_adapter, litellm_source, metrics, outages, outbox, sql
+from litemaas_hooks import litellm_adapter, litellm_source, memo_share, metrics, outages, outbox, sql
 from litemaas_hooks.backoff import Backoff
 from litemaas_hooks.connections import connect_error_message, first_line, pinned, use_fast_json
 from litemaas_hooks.errors import DatabaseUnavailableError, LiteMaaSHooksError
@@ -547,6 +547,9 @@ class Relay:
         # each claim first gives back the claims of dead sessions: a dead relay's work goes on now
         while await self.drain_once(lconn, bconn):
             pass
+        # LiteLLM's answers for models never seen, learnt while converging: shared with the fleet now,
+        # after the backend commits (a no-op without anything new)
+        await memo_share.push(lconn)
 
     async def _fail(self, lconn: psycopg.AsyncConnection[Any], errors: Mapping[int, str]) -> None:
         if not errors:
