@@ -4,7 +4,9 @@ One engine serves the backfill, the event relay and periodic healing. It is leve
 trusts an event's payload, it re-reads every deployment of each affected ``model_name`` and writes the
 resulting backend row (or retires it). Concurrent runs are serialised per name by transaction-level
 advisory locks taken in the backend database before the truth is read, so a slower run can never
-overwrite a newer state.
+overwrite a newer state (the relay reads the truth with its claim instead, and claims no name another
+relay holds: a change made after its read has an event of its own, applied after this one). A full
+run commits chunk by chunk: its locks are held for one chunk.
 
 INTERFACE (stable; the relay and the CLI depend on it):
 

@@ -8,11 +8,14 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
     connect both databases (autocommit) → LISTEN → give back our old claims, recover stalled claims
     → drain → wait for a NOTIFY or the poll timeout → drain → ...
 
-- **drain**: claim a batch of due events (``FOR UPDATE SKIP LOCKED``), collect every affected model
-  name (old and new name of a rename), ``engine.converge(names=...)`` (re-reads the current truth, so
-  duplicated or reordered events are harmless), then — only after the backend transaction committed —
-  delete the events whose names converged and record the failures (scrubbed error text, capped
-  exponential backoff, ``dead`` after ``max_attempts``). Repeat until nothing is due.
+- **drain**: one LiteLLM round trip (``outbox.claim_batch``) claims a batch of due events (``FOR
+  UPDATE SKIP LOCKED``; never an event naming a model another relay holds a claim on), reads every
+  deployment of their model names in the same transaction (the current truth, so duplicated or
+  reordered events are harmless) and deletes the previous batch's applied events; then
+  ``engine.converge(names=..., prefetched=rows)`` (two pipelined backend round trips); events whose
+  names converged are deleted with the next claim, only after the backend transaction committed;
+  failures are recorded at once (scrubbed error text, capped exponential backoff, ``dead`` after
+  ``max_attempts``). Repeat until nothing is due.
 - **LISTEN before draining**: an event committed while we drain still wakes us (psycopg keeps
   notifications that arrive during a query for the next wait); the poll timeout
   (``poll_interval_seconds``) is the safety net and also retries failed events when they are due.
