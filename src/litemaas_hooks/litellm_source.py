@@ -157,7 +157,11 @@ async def deployment_ids(conn: psycopg.AsyncConnection[Any]) -> dict[str, list[s
 
 
 async def rows_by_ids(
-    conn: psycopg.AsyncConnection[Any], ids: Collection[str], names: Collection[str], *, blocked_column: bool
+    conn: psycopg.AsyncConnection[Any],
+    ids: Collection[str],
+    names: Collection[str],
+    *,
+    blocked_column: bool,
 ) -> list[dict[str, Any]]:
     """The table rows of ``ids`` still named one of ``names`` (an index scan by primary key)."""
     variant = "" if blocked_column else "_without_blocked"

@@ -159,7 +159,7 @@ class Reconciler:
                 if outages.classify(exc) is not None:
                     raise
                 # a value the batch's one statement refused: the careful path below isolates it
-                log.debug("pipelined write of %d names failed; per record now", len(scope), exc_info=True)
+                log.debug("pipelined write of %d names failed; per record", len(scope), exc_info=True)
                 report = Report(dry_run=dry_run)
             else:
                 report.seconds = time.perf_counter() - started
@@ -228,7 +228,9 @@ class Reconciler:
                         await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
                         busy_cur = await backend_sink.send_try_lock(backend, names)
                     snap_cur = await backend_sink.send_snapshot(backend, names)
-                busy = set(await backend_sink.busy_names(busy_cur)) if busy_cur is not None else set()
+                busy = set()
+                if busy_cur is not None:
+                    busy = set(await backend_sink.busy_names(busy_cur))
                 current = await backend_sink.snapshot_rows(snap_cur)
                 for name in busy:
                     report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
@@ -275,7 +277,9 @@ class Reconciler:
         ids = [i for n in names for i in ids_by_name.get(n, ())]
         rows = []
         if ids:
-            rows = await litellm_source.rows_by_ids(litellm, ids, names, blocked_column=blocked_column)
+            rows = await litellm_source.rows_by_ids(
+                litellm, ids, names, blocked_column=blocked_column
+            )
         key = self._key()
         config = self.config_models
         truth = await read_truth(litellm, names, key=key, config_models=config, rows=rows)
@@ -381,7 +385,12 @@ class Reconciler:
         config = self.config_models
         # a model never seen: LiteLLM's answer is shared after the write (the relay's drain), not before
         truth = await read_truth(
-            litellm, todo, key=self._key(), config_models=config, rows=rows, share=prefetched is None
+            litellm,
+            todo,
+            key=self._key(),
+            config_models=config,
+            rows=rows,
+            share=prefetched is None,
         )
         report.add_phase("read_litellm", time.perf_counter() - mark)
         plan = self._plan(todo, truth.deployments, truth.errors, current, may_retire=True)
@@ -422,7 +431,9 @@ class Reconciler:
         names = set(table)
         if self.config_models is not None:
             configured = self.config_models()
-            names |= {str(m["model_name"]) for m in configured if isinstance(m.get("model_name"), str)}
+            names |= {
+                str(m["model_name"]) for m in configured if isinstance(m.get("model_name"), str)
+            }
         for model_id in await litellm_source.nameless_deployments(litellm):
             report.outcomes[f"<deployment {model_id}>"] = Outcome("error", "model_name is missing or empty")
         if retire_missing:

@@ -56,7 +56,15 @@ from typing import Any, Literal, Protocol
 
 import psycopg
 
-from litemaas_hooks import litellm_adapter, litellm_source, memo_share, metrics, outages, outbox, sql
+from litemaas_hooks import (
+    litellm_adapter,
+    litellm_source,
+    memo_share,
+    metrics,
+    outages,
+    outbox,
+    sql,
+)
 from litemaas_hooks.backoff import Backoff
 from litemaas_hooks.connections import connect_error_message, first_line, pinned, use_fast_json
 from litemaas_hooks.errors import DatabaseUnavailableError, LiteMaaSHooksError

@@ -395,7 +395,8 @@ class LocalPostgres:
                 **self._popen_kwargs(),
             )
             if not self._wait_ready(time.monotonic() + self._startup_timeout):
-                raise PostgresStartError(f"PostgreSQL did not come back after a restart:\n{_tail(self.log_path)}")
+                tail = _tail(self.log_path)
+                raise PostgresStartError(f"PostgreSQL did not come back after a restart:\n{tail}")
 
     def stop(self) -> None:
         """Fast shutdown, then remove the temp dir. Safe to call twice, or after a failed start."""
