@@ -31,6 +31,44 @@ async def try_lock_models(
     return [str(n) for n in (row[0] if row and row[0] else [])]
 
 
+async def send_try_lock(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str]
+) -> psycopg.AsyncCursor[Any]:
+    """``try_lock_models`` sent, its answer not awaited (pipeline mode): see ``busy_names``."""
+    params = {"ids": sorted(ids), "rows_only": False}
+    return await conn.execute(sql.query("backend", "try_lock_models"), params)
+
+
+async def busy_names(cur: psycopg.AsyncCursor[Any]) -> list[str]:
+    row = await cur.fetchone()
+    return [str(n) for n in (row[0] if row and row[0] else [])]
+
+
+async def send_snapshot(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str]
+) -> psycopg.AsyncCursor[Any]:
+    """``snapshot`` sent, its answer not awaited (pipeline mode): read it with ``snapshot_rows``."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(sql.query("backend", "models_snapshot"), {"ids": list(ids)})
+    return cur
+
+
+async def snapshot_rows(cur: psycopg.AsyncCursor[Any]) -> dict[str, CurrentRow]:
+    return {row["id"]: CurrentRow.from_db(row) for row in await cur.fetchall()}
+
+
+async def send_upsert(
+    conn: psycopg.AsyncConnection[Any], records: Sequence[ModelRecord]
+) -> psycopg.AsyncCursor[Any]:
+    """``upsert`` sent, its answer not awaited (pipeline mode): see ``upsert_outcomes``."""
+    params = {"models": Jsonb([r.to_json() for r in records])}
+    return await conn.execute(sql.query("backend", "upsert_models"), params)
+
+
+async def upsert_outcomes(cur: psycopg.AsyncCursor[Any]) -> list[tuple[str, str]]:
+    return [(str(model_id), str(outcome)) for model_id, outcome in await cur.fetchall()]
+
+
 async def snapshot(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> dict[str, CurrentRow]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.query("backend", "models_snapshot"), {"ids": None if ids is None else list(ids)})
@@ -67,9 +105,18 @@ async def upsert(conn: psycopg.AsyncConnection[Any], records: Sequence[ModelReco
 
 
 async def retire(conn: psycopg.AsyncConnection[Any], model_id: str, *, cascade: bool, reason: str) -> dict[str, Any]:
-    cur = await conn.execute(
-        sql.query("backend", "retire_model"), {"id": model_id, "cascade": cascade, "reason": reason}
-    )
+    return await retire_result(await send_retire(conn, model_id, cascade=cascade, reason=reason))
+
+
+async def send_retire(
+    conn: psycopg.AsyncConnection[Any], model_id: str, *, cascade: bool, reason: str
+) -> psycopg.AsyncCursor[Any]:
+    """``retire`` sent, its answer not awaited (pipeline mode): see ``retire_result``."""
+    params = {"id": model_id, "cascade": cascade, "reason": reason}
+    return await conn.execute(sql.query("backend", "retire_model"), params)
+
+
+async def retire_result(cur: psycopg.AsyncCursor[Any]) -> dict[str, Any]:
     row = await cur.fetchone()
     return dict(row[0]) if row and row[0] else {}
 
@@ -88,7 +135,30 @@ async def retire_v2(
     hold: bool = False,
 ) -> dict[str, Any]:
     """Unavailable at once; the cascade after ``grace_seconds`` (0 and no hold: now)."""
-    cur = await conn.execute(
+    cur = await send_retire_v2(
+        conn,
+        model_id,
+        cascade=cascade,
+        reason=reason,
+        grace_seconds=grace_seconds,
+        instance=instance,
+        hold=hold,
+    )
+    return await retire_result(cur)
+
+
+async def send_retire_v2(
+    conn: psycopg.AsyncConnection[Any],
+    model_id: str,
+    *,
+    cascade: bool,
+    reason: str,
+    grace_seconds: float,
+    instance: str | None,
+    hold: bool = False,
+) -> psycopg.AsyncCursor[Any]:
+    """``retire_v2`` sent, its answer not awaited (pipeline mode): see ``retire_result``."""
+    return await conn.execute(
         sql.query("backend", "retire_model_v2"),
         {
             "id": model_id,
@@ -99,8 +169,6 @@ async def retire_v2(
             "hold": hold,
         },
     )
-    row = await cur.fetchone()
-    return dict(row[0]) if row and row[0] else {}
 
 
 async def claim_due_retires(conn: psycopg.AsyncConnection[Any], limit: int) -> list[str]:

@@ -87,6 +87,18 @@ def _setting_pairs(options: str) -> list[tuple[str, str]] | None:
     return out
 
 
+def _opens_transaction(query: Any) -> bool:
+    """``query`` is an explicit ``BEGIN`` / ``START TRANSACTION`` (comments ahead of it allowed)."""
+    if isinstance(query, bytes):
+        query = query.decode("utf-8", "replace")
+    if not isinstance(query, str):
+        return False
+    lines = [ln for ln in query.strip().splitlines() if not ln.lstrip().startswith("--")]
+    words = " ".join(lines).split()
+    head = [w.upper().rstrip(";") for w in words[:2]]
+    return bool(head) and (head[0] == "BEGIN" or head == ["START", "TRANSACTION"])
+
+
 class _TxPinnedCursor(psycopg.AsyncCursor[Row]):
     """Transaction pooling: a statement outside a transaction runs in one of its own, so that the
     search_path pin (``SET LOCAL`` at BEGIN, ``_TxPinnedConnection``) covers it and ends with it."""
@@ -101,6 +113,12 @@ class _TxPinnedCursor(psycopg.AsyncCursor[Row]):
     ) -> Self:
         conn = self.connection
         q: Any = query  # psycopg's overloads (a Template takes no params) do not matter here
+        if _opens_transaction(q):
+            # an explicit BEGIN (the pipelined round trips' named query ``begin``): the pin follows
+            # it in the same transaction (and the same pipeline), never a transaction around it
+            await super().execute(q, params, prepare=prepare, binary=binary)
+            await psycopg.AsyncCursor(conn).execute(_PIN_SQL)
+            return self
         if conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             async with conn.transaction():
                 return await super().execute(q, params, prepare=prepare, binary=binary)

@@ -11,7 +11,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,25 +240,68 @@ async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     return [str(row[0]) for row in await cur.fetchall()]
 
 
+async def deployment_ids(conn: psycopg.AsyncConnection[Any]) -> dict[str, list[str]]:
+    """Every named deployment's key, by name: one scan of LiteLLM's table (a full reconcile's first
+    pass; each chunk then reads its rows by key with ``rows_by_ids``, linear in the model count).
+    Checks the column types first (``has_blocked_column``); a caller passing ``blocked_column`` to
+    ``rows_by_ids`` on the same connection has it from that check."""
+    await has_blocked_column(conn)  # the column types first: no foreign cast/operator in the read
+    cur = await conn.execute(sql.query("litellm", "deployment_ids"), {"blank": BLANK_CHARS})
+    out: dict[str, list[str]] = {}
+    for model_id, name in await cur.fetchall():
+        out.setdefault(str(name), []).append(str(model_id))
+    return out
+
+
+async def rows_by_ids(
+    conn: psycopg.AsyncConnection[Any],
+    ids: Collection[str],
+    names: Collection[str],
+    *,
+    blocked_column: bool,
+) -> list[dict[str, Any]]:
+    """The table rows of ``ids`` still named one of ``names`` (an index scan by primary key)."""
+    variant = "" if blocked_column else "_without_blocked"
+    async with conn.cursor(row_factory=dict_row) as cur:
+        set_json_loads(_safe_loads, cur)
+        await cur.execute(
+            sql.query("litellm", "deployments_by_id" + variant),
+            {"ids": sorted(ids), "names": sorted(names)},
+        )
+        return await cur.fetchall()
+
+
+safe_json_loads = _safe_loads
+"""The JSON loader for reads of LiteLLM's table (an unreadable value is that row's error)."""
+
+
 async def read_truth(
     conn: psycopg.AsyncConnection[Any],
     names: Collection[str] | None,
     *,
     key: str | None,
     config_models: ConfigModels | None = None,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    share: bool = True,
 ) -> Truth:
-    """Every deployment of ``names`` (all names when None), from the table and the config models."""
+    """Every deployment of ``names`` (all names when None), from the table and the config models.
+
+    ``rows``: the table's rows of ``names``, already read (the relay reads them with its claim, in
+    the same round trip); the table is then not read again. ``share=False``: the answers LiteLLM gave
+    for models never seen are shared later by the caller (``memo_share.push``), off the change's path."""
     truth = Truth()
     await memo_share.pull(conn, key)  # LiteLLM's answers other processes learnt (once per process)
-    # LiteLLM 1.81: no blocked column; a column of a foreign type: refused (UnsafeObjectError)
-    variant = "" if await has_blocked_column(conn) else "_without_blocked"
-    async with conn.cursor(row_factory=dict_row) as cur:
-        set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every row's fetch
-        if names is None:
-            await cur.execute(sql.query("litellm", "deployments_all" + variant))
-        else:
-            await cur.execute(sql.query("litellm", "deployments_by_name" + variant), {"names": sorted(names)})
-        rows = await cur.fetchall()
+    if rows is None:
+        # LiteLLM 1.81: no blocked column; a column of a foreign type: refused (UnsafeObjectError)
+        variant = "" if await has_blocked_column(conn) else "_without_blocked"
+        async with conn.cursor(row_factory=dict_row) as cur:
+            set_json_loads(_safe_loads, cur)  # one unreadable JSON value must not fail every fetch
+            if names is None:
+                await cur.execute(sql.query("litellm", "deployments_all" + variant))
+            else:
+                by_name = sql.query("litellm", "deployments_by_name" + variant)
+                await cur.execute(by_name, {"names": sorted(names)})
+            rows = await cur.fetchall()
     turn = time.perf_counter()
     for row in rows:
         if time.perf_counter() - turn >= YIELD_AFTER_SECONDS:
@@ -278,5 +321,6 @@ async def read_truth(
                 continue
             _add(truth, name, functools.partial(config_deployment, item))
     litellm_adapter.save_memo()
-    await memo_share.push(conn, key)
+    if share:
+        await memo_share.push(conn, key)
     return truth

@@ -7,6 +7,18 @@ session holds a lock we would have to wait for, the same write will succeed late
 is given back without an attempt and retried (``outage``: after reconnecting with backoff;
 ``contention``: after a short delay, on the same connection).
 
+Timeouts and replicas, each with its own outcome (and ``explain`` names the setting to look at):
+
+- ``statement_timeout`` (57014, query_canceled): NOT contention: the statement did run, for too long;
+  it is the batch's failure and spends an attempt, so it ends ``dead`` after max_attempts (with the
+  setting named in its last error) instead of being deferred forever;
+- ``lock_timeout`` (55P03): contention, retried after a short delay without an attempt; the relay logs
+  a warning when events stay deferred long, and ``status`` reports the old backlog;
+- ``idle_in_transaction_session_timeout`` (25P03, the server ends the session): an outage (reconnect);
+- a read-only server (25006: a replica after a failover, ``default_transaction_read_only``), on either
+  side: an outage, retried with backoff, each retry logged with the fix (point the URL at the primary);
+- a failover or restart (57P01/57P02/57P03, a lost connection): an outage; claims are given back.
+
 Classification by SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html).
 """
 
@@ -24,6 +36,7 @@ Kind = Literal["outage", "contention"]
 _OUTAGE_CLASSES = ("08", "53", "57P", "58", "F0")
 _OUTAGE_STATES = {
     "25006",  # read_only_sql_transaction: default_transaction_read_only, a hot standby after failover
+    "25P03",  # idle_in_transaction_session_timeout: the server ended the session
     "25P04",  # transaction_timeout
     "72000",  # snapshot_too_old
 }
@@ -32,7 +45,26 @@ _CONTENTION_STATES = {
     "55006",  # object_in_use
     "40001",  # serialization_failure
     "40P01",  # deadlock_detected
-    "57014",  # query_canceled: a statement_timeout (ours or the role's)
+}
+# 57014 (query_canceled: statement_timeout, or an admin's pg_cancel_backend) is the batch's failure
+# (an attempt): see the module docstring.
+
+_HINTS = {
+    "57014": "a statement ran longer than statement_timeout (SQLSTATE 57014); retried with an attempt. "
+    "If it repeats, raise statement_timeout for the relay's role (ALTER ROLE ... SET statement_timeout "
+    "= '60s') or lower LITEMAAS_HOOKS_BATCH_SIZE",
+    "55P03": "another transaction held a lock longer than our lock_timeout (SQLSTATE 55P03); retried "
+    "shortly without an attempt. If it persists, find the holder in pg_locks / pg_stat_activity",
+    "25P03": "the server ended the session after idle_in_transaction_session_timeout (SQLSTATE 25P03); "
+    "reconnecting. If it repeats, raise idle_in_transaction_session_timeout for the relay's role",
+    "25006": "the server is read-only (SQLSTATE 25006: a replica after a failover, or "
+    "default_transaction_read_only=on); retried without attempts. The database URL must name the "
+    "primary (on RDS/Aurora: the writer or cluster endpoint, not a reader endpoint)",
+    "57P01": "the server is shutting down or restarting (SQLSTATE 57P01: a failover, a restart); "
+    "reconnecting with backoff",
+    "57P02": "the server crashed (SQLSTATE 57P02); reconnecting with backoff",
+    "57P03": "the server is starting up or in recovery (SQLSTATE 57P03: a failover in progress); "
+    "reconnecting with backoff",
 }
 
 
@@ -50,6 +82,16 @@ def classify(exc: BaseException) -> Kind | None:
     if not state and isinstance(exc, psycopg.OperationalError):
         return "outage"  # a client-side connection failure carries no SQLSTATE
     return None
+
+
+def explain(exc: BaseException) -> str | None:
+    """What a timeout, a read-only server or a failover means and what to set (None for others)."""
+    if not isinstance(exc, psycopg.Error):
+        return None
+    state = exc.sqlstate or ""
+    if not state and "idle-in-transaction" in str(exc):  # the FATAL text of a session ended by it
+        state = "25P03"
+    return _HINTS.get(state)
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -13,14 +13,16 @@ connection (the relay does) or commit yourself. Event lifecycle::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
+from psycopg.types.json import set_json_loads
 
 from litemaas_hooks import sql
 from litemaas_hooks.mapping import is_blank_name
@@ -136,6 +138,77 @@ async def claim(
         await cur.execute(_q("claim_events"), params)
         events = await cur.fetchall()
     return sorted(events, key=lambda e: e.id)
+
+
+@dataclass
+class Batch:
+    """What ``claim_batch`` brought back in its one round trip."""
+
+    events: list[Event]
+    # every row of LiteLLM's model table naming a claimed model name (read after the claim, in its
+    # transaction: never older than the claimed events)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    recovered: list[Recovered] = field(default_factory=list)  # claims of dead sessions given back
+    completed: int = 0  # of ``done``
+    next_due_seconds: float | None = None  # as next_due_seconds(), after this claim
+
+
+async def claim_batch(
+    conn: AnyConn,
+    *,
+    worker: str,
+    batch_size: int,
+    max_delay_seconds: float = DEFAULT_MAX_DELAY_SECONDS,
+    done: Iterable[int] = (),
+    max_attempts: int = 10,
+    blocked_column: bool = True,
+    json_loads: Callable[[str | bytes], Any] | None = None,
+) -> Batch:
+    """One round trip (a pipelined transaction): delete the ``done`` events of the previous batch,
+    give back claims of dead sessions, claim up to ``batch_size`` due events (never one naming a model
+    another relay holds a claim on), read every LiteLLM deployment of the claimed names, and say when
+    the next pending event is due. ``blocked_column``: LiteLLM's table has ``blocked`` (not 1.81)."""
+    done_ids = sorted(set(done))
+    claim = {"worker": worker, "batch_size": batch_size, "max_delay_seconds": max_delay_seconds}
+    variant = "" if blocked_column else "_without_blocked"
+    recover = {"free_interruptions": FREE_INTERRUPTIONS, "max_attempts": max_attempts}
+    try:
+        async with conn.pipeline():
+            await conn.execute(_q("begin"))
+            complete = {"worker": worker, "ids": done_ids}
+            ccur = await conn.execute(_q("complete_events"), complete) if done_ids else None
+            rcur = conn.cursor(row_factory=class_row(Recovered))
+            await rcur.execute(_q("recover_dead_sessions"), recover)
+            await conn.execute(_q("claim_lock"))
+            ecur = conn.cursor(row_factory=class_row(Event))
+            await ecur.execute(_q("claim_events_exclusive"), claim)
+            dcur = conn.cursor(row_factory=dict_row)
+            if json_loads is not None:
+                set_json_loads(json_loads, dcur)
+            await dcur.execute(_q("deployments_of_claims" + variant), {"worker": worker})
+            due_in = {"max_delay_seconds": max_delay_seconds}
+            ncur = await conn.execute(_q("next_due_seconds"), due_in)
+            await conn.execute(_q("commit"))
+    except BaseException:
+        await rollback(conn)
+        raise
+    events = sorted(await ecur.fetchall(), key=lambda e: e.id)
+    due = await ncur.fetchone()
+    return Batch(
+        events=events,
+        rows=await dcur.fetchall() if events else [],
+        recovered=await rcur.fetchall(),
+        completed=ccur.rowcount if ccur is not None else 0,
+        next_due_seconds=None if due is None or due[0] is None else float(due[0]),
+    )
+
+
+async def rollback(conn: AnyConn) -> None:
+    """End an explicit transaction a pipelined round trip left open (after an error); never raises."""
+    if conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        return
+    with contextlib.suppress(psycopg.Error):  # the connection is gone: its transaction went with it
+        await conn.execute(_q("rollback"))
 
 
 async def complete(conn: AnyConn, *, worker: str, ids: Iterable[int]) -> int:

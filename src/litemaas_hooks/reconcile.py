@@ -4,7 +4,9 @@ One engine serves the backfill, the event relay and periodic healing. It is leve
 trusts an event's payload, it re-reads every deployment of each affected ``model_name`` and writes the
 resulting backend row (or retires it). Concurrent runs are serialised per name by transaction-level
 advisory locks taken in the backend database before the truth is read, so a slower run can never
-overwrite a newer state.
+overwrite a newer state (the relay reads the truth with its claim instead, and claims no name another
+relay holds: a change made after its read has an event of its own, applied after this one). A full
+run commits chunk by chunk: its locks are held for one chunk.
 
 INTERFACE (stable; the relay and the CLI depend on it):
 
@@ -38,14 +40,14 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 import psycopg
 
-from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outages, sql
+from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outages, outbox, sql
 from litemaas_hooks.errors import MappingError
 from litemaas_hooks.litellm_source import read_truth
 from litemaas_hooks.mapping import ModelRecord, is_team_model, map_model
@@ -86,6 +88,7 @@ LOCK_TIMEOUT_MS = 2000
 BUSY_MESSAGE = "the backend row or name is locked by another transaction; retried later (no attempt spent)"
 RETIRE_REASON = "no deployment of this model_name is left in LiteLLM"
 SERVED_ELSEWHERE = "still served by another LiteLLM instance (litemaas_hooks.model_instances)"
+CAME_BACK = "back in LiteLLM since this pass read it: not retired (its change converges it)"
 # How many due cascades one pass of the relay claims (the rest in the next pass, right after).
 DUE_BATCH = 500
 
@@ -160,13 +163,39 @@ class Reconciler:
         retire_missing: RetireMissing = False,
         dry_run: bool = False,
         progress: Progress | None = None,
+        prefetched: Sequence[Mapping[str, Any]] | None = None,
     ) -> Report:
+        """``prefetched``: LiteLLM's table rows of ``names``, read by the caller after its claim (the
+        relay); with it a set of names costs two backend round trips and no LiteLLM one."""
         started = time.perf_counter()
         report = Report(dry_run=dry_run)
         scope = None if names is None else {n for n in names if n}
         if scope is not None and not scope:
             return report
         await self.instance(litellm)  # which LiteLLM this is (model_instances), once
+        if scope is not None and not dry_run:
+            try:
+                await self._converge_names(litellm, backend, sorted(scope), report, prefetched)
+            except Exception as exc:
+                if outages.classify(exc) is not None:
+                    raise
+                # a value the batch's one statement refused: the careful path below isolates it
+                log.debug("pipelined write of %d names failed; per record", len(scope), exc_info=True)
+                report = Report(dry_run=dry_run)
+            else:
+                report.seconds = time.perf_counter() - started
+                return report
+        if scope is None:
+            await self._converge_all(
+                litellm,
+                backend,
+                report,
+                retire_missing=retire_missing,
+                dry_run=dry_run,
+                progress=progress,
+            )
+            report.seconds = time.perf_counter() - started
+            return report
         async with backend.transaction(force_rollback=dry_run):
             await backend.execute(
                 sql.query("backend", "set_lock_timeout"), {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
@@ -174,29 +203,283 @@ class Reconciler:
             busy = await backend_sink.try_lock_models(backend, scope)
             for name in busy:
                 report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
-            if scope is not None:
-                scope -= set(busy)
-            if scope is None:
-                # everything, in chunks of names: memory stays bounded however many models there are
-                every = await self._all_names(litellm, backend, report, retire_missing=retire_missing)
-                chunks = [every[i : i + CHUNK_NAMES] for i in range(0, len(every), CHUNK_NAMES)]
-                may_retire = retire_missing
-            else:
-                every, chunks, may_retire = sorted(scope), [sorted(scope)] if scope else [], True
+            scope -= set(busy)
+            every = sorted(scope)
             await self._converge_chunks(
                 litellm,
                 backend,
-                chunks,
+                [every] if every else [],
                 report,
-                may_retire=may_retire,
+                may_retire=True,
                 dry_run=dry_run,
-                full=scope is None,
                 progress=None if progress is None else functools.partial(_tell, progress, len(every)),
             )
             if report.retires:
                 await self._retire_all(litellm, backend, report)
         report.seconds = time.perf_counter() - started
         return report
+
+    async def _converge_all(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        report: Report,
+        *,
+        retire_missing: RetireMissing,
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> None:
+        """Every name, CHUNK_NAMES at a time, ONE TRANSACTION PER CHUNK: the names' locks and the rows
+        written are held for one chunk, never for the whole run (a subscription, the backend's sync, a
+        relay's change wait at most one chunk); a dry run (status's drift check) takes no lock at all.
+        LiteLLM's table is scanned once (keys by name); each chunk reads its rows by primary key."""
+        mark = time.perf_counter()
+        # the column types of LiteLLM's table checked once for the pass (deployment_ids checks them
+        # too, before its read): the chunks' reads by key (rows_by_ids) rely on this check
+        blocked_column = await litellm_source.has_blocked_column(litellm)
+        ids_by_name = await litellm_source.deployment_ids(litellm)
+        every = await self._all_names(
+            litellm, backend, report, retire_missing=retire_missing, table=ids_by_name
+        )
+        report.add_phase("read_litellm", time.perf_counter() - mark)
+        done = 0
+        for start in range(0, len(every), CHUNK_NAMES):
+            names = every[start : start + CHUNK_NAMES]
+            try:
+                # one round trip: BEGIN, lock timeout, the chunk's locks (not for a dry run), its rows
+                busy_cur = None
+                async with backend.pipeline():
+                    await backend.execute(sql.query("backend", "begin"))
+                    if not dry_run:
+                        timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
+                        await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
+                        busy_cur = await backend_sink.send_try_lock(backend, names)
+                    snap_cur = await backend_sink.send_snapshot(backend, names)
+                busy = set()
+                if busy_cur is not None:
+                    busy = set(await backend_sink.busy_names(busy_cur))
+                current = await backend_sink.snapshot_rows(snap_cur)
+                for name in busy:
+                    report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+                await self._converge_one_chunk(
+                    litellm,
+                    backend,
+                    [n for n in names if n not in busy],
+                    report,
+                    ids_by_name,
+                    current,
+                    blocked_column=blocked_column,
+                    may_retire=retire_missing,
+                    dry_run=dry_run,
+                )
+                await backend.execute(sql.query("backend", "rollback" if dry_run else "commit"))
+            except BaseException:
+                await outbox.rollback(backend)
+                raise
+            done = min(len(every), start + CHUNK_NAMES)
+            if progress is not None:
+                progress(done, len(every))
+        if report.retires and not dry_run:
+            await self._retire_pass(litellm, backend, report)
+
+    async def _retire_pass(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        report: Report,
+    ) -> None:
+        """A full run's retires, decided over the whole pass (the chunks only collected them) and
+        applied together in one transaction (``_retire_all``: the mass-retire guard sees them all).
+        The chunks committed meanwhile: each name is locked again (a busy one is deferred) and
+        LiteLLM is asked again by name; a name that came back since its chunk is not retired."""
+        async with backend.transaction():
+            timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
+            await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
+            busy = set(await backend_sink.try_lock_models(backend, report.retires))
+            for name in busy:
+                report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+            wanted = [n for n in report.retires if n not in busy]
+            back: set[str] = set()
+            if wanted:
+                again = await read_truth(
+                    litellm, wanted, key=self._key(), config_models=self.config_models
+                )
+                back = set(again.deployments) | set(again.errors)
+            for name in sorted(back):
+                report.outcomes[name] = Outcome("deferred", CAME_BACK)
+            report.retires = [n for n in wanted if n not in back]
+            if report.retires:
+                await self._retire_all(litellm, backend, report)
+
+    async def _converge_one_chunk(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        names: list[str],
+        report: Report,
+        ids_by_name: Mapping[str, list[str]],
+        current: dict[str, CurrentRow],
+        *,
+        blocked_column: bool,
+        may_retire: RetireMissing,
+        dry_run: bool,
+    ) -> None:
+        """One chunk of a full run, inside its transaction (its names locked unless a dry run);
+        ``current``: the chunk's backend rows, read under those locks."""
+        if not names:
+            return
+        db_rows: set[str] = set()
+        if may_retire == "db-rows":
+            db_rows = await backend_sink.db_model_ids(backend, [n for n in names if n in current])
+        mark = time.perf_counter()
+        ids = [i for n in names for i in ids_by_name.get(n, ())]
+        rows = []
+        if ids:
+            rows = await litellm_source.rows_by_ids(
+                litellm, ids, names, blocked_column=blocked_column
+            )
+        key = self._key()
+        config = self.config_models
+        truth = await read_truth(litellm, names, key=key, config_models=config, rows=rows)
+        report.add_phase("read_litellm", time.perf_counter() - mark)
+        mark = time.perf_counter()
+        plan = await asyncio.to_thread(
+            self._plan,
+            names,
+            truth.deployments,
+            truth.errors,
+            current,
+            may_retire=may_retire,
+            db_rows=db_rows,
+        )
+        retiring = [c.name for c in plan if c.action == "retire"]
+        if retiring:
+            # a deployment added since the first pass has a key we do not know: ask by name (a table
+            # scan, only for names about to be retired) before retiring anything
+            again = await read_truth(litellm, retiring, key=key)
+            if again.deployments or again.errors:
+                truth.deployments.update(again.deployments)
+                truth.errors.update(again.errors)
+                plan = self._plan(
+                    names,
+                    truth.deployments,
+                    truth.errors,
+                    current,
+                    may_retire=may_retire,
+                    db_rows=db_rows,
+                )
+        report.add_phase("plan", time.perf_counter() - mark)
+        plan = await self._not_served_elsewhere(backend, plan)
+        for change in plan:
+            action = _PLAN_TO_OUTCOME[change.action]
+            report.outcomes[change.name] = Outcome(action, change.message, change.changes)
+        if not dry_run:
+            # its retires are only collected (report.retires): applied after the last chunk
+            await self._write_chunk(backend, plan, truth, report, len(names))
+
+    async def _converge_names(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        names: list[str],
+        report: Report,
+        prefetched: Sequence[Mapping[str, Any]] | None,
+    ) -> None:
+        """A few names (the relay's batch) in two backend round trips: [BEGIN, lock timeout, the
+        names' locks, their rows] pipelined, then [upsert, sources, COMMIT]. Raises on any error (the
+        caller falls back to the per-record path)."""
+        retires: dict[str, psycopg.AsyncCursor[Any]] = {}
+        try:
+            async with backend.pipeline():
+                await backend.execute(sql.query("backend", "begin"))
+                upsert_cur = await self._names_in_pipeline(
+                    litellm, backend, names, report, prefetched, retires
+                )
+                await backend.execute(sql.query("backend", "commit"))
+        except BaseException:
+            await outbox.rollback(backend)
+            raise
+        # committed (the second round trip): what the retires and the upsert found
+        for name, cur in retires.items():
+            self._note_retire(report, name, await backend_sink.retire_result(cur))
+        if upsert_cur is not None:
+            for model_id, outcome in await backend_sink.upsert_outcomes(upsert_cur):
+                if outcome == "unchanged":
+                    report.outcomes[model_id] = Outcome("unchanged")
+                else:
+                    report.rows_written += 1
+
+    async def _names_in_pipeline(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        names: list[str],
+        report: Report,
+        prefetched: Sequence[Mapping[str, Any]] | None,
+        retires: dict[str, psycopg.AsyncCursor[Any]],
+    ) -> psycopg.AsyncCursor[Any] | None:
+        """_converge_names inside its transaction: returns the upsert's cursor and fills ``retires``
+        (name: cursor), none of them read yet: the caller reads them after COMMIT."""
+        timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
+        await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
+        busy_cur = await backend_sink.send_try_lock(backend, names)
+        snap_cur = await backend_sink.send_snapshot(backend, names)
+        busy = await backend_sink.busy_names(busy_cur)  # the first round trip
+        current = await backend_sink.snapshot_rows(snap_cur)
+        for name in busy:
+            report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+        todo = [n for n in names if n not in busy]
+        if not todo:
+            return None
+        wanted = set(todo)
+        rows = None
+        if prefetched is not None:
+            rows = [r for r in prefetched if r.get("model_name") in wanted]
+        mark = time.perf_counter()
+        config = self.config_models
+        # a model never seen: LiteLLM's answer is shared after the write (the relay's drain), not before
+        truth = await read_truth(
+            litellm,
+            todo,
+            key=self._key(),
+            config_models=config,
+            rows=rows,
+            share=prefetched is None,
+        )
+        report.add_phase("read_litellm", time.perf_counter() - mark)
+        plan = self._plan(todo, truth.deployments, truth.errors, current, may_retire=True)
+        # retires as the per-record path makes them (_retire_all): none of a name another LiteLLM
+        # serves, the grace period, the mass-retire guard over the batch (the relay's pass), this
+        # instance named; the reads this takes cost round trips only when the batch retires
+        plan = await self._not_served_elsewhere(backend, plan)
+        for change in plan:
+            action = _PLAN_TO_OUTCOME[change.action]
+            report.outcomes[change.name] = Outcome(action, change.message, change.changes)
+        gone = [c.name for c in plan if c.action == "retire"]
+        report.retires.extend(gone)
+        hold = await self._guard_holds(backend, len(gone)) if gone else False
+        settings = self.settings
+        for name in gone:  # no savepoint: an error fails the batch, and the caller isolates it
+            retires[name] = await backend_sink.send_retire_v2(
+                backend,
+                name,
+                cascade=settings.retire_cascade,
+                reason=RETIRE_REASON,
+                grace_seconds=settings.retire_grace_seconds,
+                instance=self._instance,
+                hold=hold,
+            )
+        writes = [c.record for c in plan if c.action in {"create", "update"} and c.record]
+        upsert_cur = await backend_sink.send_upsert(backend, writes) if writes else None
+        synced = {"created", "updated", "unchanged"}
+        sources = {
+            name: any(d.source == "db" for d in deps)
+            for name, deps in truth.deployments.items()
+            if name in report.outcomes and report.outcomes[name].action in synced
+        }
+        await backend_sink.note_sources(backend, sources)
+        await backend_sink.note_instances(backend, sources, self._instance)
+        return upsert_cur
 
     async def _all_names(
         self,
@@ -205,10 +488,17 @@ class Reconciler:
         report: Report,
         *,
         retire_missing: RetireMissing,
+        table: Mapping[str, list[str]],
     ) -> list[str]:
-        """Every name in LiteLLM (table and config models), plus every backend row when retiring."""
+        """Every name in LiteLLM (table and config models), plus every backend row when retiring.
+        ``table``: the table's names, already read (``litellm_source.deployment_ids``)."""
         mark = time.perf_counter()
-        names = await litellm_source.all_names(litellm, self.config_models)
+        names = set(table)
+        if self.config_models is not None:
+            configured = self.config_models()
+            names |= {
+                str(m["model_name"]) for m in configured if isinstance(m.get("model_name"), str)
+            }
         for model_id in await litellm_source.nameless_deployments(litellm):
             report.outcomes[f"<deployment {model_id}>"] = Outcome(
                 "error",
@@ -229,7 +519,6 @@ class Reconciler:
         *,
         may_retire: RetireMissing,
         dry_run: bool,
-        full: bool,
         progress: Callable[[int], None] | None,
     ) -> None:
         """Read, plan and write chunk after chunk, overlapped: while the backend database writes one
@@ -259,8 +548,6 @@ class Reconciler:
                     writing = None
                     if progress:
                         progress(done)
-                if full and not dry_run:
-                    plan = await self._skip_busy_rows(backend, plan, report)
                 plan = await self._not_served_elsewhere(backend, plan)
                 for change in plan:
                     report.outcomes[change.name] = Outcome(
@@ -295,19 +582,6 @@ class Reconciler:
         if may_retire == "db-rows":
             db_rows = await backend_sink.db_model_ids(backend, [n for n in names if n in current])
         return current, db_rows
-
-    async def _skip_busy_rows(
-        self, backend: psycopg.AsyncConnection[Any], plan: list[PlannedChange], report: Report
-    ) -> list[PlannedChange]:
-        """The global lock is ours; a row someone else holds (an admin's transaction) waits for the next
-        run instead of stalling this one: lock the rows we will write, skipping busy ones."""
-        writes = [c.name for c in plan if c.action in {"create", "update", "retire"}]
-        busy = set(await backend_sink.try_lock_models(backend, writes, rows_only=True)) if writes else set()
-        if not busy:
-            return plan
-        for name in busy:
-            report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
-        return [c for c in plan if c.name not in busy]
 
     async def _not_served_elsewhere(
         self, backend: psycopg.AsyncConnection[Any], plan: list[PlannedChange]
@@ -424,20 +698,8 @@ class Reconciler:
         the LiteLLM-sourced models (the mass-retire guard) cascades nothing: its names are held."""
         settings = self.settings
         names = report.retires
-        hold = settings.retire_cascade and mass_retire(
-            len(names),
-            await backend_sink.retire_guard_total(backend),
-            percent=settings.retire_guard_percent,
-            min_models=settings.retire_guard_min_models,
-        )
+        hold = await self._guard_holds(backend, len(names))
         instance = await self.instance(litellm)
-        if hold:
-            log.warning(
-                "mass-retire guard: this pass would retire %d models at once; they are unavailable "
-                "but "
-                "their cascade is held until `litemaas-hooks retire --confirm` (or they come back)",
-                len(names),
-            )
         for name in names:
             try:
                 async with backend.transaction():
@@ -460,17 +722,40 @@ class Reconciler:
                     continue
                 report.outcomes[name] = Outcome("error", f"retire failed: {_describe_db(exc)}")
                 continue
-            outcome = report.outcomes.get(name) or Outcome("retired")
-            report.outcomes[name] = outcome
-            if result.get("retired"):
-                report.rows_written += 1
-                outcome.message = _retire_message(result)
-                if result.get("held"):
-                    report.held.append(name)
-            elif result.get("served_elsewhere"):
-                report.outcomes[name] = Outcome("unchanged", SERVED_ELSEWHERE)
-            else:
-                report.outcomes[name] = Outcome("unchanged", "already retired")
+            self._note_retire(report, name, result)
+
+    async def _guard_holds(self, backend: psycopg.AsyncConnection[Any], count: int) -> bool:
+        """The mass-retire guard for a pass retiring ``count`` names: True holds their cascades."""
+        settings = self.settings
+        hold = settings.retire_cascade and mass_retire(
+            count,
+            await backend_sink.retire_guard_total(backend),
+            percent=settings.retire_guard_percent,
+            min_models=settings.retire_guard_min_models,
+        )
+        if hold:
+            log.warning(
+                "mass-retire guard: this pass would retire %d models at once; they are unavailable "
+                "but their cascade is held until `litemaas-hooks retire --confirm` (or they come "
+                "back)",
+                count,
+            )
+        return hold
+
+    @staticmethod
+    def _note_retire(report: Report, name: str, result: Mapping[str, Any]) -> None:
+        """What retire_model_v2 answered for ``name``, in the report."""
+        outcome = report.outcomes.get(name) or Outcome("retired")
+        report.outcomes[name] = outcome
+        if result.get("retired"):
+            report.rows_written += 1
+            outcome.message = _retire_message(result)
+            if result.get("held"):
+                report.held.append(name)
+        elif result.get("served_elsewhere"):
+            report.outcomes[name] = Outcome("unchanged", SERVED_ELSEWHERE)
+        else:
+            report.outcomes[name] = Outcome("unchanged", "already retired")
 
     async def instance(self, litellm: psycopg.AsyncConnection[Any]) -> str | None:
         """This LiteLLM's identity (its database's), remembered; None when it cannot be read."""
@@ -629,4 +914,5 @@ def _pg_message(exc: psycopg.Error) -> str:
     parts = [diag.message_primary or type(exc).__name__]
     if diag.sqlstate:
         parts.append(f"(SQLSTATE {diag.sqlstate})")
-    return " ".join(parts)
+    hint = outages.explain(exc)  # a statement_timeout: which setting to raise
+    return " ".join(parts) + (f": {hint}" if hint else "")

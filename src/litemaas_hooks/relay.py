@@ -8,11 +8,14 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
     connect both databases (autocommit) → LISTEN → give back our old claims, recover stalled claims
     → drain → wait for a NOTIFY or the poll timeout → drain → ...
 
-- **drain**: claim a batch of due events (``FOR UPDATE SKIP LOCKED``), collect every affected model
-  name (old and new name of a rename), ``engine.converge(names=...)`` (re-reads the current truth, so
-  duplicated or reordered events are harmless), then — only after the backend transaction committed —
-  delete the events whose names converged and record the failures (scrubbed error text, capped
-  exponential backoff, ``dead`` after ``max_attempts``). Repeat until nothing is due.
+- **drain**: one LiteLLM round trip (``outbox.claim_batch``) claims a batch of due events (``FOR
+  UPDATE SKIP LOCKED``; never an event naming a model another relay holds a claim on), reads every
+  deployment of their model names in the same transaction (the current truth, so duplicated or
+  reordered events are harmless) and deletes the previous batch's applied events; then
+  ``engine.converge(names=..., prefetched=rows)`` (two pipelined backend round trips); events whose
+  names converged are deleted with the next claim, only after the backend transaction committed;
+  failures are recorded at once (scrubbed error text, capped exponential backoff, ``dead`` after
+  ``max_attempts``). Repeat until nothing is due.
 - **LISTEN before draining**: an event committed while we drain still wakes us (psycopg keeps
   notifications that arrive during a query for the next wait); the poll timeout
   (``poll_interval_seconds``) is the safety net and also retries failed events when they are due.
@@ -55,13 +58,22 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import psycopg
 
-from litemaas_hooks import backend_sink, litellm_adapter, metrics, outages, outbox, sql
+from litemaas_hooks import (
+    backend_sink,
+    litellm_adapter,
+    litellm_source,
+    memo_share,
+    metrics,
+    outages,
+    outbox,
+    sql,
+)
 from litemaas_hooks.backoff import Backoff
 from litemaas_hooks.connections import (
     connect_error_message,
@@ -128,6 +140,7 @@ class Engine(Protocol):
         *,
         retire_missing: bool | Literal["db-rows"] = False,
         dry_run: bool = False,
+        prefetched: Sequence[Mapping[str, Any]] | None = None,
     ) -> _Report: ...
 
 
@@ -214,6 +227,12 @@ class Relay:
         self._retired_since_check = True  # re-read the pending cascades at the next check
         self._due_errors = False  # the last due pass could not read LiteLLM for some names
         self._queue_warned = False
+        # completion folded into the next claim: events applied (backend committed), deleted with it
+        self._done: list[int] = []
+        self._blocked_column = True  # LiteLLM's table has `blocked` (1.81's has not); per session
+        self._next_due: float | None = None  # what the last claim said (None: ask)
+        self._next_due_fresh = False
+        self._deferral_warned_until = 0.0
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -224,6 +243,12 @@ class Relay:
                 extra.append(self._key())
         return scrub(text, [*self.settings.secrets(), *extra])
 
+    def _memo_key(self) -> str | None:
+        """The key the engine decrypts with (the same precedence), which signs the shared memo."""
+        if self._key is not None:
+            return self._key()
+        return self.settings.decryption_key() or litellm_adapter.proxy_master_key()
+
     @property
     def _max_delay_seconds(self) -> float:
         """The longest retry delay this relay sets (anything due later means the clock went back)."""
@@ -232,7 +257,9 @@ class Relay:
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, LiteMaaSHooksError):  # already says what is wrong and what to do
             return self._scrub(str(exc))
-        return self._scrub(f"{type(exc).__name__}: {first_line(exc)}")
+        hint = outages.explain(exc)  # a timeout, a read-only server, a failover: what to set
+        text = f"{type(exc).__name__}: {first_line(exc)}"
+        return self._scrub(text + (f": {hint}" if hint else ""))
 
     async def _connect(self, dsn: str, which: Literal["backend", "litellm"]) -> psycopg.AsyncConnection[Any]:
         try:
@@ -366,6 +393,11 @@ class Relay:
                 "`litemaas-hooks install` (with LITELLM_DATABASE_URL and LITEMAAS_DATABASE_URL set)"
             )
         await self._ensure_trigger(lconn, state)
+        self._done = []  # claims of an earlier session: given back below
+        # the column types of LiteLLM's table are checked here, once per connection (every reconnect
+        # checks again) and at every housekeeping: claim_batch's read of the table (each batch) relies
+        # on this check instead of repeating it (litellm_source.column_problem: UnsafeObjectError)
+        self._blocked_column = await litellm_source.has_blocked_column(lconn)
         if not self._polling:  # transaction pooling: LISTEN means nothing there, we poll (_timeout)
             await outbox.listen(lconn)  # before the first drain: nothing committed after it is lost
         given_back = await outbox.release(
@@ -380,7 +412,10 @@ class Relay:
     async def _timeout(self, lconn: psycopg.AsyncConnection[Any]) -> float:
         now = time.monotonic()
         timeout = max(0.0, self._next_housekeeping - now)
-        due = await outbox.next_due_seconds(lconn, max_delay_seconds=self._max_delay_seconds)
+        if self._next_due_fresh:  # the drain's last claim said it, in the same round trip
+            due, self._next_due_fresh = self._next_due, False
+        else:
+            due = await outbox.next_due_seconds(lconn, max_delay_seconds=self._max_delay_seconds)
         if due is not None:
             # floor: a due event we could not claim (row locked by someone's open transaction) must
             # not turn this loop into a busy spin
@@ -477,13 +512,17 @@ class Relay:
 
     async def _housekeeping(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
         await outbox.ping(bconn)  # find out now, not with the next event, that the backend went away
+        self._blocked_column = await litellm_source.has_blocked_column(lconn)  # LiteLLM upgraded?
         await self._recover(lconn)
         await self.observe.refresh(lconn)
         self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
 
     async def _recover_dead_sessions(self, lconn: psycopg.AsyncConnection[Any]) -> None:
         """Claims of relays whose database session is gone: pending again at once, no attempt spent."""
-        recovered = await outbox.recover_dead_sessions(lconn, max_attempts=self.settings.max_attempts)
+        attempts = self.settings.max_attempts
+        self._note_recovered(await outbox.recover_dead_sessions(lconn, max_attempts=attempts))
+
+    def _note_recovered(self, recovered: list[outbox.Recovered]) -> None:
         if recovered:
             self.stats.dead_sessions_recovered += len(recovered)
             log.warning(
@@ -514,19 +553,33 @@ class Relay:
     # -- draining --------------------------------------------------------------------------------
 
     async def drain_once(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> int:
-        """Claim and apply one batch; returns how many events were claimed (0 = nothing due)."""
-        events = await outbox.claim(
+        """Claim and apply one batch; returns how many events were claimed (0 = nothing due).
+
+        One LiteLLM round trip claims the batch, reads its names' deployments and deletes the events
+        the previous batch applied (their completion); the engine then needs two backend ones."""
+        batch = await outbox.claim_batch(
             lconn,
             worker=self.worker_id,
             batch_size=self.settings.batch_size,
             max_delay_seconds=self._max_delay_seconds,
+            done=self._done,
+            max_attempts=self.settings.max_attempts,
+            blocked_column=self._blocked_column,
+            json_loads=litellm_source.safe_json_loads,
         )
+        self._done = []
+        self._next_due, self._next_due_fresh = batch.next_due_seconds, True
+        self._note_recovered(batch.recovered)
+        events = batch.events
         if not events:
             return 0
+        self._next_due_fresh = False  # this batch's outcome (a failure, a deferral) changes it
         started = time.perf_counter()
         names: set[str] = set().union(*(e.names for e in events))
         try:
-            report = await self._engine.converge(lconn, bconn, names=names, retire_missing=False)
+            report = await self._engine.converge(
+                lconn, bconn, names=names, retire_missing=False, prefetched=batch.rows
+            )
         except Exception as exc:
             kind = outages.classify(exc)
             if kind is None:
@@ -537,6 +590,7 @@ class Relay:
                     lconn, worker=self.worker_id, reasons={e.id: reason for e in events}, delay_seconds=DEFER_SECONDS
                 )
                 log.info("%s: %s; %d events retried in about %.1fs", self.name, reason, len(events), DEFER_SECONDS)
+                self._warn_if_deferred_long(events, reason)
                 return len(events)
             # a database cannot take the work (read-only, disk full, shut down, gone): not the events'
             # fault; give them back (if the LiteLLM side still answers) and reconnect with backoff
@@ -546,13 +600,37 @@ class Relay:
             raise
         return await self._settle(lconn, events, names, report, started)
 
+    def _warn_if_deferred_long(self, events: Sequence[outbox.Event], reason: str) -> None:
+        """Deferrals spend no attempt, so they could go on forever: once events have waited longer
+        than the stall timeout, say so (at most once a minute; `status` shows the old backlog too)."""
+        if not events:
+            return
+        oldest = min(e.created_at for e in events)
+        waited = time.time() - oldest.timestamp()
+        if waited < self.settings.stall_timeout_seconds:
+            return
+        if time.monotonic() < self._deferral_warned_until:
+            return
+        self._deferral_warned_until = time.monotonic() + 60.0
+        log.warning(
+            "%s: %d events have waited %.0fs, deferred again (no attempt spent): %s",
+            self.name,
+            len(events),
+            waited,
+            reason,
+            extra={"event_ids": [e.id for e in events], "outcome": "deferred"},
+        )
+
     async def _converge_failed(
         self, lconn: psycopg.AsyncConnection[Any], events: list[outbox.Event], exc: Exception
     ) -> int:
         """converge() raised something that is neither an outage nor a model's error (a bug): every
         event of the batch is retried (an attempt each), with the error."""
-        message = self._scrub(f"converge failed: {type(exc).__name__}: {exc}")[:2000]
-        log.error("%s: %s (events %s)", self.name, message, [e.id for e in events], exc_info=exc)
+        hint = outages.explain(exc)  # a statement_timeout: the batch's failure, with the setting named
+        text = f"converge failed: {type(exc).__name__}: {exc}" + (f": {hint}" if hint else "")
+        message = self._scrub(text)[:2000]
+        trace = exc if hint is None else None  # a bug gets its traceback; a named timeout needs none
+        log.error("%s: %s (events %s)", self.name, message, [e.id for e in events], exc_info=trace)
         await self._fail(lconn, {e.id: message for e in events})
         return len(events)
 
@@ -591,13 +669,15 @@ class Relay:
                 )[:2000]
             else:
                 done.append(event.id)
-        # the backend transaction(s) of converge() committed: the events may go now
-        await outbox.complete(lconn, worker=self.worker_id, ids=done)
+        # the backend transaction(s) of converge() committed: the events go with the next claim
+        self._done.extend(done)
         await self._fail(lconn, errors)
         if later:
             self.stats.events_deferred += await outbox.defer(
                 lconn, worker=self.worker_id, reasons=later, delay_seconds=DEFER_SECONDS
             )
+            waiting = [e for e in events if e.id in later]
+            self._warn_if_deferred_long(waiting, next(iter(later.values())))
         elapsed = time.perf_counter() - started
         self.stats.batches += 1
         self.stats.events_applied += len(done)
@@ -625,9 +705,12 @@ class Relay:
         return len(events)
 
     async def _drain(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
-        await self._recover_dead_sessions(lconn)  # cheap (claimed rows only): a dead relay's work goes on now
+        # each claim first gives back the claims of dead sessions: a dead relay's work goes on now
         while await self.drain_once(lconn, bconn):
             pass
+        # LiteLLM's answers for models never seen, learnt while converging: shared with the fleet now,
+        # after the backend commits (a no-op without anything new)
+        await memo_share.push(lconn, self._memo_key())
 
     async def _fail(self, lconn: psycopg.AsyncConnection[Any], errors: Mapping[int, str]) -> None:
         if not errors:

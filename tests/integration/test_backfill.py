@@ -380,52 +380,63 @@ def test_an_admins_hide_survives_a_delete_and_re_add(env: dict[str, str]) -> Non
     assert row["litellm_model_id"] != name
 
 
-def test_writing_a_chunk_overlaps_planning_the_next(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """While the backend writes one chunk, the next one is read and planned (two cores at work): the
-    first chunk's write waits here until the second chunk's planning has started (sequential code
-    would only plan it after the write: the wait would run out)."""
-    from litemaas_hooks import backend_sink, reconcile
+def test_a_full_run_commits_chunk_by_chunk_and_holds_no_user_up(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full reconcile of 2 chunks, paused while it reads its second chunk (that chunk's names
+    locked). Meanwhile, from other connections: the first chunk is committed (visible); a user's
+    subscription to a model of either chunk goes through at once (lock_timeout 1 s: it would fail
+    if it had to wait); a change to a first-chunk name is applied, not deferred; status's drift check
+    (a dry run) completes. Before: one transaction and the exclusive fleet lock for the whole run."""
+    from litemaas_hooks import reconcile
 
     monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
     seed(env, [*SEED, ("chunk-x", "openai/x", {})])  # 4 names: 2 chunks
+    add_user(env)
     assert run("install", "--backend-only") == 0
-    second = sorted(n for n, _, _ in [*SEED, ("chunk-x", "", {})])[2:]
-    seen: dict[str, Any] = {"overlapped": None}
-    real_upsert, real_plan = backend_sink.upsert, reconcile.Reconciler._plan
+    assert run("backfill") == 0  # rows exist: the run below rewrites them (a synced column spoilt)
+    db = env["LITEMAAS_DATABASE_URL"]
+    execute(db, "UPDATE models SET tpm = -1")
+    every = sorted(n for n, _, _ in [*SEED, ("chunk-x", "", {})])
+    first, second = every[:2], every[2:]
+    seen: dict[str, Any] = {}
+    real_read = reconcile.read_truth
 
-    async def go() -> Report:
-        loop, planning = asyncio.get_running_loop(), asyncio.Event()
+    async def pause(names: Any) -> None:
+        with psycopg.connect(db, autocommit=True) as other:
+            other.execute("SET lock_timeout = '1s'")
+            fixed = other.execute("SELECT id FROM models WHERE tpm IS DISTINCT FROM -1 ORDER BY id")
+            seen["committed"] = [r[0] for r in fixed.fetchall()]
+            for model in (first[0], second[0]):
+                other.execute("INSERT INTO subscriptions (user_id, model_id) VALUES (%s, %s)", (USER, model))
+            seen["subscribed"] = True
+        change = await connected(lambda engine, lite, back: engine.converge(lite, back, {first[1]}))
+        seen["change"] = change.outcomes[first[1]].action
+        drift = await connected(lambda engine, lite, back: engine.converge(lite, back, None, dry_run=True))
+        seen["drift"] = sorted(drift.counts().items())
 
-        def plan(self: Reconciler, names: Any, *args: Any, **kwargs: Any) -> Any:
-            if sorted(names) == second:
-                loop.call_soon_threadsafe(planning.set)
-            return real_plan(self, names, *args, **kwargs)
+    async def read_truth(conn: Any, names: Any, **kwargs: Any) -> Any:
+        if names is not None and sorted(names) == second and "committed" not in seen:
+            await pause(names)
+        return await real_read(conn, names, **kwargs)
 
-        async def upsert(conn: Any, records: Any) -> Any:
-            if seen["overlapped"] is None:  # the first chunk's write
-                try:
-                    await asyncio.wait_for(planning.wait(), timeout=10)
-                    seen["overlapped"] = True
-                except TimeoutError:
-                    seen["overlapped"] = False
-            return await real_upsert(conn, records)
-
-        monkeypatch.setattr(reconcile.Reconciler, "_plan", plan)
-        monkeypatch.setattr(backend_sink, "upsert", upsert)
-        return await connected(lambda engine, lite, back: engine.converge(lite, back, None))
-
-    report = asyncio.run(go())
-    assert seen["overlapped"] is True
-    assert report.counts()["created"] == 4
-    assert len(models(env)) == 4
+    monkeypatch.setattr(reconcile, "read_truth", read_truth)
+    report = asyncio.run(connected(lambda engine, lite, back: engine.converge(lite, back, None)))
+    assert seen["committed"] == first  # the first chunk was committed before the second was read
+    assert seen["subscribed"] is True
+    assert seen["change"] in {"unchanged", "updated"}  # not "deferred": first's locks were gone
+    assert ("error", 0) not in seen["drift"]
+    assert "deferred" not in dict(seen["drift"])
+    assert report.counts()["updated"] == 4 - (seen["change"] == "updated")
+    assert all(m["tpm"] != -1 for m in models(env).values())
 
 
-def test_an_error_while_a_chunk_is_written_rolls_everything_back(
+def test_an_error_in_a_later_chunk_keeps_the_committed_chunks(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Reading the next chunk fails while the previous chunk's write is in flight: the write ends,
-    the run's transaction is rolled back (nothing half-written), the error reaches the caller and
-    the connection is usable again."""
+    """Reading the second chunk fails: the first chunk stays committed (each chunk is its own
+    transaction; a re-run completes the rest), the error reaches the caller and the connection is
+    usable again."""
     from litemaas_hooks import reconcile
 
     monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
@@ -449,8 +460,10 @@ def test_an_error_while_a_chunk_is_written_rolls_everything_back(
         row = await cur.fetchone()
         return int(row[0]) if row else -1
 
-    assert asyncio.run(connected(body)) == 0
-    assert models(env) == {}
+    assert asyncio.run(connected(body)) == 2
+    assert len(models(env)) == 2
+    assert run("backfill") == 0
+    assert len(models(env)) == 4
 
 
 def test_metadata_is_written_with_lz4_where_the_server_has_it(env: dict[str, str]) -> None:

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from litemaas_hooks import outbox, privileges, sql
+from litemaas_hooks import litellm_source, outbox, privileges, sql
 from litemaas_hooks.errors import MigrationError
 from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks_sandbox.cluster import LocalPostgres
@@ -414,6 +414,69 @@ def test_outbox_queries_lifecycle(installed: str) -> None:
             # a release is not an attempt: the same claim again counts the same attempt number
             reclaimed = await outbox.claim(conn, worker="w3", batch_size=10)
             assert {(e.id, e.attempts) for e in reclaimed} == {(e.id, e.attempts) for e in claimed}
+
+    asyncio.run(scenario())
+
+
+def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str) -> None:
+    """claim_batch: the claimed names' deployments come with the claim, the previous batch's done
+    events are deleted with it, and a name another relay holds a claim on is left to that relay
+    (one relay at a time converges a name: its truth is never older than another's write)."""
+
+    async def scenario() -> None:
+        async with (
+            await psycopg.AsyncConnection.connect(installed, autocommit=True) as c1,
+            await psycopg.AsyncConnection.connect(installed, autocommit=True) as c2,
+        ):
+            for model_id, name in (("a1", "m-a"), ("a2", "m-a"), ("b1", "m-b")):
+                await c1.execute(INSERT, {"model_id": model_id, "model_name": name, "params": PARAMS, "info": "{}"})
+            blocked = await litellm_source.has_blocked_column(c1)  # LiteLLM 1.81: no such column
+            first = await outbox.claim_batch(c1, worker="w1", batch_size=1, blocked_column=blocked)
+            assert [e.names for e in first.events] == [frozenset({"m-a"})]
+            # both deployments of the claimed name, read in the claim's transaction; nothing else
+            assert sorted(r["model_id"] for r in first.rows) == ["a1", "a2"]
+            # m-a is changed again meanwhile: w2 must not claim it while w1 holds m-a (it gets m-b)
+            await c2.execute(
+                'UPDATE "LiteLLM_ProxyModelTable" SET model_info = \'{"x": 1}\' WHERE model_id = %s', ("a1",)
+            )
+            second = await outbox.claim_batch(c2, worker="w2", batch_size=10, blocked_column=blocked)
+            assert [e.names for e in second.events] == [frozenset({"m-b"})]
+            assert [r["model_id"] for r in second.rows] == ["b1"]
+            assert second.next_due_seconds is not None  # m-a's update, due now
+            assert second.next_due_seconds <= 0
+            # w1 applied its batch: completion goes with its next claim, which may now take m-a again
+            done = [first.events[0].id]
+            third = await outbox.claim_batch(
+                c1, worker="w1", batch_size=10, done=done, blocked_column=blocked
+            )
+            assert third.completed == 1
+            assert [e.names for e in third.events] == [frozenset({"m-a"})] * 2  # a2's insert, a1's update
+            assert sorted(r["model_id"] for r in third.rows) == ["a1", "a2"]
+            # nothing due left; a claim of nothing reads nothing
+            done = [second.events[0].id]
+            fourth = await outbox.claim_batch(
+                c2, worker="w2", batch_size=10, done=done, blocked_column=blocked
+            )
+            assert (fourth.events, fourth.rows, fourth.completed, fourth.next_due_seconds) == ([], [], 1, None)
+            remaining = await (await c1.execute("SELECT count(*) FROM litemaas_hooks.model_events")).fetchone()
+            assert remaining == (2,)  # third's claims, not completed yet
+            assert c1.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+    asyncio.run(scenario())
+
+
+def test_claim_batch_error_leaves_no_open_transaction(installed: str) -> None:
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as conn:
+            await conn.execute(INSERT, {"model_id": "a", "model_name": "m-a", "params": PARAMS, "info": "{}"})
+            await conn.execute('ALTER TABLE "LiteLLM_ProxyModelTable" DROP COLUMN IF EXISTS blocked')
+            with pytest.raises(psycopg.errors.UndefinedColumn):  # LiteLLM 1.81's table read as 1.108's
+                await outbox.claim_batch(conn, worker="w1", batch_size=10, blocked_column=True)
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            # rolled back: the event was not claimed
+            again = await outbox.claim_batch(conn, worker="w1", batch_size=10, blocked_column=False)
+            assert [e.attempts for e in again.events] == [1]
+            assert [r["blocked"] for r in again.rows] == [False]
 
     asyncio.run(scenario())
 

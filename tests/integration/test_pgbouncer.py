@@ -5,6 +5,7 @@ in transaction pooling, said once in the log and in ``status``)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from litemaas_hooks import cli, dburl, outbox
+from litemaas_hooks import cli, dburl, outbox, sql
 from litemaas_hooks.connections import connect, pool_mode, pooled_options_dropped
 from litemaas_hooks.errors import DatabaseUnavailableError
 from litemaas_hooks.settings import load_settings
@@ -98,6 +99,30 @@ async def test_pgbouncer_refuses_options_and_we_connect_pinned(
                 path = other.execute("SELECT current_setting('search_path')").fetchone()
                 assert path is not None
                 assert "pg_catalog" not in path[0]
+
+
+async def test_explicit_begin_is_one_pinned_transaction(
+    bouncer: LocalPgBouncer, litellm_dsn: str, backend_dsn: str, master_key: str
+) -> None:
+    """The pipelined round trips' named ``begin`` (no psycopg transaction() around it): through a
+    transaction pooler the statements up to ``commit`` are one transaction, search_path pinned."""
+    settings = pooled_settings(bouncer, litellm_dsn, backend_dsn, master_key)
+    conn = await connect(settings, "backend")
+    pinned_paths = ("pg_catalog, pg_temp", "pg_catalog,pg_temp")
+    try:
+        for piped in (False, True):
+            async with conn.pipeline() if piped else contextlib.nullcontext():
+                await conn.execute(sql.query("backend", "begin"))
+                first = await conn.execute("SELECT pg_catalog.txid_current()::text")
+                path = await conn.execute("SELECT pg_catalog.current_setting('search_path')")
+                second = await conn.execute("SELECT pg_catalog.txid_current()::text")
+                await conn.execute(sql.query("backend", "commit"))
+            one, two = (await first.fetchone())[0], (await second.fetchone())[0]
+            assert one == two, f"pipelined={piped}: BEGIN did not open the statements' transaction"
+            assert (await path.fetchone())[0] in pinned_paths
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    finally:
+        await conn.close()
 
 
 async def test_relay_through_pgbouncer(

@@ -566,3 +566,35 @@ def test_relay_role_cannot_confirm_a_hold_nor_restore(installed: World) -> None:
         assert su.execute(
             "SELECT held_at IS NOT NULL FROM litemaas_hooks.pending_retires"
         ).fetchone() == (True,)
+
+
+# -- a full run commits per chunk, its retires are decided over the whole pass --------------------
+
+
+async def test_full_run_guard_sees_the_whole_pass_across_chunks(
+    dbs: tuple[str, str], master_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of 2 names, 4 names gone: each chunk alone is under the guard's minimum (3), the pass
+    is not. The pass's retires are applied together after its last chunk: all 4 held."""
+    from litemaas_hooks import reconcile
+
+    ldsn, bdsn = dbs
+    monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
+    names = [f"chunked-{i}" for i in range(4)]
+    engine = Reconciler(settings_for(ldsn, bdsn, master_key))
+    async with (
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        for name in names:
+            await insert(lc, name, master_key)
+        first = await engine.converge(lc, bc, names=None)
+        assert {first.outcomes[n].action for n in names} == {"created"}
+        await lc.execute(
+            'DELETE FROM public."LiteLLM_ProxyModelTable" WHERE model_name = ANY (%s)', (names,)
+        )
+        report = await engine.converge(lc, bc, names=None, retire_missing="db-rows")
+        assert {report.outcomes[n].action for n in names} == {"retired"}
+        assert sorted(report.held) == names
+        assert await pending(bc) == dict.fromkeys(names, True)
+        assert await all_are(bc, names, "unavailable")

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from litemaas_hooks.outages import classify, not_the_data
+from litemaas_hooks.outages import classify, explain, not_the_data
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,8 @@ from litemaas_hooks.outages import classify, not_the_data
         ("55P03", "contention"),  # lock_not_available (our lock_timeout)
         ("40001", "contention"),  # serialization_failure
         ("40P01", "contention"),  # deadlock_detected
-        ("57014", "contention"),  # query_canceled (statement_timeout)
+        ("57014", None),  # query_canceled (statement_timeout): the batch's failure, an attempt
+        ("25P03", "outage"),  # idle_in_transaction_session_timeout: the server ended the session
         ("23514", None),  # check_violation: an admin's CHECK rejects this row
         ("23502", None),  # not_null_violation
         ("22003", None),  # numeric_value_out_of_range
@@ -46,3 +47,32 @@ def test_connection_errors_without_sqlstate_are_outages() -> None:
 def test_other_exceptions_are_the_data() -> None:
     assert classify(ValueError("cannot convert signaling NaN to float")) is None
     assert classify(RecursionError()) is None
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "named"),
+    [
+        ("57014", "statement_timeout"),
+        ("55P03", "lock_timeout"),
+        ("25P03", "idle_in_transaction_session_timeout"),
+        ("25006", "primary"),
+        ("57P01", "restarting"),
+        ("57P03", "failover"),
+    ],
+)
+def test_timeouts_and_replicas_are_explained_with_the_setting(sqlstate: str, named: str) -> None:
+    hint = explain(errors.lookup(sqlstate)("injected"))
+    assert hint is not None
+    assert named in hint
+    assert sqlstate in hint
+
+
+def test_a_session_ended_by_idle_in_transaction_timeout_without_sqlstate_is_explained() -> None:
+    exc = psycopg.OperationalError("FATAL:  terminating connection due to idle-in-transaction timeout")
+    assert classify(exc) == "outage"
+    assert "idle_in_transaction_session_timeout" in (explain(exc) or "")
+
+
+def test_other_errors_have_no_hint() -> None:
+    assert explain(errors.lookup("23514")("check")) is None
+    assert explain(ValueError("x")) is None

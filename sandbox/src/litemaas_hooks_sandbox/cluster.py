@@ -372,6 +372,32 @@ class LocalPostgres:
                 self._atexit_registered = True
             return self
 
+    def restart(self, *, immediate: bool = False) -> None:
+        """Stop the server and start it again on the same port, data kept: what clients see of a
+        restart or a failover (``immediate``: SIGQUIT, as a crash; else a fast shutdown)."""
+        with self._lock:
+            admin, self._admin = self._admin, None
+            if admin is not None:
+                with contextlib.suppress(Exception):
+                    admin.close()
+            proc, self._proc = self._proc, None
+            if proc is not None:
+                _signal_quietly(proc.pid, signal.SIGQUIT if immediate else signal.SIGINT)
+                proc.wait(timeout=30)
+            assert self._log_file is not None
+            self._log_file.write(f"\n### postgres restarted (port {self._port})\n".encode())
+            self._log_file.flush()
+            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                [str(self.bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self._port)],
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **self._popen_kwargs(),
+            )
+            if not self._wait_ready(time.monotonic() + self._startup_timeout):
+                tail = _tail(self.log_path)
+                raise PostgresStartError(f"PostgreSQL did not come back after a restart:\n{tail}")
+
     def stop(self) -> None:
         """Fast shutdown, then remove the temp dir. Safe to call twice, or after a failed start."""
         with self._lock:

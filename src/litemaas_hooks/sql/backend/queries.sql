@@ -117,3 +117,14 @@ SELECT d.id
 FROM litemaas_hooks.check_function_v1('litemaas_hooks.served_elsewhere_v1(text[], text)') AS g (ok),
      LATERAL litemaas_hooks.served_elsewhere_v1(CASE WHEN g.ok THEN %(ids)s::text[] END, %(instance)s)
          AS d (id)
+
+-- name: begin
+-- Explicit transaction statements for pipelined round trips (psycopg's transaction() syncs the
+-- pipeline at its start and end: two extra round trips).
+BEGIN
+
+-- name: commit
+COMMIT
+
+-- name: rollback
+ROLLBACK

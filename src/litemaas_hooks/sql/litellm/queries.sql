@@ -37,6 +37,97 @@ claimed AS (
 )
 SELECT id, op, model_id, old_model_name, new_model_name, attempts, created_at FROM claimed
 
+-- name: claim_lock
+-- Claims are made one relay at a time (within claim_batch's transaction, held for microseconds), so
+-- the name exclusion of claim_events_exclusive sees every other relay's committed claims.
+SELECT pg_advisory_xact_lock(hashtext('litemaas_hooks.claim'))
+
+-- name: claim_events_exclusive
+-- claim_events, but never an event naming a model name that another relay holds a claim on: one
+-- relay at a time converges a name, so the truth claim_batch reads with the claim (deployments_of_claims,
+-- same transaction) is never older than what another relay writes after it; a change made meanwhile
+-- has an event of its own, claimed after this one completes.
+WITH busy AS (
+    SELECT c.old_model_name AS name FROM litemaas_hooks.model_events AS c
+    WHERE c.status = 'claimed' AND c.claimed_by IS DISTINCT FROM %(worker)s AND c.old_model_name IS NOT NULL
+    UNION
+    SELECT c.new_model_name FROM litemaas_hooks.model_events AS c
+    WHERE c.status = 'claimed' AND c.claimed_by IS DISTINCT FROM %(worker)s AND c.new_model_name IS NOT NULL
+),
+picked AS (
+    SELECT e.id
+    FROM litemaas_hooks.model_events AS e
+    WHERE e.status = 'pending'
+      AND (e.next_attempt_at <= clock_timestamp()
+           OR e.next_attempt_at > clock_timestamp() + make_interval(secs => %(max_delay_seconds)s::float8))
+      AND NOT EXISTS (SELECT 1 FROM busy AS b WHERE b.name IN (e.old_model_name, e.new_model_name))
+    ORDER BY e.id
+    LIMIT %(batch_size)s
+    FOR UPDATE OF e SKIP LOCKED
+),
+claimed AS (
+    UPDATE litemaas_hooks.model_events AS e
+    SET status = 'claimed', claimed_at = clock_timestamp(), claimed_by = %(worker)s, attempts = e.attempts + 1,
+        claimed_pid = pg_backend_pid(),
+        claimed_session_start = (SELECT a.backend_start FROM pg_catalog.pg_stat_activity AS a
+                                 WHERE a.pid = pg_backend_pid())
+    FROM picked
+    WHERE e.id = picked.id
+    RETURNING e.id, e.op, e.model_id, e.old_model_name, e.new_model_name, e.attempts, e.created_at
+)
+SELECT id, op, model_id, old_model_name, new_model_name, attempts, created_at FROM claimed
+
+-- name: deployments_of_claims
+-- Every deployment of every model name this session holds a claim on (read in the claim's
+-- transaction: the truth is at least as new as the claimed events). Named columns only, as in
+-- model_table.sql; the *_without_blocked variant is for LiteLLM 1.81 (no blocked column).
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at,
+       coalesce(t.blocked, false) AS blocked
+FROM public."LiteLLM_ProxyModelTable" AS t
+JOIN (
+    SELECT DISTINCT v.name
+    FROM litemaas_hooks.model_events AS e
+    CROSS JOIN LATERAL (VALUES (e.old_model_name), (e.new_model_name)) AS v (name)
+    WHERE e.status = 'claimed' AND e.claimed_by = %(worker)s AND e.claimed_pid = pg_backend_pid()
+      AND v.name IS NOT NULL
+) AS wanted (name) ON t.model_name = wanted.name
+ORDER BY t.model_name, t.model_id
+
+-- name: deployments_of_claims_without_blocked
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at, false AS blocked
+FROM public."LiteLLM_ProxyModelTable" AS t
+JOIN (
+    SELECT DISTINCT v.name
+    FROM litemaas_hooks.model_events AS e
+    CROSS JOIN LATERAL (VALUES (e.old_model_name), (e.new_model_name)) AS v (name)
+    WHERE e.status = 'claimed' AND e.claimed_by = %(worker)s AND e.claimed_pid = pg_backend_pid()
+      AND v.name IS NOT NULL
+) AS wanted (name) ON t.model_name = wanted.name
+ORDER BY t.model_name, t.model_id
+
+-- name: deployment_ids
+-- A full reconcile's first pass: every deployment's key and name, in one scan of LiteLLM's table
+-- (no index on model_name, and we may not add one: each chunk then reads its rows by primary key).
+SELECT t.model_id, t.model_name
+FROM public."LiteLLM_ProxyModelTable" AS t
+-- blank: the characters of mapping.BLANK_CHARS (%(blank)s), the rule Python applies too
+WHERE t.model_name IS NOT NULL AND pg_catalog.btrim(t.model_name, %(blank)s) <> ''
+
+-- name: deployments_by_id
+-- One chunk of a full reconcile: its deployments by primary key (an index scan, not a table scan per
+-- chunk), kept only while they still carry one of the chunk's names (a rename since the first pass).
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at,
+       coalesce(t.blocked, false) AS blocked
+FROM public."LiteLLM_ProxyModelTable" AS t
+WHERE t.model_id = ANY (%(ids)s::text[]) AND t.model_name = ANY (%(names)s::text[])
+ORDER BY t.model_name, t.model_id
+
+-- name: deployments_by_id_without_blocked
+SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at, false AS blocked
+FROM public."LiteLLM_ProxyModelTable" AS t
+WHERE t.model_id = ANY (%(ids)s::text[]) AND t.model_name = ANY (%(names)s::text[])
+ORDER BY t.model_name, t.model_id
+
 -- name: complete_events
 -- Applied: delete. Only our own claims (a claim recovered as stalled and re-claimed elsewhere is
 -- kept).
@@ -133,8 +224,11 @@ RETURNING id, status
 -- Seconds until the earliest pending event is due (<= 0: now), NULL when nothing is pending; never
 -- more than max_delay_seconds (a clock stepped back leaves next_attempt_at far ahead: claim_events
 -- treats that as due).
-SELECT least(extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8,
-             %(max_delay_seconds)s::float8)
+-- (least() skips a NULL: without the CASE an empty outbox said "due in max_delay_seconds")
+SELECT CASE WHEN min(next_attempt_at) IS NOT NULL THEN
+           least(extract(epoch FROM min(next_attempt_at) - clock_timestamp())::float8,
+                 %(max_delay_seconds)s::float8)
+       END
 FROM litemaas_hooks.model_events
 WHERE status = 'pending'
 
@@ -248,3 +342,14 @@ WHERE id = 1
 -- the database's identity (the server's system identifier and the database name).
 SELECT (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() AS s)
        || '/' || pg_catalog.current_database() AS instance
+
+-- name: begin
+-- Explicit transaction statements for pipelined round trips (psycopg's transaction() syncs the
+-- pipeline at its start and end: two extra round trips).
+BEGIN
+
+-- name: commit
+COMMIT
+
+-- name: rollback
+ROLLBACK

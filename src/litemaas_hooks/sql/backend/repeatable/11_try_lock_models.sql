@@ -33,12 +33,14 @@ BEGIN
         END LOOP;
     END IF;
     v_free := ARRAY(SELECT DISTINCT id FROM unnest(p_ids) AS id WHERE id IS NOT NULL AND id <> ALL (v_busy));
-    -- ORDER BY inside the locking query (not around it): rows are locked in id order
+    -- ORDER BY inside the locking query (not around it): rows are locked in id order.
+    -- FOR NO KEY UPDATE, not FOR UPDATE: a subscription's foreign-key check (FOR KEY SHARE) on a row we
+    -- hold never waits for us; an admin's FOR UPDATE or a writer still does (and we skip its rows).
     v_locked := ARRAY(
         SELECT m.id::text FROM public.models AS m
         WHERE m.id = ANY (v_free)
         ORDER BY m.id
-        FOR UPDATE OF m SKIP LOCKED
+        FOR NO KEY UPDATE OF m SKIP LOCKED
     );
     v_busy := v_busy || ARRAY(
         SELECT m.id::text FROM public.models AS m
