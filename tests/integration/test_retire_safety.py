@@ -598,3 +598,38 @@ async def test_full_run_guard_sees_the_whole_pass_across_chunks(
         assert sorted(report.held) == names
         assert await pending(bc) == dict.fromkeys(names, True)
         assert await all_are(bc, names, "unavailable")
+
+
+async def test_full_run_does_not_retire_a_name_back_since_its_chunk(
+    dbs: tuple[str, str], master_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name its chunk found gone but that is back in LiteLLM when the pass applies its retires
+    (the chunks committed meanwhile): not retired, deferred to its own change."""
+    from litemaas_hooks import reconcile
+
+    ldsn, bdsn = dbs
+    monkeypatch.setattr(reconcile, "CHUNK_NAMES", 1)
+    engine = Reconciler(settings_for(ldsn, bdsn, master_key, retire_grace_seconds=0.0))
+    async with (
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        for name in ("back-a", "gone-b"):
+            await insert(lc, name, master_key)
+        await engine.converge(lc, bc, names=None)
+        await lc.execute(
+            'DELETE FROM public."LiteLLM_ProxyModelTable" WHERE model_name IN (%s, %s)',
+            ("back-a", "gone-b"),
+        )
+        original = reconcile.Reconciler._retire_pass
+
+        async def readd_first(self: Reconciler, *args: Any) -> None:
+            await insert(lc, "back-a", master_key)  # re-created after its chunk committed
+            await original(self, *args)
+
+        monkeypatch.setattr(reconcile.Reconciler, "_retire_pass", readd_first)
+        report = await engine.converge(lc, bc, names=None, retire_missing="db-rows")
+        assert report.outcomes["back-a"].action == "deferred"
+        assert report.outcomes["back-a"].message == reconcile.CAME_BACK
+        assert report.outcomes["gone-b"].action == "retired"
+        assert await availability(bc) == {"back-a": "available", "gone-b": "unavailable"}
