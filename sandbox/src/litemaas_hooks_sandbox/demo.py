@@ -427,7 +427,11 @@ async def _run_demo(folder: Path, master_key: str, *, live: bool, keep_running: 
             backend_dsn=backend_dsn,
             master_key=master_key,
             workdir=folder / "proxy",
-            env={"LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS": "1"},
+            env={
+                "LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS": "1",
+                # the proxy's environment is built as production's: the demo's grace goes in here
+                "LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS": os.environ["LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS"],
+            },
         )
         stack.callback(proxy.stop)
         where = "a network namespace with only loopback" if proxy.isolated else "the host's loopback"
