@@ -2,16 +2,13 @@
 
 The delay starts at ``initial_delay_seconds``, is multiplied by ``factor`` after every failure, gets
 +-``jitter`` (10 % by default) so a fleet of relays does not reconnect in lock-step, and never exceeds
-``max_delay_seconds``. ``reset()`` after a success. Optionally, ``give_up_after_seconds`` bounds the
-total time spent retrying (``expired``); the relay itself never gives up (it is crash-only and
-long-running), the CLI may.
+``max_delay_seconds``. ``reset()`` after a success. There is no give-up deadline: the relay is
+crash-only and long-running, so it retries for as long as it runs.
 """
 
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
 
 
 class Backoff:
@@ -24,9 +21,6 @@ class Backoff:
         max_delay_seconds: float = 30.0,
         factor: float = 2.0,
         jitter: float = 0.1,
-        give_up_after_seconds: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
     ) -> None:
         if initial_delay_seconds <= 0 or max_delay_seconds <= 0:
             raise ValueError("backoff delays must be > 0 seconds")
@@ -38,11 +32,7 @@ class Backoff:
         self.max_delay_seconds = max_delay_seconds
         self.factor = factor
         self.jitter = jitter
-        self.give_up_after_seconds = give_up_after_seconds
-        self._clock = clock
-        self._rng = rng
         self._failures = 0
-        self._first_failure_at: float | None = None
 
     @property
     def failures(self) -> int:
@@ -51,21 +41,11 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Record one more failure and return how long to wait before the next attempt."""
-        if self._first_failure_at is None:
-            self._first_failure_at = self._clock()
         base = self.initial_delay_seconds * self.factor ** min(self._failures, 64)
         self._failures += 1
-        spread = 1.0 + self.jitter * (2.0 * self._rng() - 1.0)
+        spread = 1.0 + self.jitter * (2.0 * random.random() - 1.0)
         return min(self.max_delay_seconds, base * spread)
-
-    @property
-    def expired(self) -> bool:
-        """True when ``give_up_after_seconds`` have passed since the first failure in this series."""
-        if self.give_up_after_seconds is None or self._first_failure_at is None:
-            return False
-        return self._clock() - self._first_failure_at >= self.give_up_after_seconds
 
     def reset(self) -> None:
         """Forget the failures (call after a successful attempt)."""
         self._failures = 0
-        self._first_failure_at = None

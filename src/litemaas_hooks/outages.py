@@ -93,11 +93,3 @@ def explain(exc: BaseException) -> str | None:
         state = "25P03"
     return _HINTS.get(state)
 
-
-def is_outage(exc: BaseException) -> bool:
-    return classify(exc) == "outage"
-
-
-def not_the_data(exc: BaseException) -> bool:
-    """True when retrying the same write later can succeed (outage or contention): never an attempt."""
-    return classify(exc) is not None

@@ -857,17 +857,3 @@ async def _wait_event(event: asyncio.Event, wait_seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), wait_seconds)
 
-
-async def run_relay(
-    settings: Settings,
-    *,
-    stop: asyncio.Event | None = None,
-    config_models: ConfigModels | None = None,
-    key: KeyFunc | None = None,
-    name: str = "litemaas-hooks-relay",
-) -> None:
-    """Run one relay until ``stop`` is set or the task is cancelled (``litemaas-hooks relay``).
-
-    Raises ``ConfigError`` at once when a database URL is missing; database outages are retried forever.
-    """
-    await Relay(settings, config_models=config_models, key=key, name=name).run(stop)

@@ -12,9 +12,8 @@ from litemaas_hooks import cli
 from litemaas_hooks.shim import SHIM_SOURCE
 
 ROOT = Path(__file__).parents[2]
-# the shipped copies: the sample config folder, the kustomize/helm plugin ConfigMap, the RHDP role's files
+# the shipped copies: the kustomize/helm plugin ConfigMap, the RHDP role's files
 COPIES = {
-    "config/litemaas_hooks.py",
     "deploy/shared/plugin-config/litemaas_hooks.py",
     "deploy/rhdp/roles/ocp4_workload_litemaas_hooks/files/litemaas_hooks.py",
 }
