@@ -3,7 +3,8 @@
 Data flow (one module per step)::
 
     LiteLLM_ProxyModelTable --trigger--> outbox (sql/litellm) --relay.py--> reconcile.py
-        --> mapping.py / planning.py (pure) --> backend_sink.py --> sql/backend functions --> public.models
+        --> mapping.py / planning.py (pure) --> backend_sink.py
+        --> sql/backend functions --> public.models
 
 ``litemaas_hooks.proxy_handler_instance`` is the LiteLLM callback object (see ``plugin.py``). It is
 created lazily, on first attribute access, so importing the package never imports LiteLLM's proxy.

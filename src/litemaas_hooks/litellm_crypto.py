@@ -54,5 +54,6 @@ def decrypt(value: str, key: str) -> str | None:
         box = _secret_box(key)
         plain: bytes = box.decrypt(raw)  # type: ignore[attr-defined]
         return plain.decode("utf-8")
-    except Exception:  # binascii, nacl, cryptography and UnicodeDecodeError: "not a ciphertext under key"
+    # binascii, nacl, cryptography and UnicodeDecodeError all mean "not a ciphertext under key"
+    except Exception:
         return None

@@ -6,7 +6,13 @@ from decimal import Decimal
 from typing import Any
 
 from litemaas_hooks.mapping import Deployment, map_model
-from litemaas_hooks.planning import CurrentRow, desired_availability, diff, plan_absent, plan_present
+from litemaas_hooks.planning import (
+    CurrentRow,
+    desired_availability,
+    diff,
+    plan_absent,
+    plan_present,
+)
 
 
 def record(**info: Any) -> Any:

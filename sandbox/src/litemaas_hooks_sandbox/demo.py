@@ -43,7 +43,10 @@ from litemaas_hooks.settings import Settings, load_settings
 from litemaas_hooks_sandbox import litemaas_backend
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from litemaas_hooks_sandbox.litellm_schema import apply_litellm_schema
-from litemaas_hooks_sandbox.litemaas_schema import apply_litemaas_schema, apply_litemaas_schema_without_node
+from litemaas_hooks_sandbox.litemaas_schema import (
+    apply_litemaas_schema,
+    apply_litemaas_schema_without_node,
+)
 from litemaas_hooks_sandbox.seed import seed_samples
 
 COLUMNS = ("id", "provider", "backend_model_name", "availability", "features", "context_length")

@@ -1725,7 +1725,9 @@ class StandinPrismaClient:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        from litellm.proxy.utils import PrismaClient  # the real wrapper's helpers, bound to this object
+        from litellm.proxy.utils import (
+            PrismaClient,  # the real wrapper's helpers, bound to this object
+        )
 
         attribute = getattr(PrismaClient, name, None)
         if attribute is None:

@@ -349,7 +349,9 @@ def start_proxy(
         config_text = _config_text(models, plugin=plugin, extra=config_extra)
         (mounted / "config.yaml").write_text(config_text, encoding="utf-8")
         if plugin and shim:
-            from litemaas_hooks.plugin import write_shim  # imports litellm: not at module import (offline env)
+            from litemaas_hooks.plugin import (
+                write_shim,  # imports litellm: not at module import (offline env)
+            )
 
             write_shim(mounted)
     else:

@@ -1,6 +1,7 @@
 """SQL lives in ``.sql`` files next to this module, loaded with importlib.resources.
 
-- ``<side>/migrations/NNNN_name.sql``: versioned schema migrations (side = ``backend`` or ``litellm``).
+- ``<side>/migrations/NNNN_name.sql``: versioned schema migrations (side = ``backend`` or
+  ``litellm``).
 - ``<side>/repeatable/name.sql``: idempotent statements run on every install, after the migrations
   (e.g. re-creating a trigger that LiteLLM's own schema update dropped).
 - ``<side>/*.sql`` (top level): named queries, each introduced by a ``-- name: query_name`` line.
@@ -64,7 +65,8 @@ def repeatables(side: Side) -> tuple[Migration, ...]:
 def queries(side: Side) -> dict[str, str]:
     """Named queries of one side (every top-level ``sql/<side>/*.sql`` file): ``{name: sql}``."""
     out: dict[str, str] = {}
-    files = sorted((e for e in _side(side).iterdir() if e.name.endswith(".sql")), key=lambda e: e.name)
+    sql_files = (e for e in _side(side).iterdir() if e.name.endswith(".sql"))
+    files = sorted(sql_files, key=lambda e: e.name)
     for entry in files:
         parts = _NAME_LINE.split(entry.read_text(encoding="utf-8"))
         # parts = [preamble, name1, body1, name2, body2, ...]
