@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from litemaas_hooks import __version__
-from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks.errors import LiteMaaSHooksError, UsageError
 from litemaas_hooks.logs import collapse_litellm_cost_map_warnings, configure
 from litemaas_hooks.redaction import scrub
 from litemaas_hooks.settings import Settings, Which, dsn_passwords, load_settings
@@ -30,14 +30,6 @@ PROG = "litemaas-hooks"
 DEBUG_HINT = "set LITEMAAS_HOOKS_LOG_LEVEL=DEBUG for the traceback"
 
 log = logging.getLogger("litemaas_hooks.cli")
-
-
-class UsageError(Exception):
-    """A command line argparse rejected (exit 1, never 2: 2 means "differences found")."""
-
-    def __init__(self, prog: str, message: str) -> None:
-        super().__init__(message)
-        self.prog = prog
 
 
 class _Parser(argparse.ArgumentParser):

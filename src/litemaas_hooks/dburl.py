@@ -36,6 +36,8 @@ import math
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote
 
+from litemaas_hooks.errors import DatabaseUrlError
+
 SCHEMES = ("postgresql://", "postgres://")
 
 # Parameters of Prisma's own connection pool / query engine, meaningless for a libpq connection.
@@ -62,11 +64,6 @@ PRISMA_PARAMS = frozenset(PRISMA_POOL_PARAMS) | frozenset(PRISMA_TRANSLATED_PARA
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
-
-
-class DatabaseUrlError(ValueError):
-    """The URL cannot be turned into a libpq conninfo (the message says why and how to fix it; it
-    never holds the URL: the caller adds the variable name and the URL, password masked)."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,12 @@
-"""Exception types. Every message says what was checked and how to fix it, and never holds a secret."""
+"""Every exception type of the package, in one place.
+
+A message says what was checked and how to fix it, and never holds a secret. ``describe`` turns any
+exception into the one line a user reads (CLI, logs, the outbox's ``last_error``, reports).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class LiteMaaSHooksError(Exception):
@@ -11,12 +17,30 @@ class ConfigError(LiteMaaSHooksError):
     """A setting is missing or invalid (the message names the variable and shows an example)."""
 
 
+class WrongDatabaseError(ConfigError):
+    """A database URL points at the wrong kind of database (e.g. the two URLs swapped)."""
+
+
+class DatabaseUrlError(ValueError):
+    """The URL cannot be turned into a libpq conninfo (the message says why and how to fix it; it
+    never holds the URL: the caller adds the variable name and the URL, password masked)."""
+
+
 class DatabaseUnavailableError(LiteMaaSHooksError):
     """A database could not be reached (the message names the env var and the redacted DSN)."""
 
 
+class NotInstalledError(LiteMaaSHooksError):
+    """litemaas-hooks' schema (or the outbox) is missing from a database: ``install`` first."""
+
+
 class MigrationError(LiteMaaSHooksError):
     """A schema migration could not be applied, or an applied one was edited afterwards."""
+
+
+class UnsafeObjectError(LiteMaaSHooksError):
+    """An object another role controls was changed so that using it could run that role's code
+    with our privileges (a column of a foreign type, a function altered after install): refused."""
 
 
 class DecryptError(LiteMaaSHooksError):
@@ -27,15 +51,35 @@ class MappingError(LiteMaaSHooksError):
     """A LiteLLM deployment cannot be mapped to a backend ``models`` row."""
 
 
-class WrongDatabaseError(ConfigError):
-    """A database URL points at the wrong kind of database (e.g. the two URLs swapped)."""
+class ProxyNotReadyError(LiteMaaSHooksError):
+    """The proxy's router is not loaded, so config-file models are unknown (nothing is retired)."""
 
 
-class NotInstalledError(LiteMaaSHooksError):
-    """litemaas-hooks' schema is missing from a database: ``litemaas-hooks install`` first."""
+class WaitTimeoutError(LiteMaaSHooksError):
+    """``install --wait-for-litellm``: the tables did not appear in time."""
 
 
-class UnsafeObjectError(LiteMaaSHooksError):
-    """An object another role controls was changed so that using it could run that role's code with
-    our
-    privileges (a column of a foreign type, a function altered after install): refused."""
+class ModelFileError(LiteMaaSHooksError):
+    """One or more mistakes in the model files of ``apply`` (one line each)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            text = self.problems[0]
+        else:
+            text = f"{len(self.problems)} mistakes in the model files:\n" + "\n".join(
+                f"  - {p}" for p in self.problems
+            )
+        super().__init__(text)
+
+
+class ApplyError(LiteMaaSHooksError):
+    """LiteLLM refused a request of apply (the message names the request and LiteLLM's answer)."""
+
+
+class UsageError(Exception):
+    """A command line argparse rejected (exit 1, never 2: 2 means "differences found")."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog

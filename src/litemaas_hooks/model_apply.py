@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks.errors import ApplyError, LiteMaaSHooksError
 from litemaas_hooks.model_file import ModelSpec
 
 MARKER = "litemaas_hooks"
@@ -478,10 +478,6 @@ def summary(result: Plan, *, dry_run: bool) -> str:
     parts.append(f"unchanged {counts['unchanged']}")
     parts.append(f"errors {result.errors}")
     return ("dry run: " if dry_run else "apply: ") + ", ".join(parts)
-
-
-class ApplyError(LiteMaaSHooksError):
-    """LiteLLM refused a request of apply (the message names the request and LiteLLM's answer)."""
 
 
 # -- LiteLLM's management API

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks.errors import LiteMaaSHooksError, ModelFileError
 
 LIST_KEY = "ocp4_workload_litemaas_models_list"
 # keys of the guide's variable files that apply does not need (it reads
@@ -79,20 +79,6 @@ REFERENCE_HELP = (
     "file:/path/to/secret` "
     "(a mounted Secret) or `api_key: os.environ/NAME` (LiteLLM resolves it)"
 )
-
-
-class ModelFileError(LiteMaaSHooksError):
-    """One or more mistakes in the model files (one line each)."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        if len(self.problems) == 1:
-            text = self.problems[0]
-        else:
-            text = f"{len(self.problems)} mistakes in the model files:\n" + "\n".join(
-                f"  - {p}" for p in self.problems
-            )
-        super().__init__(text)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 
 from litemaas_hooks import litellm_adapter, logs
-from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks.errors import ProxyNotReadyError
 from litemaas_hooks.redaction import scrub
 from litemaas_hooks.relay import Relay
 from litemaas_hooks.settings import Settings, load_settings
@@ -61,10 +61,6 @@ log = logging.getLogger("litemaas_hooks.plugin")
 
 PROXY_READY_TIMEOUT_SECONDS = 300.0
 STATUS_ROUTE = "/litemaas-hooks/status"
-
-
-class ProxyNotReadyError(LiteMaaSHooksError):
-    """The proxy's router is not loaded, so config-file models are unknown (nothing is retired then)."""
 
 
 def _proxy_config_models() -> list[dict[str, Any]]:

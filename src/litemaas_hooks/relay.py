@@ -83,7 +83,7 @@ from litemaas_hooks.connections import (
     pooled_options_dropped,
     use_fast_json,
 )
-from litemaas_hooks.errors import DatabaseUnavailableError, LiteMaaSHooksError
+from litemaas_hooks.errors import DatabaseUnavailableError, LiteMaaSHooksError, NotInstalledError
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
 
@@ -107,10 +107,6 @@ _MIN_RETRY_WAIT_SECONDS = 0.05
 # A name whose backend row or lock another transaction holds is retried after this long (+-10 %),
 # without spending an attempt; other names of the batch go ahead.
 DEFER_SECONDS = 1.0
-
-
-class OutboxNotInstalledError(LiteMaaSHooksError):
-    """The outbox schema is missing from the LiteLLM database."""
 
 
 # -- the engine, as the relay sees it (litemaas_hooks.reconcile.Reconciler) --------------------------
@@ -388,7 +384,7 @@ class Relay:
     async def _start(self, lconn: psycopg.AsyncConnection[Any]) -> None:
         state = await outbox.trigger_state(lconn)
         if not state.outbox_present:
-            raise OutboxNotInstalledError(
+            raise NotInstalledError(
                 "the outbox litemaas_hooks.model_events does not exist in the LiteLLM database: run "
                 "`litemaas-hooks install` (with LITELLM_DATABASE_URL and LITEMAAS_DATABASE_URL set)"
             )

@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from litemaas_hooks import dburl
 from litemaas_hooks.dburl import DatabaseUrl
-from litemaas_hooks.errors import ConfigError
+from litemaas_hooks.errors import ConfigError, DatabaseUrlError
 from litemaas_hooks.redaction import redact_dsn
 
 Which = Literal["backend", "litellm"]
@@ -266,7 +266,7 @@ class Settings:
             if secret is not None:
                 out.extend(dsn_passwords(secret.get_secret_value()))
                 # the converted form re-encodes the query (a password=... there included)
-                with contextlib.suppress(dburl.DatabaseUrlError):
+                with contextlib.suppress(DatabaseUrlError):
                     converted = dsn_passwords(dburl.parse(secret.get_secret_value()).conninfo)
                     out.extend(p for p in converted if p not in out)
         for secret in (self.litellm_salt_key, self.litellm_master_key):
@@ -307,7 +307,7 @@ def parse_database_url(var: str, value: str) -> DatabaseUrl:
         return _CACHE[key]
     try:
         parsed = dburl.parse(value)
-    except dburl.DatabaseUrlError as exc:
+    except DatabaseUrlError as exc:
         raise ConfigError(f"{var}={redact_dsn(value)!r} is not usable: {exc}") from None
     if parsed.schema not in (None, "public"):
         raise ConfigError(

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import psycopg
 
 from litemaas_hooks.connections import Which
-from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks.errors import WaitTimeoutError
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
 
@@ -33,10 +33,6 @@ TABLES: dict[Which, tuple[str, str]] = {
         "LITEMAAS_DATABASE_URL points at its database)",
     ),
 }
-
-
-class WaitTimeoutError(LiteMaaSHooksError):
-    """The tables did not appear in time."""
 
 
 async def _missing(settings: Settings, which: Which) -> str | None:

@@ -8,8 +8,9 @@ import io
 import pytest
 
 from litemaas_hooks import cli
+from litemaas_hooks.errors import WaitTimeoutError
 from litemaas_hooks.settings import load_settings
-from litemaas_hooks.wait_tables import WaitTimeoutError, wait_for_tables
+from litemaas_hooks.wait_tables import wait_for_tables
 from tests.helpers import execute
 
 OURS = "SELECT count(*) FROM pg_namespace WHERE nspname = 'litemaas_hooks'"

@@ -12,8 +12,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from litemaas_hooks import dburl
-from litemaas_hooks.dburl import PRISMA_PARAMS, DatabaseUrlError, libpq_keywords, parse
-from litemaas_hooks.errors import ConfigError
+from litemaas_hooks.dburl import PRISMA_PARAMS, libpq_keywords, parse
+from litemaas_hooks.errors import ConfigError, DatabaseUrlError
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import load_settings
 from tests.litellm_cli_url import cli_database_url
