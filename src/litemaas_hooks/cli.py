@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from litemaas_hooks import __version__
-from litemaas_hooks.errors import LiteMaaSHooksError, UsageError
+from litemaas_hooks.errors import LiteMaaSHooksError, UsageError, describe
 from litemaas_hooks.logs import collapse_litellm_cost_map_warnings, configure
 from litemaas_hooks.redaction import scrub
-from litemaas_hooks.settings import Settings, Which, dsn_passwords, load_settings
+from litemaas_hooks.settings import Settings, Which, env_secrets, load_settings
 
 EXIT_OK, EXIT_ERROR, EXIT_DIFF = 0, 1, 2
 PROG = "litemaas-hooks"
@@ -566,15 +566,6 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Any]] = {
 # -- main ---------------------------------------------------------------------------------------------
 
 
-def _env_secrets() -> list[str]:
-    """Secrets straight from the environment, for errors raised before the settings could be read."""
-    out: list[str] = []
-    for var in ("LITEMAAS_DATABASE_URL", "LITELLM_DATABASE_URL", "DATABASE_URL"):
-        out += dsn_passwords(os.environ.get(var, ""))
-    out += [os.environ.get(v, "") for v in ("LITELLM_SALT_KEY", "LITELLM_MASTER_KEY")]
-    return [s for s in out if s]
-
-
 def _mask(text: str, secrets: Sequence[str]) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= 4:
@@ -592,12 +583,8 @@ def error_text(exc: BaseException) -> str:
         return str(exc)
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(exc, psycopg.Error):
-        from litemaas_hooks.connections import first_line
-
-        state = f" (SQLSTATE {exc.sqlstate})" if getattr(exc, "sqlstate", None) else ""
-        return f"the database refused: {first_line(exc)}{state}; {DEBUG_HINT}"
-    text = str(exc).strip().splitlines()
-    return f"unexpected {type(exc).__name__}" + (f": {text[0]}" if text else "") + f"; {DEBUG_HINT}"
+        return f"the database refused: {describe(exc)}; {DEBUG_HINT}"
+    return f"unexpected {describe(exc)}; {DEBUG_HINT}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -606,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{exc.prog}: error: {exc}; see `{exc.prog} --help`", file=sys.stderr)
         return EXIT_ERROR
-    secrets = _env_secrets()
+    secrets = env_secrets()
     try:
         settings = load_settings(require=required_databases(args))
         secrets = [*secrets, *settings.secrets()]

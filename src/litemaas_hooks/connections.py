@@ -27,7 +27,12 @@ from psycopg.rows import Row, class_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 
 from litemaas_hooks import sql
-from litemaas_hooks.errors import DatabaseUnavailableError, NotInstalledError, WrongDatabaseError
+from litemaas_hooks.errors import (
+    DatabaseUnavailableError,
+    NotInstalledError,
+    WrongDatabaseError,
+    first_line,
+)
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
 
@@ -212,12 +217,6 @@ def use_fast_json(conn: psycopg.AsyncConnection[Any]) -> psycopg.AsyncConnection
     set_json_loads(_loads, conn)
     set_json_dumps(_dumps, conn)
     return conn
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's text (PostgreSQL errors add DETAIL/HINT lines), or its type."""
-    text = str(exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
 def connect_error_message(settings: Settings, which: Which, exc: BaseException) -> str:

@@ -6,6 +6,7 @@ exception into the one line a user reads (CLI, logs, the outbox's ``last_error``
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 
@@ -83,3 +84,33 @@ class UsageError(Exception):
     def __init__(self, prog: str, message: str) -> None:
         super().__init__(message)
         self.prog = prog
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (PostgreSQL errors add DETAIL/HINT lines), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """The one line a user reads for any exception (not yet scrubbed of secrets).
+
+    Ours as they are (they say what to do); a PostgreSQL error as its primary message, SQLSTATE and
+    what to set (``outages.explain``); anything else as its type and first line.
+    """
+    if isinstance(exc, LiteMaaSHooksError):
+        return str(exc)
+    # psycopg is looked up, not imported: a settings error must not pay for loading it
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        from litemaas_hooks.outages import explain
+
+        state = exc.sqlstate or ""
+        primary = exc.diag.message_primary if state else None
+        if primary:
+            text = f"{primary} (SQLSTATE {state})"
+        else:
+            text = f"{type(exc).__name__}: {first_line(exc)}"
+        hint = explain(exc)
+        return text + (f": {hint}" if hint else "")
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__

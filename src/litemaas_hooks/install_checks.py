@@ -23,7 +23,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from litemaas_hooks import sql
-from litemaas_hooks.errors import MigrationError
+from litemaas_hooks.errors import MigrationError, describe
 
 _TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?litemaas_hooks\.(\w+)", re.IGNORECASE)
 _INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s+ON\s+litemaas_hooks\.", re.I)
@@ -201,7 +201,7 @@ async def probe_backend_writes(conn: psycopg.AsyncConnection[Any], *, cascade: b
 def _probe_message(exc: psycopg.Error, step: str) -> str:
     d = exc.diag
     where = ".".join(p for p in (d.schema_name, d.table_name, d.column_name) if p)
-    what = d.message_primary or type(exc).__name__
+    what = describe(exc)
     fix = "Make the backend schema accept it (see README, Troubleshooting) and run `litemaas-hooks install` again."
     state = exc.sqlstate or ""
     if state == "23502":
@@ -225,5 +225,5 @@ def _probe_message(exc: psycopg.Error, step: str) -> str:
     return (
         f"the backend database rejects what the sync writes ({step}): {what}"
         + (f" [{where}]" if where else "")
-        + f" (SQLSTATE {state or '?'}). {fix}"
+        + f". {fix}"
     )

@@ -40,6 +40,7 @@ import psycopg
 from prometheus_client import Counter, Gauge, Histogram
 
 from litemaas_hooks import outbox
+from litemaas_hooks.errors import describe
 
 log = logging.getLogger("litemaas_hooks.metrics")
 
@@ -186,7 +187,7 @@ class Observer:
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise
         except psycopg.Error as exc:
-            log.debug("metrics: could not read the outbox state: %s", exc.diag.message_primary or exc)
+            log.debug("metrics: could not read the outbox state: %s", describe(exc))
             return
         self.counts = counts
         self.refreshed_at = time.time()

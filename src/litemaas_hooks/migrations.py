@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from litemaas_hooks import install_checks, sql
-from litemaas_hooks.errors import MigrationError
+from litemaas_hooks.errors import MigrationError, describe
 
 
 @dataclass
@@ -58,7 +58,8 @@ async def apply_migrations(
         try:
             await conn.execute(sql.query("common", "migrations_guard").encode("utf-8"))
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise MigrationError(f"{side} database: {exc.diag.message_primary}. {exc.diag.message_hint}") from exc
+            hint = exc.diag.message_hint
+            raise MigrationError(f"{side} database: {describe(exc)}. {hint}") from exc
         if side == "backend":
             await install_checks.check_backend_schema(conn)
         cur = await conn.execute(sql.query("common", "migrations_applied"), {"side": side})
@@ -103,7 +104,7 @@ async def apply_migrations(
                     else "Nothing was changed (one transaction); fix the cause and run `litemaas-hooks install` again."
                 )
                 raise MigrationError(
-                    f"{side} migration {label} failed: {exc.diag.message_primary or exc}. {hint}"
+                    f"{side} migration {label} failed: {describe(exc)}. {hint}"
                 ) from exc
             await conn.execute(
                 sql.query("common", "migrations_record"),
@@ -116,7 +117,7 @@ async def apply_migrations(
                 await conn.execute(rep.sql.encode("utf-8"))
             except psycopg.Error as exc:
                 raise MigrationError(
-                    f"{side} install step {rep.name} failed: {exc.diag.message_primary or exc}."
+                    f"{side} install step {rep.name} failed: {describe(exc)}."
                 ) from exc
             result.ensured.append(rep.name)
             elapsed = time.monotonic() - started

@@ -52,7 +52,7 @@ from litemaas_hooks import litellm_adapter, logs
 from litemaas_hooks.errors import ProxyNotReadyError
 from litemaas_hooks.redaction import scrub
 from litemaas_hooks.relay import Relay
-from litemaas_hooks.settings import Settings, load_settings
+from litemaas_hooks.settings import Settings, env_secrets, load_settings
 from litemaas_hooks.shim import SHIM_FILENAME, SHIM_SOURCE, write_shim
 
 __all__ = ["SHIM_FILENAME", "SHIM_SOURCE", "LiteMaaSHooks", "get_instance", "write_shim"]
@@ -97,7 +97,7 @@ class LiteMaaSHooks(CustomLogger):
             settings.backend_dsn()
             settings.litellm_dsn()
         except Exception as exc:  # never let a setting break the proxy
-            self.error = scrub(str(exc), _env_secrets(environ)).rstrip(".")
+            self.error = scrub(str(exc), env_secrets(environ)).rstrip(".")
             log.error(
                 "litemaas-hooks: model sync is OFF in this LiteLLM worker: %s. The proxy itself runs "
                 "normally; fix the setting and restart LiteLLM to enable the sync.",
@@ -229,12 +229,6 @@ class LiteMaaSHooks(CustomLogger):
             report = await collect_status(self.settings, key=self._key, config_models=_proxy_config_models)
             out["status"] = json.loads(report.to_json())
         return out
-
-
-def _env_secrets(environ: Mapping[str, str] | None) -> list[str]:
-    env = os.environ if environ is None else environ
-    names = ("LITEMAAS_DATABASE_URL", "LITELLM_DATABASE_URL", "DATABASE_URL", "LITELLM_SALT_KEY", "LITELLM_MASTER_KEY")
-    return [env[n] for n in names if env.get(n)]
 
 
 def __getattr__(name: str) -> Any:

@@ -48,7 +48,7 @@ import orjson
 import psycopg
 
 from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outages, outbox, sql
-from litemaas_hooks.errors import MappingError
+from litemaas_hooks.errors import MappingError, describe
 from litemaas_hooks.litellm_source import read_truth
 from litemaas_hooks.mapping import ModelRecord, is_team_model, map_model
 from litemaas_hooks.planning import (
@@ -671,7 +671,7 @@ class Reconciler:
                 continue
             except Exception as exc:  # whatever the value: this model's error, never the batch's
                 log.debug("mapping %r failed", name, exc_info=True)
-                plan.append(PlannedChange(name, "error", message=f"cannot be mapped: {_describe(exc)}"))
+                plan.append(PlannedChange(name, "error", message=f"cannot be mapped: {describe(exc)}"))
                 continue
             plan.append(change)
         return plan
@@ -717,10 +717,10 @@ class Reconciler:
                 if kind == "outage":
                     raise
                 if kind == "contention":
-                    why = f"retire waited too long: {_describe_db(exc)}"
+                    why = f"retire waited too long: {describe(exc)}"
                     report.outcomes[name] = Outcome("deferred", why)
                     continue
-                report.outcomes[name] = Outcome("error", f"retire failed: {_describe_db(exc)}")
+                report.outcomes[name] = Outcome("error", f"retire failed: {describe(exc)}")
                 continue
             self._note_retire(report, name, result)
 
@@ -769,7 +769,7 @@ class Reconciler:
                     raise
                 log.warning(
                     "cannot tell which LiteLLM database this is (%s): retiring as before",
-                    _describe_db(exc),
+                    describe(exc),
                 )
                 row = None
             self._instance = str(row[0]) if row and row[0] else None
@@ -847,9 +847,9 @@ class Reconciler:
                 return
             name = batch[0].name
             if kind == "contention":
-                report.outcomes[name] = Outcome("deferred", f"the write waited too long: {_describe_db(exc)}")
+                report.outcomes[name] = Outcome("deferred", f"the write waited too long: {describe(exc)}")
             else:
-                report.outcomes[name] = Outcome("error", f"backend rejected the row: {_describe_db(exc)}")
+                report.outcomes[name] = Outcome("error", f"backend rejected the row: {describe(exc)}")
             return
         for model_id, outcome in outcomes.items():
             if outcome == "unchanged":
@@ -898,21 +898,3 @@ def check_serialisable(record: ModelRecord) -> None:
         orjson.dumps(record.to_json(), default=str, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # beyond orjson (>64-bit integers, depth > 254): what the connection falls back to
         json.dumps(record.to_json(), default=str)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
-
-
-def _describe_db(exc: BaseException) -> str:
-    return _pg_message(exc) if isinstance(exc, psycopg.Error) else _describe(exc)
-
-
-def _pg_message(exc: psycopg.Error) -> str:
-    diag = exc.diag
-    parts = [diag.message_primary or type(exc).__name__]
-    if diag.sqlstate:
-        parts.append(f"(SQLSTATE {diag.sqlstate})")
-    hint = outages.explain(exc)  # a statement_timeout: which setting to raise
-    return " ".join(parts) + (f": {hint}" if hint else "")

@@ -77,13 +77,16 @@ from litemaas_hooks import (
 from litemaas_hooks.backoff import Backoff
 from litemaas_hooks.connections import (
     connect_error_message,
-    first_line,
     open_connection,
     pool_mode,
     pooled_options_dropped,
     use_fast_json,
 )
-from litemaas_hooks.errors import DatabaseUnavailableError, LiteMaaSHooksError, NotInstalledError
+from litemaas_hooks.errors import (
+    DatabaseUnavailableError,
+    NotInstalledError,
+    describe,
+)
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
 
@@ -251,11 +254,7 @@ class Relay:
         return max(self.settings.retry_max_seconds, DEFER_SECONDS * 1.1) + 5.0
 
     def _describe(self, exc: BaseException) -> str:
-        if isinstance(exc, LiteMaaSHooksError):  # already says what is wrong and what to do
-            return self._scrub(str(exc))
-        hint = outages.explain(exc)  # a timeout, a read-only server, a failover: what to set
-        text = f"{type(exc).__name__}: {first_line(exc)}"
-        return self._scrub(text + (f": {hint}" if hint else ""))
+        return self._scrub(describe(exc))
 
     async def _connect(self, dsn: str, which: Literal["backend", "litellm"]) -> psycopg.AsyncConnection[Any]:
         try:
@@ -488,7 +487,7 @@ class Relay:
                     "`litemaas-hooks install` and "
                     "give the relay role the grants of `litemaas-hooks install --print-grants`",
                     self.name,
-                    self._scrub(exc.diag.message_primary or str(exc)),
+                    self._describe(exc),
                 )
                 self._queue_warned = True
             self._next_retire_due = None
@@ -828,7 +827,7 @@ class Relay:
                     'on public."LiteLLM_ProxyModelTable". Until then changes reach the backend only '
                     "through the periodic full reconcile.",
                     self.name,
-                    self._scrub(exc.diag.message_primary or str(exc)),
+                    self._describe(exc),
                 )
                 self._trigger_warned = True
             return

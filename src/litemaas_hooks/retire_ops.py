@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from litemaas_hooks import backend_sink
-from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks.errors import LiteMaaSHooksError, describe
 from litemaas_hooks.settings import Settings
 
 GRANT_HINT = (
@@ -32,11 +32,9 @@ GRANT_HINT = (
 
 def _refused(exc: psycopg.Error, what: str) -> LiteMaaSHooksError:
     if exc.sqlstate == "42501":
-        return LiteMaaSHooksError(
-            f"{what}: permission denied ({exc.diag.message_primary}); {GRANT_HINT}"
-        )
+        return LiteMaaSHooksError(f"{what}: {describe(exc)}; {GRANT_HINT}")
     hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
-    return LiteMaaSHooksError(f"{what}: {exc.diag.message_primary or exc}{hint}")
+    return LiteMaaSHooksError(f"{what}: {describe(exc)}{hint}")
 
 
 def format_queue(queue: Sequence[dict[str, Any]]) -> list[str]:

@@ -295,6 +295,17 @@ def dsn_passwords(dsn: str) -> list[str]:
     return sorted({p for p in out if p}, key=len, reverse=True)
 
 
+def env_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Secrets straight from the environment, for an error raised before the settings could be
+    read (CLI and plugin): the passwords of the database URLs, the salt key and the master key."""
+    env = os.environ if environ is None else environ
+    out: list[str] = []
+    for var in ("LITEMAAS_DATABASE_URL", "LITELLM_DATABASE_URL", "DATABASE_URL"):
+        out += dsn_passwords(env.get(var, ""))
+    out += [env.get(var, "") for var in ("LITELLM_SALT_KEY", "LITELLM_MASTER_KEY")]
+    return [s for s in out if s]
+
+
 _CACHE: dict[tuple[str, str], DatabaseUrl] = {}
 
 

@@ -21,10 +21,10 @@ from litemaas_hooks.connections import (
     Which,
     connect,
     database_kind,
-    first_line,
     kind_problem,
     pool_mode,
 )
+from litemaas_hooks.errors import describe, first_line
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings
 
@@ -221,7 +221,7 @@ async def _outbox_part(
             report.dead_events = await outbox.dead_events(lconn, limit=dead_limit)
         report.last_reconcile = await outbox.last_reconcile(lconn)
     except psycopg.Error as exc:
-        problem(f"reading the outbox failed: {exc.diag.message_primary or type(exc).__name__}")
+        problem(f"reading the outbox failed: {describe(exc)}")
 
 
 async def _drift_part(
@@ -243,7 +243,7 @@ async def _drift_part(
         retire: Any = True if config_models is not None else "db-rows"
         result = await engine.converge(lconn, bconn, names=None, retire_missing=retire, dry_run=True)
     except Exception as exc:
-        drift.error = scrub(f"{type(exc).__name__}: {first_line(exc)}", settings.secrets())
+        drift.error = scrub(describe(exc), settings.secrets())
         problem(f"the drift check failed: {drift.error}")
         return
     drift.checked = True

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import psycopg
 
 from litemaas_hooks import sql
-from litemaas_hooks.errors import MigrationError
+from litemaas_hooks.errors import MigrationError, describe
 
 Side = Literal["backend", "litellm"]
 
@@ -76,7 +76,7 @@ async def uninstall(conn: psycopg.AsyncConnection[Any], side: Side) -> Uninstall
             except psycopg.Error as exc:
                 raise MigrationError(
                     f"uninstall of the {side} database failed, nothing was changed there: "
-                    f"{exc.diag.message_primary or exc}. The role needs to own schema litemaas_hooks "
+                    f"{describe(exc)}. The role needs to own schema litemaas_hooks "
                     '(and, on the LiteLLM side, public."LiteLLM_ProxyModelTable"): use the role that ran install.'
                 ) from exc
     return UninstallResult(side=side, pending_discarded=pending)

@@ -84,3 +84,19 @@ def test_field_declarations_like_pydantic() -> None:
     assert fields["enabled"].default_text == "true"
     assert fields["litemaas_database_url"].optional
     assert fields["litemaas_database_url"].type is SecretStr
+
+
+def test_env_secrets_gathers_url_passwords_and_keys_without_reading_the_settings() -> None:
+    """One gatherer for the CLI and the plugin: the passwords (not the whole URLs: a database name
+    stays readable) and the two keys, even when the settings themselves are invalid."""
+    from litemaas_hooks.settings import env_secrets
+
+    env = {
+        "LITEMAAS_DATABASE_URL": "postgresql://u:pw%21x@h/litemaas",
+        "DATABASE_URL": "host=h password=kv-secret dbname=litellm",
+        "LITELLM_MASTER_KEY": "sk-master",
+        "LITEMAAS_HOOKS_RELAY_BATCH_SIZE": "not a number",
+    }
+    found = env_secrets(env)
+    assert {"pw%21x", "pw!x", "kv-secret", "sk-master"} <= set(found)
+    assert not any("litemaas" in s or "litellm" in s for s in found)

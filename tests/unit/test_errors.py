@@ -1,0 +1,28 @@
+"""errors.describe: the one line a user reads for any exception (no DB)."""
+
+from __future__ import annotations
+
+from psycopg import errors as pg
+
+from litemaas_hooks.errors import MigrationError, describe, first_line
+
+
+def test_our_errors_read_as_they_are() -> None:
+    assert describe(MigrationError("run `litemaas-hooks install`")) == "run `litemaas-hooks install`"
+
+
+def test_a_database_error_without_a_server_reply_names_its_type() -> None:
+    exc = pg.lookup("23505")("duplicate key value\nDETAIL: Key (id)=(x) already exists.")
+    assert describe(exc) == "UniqueViolation: duplicate key value"
+
+
+def test_a_statement_timeout_says_what_to_set() -> None:
+    text = describe(pg.lookup("57014")("canceling statement due to statement timeout"))
+    assert text.startswith("QueryCanceled: canceling statement due to statement timeout: ")
+    assert "LITEMAAS_HOOKS_" in text
+
+
+def test_anything_else_is_its_type_and_first_line() -> None:
+    assert describe(RuntimeError("disk on fire\nsecond line")) == "RuntimeError: disk on fire"
+    assert describe(RuntimeError()) == "RuntimeError"
+    assert first_line(ValueError("  \n")) == "ValueError"
