@@ -8,7 +8,8 @@ from litemaas_hooks.errors import MigrationError, describe, first_line
 
 
 def test_our_errors_read_as_they_are() -> None:
-    assert describe(MigrationError("run `litemaas-hooks install`")) == "run `litemaas-hooks install`"
+    text = "run `litemaas-hooks install`"
+    assert describe(MigrationError(text)) == text
 
 
 def test_a_database_error_without_a_server_reply_names_its_type() -> None:
