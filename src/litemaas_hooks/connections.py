@@ -34,9 +34,7 @@ from litemaas_hooks.errors import (
     first_line,
 )
 from litemaas_hooks.redaction import redact_dsn, scrub
-from litemaas_hooks.settings import Settings
-
-Which = Literal["backend", "litellm"]
+from litemaas_hooks.settings import Settings, Which
 
 DATABASE_NAMES = {"backend": "the backend (LiteMaaS) database", "litellm": "LiteLLM's database"}
 

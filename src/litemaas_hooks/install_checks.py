@@ -24,6 +24,7 @@ from psycopg.types.json import Jsonb
 
 from litemaas_hooks import sql
 from litemaas_hooks.errors import MigrationError, describe
+from litemaas_hooks.settings import Which
 
 _TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?litemaas_hooks\.(\w+)", re.IGNORECASE)
 _INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s+ON\s+litemaas_hooks\.", re.I)
@@ -65,7 +66,7 @@ def objects_in(text: str) -> set[Owned]:
     return out
 
 
-def owned_objects(side: sql.Side) -> set[Owned]:
+def owned_objects(side: Which) -> set[Owned]:
     """Every object our SQL leaves in a database of ``side`` (migrations in order, then repeatables)."""
     return objects_in("\n".join(s.sql for s in (*sql.migrations(side), *sql.repeatables(side))))
 

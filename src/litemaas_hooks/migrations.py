@@ -17,6 +17,7 @@ import psycopg
 
 from litemaas_hooks import install_checks, sql
 from litemaas_hooks.errors import MigrationError, describe
+from litemaas_hooks.settings import Which
 
 
 @dataclass
@@ -44,7 +45,7 @@ def checksum(text: str) -> str:
 
 
 async def apply_migrations(
-    conn: psycopg.AsyncConnection[Any], side: sql.Side, *, retire_cascade: bool = True
+    conn: psycopg.AsyncConnection[Any], side: Which, *, retire_cascade: bool = True
 ) -> InstallResult:
     """Bring one database to the newest schema of ``side``; safe to run concurrently and repeatedly.
 

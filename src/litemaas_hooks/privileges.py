@@ -17,6 +17,7 @@ from psycopg import sql as pgsql
 from litemaas_hooks import sql
 from litemaas_hooks.errors import ConfigError
 from litemaas_hooks.migrations import checksum
+from litemaas_hooks.settings import Which
 
 # the variable's name, not a password
 RELAY_PASSWORD_ENV = "LITEMAAS_HOOKS_RELAY_PASSWORD"  # noqa: S105
@@ -120,7 +121,7 @@ def litellm_writer_grants(role: str) -> str:
     )
 
 
-def grants_by_database(roles: Roles = Roles()) -> dict[sql.Side, str]:
+def grants_by_database(roles: Roles = Roles()) -> dict[Which, str]:
     """The GRANT statements to run in each database (as a superuser or the objects' owners)."""
     litellm = [litellm_relay_grants(roles.relay), *(litellm_writer_grants(w) for w in roles.litellm_writers)]
     return {"backend": backend_grants(roles.backend_role), "litellm": "\n\n".join(litellm)}
@@ -132,7 +133,7 @@ def grants_sql(roles: Roles = Roles()) -> str:
     return "\n\n".join(grants_by_database(roles).values()) + "\n"
 
 
-def install_sql(side: sql.Side) -> str:
+def install_sql(side: Which) -> str:
     """Every statement `install` runs on one database, in order, in one transaction."""
     db = "backend (LiteMaaS)" if side == "backend" else "LiteLLM"
     out = [
@@ -159,7 +160,7 @@ def install_sql(side: sql.Side) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def render(*, print_sql: bool, print_grants: bool, sides: tuple[sql.Side, ...], roles: Roles) -> str:
+def render(*, print_sql: bool, print_grants: bool, sides: tuple[Which, ...], roles: Roles) -> str:
     """What `install --print-sql` / `--print-grants` print (nothing is applied)."""
     parts: list[str] = []
     if print_sql:
@@ -170,7 +171,7 @@ def render(*, print_sql: bool, print_grants: bool, sides: tuple[sql.Side, ...], 
 
 
 async def ensure_relay_role(
-    conn: psycopg.AsyncConnection[Any], side: sql.Side, roles: Roles, password: str | None
+    conn: psycopg.AsyncConnection[Any], side: Which, roles: Roles, password: str | None
 ) -> str:
     """`install --grant-relay`: the relay role (created LOGIN when missing, its password set when
     given)

@@ -88,7 +88,7 @@ from litemaas_hooks.errors import (
     describe,
 )
 from litemaas_hooks.redaction import redact_dsn, scrub
-from litemaas_hooks.settings import Settings
+from litemaas_hooks.settings import Settings, Which
 
 log = logging.getLogger("litemaas_hooks.relay")
 
@@ -256,7 +256,7 @@ class Relay:
     def _describe(self, exc: BaseException) -> str:
         return self._scrub(describe(exc))
 
-    async def _connect(self, dsn: str, which: Literal["backend", "litellm"]) -> psycopg.AsyncConnection[Any]:
+    async def _connect(self, dsn: str, which: Which) -> psycopg.AsyncConnection[Any]:
         try:
             conn = await open_connection(
                 self.settings,

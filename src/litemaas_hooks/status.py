@@ -17,16 +17,10 @@ from typing import Any
 import psycopg
 
 from litemaas_hooks import memo_share, outbox
-from litemaas_hooks.connections import (
-    Which,
-    connect,
-    database_kind,
-    kind_problem,
-    pool_mode,
-)
+from litemaas_hooks.connections import connect, database_kind, kind_problem, pool_mode
 from litemaas_hooks.errors import describe, first_line
 from litemaas_hooks.redaction import redact_dsn, scrub
-from litemaas_hooks.settings import Settings
+from litemaas_hooks.settings import Settings, Which
 
 ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
 KeyFunc = Callable[[], str | None]

@@ -15,23 +15,22 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 
 from litemaas_hooks import sql
 from litemaas_hooks.errors import MigrationError, describe
-
-Side = Literal["backend", "litellm"]
+from litemaas_hooks.settings import Which
 
 
 @dataclass(frozen=True)
 class UninstallResult:
-    side: Side
+    side: Which
     pending_discarded: int  # outbox events not yet applied (LiteLLM side)
 
 
-def statements(side: Side) -> list[str]:
+def statements(side: Which) -> list[str]:
     """The SQL that ``uninstall`` runs on one database, in order (``--dry-run`` prints it)."""
     out = [sql.query("common", "migrations_lock")]
     if side == "litellm":
@@ -40,7 +39,7 @@ def statements(side: Side) -> list[str]:
     return out
 
 
-def script(sides: Iterable[Side]) -> str:
+def script(sides: Iterable[Which]) -> str:
     """A psql-ready script of every statement, one transaction per database."""
     parts = []
     for side in sides:
@@ -64,7 +63,7 @@ async def _pending(conn: psycopg.AsyncConnection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-async def uninstall(conn: psycopg.AsyncConnection[Any], side: Side) -> UninstallResult:
+async def uninstall(conn: psycopg.AsyncConnection[Any], side: Which) -> UninstallResult:
     """Run ``statements(side)`` in one transaction; counts the outbox events it discards first."""
     lock, *rest = statements(side)
     async with conn.transaction():
@@ -86,7 +85,7 @@ async def run_command(settings: Any, args: Any) -> int:
     """``litemaas-hooks uninstall [--backend-only | --litellm-only] [--dry-run] [--yes]``."""
     from litemaas_hooks.connections import connect
 
-    sides: list[Side] = []
+    sides: list[Which] = []
     if not args.backend_only:
         sides.append("litellm")  # the trigger first: no new events once the backend functions are gone
     if not args.litellm_only:

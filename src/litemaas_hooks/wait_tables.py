@@ -16,10 +16,9 @@ from typing import Any, TextIO
 
 import psycopg
 
-from litemaas_hooks.connections import Which
 from litemaas_hooks.errors import WaitTimeoutError
 from litemaas_hooks.redaction import redact_dsn, scrub
-from litemaas_hooks.settings import Settings
+from litemaas_hooks.settings import Settings, Which
 
 TABLES: dict[Which, tuple[str, str]] = {
     "litellm": (

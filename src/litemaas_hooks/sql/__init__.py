@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
 
-Side = Literal["backend", "litellm", "common"]
+from litemaas_hooks.settings import Which
+
+# a folder of SQL files: one per database, and ``common`` (the migrations ledger) for both
+Folder = Which | Literal["common"]
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -27,12 +30,12 @@ class Migration:
     sql: str
 
 
-def _side(side: Side) -> resources.abc.Traversable:
+def _side(side: Folder) -> resources.abc.Traversable:
     return resources.files(__package__).joinpath(side)
 
 
 @functools.cache
-def migrations(side: Side) -> tuple[Migration, ...]:
+def migrations(side: Folder) -> tuple[Migration, ...]:
     """All migrations of one side, ordered by version."""
     out = []
     folder = _side(side).joinpath("migrations")
@@ -47,7 +50,7 @@ def migrations(side: Side) -> tuple[Migration, ...]:
 
 
 @functools.cache
-def repeatables(side: Side) -> tuple[Migration, ...]:
+def repeatables(side: Folder) -> tuple[Migration, ...]:
     """Idempotent scripts of one side, run on every install, in name order."""
     folder = _side(side).joinpath("repeatable")
     if not folder.is_dir():
@@ -62,7 +65,7 @@ def repeatables(side: Side) -> tuple[Migration, ...]:
 
 
 @functools.cache
-def queries(side: Side) -> dict[str, str]:
+def queries(side: Folder) -> dict[str, str]:
     """Named queries of one side (every top-level ``sql/<side>/*.sql`` file): ``{name: sql}``."""
     out: dict[str, str] = {}
     sql_files = (e for e in _side(side).iterdir() if e.name.endswith(".sql"))
@@ -77,7 +80,7 @@ def queries(side: Side) -> dict[str, str]:
     return out
 
 
-def query(side: Side, name: str) -> str:
+def query(side: Folder, name: str) -> str:
     """One named query; KeyError names the file when it does not exist."""
     try:
         return queries(side)[name]
