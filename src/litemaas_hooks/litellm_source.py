@@ -32,7 +32,9 @@ from litemaas_hooks.redaction import (
     is_secret_key,
 )
 
+# the proxy's config-file models (its router), and the key LiteLLM decrypts with: both asked late
 ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
+KeyFunc = Callable[[], str | None]
 # at most this long building deployments between two turns of the event loop (a few rows when
 # LiteLLM answers a model never seen, ~2 ms each on 1.108; hundreds from the memo)
 YIELD_AFTER_SECONDS = 0.005

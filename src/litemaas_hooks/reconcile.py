@@ -40,7 +40,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,7 +49,7 @@ import psycopg
 
 from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outages, outbox, sql
 from litemaas_hooks.errors import MappingError, describe
-from litemaas_hooks.litellm_source import read_truth
+from litemaas_hooks.litellm_source import ConfigModels, KeyFunc, read_truth
 from litemaas_hooks.mapping import ModelRecord, is_team_model, map_model
 from litemaas_hooks.planning import (
     CurrentRow,
@@ -144,8 +144,8 @@ class Reconciler:
         self,
         settings: Settings,
         *,
-        config_models: Callable[[], Iterable[Mapping[str, Any]]] | None = None,
-        key: Callable[[], str | None] | None = None,
+        config_models: ConfigModels | None = None,
+        key: KeyFunc | None = None,
     ) -> None:
         self.settings = settings
         self.config_models = config_models

@@ -58,7 +58,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -87,13 +87,12 @@ from litemaas_hooks.errors import (
     NotInstalledError,
     describe,
 )
+from litemaas_hooks.litellm_source import ConfigModels, KeyFunc
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings, Which
 
 log = logging.getLogger("litemaas_hooks.relay")
 
-ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
-KeyFunc = Callable[[], str | None]
 
 _CONNECT_KWARGS: dict[str, Any] = {
     "autocommit": True,

@@ -10,9 +10,9 @@ differ, names that cannot be synced). Never raises for a database problem: it be
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -22,8 +22,9 @@ from litemaas_hooks.errors import describe, first_line
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings, Which
 
-ConfigModels = Callable[[], Iterable[Mapping[str, Any]]]
-KeyFunc = Callable[[], str | None]
+if TYPE_CHECKING:  # status --no-drift never loads the LiteLLM side
+    from litemaas_hooks.litellm_source import ConfigModels, KeyFunc
+
 
 
 @dataclass
