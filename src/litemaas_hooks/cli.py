@@ -503,9 +503,44 @@ async def _show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _uninstall(settings: Settings, args: argparse.Namespace) -> int:
-    from litemaas_hooks.uninstall import run_command
+    """``uninstall [--backend-only | --litellm-only] [--dry-run] [--yes]`` (logic: uninstall.py)."""
+    from litemaas_hooks.connections import connect
+    from litemaas_hooks.uninstall import DATABASE_LABELS, KEEPS, REMOVES, script, uninstall
 
-    return await run_command(settings, args)
+    sides: list[Which] = []
+    if not args.backend_only:
+        sides.append("litellm")  # the trigger first: no new events once the backend's functions go
+    if not args.litellm_only:
+        sides.append("backend")
+    if args.dry_run:
+        print(script(sides), end="")
+        print(KEEPS, file=sys.stderr)
+        return EXIT_OK
+    if not args.yes:
+        print(
+            f"{PROG} uninstall: refusing without --yes. It drops, in "
+            + " and ".join(DATABASE_LABELS[s] for s in sides)
+            + ": "
+            + "; ".join(REMOVES[s] for s in sides)
+            + ". Run with --dry-run to see the SQL.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    for side in sides:
+        conn = await connect(settings, side)
+        try:
+            result = await uninstall(conn, side)
+        finally:
+            await conn.close()
+        extra = ""
+        if result.pending_discarded:
+            extra = (
+                f" ({result.pending_discarded} outbox events were not applied yet: run "
+                f"`{PROG} backfill` before uninstalling, or let the backend's own sync catch up)"
+            )
+        print(f"{DATABASE_LABELS[side]}: removed {REMOVES[side]}{extra}")
+    print(KEEPS)
+    return EXIT_OK
 
 
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""``litemaas-hooks uninstall``: remove everything of ours from both databases, nothing of theirs.
+"""What ``litemaas-hooks uninstall`` removes (the command itself is in ``cli.py``): everything of ours from both databases, nothing of theirs.
 
 LiteLLM database: the trigger ``litemaas_hooks_model_events`` on ``public."LiteLLM_ProxyModelTable"``,
 then schema ``litemaas_hooks`` (outbox, reconcile bookkeeping, trigger function, migration records).
@@ -12,7 +12,6 @@ outside our schema depends on one inside it. Safe to re-run: a database without 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -81,48 +80,8 @@ async def uninstall(conn: psycopg.AsyncConnection[Any], side: Which) -> Uninstal
     return UninstallResult(side=side, pending_discarded=pending)
 
 
-async def run_command(settings: Any, args: Any) -> int:
-    """``litemaas-hooks uninstall [--backend-only | --litellm-only] [--dry-run] [--yes]``."""
-    from litemaas_hooks.connections import connect
-
-    sides: list[Which] = []
-    if not args.backend_only:
-        sides.append("litellm")  # the trigger first: no new events once the backend functions are gone
-    if not args.litellm_only:
-        sides.append("backend")
-    if args.dry_run:
-        print(script(sides), end="")
-        print(KEEPS, file=sys.stderr)
-        return 0
-    if not args.yes:
-        print(
-            "litemaas-hooks uninstall: refusing without --yes. It drops, in "
-            + " and ".join(_DB[s] for s in sides)
-            + ": "
-            + "; ".join(_WHAT[s] for s in sides)
-            + ". Run with --dry-run to see the SQL.",
-            file=sys.stderr,
-        )
-        return 1
-    for side in sides:
-        conn = await connect(settings, side)
-        try:
-            result = await uninstall(conn, side)
-        finally:
-            await conn.close()
-        extra = ""
-        if result.pending_discarded:
-            extra = (
-                f" ({result.pending_discarded} outbox events were not applied yet: run `litemaas-hooks backfill` "
-                "before uninstalling, or let the backend's own sync catch up)"
-            )
-        print(f"{_DB[side]}: removed {_WHAT[side]}{extra}")
-    print(KEEPS)
-    return 0
-
-
-_DB = {"backend": "backend (LiteMaaS) database", "litellm": "LiteLLM database"}
-_WHAT = {
+DATABASE_LABELS: dict[Which, str] = {"backend": "backend (LiteMaaS) database", "litellm": "LiteLLM database"}
+REMOVES: dict[Which, str] = {
     "litellm": 'trigger litemaas_hooks_model_events on public."LiteLLM_ProxyModelTable" and schema litemaas_hooks '
     "(outbox, trigger function)",
     "backend": "schema litemaas_hooks (sync functions, hidden-model bookkeeping)",
