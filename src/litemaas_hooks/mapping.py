@@ -6,7 +6,6 @@ the two never fight). No I/O here: inputs are already decrypted and enriched by 
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -20,12 +19,11 @@ import orjson
 
 from litemaas_hooks.errors import MappingError
 from litemaas_hooks.redaction import (
-    CREDENTIAL_KEYS,
-    is_secret_key,
     known_secrets,
     redact_url,
     scrub_record,
-    strip_credentials,
+    strip_metadata,
+    strip_model_info,
 )
 
 # Column limits of the backend ``models`` table (reference/litemaas-backend.md).
@@ -365,85 +363,11 @@ def features_of(info: Mapping[str, Any]) -> tuple[str, ...]:
     return (base, *(name for key, name in FEATURE_FLAGS if _js_flag(info, key)))
 
 
-def _strip_info(
-    info: Mapping[str, Any], parts: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
-) -> dict[str, Any]:
-    """model_info's ``key`` is the matched cost-map key (``/model/info`` shows it), not a credential.
-    With ``parts`` (``info == {**shared, **own}``) the shared part is stripped once for all."""
-    if parts is None:
-        out = dict(_strip(info))
-    else:
-        shared, own = parts
-        mine = _strip(own)
-        out = {**_stripped_shared(shared), **mine}
-        for k in own.keys() - mine.keys():  # a value of its own that is dropped hides the shared one too
-            out.pop(k, None)
-    if isinstance(info.get("key"), str) and "key" not in out:
-        out["key"] = strip_credentials(info["key"])
-    return out
-
-
-def _stripped_shared(shared: Mapping[str, Any]) -> Mapping[str, Any]:
-    hit = _STRIPPED.get(id(shared))
-    if hit is not None and hit[0] is shared:
-        return hit[1]
-    if len(_STRIPPED) >= _STRIPPED_MAX:
-        _STRIPPED.clear()
-    stripped: Mapping[str, Any] = _strip(shared)
-    _STRIPPED[id(shared)] = (shared, stripped)  # kept alive with it: its id cannot be reused meanwhile
-    return stripped
-
-
-_STRIPPED: dict[int, tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
-_STRIPPED_MAX = 4096
-
-
-def _strip(value: Any) -> Any:
-    """``strip_credentials``, except that a secret-looking key whose value cannot hold a secret (a
-    boolean, a number, null: ``use_xai_oauth: false``, ``cache_read_input_token_cost_flex: null``) is
-    kept, as ``/model/info`` keeps it (else the backend's copy of the same view differs from ours)."""
-    if _plain(value):
-        return value
-    if type(value) is dict or isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            key = k if type(k) is str else str(k)
-            verdict = _key_verdict(key)
-            if verdict != "keep" and (verdict == "drop" or not (v is None or type(v) in _SCALARS)):
-                continue
-            out[key] = v if _plain(v) else _strip(v)
-        return out
-    if isinstance(value, list | tuple):
-        return [v if _plain(v) else _strip(v) for v in value]
-    return strip_credentials(value)
-
-
-# JSON's scalars as they come out of a decoder (exact types: a subclass takes the slow, general path)
-_SCALARS = frozenset({bool, int, float, type(None)})
-
-
-def _plain(value: Any) -> bool:
-    """Nothing ``strip_credentials`` would change: a scalar, or a string without a URL in it (most of a
-    ~250-key /model/info entry and its ``supported_openai_params`` list)."""
-    kind = type(value)
-    if kind is str:
-        return "://" not in value
-    return kind in _SCALARS
-
-
-@functools.lru_cache(maxsize=4096)
-def _key_verdict(key: str) -> Literal["keep", "drop", "scalar-only"]:
-    """Per key name, once: a credential key is dropped, a secret-looking one keeps only scalars."""
-    if key.lower() in CREDENTIAL_KEYS:
-        return "drop"
-    return "scalar-only" if is_secret_key(key) else "keep"
-
-
 def metadata_of(dep: Deployment) -> dict[str, Any]:
     """``{litellm_model_info, litellm_params}`` of a deployment, with every credential removed."""
     metadata = {
-        "litellm_model_info": _strip_info(dep.model_info, dep.info_parts),
-        "litellm_params": _strip(dict(dep.litellm_params)),
+        "litellm_model_info": strip_model_info(dep.model_info, dep.info_parts),
+        "litellm_params": strip_metadata(dict(dep.litellm_params)),
     }
     try:
         size = len(orjson.dumps(metadata, default=str, option=orjson.OPT_NON_STR_KEYS))

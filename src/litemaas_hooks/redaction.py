@@ -3,7 +3,9 @@
 ``strip_credentials`` removes every credential-looking key from LiteLLM params/model_info, as LiteLLM's
 ``/model/info`` does (it drops ``api_key`` & co and masks secret-looking keys), and masks credentials
 embedded in URLs (userinfo, ``?sig=``/``code=``/``pwd=``/``api-key=`` and any secret-looking parameter);
-``redact_dsn`` hides the password of a PostgreSQL URL or keyword DSN.
+``redact_dsn`` hides the password of a PostgreSQL URL or keyword DSN. ``strip_metadata`` and
+``strip_model_info`` are what ``models.metadata`` keeps (``mapping.metadata_of``), with the caches that
+make them fast kept here, so that ``mapping`` stays free of process-wide state.
 
 Second line of defence, by value: ``known_secrets`` collects the values that must never leave (the
 deployments' own credentials, LiteLLM's master and salt keys, both database passwords, the value of
@@ -23,7 +25,7 @@ import functools
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -512,3 +514,80 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
         if secret:
             values.update(_with_parts(secret))
     return mask_values(out, [v for v in values if len(v) >= _MIN_SECRET_LENGTH])
+
+
+# -- models.metadata: what the backend may keep of model_info and litellm_params ------------------
+
+
+def strip_model_info(
+    info: Mapping[str, Any], parts: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """model_info's ``key`` is the matched cost-map key (``/model/info`` shows it), not a credential.
+    With ``parts`` (``info == {**shared, **own}``) the shared part is stripped once for all."""
+    if parts is None:
+        out = dict(strip_metadata(info))
+    else:
+        shared, own = parts
+        mine = strip_metadata(own)
+        out = {**_stripped_shared(shared), **mine}
+        for k in own.keys() - mine.keys():  # a value of its own that is dropped hides the shared one too
+            out.pop(k, None)
+    if isinstance(info.get("key"), str) and "key" not in out:
+        out["key"] = strip_credentials(info["key"])
+    return out
+
+
+def _stripped_shared(shared: Mapping[str, Any]) -> Mapping[str, Any]:
+    hit = _STRIPPED.get(id(shared))
+    if hit is not None and hit[0] is shared:
+        return hit[1]
+    if len(_STRIPPED) >= _STRIPPED_MAX:
+        _STRIPPED.clear()
+    stripped: Mapping[str, Any] = strip_metadata(shared)
+    _STRIPPED[id(shared)] = (shared, stripped)  # kept alive with it: its id cannot be reused meanwhile
+    return stripped
+
+
+_STRIPPED: dict[int, tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
+_STRIPPED_MAX = 4096
+
+
+def strip_metadata(value: Any) -> Any:
+    """What ``models.metadata`` keeps of a value: ``strip_credentials``, except that a secret-looking key whose value cannot hold a secret (a
+    boolean, a number, null: ``use_xai_oauth: false``, ``cache_read_input_token_cost_flex: null``) is
+    kept, as ``/model/info`` keeps it (else the backend's copy of the same view differs from ours)."""
+    if _plain(value):
+        return value
+    if type(value) is dict or isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = k if type(k) is str else str(k)
+            verdict = _key_verdict(key)
+            if verdict != "keep" and (verdict == "drop" or not (v is None or type(v) in _SCALARS)):
+                continue
+            out[key] = v if _plain(v) else strip_metadata(v)
+        return out
+    if isinstance(value, list | tuple):
+        return [v if _plain(v) else strip_metadata(v) for v in value]
+    return strip_credentials(value)
+
+
+# JSON's scalars as they come out of a decoder (exact types: a subclass takes the slow, general path)
+_SCALARS = frozenset({bool, int, float, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    """Nothing ``strip_credentials`` would change: a scalar, or a string without a URL in it (most of a
+    ~250-key /model/info entry and its ``supported_openai_params`` list)."""
+    kind = type(value)
+    if kind is str:
+        return "://" not in value
+    return kind in _SCALARS
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_verdict(key: str) -> Literal["keep", "drop", "scalar-only"]:
+    """Per key name, once: a credential key is dropped, a secret-looking one keeps only scalars."""
+    if key.lower() in CREDENTIAL_KEYS:
+        return "drop"
+    return "scalar-only" if is_secret_key(key) else "keep"
