@@ -20,14 +20,38 @@ So with the backend running each side writes such a row at most once per backend
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from litemaas_hooks.mapping import COMPARED_FIELDS, ModelRecord
+import orjson
+
+from litemaas_hooks.errors import MappingError, describe
+from litemaas_hooks.mapping import (
+    COMPARED_FIELDS,
+    Deployment,
+    ModelRecord,
+    is_team_model,
+    map_model,
+)
+
+log = logging.getLogger("litemaas_hooks.planning")
 
 Action = Literal["create", "update", "unchanged", "retire", "skip", "error"]
+# retire_missing="db-rows": retire backend rows gone from LiteLLM only when known to come from
+# LiteLLM's database (a relay that cannot see config.yaml must not take a config-file model for a
+# deleted one).
+RetireMissing = bool | Literal["db-rows"]
+NOT_IN_TABLE = (
+    "not in LiteLLM's model table and not known to come from it (a config.yaml model?); left alone. "
+    "Retire it with `litemaas-hooks backfill --retire-missing` if it is really gone"
+)
+TEAM_MODEL = (
+    "team model (model_info.team_id); set LITEMAAS_HOOKS_SYNC_TEAM_MODELS=true to sync team models"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,3 +215,47 @@ def mass_retire(count: int, total: int, *, percent: float, min_models: int) -> b
     if min_models <= 0 or count < min_models:
         return False
     return count * 100 >= percent * max(total, count)
+
+
+def plan_name(
+    name: str,
+    deployments: Sequence[Deployment] | None,
+    current: CurrentRow | None,
+    *,
+    sync_team_models: bool,
+    may_retire: RetireMissing,
+    in_table: bool,
+) -> PlannedChange:
+    """Plan for one name: the team-model rule, the not-in-table rule (``may_retire="db-rows"``: a
+    name LiteLLM's table never had is left alone), then map and compare. ``in_table``: the name has
+    rows in LiteLLM's table. A mapping failure is this name's error, never the batch's."""
+    deps: Sequence[Deployment] = deployments or ()
+    if deps and not sync_team_models:
+        if all(is_team_model(d) for d in deps):
+            return PlannedChange(name, "skip", message=TEAM_MODEL)
+        deps = [d for d in deps if not is_team_model(d)]
+    if not deps:
+        unknown = may_retire == "db-rows" and not in_table
+        if unknown and current is not None and current.from_litellm and not current.retired:
+            return PlannedChange(name, "unchanged", message=NOT_IN_TABLE)
+        return plan_absent(name, current, may_retire=bool(may_retire))
+    try:
+        change = plan_present(map_model(name, deps), current)
+        if change.record is not None and change.action in {"create", "update"}:
+            check_serialisable(change.record)
+    except MappingError as exc:
+        return PlannedChange(name, "error", message=str(exc))
+    except Exception as exc:  # whatever the value: this model's error, never the batch's
+        log.debug("mapping %r failed", name, exc_info=True)
+        return PlannedChange(name, "error", message=f"cannot be mapped: {describe(exc)}")
+    return change
+
+
+def check_serialisable(record: ModelRecord) -> None:
+    """The record as the upsert sends it must encode (a value too deep or too odd fails here, for
+    this model alone, not in the batch's statement)."""
+    try:
+        orjson.dumps(record.to_json(), default=str, option=orjson.OPT_NON_STR_KEYS)
+    # beyond orjson (>64-bit integers, depth > 254): what the connection falls back to
+    except TypeError:
+        json.dumps(record.to_json(), default=str)

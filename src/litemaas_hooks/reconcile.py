@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections import Counter
@@ -44,19 +43,18 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
 import psycopg
 
 from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outages, outbox, sql
-from litemaas_hooks.errors import MappingError, describe
+from litemaas_hooks.errors import describe
 from litemaas_hooks.litellm_source import ConfigModels, KeyFunc, read_truth
-from litemaas_hooks.mapping import ModelRecord, is_team_model, map_model
+from litemaas_hooks.mapping import ModelRecord
 from litemaas_hooks.planning import (
     CurrentRow,
     PlannedChange,
+    RetireMissing,
     mass_retire,
-    plan_absent,
-    plan_present,
+    plan_name,
 )
 from litemaas_hooks.settings import Settings
 
@@ -72,13 +70,6 @@ _PLAN_TO_OUTCOME: dict[str, OutcomeAction] = {
     "error": "error",
 }
 Progress = Callable[[int, int], None]
-# retire_missing="db-rows": retire backend rows gone from LiteLLM only when known to come from LiteLLM's
-# database (a relay that cannot see config.yaml must not take a config-file model for a deleted one).
-RetireMissing = bool | Literal["db-rows"]
-NOT_IN_TABLE = (
-    "not in LiteLLM's model table and not known to come from it (a config.yaml model?); left alone. "
-    "Retire it with `litemaas-hooks backfill --retire-missing` if it is really gone"
-)
 # A full reconcile reads and writes this many names at a time (bounded memory for any catalogue size;
 # small enough that writing one chunk overlaps reading and planning the next for most of the run).
 CHUNK_NAMES = 500
@@ -640,39 +631,14 @@ class Reconciler:
             if name in errors:
                 plan.append(PlannedChange(name, "error", message=errors[name]))
                 continue
-            deps = deployments.get(name)
-            if deps and not self.settings.sync_team_models and all(is_team_model(d) for d in deps):
-                plan.append(
-                    PlannedChange(
-                        name,
-                        "skip",
-                        message="team model (model_info.team_id); set LITEMAAS_HOOKS_SYNC_TEAM_MODELS=true "
-                        "to sync team models",
-                    )
-                )
-                continue
-            if deps and not self.settings.sync_team_models:
-                deps = [d for d in deps if not is_team_model(d)]
-            if not deps:
-                row = current.get(name)
-                unknown = may_retire == "db-rows" and name not in db_rows
-                if unknown and row is not None and row.from_litellm and not row.retired:
-                    plan.append(PlannedChange(name, "unchanged", message=NOT_IN_TABLE))
-                    continue
-                plan.append(plan_absent(name, row, may_retire=bool(may_retire)))
-                continue
-            try:
-                record = map_model(name, deps)
-                change = plan_present(record, current.get(name))
-                if change.record is not None and change.action in {"create", "update"}:
-                    check_serialisable(change.record)
-            except MappingError as exc:
-                plan.append(PlannedChange(name, "error", message=str(exc)))
-                continue
-            except Exception as exc:  # whatever the value: this model's error, never the batch's
-                log.debug("mapping %r failed", name, exc_info=True)
-                plan.append(PlannedChange(name, "error", message=f"cannot be mapped: {describe(exc)}"))
-                continue
+            change = plan_name(
+                name,
+                deployments.get(name),
+                current.get(name),
+                sync_team_models=self.settings.sync_team_models,
+                may_retire=may_retire,
+                in_table=name in db_rows,
+            )
             plan.append(change)
         return plan
 
@@ -889,12 +855,3 @@ def _retire_message(result: Mapping[str, Any]) -> str:
 
 def _tell(progress: Progress, total: int, done: int) -> None:
     progress(done, total)
-
-
-def check_serialisable(record: ModelRecord) -> None:
-    """The record as the upsert sends it must encode (a value too deep or too odd fails here, for this
-    model alone, not in the batch's statement)."""
-    try:
-        orjson.dumps(record.to_json(), default=str, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:  # beyond orjson (>64-bit integers, depth > 254): what the connection falls back to
-        json.dumps(record.to_json(), default=str)

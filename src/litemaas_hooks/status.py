@@ -228,7 +228,8 @@ async def _drift_part(
     config_models: ConfigModels | None,
     problem: Callable[[str], None],
 ) -> None:
-    from litemaas_hooks.reconcile import NOT_IN_TABLE, Reconciler
+    from litemaas_hooks.planning import NOT_IN_TABLE
+    from litemaas_hooks.reconcile import Reconciler
 
     drift = report.drift
     drift.config_models_known = config_models is not None
