@@ -1,4 +1,4 @@
-"""planning.plan_name: the per-name rules the reconciler applies before and around mapping (no DB)."""
+"""planning.plan_name: the per-name rules the reconciler applies around mapping (no DB)."""
 
 from __future__ import annotations
 
