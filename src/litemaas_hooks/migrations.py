@@ -137,3 +137,24 @@ async def _trigger_ok(conn: psycopg.AsyncConnection[Any]) -> bool:
     cur = await conn.execute(sql.query("litellm", "trigger_state"))
     row = await cur.fetchone()
     return bool(row and all(row))
+
+
+async def reinstall_trigger(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Re-create the outbox trigger on LiteLLM's table, which LiteLLM's own schema update can drop:
+    install's repeatable steps for the trigger function and the trigger, in one transaction.
+
+    The relay calls it when its check finds the trigger missing; a ``psycopg.Error`` (no TRIGGER
+    privilege, LiteLLM's table busy) is the caller's to report.
+    """
+    steps = ("record_model_event", "trigger")
+    scripts = [r for r in sql.repeatables("litellm") if r.name.endswith(steps)]
+    async with conn.transaction():
+        for script in scripts:
+            if not script.name.endswith("record_model_event"):
+                await conn.execute(script.sql.encode("utf-8"))
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute(script.sql.encode("utf-8"))
+            except psycopg.errors.InsufficientPrivilege:
+                pass  # owned by the installer (plugin mode: LiteLLM's role); its body copes

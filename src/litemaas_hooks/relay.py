@@ -70,9 +70,9 @@ from litemaas_hooks import (
     litellm_source,
     memo_share,
     metrics,
+    migrations,
     outages,
     outbox,
-    sql,
 )
 from litemaas_hooks.backoff import Backoff
 from litemaas_hooks.connections import (
@@ -803,19 +803,8 @@ class Relay:
                 self.name,
             )
             return
-        # the trigger function (its body follows the table's columns) and the trigger itself
-        scripts = [r for r in sql.repeatables("litellm") if r.name.endswith(("record_model_event", "trigger"))]
         try:
-            async with lconn.transaction():
-                for script in scripts:
-                    if script.name.endswith("record_model_event"):
-                        try:
-                            async with lconn.transaction():
-                                await lconn.execute(script.sql.encode("utf-8"))
-                        except psycopg.errors.InsufficientPrivilege:
-                            pass  # owned by the installer (plugin mode: LiteLLM's role); the body copes
-                        continue
-                    await lconn.execute(script.sql.encode("utf-8"))
+            await migrations.reinstall_trigger(lconn)
         except (psycopg.OperationalError, psycopg.InterfaceError):
             raise
         except psycopg.Error as exc:
