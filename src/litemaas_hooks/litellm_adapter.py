@@ -1,9 +1,17 @@
-"""Every use of LiteLLM internals in one place: the ``/model/info`` view, decryption, proxy globals.
+"""Everything of ours that knows LiteLLM's internals, in three parts:
 
-LiteLLM itself is imported only when an answer is not known yet: decryption is LiteLLM's algorithm
-reimplemented (``litellm_crypto``); cost-map answers come from LiteLLM when it is loaded (inside the
-proxy) and otherwise from a disk memo of LiteLLM's own answers (``cost_map``). Nothing here imports
-``litellm.proxy.proxy_server`` (it takes seconds and needs every proxy dependency).
+- ``decrypt_params``: ``litellm_params`` decrypted as LiteLLM does it, with LiteLLM's algorithm
+  reimplemented in ``litellm_crypto`` (no LiteLLM import);
+- the ``/model/info`` view (``proxy_view``, ``enrich_model_info``): LiteLLM's cost-map answers,
+  straight from LiteLLM when it is loaded (inside the proxy), else from the disk memo of its own
+  answers (``cost_map.Memo``, chosen by ``Enricher``), importing LiteLLM only for an answer the
+  memo lacks;
+- the running proxy's globals (``proxy_master_key``, ``router_config_models``), read from
+  ``sys.modules``: nothing here imports ``litellm.proxy.proxy_server`` (seconds, every proxy
+  dependency).
+
+They stay one module on purpose: the import-linter contract lets only this module and ``plugin``
+import LiteLLM, so a change of LiteLLM's internals is a change here.
 """
 
 from __future__ import annotations
