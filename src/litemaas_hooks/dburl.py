@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote
 
-from litemaas_hooks.errors import DatabaseUrlError
+from litemaas_hooks.errors import DatabaseUrlError, first_line
 
 SCHEMES = ("postgresql://", "postgres://")
 
@@ -207,5 +207,4 @@ def _check(conninfo: str) -> None:
     try:
         conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUrlError(f"libpq cannot read it: {text}") from None
+        raise DatabaseUrlError(f"libpq cannot read it: {first_line(exc)}") from None

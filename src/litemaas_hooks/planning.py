@@ -1,7 +1,8 @@
 """Pure planning: desired records vs the backend's current rows -> what to do for each model name.
 
 The backend's upsert function decides again in SQL, the same way (it never writes a row in sync), so
-this plan is what ``backfill --dry-run`` shows and what keeps a warm run from sending unchanged rows.
+this plan is what ``backfill --dry-run`` shows and what keeps a warm run from sending unchanged
+rows.
 
 In sync = the row's compared columns equal the row that ANY live deployment of the name yields
 (``ModelRecord.accepted``; the backend's own sync leaves a name on whichever deployment it processed
@@ -12,9 +13,9 @@ Availability (mirrored by the CASE in ``upsert_models_v1``; README "What a backe
 - an existing row's availability is never changed by us, except for what we hid ourselves: a name
   whose deployments are all blocked is hidden ONCE (marker ``blocked``), and only when the row was
   written before the block (its metadata's ``model_info.blocked`` is not true); if someone (the
-  backend's sync, an admin) shows it while it stays blocked, that choice stands until the block changes;
-  a retired or blocked-hidden name that is served again is shown again; a row left unavailable by a
-  deleted deployment is shown again when another deployment serves the name.
+  backend's sync, an admin) shows it while it stays blocked, that choice stands until the block
+  changes; a retired or blocked-hidden name that is served again is shown again; a row left
+  unavailable by a deleted deployment is shown again when another deployment serves the name.
 So with the backend running each side writes such a row at most once per backend sync.
 """
 
@@ -46,9 +47,11 @@ Action = Literal["create", "update", "unchanged", "retire", "skip", "error"]
 # deleted one).
 RetireMissing = bool | Literal["db-rows"]
 NOT_IN_TABLE = (
-    "not in LiteLLM's model table and not known to come from it (a config.yaml model?); left alone. "
-    "Retire it with `litemaas-hooks backfill --retire-missing` if it is really gone"
+    "not in LiteLLM's model table and not known to come from it (a config.yaml model?); "
+    "left alone. Retire it with `litemaas-hooks backfill --retire-missing` if it is really gone"
 )
+HAND_MADE = "hand-made backend row (no LiteLLM metadata); left alone"
+NOT_RETIRED = "missing from LiteLLM (use --retire-missing to retire)"
 TEAM_MODEL = (
     "team model (model_info.team_id); set LITEMAAS_HOOKS_SYNC_TEAM_MODELS=true to sync team models"
 )
@@ -92,15 +95,18 @@ class CurrentRow:
 
     @property
     def from_litellm(self) -> bool:
-        """Rows that a sync wrote (ours, the backend's or the old playbook's), never hand-made ones."""
+        """Rows that a sync wrote (ours, the backend's or the old playbook's), never hand-made
+        ones."""
         return self.litellm_model_id is not None or any(
             _jsonb_has(self.metadata, key) for key in ("litellm_model_info", "litellm_params")
         )
 
     @property
     def written_while_blocked(self) -> bool:
-        """The row's metadata is a view of a blocked deployment (``model_info.blocked``, LiteLLM >= 1.108)."""
-        info = self.metadata.get("litellm_model_info") if isinstance(self.metadata, Mapping) else None
+        """The row's metadata is a view of a blocked deployment (``model_info.blocked``, LiteLLM
+        >= 1.108)."""
+        metadata = self.metadata
+        info = metadata.get("litellm_model_info") if isinstance(metadata, Mapping) else None
         return isinstance(info, Mapping) and info.get("blocked") is True
 
     @property
@@ -133,8 +139,8 @@ def desired_availability(record: ModelRecord, current: CurrentRow | None) -> str
         return "unavailable" if record.all_blocked else "available"
     if record.all_blocked:
         if current.hidden_reason is not None or current.written_while_blocked:
-            # hidden once already (or retired), or whoever wrote the row saw the block (the backend's
-            # sync shows blocked models): leave it as it is now
+            # hidden once already (or retired), or whoever wrote the row saw the block (the
+            # backend's sync shows blocked models): leave it as it is now
             return current.availability or "available"
         return "unavailable"
     if current.hidden_reason is not None:
@@ -171,13 +177,17 @@ def describes_a_deployment(record: ModelRecord, current: CurrentRow) -> bool:
 
 def diff(record: ModelRecord, current: CurrentRow) -> dict[str, tuple[Any, Any]]:
     """``{field: (current, desired)}`` for every synced column the upsert would change."""
-    changes = {} if describes_a_deployment(record, current) else _differences(record.compared(), current)
+    if describes_a_deployment(record, current):
+        changes = {}
+    else:
+        changes = _differences(record.compared(), current)
     if current.description is None and record.description is not None:
         changes["description"] = (None, record.description)
     availability = desired_availability(record, current)
     if availability != current.availability:
         changes["availability"] = (current.availability, availability)
-    if current.hidden_reason is not None and not record.all_blocked and "availability" not in changes:
+    shown_again = current.hidden_reason is not None and not record.all_blocked
+    if shown_again and "availability" not in changes:
         changes["hidden_reason"] = (current.hidden_reason, None)
     return changes
 
@@ -187,7 +197,7 @@ def plan_present(record: ModelRecord, current: CurrentRow | None) -> PlannedChan
     if current is None:
         return PlannedChange(record.id, "create", record)
     if not current.from_litellm:  # the backend function leaves such rows alone too
-        return PlannedChange(record.id, "unchanged", message="hand-made backend row (no LiteLLM metadata); left alone")
+        return PlannedChange(record.id, "unchanged", message=HAND_MADE)
     changes = diff(record, current)
     return PlannedChange(record.id, "update" if changes else "unchanged", record, changes)
 
@@ -199,14 +209,15 @@ def plan_absent(name: str, current: CurrentRow | None, *, may_retire: bool) -> P
     if current.retired:
         return PlannedChange(name, "unchanged", message="already retired")
     if not current.from_litellm:
-        return PlannedChange(name, "unchanged", message="hand-made backend row (no LiteLLM metadata); left alone")
+        return PlannedChange(name, "unchanged", message=HAND_MADE)
     if current.availability == "unavailable":
         # already unavailable (the backend's sync or an admin did it): like the backend's own
         # markModelUnavailable, nothing more to do — no second cascade, no second audit row
         return PlannedChange(name, "unchanged", message="already unavailable")
     if not may_retire:
-        return PlannedChange(name, "unchanged", message="missing from LiteLLM (use --retire-missing to retire)")
-    return PlannedChange(name, "retire", changes={"availability": (current.availability, "unavailable")})
+        return PlannedChange(name, "unchanged", message=NOT_RETIRED)
+    retired = {"availability": (current.availability, "unavailable")}
+    return PlannedChange(name, "retire", changes=retired)
 
 
 def mass_retire(count: int, total: int, *, percent: float, min_models: int) -> bool:

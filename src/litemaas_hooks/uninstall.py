@@ -1,13 +1,16 @@
-"""What ``litemaas-hooks uninstall`` removes (the command itself is in ``cli.py``): everything of ours from both databases, nothing of theirs.
+"""What ``litemaas-hooks uninstall`` removes (the command itself is in ``cli.py``): everything of
+ours from both databases, nothing of theirs.
 
-LiteLLM database: the trigger ``litemaas_hooks_model_events`` on ``public."LiteLLM_ProxyModelTable"``,
-then schema ``litemaas_hooks`` (outbox, reconcile bookkeeping, trigger function, migration records).
-Backend database: schema ``litemaas_hooks`` (the sync functions, ``hidden_models``, migration records).
+LiteLLM database: the trigger ``litemaas_hooks_model_events`` on
+``public."LiteLLM_ProxyModelTable"``, then schema ``litemaas_hooks`` (outbox, reconcile bookkeeping,
+trigger function, migration records). Backend database: schema ``litemaas_hooks`` (the sync
+functions, ``hidden_models``, migration records).
 
 What stays: every row the sync wrote into the backend's own tables (``models``, the subscriptions it
-deactivated, ``api_key_models`` it removed, ``audit_logs``); LiteLLM's tables and rows. Each database
-is changed in one transaction, under the install lock; it refuses (and changes nothing) when an object
-outside our schema depends on one inside it. Safe to re-run: a database without our objects is a no-op.
+deactivated, ``api_key_models`` it removed, ``audit_logs``); LiteLLM's tables and rows. Each
+database is changed in one transaction, under the install lock; it refuses (and changes nothing)
+when an object outside our schema depends on one inside it. Safe to re-run: a database without our
+objects is a no-op.
 """
 
 from __future__ import annotations
@@ -75,18 +78,23 @@ async def uninstall(conn: psycopg.AsyncConnection[Any], side: Which) -> Uninstal
                 raise MigrationError(
                     f"uninstall of the {side} database failed, nothing was changed there: "
                     f"{describe(exc)}. The role needs to own schema litemaas_hooks "
-                    '(and, on the LiteLLM side, public."LiteLLM_ProxyModelTable"): use the role that ran install.'
+                    '(and, on the LiteLLM side, public."LiteLLM_ProxyModelTable"): '
+                    "use the role that ran install."
                 ) from exc
     return UninstallResult(side=side, pending_discarded=pending)
 
 
-DATABASE_LABELS: dict[Which, str] = {"backend": "backend (LiteMaaS) database", "litellm": "LiteLLM database"}
+DATABASE_LABELS: dict[Which, str] = {
+    "backend": "backend (LiteMaaS) database",
+    "litellm": "LiteLLM database",
+}
 REMOVES: dict[Which, str] = {
-    "litellm": 'trigger litemaas_hooks_model_events on public."LiteLLM_ProxyModelTable" and schema litemaas_hooks '
-    "(outbox, trigger function)",
+    "litellm": 'trigger litemaas_hooks_model_events on public."LiteLLM_ProxyModelTable" and schema '
+    "litemaas_hooks (outbox, trigger function)",
     "backend": "schema litemaas_hooks (sync functions, hidden-model bookkeeping)",
 }
 KEEPS = (
-    "kept: every row the sync wrote in the backend's own tables (models, subscriptions, api_key_models, "
-    "audit_logs) and all of LiteLLM's tables; remove the plugin callback / relay Deployment as well"
+    "kept: every row the sync wrote in the backend's own tables (models, subscriptions, "
+    "api_key_models, audit_logs) and all of LiteLLM's tables; remove the plugin callback / "
+    "relay Deployment as well"
 )

@@ -1,9 +1,10 @@
-"""``install --wait-for-litellm SECONDS``: wait until both databases answer and hold the tables we hook
-into, so an install Job started together with LiteMaaS does not fail on a fresh cluster.
+"""``install --wait-for-litellm SECONDS``: wait until both databases answer and hold the tables we
+hook into, so an install Job started together with LiteMaaS does not fail on a fresh cluster.
 
-LiteLLM creates ``public."LiteLLM_ProxyModelTable"`` when it first starts (its Prisma migrations; not
-with ``DISABLE_SCHEMA_UPDATE=true`` until something ran them); the LiteMaaS backend creates
-``public.models`` at start. Progress is printed every ``report_every_seconds``, naming what is missing.
+LiteLLM creates ``public."LiteLLM_ProxyModelTable"`` when it first starts (its Prisma migrations;
+not with ``DISABLE_SCHEMA_UPDATE=true`` until something ran them); the LiteMaaS backend creates
+``public.models`` at start. Progress is printed every ``report_every_seconds``, naming what is
+missing.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from typing import Any, TextIO
 
 import psycopg
 
-from litemaas_hooks.errors import WaitTimeoutError
+from litemaas_hooks.errors import WaitTimeoutError, first_line
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings, Which
 
 TABLES: dict[Which, tuple[str, str]] = {
     "litellm": (
         'public."LiteLLM_ProxyModelTable"',
-        "LiteLLM creates it on its first start with STORE_MODEL_IN_DB=True (check that LiteLLM runs and that "
-        "LITELLM_DATABASE_URL / DATABASE_URL points at its database)",
+        "LiteLLM creates it on its first start with STORE_MODEL_IN_DB=True (check that LiteLLM "
+        "runs and that LITELLM_DATABASE_URL / DATABASE_URL points at its database)",
     ),
     "backend": (
         "public.models",
@@ -46,8 +47,8 @@ async def _missing(settings: Settings, which: Which) -> str | None:
             cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
             row = await cur.fetchone()
     except psycopg.Error as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return f"{which} database {redact_dsn(dsn)} not reachable: {scrub(reason, settings.secrets())}"
+        reason = scrub(first_line(exc), settings.secrets())
+        return f"{which} database {redact_dsn(dsn)} not reachable: {reason}"
     if row and row[0]:
         return None
     return f"{which} database has no table {table} yet"
@@ -76,11 +77,13 @@ async def wait_for_tables(
         if waited >= timeout_seconds:
             hints = "; ".join(f"{p}: {TABLES[w][1]}" for w, p in problems.items())
             raise WaitTimeoutError(
-                f"gave up after {waited:.0f}s waiting for the tables litemaas-hooks hooks into: {hints}"
+                f"gave up after {waited:.0f}s waiting for the tables litemaas-hooks hooks into: "
+                + hints
             )
         if now >= next_report:
             print(
-                f"litemaas-hooks: waiting ({waited:.0f}s of {timeout_seconds:.0f}s): " + "; ".join(problems.values()),
+                f"litemaas-hooks: waiting ({waited:.0f}s of {timeout_seconds:.0f}s): "
+                + "; ".join(problems.values()),
                 file=out,
                 flush=True,
             )
