@@ -1,9 +1,9 @@
 """Exponential backoff with jitter and a cap, for reconnecting to a database that went away.
 
-The delay starts at ``initial_delay_seconds``, is multiplied by ``factor`` after every failure,
-gets +-``jitter`` (10 % by default) so a fleet of relays does not reconnect in lock-step, and never
-exceeds ``max_delay_seconds``. ``reset()`` after a success. There is no give-up deadline: the relay is
-crash-only and long-running, so it retries for as long as it runs.
+The delay starts at ``initial_delay_seconds``, is multiplied by ``factor`` after every failure, gets
++-``jitter`` (10 % by default) so a fleet of relays does not reconnect in lock-step, and never
+exceeds ``max_delay_seconds``. ``reset()`` after a success. There is no give-up deadline: the relay
+is crash-only and long-running, so it retries for as long as it runs.
 """
 
 from __future__ import annotations

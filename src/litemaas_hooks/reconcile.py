@@ -813,9 +813,11 @@ class Reconciler:
                 return
             name = batch[0].name
             if kind == "contention":
-                report.outcomes[name] = Outcome("deferred", f"the write waited too long: {describe(exc)}")
+                why = f"the write waited too long: {describe(exc)}"
+                report.outcomes[name] = Outcome("deferred", why)
             else:
-                report.outcomes[name] = Outcome("error", f"backend rejected the row: {describe(exc)}")
+                why = f"backend rejected the row: {describe(exc)}"
+                report.outcomes[name] = Outcome("error", why)
             return
         for model_id, outcome in outcomes.items():
             if outcome == "unchanged":

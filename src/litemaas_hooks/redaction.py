@@ -4,8 +4,8 @@
 ``/model/info`` does (it drops ``api_key`` & co and masks secret-looking keys), and masks credentials
 embedded in URLs (userinfo, ``?sig=``/``code=``/``pwd=``/``api-key=`` and any secret-looking parameter);
 ``redact_dsn`` hides the password of a PostgreSQL URL or keyword DSN. ``strip_metadata`` and
-``strip_model_info`` are what ``models.metadata`` keeps (``mapping.metadata_of``), with the caches that
-make them fast kept here, so that ``mapping`` stays free of process-wide state.
+``strip_model_info`` are what ``models.metadata`` keeps (``mapping.metadata_of``); their caches
+live here, so that ``mapping`` stays free of process-wide state.
 
 Second line of defence, by value: ``known_secrets`` collects the values that must never leave (the
 deployments' own credentials, LiteLLM's master and salt keys, both database passwords, the value of
@@ -522,16 +522,17 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
 def strip_model_info(
     info: Mapping[str, Any], parts: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """model_info's ``key`` is the matched cost-map key (``/model/info`` shows it), not a credential.
-    With ``parts`` (``info == {**shared, **own}``) the shared part is stripped once for all."""
+    """What ``models.metadata`` keeps of model_info: ``strip_metadata``, except that ``key`` is the
+    matched cost-map key (``/model/info`` shows it), not a credential. With ``parts``
+    (``info == {**shared, **own}``) the shared part is stripped once for all."""
     if parts is None:
         out = dict(strip_metadata(info))
     else:
         shared, own = parts
         mine = strip_metadata(own)
         out = {**_stripped_shared(shared), **mine}
-        for k in own.keys() - mine.keys():  # a value of its own that is dropped hides the shared one too
-            out.pop(k, None)
+        for k in own.keys() - mine.keys():
+            out.pop(k, None)  # a value of its own that is dropped hides the shared one too
     if isinstance(info.get("key"), str) and "key" not in out:
         out["key"] = strip_credentials(info["key"])
     return out
@@ -544,7 +545,8 @@ def _stripped_shared(shared: Mapping[str, Any]) -> Mapping[str, Any]:
     if len(_STRIPPED) >= _STRIPPED_MAX:
         _STRIPPED.clear()
     stripped: Mapping[str, Any] = strip_metadata(shared)
-    _STRIPPED[id(shared)] = (shared, stripped)  # kept alive with it: its id cannot be reused meanwhile
+    # kept alive with it: its id cannot be reused meanwhile
+    _STRIPPED[id(shared)] = (shared, stripped)
     return stripped
 
 
@@ -553,9 +555,10 @@ _STRIPPED_MAX = 4096
 
 
 def strip_metadata(value: Any) -> Any:
-    """What ``models.metadata`` keeps of a value: ``strip_credentials``, except that a secret-looking key whose value cannot hold a secret (a
-    boolean, a number, null: ``use_xai_oauth: false``, ``cache_read_input_token_cost_flex: null``) is
-    kept, as ``/model/info`` keeps it (else the backend's copy of the same view differs from ours)."""
+    """What ``models.metadata`` keeps of a value: ``strip_credentials``, except that a
+    secret-looking key whose value cannot hold a secret (a boolean, a number, null:
+    ``use_xai_oauth: false``, ``cache_read_input_token_cost_flex: null``) is kept, as
+    ``/model/info`` keeps it (else the backend's copy of the same view differs from ours)."""
     if _plain(value):
         return value
     if type(value) is dict or isinstance(value, Mapping):
@@ -572,13 +575,13 @@ def strip_metadata(value: Any) -> Any:
     return strip_credentials(value)
 
 
-# JSON's scalars as they come out of a decoder (exact types: a subclass takes the slow, general path)
+# JSON's scalars as a decoder returns them (exact types: a subclass takes the slow, general path)
 _SCALARS = frozenset({bool, int, float, type(None)})
 
 
 def _plain(value: Any) -> bool:
-    """Nothing ``strip_credentials`` would change: a scalar, or a string without a URL in it (most of a
-    ~250-key /model/info entry and its ``supported_openai_params`` list)."""
+    """Nothing ``strip_credentials`` would change: a scalar, or a string without a URL in it (most
+    of a ~250-key /model/info entry and its ``supported_openai_params`` list)."""
     kind = type(value)
     if kind is str:
         return "://" not in value
