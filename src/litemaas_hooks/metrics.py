@@ -9,15 +9,17 @@ Series (labels in brackets):
 
 - ``litemaas_hooks_outbox_events`` [status = pending, claimed, dead]: outbox rows, read at every
   housekeeping (at least every poll interval);
-- ``litemaas_hooks_outbox_oldest_pending_age_seconds``: age of the oldest not-dead event (0 when none);
+- ``litemaas_hooks_outbox_oldest_pending_age_seconds``: age of the oldest not-dead event (0 when
+  none);
 - ``litemaas_hooks_trigger_installed``: 1 when the outbox trigger is on LiteLLM's table and enabled;
 - ``litemaas_hooks_events_applied_total``: events applied to the backend (and deleted);
 - ``litemaas_hooks_events_failed_total`` [outcome = retry, dead]: failed events;
-- ``litemaas_hooks_models_converged_total`` [outcome = created, updated, unchanged, retired, skipped,
-  error]: per model name, from event batches and full reconciles;
+- ``litemaas_hooks_models_converged_total`` [outcome = created, updated, unchanged, retired,
+  skipped, error]: per model name, from event batches and full reconciles;
 - ``litemaas_hooks_apply_duration_seconds`` (histogram): one event batch, claim to bookkeeping done;
 - ``litemaas_hooks_reconnects_total``: relay sessions lost (either database);
-- ``litemaas_hooks_database_connected`` [database = litellm, backend]: 1 while the connection is held;
+- ``litemaas_hooks_database_connected`` [database = litellm, backend]: 1 while the connection is
+  held;
 - ``litemaas_hooks_full_reconciles_total`` [result = ok, failed]: periodic full reconciles run here;
 - ``litemaas_hooks_last_full_reconcile_timestamp_seconds`` [result = ok, failed]: when this process
   last finished one, by result;
@@ -47,10 +49,12 @@ log = logging.getLogger("litemaas_hooks.metrics")
 _PREFIX = "litemaas_hooks"
 MODEL_OUTCOMES = ("created", "updated", "unchanged", "retired", "skipped", "error")
 
-# Multiprocess modes (used only when PROMETHEUS_MULTIPROC_DIR is set): database-wide values are the same
-# in every worker ("livemax": one value, live processes only); "connected" is 1 only when every live
-# worker is connected ("livemin"); timestamps take the newest ("max").
-OUTBOX_EVENTS = Gauge(f"{_PREFIX}_outbox_events", "Outbox rows by status", ["status"], multiprocess_mode="livemax")
+# Multiprocess modes (used only when PROMETHEUS_MULTIPROC_DIR is set): database-wide values are the
+# same in every worker ("livemax": one value, live processes only); "connected" is 1 only when every
+# live worker is connected ("livemin"); timestamps take the newest ("max").
+OUTBOX_EVENTS = Gauge(
+    f"{_PREFIX}_outbox_events", "Outbox rows by status", ["status"], multiprocess_mode="livemax"
+)
 OLDEST_PENDING_AGE = Gauge(
     f"{_PREFIX}_outbox_oldest_pending_age_seconds",
     "Age of the oldest not-dead outbox event (0 when none)",
@@ -62,8 +66,12 @@ TRIGGER_INSTALLED = Gauge(
     multiprocess_mode="livemin",
 )
 EVENTS_APPLIED = Counter(f"{_PREFIX}_events_applied", "Outbox events applied to the backend")
-EVENTS_FAILED = Counter(f"{_PREFIX}_events_failed", "Outbox events that failed, by outcome", ["outcome"])
-MODELS_CONVERGED = Counter(f"{_PREFIX}_models_converged", "Model names converged, by outcome", ["outcome"])
+EVENTS_FAILED = Counter(
+    f"{_PREFIX}_events_failed", "Outbox events that failed, by outcome", ["outcome"]
+)
+MODELS_CONVERGED = Counter(
+    f"{_PREFIX}_models_converged", "Model names converged, by outcome", ["outcome"]
+)
 APPLY_SECONDS = Histogram(
     f"{_PREFIX}_apply_duration_seconds",
     "Time to apply one batch of outbox events",
@@ -76,7 +84,9 @@ DATABASE_CONNECTED = Gauge(
     ["database"],
     multiprocess_mode="livemin",
 )
-FULL_RECONCILES = Counter(f"{_PREFIX}_full_reconciles", "Periodic full reconciles run, by result", ["result"])
+FULL_RECONCILES = Counter(
+    f"{_PREFIX}_full_reconciles", "Periodic full reconciles run, by result", ["result"]
+)
 LAST_FULL_RECONCILE = Gauge(
     f"{_PREFIX}_last_full_reconcile_timestamp_seconds",
     "Unix time the last periodic full reconcile finished, by result",

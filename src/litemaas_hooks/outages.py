@@ -1,22 +1,24 @@
 """Which database errors are the database's fault (an outage or contention), not the event's.
 
-An attempt (``model_events.attempts``) is spent only on a failure that says something about the model:
-a value the backend rejects, a constraint. When the database cannot take the write at all — read-only
-after a failover, disk full, too many connections, an admin shutdown, a lost connection — or another
-session holds a lock we would have to wait for, the same write will succeed later unchanged: the work
-is given back without an attempt and retried (``outage``: after reconnecting with backoff;
-``contention``: after a short delay, on the same connection).
+An attempt (``model_events.attempts``) is spent only on a failure that says something about the
+model: a value the backend rejects, a constraint. When the database cannot take the write at all —
+read-only after a failover, disk full, too many connections, an admin shutdown, a lost connection —
+or another session holds a lock we would have to wait for, the same write will succeed later
+unchanged: the work is given back without an attempt and retried (``outage``: after reconnecting
+with backoff; ``contention``: after a short delay, on the same connection).
 
 Timeouts and replicas, each with its own outcome (and ``explain`` names the setting to look at):
 
-- ``statement_timeout`` (57014, query_canceled): NOT contention: the statement did run, for too long;
-  it is the batch's failure and spends an attempt, so it ends ``dead`` after max_attempts (with the
-  setting named in its last error) instead of being deferred forever;
-- ``lock_timeout`` (55P03): contention, retried after a short delay without an attempt; the relay logs
-  a warning when events stay deferred long, and ``status`` reports the old backlog;
-- ``idle_in_transaction_session_timeout`` (25P03, the server ends the session): an outage (reconnect);
-- a read-only server (25006: a replica after a failover, ``default_transaction_read_only``), on either
-  side: an outage, retried with backoff, each retry logged with the fix (point the URL at the primary);
+- ``statement_timeout`` (57014, query_canceled): NOT contention: the statement did run, for too
+  long; it is the batch's failure and spends an attempt, so it ends ``dead`` after max_attempts
+  (with the setting named in its last error) instead of being deferred forever;
+- ``lock_timeout`` (55P03): contention, retried after a short delay without an attempt; the relay
+  logs a warning when events stay deferred long, and ``status`` reports the old backlog;
+- ``idle_in_transaction_session_timeout`` (25P03, the server ends the session): an outage
+  (reconnect);
+- a read-only server (25006: a replica after a failover, ``default_transaction_read_only``), on
+  either side: an outage, retried with backoff, each retry logged with the fix (point the URL at the
+  primary);
 - a failover or restart (57P01/57P02/57P03, a lost connection): an outage; claims are given back.
 
 Classification by SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html).
@@ -35,7 +37,7 @@ Kind = Literal["outage", "contention"]
 # system error (I/O), configuration file error
 _OUTAGE_CLASSES = ("08", "53", "57P", "58", "F0")
 _OUTAGE_STATES = {
-    "25006",  # read_only_sql_transaction: default_transaction_read_only, a hot standby after failover
+    "25006",  # read_only_sql_transaction: default_transaction_read_only, a standby after failover
     "25P03",  # idle_in_transaction_session_timeout: the server ended the session
     "25P04",  # transaction_timeout
     "72000",  # snapshot_too_old
@@ -50,13 +52,15 @@ _CONTENTION_STATES = {
 # (an attempt): see the module docstring.
 
 _HINTS = {
-    "57014": "a statement ran longer than statement_timeout (SQLSTATE 57014); retried with an attempt. "
-    "If it repeats, raise statement_timeout for the relay's role (ALTER ROLE ... SET statement_timeout "
-    "= '60s') or lower LITEMAAS_HOOKS_BATCH_SIZE",
-    "55P03": "another transaction held a lock longer than our lock_timeout (SQLSTATE 55P03); retried "
-    "shortly without an attempt. If it persists, find the holder in pg_locks / pg_stat_activity",
-    "25P03": "the server ended the session after idle_in_transaction_session_timeout (SQLSTATE 25P03); "
-    "reconnecting. If it repeats, raise idle_in_transaction_session_timeout for the relay's role",
+    "57014": "a statement ran longer than statement_timeout (SQLSTATE 57014); retried with an "
+    "attempt. If it repeats, raise statement_timeout for the relay's role (ALTER ROLE ... SET "
+    "statement_timeout = '60s') or lower LITEMAAS_HOOKS_BATCH_SIZE",
+    "55P03": "another transaction held a lock longer than our lock_timeout (SQLSTATE 55P03); "
+    "retried shortly without an attempt. If it persists, find the holder in pg_locks / "
+    "pg_stat_activity",
+    "25P03": "the server ended the session after idle_in_transaction_session_timeout "
+    "(SQLSTATE 25P03); reconnecting. If it repeats, raise idle_in_transaction_session_timeout "
+    "for the relay's role",
     "25006": "the server is read-only (SQLSTATE 25006: a replica after a failover, or "
     "default_transaction_read_only=on); retried without attempts. The database URL must name the "
     "primary (on RDS/Aurora: the writer or cluster endpoint, not a reader endpoint)",
