@@ -26,8 +26,9 @@ class InstallResult:
     applied: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
     ensured: list[str] = field(default_factory=list)
-    # objects of ours that an earlier install had created and that were missing (dropped) before this
-    # one, now re-created: e.g. "table litemaas_hooks.model_events", "trigger on public.\"LiteLLM_ProxyModelTable\""
+    # objects of ours that an earlier install had created and that were missing (dropped) before
+    # this one, now re-created: e.g. "table litemaas_hooks.model_events", "trigger on
+    # public.\"LiteLLM_ProxyModelTable\""
     repaired: list[str] = field(default_factory=list)
     # migrations whose records were gone but whose objects were all there: recorded again, not
     # re-run
@@ -49,9 +50,9 @@ async def apply_migrations(
 ) -> InstallResult:
     """Bring one database to the newest schema of ``side``; safe to run concurrently and repeatedly.
 
-    Also verifies: on the backend side, that ``public.models`` is a schema the sync can write (before
-    and, with a rolled-back probe write, after); on both sides, every object of ours, re-creating what
-    was dropped (listed in ``InstallResult.repaired``)."""
+    Also verifies: on the backend side, that ``public.models`` is a schema the sync can write
+    (before and, with a rolled-back probe write, after); on both sides, every object of ours,
+    re-creating what was dropped (listed in ``InstallResult.repaired``)."""
     result = InstallResult(side=side)
     async with conn.transaction():
         await conn.execute(sql.query("common", "migrations_lock"))
@@ -68,7 +69,8 @@ async def apply_migrations(
         for version, name, digest in await cur.fetchall():
             applied[int(version)] = (str(name), str(digest))
         # what the migrations applied before this run created, and of it what is missing now
-        before = install_checks.objects_in("\n".join(m.sql for m in sql.migrations(side) if m.version in applied))
+        done = "\n".join(m.sql for m in sql.migrations(side) if m.version in applied)
+        before = install_checks.objects_in(done)
         gone = await install_checks.missing(conn, before) if applied else set()
         trigger_gone = bool(applied) and side == "litellm" and not await _trigger_ok(conn)
         for mig in sql.migrations(side):
@@ -79,8 +81,9 @@ async def apply_migrations(
                 if recorded != digest:
                     raise MigrationError(
                         f"{side} migration {label} was changed after it was applied "
-                        f"(recorded checksum {recorded[:12]}…, file {digest[:12]}…). Released migrations "
-                        "must never be edited: restore the file and add a new migration instead."
+                        f"(recorded checksum {recorded[:12]}…, file {digest[:12]}…). Released "
+                        "migrations must never be edited: restore the file and add a new "
+                        "migration instead."
                     )
                 result.already.append(label)
                 continue
@@ -98,11 +101,14 @@ async def apply_migrations(
             try:
                 await conn.execute(mig.sql.encode("utf-8"))
             except psycopg.Error as exc:
+                # insufficient_privilege (42501) is the only case a GRANT fixes
                 hint = (
                     "Check that the database user may CREATE in the database "
-                    "(GRANT CREATE ON DATABASE <db> TO <user>) and run `litemaas-hooks install` again."
-                    if exc.sqlstate == "42501"  # insufficient_privilege: the only case a GRANT fixes
-                    else "Nothing was changed (one transaction); fix the cause and run `litemaas-hooks install` again."
+                    "(GRANT CREATE ON DATABASE <db> TO <user>) and run `litemaas-hooks install` "
+                    "again."
+                    if exc.sqlstate == "42501"
+                    else "Nothing was changed (one transaction); fix the cause and run "
+                    "`litemaas-hooks install` again."
                 )
                 raise MigrationError(
                     f"{side} migration {label} failed: {describe(exc)}. {hint}"
@@ -127,7 +133,8 @@ async def apply_migrations(
         still = await install_checks.missing(conn, gone)
         result.repaired = [str(o) for o in sorted(gone - still)]
         if trigger_gone and await _trigger_ok(conn):
-            result.repaired.append('trigger litemaas_hooks_model_events on public."LiteLLM_ProxyModelTable"')
+            trigger = 'trigger litemaas_hooks_model_events on public."LiteLLM_ProxyModelTable"'
+            result.repaired.append(trigger)
         if side == "backend":
             await install_checks.probe_backend_writes(conn, cascade=retire_cascade)
     return result
