@@ -45,14 +45,15 @@ class Truth:
     """What LiteLLM holds for a set of names."""
 
     deployments: dict[str, list[Deployment]] = field(default_factory=dict)
-    # name -> error text (a deployment of that name could not be read); the name is then not touched.
-    # Deployments without a name belong to no name: ``nameless_deployments`` reports those.
+    # name -> error text (a deployment of that name could not be read); the name is then not
+    # touched. Deployments without a name belong to no name: ``nameless_deployments`` reports those.
     errors: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Unreadable:
-    """A JSON column value the decoder refused (e.g. nested deeper than it goes): that row's error."""
+    """A JSON column value the decoder refused (e.g. nested deeper than it goes): that row's
+    error."""
 
     reason: str
 
@@ -74,14 +75,18 @@ def _json_object(value: Any, what: str, model_id: str) -> dict[str, Any]:
     if value is None:
         return {}
     if isinstance(value, Unreadable):
-        raise MappingError(f"{what} of deployment {model_id} cannot be read ({value.reason}); rewrite it in LiteLLM")
+        raise MappingError(
+            f"{what} of deployment {model_id} cannot be read ({value.reason}); "
+            "rewrite it in LiteLLM"
+        )
     if isinstance(value, str):  # some writers store a JSON document as a JSON string
         try:
             value = json.loads(value)
         except ValueError:
             raise MappingError(f"{what} of deployment {model_id} is not valid JSON") from None
     if not isinstance(value, dict):
-        raise MappingError(f"{what} of deployment {model_id} is a {type(value).__name__}, not a JSON object")
+        kind = type(value).__name__
+        raise MappingError(f"{what} of deployment {model_id} is a {kind}, not a JSON object")
     return value
 
 
@@ -109,7 +114,8 @@ def _credentials(params: Mapping[str, Any], key: str | None) -> frozenset[str]:
 
 
 def build_deployment(row: Mapping[str, Any], key: str | None) -> Deployment:
-    """One table row -> a decrypted, enriched Deployment (DecryptError / MappingError if impossible)."""
+    """One table row -> a decrypted, enriched Deployment (DecryptError / MappingError if
+    impossible)."""
     model_id = str(row["model_id"])
     params = _json_object(row.get("litellm_params"), "litellm_params", model_id)
     info = _json_object(row.get("model_info"), "model_info", model_id)
@@ -225,18 +231,22 @@ async def has_blocked_column(conn: psycopg.AsyncConnection[Any]) -> bool:
     return any(name == "blocked" for name, _, _ in columns)
 
 
-async def all_names(conn: psycopg.AsyncConnection[Any], config_models: ConfigModels | None) -> set[str]:
+async def all_names(
+    conn: psycopg.AsyncConnection[Any], config_models: ConfigModels | None
+) -> set[str]:
     """Every model name in LiteLLM: the table's (non-empty) names and the config-file models'."""
     await has_blocked_column(conn)  # the column types first: no foreign cast/operator in the read
     cur = await conn.execute(sql.query("litellm", "model_names"), {"blank": BLANK_CHARS})
     names = {str(row[0]) for row in await cur.fetchall()}
     if config_models is not None:
-        names |= {str(m["model_name"]) for m in config_models() if isinstance(m.get("model_name"), str)}
+        listed = (m.get("model_name") for m in config_models())
+        names |= {str(name) for name in listed if isinstance(name, str)}
     return names
 
 
 async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
-    """Deployments whose model_name is missing or blank (they cannot be synced; reported as errors)."""
+    """Deployments whose model_name is missing or blank (they cannot be synced; reported as
+    errors)."""
     await has_blocked_column(conn)
     cur = await conn.execute(sql.query("litellm", "nameless_deployments"), {"blank": BLANK_CHARS})
     return [str(row[0]) for row in await cur.fetchall()]
@@ -289,8 +299,9 @@ async def read_truth(
     """Every deployment of ``names`` (all names when None), from the table and the config models.
 
     ``rows``: the table's rows of ``names``, already read (the relay reads them with its claim, in
-    the same round trip); the table is then not read again. ``share=False``: the answers LiteLLM gave
-    for models never seen are shared later by the caller (``memo_share.push``), off the change's path."""
+    the same round trip); the table is then not read again. ``share=False``: the answers LiteLLM
+    gave for models never seen are shared later by the caller (``memo_share.push``), off the
+    change's path."""
     truth = Truth()
     await memo_share.pull(conn, key)  # LiteLLM's answers other processes learnt (once per process)
     if rows is None:
@@ -307,8 +318,8 @@ async def read_truth(
     turn = time.perf_counter()
     for row in rows:
         if time.perf_counter() - turn >= YIELD_AFTER_SECONDS:
-            # building is CPU work (decryption, LiteLLM's answers): let the event loop serve the rest
-            # (a chunk being written meanwhile, the proxy's requests) between slices of it
+            # building is CPU work (decryption, LiteLLM's answers): let the event loop serve the
+            # rest (a chunk being written meanwhile, the proxy's requests) between slices of it
             await asyncio.sleep(0)
             turn = time.perf_counter()
         name = row.get("model_name")

@@ -6,9 +6,9 @@ Mount it in LiteLLM's ``config.yaml``::
       callbacks: ["litemaas_hooks.proxy_handler_instance"]
 
 LiteLLM resolves that name while it loads its config, on its running event loop, once per worker
-process. ``get_instance()`` then builds one ``LiteMaaSHooks`` per process, whose constructor starts the
-relay as a background task on that loop. The plugin overrides no request hook: LLM requests never
-wait on it.
+process. ``get_instance()`` then builds one ``LiteMaaSHooks`` per process, whose constructor starts
+the relay as a background task on that loop. The plugin overrides no request hook: LLM requests
+never wait on it.
 
 - Settings come from the environment (``LITEMAAS_DATABASE_URL``, ``LITELLM_DATABASE_URL`` else
   ``DATABASE_URL``; see ``settings.py``). When they are missing or invalid the plugin logs ONE error
@@ -49,7 +49,7 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 
 from litemaas_hooks import litellm_adapter, logs
-from litemaas_hooks.errors import ProxyNotReadyError
+from litemaas_hooks.errors import ProxyNotReadyError, describe
 from litemaas_hooks.redaction import scrub
 from litemaas_hooks.relay import Relay
 from litemaas_hooks.settings import Settings, env_secrets, load_settings
@@ -76,7 +76,11 @@ class LiteMaaSHooks(CustomLogger):
     """LiteLLM callback object that runs the litemaas-hooks relay in the proxy's event loop."""
 
     def __init__(
-        self, environ: Mapping[str, str] | None = None, *, autostart: bool = True, in_proxy: bool | None = None
+        self,
+        environ: Mapping[str, str] | None = None,
+        *,
+        autostart: bool = True,
+        in_proxy: bool | None = None,
     ) -> None:
         """
         :param environ: settings source (default: the process environment).
@@ -99,8 +103,8 @@ class LiteMaaSHooks(CustomLogger):
         except Exception as exc:  # never let a setting break the proxy
             self.error = scrub(str(exc), env_secrets(environ)).rstrip(".")
             log.error(
-                "litemaas-hooks: model sync is OFF in this LiteLLM worker: %s. The proxy itself runs "
-                "normally; fix the setting and restart LiteLLM to enable the sync.",
+                "litemaas-hooks: model sync is OFF in this LiteLLM worker: %s. The proxy itself "
+                "runs normally; fix the setting and restart LiteLLM to enable the sync.",
                 self.error,
             )
             return
@@ -119,7 +123,8 @@ class LiteMaaSHooks(CustomLogger):
         return self._task is not None and not self._task.done()
 
     def start(self) -> bool:
-        """Start the relay task on the running loop. False when inert or when there is no running loop."""
+        """Start the relay task on the running loop. False when inert or when there is no running
+        loop."""
         if self.settings is None or not self.settings.enabled:
             return False
         if self.running:
@@ -130,7 +135,8 @@ class LiteMaaSHooks(CustomLogger):
             log.info("litemaas-hooks: no running event loop yet; call start() from inside the loop")
             return False
         self._stop = asyncio.Event()
-        self._task = loop.create_task(self._run(self.settings, self._stop), name="litemaas-hooks-relay")
+        relay = self._run(self.settings, self._stop)
+        self._task = loop.create_task(relay, name="litemaas-hooks-relay")
         self._task.add_done_callback(self._on_done)
         return True
 
@@ -147,7 +153,7 @@ class LiteMaaSHooks(CustomLogger):
         exc = task.exception()
         if exc is not None:
             secrets = self.settings.secrets() if self.settings else []
-            log.error("litemaas-hooks: the relay stopped: %s", scrub(f"{type(exc).__name__}: {exc}", secrets))
+            log.error("litemaas-hooks: the relay stopped: %s", scrub(describe(exc), secrets))
 
     async def _run(self, settings: Settings, stop: asyncio.Event) -> None:
         in_proxy = await self._wait_for_proxy(stop)
@@ -171,8 +177,8 @@ class LiteMaaSHooks(CustomLogger):
         while getattr(mod, "llm_router", None) is None and not stop.is_set():
             if time.monotonic() > deadline:
                 log.warning(
-                    "litemaas-hooks: the proxy's router is still not loaded after %.0fs; relaying anyway "
-                    "(names whose config-file models are unknown are retried until it is)",
+                    "litemaas-hooks: the proxy's router is still not loaded after %.0fs; relaying "
+                    "anyway (names whose config-file models are unknown are retried until it is)",
                     PROXY_READY_TIMEOUT_SECONDS,
                 )
                 break
@@ -180,7 +186,8 @@ class LiteMaaSHooks(CustomLogger):
         return True
 
     def _key(self) -> str | None:
-        """LiteLLM's precedence: LITELLM_SALT_KEY, else the proxy's master key, else LITELLM_MASTER_KEY."""
+        """LiteLLM's precedence: LITELLM_SALT_KEY, else the proxy's master key, else
+        LITELLM_MASTER_KEY."""
         settings = self.settings
         if settings is not None and settings.litellm_salt_key is not None:
             salt = settings.litellm_salt_key.get_secret_value()
@@ -191,7 +198,7 @@ class LiteMaaSHooks(CustomLogger):
             return master
         return settings.decryption_key() if settings is not None else None
 
-    # -- optional read-only status route ------------------------------------------------------------
+    # -- optional read-only status route --------------------------------------------------------
 
     def _add_status_route(self) -> None:
         try:
@@ -201,17 +208,22 @@ class LiteMaaSHooks(CustomLogger):
 
             mod = litellm_adapter.proxy_server_module()
             app = getattr(mod, "app", None)
-            if app is None or any(getattr(r, "path", None) == STATUS_ROUTE for r in app.router.routes):
+            if app is None:
+                return
+            if any(getattr(r, "path", None) == STATUS_ROUTE for r in app.router.routes):
                 return
             plugin = self
 
             async def litemaas_hooks_status(auth: Any = Depends(user_api_key_auth)) -> Any:  # noqa: B008
                 role = getattr(auth, "user_role", None)
                 if getattr(role, "value", role) != "proxy_admin":
-                    raise HTTPException(status_code=403, detail="litemaas-hooks status: proxy admins only")
+                    detail = "litemaas-hooks status: proxy admins only"
+                    raise HTTPException(status_code=403, detail=detail)
                 return JSONResponse(await plugin.status())
 
-            app.add_api_route(STATUS_ROUTE, litemaas_hooks_status, methods=["GET"], include_in_schema=False)
+            app.add_api_route(
+                STATUS_ROUTE, litemaas_hooks_status, methods=["GET"], include_in_schema=False
+            )
             # ahead of any catch-all route the proxy registered earlier
             routes = app.router.routes
             routes.insert(0, routes.pop())
@@ -219,14 +231,22 @@ class LiteMaaSHooks(CustomLogger):
             log.warning("litemaas-hooks: status route not added: %s", type(exc).__name__)
 
     async def status(self) -> dict[str, Any]:
-        """Health of the sync as seen from this worker (the status report + this relay's counters)."""
+        """Health of the sync as seen from this worker (the status report + this relay's
+        counters)."""
         from litemaas_hooks.status import collect_status
 
-        out: dict[str, Any] = {"worker_pid": os.getpid(), "error": self.error, "relay": None, "status": None}
+        out: dict[str, Any] = {
+            "worker_pid": os.getpid(),
+            "error": self.error,
+            "relay": None,
+            "status": None,
+        }
         if self.relay is not None:
             out["relay"] = self.relay.stats.to_dict()
         if self.settings is not None:
-            report = await collect_status(self.settings, key=self._key, config_models=_proxy_config_models)
+            report = await collect_status(
+                self.settings, key=self._key, config_models=_proxy_config_models
+            )
             out["status"] = json.loads(report.to_json())
         return out
 
@@ -242,7 +262,8 @@ _lock = threading.Lock()
 
 
 def get_instance() -> LiteMaaSHooks:
-    """The process-wide plugin instance (a fresh one in a forked child: tasks do not survive a fork)."""
+    """The process-wide plugin instance (a fresh one in a forked child: tasks do not survive a
+    fork)."""
     global _instance
     with _lock:
         if _instance is None or _instance._pid != os.getpid():
