@@ -1,16 +1,17 @@
-"""What ``install`` verifies beyond applying migrations: our objects are all there (and what it repaired),
-and the backend's ``models`` schema is one the sync can write (clear messages naming column or table).
+"""What ``install`` verifies beyond applying migrations: our objects are all there (and what it
+repaired), and the backend's ``models`` schema is one the sync can write (clear messages naming
+column or table).
 
-- ``owned_objects(side)``: every table, index and function our SQL files create, by name (parsed from
-  the files, so a new object is covered without a list to maintain).
+- ``owned_objects(side)``: every table, index and function our SQL files create, by name (parsed
+  from the files, so a new object is covered without a list to maintain).
 - ``missing(conn, objects)``: those of them absent now. ``install`` compares before / after and
   returns what it re-created in ``InstallResult.repaired``.
 - ``check_backend_schema(conn)``: before anything is applied, the columns and tables the sync writes
   exist with usable types.
 - ``probe_backend_writes(conn)``: after install, inside a savepoint that is always rolled back, one
-  probe model is upserted and retired through our own functions: an extra NOT NULL column, a CHECK on
-  availability, a missing ``api_key_models`` table or a trigger of the admin's that rejects our writes
-  show up now, named, instead of at the first real retire.
+  probe model is upserted and retired through our own functions: an extra NOT NULL column, a CHECK
+  on availability, a missing ``api_key_models`` table or a trigger of the admin's that rejects our
+  writes show up now, named, instead of at the first real retire.
 """
 
 from __future__ import annotations
@@ -26,12 +27,20 @@ from litemaas_hooks import sql
 from litemaas_hooks.errors import MigrationError, describe
 from litemaas_hooks.settings import Which
 
-_TABLE = re.compile(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?litemaas_hooks\.(\w+)", re.IGNORECASE)
-_INDEX = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s+ON\s+litemaas_hooks\.", re.I)
-_FUNCTION = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+litemaas_hooks\.(\w+)\s*\(", re.IGNORECASE)
+_TABLE = re.compile(
+    r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?litemaas_hooks\.(\w+)", re.IGNORECASE
+)
+_INDEX = re.compile(
+    r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s+ON\s+litemaas_hooks\.", re.I
+)
+_FUNCTION = re.compile(
+    r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+litemaas_hooks\.(\w+)\s*\(", re.IGNORECASE
+)
 _DROP_TABLE = re.compile(r"DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?litemaas_hooks\.(\w+)", re.IGNORECASE)
 _DROP_INDEX = re.compile(r"DROP\s+INDEX\s+(?:IF\s+EXISTS\s+)?litemaas_hooks\.(\w+)", re.IGNORECASE)
-_DROP_FUNCTION = re.compile(r"DROP\s+FUNCTION\s+(?:IF\s+EXISTS\s+)?litemaas_hooks\.(\w+)\s*\(", re.IGNORECASE)
+_DROP_FUNCTION = re.compile(
+    r"DROP\s+FUNCTION\s+(?:IF\s+EXISTS\s+)?litemaas_hooks\.(\w+)\s*\(", re.IGNORECASE
+)
 
 PROBE_ID = "litemaas-hooks-install-probe"
 
@@ -67,7 +76,8 @@ def objects_in(text: str) -> set[Owned]:
 
 
 def owned_objects(side: Which) -> set[Owned]:
-    """Every object our SQL leaves in a database of ``side`` (migrations in order, then repeatables)."""
+    """Every object our SQL leaves in a database of ``side`` (migrations in order, then
+    repeatables)."""
     return objects_in("\n".join(s.sql for s in (*sql.migrations(side), *sql.repeatables(side))))
 
 
@@ -75,21 +85,23 @@ async def missing(conn: psycopg.AsyncConnection[Any], objects: set[Owned]) -> se
     relations = sorted(o.name for o in objects if o.kind in {"table", "index"})
     functions = sorted(o.name for o in objects if o.kind == "function")
     cur = await conn.execute(
-        "SELECT c.relname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'litemaas_hooks' AND c.relname = ANY(%s::text[])",
+        "SELECT c.relname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON "
+        "n.oid = c.relnamespace WHERE n.nspname = 'litemaas_hooks' AND c.relname = "
+        "ANY(%s::text[])",
         (relations,),
     )
     present_rel = {str(r[0]) for r in await cur.fetchall()}
     cur = await conn.execute(
-        "SELECT p.proname FROM pg_catalog.pg_proc AS p JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace "
-        "WHERE n.nspname = 'litemaas_hooks' AND p.proname = ANY(%s::text[])",
+        "SELECT p.proname FROM pg_catalog.pg_proc AS p JOIN pg_catalog.pg_namespace AS n ON n.oid "
+        "= p.pronamespace WHERE n.nspname = 'litemaas_hooks' AND p.proname = ANY(%s::text[])",
         (functions,),
     )
     present_fn = {str(r[0]) for r in await cur.fetchall()}
     return {
         o
         for o in objects
-        if (o.kind == "function" and o.name not in present_fn) or (o.kind != "function" and o.name not in present_rel)
+        if (o.kind == "function" and o.name not in present_fn)
+        or (o.kind != "function" and o.name not in present_rel)
     }
 
 
@@ -127,7 +139,11 @@ _INT_TYPES = {"integer", "bigint", "smallint"}
 
 def _family(data_type: str, udt: str) -> str:
     if data_type == "ARRAY":
-        return "text[]" if udt.lstrip("_") in {"text", "varchar", "bpchar", "citext"} else f"{udt.lstrip('_')}[]"
+        return (
+            "text[]"
+            if udt.lstrip("_") in {"text", "varchar", "bpchar", "citext"}
+            else f"{udt.lstrip('_')}[]"
+        )
     if data_type in _TEXT_TYPES or udt == "citext":
         return "text"
     if data_type in _INT_TYPES:
@@ -138,14 +154,16 @@ def _family(data_type: str, udt: str) -> str:
 
 
 async def check_backend_schema(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Raise MigrationError naming every column or table of ``public.models`` the sync cannot use."""
+    """Raise MigrationError naming every column or table of ``public.models`` the sync cannot
+    use."""
     cur = await conn.execute("SELECT to_regclass('public.models') IS NOT NULL")
     row = await cur.fetchone()
     if not (row and row[0]):
         raise MigrationError(
-            "table public.models does not exist in the backend database: check LITEMAAS_DATABASE_URL (it must "
-            "point at the LiteMaaS backend's database) and start the LiteMaaS backend once so it creates its "
-            "schema, then run `litemaas-hooks install` again"
+            "table public.models does not exist in the backend database: check "
+            "LITEMAAS_DATABASE_URL (it must point at the LiteMaaS backend's database) and start "
+            "the LiteMaaS backend once so it creates its schema, then run `litemaas-hooks "
+            "install` again"
         )
     cur = await conn.execute(
         "SELECT column_name, data_type, udt_name FROM information_schema.columns "
@@ -158,13 +176,15 @@ async def check_backend_schema(conn: psycopg.AsyncConnection[Any]) -> None:
         if have is None:
             problems.append(f"column public.models.{column} is missing")
         elif have not in families:
-            problems.append(f"column public.models.{column} is {have}, the sync writes {' or '.join(families)}")
+            problems.append(
+                f"column public.models.{column} is {have}, the sync writes {' or '.join(families)}"
+            )
     if problems:
         raise MigrationError(
             "the backend's models table is not the LiteMaaS schema litemaas-hooks writes: "
             + "; ".join(problems)
-            + ". Upgrade the LiteMaaS backend (its migrations add these columns) or align the column types, "
-            "then run `litemaas-hooks install` again"
+            + ". Upgrade the LiteMaaS backend (its migrations add these columns) or align the "
+            "column types, then run `litemaas-hooks install` again"
         )
 
 
@@ -190,10 +210,17 @@ async def probe_backend_writes(conn: psycopg.AsyncConnection[Any], *, cascade: b
     try:
         async with conn.transaction(force_rollback=True):
             await conn.execute(sql.query("backend", "upsert_models"), {"models": Jsonb([record])})
-            step = "retiring a model (availability 'unavailable', cascade to subscriptions and API keys)"
+            step = (
+                "retiring a model (availability 'unavailable', cascade to subscriptions and API "
+                "keys)"
+            )
             await conn.execute(
                 sql.query("backend", "retire_model"),
-                {"id": PROBE_ID, "cascade": cascade, "reason": "no deployment of this model_name is left in LiteLLM"},
+                {
+                    "id": PROBE_ID,
+                    "cascade": cascade,
+                    "reason": "no deployment of this model_name is left in LiteLLM",
+                },
             )
     except psycopg.Error as exc:
         raise MigrationError(_probe_message(exc, step)) from exc
@@ -203,23 +230,28 @@ def _probe_message(exc: psycopg.Error, step: str) -> str:
     d = exc.diag
     where = ".".join(p for p in (d.schema_name, d.table_name, d.column_name) if p)
     what = describe(exc)
-    fix = "Make the backend schema accept it (see README, Troubleshooting) and run `litemaas-hooks install` again."
+    fix = (
+        "Make the backend schema accept it (see README, Troubleshooting) and run "
+        "`litemaas-hooks install` again."
+    )
     state = exc.sqlstate or ""
     if state == "23502":
         fix = (
-            f"Column {where or '?'} is NOT NULL without a default and litemaas-hooks does not write it: give it a "
-            "DEFAULT (ALTER TABLE public.models ALTER COLUMN ... SET DEFAULT ...) or drop NOT NULL."
+            f"Column {where or '?'} is NOT NULL without a default and litemaas-hooks does not "
+            "write it: give it a DEFAULT (ALTER TABLE public.models ALTER COLUMN ... SET DEFAULT "
+            "...) or drop NOT NULL."
         )
     elif state == "23514":
         fix = (
-            f"Constraint {d.constraint_name or '?'} on {where or 'public.models'} rejects the value: the sync writes "
-            "availability 'available' and 'unavailable' (a retired model); allow both."
+            f"Constraint {d.constraint_name or '?'} on {where or 'public.models'} rejects the "
+            "value: the sync writes availability 'available' and 'unavailable' (a retired "
+            "model); allow both."
         )
     elif state == "42P01":
         fix = (
-            "A table the retire cascade writes is missing (public.subscriptions, public.api_key_models, "
-            "public.api_keys, public.audit_logs): upgrade the LiteMaaS backend schema, or turn the cascade "
-            "off with LITEMAAS_HOOKS_RETIRE_CASCADE=false."
+            "A table the retire cascade writes is missing (public.subscriptions, "
+            "public.api_key_models, public.api_keys, public.audit_logs): upgrade the LiteMaaS "
+            "backend schema, or turn the cascade off with LITEMAAS_HOOKS_RETIRE_CASCADE=false."
         )
     elif state == "42703":
         fix = "A column the sync writes is missing: upgrade the LiteMaaS backend schema."
