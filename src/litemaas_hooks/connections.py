@@ -234,8 +234,8 @@ def connect_error_message(settings: Settings, which: Which, exc: BaseException) 
         where = f"{DATABASE_NAMES[which]} ({var}={redact_dsn(dsn)})"
         return f"cannot connect to {where}: {reason}. {tls}"
     return (
-        f"cannot connect to {DATABASE_NAMES[which]} ({var}={redact_dsn(dsn)}): {reason}. Check {var}, that the "
-        "server is reachable from here and that the user and password are right."
+        f"cannot connect to {DATABASE_NAMES[which]} ({var}={redact_dsn(dsn)}): {reason}. Check "
+        f"{var}, that the server is reachable from here and that the user and password are right."
     )
 
 
@@ -260,7 +260,9 @@ def _tls_check(reason: str, var: str) -> str | None:
     )
 
 
-async def connect(settings: Settings, which: Which, *, application_name: str = "litemaas-hooks") -> Any:
+async def connect(
+    settings: Settings, which: Which, *, application_name: str = "litemaas-hooks"
+) -> Any:
     """An autocommit AsyncConnection to one of the databases (transactions are always explicit)."""
     dsn = settings.backend_dsn() if which == "backend" else settings.litellm_dsn()
     try:
@@ -294,7 +296,9 @@ async def database_kind(conn: psycopg.AsyncConnection[Any]) -> DatabaseKind:
     return row
 
 
-def kind_problem(settings: Settings, which: Which, kind: DatabaseKind, *, installed: bool) -> str | None:
+def kind_problem(
+    settings: Settings, which: Which, kind: DatabaseKind, *, installed: bool
+) -> str | None:
     """Why this database is not what ``which`` needs (None when it is)."""
     var = settings.dsn_variable(which)
     other = settings.dsn_variable("litellm" if which == "backend" else "backend")
@@ -302,7 +306,8 @@ def kind_problem(settings: Settings, which: Which, kind: DatabaseKind, *, instal
     if which == "litellm" and not kind.has_litellm_table:
         if kind.has_backend_models:
             return (
-                f"{var} points at {db}, which is the LiteMaaS backend database (it has the backend's models "
+                f"{var} points at {db}, which is the LiteMaaS backend database (it has the "
+                "backend's models "
                 f'table, not LiteLLM\'s "LiteLLM_ProxyModelTable"): are {var} and {other} swapped?'
             )
         return (
@@ -317,24 +322,28 @@ def kind_problem(settings: Settings, which: Which, kind: DatabaseKind, *, instal
                 f"the backend's models table): are {var} and {other} swapped?"
             )
         return (
-            f"{var} points at {db}, which has no table public.models: the URL is not a LiteMaaS backend "
-            "database or the backend has not started yet (it creates its tables when it first starts)"
+            f"{var} points at {db}, which has no table public.models: the URL is not a LiteMaaS "
+            "backend database or the backend has not started yet (it creates its tables when it "
+            "first starts)"
         )
     if installed and which == "litellm" and not kind.has_outbox:
         return (
-            f"litemaas-hooks is not installed in LiteLLM's {db} (no outbox litemaas_hooks.model_events): "
-            "run `litemaas-hooks install` first"
+            f"litemaas-hooks is not installed in LiteLLM's {db} (no outbox "
+            "litemaas_hooks.model_events): run `litemaas-hooks install` first"
         )
     if installed and which == "backend" and not kind.has_backend_functions:
         return (
-            f"litemaas-hooks is not installed in the backend {db} (no function litemaas_hooks.upsert_models_v1): "
-            "run `litemaas-hooks install` first"
+            f"litemaas-hooks is not installed in the backend {db} (no function "
+            "litemaas_hooks.upsert_models_v1): run `litemaas-hooks install` first"
         )
     return None
 
 
 async def check_databases(
-    settings: Settings, conns: dict[Which, psycopg.AsyncConnection[Any]], *, installed: Collection[Which] = ()
+    settings: Settings,
+    conns: dict[Which, psycopg.AsyncConnection[Any]],
+    *,
+    installed: Collection[Which] = (),
 ) -> None:
     """Raise one error naming every connection that points at the wrong database, or, for the sides in
     ``installed``, lacks litemaas-hooks' schema."""
@@ -346,12 +355,20 @@ async def check_databases(
         problem = kind_problem(settings, which, kind, installed=which in installed)
         if problem is None:
             continue
-        if (which == "litellm" and kind.has_litellm_table) or (which == "backend" and kind.has_backend_models):
+        if (which == "litellm" and kind.has_litellm_table) or (
+            which == "backend" and kind.has_backend_models
+        ):
             missing[which] = kind.database
         else:
             wrong.append(problem)
     lite, back = kinds.get("litellm"), kinds.get("backend")
-    if len(wrong) == 2 and lite is not None and back is not None and lite.has_backend_models and back.has_litellm_table:
+    if (
+        len(wrong) == 2
+        and lite is not None
+        and back is not None
+        and lite.has_backend_models
+        and back.has_litellm_table
+    ):
         lvar, bvar = settings.dsn_variable("litellm"), settings.dsn_variable("backend")
         raise WrongDatabaseError(
             f'the two URLs are swapped: {lvar} points at the LiteMaaS backend database "{lite.database}" and '
@@ -364,4 +381,6 @@ async def check_databases(
             f'LiteLLM\'s database "{db}"' if which == "litellm" else f'the backend database "{db}"'
             for which, db in missing.items()
         )
-        raise NotInstalledError(f"litemaas-hooks is not installed in {where}: run `litemaas-hooks install` first")
+        raise NotInstalledError(
+            f"litemaas-hooks is not installed in {where}: run `litemaas-hooks install` first"
+        )

@@ -51,7 +51,11 @@ def looks_encrypted(value: str) -> bool:
     if len(value) % 4 or not _B64.fullmatch(value):
         return False
     try:
-        raw = base64.urlsafe_b64decode(value) if "+" not in value and "/" not in value else base64.b64decode(value)
+        raw = (
+            base64.urlsafe_b64decode(value)
+            if "+" not in value and "/" not in value
+            else base64.b64decode(value)
+        )
     except (binascii.Error, ValueError):
         return False
     return len(raw) >= _MIN_CIPHERTEXT_BYTES
@@ -75,20 +79,21 @@ def decrypt_params(params: Mapping[str, Any], key: str | None, *, model_id: str)
         if plain is None and looks_encrypted(value):
             if key is None:
                 raise DecryptError(
-                    f"litellm_params.{name} of deployment {model_id} is encrypted but no key is set: "
-                    "set LITELLM_SALT_KEY (or, if the proxy has no salt key, LITELLM_MASTER_KEY) to the "
-                    "value the LiteLLM proxy uses"
+                    f"litellm_params.{name} of deployment {model_id} is encrypted but no key is "
+                    "set: set LITELLM_SALT_KEY (or, if the proxy has no salt key, "
+                    "LITELLM_MASTER_KEY) to the value the LiteLLM proxy uses"
                 )
             raise DecryptError(
-                f"litellm_params.{name} of deployment {model_id} could not be decrypted: it was encrypted "
-                "with another key. Set LITELLM_SALT_KEY (or LITELLM_MASTER_KEY when the proxy has no salt "
-                "key) to the exact value the LiteLLM proxy uses"
+                f"litellm_params.{name} of deployment {model_id} could not be decrypted: it was "
+                "encrypted with another key. Set LITELLM_SALT_KEY (or LITELLM_MASTER_KEY when "
+                "the proxy has no salt key) to the exact value the LiteLLM proxy uses"
             )
         out[name] = value if plain is None else plain
     return out
 
 
-# -- the /model/info view ---------------------------------------------------------------------------
+# -- the /model/info view
+# ---------------------------------------------------------------------------
 
 COST_KEYS = ("input_cost_per_token", "output_cost_per_token")
 PROBE_ID = "litemaas-hooks-lookup-probe"
@@ -126,7 +131,11 @@ def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
     try:
         register(
             Deployment.model_validate(
-                {"model_name": probe_id, "litellm_params": {"model": model}, "model_info": {"id": probe_id}}
+                {
+                    "model_name": probe_id,
+                    "litellm_params": {"model": model},
+                    "model_info": {"id": probe_id},
+                }
             )
         )
         _clear_lookup_cache(litellm)
@@ -187,7 +196,8 @@ def _cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
         if not info and model:
             split = model.split("/")
             info = lookup(split[-1], split[0])
-        # the proxy asks with the deployment's id (its registered entry) and the matched cost-map key
+        # the proxy asks with the deployment's id (its registered entry) and the matched cost-map
+        # key
         unpriced = bool(omits(PROBE_ID, info.get("key"))) if callable(omits) else False
     return {"info": info, "unpriced": unpriced}
 
@@ -258,7 +268,9 @@ class Enricher:
             memo.facts, memo.dirty = view_facts(), True
         return memo.facts
 
-    def lookup_parts(self, model: str, base_model: str | None) -> tuple[Mapping[str, Any], dict[str, Any], bool]:
+    def lookup_parts(
+        self, model: str, base_model: str | None
+    ) -> tuple[Mapping[str, Any], dict[str, Any], bool]:
         """LiteLLM's answer as ``(shared, own, unpriced)`` (see ``cost_map.Memo.parts``): ``shared`` is
         one object for every deployment with the same answer, so the mapping can strip it once."""
         key = cost_map.lookup_key(model, base_model)
@@ -272,7 +284,11 @@ class Enricher:
         if parts is None:
             found = cost_map_lookup(model, base_model)
             memo.put(key, found)
-            parts = memo.parts(key) or (dict(found.get("info") or {}), {}, bool(found.get("unpriced")))
+            parts = memo.parts(key) or (
+                dict(found.get("info") or {}),
+                {},
+                bool(found.get("unpriced")),
+            )
         return parts
 
     def save(self) -> None:
@@ -304,7 +320,9 @@ def clear_cost_map_cache() -> None:
     _enricher.cache_clear()
 
 
-def _pricing_stamps(facts: Mapping[str, Any], info: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+def _pricing_stamps(
+    facts: Mapping[str, Any], info: Mapping[str, Any], params: Mapping[str, Any]
+) -> dict[str, Any]:
     """>= 1.108: the deployment's own prices and the ``pricing_overrides`` list the proxy stamps in."""
     fields = facts.get("pricing_fields")
     if fields is None:
@@ -315,7 +333,9 @@ def _pricing_stamps(facts: Mapping[str, Any], info: Mapping[str, Any], params: M
         return k in names or pattern.search(k) is not None
 
     own = {k: v for k, v in params.items() if v is not None and derived(str(k))}
-    overrides = sorted({k for src in (info, own) for k, v in src.items() if v is not None and derived(str(k))})
+    overrides = sorted(
+        {k for src in (info, own) for k, v in src.items() if v is not None and derived(str(k))}
+    )
     return {**own, facts["pricing_overrides_key"]: overrides}
 
 
@@ -345,7 +365,9 @@ def proxy_view(
     """``(litellm_params, model_info)`` of a deployment as the proxy's ``GET /model/info`` shows them
     (before credential removal): the router's view (its defaults, ``id``, ``db_model``) completed from
     LiteLLM's cost map. Explicit values always win; only missing keys are filled in."""
-    view = proxy_view_parts(params, model_info, model_id=model_id, blocked=blocked, db_model=db_model)
+    view = proxy_view_parts(
+        params, model_info, model_id=model_id, blocked=blocked, db_model=db_model
+    )
     return view.litellm_params, view.model_info
 
 
@@ -385,7 +407,9 @@ def proxy_view_parts(
     unpriced = False
     if isinstance(model, str) and model:
         base = info.get("base_model")
-        shared, own, unpriced = enricher.lookup_parts(model, base if isinstance(base, str) and base else None)
+        shared, own, unpriced = enricher.lookup_parts(
+            model, base if isinstance(base, str) and base else None
+        )
     # the deployment's own values (and the proxy's pricing stamps) win over the cost map's
     own = {**own, **info, **_pricing_stamps(facts, info, params)}
     return ProxyView(view_params, own, _priced(shared) if unpriced else shared)
@@ -400,7 +424,8 @@ def _priced(shared: Mapping[str, Any]) -> Mapping[str, Any]:
     if len(_UNPRICED) >= _UNPRICED_MAX:
         _UNPRICED.clear()
     view = {k: (None if k in COST_KEYS else v) for k, v in shared.items()}
-    _UNPRICED[id(shared)] = (shared, view)  # the answer is kept alive with it: its id cannot be reused
+    # the answer is kept alive with it: its id cannot be reused
+    _UNPRICED[id(shared)] = (shared, view)
     return view
 
 

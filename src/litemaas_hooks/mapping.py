@@ -90,9 +90,12 @@ class Deployment:
     blocked: bool = False
     source: Source = "db"
     created_at: datetime | None = None
-    # ``model_info`` as ``(shared, own)`` when it is ``{**shared, **own}`` and ``shared`` is one object
-    # for many deployments (LiteLLM's cost-map answer): its credential removal is then done once
-    info_parts: tuple[Mapping[str, Any], Mapping[str, Any]] | None = field(default=None, compare=False, repr=False)
+    # ``model_info`` as ``(shared, own)`` when it is ``{**shared, **own}`` and ``shared`` is one
+    # object for many deployments (LiteLLM's cost-map answer): its credential removal is then done
+    # once
+    info_parts: tuple[Mapping[str, Any], Mapping[str, Any]] | None = field(
+        default=None, compare=False, repr=False
+    )
     # the plaintext of the deployment's own credentials (``redaction.credential_values``): only to
     # mask them by value wherever else they appear in the row; never mapped, compared or shown
     secrets: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -183,7 +186,9 @@ def _json_decimal(value: Decimal | None) -> str | None:
 
 def _check_text(value: str, what: str, limit: int) -> str:
     if "\x00" in value:
-        raise MappingError(f"{what} contains a NUL character, which PostgreSQL cannot store; fix it in LiteLLM")
+        raise MappingError(
+            f"{what} contains a NUL character, which PostgreSQL cannot store; fix it in LiteLLM"
+        )
     if len(value) > limit:
         raise MappingError(
             f"{what} is {len(value)} characters long; the backend column holds at most {limit}. "
@@ -231,8 +236,9 @@ def check_model_name(name: Any) -> str:
         )
     if len(name) > MAX_ID:
         raise MappingError(
-            f"model_name is {len(name)} characters long; the backend's models.id holds at most {MAX_ID}. "
-            f"Rename the model in LiteLLM to a shorter name (it is never truncated, to keep ids unique)."
+            f"model_name is {len(name)} characters long; the backend's models.id holds at most "
+            f"{MAX_ID}. Rename the model in LiteLLM to a shorter name (it is never truncated, to "
+            "keep ids unique)."
         )
     return name
 
@@ -250,7 +256,9 @@ def _opt_int(value: Any, what: str) -> int | None:
             raise MappingError(f"{what} must be a whole number, got {value[:40]!r}") from None
     if isinstance(number, Decimal) and (not number.is_finite() or number.adjusted() > 18):
         # checked first: a signaling NaN or 1e999999999 must not reach float() / int()
-        raise MappingError(f"{what} must be a whole number between 0 and {MAX_INT}, got {str(value)[:40]!r}")
+        raise MappingError(
+            f"{what} must be a whole number between 0 and {MAX_INT}, got {str(value)[:40]!r}"
+        )
     if isinstance(number, float | Decimal):
         if not math.isfinite(number) or number != int(number):
             raise MappingError(f"{what} must be a whole number, got {value!r}")
@@ -270,11 +278,15 @@ def _opt_cost(value: Any, what: str) -> Decimal | None:
     try:
         number = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
     except InvalidOperation:
-        raise MappingError(f"{what} must be a number (cost per token), got {str(value)[:40]!r}") from None
+        raise MappingError(
+            f"{what} must be a number (cost per token), got {str(value)[:40]!r}"
+        ) from None
     if not number.is_finite() or number < 0:
         raise MappingError(f"{what} must be a non-negative number, got {str(value)[:40]!r}")
     if number > MAX_COST:  # before quantize, which raises InvalidOperation beyond 28 digits
-        raise MappingError(f"{what} is {str(value)[:40]!r}; the backend column holds at most {MAX_COST}")
+        raise MappingError(
+            f"{what} is {str(value)[:40]!r}; the backend column holds at most {MAX_COST}"
+        )
     return number.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
 
 
@@ -421,7 +433,9 @@ def map_deployment(model_id: str, dep: Deployment) -> ModelRecord:
         rpm=_opt_int(params.get("rpm"), "litellm_params.rpm"),
         max_tokens=context,
         litellm_model_id=_check_text(str(info.get("id") or dep.model_id), "model_info.id", MAX_ID),
-        backend_model_name=_opt_text(backend_model_name_of(params), "litellm_params.model", MAX_BACKEND_MODEL_NAME),
+        backend_model_name=_opt_text(
+            backend_model_name_of(params), "litellm_params.model", MAX_BACKEND_MODEL_NAME
+        ),
     )
 
 
@@ -434,19 +448,23 @@ def map_model(name: str, deployments: Sequence[Deployment]) -> ModelRecord:
     if not deployments:
         raise ValueError(f"map_model({name!r}) needs at least one deployment")
     model_id = check_model_name(name)
-    # by value too: a credential (of any deployment of the name, or a secret-named environment variable)
-    # pasted into a field that does not look secret never reaches the backend
+    # by value too: a credential (of any deployment of the name, or a secret-named environment
+    # variable) pasted into a field that does not look secret never reaches the backend
     secrets = known_secrets(
         (d.litellm_params for d in deployments), extra=[s for d in deployments for s in d.secrets]
     )
-    records = {dep.model_id: scrub_record(map_deployment(model_id, dep), secrets) for dep in deployments}
+    records = {
+        dep.model_id: scrub_record(map_deployment(model_id, dep), secrets) for dep in deployments
+    }
     chosen = records[canonical(deployments).model_id]
     # every deployment the backend may end on (blocked ones too: /model/info lists them). Its sync
     # processes each deployment of the name in /model/info order and keeps the last; a row on any
     # other deployment is one it rewrites at its next pass anyway, so we may as well move it now.
     chosen_dep = canonical(deployments)
     accepted: list[Mapping[str, Any]] = []
-    for dep in sorted((d for d in deployments if could_be_last(d, chosen_dep)), key=lambda d: d.model_id):
+    for dep in sorted(
+        (d for d in deployments if could_be_last(d, chosen_dep)), key=lambda d: d.model_id
+    ):
         compared = records[dep.model_id].compared()
         if compared not in accepted:
             accepted.append(compared)

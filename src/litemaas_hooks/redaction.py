@@ -267,7 +267,12 @@ def _split_userinfo(rest: str) -> tuple[str | None, str]:
     if first_at < 0:
         return None, rest
     before = rest[:first_at]
-    if "/" in before and ":" not in before.split("/", 1)[0] and "?" not in before and "#" not in before:
+    if (
+        "/" in before
+        and ":" not in before.split("/", 1)[0]
+        and "?" not in before
+        and "#" not in before
+    ):
         return None, rest  # e.g. host/path@version
     slash = rest.find("/", first_at)
     region = rest if slash < 0 else rest[:slash]
@@ -384,7 +389,10 @@ def deployment_secrets(litellm_params: Mapping[str, Any]) -> set[str]:
             for v in value:
                 walk(v, secret=secret)
         elif (
-            secret and isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH and not value.startswith(ENV_PREFIX)
+            secret
+            and isinstance(value, str)
+            and len(value) >= _MIN_SECRET_LENGTH
+            and not value.startswith(ENV_PREFIX)
         ):
             out.update(_with_parts(value))
 
@@ -432,7 +440,9 @@ def credential_values(
     return frozenset(out)
 
 
-def known_secrets(params: Iterable[Mapping[str, Any]] = (), extra: Iterable[str | None] = ()) -> frozenset[str]:
+def known_secrets(
+    params: Iterable[Mapping[str, Any]] = (), extra: Iterable[str | None] = ()
+) -> frozenset[str]:
     """Every secret value that must never leave: the given deployments' credentials, ``extra`` (e.g.
     Settings.secrets()) and the secret-named environment variables."""
     env = environment_secrets()
@@ -477,7 +487,9 @@ def scrub_record(record: R, secrets: frozenset[str]) -> R:
     for v in values.values():
         if type(v) is str:
             strings.append(v)
-        elif isinstance(v, dict) or (v is not None and not isinstance(v, _PLAIN) and isinstance(v, Mapping)):
+        elif isinstance(v, dict) or (
+            v is not None and not isinstance(v, _PLAIN) and isinstance(v, Mapping)
+        ):
             mappings.append(v)
     # fast path (the common case): one text holding every field, no secret in it
     if all(_json_safe(secret) for secret in secrets):
@@ -485,7 +497,9 @@ def scrub_record(record: R, secrets: frozenset[str]) -> R:
             text = (
                 "\x00".join(strings)
                 + "\x00"
-                + orjson.dumps(mappings, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+                + orjson.dumps(mappings, default=str, option=orjson.OPT_NON_STR_KEYS).decode(
+                    "utf-8"
+                )
             )
         except (TypeError, orjson.JSONEncodeError):
             text = None

@@ -43,9 +43,9 @@ SECRET_HINTS = {
     "`litemaas-litellm` key `database-url` (Helm), `litemaas-db` key `DATABASE_URL` (RHDP)",
 }
 
-# Variables litemaas-hooks does not parse but whose value changes its results: LiteLLM reads them when
-# the commands that need LiteLLM import it. A standalone relay or backfill must use the proxy's values.
-# {name: default as README shows it}; README's configuration table lists them too.
+# Variables litemaas-hooks does not parse but whose value changes its results: LiteLLM reads them
+# when the commands that need LiteLLM import it. A standalone relay or backfill must use the proxy's
+# values. {name: default as README shows it}; README's configuration table lists them too.
 OTHER_VARIABLES = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "False",
     "LITELLM_MODEL_COST_MAP_URL": "LiteLLM's GitHub URL",
@@ -106,7 +106,15 @@ def Field(  # the declaration syntax of pydantic, on purpose
     description: str | None = None,
 ) -> Any:
     return FieldSpec(
-        default, alias, ge, gt, le, lt, tuple(choices) if choices is not None else None, shown_default, description
+        default,
+        alias,
+        ge,
+        gt,
+        le,
+        lt,
+        tuple(choices) if choices is not None else None,
+        shown_default,
+        description,
     )
 
 
@@ -165,13 +173,21 @@ class Settings:
         default=3, ge=0, alias="LITEMAAS_HOOKS_RETIRE_GUARD_MIN_MODELS"
     )
     batch_size: int = Field(default=500, ge=1, le=10_000, alias="LITEMAAS_HOOKS_BATCH_SIZE")
-    poll_interval_seconds: float = Field(default=5.0, gt=0, alias="LITEMAAS_HOOKS_POLL_INTERVAL_SECONDS")
-    reconcile_interval_seconds: float = Field(default=600.0, ge=0, alias="LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS")
+    poll_interval_seconds: float = Field(
+        default=5.0, gt=0, alias="LITEMAAS_HOOKS_POLL_INTERVAL_SECONDS"
+    )
+    reconcile_interval_seconds: float = Field(
+        default=600.0, ge=0, alias="LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS"
+    )
     max_attempts: int = Field(default=10, ge=1, alias="LITEMAAS_HOOKS_MAX_ATTEMPTS")
     retry_base_seconds: float = Field(default=1.0, gt=0, alias="LITEMAAS_HOOKS_RETRY_BASE_SECONDS")
     retry_max_seconds: float = Field(default=300.0, gt=0, alias="LITEMAAS_HOOKS_RETRY_MAX_SECONDS")
-    stall_timeout_seconds: float = Field(default=120.0, gt=0, alias="LITEMAAS_HOOKS_STALL_TIMEOUT_SECONDS")
-    reconnect_max_seconds: float = Field(default=30.0, gt=0, alias="LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS")
+    stall_timeout_seconds: float = Field(
+        default=120.0, gt=0, alias="LITEMAAS_HOOKS_STALL_TIMEOUT_SECONDS"
+    )
+    reconnect_max_seconds: float = Field(
+        default=30.0, gt=0, alias="LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS"
+    )
     # PgBouncer: auto = transaction pooling for a URL with pgbouncer=true, else direct
     pool_mode: str = Field(
         default="auto",
@@ -183,11 +199,16 @@ class Settings:
     )
     enabled: bool = Field(default=True, alias="LITEMAAS_HOOKS_ENABLED")
     log_level: str = Field(
-        default="INFO", alias="LITEMAAS_HOOKS_LOG_LEVEL", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+        default="INFO",
+        alias="LITEMAAS_HOOKS_LOG_LEVEL",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
     )
-    log_format: str = Field(default="text", alias="LITEMAAS_HOOKS_LOG_FORMAT", choices=("text", "json"))
+    log_format: str = Field(
+        default="text", alias="LITEMAAS_HOOKS_LOG_FORMAT", choices=("text", "json")
+    )
     json_logs: bool = Field(default=False, alias="JSON_LOGS")
-    # standalone relay only (probes.py): /healthz, /readyz, /metrics; 0 = off (the relay image sets 9464)
+    # standalone relay only (probes.py): /healthz, /readyz, /metrics; 0 = off (the relay image sets
+    # 9464)
     http_port: int = Field(default=0, ge=0, le=65535, alias="LITEMAAS_HOOKS_HTTP_PORT")
     http_host: str = Field(default="0.0.0.0", alias="LITEMAAS_HOOKS_HTTP_HOST")  # noqa: S104 (a pod's probes)
 
@@ -238,7 +259,9 @@ class Settings:
         if which == "backend":
             secret = self.litemaas_database_url
         else:
-            secret = self.litellm_database_url if var == "LITELLM_DATABASE_URL" else self.database_url
+            secret = (
+                self.litellm_database_url if var == "LITELLM_DATABASE_URL" else self.database_url
+            )
         problem = _dsn_problem(var, secret, which)
         if problem:
             raise ConfigError(problem)
@@ -322,10 +345,11 @@ def parse_database_url(var: str, value: str) -> DatabaseUrl:
         raise ConfigError(f"{var}={redact_dsn(value)!r} is not usable: {exc}") from None
     if parsed.schema not in (None, "public"):
         raise ConfigError(
-            f"{var}={redact_dsn(value)!r} has schema={parsed.schema}: litemaas-hooks reads and watches "
+            f"{var}={redact_dsn(value)!r} has schema={parsed.schema}: litemaas-hooks reads and "
+            "watches "
             'the tables in schema "public" only (LiteLLM\'s "LiteLLM_ProxyModelTable", the backend\'s '
-            f"models); run LiteLLM and the LiteMaaS backend on schema public (remove schema={parsed.schema}"
-            " from the URL and DATABASE_SCHEMA from LiteLLM's environment)"
+            "models); run LiteLLM and the LiteMaaS backend on schema public (remove "
+            f"schema={parsed.schema} from the URL and DATABASE_SCHEMA from LiteLLM's environment)"
         )
     if len(_CACHE) > 64:
         _CACHE.clear()
@@ -340,8 +364,9 @@ def _dsn_problem(var: str, secret: SecretStr | None, which: Which) -> str | None
     if secret is None or not secret.get_secret_value().strip():
         if which == "litellm":
             return (
-                f"neither LITELLM_DATABASE_URL nor DATABASE_URL is set: litemaas-hooks needs {what}; set e.g. "
-                f"{example} (inside the LiteLLM proxy DATABASE_URL is already set; {SECRET_HINTS[which]})"
+                "neither LITELLM_DATABASE_URL nor DATABASE_URL is set: litemaas-hooks needs "
+                f"{what}; set e.g. {example} (inside the LiteLLM proxy DATABASE_URL is already "
+                f"set; {SECRET_HINTS[which]})"
             )
         return f"{var} is not set: litemaas-hooks needs {what}; set e.g. {example} ({SECRET_HINTS[which]})"
     value = secret.get_secret_value().strip()
@@ -394,7 +419,9 @@ def _parse(info: FieldInfo, raw: Any) -> Any:
         try:
             value = info.type(raw.strip() if isinstance(raw, str) else raw)
         except (TypeError, ValueError):
-            raise ValueError("must be a whole number" if info.type is int else "must be a number") from None
+            raise ValueError(
+                "must be a whole number" if info.type is int else "must be a number"
+            ) from None
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("must be a finite number")
         if spec.ge is not None and not value >= spec.ge:
@@ -440,7 +467,10 @@ def load_settings(
             values[name] = _parse(info, raw)
         except ValueError as exc:
             example = info.default_text if info.spec.shown_default is None else ""
-            problems.append(f"{info.alias}={shown} {exc}" + (f" (default: {info.alias}={example})" if example else ""))
+            problems.append(
+                f"{info.alias}={shown} {exc}"
+                + (f" (default: {info.alias}={example})" if example else "")
+            )
     unknown = set(overrides) - set(fields)
     if unknown:
         raise TypeError(f"unknown settings: {sorted(unknown)}")

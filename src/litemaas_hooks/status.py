@@ -31,10 +31,11 @@ if TYPE_CHECKING:  # status --no-drift never loads the LiteLLM side
 class Drift:
     checked: bool = False
     missing_in_backend: list[str] = field(default_factory=list)  # in LiteLLM, no backend row yet
-    gone_from_litellm: list[str] = field(default_factory=list)  # backend row from LiteLLM, name gone
+    # backend row from LiteLLM, name gone
+    gone_from_litellm: list[str] = field(default_factory=list)
     out_of_date: list[str] = field(default_factory=list)  # backend row differs from LiteLLM
-    # outside the proxy: synced rows not in LiteLLM's table and not known to come from it (config.yaml
-    # models, or rows from before litemaas-hooks noted sources): listed, not a problem
+    # outside the proxy: synced rows not in LiteLLM's table and not known to come from it
+    # (config.yaml models, or rows from before litemaas-hooks noted sources): listed, not a problem
     not_in_table: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # name -> why it cannot be synced
     error: str | None = None  # the drift check itself failed
@@ -146,7 +147,14 @@ async def collect_status(
         if bconn is not None and backend_ok:
             await _retire_part(report, bconn, problem)
         drift_possible = report.trigger is not None and report.trigger.outbox_present
-        if lconn is not None and bconn is not None and litellm_ok and backend_ok and drift_possible and check_drift:
+        if (
+            lconn is not None
+            and bconn is not None
+            and litellm_ok
+            and backend_ok
+            and drift_possible
+            and check_drift
+        ):
             await _drift_part(report, settings, lconn, bconn, key, config_models, problem)
             memo_text = memo_share.ignored_problem()  # read (and verified) by the drift check
             if memo_text:
@@ -159,7 +167,10 @@ async def collect_status(
 
 
 async def _kind_part(
-    settings: Settings, which: Which, conn: psycopg.AsyncConnection[Any], problem: Callable[[str], None]
+    settings: Settings,
+    which: Which,
+    conn: psycopg.AsyncConnection[Any],
+    problem: Callable[[str], None],
 ) -> bool:
     """False (with a problem line) when the URL points at the wrong database or install is missing there."""
     try:
@@ -195,23 +206,25 @@ async def _outbox_part(
             return
         if state.table_present and not state.trigger_present:
             problem(
-                "the trigger on LiteLLM's model table is missing (LiteLLM may have re-created its table): "
-                "run `litemaas-hooks install`"
+                "the trigger on LiteLLM's model table is missing (LiteLLM may have re-created its "
+                "table): run `litemaas-hooks install`"
             )
         elif state.table_present and not state.trigger_enabled:
-            problem("the trigger on LiteLLM's model table is disabled or outdated: run `litemaas-hooks install`")
+            problem(
+                "the trigger on LiteLLM's model table is disabled or outdated: run `litemaas-hooks install`"
+            )
         counts = report.counts = await outbox.counts(lconn)
         age = counts.oldest_pending_age_seconds
         if age is not None and age > report.max_backlog_age_seconds:
             problem(
-                f"the oldest pending outbox event is {age:.0f}s old ({counts.pending} pending, {counts.claimed} "
-                "claimed): is a relay running (the LiteLLM plugin or `litemaas-hooks relay`) and can it reach "
-                "both databases?"
+                f"the oldest pending outbox event is {age:.0f}s old ({counts.pending} pending, "
+                f"{counts.claimed} claimed): is a relay running (the LiteLLM plugin or "
+                "`litemaas-hooks relay`) and can it reach both databases?"
             )
         if counts.dead:
             problem(
-                f"{counts.dead} dead outbox events (failed too often): fix the cause shown below, then replay "
-                "them: `litemaas-hooks replay`"
+                f"{counts.dead} dead outbox events (failed too often): fix the cause shown below, "
+                "then replay them: `litemaas-hooks replay`"
             )
             report.dead_events = await outbox.dead_events(lconn, limit=dead_limit)
         report.last_reconcile = await outbox.last_reconcile(lconn)
@@ -235,9 +248,12 @@ async def _drift_part(
     drift.config_models_known = config_models is not None
     try:
         engine = Reconciler(settings, config_models=config_models, key=key)
-        # without the router's config models, only rows known to come from LiteLLM's table count as gone
+        # without the router's config models, only rows known to come from LiteLLM's table count as
+        # gone
         retire: Any = True if config_models is not None else "db-rows"
-        result = await engine.converge(lconn, bconn, names=None, retire_missing=retire, dry_run=True)
+        result = await engine.converge(
+            lconn, bconn, names=None, retire_missing=retire, dry_run=True
+        )
     except Exception as exc:
         drift.error = scrub(describe(exc), settings.secrets())
         problem(f"the drift check failed: {drift.error}")
@@ -261,8 +277,8 @@ async def _drift_part(
         )
     if drift.out_of_date:
         problem(
-            f"{len(drift.out_of_date)} backend models differ from LiteLLM: {_names(drift.out_of_date)}; "
-            "run `litemaas-hooks backfill`"
+            f"{len(drift.out_of_date)} backend models differ from LiteLLM: "
+            f"{_names(drift.out_of_date)}; run `litemaas-hooks backfill`"
         )
     if drift.gone_from_litellm:
         problem(
@@ -338,8 +354,8 @@ def _drift_lines(d: Drift) -> list[str]:
         return [f"  drift            : check failed: {d.error}"]
     if not d.checked:
         return ["  drift            : not checked"]
-    # rows not in LiteLLM's table and not known to come from it (config-file models of the proxy are not
-    # visible from here) are listed, but not counted as drift
+    # rows not in LiteLLM's table and not known to come from it (config-file models of the proxy are
+    # not visible from here) are listed, but not counted as drift
     unknown_gone = d.not_in_table
     if d.in_sync:
         head = "none: every backend row matches LiteLLM"
@@ -349,15 +365,20 @@ def _drift_lines(d: Drift) -> list[str]:
         head = "yes: the backend differs from LiteLLM (see problems)"
     lines = [f"  drift            : {head}"]
     if d.missing_in_backend:
-        lines.append(f"    missing in backend ({len(d.missing_in_backend)}): {_names(d.missing_in_backend)}")
+        lines.append(
+            f"    missing in backend ({len(d.missing_in_backend)}): {_names(d.missing_in_backend)}"
+        )
     if d.out_of_date:
         lines.append(f"    differ from LiteLLM ({len(d.out_of_date)}): {_names(d.out_of_date)}")
     if d.gone_from_litellm:
-        lines.append(f"    gone from LiteLLM, not retired ({len(d.gone_from_litellm)}): {_names(d.gone_from_litellm)}")
+        lines.append(
+            f"    gone from LiteLLM, not retired ({len(d.gone_from_litellm)}): {_names(d.gone_from_litellm)}"
+        )
     if unknown_gone:
         lines.append(
-            f"    not in LiteLLM's table, not known to come from it ({len(unknown_gone)}; config-file models of the "
-            f"proxy are not visible from here, so these are not counted as drift): {_names(unknown_gone)}"
+            f"    not in LiteLLM's table, not known to come from it ({len(unknown_gone)}; "
+            "config-file models of the proxy are not visible from here, so these are not counted "
+            f"as drift): {_names(unknown_gone)}"
         )
     lines.extend(f"    cannot sync {name}: {message}" for name, message in sorted(d.errors.items()))
     return lines
@@ -371,7 +392,11 @@ def verdict(report: StatusReport) -> str:
     why = ["trigger installed"]
     c = report.counts
     if c is not None:
-        why.append("outbox empty" if not (c.pending or c.claimed) else f"outbox draining ({c.pending} pending)")
+        why.append(
+            "outbox empty"
+            if not (c.pending or c.claimed)
+            else f"outbox draining ({c.pending} pending)"
+        )
         why.append("no dead events")
     d = report.drift
     why.append("backend in sync with LiteLLM" if d.checked else "drift not checked")
@@ -406,7 +431,8 @@ def format_status(report: StatusReport) -> str:
     if last is not None:
         when = "never" if last.last_finished_at is None else f"{_age(last.age_seconds)} ago"
         lines.append(
-            f"  full reconcile   : last finished {when}" + (f" ({last.last_summary})" if last.last_summary else "")
+            f"  full reconcile   : last finished {when}"
+            + (f" ({last.last_summary})" if last.last_summary else "")
         )
     lines.extend(_drift_lines(report.drift))
     if report.retire_queue:
@@ -415,13 +441,15 @@ def format_status(report: StatusReport) -> str:
         lines.append("  retire cascades that wait (`litemaas-hooks retire`):")
         lines.extend("  " + line for line in format_queue(report.retire_queue))
     if report.dead_events:
-        lines.append("  dead events (replay them with `litemaas-hooks replay ID ...` once the cause is fixed):")
+        lines.append(
+            "  dead events (replay them with `litemaas-hooks replay ID ...` once the cause is fixed):"
+        )
         for e in report.dead_events:
             name = e.new_model_name or e.old_model_name or "-"
             if e.old_model_name and e.new_model_name and e.old_model_name != e.new_model_name:
                 name = f"{e.old_model_name} -> {e.new_model_name}"
             lines.append(
-                f"    #{e.id} {e.op} {name} ({e.attempts} attempts, since {e.created_at:%Y-%m-%d %H:%M:%S}): "
-                f"{e.last_error or '-'}"
+                f"    #{e.id} {e.op} {name} ({e.attempts} attempts, since "
+                f"{e.created_at:%Y-%m-%d %H:%M:%S}): {e.last_error or '-'}"
             )
     return "\n".join(lines)
