@@ -4,10 +4,11 @@
 database (LiteLLM's table on the LiteLLM side, the backend's ``models`` on the backend side), and
 whether ``litemaas-hooks install`` ran there, each failure one sentence naming the variable.
 
-Every connection of ours runs with ``search_path = pg_catalog, pg_temp`` (``pinned``): the queries we
-send name our and LiteLLM's/the backend's objects by schema, and nothing a database user creates in
-``public`` or in a schema of its own name (a ``public.unnest(text[])``, an operator, a ``to_jsonb`` for a
-row type) can take the place of a built-in function while an operator runs ``backfill`` or ``status``.
+Every connection of ours runs with ``search_path = pg_catalog, pg_temp`` (``pinned``): the queries
+we send name our and LiteLLM's/the backend's objects by schema, and nothing a database user creates
+in ``public`` or in a schema of its own name (a ``public.unnest(text[])``, an operator, a
+``to_jsonb`` for a row type) can take the place of a built-in function while an operator runs
+``backfill`` or ``status``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ _PIN_OPTION = "-c search_path=pg_catalog,pg_temp"
 
 def pinned(dsn: str) -> str:
     """``dsn`` with ``search_path`` pinned to ``pg_catalog, pg_temp`` for the session (any other
-    ``options`` of the DSN, e.g. a statement_timeout, are kept; a search_path there is overridden)."""
+    ``options`` of the DSN, e.g. a statement_timeout, are kept; a search_path there is
+    overridden)."""
     try:
         options = str(conninfo_to_dict(dsn).get("options") or "")
     except psycopg.ProgrammingError:
@@ -218,7 +220,8 @@ def use_fast_json(conn: psycopg.AsyncConnection[Any]) -> psycopg.AsyncConnection
 
 
 def connect_error_message(settings: Settings, which: Which, exc: BaseException) -> str:
-    """One line: which database, which variable (with the URL, password masked), why, what to check."""
+    """One line: which database, which variable (with the URL, password masked), why, what to
+    check."""
     var = settings.dsn_variable(which)
     dsn = settings.backend_dsn() if which == "backend" else settings.litellm_dsn()
     reason = scrub(first_line(exc), settings.secrets()).removeprefix("connection failed: ")
@@ -311,15 +314,16 @@ def kind_problem(
                 f'table, not LiteLLM\'s "LiteLLM_ProxyModelTable"): are {var} and {other} swapped?'
             )
         return (
-            f'{var} points at {db}, which has no table public."LiteLLM_ProxyModelTable": the URL is not '
-            "LiteLLM's database, or LiteLLM has not started on it yet (start the proxy once with "
-            "STORE_MODEL_IN_DB=True, it creates its tables)"
+            f'{var} points at {db}, which has no table public."LiteLLM_ProxyModelTable": the URL '
+            "is not LiteLLM's database, or LiteLLM has not started on it yet (start the proxy once "
+            "with STORE_MODEL_IN_DB=True, it creates its tables)"
         )
     if which == "backend" and not kind.has_backend_models:
         if kind.has_litellm_table:
             return (
-                f'{var} points at {db}, which is LiteLLM\'s database (it has "LiteLLM_ProxyModelTable", not '
-                f"the backend's models table): are {var} and {other} swapped?"
+                f"{var} points at {db}, which is LiteLLM's database (it has "
+                '"LiteLLM_ProxyModelTable", not the backend\'s models table): '
+                f"are {var} and {other} swapped?"
             )
         return (
             f"{var} points at {db}, which has no table public.models: the URL is not a LiteMaaS "
@@ -345,8 +349,8 @@ async def check_databases(
     *,
     installed: Collection[Which] = (),
 ) -> None:
-    """Raise one error naming every connection that points at the wrong database, or, for the sides in
-    ``installed``, lacks litemaas-hooks' schema."""
+    """Raise one error naming every connection that points at the wrong database, or, for the sides
+    in ``installed``, lacks litemaas-hooks' schema."""
     wrong: list[str] = []
     missing: dict[Which, str] = {}
     kinds: dict[Which, DatabaseKind] = {}
@@ -371,8 +375,9 @@ async def check_databases(
     ):
         lvar, bvar = settings.dsn_variable("litellm"), settings.dsn_variable("backend")
         raise WrongDatabaseError(
-            f'the two URLs are swapped: {lvar} points at the LiteMaaS backend database "{lite.database}" and '
-            f'{bvar} at LiteLLM\'s database "{back.database}": exchange their values'
+            f"the two URLs are swapped: {lvar} points at the LiteMaaS backend database "
+            f'"{lite.database}" and {bvar} at LiteLLM\'s database "{back.database}": '
+            "exchange their values"
         )
     if wrong:
         raise WrongDatabaseError("\n".join(wrong))

@@ -45,7 +45,8 @@ def warm_up() -> None:
 
 
 def looks_encrypted(value: str) -> bool:
-    """True when ``value`` has the shape of a LiteLLM ciphertext (so a failed decrypt means a wrong key)."""
+    """True when ``value`` has the shape of a LiteLLM ciphertext (so a failed decrypt means a wrong
+    key)."""
     if value.startswith(_V2_PREFIX):
         return True
     if len(value) % 4 or not _B64.fullmatch(value):
@@ -64,8 +65,8 @@ def looks_encrypted(value: str) -> bool:
 def decrypt_params(params: Mapping[str, Any], key: str | None, *, model_id: str) -> dict[str, Any]:
     """Decrypt every string value of ``litellm_params`` like LiteLLM does.
 
-    Credential values are dropped unread (they never leave LiteLLM). Plaintext values are accepted as
-    LiteLLM accepts them; a value that is a ciphertext under another key raises DecryptError.
+    Credential values are dropped unread (they never leave LiteLLM). Plaintext values are accepted
+    as LiteLLM accepts them; a value that is a ciphertext under another key raises DecryptError.
     """
     decrypt = litellm_crypto.decrypt
     out: dict[str, Any] = {}
@@ -100,7 +101,8 @@ PROBE_ID = "litemaas-hooks-lookup-probe"
 
 
 def _import_litellm() -> Any:
-    """``import litellm`` with its own import-time warnings silenced (they are LiteLLM's, not ours)."""
+    """``import litellm`` with its own import-time warnings silenced (they are LiteLLM's, not
+    ours)."""
     if "litellm" not in sys.modules:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -111,9 +113,9 @@ def _import_litellm() -> Any:
 
 @contextlib.contextmanager
 def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
-    """LiteLLM >= 1.108's router registers every deployment it holds in ``litellm.model_cost`` (under
-    its model name), so the proxy's lookups find an entry even for a model the cost map does not know.
-    Do the same for the lookup, then put ``model_cost`` back as it was."""
+    """LiteLLM >= 1.108's router registers every deployment it holds in ``litellm.model_cost``
+    (under its model name), so the proxy's lookups find an entry even for a model the cost map does
+    not know. Do the same for the lookup, then put ``model_cost`` back as it was."""
     from litellm.router import Router
 
     register = getattr(Router, "_register_deployment_pricing", None)
@@ -150,9 +152,9 @@ def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _quiet(litellm: Any) -> Iterator[None]:
     """No ``print`` from LiteLLM while we ask it: for a model without a known provider (our probe
-    deployment's registration in >= 1.108, or any unknown model) ``get_llm_provider`` prints a "Provider
-    List" banner to stdout, which would land in ``status --json``, in a relay's stdout and in the proxy's.
-    Synchronous (no await inside), so the flag is ours only for the lookup."""
+    deployment's registration in >= 1.108, or any unknown model) ``get_llm_provider`` prints a
+    "Provider List" banner to stdout, which would land in ``status --json``, in a relay's stdout and
+    in the proxy's. Synchronous (no await inside), so the flag is ours only for the lookup."""
     saved = litellm.suppress_debug_info
     litellm.suppress_debug_info = True
     try:
@@ -176,8 +178,8 @@ def _cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
 
     The three passes of the proxy's ``/model/info`` (``get_litellm_model_info`` then
     ``_get_proxy_model_info`` / ``_enrich_model_info_with_litellm_data``, 1.81 and 1.108 alike):
-    ``base_model`` when the model is an azure one or a base_model is set, then ``model``, then the last
-    path segment with the first as provider. Returns ``{"info": {...}, "unpriced": bool}``.
+    ``base_model`` when the model is an azure one or a base_model is set, then ``model``, then the
+    last path segment with the first as provider. Returns ``{"info": {...}, "unpriced": bool}``.
     """
     litellm = _import_litellm()
 
@@ -204,7 +206,8 @@ def _cost_map_lookup(model: str, base_model: str | None) -> dict[str, Any]:
 
 def _view_facts() -> dict[str, Any]:
     """Per-version facts of the proxy's view (imports LiteLLM): the defaults the router adds to a
-    deployment's litellm_params/model_info, and (>= 1.108) which keys count as server-derived pricing."""
+    deployment's litellm_params/model_info, and (>= 1.108) which keys count as server-derived
+    pricing."""
     _import_litellm()
     from litellm.types.router import Deployment
 
@@ -242,8 +245,8 @@ def view_facts() -> dict[str, Any]:
 
 
 class Enricher:
-    """LiteLLM's answers: straight from LiteLLM when it is loaded (the proxy), else from the disk memo,
-    importing LiteLLM only for answers the memo lacks."""
+    """LiteLLM's answers: straight from LiteLLM when it is loaded (the proxy), else from the disk
+    memo, importing LiteLLM only for answers the memo lacks."""
 
     def __init__(self) -> None:
         self.memo: cost_map.Memo | None = None
@@ -271,8 +274,9 @@ class Enricher:
     def lookup_parts(
         self, model: str, base_model: str | None
     ) -> tuple[Mapping[str, Any], dict[str, Any], bool]:
-        """LiteLLM's answer as ``(shared, own, unpriced)`` (see ``cost_map.Memo.parts``): ``shared`` is
-        one object for every deployment with the same answer, so the mapping can strip it once."""
+        """LiteLLM's answer as ``(shared, own, unpriced)`` (see ``cost_map.Memo.parts``): ``shared``
+        is one object for every deployment with the same answer, so the mapping can strip it
+        once."""
         key = cost_map.lookup_key(model, base_model)
         if self._use_litellm():
             if key not in self._live:
@@ -305,7 +309,8 @@ def _enricher() -> Enricher:
 
 
 def memo_in_use() -> cost_map.Memo | None:
-    """This process's memo, when its answers come from one (None inside the proxy: LiteLLM answers)."""
+    """This process's memo, when its answers come from one (None inside the proxy: LiteLLM
+    answers)."""
     enricher = _enricher()
     return None if enricher._use_litellm() else enricher._memo()
 
@@ -323,7 +328,8 @@ def clear_cost_map_cache() -> None:
 def _pricing_stamps(
     facts: Mapping[str, Any], info: Mapping[str, Any], params: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """>= 1.108: the deployment's own prices and the ``pricing_overrides`` list the proxy stamps in."""
+    """>= 1.108: the deployment's own prices and the ``pricing_overrides`` list the proxy stamps
+    in."""
     fields = facts.get("pricing_fields")
     if fields is None:
         return {}
@@ -362,9 +368,10 @@ def proxy_view(
     blocked: bool = False,
     db_model: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(litellm_params, model_info)`` of a deployment as the proxy's ``GET /model/info`` shows them
-    (before credential removal): the router's view (its defaults, ``id``, ``db_model``) completed from
-    LiteLLM's cost map. Explicit values always win; only missing keys are filled in."""
+    """``(litellm_params, model_info)`` of a deployment as the proxy's ``GET /model/info`` shows
+    them (before credential removal): the router's view (its defaults, ``id``, ``db_model``)
+    completed from LiteLLM's cost map. Explicit values always win; only missing keys are filled
+    in."""
     view = proxy_view_parts(
         params, model_info, model_id=model_id, blocked=blocked, db_model=db_model
     )
@@ -416,8 +423,8 @@ def proxy_view_parts(
 
 
 def _priced(shared: Mapping[str, Any]) -> Mapping[str, Any]:
-    """An answer whose token prices the proxy does not show (``cost_map_omits_token_price``): the same
-    with those prices null; one object per answer, like the answer itself."""
+    """An answer whose token prices the proxy does not show (``cost_map_omits_token_price``): the
+    same with those prices null; one object per answer, like the answer itself."""
     hit = _UNPRICED.get(id(shared))
     if hit is not None and hit[0] is shared:
         return hit[1]

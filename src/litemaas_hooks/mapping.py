@@ -1,7 +1,8 @@
 """Pure mapping: the LiteLLM deployments of one ``model_name`` -> one backend ``models`` record.
 
-The rules are those of DESIGN.md "Mapping" (they match what the LiteMaaS backend's own sync writes, so
-the two never fight). No I/O here: inputs are already decrypted and enriched by ``litellm_source``.
+The rules are those of DESIGN.md "Mapping" (they match what the LiteMaaS backend's own sync writes,
+so the two never fight). No I/O here: inputs are already decrypted and enriched by
+``litellm_source``.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ class Deployment:
 
 @dataclass(frozen=True, slots=True)
 class ModelRecord:
-    """The desired synced columns of one backend ``models`` row (plus what the upsert needs to decide)."""
+    """The desired synced columns of one backend ``models`` row (plus what the upsert needs to
+    decide)."""
 
     id: str
     name: str
@@ -220,7 +222,8 @@ def is_blank_name(name: str) -> bool:
 
 
 def check_model_name(name: Any) -> str:
-    """The model name as the backend's ``models.id``, or a MappingError saying what is wrong with it."""
+    """The model name as the backend's ``models.id``, or a MappingError saying what is wrong with
+    it."""
     if not isinstance(name, str) or is_blank_name(name):
         raise MappingError(
             "model_name is missing or blank (empty, or only whitespace or invisible characters "
@@ -291,7 +294,8 @@ def _opt_cost(value: Any, what: str) -> Decimal | None:
 
 
 def _url(value: Any) -> Any:
-    """A URL with any embedded credential masked (``https://user:***@host``); other values as they are."""
+    """A URL with any embedded credential masked (``https://user:***@host``); other values as they
+    are."""
     return redact_url(value) if isinstance(value, str) else value
 
 
@@ -309,9 +313,9 @@ def canonical(deployments: Sequence[Deployment]) -> Deployment:
 
 
 def could_be_last(dep: Deployment, chosen: Deployment) -> bool:
-    """Whether the proxy may list ``dep`` after ``chosen`` (so the backend may end on it): unknown dates,
-    or ``dep`` was changed after ``chosen`` was created (an updated row moves in the table, and a proxy
-    that loads the table anew lists rows in table order)."""
+    """Whether the proxy may list ``dep`` after ``chosen`` (so the backend may end on it): unknown
+    dates, or ``dep`` was changed after ``chosen`` was created (an updated row moves in the table,
+    and a proxy that loads the table anew lists rows in table order)."""
     if dep is chosen:
         return True
     if chosen.created_at is None or dep.updated_at is None:
@@ -339,7 +343,8 @@ def js_or(*values: Any) -> Any:
 
 
 def provider_of(params: Mapping[str, Any]) -> str:
-    """``custom_llm_provider || (model has '/' ? prefix : 'unknown')``, as the backend computes it."""
+    """``custom_llm_provider || (model has '/' ? prefix : 'unknown')``, as the backend computes
+    it."""
     explicit = params.get("custom_llm_provider")
     if js_truthy(explicit):
         return str(explicit)
@@ -365,7 +370,8 @@ def _js_flag(info: Mapping[str, Any], key: str) -> bool:
 
 
 def features_of(info: Mapping[str, Any]) -> tuple[str, ...]:
-    """The backend's write order: base type, then function_calling, parallel, tool_choice, vision, tokenize."""
+    """The backend's write order: base type, then function_calling, parallel, tool_choice, vision,
+    tokenize."""
     if _js_flag(info, "supports_embeddings") or _js_flag(info, "supports_embedding"):
         base = "embeddings"
     elif _js_flag(info, "supports_convert"):

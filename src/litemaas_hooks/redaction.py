@@ -1,21 +1,23 @@
 """Keep secrets out of logs, errors and the backend database.
 
-``strip_credentials`` removes every credential-looking key from LiteLLM params/model_info, as LiteLLM's
-``/model/info`` does (it drops ``api_key`` & co and masks secret-looking keys), and masks credentials
-embedded in URLs (userinfo, ``?sig=``/``code=``/``pwd=``/``api-key=`` and any secret-looking parameter);
-``redact_dsn`` hides the password of a PostgreSQL URL or keyword DSN. ``strip_metadata`` and
-``strip_model_info`` are what ``models.metadata`` keeps (``mapping.metadata_of``); their caches
-live here, so that ``mapping`` stays free of process-wide state.
+``strip_credentials`` removes every credential-looking key from LiteLLM params/model_info, as
+LiteLLM's ``/model/info`` does (it drops ``api_key`` & co and masks secret-looking keys), and masks
+credentials embedded in URLs (userinfo, ``?sig=``/``code=``/``pwd=``/``api-key=`` and any
+secret-looking parameter); ``redact_dsn`` hides the password of a PostgreSQL URL or keyword DSN.
+``strip_metadata`` and ``strip_model_info`` are what ``models.metadata`` keeps
+(``mapping.metadata_of``); their caches live here, so that ``mapping`` stays free of process-wide
+state.
 
 Second line of defence, by value: ``known_secrets`` collects the values that must never leave (the
 deployments' own credentials, LiteLLM's master and salt keys, both database passwords, the value of
-every environment variable whose name marks a secret); ``scrub_record`` replaces them in every field of
-a backend record and ``scrub`` in every log line and error, whatever key or field holds them.
+every environment variable whose name marks a secret); ``scrub_record`` replaces them in every field
+of a backend record and ``scrub`` in every log line and error, whatever key or field holds them.
 
-``os.environ/NAME`` references (LiteLLM resolves them for routing) are resolved for the catalogue only
-in routing fields and for variable names on an allow-list (``env_reference_value``); otherwise the
-reference text itself is kept, which names the variable and holds no secret. The deployment's own
-credentials are decrypted (or their references resolved) only to be masked by value, then dropped.
+``os.environ/NAME`` references (LiteLLM resolves them for routing) are resolved for the catalogue
+only in routing fields and for variable names on an allow-list (``env_reference_value``); otherwise
+the reference text itself is kept, which names the variable and holds no secret. The deployment's
+own credentials are decrypted (or their references resolved) only to be masked by value, then
+dropped.
 """
 
 from __future__ import annotations
@@ -112,8 +114,9 @@ def is_secret_key(key: str) -> bool:
 
 
 def _is_token_count_or_cost(lowered: str) -> bool:
-    """LiteLLM's token limits and prices (``max_output_tokens``, ``input_cost_per_token_above_128k_tokens``,
-    ``cache_read_input_token_cost``), not ``api_tokens`` or ``access_tokens``."""
+    """LiteLLM's token limits and prices (``max_output_tokens``,
+    ``input_cost_per_token_above_128k_tokens``, ``cache_read_input_token_cost``), not ``api_tokens``
+    or ``access_tokens``."""
     if "cost" in lowered or "per_token" in lowered:
         return True
     return lowered.endswith("_tokens") and lowered.startswith(("max_", "min_", "num_", "context_"))
@@ -229,8 +232,8 @@ def env_reference_value(
 
 def strip_credentials(value: Any, secrets: frozenset[str] = frozenset()) -> Any:
     """A deep copy of ``value`` without any credential-looking key (at any depth), with credentials
-    embedded in URLs (``https://user:pw@host``, ``https://TOKEN@host``, ``?sig=...``) masked, and every
-    string holding one of ``secrets`` masked."""
+    embedded in URLs (``https://user:pw@host``, ``https://TOKEN@host``, ``?sig=...``) masked, and
+    every string holding one of ``secrets`` masked."""
     if isinstance(value, Mapping):
         return {
             str(k): strip_credentials(v, secrets)
@@ -261,8 +264,9 @@ _SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)")
 
 
 def _split_userinfo(rest: str) -> tuple[str | None, str]:
-    """``user:pw@host/...`` -> (``user:pw``, ``host/...``). Tolerates what urlsplit does not: a ``#``,
-    ``?`` or ``/`` inside an unencoded password. An ``@`` after a path without ``:`` is not userinfo."""
+    """``user:pw@host/...`` -> (``user:pw``, ``host/...``). Tolerates what urlsplit does not: a
+    ``#``, ``?`` or ``/`` inside an unencoded password. An ``@`` after a path without ``:`` is not
+    userinfo."""
     first_at = rest.find("@")
     if first_at < 0:
         return None, rest
@@ -288,8 +292,8 @@ def _mask_params(text: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its userinfo masked (``user:***@`` with a password, ``***@`` for a bare token) and the
-    values of credential query/fragment parameters replaced by ``***``."""
+    """``url`` with its userinfo masked (``user:***@`` with a password, ``***@`` for a bare token)
+    and the values of credential query/fragment parameters replaced by ``***``."""
     m = _SCHEME.match(url)
     if m is None:
         return redact_dsn(url) if "://" in url else url
@@ -329,8 +333,8 @@ _MIN_SECRET_LENGTH = 4
 
 @functools.lru_cache(maxsize=1024)  # the same provider key often serves many deployments
 def _with_parts(secret: str) -> tuple[str, ...]:
-    """A secret plus the password inside it when it is a URL or keyword DSN (a password alone shows up
-    in some server messages)."""
+    """A secret plus the password inside it when it is a URL or keyword DSN (a password alone shows
+    up in some server messages)."""
     out = [secret]
     if "://" in secret:
         m = _SCHEME.match(secret)
@@ -345,9 +349,9 @@ def _with_parts(secret: str) -> tuple[str, ...]:
 
 
 def environment_secrets(environ: Mapping[str, str] | None = None) -> frozenset[str]:
-    """The values of every environment variable whose name marks a secret (and the passwords of URLs in
-    any variable): LITELLM_MASTER_KEY, LITELLM_SALT_KEY, DATABASE_URL, OPENAI_API_KEY, ...
-    For the process environment the result is cached until the environment changes."""
+    """The values of every environment variable whose name marks a secret (and the passwords of URLs
+    in any variable): LITELLM_MASTER_KEY, LITELLM_SALT_KEY, DATABASE_URL, OPENAI_API_KEY, ... For
+    the process environment the result is cached until the environment changes."""
     if environ is not None:
         return _environment_secrets(environ)
     raw = getattr(os.environ, "_data", None)  # CPython: a plain dict, compared in C (µs)
@@ -520,8 +524,8 @@ def scrub_record(record: R, secrets: frozenset[str]) -> R:
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every occurrence of the given secret values, of the secret-named environment variables'
-    values and of URL passwords in ``text``."""
+    """Replace every occurrence of the given secret values, of the secret-named environment
+    variables' values and of URL passwords in ``text``."""
     out = redact_dsn(text)
     values: set[str] = set(environment_secrets())
     for secret in secrets:

@@ -1,8 +1,9 @@
 """One typed settings object, read from the environment (names are part of the public contract).
 
-Declared like pydantic-settings (``name: type = Field(default, alias=ENV_VAR, ge=.., gt=.., le=..)``) but
-parsed here, without pydantic: importing this module costs milliseconds, not a quarter of a second, and
-every missing or invalid setting is reported at once, each with the variable to fix and an example.
+Declared like pydantic-settings (``name: type = Field(default, alias=ENV_VAR, ge=.., gt=..,
+le=..)``) but parsed here, without pydantic: importing this module costs milliseconds, not a quarter
+of a second, and every missing or invalid setting is reported at once, each with the variable to fix
+and an example.
 
 | env var | default | meaning |
 |---|---|---|
@@ -37,10 +38,12 @@ DSN_EXAMPLE = "postgresql://USER:PASSWORD@postgres:5432/{db}"
 
 # Where the URLs and keys live in each LiteMaaS install flavour (for error messages and README).
 SECRET_HINTS = {
-    "backend": "Kubernetes: the backend's database URL, i.e. secret `backend-secret` key `database-url` (Kustomize), "
-    "`litemaas-backend` key `database-url` (Helm), `litemaas-db` key `DATABASE_URL` (RHDP)",
-    "litellm": "Kubernetes: LiteLLM's database URL, i.e. secret `litellm-secret` key `database-url` (Kustomize), "
-    "`litemaas-litellm` key `database-url` (Helm), `litemaas-db` key `DATABASE_URL` (RHDP)",
+    "backend": "Kubernetes: the backend's database URL, i.e. secret `backend-secret` key "
+    "`database-url` (Kustomize), `litemaas-backend` key `database-url` (Helm), `litemaas-db` key "
+    "`DATABASE_URL` (RHDP)",
+    "litellm": "Kubernetes: LiteLLM's database URL, i.e. secret `litellm-secret` key "
+    "`database-url` (Kustomize), `litemaas-litellm` key `database-url` (Helm), `litemaas-db` key "
+    "`DATABASE_URL` (RHDP)",
 }
 
 # Variables litemaas-hooks does not parse but whose value changes its results: LiteLLM reads them
@@ -142,7 +145,8 @@ class FieldInfo:
 
 
 class Settings:
-    """Settings of the relay, the CLI and the LiteLLM plugin (attributes named after the env vars)."""
+    """Settings of the relay, the CLI and the LiteLLM plugin (attributes named after the env
+    vars)."""
 
     litemaas_database_url: SecretStr | None = Field(
         default=None, alias="LITEMAAS_DATABASE_URL", shown_default="— (required)"
@@ -235,26 +239,31 @@ class Settings:
 
     @property
     def json_log_lines(self) -> bool:
-        """JSON log lines: ``LITEMAAS_HOOKS_LOG_FORMAT=json`` or LiteLLM's own ``JSON_LOGS=true``."""
+        """JSON log lines: ``LITEMAAS_HOOKS_LOG_FORMAT=json`` or LiteLLM's own
+        ``JSON_LOGS=true``."""
         return self.log_format == "json" or self.json_logs
 
     def backend_dsn(self) -> str:
-        """The backend DSN as libpq reads it (``dburl.parse``), or a ConfigError saying how to set it."""
+        """The backend DSN as libpq reads it (``dburl.parse``), or a ConfigError saying how to set
+        it."""
         return self.database_url_of("backend").conninfo
 
     def litellm_dsn_source(self) -> str:
-        """The variable the LiteLLM DSN comes from: ``LITELLM_DATABASE_URL``, else ``DATABASE_URL``."""
+        """The variable the LiteLLM DSN comes from: ``LITELLM_DATABASE_URL``, else
+        ``DATABASE_URL``."""
         if self.litellm_database_url is not None or self.database_url is None:
             return "LITELLM_DATABASE_URL"
         return "DATABASE_URL"
 
     def litellm_dsn(self) -> str:
-        """The LiteLLM DSN (LITELLM_DATABASE_URL, else DATABASE_URL) as libpq reads it, or a ConfigError."""
+        """The LiteLLM DSN (LITELLM_DATABASE_URL, else DATABASE_URL) as libpq reads it, or a
+        ConfigError."""
         return self.database_url_of("litellm").conninfo
 
     def database_url_of(self, which: Which) -> DatabaseUrl:
-        """One database URL made fit for libpq (``dburl.parse``: LiteLLM's/Prisma's parameters dropped or
-        translated) and what its Prisma-only parameters meant; a ConfigError naming the variable."""
+        """One database URL made fit for libpq (``dburl.parse``: LiteLLM's/Prisma's parameters
+        dropped or translated) and what its Prisma-only parameters meant; a ConfigError naming the
+        variable."""
         var = self.dsn_variable(which)
         if which == "backend":
             secret = self.litemaas_database_url
@@ -282,7 +291,8 @@ class Settings:
         """Every secret value this object holds (for scrubbing log lines and errors).
 
         For the database URLs that is their password, not the whole URL: a URL without a password
-        (``litemaas_db``, ``postgresql:///db``) would otherwise mask every mention of its database name.
+        (``litemaas_db``, ``postgresql:///db``) would otherwise mask every mention of its database
+        name.
         """
         out: list[str] = []
         for secret in (self.litemaas_database_url, self.litellm_database_url, self.database_url):
@@ -333,9 +343,10 @@ _CACHE: dict[tuple[str, str], DatabaseUrl] = {}
 
 
 def parse_database_url(var: str, value: str) -> DatabaseUrl:
-    """``dburl.parse`` of the value of ``var``, or a ConfigError with the variable, the URL (password
-    masked), what is wrong and the fix. A ``schema=`` other than ``public`` is refused: LiteLLM's tables
-    and the backend's live in ``public`` for litemaas-hooks (its trigger and queries name them so)."""
+    """``dburl.parse`` of the value of ``var``, or a ConfigError with the variable, the URL
+    (password masked), what is wrong and the fix. A ``schema=`` other than ``public`` is refused:
+    LiteLLM's tables and the backend's live in ``public`` for litemaas-hooks (its trigger and
+    queries name them so)."""
     key = (var, value)
     if key in _CACHE:
         return _CACHE[key]
@@ -346,9 +357,8 @@ def parse_database_url(var: str, value: str) -> DatabaseUrl:
     if parsed.schema not in (None, "public"):
         raise ConfigError(
             f"{var}={redact_dsn(value)!r} has schema={parsed.schema}: litemaas-hooks reads and "
-            "watches "
-            'the tables in schema "public" only (LiteLLM\'s "LiteLLM_ProxyModelTable", the backend\'s '
-            "models); run LiteLLM and the LiteMaaS backend on schema public (remove "
+            'watches the tables in schema "public" only (LiteLLM\'s "LiteLLM_ProxyModelTable", '
+            "the backend's models); run LiteLLM and the LiteMaaS backend on schema public (remove "
             f"schema={parsed.schema} from the URL and DATABASE_SCHEMA from LiteLLM's environment)"
         )
     if len(_CACHE) > 64:
@@ -368,7 +378,8 @@ def _dsn_problem(var: str, secret: SecretStr | None, which: Which) -> str | None
                 f"{what}; set e.g. {example} (inside the LiteLLM proxy DATABASE_URL is already "
                 f"set; {SECRET_HINTS[which]})"
             )
-        return f"{var} is not set: litemaas-hooks needs {what}; set e.g. {example} ({SECRET_HINTS[which]})"
+        hint = SECRET_HINTS[which]
+        return f"{var} is not set: litemaas-hooks needs {what}; set e.g. {example} ({hint})"
     value = secret.get_secret_value().strip()
     if value.startswith(("postgresql://", "postgres://")):
         return None
@@ -445,10 +456,11 @@ def _parse(info: FieldInfo, raw: Any) -> Any:
 def load_settings(
     environ: Mapping[str, str] | None = None, *, require: Iterable[Which] = (), **overrides: Any
 ) -> Settings:
-    """Read settings from ``environ`` (default: the process environment); ``overrides`` by field name.
+    """Read settings from ``environ`` (default: the process environment); ``overrides`` by field
+    name.
 
-    Raises one ConfigError listing every invalid setting, and every URL of ``require`` that is missing
-    or not a PostgreSQL URL, each with the variable to set and an example.
+    Raises one ConfigError listing every invalid setting, and every URL of ``require`` that is
+    missing or not a PostgreSQL URL, each with the variable to set and an example.
     """
     env = os.environ if environ is None else environ
     upper = {k.upper(): v for k, v in env.items()}

@@ -2,9 +2,10 @@
 
 Checks, in order: both databases reachable; LiteLLM's table, the outbox and the trigger in place;
 outbox backlog and the age of the oldest pending event; dead events with their errors; the last
-periodic full reconcile; drift between LiteLLM and the backend (a dry run of the reconcile engine over
-every name: names missing from the backend, backend rows whose name is gone from LiteLLM, rows that
-differ, names that cannot be synced). Never raises for a database problem: it becomes a problem line.
+periodic full reconcile; drift between LiteLLM and the backend (a dry run of the reconcile engine
+over every name: names missing from the backend, backend rows whose name is gone from LiteLLM, rows
+that differ, names that cannot be synced). Never raises for a database problem: it becomes a problem
+line.
 """
 
 from __future__ import annotations
@@ -111,11 +112,13 @@ async def collect_status(
     dead_limit: int = 50,
     check_drift: bool = True,
 ) -> StatusReport:
-    """Gather the status. ``settings.*_dsn()`` raise ConfigError when a URL is missing; nothing else does.
+    """Gather the status. ``settings.*_dsn()`` raise ConfigError when a URL is missing; nothing else
+    does.
 
     :param key: decryption key (default: the engine's; the plugin passes the proxy's precedence).
     :param config_models: config-file deployments (inside the proxy); without them, backend rows of
-        config-file models are listed as "not in LiteLLM's table" but do not make the report unhealthy.
+        config-file models are listed as "not in LiteLLM's table" but do not make the report
+        unhealthy.
     """
     litellm_dsn, backend_dsn = settings.litellm_dsn(), settings.backend_dsn()
     secrets = settings.secrets()
@@ -172,7 +175,8 @@ async def _kind_part(
     conn: psycopg.AsyncConnection[Any],
     problem: Callable[[str], None],
 ) -> bool:
-    """False (with a problem line) when the URL points at the wrong database or install is missing there."""
+    """False (with a problem line) when the URL points at the wrong database or install is missing
+    there."""
     try:
         kind = await database_kind(conn)
     except psycopg.Error as exc:
@@ -195,8 +199,8 @@ async def _outbox_part(
         state = report.trigger = await outbox.trigger_state(lconn)
         if not state.table_present:
             problem(
-                'LiteLLM\'s table public."LiteLLM_ProxyModelTable" does not exist: check LITELLM_DATABASE_URL '
-                "and start LiteLLM once with STORE_MODEL_IN_DB=True"
+                'LiteLLM\'s table public."LiteLLM_ProxyModelTable" does not exist: check '
+                "LITELLM_DATABASE_URL and start LiteLLM once with STORE_MODEL_IN_DB=True"
             )
         if not state.outbox_present:
             problem(
@@ -211,7 +215,8 @@ async def _outbox_part(
             )
         elif state.table_present and not state.trigger_enabled:
             problem(
-                "the trigger on LiteLLM's model table is disabled or outdated: run `litemaas-hooks install`"
+                "the trigger on LiteLLM's model table is disabled or outdated: run "
+                "`litemaas-hooks install`"
             )
         counts = report.counts = await outbox.counts(lconn)
         age = counts.oldest_pending_age_seconds
@@ -372,7 +377,8 @@ def _drift_lines(d: Drift) -> list[str]:
         lines.append(f"    differ from LiteLLM ({len(d.out_of_date)}): {_names(d.out_of_date)}")
     if d.gone_from_litellm:
         lines.append(
-            f"    gone from LiteLLM, not retired ({len(d.gone_from_litellm)}): {_names(d.gone_from_litellm)}"
+            f"    gone from LiteLLM, not retired ({len(d.gone_from_litellm)}): "
+            f"{_names(d.gone_from_litellm)}"
         )
     if unknown_gone:
         lines.append(
@@ -388,7 +394,8 @@ def verdict(report: StatusReport) -> str:
     """The first line: healthy or not, and why, in one sentence."""
     if not report.healthy:
         n = len(report.problems)
-        return f"litemaas-hooks status: UNHEALTHY, {n} problem{'s' if n != 1 else ''} (each with its fix):"
+        problems = f"{n} problem{'s' if n != 1 else ''}"
+        return f"litemaas-hooks status: UNHEALTHY, {problems} (each with its fix):"
     why = ["trigger installed"]
     c = report.counts
     if c is not None:
@@ -416,7 +423,8 @@ def pooling_note(settings: Settings) -> str | None:
 
 
 def format_status(report: StatusReport) -> str:
-    """A screenful for humans (``litemaas-hooks status``): the verdict, the problems, then the details."""
+    """A screenful for humans (``litemaas-hooks status``): the verdict, the problems, then the
+    details."""
     lines = [verdict(report)]
     lines.extend(f"  - {p}" for p in report.problems)
     lines.append("details:")
@@ -442,7 +450,8 @@ def format_status(report: StatusReport) -> str:
         lines.extend("  " + line for line in format_queue(report.retire_queue))
     if report.dead_events:
         lines.append(
-            "  dead events (replay them with `litemaas-hooks replay ID ...` once the cause is fixed):"
+            "  dead events (replay them with `litemaas-hooks replay ID ...` once the cause is "
+            "fixed):"
         )
         for e in report.dead_events:
             name = e.new_model_name or e.old_model_name or "-"
