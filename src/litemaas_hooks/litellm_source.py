@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
 from litemaas_hooks import litellm_adapter, litellm_crypto, memo_share, sql
-from litemaas_hooks.errors import DecryptError, MappingError, UnsafeObjectError
+from litemaas_hooks.errors import DecryptError, MappingError, UnsafeObjectError, describe
 from litemaas_hooks.mapping import BLANK_CHARS, Deployment, check_model_name, is_blank_name
 from litemaas_hooks.redaction import (
     ENV_PREFIX,
@@ -178,7 +178,7 @@ def _add(truth: Truth, name: str, build: Callable[[], Deployment]) -> None:
         _error(truth, name, str(exc))
         return
     except Exception as exc:  # any other value problem is this name's error too, never the batch's
-        _error(truth, name, f"deployment cannot be read: {type(exc).__name__}: {str(exc)[:300]}")
+        _error(truth, name, f"deployment cannot be read: {describe(exc)[:300]}")
         return
     truth.deployments.setdefault(name, []).append(dep)
 

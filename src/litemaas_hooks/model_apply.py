@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from litemaas_hooks.errors import ApplyError, LiteMaaSHooksError
+from litemaas_hooks.errors import ApplyError, LiteMaaSHooksError, describe
 from litemaas_hooks.model_file import ModelSpec
 
 MARKER = "litemaas_hooks"
@@ -550,7 +550,7 @@ class LiteLLMApi:
         except httpx.HTTPError as exc:
             raise ApplyError(
                 f"cannot reach LiteLLM at {self.base_url} (LITELLM_URL) for {what}: "
-                f"{self._scrub(type(exc).__name__ + ': ' + str(exc))}; is LITELLM_URL right? "
+                f"{self._scrub(describe(exc))}; is LITELLM_URL right? "
                 f"({_ROUTE})"
             ) from None
         if response.status_code in (401, 403):

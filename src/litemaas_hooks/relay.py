@@ -621,8 +621,7 @@ class Relay:
         """converge() raised something that is neither an outage nor a model's error (a bug): every
         event of the batch is retried (an attempt each), with the error."""
         hint = outages.explain(exc)  # a statement_timeout: the batch's failure, with the setting named
-        text = f"converge failed: {type(exc).__name__}: {exc}" + (f": {hint}" if hint else "")
-        message = self._scrub(text)[:2000]
+        message = f"converge failed: {self._describe(exc)}"[:2000]
         trace = exc if hint is None else None  # a bug gets its traceback; a named timeout needs none
         log.error("%s: %s (events %s)", self.name, message, [e.id for e in events], exc_info=trace)
         await self._fail(lconn, {e.id: message for e in events})
