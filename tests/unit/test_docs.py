@@ -302,3 +302,34 @@ def test_every_relative_link_in_the_docs_resolves() -> None:
                     )
     assert checked, "no relative link found: the link check is looking in the wrong place"
     assert not problems, "broken links:\n  " + "\n  ".join(problems)
+
+
+def test_metrics_table_matches_metrics_py() -> None:
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from litemaas_hooks import metrics
+
+    series: dict[str, set[str]] = {}
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            (described,) = value.describe()
+            suffix = "_total" if described.type == "counter" else ""
+            series[described.name + suffix] = set(value._labelnames)
+    rows = {
+        _plain(cells[0]): {
+            label.split("=")[0].strip() for label in re.findall(r"`([^`]+)`", cells[1])
+        }
+        for cells in _section_table(DOCS / "deploy.md", "Probes and metrics")
+    }
+    problems = [f"add the row for `{name}`" for name in series.keys() - rows.keys()]
+    problems += [
+        f"remove the row `{name}`: metrics.py has no such series"
+        for name in rows.keys() - series.keys()
+    ]
+    problems += [
+        f"row `{name}`: labels {sorted(rows[name])}, metrics.py has {sorted(labels)}"
+        for name, labels in series.items()
+        if name in rows and rows[name] != labels
+    ]
+    assert series, "metrics.py defines no series: the check is looking in the wrong place"
+    assert not problems, "docs/deploy.md, section Probes and metrics:\n  " + "\n  ".join(problems)
