@@ -191,7 +191,7 @@ async def run_cli(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *argv: s
 
 
 def relay_roles(pg: LocalPostgres, ldsn: str, bdsn: str) -> tuple[str, str, str]:
-    """Create the two least-privilege roles exactly as README "Database privileges" grants them.
+    """Create the two least-privilege roles exactly as docs/privileges.md grants them.
 
     Returns (LiteLLM DSN as the LiteLLM-side role, backend DSN as the backend role, their password)."""
     suffix = secrets.token_hex(3)
@@ -200,8 +200,8 @@ def relay_roles(pg: LocalPostgres, ldsn: str, bdsn: str) -> tuple[str, str, str]
         for role in (lrole, brole):
             create = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}")
             admin.execute(create.format(sql.Identifier(role), sql.Literal(password)))
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    grants = readme.split("### Database privileges", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    page = (Path(__file__).resolve().parents[2] / "docs" / "privileges.md").read_text()
+    grants = page.split("## Grants of the relay", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
     backend_part, litellm_part = re.split(r"^-- LiteLLM database.*$", grants, maxsplit=1, flags=re.MULTILINE)
     for dsn, part, role in ((bdsn, backend_part, brole), (ldsn, litellm_part, lrole)):
         statements = [s.strip() for s in part.split(";")]
@@ -615,8 +615,8 @@ async def test_relay_and_backfill_work_with_the_readme_least_privilege_roles(
     capsys: pytest.CaptureFixture[str],
     logs: list[str],
 ) -> None:
-    """Injects: the relay and the backfill run as the roles of README "Database privileges" (granted by
-    parsing that README block): a backend role with USAGE on schema litemaas_hooks + EXECUTE on its
+    """Injects: the relay and the backfill run as the roles of docs/privileges.md (granted by
+    parsing that page's block): a backend role with USAGE on schema litemaas_hooks + EXECUTE on its
     functions, a LiteLLM role that may only read the model table and use the outbox.
 
     Asserts: backfill and relay (create, update, rename, retire with cascade) work and nothing is lost;

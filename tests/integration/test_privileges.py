@@ -434,8 +434,8 @@ async def test_plugin_mode_with_litellm_own_role(installed: World, master_key: s
 
 
 def test_readme_grants_are_the_printed_grants() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("### Database privileges", 1)[1]
+    page = (Path(__file__).resolve().parents[2] / "docs" / "privileges.md").read_text()
+    section = page.split("## Grants of the relay", 1)[1]
     block = section.split("```sql", 1)[1].split("```", 1)[0]
     assert block.strip() == privileges.grants_sql().strip()
 
