@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import re
 import secrets
@@ -23,7 +22,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,161 +31,34 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
-from litemaas_hooks import cli, litellm_adapter, outbox
+from litemaas_hooks import litellm_adapter, outbox
 from litemaas_hooks.status import collect_status, format_status
 from litemaas_hooks_sandbox import seed
 from litemaas_hooks_sandbox.cluster import LocalPostgres
-from tests.helpers import DROP_TRIGGERS, litellm_row
-from tests.integration.test_relay import (
+from tests.helpers import (
+    DROP_TRIGGERS,
+    INSERT_ROW,
     PARAMS,
-    _terminate,
+    TABLE,
+    add,
+    assert_no_secrets,
+    audits,
     backend_models,
     eventually,
     install,
+    litellm_row,
+    litellm_truth,
     make_settings,
-    outbox_empty,
+    matches_truth,
+    run_cli,
     running,
+    scalar,
+    terminate,
 )
 
 pytestmark = pytest.mark.anyio
 
-AConn = psycopg.AsyncConnection[Any]
-API_KEY = PARAMS["api_key"]
-# no `blocked` column: LiteLLM 1.81's table has none
-INSERT = """
-INSERT INTO public."LiteLLM_ProxyModelTable"
-    (model_id, model_name, litellm_params, model_info, created_by, updated_by)
-VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s)
-"""
-TABLE = 'public."LiteLLM_ProxyModelTable"'
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def dbs(litellm_dsn: str, backend_dsn: str) -> tuple[str, str]:
-    await install(litellm_dsn, backend_dsn)
-    return litellm_dsn, backend_dsn
-
-
-@pytest.fixture
-def logs() -> Iterator[list[str]]:
-    """Every record of the ``litemaas_hooks`` loggers, formatted (with tracebacks).
-
-    A handler on the package logger itself, so it sees the records even after ``cli.main`` turned
-    propagation off; the logger's configuration is restored afterwards."""
-    records: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(self.format(record))
-
-    logger = logging.getLogger("litemaas_hooks")
-    saved = (logger.level, list(logger.handlers), logger.propagate)
-    handler = Collect(logging.DEBUG)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        logger.level, logger.handlers[:], logger.propagate = saved[0], saved[1], saved[2]
-
-
 # -- helpers --------------------------------------------------------------------------------------
-
-
-async def add(conn: AConn, name: str, key: str, *, model_id: str | None = None, **info: Any) -> str:
-    """INSERT one deployment the way LiteLLM writes it (its row builder and encryption)."""
-    row = seed.as_insert_params(litellm_row(name, PARAMS, info, key=key, model_id=model_id))
-    row.pop("blocked")
-    await conn.execute(INSERT, row)
-    return str(row["model_id"])
-
-
-async def scalar(conn: AConn, query: str | sql.Composable, params: Any = None) -> Any:
-    cur = await conn.execute(query, params)
-    row = await cur.fetchone()
-    return None if row is None else row[0]
-
-
-async def audits(bc: AConn) -> dict[str, int]:
-    cur = await bc.execute(
-        "SELECT resource_id, count(*) FROM audit_logs WHERE action LIKE 'MODEL_MARKED_UNAVAILABLE%%' GROUP BY 1"
-    )
-    return {str(k): int(v) for k, v in await cur.fetchall()}
-
-
-async def litellm_truth(lc: AConn) -> dict[str, int | None]:
-    """LiteLLM's names and the max_tokens the backend must show for each."""
-    cur = await lc.execute(f"SELECT model_name, max((model_info->>'max_tokens')::int) FROM {TABLE} GROUP BY 1")
-    return {str(n): t for n, t in await cur.fetchall()}
-
-
-async def matches_truth(lc: AConn, bc: AConn, retired: set[str]) -> bool:
-    """The outbox is drained and the backend equals LiteLLM: every name available with its values,
-    every name that left LiteLLM after reaching the backend retired."""
-    if not await outbox_empty(lc):
-        return False
-    truth = await litellm_truth(lc)
-    cur = await bc.execute("SELECT id, availability, max_tokens FROM models")
-    have = {str(i): (str(a), t) for i, a, t in await cur.fetchall()}
-    want = {n: ("available", t) for n, t in truth.items()}
-    want.update({n: ("unavailable", have[n][1]) for n in retired if n in have and n not in truth})
-    return have == want
-
-
-async def backend_dump(bdsn: str) -> str:
-    """Every row of every table of every (non-system) schema of the backend database, as text."""
-    parts: list[str] = []
-    async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as conn:
-        cur = await conn.execute(
-            "SELECT schemaname, tablename FROM pg_tables "
-            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
-        )
-        for schema, table in await cur.fetchall():
-            rows = await conn.execute(
-                sql.SQL("SELECT t::text FROM {}.{} AS t").format(sql.Identifier(schema), sql.Identifier(table))
-            )
-            parts.extend(f"{schema}.{table}: {r[0]}" for r in await rows.fetchall())
-    return "\n".join(parts)
-
-
-async def outbox_errors(ldsn: str) -> str:
-    """Every error message the relay recorded in the LiteLLM database (outbox, reconcile summary)."""
-    async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as conn:
-        cur = await conn.execute(
-            "SELECT coalesce(last_error, '') FROM litemaas_hooks.model_events "
-            "UNION ALL SELECT coalesce(last_summary, '') FROM litemaas_hooks.reconcile_state"
-        )
-        return "\n".join(r[0] for r in await cur.fetchall())
-
-
-async def assert_no_secrets(
-    pg: LocalPostgres, ldsn: str, bdsn: str, secret_values: list[str], texts: dict[str, str]
-) -> None:
-    """No secret in the backend database, the outbox errors, or the given texts (logs, stderr, output)."""
-    dump = await backend_dump(bdsn)
-    assert "public.models: " in dump  # the dump really holds the synced rows
-    where = {"backend database": dump, "outbox errors": await outbox_errors(ldsn), **texts}
-    for secret in [API_KEY, pg.password, *secret_values]:
-        assert len(secret) >= 8
-        for place, text in where.items():
-            assert secret not in text, f"a secret leaked into {place}"
-
-
-async def run_cli(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *argv: str) -> int:
-    """``litemaas-hooks ARGV`` in this process (same code as the console script; a thread, since it runs
-    its own event loop) with ``env``."""
-    with monkeypatch.context() as m:
-        for k, v in env.items():
-            m.setenv(k, v)
-        m.delenv("LITELLM_SALT_KEY", raising=False)
-        m.delenv("DATABASE_URL", raising=False)
-        return await asyncio.to_thread(cli.main, list(argv))
 
 
 def relay_roles(pg: LocalPostgres, ldsn: str, bdsn: str) -> tuple[str, str, str]:
@@ -363,7 +234,7 @@ async def test_litellm_connection_terminated_mid_stream(
                     return n >= applied and relay.stats.sessions == round_ + 1 and relay.stats.connected
 
                 await eventually(progressed, deadline_seconds=30, what=f"{applied} models applied")
-                await _terminate(lc, "relay-0:litellm")
+                await terminate(lc, "relay-0:litellm")
             await asyncio.wait_for(task, 60)
         finally:
             task.cancel()
@@ -653,11 +524,11 @@ async def test_relay_and_backfill_work_with_the_readme_least_privilege_roles(
         assert await matches_truth(lc, bc, set())
 
         await bc.execute(
-            "INSERT INTO users (id, username, email, oauth_provider, oauth_id) "
+            "INSERT_ROW INTO users (id, username, email, oauth_provider, oauth_id) "
             "VALUES ('11111111-1111-1111-1111-111111111111', 'u', 'u@example.com', 'test', 'u')"
         )
         await bc.execute(
-            "INSERT INTO subscriptions (user_id, model_id) VALUES ('11111111-1111-1111-1111-111111111111', 'c')"
+            "INSERT_ROW INTO subscriptions (user_id, model_id) VALUES ('11111111-1111-1111-1111-111111111111', 'c')"
         )
         settings = make_settings(as_url(l_role), as_url(b_role), master_key)
         async with running(settings) as (relay,):
@@ -697,7 +568,7 @@ AWKWARD_NAMES = (
 async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
     dbs: tuple[str, str], master_key: str, pg_cluster: LocalPostgres, logs: list[str]
 ) -> None:
-    """Injects, each through a plain INSERT into LiteLLM's table (which must succeed): litellm_params
+    """Injects, each through a plain INSERT_ROW into LiteLLM's table (which must succeed): litellm_params
     encrypted with another key, litellm_params that is not JSON, model_info that is a JSON string or an
     array, an empty model_name, a 256-character model_name, names with control characters, a 3 MB
     model_info, negative / non-numeric rpm, tpm and costs, names with quotes, ``;``, ``--``, ``/`` and
@@ -746,10 +617,10 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         await add(lc, "will-vanish", master_key, max_tokens=1)
         await eventually(lambda: matches_truth(lc, bc, set()), what="will-vanish synced")
         for (_, (bad_row, _)), good_name in zip(bad.items(), good, strict=True):
-            await lc.execute(INSERT, bad_row)  # LiteLLM's own write succeeds
+            await lc.execute(INSERT_ROW, bad_row)  # LiteLLM's own write succeeds
             await add(lc, good_name, master_key, max_tokens=1)
         empty = {**row(""), "model_name": ""}
-        await lc.execute(INSERT, empty)  # empty model_name
+        await lc.execute(INSERT_ROW, empty)  # empty model_name
         for name in AWKWARD_NAMES:
             await add(lc, name, master_key, max_tokens=1)
         # outbox rows pointing at models that vanished: one never synced, one in the backend
@@ -757,7 +628,7 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'will-vanish'")
         await lc.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
         await lc.execute(
-            "INSERT INTO litemaas_hooks.model_events (op, model_id, new_model_name) VALUES "
+            "INSERT_ROW INTO litemaas_hooks.model_events (op, model_id, new_model_name) VALUES "
             "('INSERT', 'no-such-id', 'never-existed'), ('UPDATE', 'gone-id', 'will-vanish'); "
             "SELECT pg_notify('litemaas_hooks_model_events', '')"
         )

@@ -24,37 +24,16 @@ from litemaas_hooks import outbox
 from litemaas_hooks.connections import use_fast_json
 from litemaas_hooks.reconcile import Reconciler
 from litemaas_hooks_sandbox import seed
-from tests.helpers import litellm_row
-from tests.integration.test_relay import (
-    PARAMS,
-    backend_models,
-    eventually,
-    install,
-    make_settings,
-    outbox_empty,
-    running,
-)
+from tests.helpers import PARAMS, AConn, backend_models, eventually, litellm_row, make_settings, outbox_empty, running
 
 pytestmark = pytest.mark.anyio
 
-AConn = psycopg.AsyncConnection[Any]
 TABLE = 'public."LiteLLM_ProxyModelTable"'
 # model_info and litellm_params as JSON text cast in SQL: the test's own JSON encoder never limits depth
 INSERT_TEXT = f"""
 INSERT INTO {TABLE} (model_id, model_name, litellm_params, model_info, created_by, updated_by)
 VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s::jsonb, %(model_info)s::jsonb, 'test', 'test')
 """
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def dbs(litellm_dsn: str, backend_dsn: str) -> tuple[str, str]:
-    await install(litellm_dsn, backend_dsn)
-    return litellm_dsn, backend_dsn
 
 
 @asynccontextmanager

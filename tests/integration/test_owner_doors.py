@@ -12,16 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.integration.test_failures import TABLE, add
-from tests.integration.test_privileges import WHO_TABLE, World, _cli, _run, _who, installed, world
+from tests.helpers import TABLE, WHO_TABLE, World, add, run_cli, run_sql, who
 
 pytestmark = pytest.mark.anyio
-__all__ = ["installed", "world"]  # fixtures
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def _super_env(w: World, key: str) -> dict[str, str]:
@@ -33,7 +26,7 @@ def _super_env(w: World, key: str) -> dict[str, str]:
 
 
 def _is_superuser(dsn: str, role: str) -> bool:
-    return bool(_run(dsn, "SELECT rolsuper FROM pg_roles WHERE rolname = %s", params=(role,))[0][0])
+    return bool(run_sql(dsn, "SELECT rolsuper FROM pg_roles WHERE rolname = %s", params=(role,))[0][0])
 
 
 def _escalating_body(role: str, returns: str) -> str:
@@ -48,7 +41,7 @@ def _escalating_body(role: str, returns: str) -> str:
 
 
 def _has_blocked(dsn: str) -> bool:
-    rows = _run(
+    rows = run_sql(
         dsn,
         "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'blocked' AND NOT attisdropped",
         params=(TABLE,),
@@ -67,7 +60,7 @@ async def test_litellm_owner_cast_on_a_column_type_of_its_own_never_runs_as_the_
     runs."""
     w = world
     env = _super_env(w, master_key)
-    assert await _cli(monkeypatch, env, "install") == 0  # the superuser installs
+    assert await run_cli(monkeypatch, env, "install") == 0  # the superuser installs
     async with await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc:
         await add(lc, "m", master_key)
     lown = w.as_(w.ldsn, w.lowner)
@@ -93,19 +86,19 @@ async def test_litellm_owner_cast_on_a_column_type_of_its_own_never_runs_as_the_
         stmts.append(
             f"ALTER TABLE {TABLE} ALTER COLUMN model_name TYPE public.esc USING model_name::public.esc"
         )
-    _run(lown, *stmts)
+    run_sql(lown, *stmts)
     # the cast really is a door when the superuser uses it
-    _run(w.ldsn, "SELECT NULL::public.esc::text")
-    assert _who(w.ldsn) == {"postgres"}
+    run_sql(w.ldsn, "SELECT NULL::public.esc::text")
+    assert who(w.ldsn) == {"postgres"}
     assert _is_superuser(w.ldsn, w.lowner)
-    _run(w.ldsn, f"ALTER ROLE {w.lowner} NOSUPERUSER", "DELETE FROM public.who")
+    run_sql(w.ldsn, f"ALTER ROLE {w.lowner} NOSUPERUSER", "DELETE FROM public.who")
     capsys.readouterr()
 
     for argv in (["backfill"], ["status"]):
-        await _cli(monkeypatch, env, *argv)
+        await run_cli(monkeypatch, env, *argv)
     err = capsys.readouterr()
     assert "litemaas-hooks refuses to read it" in err.err + err.out, err
-    assert _who(w.ldsn) == set(), "the owner's cast ran"
+    assert who(w.ldsn) == set(), "the owner's cast ran"
     assert not _is_superuser(w.ldsn, w.lowner)
 
 
@@ -131,13 +124,13 @@ async def test_backend_owner_altering_our_functions_is_refused_before_any_call(
     statement: the superuser's backfill refuses; after `install` again it works."""
     w = world
     env = _super_env(w, master_key)
-    assert await _cli(monkeypatch, env, "install") == 0
+    assert await run_cli(monkeypatch, env, "install") == 0
     async with await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc:
         await add(lc, "m", master_key, max_tokens=1)
     bown = w.as_(w.bdsn, w.bowner)
     if door == "body replaced":  # needs CREATE on our schema too: say a DBA once granted it
-        _run(w.bdsn, f"GRANT CREATE ON SCHEMA litemaas_hooks TO {w.bowner}")
-    _run(
+        run_sql(w.bdsn, f"GRANT CREATE ON SCHEMA litemaas_hooks TO {w.bowner}")
+    run_sql(
         bown,
         WHO_TABLE,
         f"""CREATE FUNCTION public.escalate() RETURNS void LANGUAGE plpgsql AS $$
@@ -149,20 +142,20 @@ async def test_backend_owner_altering_our_functions_is_refused_before_any_call(
         DOORS[door],
     )
     capsys.readouterr()
-    assert await _cli(monkeypatch, env, "backfill") == 1
+    assert await run_cli(monkeypatch, env, "backfill") == 1
     err = capsys.readouterr().err
     assert "litemaas-hooks refuses to call litemaas_hooks." in err, err
     assert len(err.strip().splitlines()) == 1, err
-    assert w.installer not in _who(w.bdsn)
-    assert "postgres" not in _who(w.bdsn)
+    assert w.installer not in who(w.bdsn)
+    assert "postgres" not in who(w.bdsn)
     assert not _is_superuser(w.bdsn, w.bowner)
-    assert _run(w.bdsn, "SELECT count(*) FROM models WHERE id = 'm'") == [(0,)]
+    assert run_sql(w.bdsn, "SELECT count(*) FROM models WHERE id = 'm'") == [(0,)]
 
     # the installer puts our definitions back; the owner's trigger now runs as its owner only
-    assert await _cli(monkeypatch, env, "install") == 0
-    assert await _cli(monkeypatch, env, "backfill") == 0
-    assert _run(w.bdsn, "SELECT count(*) FROM models WHERE id = 'm'") == [(1,)]
-    assert _who(w.bdsn) == {w.bowner}
+    assert await run_cli(monkeypatch, env, "install") == 0
+    assert await run_cli(monkeypatch, env, "backfill") == 0
+    assert run_sql(w.bdsn, "SELECT count(*) FROM models WHERE id = 'm'") == [(1,)]
+    assert who(w.bdsn) == {w.bowner}
     assert not _is_superuser(w.bdsn, w.bowner)
 
 
@@ -176,4 +169,4 @@ async def test_the_owner_cannot_rewrite_the_record_the_checks_use(installed: Wor
         "LANGUAGE sql AS 'SELECT true'",
     ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            _run(bown, statement)
+            run_sql(bown, statement)

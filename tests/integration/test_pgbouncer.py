@@ -20,24 +20,11 @@ from litemaas_hooks.errors import DatabaseUnavailableError
 from litemaas_hooks.settings import load_settings
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from litemaas_hooks_sandbox.pgbouncer import LocalPgBouncer
-from tests.integration.test_relay import (
-    backend_models,
-    eventually,
-    insert,
-    install,
-    make_settings,
-    outbox_empty,
-    running,
-)
+from tests.helpers import backend_models, eventually, insert, install, make_settings, outbox_empty, running
 
 pytestmark = pytest.mark.anyio
 
 MODES = ["session", "transaction"]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module", params=MODES)

@@ -195,7 +195,7 @@ def test_cli_apply_never_imports_litellm(tmp_path: Any) -> None:
     import subprocess
     import sys
 
-    from tests.integration.test_cli_process import PROBE
+    from tests.helpers import PROBE
 
     path = tmp_path / "m.yml"
     path.write_text("- model_name: a\n  litellm_model: openai/a\n")
