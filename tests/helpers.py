@@ -8,7 +8,10 @@ Fixtures built on them live in ``tests/conftest.py`` and ``tests/integration/con
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
+import secrets
 import subprocess
 import sys
 import time
@@ -16,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +29,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from litemaas_hooks import cli, outbox, privileges
+from litemaas_hooks.connections import use_fast_json
 from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks.relay import Relay
 from litemaas_hooks.settings import Settings, load_settings
@@ -32,6 +37,7 @@ from litemaas_hooks_sandbox import litemaas_backend, seed
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from litemaas_hooks_sandbox.litellm_admin import encrypted_row
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 AConn = psycopg.AsyncConnection[Any]
 TABLE = 'public."LiteLLM_ProxyModelTable"'
 # no `blocked` column: LiteLLM 1.81's table has none (it came later)
@@ -113,6 +119,67 @@ async def add(
     row.pop("blocked")
     await conn.execute(INSERT_ROW, row)
     return str(row["model_id"])
+
+
+# -- direct table writes: values LiteLLM's own API would refuse -----------------------------------
+
+# model_info and litellm_params as JSON text cast in SQL: the test's own JSON encoder never limits
+# depth
+INSERT_TEXT = f"""
+INSERT INTO {TABLE} (model_id, model_name, litellm_params, model_info, created_by, updated_by)
+VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s::jsonb, %(model_info)s::jsonb, 'test',
+        'test')
+"""
+
+
+@asynccontextmanager
+async def conns(ldsn: str, bdsn: str) -> AsyncIterator[tuple[AConn, AConn]]:
+    """Autocommit connections with the relay's JSON settings (orjson)."""
+    async with (
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        yield use_fast_json(lc), use_fast_json(bc)
+
+
+def nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+def row_text(
+    name: str,
+    key: str,
+    *,
+    info: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    info_text: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A row from LiteLLM's own builder; ``info`` merged into model_info afterwards (as a direct
+    table write would leave it), ``info_text`` = fields whose value is given as raw JSON text."""
+    r = seed.as_insert_params(litellm_row(name, PARAMS, key=key))
+    model_info = {**r["model_info"].obj, **(info or {})}
+    text = json.dumps(model_info)
+    for field, raw in (info_text or {}).items():
+        text = text[:-1] + f', "{field}": {raw}}}'
+    return {
+        "model_id": r["model_id"],
+        "model_name": name,
+        # plain (unencrypted) values as a direct write leaves them; LiteLLM accepts plaintext too
+        "litellm_params": json.dumps({**r["litellm_params"].obj, **(params or {})}),
+        "model_info": text,
+    }
+
+
+async def add_text(lc: AConn, row: dict[str, Any]) -> None:
+    await lc.execute(INSERT_TEXT.encode(), row)
+
+
+async def add_good(lc: AConn, name: str, key: str) -> None:
+    await add_text(lc, row_text(name, key, info={"max_tokens": 1}))
+
+
+async def is_available(bc: AConn, name: str) -> bool:
+    return (await backend_models(bc)).get(name) == "available"
 
 
 # -- relays against real databases -----------------------------------------------------------------
@@ -425,6 +492,48 @@ WHO_TABLE = "CREATE TABLE public.who (who text, via text); GRANT INSERT ON publi
 
 def who(dsn: str) -> set[str]:
     return {r[0] for r in run_sql(dsn, "SELECT DISTINCT who FROM public.who")}
+
+
+def relay_roles(pg: LocalPostgres, ldsn: str, bdsn: str) -> tuple[str, str, str]:
+    """Create the two least-privilege roles exactly as README "Database privileges" grants them.
+
+    Returns (LiteLLM DSN as the LiteLLM-side role, backend DSN as the backend role, their
+    password)."""
+    suffix = secrets.token_hex(3)
+    lrole, brole = f"hooks_relay_l_{suffix}", f"hooks_relay_b_{suffix}"
+    password = secrets.token_hex(16)
+    with pg.connect() as admin:
+        for role in (lrole, brole):
+            create = sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}")
+            admin.execute(create.format(sql.Identifier(role), sql.Literal(password)))
+    readme = (ROOT / "README.md").read_text()
+    grants = readme.split("### Database privileges", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    backend_part, litellm_part = re.split(
+        r"^-- LiteLLM database.*$", grants, maxsplit=1, flags=re.MULTILINE
+    )
+    for dsn, part, role in ((bdsn, backend_part, brole), (ldsn, litellm_part, lrole)):
+        statements = [s.strip() for s in part.split(";")]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for statement in statements:
+                lines = [
+                    ln
+                    for ln in statement.splitlines()
+                    if ln.strip() and not ln.strip().startswith("--")
+                ]
+                if lines:
+                    text = "\n".join(lines).replace("litemaas_hooks_relay", f'"{role}"')
+                    conn.execute(text.encode())
+    return (
+        make_conninfo(ldsn, user=lrole, password=password),
+        make_conninfo(bdsn, user=brole, password=password),
+        password,
+    )
+
+
+def as_url(conninfo: str) -> str:
+    """A key=value conninfo as a postgresql:// URL (the settings want URLs)."""
+    p = conninfo_to_dict(conninfo)
+    return f"postgresql://{p['user']}:{p['password']}@{p['host']}:{p['port']}/{p['dbname']}"
 
 
 # -- the CLI in a fresh interpreter ----------------------------------------------------------------

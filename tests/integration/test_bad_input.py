@@ -1,17 +1,16 @@
-"""Faults and bad input (issue 10): poison values, backend rejections, locks, outages, dead relays.
+"""Bad input in LiteLLM's table: poison values, arbitrary JSON, awkward names, rows the backend
+rejects. The fault stays with the model it belongs to: nothing else fails, nothing is lost, no
+attempt is spent on another model's events, and the error is recorded where `status` shows it.
 
-Each test injects one fault against real PostgreSQL and LiteLLM's real schema and encryption, and asserts
-that the fault stays with the model (or the moment) it belongs to: nothing else fails, nothing is lost,
-no attempt is spent on something that is not the event's fault. Waits are conditions with a deadline.
+Real PostgreSQL, LiteLLM's real schema and encryption, the real relay and engine. Waits are
+conditions with a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import secrets
 from typing import Any
 
 import psycopg
@@ -19,68 +18,35 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from psycopg.types.json import Jsonb
 
-from litemaas_hooks import outbox
-from litemaas_hooks.connections import use_fast_json
+from litemaas_hooks import litellm_adapter, outbox
 from litemaas_hooks.reconcile import Reconciler
+from litemaas_hooks.status import collect_status, format_status
 from litemaas_hooks_sandbox import seed
-from tests.helpers import PARAMS, AConn, backend_models, eventually, litellm_row, make_settings, outbox_empty, running
+from litemaas_hooks_sandbox.cluster import LocalPostgres
+from tests.helpers import (
+    INSERT_ROW,
+    PARAMS,
+    TABLE,
+    add,
+    add_good,
+    add_text,
+    assert_no_secrets,
+    audits,
+    backend_models,
+    conns,
+    eventually,
+    litellm_row,
+    make_settings,
+    matches_truth,
+    nested,
+    row_text,
+    running,
+    scalar,
+)
 
 pytestmark = pytest.mark.anyio
-
-TABLE = 'public."LiteLLM_ProxyModelTable"'
-# model_info and litellm_params as JSON text cast in SQL: the test's own JSON encoder never limits depth
-INSERT_TEXT = f"""
-INSERT INTO {TABLE} (model_id, model_name, litellm_params, model_info, created_by, updated_by)
-VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s::jsonb, %(model_info)s::jsonb, 'test', 'test')
-"""
-
-
-@asynccontextmanager
-async def conns(ldsn: str, bdsn: str) -> AsyncIterator[tuple[AConn, AConn]]:
-    """Autocommit connections with the relay's JSON settings (orjson)."""
-    async with (
-        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
-        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
-    ):
-        yield use_fast_json(lc), use_fast_json(bc)
-
-
-def nested(depth: int) -> str:
-    return '{"a": ' * depth + "1" + "}" * depth
-
-
-def row_text(
-    name: str,
-    key: str,
-    *,
-    info: dict[str, Any] | None = None,
-    params: dict[str, Any] | None = None,
-    info_text: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """A row from LiteLLM's own builder; ``info`` merged into model_info afterwards (as a direct table
-    write would leave it), ``info_text`` = fields whose value is given as raw JSON text."""
-    r = seed.as_insert_params(litellm_row(name, PARAMS, key=key))
-    model_info = {**r["model_info"].obj, **(info or {})}
-    text = json.dumps(model_info)
-    for field, raw in (info_text or {}).items():
-        text = text[:-1] + f', "{field}": {raw}}}'
-    return {
-        "model_id": r["model_id"],
-        "model_name": name,
-        # plain (unencrypted) values as a direct write leaves them; LiteLLM accepts plaintext too
-        "litellm_params": json.dumps({**r["litellm_params"].obj, **(params or {})}),
-        "model_info": text,
-    }
-
-
-async def add_text(lc: AConn, row: dict[str, Any]) -> None:
-    await lc.execute(INSERT_TEXT, row)
-
-
-async def add_good(lc: AConn, name: str, key: str) -> None:
-    await add_text(lc, row_text(name, key, info={"max_tokens": 1}))
-
 
 POISON: dict[str, dict[str, Any]] = {
     "cost-1e20": {"info": {"input_cost_per_token": 1e20}},
@@ -307,460 +273,161 @@ async def test_backend_rejection_of_one_row_costs_no_other_row_an_attempt(
 # -- locks held in the backend --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("relays", [1, 2])
-async def test_a_locked_backend_row_holds_up_nothing_else_and_costs_no_attempt(
-    dbs: tuple[str, str], master_key: str, relays: int
-) -> None:
-    """Injects: an admin transaction holding ``SELECT ... FOR UPDATE`` on the backend row of ``held``
-    (and of ``held-gone``), then LiteLLM changes ``held``, deletes ``held-gone`` and adds ``fresh``.
-    Asserts, with one relay and with two: ``fresh`` is synced at once (well within the 2 s lock
-    timeout: nobody waits for the held row); the held names' events stay pending with no attempt spent,
-    never dead (LITEMAAS_HOOKS_MAX_ATTEMPTS=2) while the lock is held until they were deferred one
-    round more than it would take them to die if a deferral cost an attempt; once it is released they
-    are applied."""
-    ldsn, bdsn = dbs
-    settings = make_settings(ldsn, bdsn, master_key, max_attempts=2)
-    async with (
-        conns(ldsn, bdsn) as (lc, bc),
-        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as admin,
-    ):
-        for name in ("held", "held-gone"):
-            await add_good(lc, name, master_key)
-        await Reconciler(settings).converge(lc, bc, names=None)
-        await lc.execute("DELETE FROM litemaas_hooks.model_events")
-        async with running(settings, count=relays) as fleet:
-            tx = admin.transaction()
-            await tx.__aenter__()
-            try:
-                await admin.execute("SELECT * FROM models WHERE id IN ('held', 'held-gone') FOR UPDATE")
-                await lc.execute(
-                    f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 7}}' WHERE model_name = 'held'"
-                )
-                await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'held-gone'")
-                t0 = time.perf_counter()
-                await add_good(lc, "fresh", master_key)
-                took = await eventually(lambda: _available(bc, "fresh"), what="fresh synced despite the held row")
-                fresh_seconds = time.perf_counter() - t0
-                assert took < 1.5, took  # < the 2 s lock timeout: nobody waited for the held row
-
-                rounds = 2 * (settings.max_attempts + 1)  # 2 held events, each one round past where it would die
-
-                async def held_through_rounds() -> bool:
-                    # every poll is also a sample of the invariant while the lock is held
-                    cur = await lc.execute(
-                        "SELECT max(attempts), count(*) FILTER (WHERE status = 'dead') FROM litemaas_hooks.model_events"
-                    )
-                    attempts, dead = await cur.fetchone()  # type: ignore[misc]
-                    assert dead == 0
-                    assert (attempts or 0) <= 1  # 1 only while claimed; given back right after
-                    return sum(r.stats.events_deferred for r in fleet) >= rounds
-
-                # had a deferral cost an attempt, the held events would be dead by now (MAX_ATTEMPTS=2)
-                await eventually(
-                    held_through_rounds, deadline_seconds=60, what=f"the held names deferred {rounds} times"
-                )
-            finally:
-                await tx.__aexit__(None, None, None)
-            released = time.perf_counter()
-
-            async def applied() -> bool:
-                cur = await bc.execute("SELECT id, availability, max_tokens FROM models WHERE id LIKE 'held%%'")
-                have = {r[0]: (r[1], r[2]) for r in await cur.fetchall()}
-                return have == {"held": ("available", 7), "held-gone": ("unavailable", 1)}
-
-            await eventually(applied, what="held names applied after the lock is released")
-            heal_seconds = time.perf_counter() - released
-            assert (await outbox.counts(lc)).dead == 0
-            print(
-                f"locked row: fresh synced in {fresh_seconds * 1000:.0f} ms; held names applied "
-                f"{heal_seconds * 1000:.0f} ms after release ({relays} relays)"
-            )
-
-
-async def _available(bc: AConn, name: str) -> bool:
-    return (await backend_models(bc)).get(name) == "available"
-
-
 # -- database-side unavailability -----------------------------------------------------------------
-
-
-async def test_read_only_backend_is_an_outage_not_an_attempt(dbs: tuple[str, str], master_key: str) -> None:
-    """Injects: the backend database made read-only (``default_transaction_read_only``, as after a
-    failover onto a replica) while adds, an update and a delete land. Asserts: with
-    LITEMAAS_HOOKS_MAX_ATTEMPTS=2 and retries every 50 ms nothing dies and no attempt is spent while
-    the relay retries for several rounds; once writable again everything converges."""
-    ldsn, bdsn = dbs
-    settings = make_settings(ldsn, bdsn, master_key, max_attempts=2, reconnect_max_seconds=0.2)
-    dbname = psycopg.conninfo.conninfo_to_dict(bdsn)["dbname"]
-    async with conns(ldsn, bdsn) as (lc, bc):
-        await add_good(lc, "to-delete", master_key)
-        await Reconciler(settings).converge(lc, bc, names=None)
-        await lc.execute("DELETE FROM litemaas_hooks.model_events")
-        await bc.execute(f'ALTER DATABASE "{dbname}" SET default_transaction_read_only = on')
-        try:
-            async with running(settings) as (relay,):
-                for i in range(5):
-                    await add_good(lc, f"ro-{i}", master_key)
-                await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'to-delete'")
-
-                async def tried() -> bool:
-                    return relay.stats.outages >= 5
-
-                await eventually(tried, what="the relay met the read-only backend five times")
-                c = await outbox.counts(lc)
-                assert c.dead == 0
-                # attempts spent, not counting the one a claim in progress holds (given back on the outage);
-                # over every event: at any instant all of them may be claimed (no pending row to look at)
-                cur = await lc.execute(
-                    "SELECT count(*), max(attempts - CASE WHEN status = 'claimed' THEN 1 ELSE 0 END) "
-                    "FROM litemaas_hooks.model_events"
-                )
-                assert await cur.fetchone() == (6, 0)  # 5 adds + 1 delete
-                assert "read-only" in (relay.stats.last_error or "") or "read_only" in (relay.stats.last_error or "")
-                await bc.execute(f'ALTER DATABASE "{dbname}" RESET default_transaction_read_only')
-                took = await eventually(
-                    lambda: _all_synced(bc, lc), what="everything applied once the backend is writable"
-                )
-                print(f"read-only backend: converged {took * 1000:.0f} ms after it became writable")
-        finally:
-            await bc.execute(f'ALTER DATABASE "{dbname}" RESET default_transaction_read_only')
-        assert (await outbox.counts(lc)).dead == 0
-        assert (await backend_models(bc))["to-delete"] == "unavailable"
-
-
-async def _all_synced(bc: AConn, lc: AConn) -> bool:
-    have = await backend_models(bc)
-    c = await outbox.counts(lc)
-    return c.pending == 0 and c.claimed == 0 and all(have.get(f"ro-{i}") == "available" for i in range(5))
 
 
 # -- a relay that died ----------------------------------------------------------------------------
 
 
-async def test_dead_relays_claims_are_taken_over_at_once_and_cost_no_attempt(
-    dbs: tuple[str, str], master_key: str
-) -> None:
-    """Injects: three times, a "relay" session claims the event of ``orphan`` and dies (its database
-    session ends, as with SIGKILL or a lost pod) before completing it; the stall timeout is 120 s and
-    LITEMAAS_HOOKS_MAX_ATTEMPTS=2. Asserts: each time the claim is back to pending with attempts 0 at
-    the next recovery; a relay started afterwards applies it within a second, without waiting for the
-    stall timeout."""
-    ldsn, bdsn = dbs
-    settings = make_settings(ldsn, bdsn, master_key, max_attempts=2, stall_timeout_seconds=120.0)
-    async with conns(ldsn, bdsn) as (lc, bc):
-        await add_good(lc, "orphan", master_key)
-        for kill in range(3):
-            async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as doomed:
-                (claimed,) = await outbox.claim(doomed, worker=f"doomed-{kill}", batch_size=10)
-                assert claimed.attempts == 1
-            # the session is gone: any relay's recovery gives the claim back at once, not as an attempt
-
-            async def given_back() -> bool:
-                recovered = await outbox.recover_dead_sessions(lc)
-                return bool(recovered) or (await outbox.counts(lc)).claimed == 0
-
-            await eventually(given_back, what="the dead session's claim given back")
-            cur = await lc.execute("SELECT status, attempts, last_error FROM litemaas_hooks.model_events")
-            status, attempts, error = await cur.fetchone()  # type: ignore[misc]
-            assert (status, attempts) == ("pending", 0)
-            assert "database session ended" in error
-        # a claim of a dead session left for a fresh relay: taken over at its start
-        async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as doomed:
-            await outbox.claim(doomed, worker="doomed-last", batch_size=10)
-        t0 = time.perf_counter()
-        async with running(settings) as (relay,):
-            await eventually(lambda: _available(bc, "orphan"), deadline_seconds=5, what="orphan applied")
-            took = time.perf_counter() - t0
-            assert relay.stats.dead_sessions_recovered == 1
-            assert relay.stats.stalled_recovered == 0
-        assert (await outbox.counts(lc)).dead == 0
-        print(f"dead relay's claim applied {took * 1000:.0f} ms after a new relay started (stall timeout 120 s)")
-
-        # an event that kills every relay (say, out of memory) is not retried forever: after
-        # FREE_INTERRUPTIONS free interruptions, they count, and it dies after max_attempts more
-        await add_good(lc, "killer", master_key)
-        kills = 0
-        while (await outbox.counts(lc)).dead == 0:
-            async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as doomed:
-                assert await outbox.claim(doomed, worker=f"killed-{kills}", batch_size=10)
-            kills += 1
-
-            async def recovered() -> bool:
-                await outbox.recover_dead_sessions(lc, max_attempts=2)
-                return (await outbox.counts(lc)).claimed == 0
-
-            await eventually(recovered, what="the killed claim recovered")
-            assert kills <= outbox.FREE_INTERRUPTIONS + 2
-        assert kills == outbox.FREE_INTERRUPTIONS + 2
-        (dead,) = await outbox.dead_events(lc)
-        assert dead.new_model_name == "killer"
-        assert "counted as an attempt" in (dead.last_error or "")
-
-
 # -- lost changes heal in every mode; status tells the truth meanwhile ----------------------------
 
-CONFIG_MODELS = [{"model_name": "from-config", "litellm_params": {"model": "openai/gpt-4o"}, "model_info": {}}]
-
-
-@pytest.mark.parametrize("mode", ["standalone", "proxy"])
-async def test_lost_create_update_delete_heal_within_one_interval_and_status_names_them(
-    dbs: tuple[str, str], master_key: str, mode: str
-) -> None:
-    """Injects: changes made while the trigger was disabled (as when LiteLLM's table is re-created by a
-    Prisma schema change): a create, an update and a delete; plus a row the backend's own sync wrote for a
-    DB deployment (metadata.litellm_model_info.db_model = true) that is gone, a config.yaml model synced
-    from the proxy, and a backend-sync row of a config model (db_model = false).
-    Asserts: ``status`` is unhealthy naming every disagreeing model (never "drift: none" above a list);
-    a relay with a 1 s full-reconcile interval heals all of them within one interval, in standalone mode
-    (no config.yaml: it retires only rows known to come from LiteLLM's table) and inside the proxy (it
-    sees config.yaml); the standalone relay leaves the config-file rows alone; status is healthy after."""
-    from litemaas_hooks.status import collect_status, format_status
-
-    ldsn, bdsn = dbs
-    settings = make_settings(ldsn, bdsn, master_key, reconcile_interval_seconds=1.0, poll_interval_seconds=0.5)
-    async with conns(ldsn, bdsn) as (lc, bc):
-        for name in ("lost-delete", "lost-update"):
-            await add_good(lc, name, master_key)
-        await Reconciler(settings, config_models=lambda: CONFIG_MODELS).converge(lc, bc, names=None)
-        await lc.execute("DELETE FROM litemaas_hooks.model_events")
-        for name, db_model in (("backend-synced", True), ("backend-config", False)):
-            await bc.execute(
-                "INSERT INTO models (id, name, provider, availability, metadata, litellm_model_id) "
-                "VALUES (%s, %s, 'openai', 'available', %s::jsonb, %s)",
-                (name, name, json.dumps({"litellm_model_info": {"db_model": db_model}, "litellm_params": {}}), name),
-            )
-        await lc.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
-        await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'lost-delete'")
-        await lc.execute(
-            f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 9}}' WHERE model_name = 'lost-update'"
-        )
-        await add_good(lc, "lost-create", master_key)
-        await lc.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
-
-        config = (lambda: CONFIG_MODELS) if mode == "proxy" else None
-        report = await collect_status(settings, config_models=config)
-        text = format_status(report)
-        assert not report.healthy
-        problems = "\n".join(report.problems)
-        for name in ("lost-create", "lost-update", "lost-delete", "backend-synced"):
-            assert name in problems, (name, problems)
-        assert "drift            : none" not in text
-        assert report.drift.missing_in_backend == ["lost-create"]
-        assert report.drift.out_of_date == ["lost-update"]
-        gone = {"lost-delete", "backend-synced"} | ({"backend-config"} if mode == "proxy" else set())
-        assert set(report.drift.gone_from_litellm) == gone
-        if mode == "standalone":
-            assert set(report.drift.not_in_table) == {"from-config", "backend-config"}
-
-        async def healed() -> bool:
-            cur = await bc.execute("SELECT id, availability, max_tokens FROM models")
-            have = {r[0]: (r[1], r[2]) for r in await cur.fetchall()}
-            want_gone = "unavailable"
-            return (
-                have.get("lost-create", ("", 0))[0] == "available"
-                and have.get("lost-update") == ("available", 9)
-                and have["lost-delete"][0] == want_gone
-                and have["backend-synced"][0] == want_gone
-            )
-
-        kwargs: dict[str, Any] = {"config_models": config} if config else {}
-        t0 = time.perf_counter()
-        async with running(settings, **kwargs) as (relay,):
-            await eventually(healed, deadline_seconds=10, what="every lost change healed by the full reconcile")
-            took = time.perf_counter() - t0
-
-            async def recorded() -> bool:
-                return relay.stats.full_reconciles >= 1
-
-            await eventually(recorded, what="it was the full reconcile")
-        have = await backend_models(bc)
-        assert have["from-config"] == "available"
-        assert have["backend-config"] == ("unavailable" if mode == "proxy" else "available")
-        after = await collect_status(settings, config_models=config)
-        assert after.healthy, after.problems
-        print(
-            f"lost create/update/delete ({mode}): healed {took * 1000:.0f} ms after the relay started "
-            "(full reconcile interval 1 s)"
-        )
-
-
 # -- install verifies and repairs what it owns; backend schema variants ---------------------------
-
-
-async def test_install_recreates_every_dropped_object_and_says_so(dbs: tuple[str, str], master_key: str) -> None:
-    """Injects: the outbox table, the reconcile bookkeeping, an index and a function dropped in the LiteLLM
-    database; the hidden_models and model_sources tables and a function dropped in the backend database.
-    Asserts: ``install`` re-creates each (the relay then works again) and returns each one in
-    ``InstallResult.repaired``; a second install repairs nothing."""
-    from litemaas_hooks.migrations import apply_migrations
-
-    ldsn, bdsn = dbs
-    async with conns(ldsn, bdsn) as (lc, bc):
-        await lc.execute(
-            "DROP TABLE litemaas_hooks.model_events CASCADE; DROP TABLE litemaas_hooks.reconcile_state; "
-            "DROP INDEX IF EXISTS litemaas_hooks.model_events_dead_idx"
-        )
-        await bc.execute(
-            "DROP TABLE litemaas_hooks.hidden_models CASCADE; DROP TABLE litemaas_hooks.model_sources; "
-            "DROP FUNCTION litemaas_hooks.retire_model_v1(text, boolean, text)"
-        )
-        lres = await apply_migrations(lc, "litellm")
-        bres = await apply_migrations(bc, "backend")
-        assert "table litemaas_hooks.model_events" in lres.repaired
-        assert "table litemaas_hooks.reconcile_state" in lres.repaired
-        assert "index litemaas_hooks.model_events_pending_idx" in lres.repaired
-        assert set(bres.repaired) >= {
-            "table litemaas_hooks.hidden_models",
-            "table litemaas_hooks.model_sources",
-            "function litemaas_hooks.retire_model_v1",
-        }
-        assert (await outbox.trigger_state(lc)).ok
-        assert (await apply_migrations(lc, "litellm")).repaired == []
-        assert (await apply_migrations(bc, "backend")).repaired == []
-        settings = make_settings(ldsn, bdsn, master_key)
-        async with running(settings):
-            await add_good(lc, "after-repair", master_key)
-            await eventually(lambda: _available(bc, "after-repair"), what="the repaired outbox works")
-
-
-VARIANTS = {
-    "no backend_model_name": ("ALTER TABLE models DROP COLUMN backend_model_name", "public.models.backend_model_name"),
-    "no litellm_model_id": (
-        "ALTER TABLE models DROP COLUMN litellm_model_id CASCADE",
-        "public.models.litellm_model_id",
-    ),
-    "features as jsonb": (
-        "ALTER TABLE models ALTER COLUMN features TYPE jsonb USING to_jsonb(features)",
-        "public.models.features is jsonb",
-    ),
-    "extra NOT NULL column": ("ALTER TABLE models ADD COLUMN owner_team text NOT NULL DEFAULT 'x'; "
-                              "ALTER TABLE models ALTER COLUMN owner_team DROP DEFAULT", "owner_team"),
-    "no api_key_models": ("DROP TABLE api_key_models CASCADE", "LITEMAAS_HOOKS_RETIRE_CASCADE=false"),
-    "CHECK on availability": (
-        "ALTER TABLE models ADD CONSTRAINT models_availability_values CHECK (availability IN ('available', 'beta'))",
-        "models_availability_values",
-    ),
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
-async def test_backend_schema_variants_get_a_clear_message_at_install(
-    litellm_dsn: str, backend_dsn: str, variant: str
-) -> None:
-    """Injects one backend schema variant each. Asserts: ``install`` of the backend side fails with a
-    MigrationError naming the column, table or constraint (and how to fix it), for a fresh install and
-    for a re-install over an existing one; the database is left as it was (one transaction)."""
-    from litemaas_hooks.errors import MigrationError
-    from litemaas_hooks.migrations import apply_migrations
-
-    change, fragment = VARIANTS[variant]
-    async with await psycopg.AsyncConnection.connect(backend_dsn, autocommit=True) as bc:
-        if variant not in {"no backend_model_name", "no litellm_model_id", "features as jsonb"}:
-            await apply_migrations(bc, "backend")  # the variant appears after a working install
-        await bc.execute(change)
-        with pytest.raises(MigrationError) as raised:
-            await apply_migrations(bc, "backend")
-        message = str(raised.value)
-        assert fragment in message, message
-        assert "GRANT" not in message
-        if variant == "no api_key_models":  # without the cascade the sync can write: install passes
-            await apply_migrations(bc, "backend", retire_cascade=False)
 
 
 # -- clocks ---------------------------------------------------------------------------------------
 
 
-async def test_no_wall_clock_decides_which_deployment_describes_the_row_or_when_work_is_due(
-    dbs: tuple[str, str], master_key: str
+
+
+AWKWARD_NAMES = (
+    'it\'s "quoted"',
+    "a;b",
+    "x -- y",
+    "org/model/v1",
+    "'; DROP TABLE models; --",
+    "modèle-日本語-🚀",
+)
+
+
+async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
+    dbs: tuple[str, str], master_key: str, pg_cluster: LocalPostgres, logs: list[str]
 ) -> None:
-    """Injects: (1) of two deployments of one name, one stamped a day in the future (a replica with a
-    skewed clock); then the other one is edited. (2) a pending event scheduled an hour ahead, a claim and
-    a finished full reconcile stamped an hour ahead (the database clock was stepped back an hour).
-    Asserts: the deployment created last describes the row, as the backend's own sync leaves it, and
-    an edit of the other one (a day-ahead updated_at) does not take it over; the
-    event is applied at once; the periodic reconcile is not suppressed; status never shows a negative
-    age."""
-    from litemaas_hooks.status import collect_status, format_status
+    """Injects, each through a plain INSERT into LiteLLM's table (which must succeed): litellm_params
+    encrypted with another key, litellm_params that is not JSON, model_info that is a JSON string or an
+    array, an empty model_name, a 256-character model_name, names with control characters, a 3 MB
+    model_info, negative / non-numeric rpm, tpm and costs, names with quotes, ``;``, ``--``, ``/`` and
+    unicode (which must sync), and outbox rows pointing at models that do not exist (anymore).
 
+    Asserts: every bad event is kept (dead after LITEMAAS_HOOKS_MAX_ATTEMPTS=2) with an error naming the
+    problem; the relay never crashed or reconnected; every good model interleaved with them (and the
+    awkward names) is in the backend; the vanished-model events simply converge (retire / no-op)."""
     ldsn, bdsn = dbs
-    settings = make_settings(ldsn, bdsn, master_key, reconcile_interval_seconds=0.5, poll_interval_seconds=0.2)
-    async with conns(ldsn, bdsn) as (lc, bc):
-        skewed = row_text("lb", master_key, info={"max_tokens": 1})
-        await add_text(lc, skewed)
-        await lc.execute(
-            f"UPDATE {TABLE} SET updated_at = now() + interval '1 day' WHERE model_id = %s", (skewed["model_id"],)
-        )
-        edited = row_text("lb", master_key, info={"max_tokens": 2})
-        await add_text(lc, edited)
-        # the clock stepped back: work scheduled / recorded "in the future"
-        await add_good(lc, "held-by-clock", master_key)
-        await lc.execute(
-            "UPDATE litemaas_hooks.model_events SET next_attempt_at = clock_timestamp() + interval '1 hour', "
-            "created_at = clock_timestamp() + interval '1 hour' WHERE new_model_name = 'held-by-clock'"
-        )
-        await lc.execute(
-            "UPDATE litemaas_hooks.reconcile_state SET last_finished_at = clock_timestamp() + interval '1 hour'"
-        )
-        report = await collect_status(settings, check_drift=False)
-        assert report.counts is not None
-        assert report.counts.oldest_pending_age_seconds is not None
-        assert report.counts.oldest_pending_age_seconds >= 0
-        assert report.last_reconcile is not None
-        assert (report.last_reconcile.age_seconds or 0) >= 0
-        assert "-" not in format_status(report).split("oldest pending event", 1)[1].split("old", 1)[0]
-        async with running(settings) as (relay,):
-            await eventually(lambda: _available(bc, "held-by-clock"), what="the event scheduled ahead applied now")
+    other_key = "sk-" + secrets.token_hex(32)
+    settings = make_settings(ldsn, bdsn, master_key, max_attempts=2, retry_base_seconds=0.05, retry_max_seconds=0.1)
 
-            async def reconciled() -> bool:
-                return relay.stats.full_reconciles >= 1
+    def row(name: str, key: str = master_key, params: dict[str, Any] | None = None, **info: Any) -> dict[str, Any]:
+        """A row from LiteLLM's builder; ``info`` is merged into model_info afterwards, as a writer
+        bypassing LiteLLM's validation (an older version, SQL, a migration) could leave it."""
+        r = seed.as_insert_params(litellm_row(name, {**PARAMS, **(params or {})}, key=key))
+        r.pop("blocked")
+        r["model_info"] = Jsonb({**r["model_info"].obj, **info})
+        return r
 
-            await eventually(reconciled, what="the periodic reconcile ran despite a last run 'in the future'")
-
-            async def describes(max_tokens: int) -> bool:
-                cur = await bc.execute("SELECT max_tokens FROM models WHERE id = 'lb'")
-                row = await cur.fetchone()
-                return row is not None and row[0] == max_tokens
-
-            await eventually(lambda: describes(2), what="lb described by the deployment added last")
-            # an edit of the first deployment does not take the row over: the backend's own sync ends on the
-            # deployment created last (its /model/info order), whatever the replicas' updated_at clocks say
-            await lc.execute(
-                f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 3}}', updated_at = now() "
-                "WHERE model_id = %s",
-                (skewed["model_id"],),
-            )
-            await eventually(lambda: outbox_empty(lc), what="the edit of the first deployment applied")
-            assert await describes(2)
-            await lc.execute(
-                f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 4}}', updated_at = now() "
-                "WHERE model_id = %s",
-                (edited["model_id"],),
-            )
-            await eventually(lambda: describes(4), what="the other deployment's edit wins over a clock a day ahead")
-
-
-async def test_full_reconcile_skips_a_locked_row_instead_of_waiting(dbs: tuple[str, str], master_key: str) -> None:
-    """Injects: an admin transaction holding ``SELECT ... FOR UPDATE`` on a row the full reconcile must
-    update. Asserts: the full reconcile does not wait for it (well under the 2 s lock timeout), creates
-    the other model, reports the held one as ``deferred``; the next run after the release updates it."""
-    ldsn, bdsn = dbs
-    settings = make_settings(ldsn, bdsn, master_key)
-    engine = Reconciler(settings)
+    # name -> (row, a fragment of the error recorded for its event)
+    bad: dict[str, tuple[dict[str, Any], str]] = {
+        "wrong-key": (row("wrong-key", key=other_key), "could not be decrypted"),
+        "params-not-json": ({**row("params-not-json"), "litellm_params": Jsonb("{not json")}, "is not valid JSON"),
+        "info-json-string": ({**row("info-json-string"), "model_info": Jsonb("just a string")}, "is not valid JSON"),
+        "info-array": ({**row("info-array"), "model_info": Jsonb([1, 2, 3])}, "not a JSON object"),
+        "info-array-in-string": (
+            {**row("info-array-in-string"), "model_info": Jsonb("[1, 2]")},
+            "not a JSON object",
+        ),
+        "m" * 256: (row("m" * 256), "256 characters long"),
+        "ctl\x01name": (row("ctl\x01name"), "control characters"),
+        "new\nline": (row("new\nline"), "control characters"),
+        "huge-info": (row("huge-info", blob="x" * 3_000_000), "bytes of JSON"),
+        "negative-rpm": (row("negative-rpm", params={"rpm": -5}), "rpm must be between 0"),
+        "text-max-tokens": (row("text-max-tokens", max_tokens="lots"), "max_tokens must be a whole number"),
+        "negative-cost": (row("negative-cost", input_cost_per_token=-0.1), "non-negative"),
+        "text-cost": (row("text-cost", output_cost_per_token="cheap"), "must be a number"),
+    }
+    good = [f"good-{i}" for i in range(len(bad))]
     async with (
-        conns(ldsn, bdsn) as (lc, bc),
-        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as admin,
+        running(settings) as (relay,),
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
     ):
-        await add_good(lc, "busy", master_key)
-        await engine.converge(lc, bc, names=None)
-        await lc.execute(f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 5}}'")
-        await add_good(lc, "other", master_key)
-        async with admin.transaction():
-            await admin.execute("SELECT 1 FROM models WHERE id = 'busy' FOR UPDATE")
-            t0 = time.perf_counter()
-            report = await engine.converge(lc, bc, names=None)
-            took = time.perf_counter() - t0
-            assert report.outcomes["busy"].action == "deferred"
-            assert report.outcomes["other"].action == "created"
-            assert took < 1.5, took
-        again = await engine.converge(lc, bc, names=None)
-        assert again.outcomes["busy"].action == "updated"
+        await add(lc, "will-vanish", master_key, max_tokens=1)
+        await eventually(lambda: matches_truth(lc, bc, set()), what="will-vanish synced")
+        for (_, (bad_row, _)), good_name in zip(bad.items(), good, strict=True):
+            await lc.execute(INSERT_ROW, bad_row)  # LiteLLM's own write succeeds
+            await add(lc, good_name, master_key, max_tokens=1)
+        empty = {**row(""), "model_name": ""}
+        await lc.execute(INSERT_ROW, empty)  # empty model_name
+        for name in AWKWARD_NAMES:
+            await add(lc, name, master_key, max_tokens=1)
+        # outbox rows pointing at models that vanished: one never synced, one in the backend
+        await lc.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
+        await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'will-vanish'")
+        await lc.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
+        await lc.execute(
+            "INSERT INTO litemaas_hooks.model_events (op, model_id, new_model_name) VALUES "
+            "('INSERT', 'no-such-id', 'never-existed'), ('UPDATE', 'gone-id', 'will-vanish'); "
+            "SELECT pg_notify('litemaas_hooks_model_events', '')"
+        )
+        assert await scalar(lc, f"SELECT count(*) FROM {TABLE}") == 2 * len(bad) + 1 + len(AWKWARD_NAMES)
+
+        async def settled() -> bool:
+            c = await outbox.counts(lc)
+            return c.pending == 0 and c.claimed == 0 and c.dead == len(bad) + 1  # + the empty name
+
+        await eventually(settled, deadline_seconds=30, what="bad events dead, every other event applied")
+        have = await backend_models(bc)
+        for name in (*good, *AWKWARD_NAMES):
+            assert have.get(name) == "available", name
+        assert have["will-vanish"] == "unavailable"
+        assert "never-existed" not in have
+        assert not set(bad) & set(have)
+        assert "" not in have
+        dead = await outbox.dead_events(lc)
+        errors = {e.new_model_name: e.last_error or "" for e in dead if e.new_model_name}
+        assert set(errors) == set(bad)
+        nameless = [e.last_error or "" for e in dead if not e.new_model_name]
+        assert nameless == [
+            f"deployment {empty['model_id']} has no model_name; give it a name in LiteLLM "
+            "(PATCH /model/{model_id}/update)"
+        ]
+        for name, (_, fragment) in bad.items():
+            assert fragment in errors[name], (name, errors[name])
+            assert errors[name].startswith(f"{name}: ")  # names the model
+        assert relay.stats.reconnects == 0
+        assert relay.stats.last_error is None
+        assert await audits(bc) == {"will-vanish": 1}
+
+        # an empty name gives its event no name to converge: the event is kept with that error, and the
+        # full scan reports the deployment too: `status` (and backfill / the periodic reconcile) name it
+        report = await collect_status(settings)
+        assert "model_name is missing or blank" in report.drift.errors[f"<deployment {empty['model_id']}>"]
+        assert set(bad) <= set(report.drift.errors)
+        status_text = format_status(report)
+        assert "cannot sync <deployment" in status_text
+    await assert_no_secrets(
+        pg_cluster,
+        ldsn,
+        bdsn,
+        [master_key, other_key],
+        {"logs": "\n".join(logs), "status output": status_text + report.to_json()},
+    )
+
+
+def test_litellm_lookups_print_nothing_to_stdout(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Injects: cost-map lookups (what every mapped deployment costs) for a known model and for one
+    LiteLLM has no provider for, with LiteLLM's ``suppress_debug_info`` off as in a ``litemaas-hooks``
+    process (only LiteLLM's proxy_server and Router turn it on; an earlier test may have built one).
+
+    Asserts: nothing reaches stdout. LiteLLM's ``get_llm_provider`` prints a "Provider List" banner on
+    a miss, and >= 1.108's router-like registration of the looked-up deployment misses for every model:
+    the banner landed in ``status --json``, in ``backfill``'s output and in the relay's stdout (the
+    process test above reads a relay's stdout too)."""
+    import litellm
+
+    monkeypatch.setattr(litellm, "suppress_debug_info", False)
+    tag = secrets.token_hex(4)
+    for model in ("openai/gpt-4o", f"unplaceable-{tag}"):
+        litellm_adapter.cost_map_lookup(model, None)
+    assert capsys.readouterr().out == ""
+    assert litellm.suppress_debug_info is False  # LiteLLM's own setting is left as it was
+
