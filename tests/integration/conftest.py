@@ -17,11 +17,6 @@ from tests.helpers import World, grant_relay, install, install_world, owned_tabl
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def dbs(litellm_dsn: str, backend_dsn: str) -> tuple[str, str]:
     """The LiteLLM and the backend database, both installed: (LiteLLM DSN, backend DSN)."""
     await install(litellm_dsn, backend_dsn)
