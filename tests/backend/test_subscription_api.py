@@ -46,7 +46,11 @@ def test_model_added_in_litellm_is_subscribable_once_installed(
     add_user(backend_dsn)
     proxy = start_proxy(litellm_dsn, backend_dsn=backend_dsn, master_key=master_key, plugin=True)
     try:
-        servers = {"litellm_url": proxy.base_url, "litellm_key": master_key, "litellm_dsn": litellm_dsn}
+        servers: dict[str, Any] = {
+            "litellm_url": proxy.base_url,
+            "litellm_key": master_key,
+            "litellm_dsn": litellm_dsn,
+        }
 
         # -- before install: the model is only in LiteLLM, the backend's INSERT hits the FK ------------
         with litemaas_backend.backend_server(backend_dsn, **servers) as server:

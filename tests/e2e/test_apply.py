@@ -237,7 +237,7 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     # -- the backend's own sync afterwards changes no value; alice subscribes
     # -----------------------------
     snapshot = rows(backend_dsn)
-    servers = {
+    servers: dict[str, Any] = {
         "litellm_url": e2e_proxy.base_url,
         "litellm_key": master_key,
         "litellm_dsn": litellm_dsn,

@@ -144,7 +144,7 @@ PARAM_FIELDS = [
     "output_cost_per_token", "base_model", "api_version", "timeout",
 ]  # fmt: skip
 
-_text = st.text(alphabet=st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=40)
+_text = st.text(alphabet=st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=40)
 json_scalars = (
     st.none()
     | st.booleans()

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -28,7 +30,9 @@ def test_commands_that_do_not_need_litellm_never_import_it(hooks_env: dict[str, 
         (["backfill"], {**hooks_env, "LITEMAAS_HOOKS_BATCH_SIZE": "x"}, 1),
         (["relay", "--bogus"], {}, 1),  # a usage error
     ]
-    subcommands = cli._parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    subparsers = cli._parser()._subparsers
+    assert subparsers is not None
+    subcommands = cast(Mapping[str, object], subparsers._group_actions[0].choices)
     if "uninstall" in subcommands:
         cases.append((["uninstall", "--dry-run"], hooks_env, 0))
     for argv, env, code in cases:
@@ -80,7 +84,7 @@ def _wait_for(lines: queue.Queue[str], seen: list[str], text: str, deadline_seco
         except queue.Empty:
             break
         seen.append(line)
-        record = json.loads(line)  # every line is one JSON object
+        record: dict[str, object] = json.loads(line)  # every line is one JSON object
         if text in str(record["message"]):
             return record
     raise AssertionError(f"no log line with {text!r} within {deadline_seconds}s; saw:\n" + "\n".join(seen))

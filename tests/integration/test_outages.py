@@ -78,7 +78,7 @@ async def test_backend_down_20s_while_300_changes_land(
     keeps retrying without counting attempts, and after recovery the backend equals LiteLLM's truth with
     exactly one audit row per retired name (no retire applied twice)."""
     ldsn, bdsn = dbs
-    bname = conninfo_to_dict(bdsn)["dbname"]
+    bname = str(conninfo_to_dict(bdsn)["dbname"])
     settings = make_settings(ldsn, bdsn, master_key, batch_size=50, poll_interval_seconds=0.5)
     async with (
         running(settings) as (relay,),

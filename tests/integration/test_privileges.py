@@ -212,7 +212,7 @@ async def test_relay_role_converges_and_can_do_nothing_else(installed: World, ma
 
             async def synced() -> bool:
                 cur = await bc.execute("SELECT id, availability FROM models ORDER BY id")
-                rows = dict(await cur.fetchall())
+                rows: dict[str, str] = dict(await cur.fetchall())
                 return rows == {
                     "a": "available",
                     "b": "unavailable",
@@ -235,7 +235,7 @@ async def test_relay_role_converges_and_can_do_nothing_else(installed: World, ma
         # an admin's hide stays: retire then upsert does not make it available
         await bc.execute("UPDATE models SET availability = 'unavailable' WHERE id = 'a'")
         assert run_sql(rel_b, retire, params=("a", REASON))[0][0]["retired"] is False
-        a_id = (await (await bc.execute("SELECT litellm_model_id FROM models WHERE id = 'a'")).fetchone())[0]
+        a_id = await scalar(bc, "SELECT litellm_model_id FROM models WHERE id = 'a'")
         record = {
             "id": "a",
             "name": "a",

@@ -34,7 +34,7 @@ class FakeLiteLLM:
     def handler(self, request: httpx.Request) -> httpx.Response:
         if request.headers.get("authorization") != f"Bearer {MASTER}":
             return httpx.Response(401, json={"error": {"message": "Authentication Error"}})
-        body = json.loads(request.content) if request.content else None
+        body: Any = json.loads(request.content) if request.content else None
         path = request.url.path
         self.requests.append((request.method, path, body))
         if path == "/model/info":
