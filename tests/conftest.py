@@ -194,6 +194,12 @@ def shared_dsn(pg_cluster: LocalPostgres) -> Iterator[str]:
     yield from _clone(pg_cluster, TPL_SHARED, "shared")
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """``pytest.mark.anyio`` tests run on asyncio (the relay's loop)."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def master_key() -> str:
     """A strong LiteLLM master key: ``sk-`` + 64 hex chars."""

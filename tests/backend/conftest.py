@@ -116,7 +116,7 @@ MODELS: list[dict[str, Any]] = [
     },
 ]
 # blocked through POST /model/block (LiteLLM versions that have it; 1.81.0 has no blocked column)
-BLOCKED = {
+BLOCKED: dict[str, Any] = {
     "model_name": "blocked-model",
     "litellm_params": {"model": "openai/blocked-model", "api_base": VLLM, "api_key": UPSTREAM_KEY},
 }

@@ -15,8 +15,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
-import psycopg
 import pytest
 
 from litemaas_hooks import cli
@@ -24,20 +22,12 @@ from litemaas_hooks_sandbox import litemaas_backend
 from litemaas_hooks_sandbox.proxy import SandboxProxy, start_proxy
 from tests.backend.conftest import UPSTREAM_KEY, VLLM
 from tests.e2e import backend
+from tests.helpers import add_user, subscribe_via_api
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow, pytest.mark.backend]
 
 USERNAME = "alice"
 SUBSCRIBABLE_WITHIN = 1.0
-
-
-def add_user(dsn: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO public.users (username, email, full_name, oauth_provider, oauth_id, roles) "
-            "VALUES (%s, %s, 'Alice', 'openshift', %s, ARRAY['user'])",
-            (USERNAME, f"{USERNAME}@example.com", f"oauth-{USERNAME}"),
-        )
 
 
 def add_model(proxy: SandboxProxy, name: str) -> None:
@@ -50,29 +40,24 @@ def add_model(proxy: SandboxProxy, name: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def subscribe(server: litemaas_backend.BackendServer, token: str, model: str) -> httpx.Response:
-    return httpx.post(
-        f"{server.base_url}/api/v1/subscriptions",
-        json={"modelId": model},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-
-
 def test_model_added_in_litellm_is_subscribable_once_installed(
     litellm_dsn: str, backend_dsn: str, master_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_user(backend_dsn)
     proxy = start_proxy(litellm_dsn, backend_dsn=backend_dsn, master_key=master_key, plugin=True)
     try:
-        servers = {"litellm_url": proxy.base_url, "litellm_key": master_key, "litellm_dsn": litellm_dsn}
+        servers: dict[str, Any] = {
+            "litellm_url": proxy.base_url,
+            "litellm_key": master_key,
+            "litellm_dsn": litellm_dsn,
+        }
 
         # -- before install: the model is only in LiteLLM, the backend's INSERT hits the FK ------------
         with litemaas_backend.backend_server(backend_dsn, **servers) as server:
             server.wait_for_log("Background model sync completed")
             add_model(proxy, "before-install")
             token = server.dev_token(USERNAME)
-            refused = subscribe(server, token, "before-install")
+            refused = subscribe_via_api(server, token, "before-install")
             assert refused.status_code == 500, refused.text
             server.wait_for_log("subscriptions_model_id_fkey", timeout=10)
 
@@ -99,7 +84,7 @@ def test_model_added_in_litellm_is_subscribable_once_installed(
             added = time.monotonic()
             attempts: list[str] = []
             while True:
-                response = subscribe(server, token, "granite-8b-code-instruct-128k")
+                response = subscribe_via_api(server, token, "granite-8b-code-instruct-128k")
                 took = time.monotonic() - added
                 if response.status_code == 201:
                     break

@@ -237,19 +237,19 @@ def test_apply_the_guides_models_through_the_real_proxy_and_backend(
     # -- the backend's own sync afterwards changes no value; alice subscribes
     # -----------------------------
     snapshot = rows(backend_dsn)
-    servers = {
+    servers: dict[str, Any] = {
         "litellm_url": e2e_proxy.base_url,
         "litellm_key": master_key,
         "litellm_dsn": litellm_dsn,
     }
     litemaas_backend.sync_models(backend_dsn, **servers)
     assert rows(backend_dsn) == snapshot
-    from tests.backend.test_subscription_api import add_user, subscribe
+    from tests.helpers import add_user, subscribe_via_api
 
     add_user(backend_dsn)
     with litemaas_backend.backend_server(backend_dsn, **servers) as server:
         server.wait_for_log("Background model sync completed")
-        response = subscribe(server, server.dev_token("alice"), GRANITE)
+        response = subscribe_via_api(server, server.dev_token("alice"), GRANITE)
         assert response.status_code == 201, response.text
     assert rows(backend_dsn) == snapshot
 

@@ -84,7 +84,7 @@ _CATALOG = {
 
 def _catalog(dsn: str) -> dict[str, list[tuple[object, ...]]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return {name: sorted(conn.execute(query).fetchall(), key=repr) for name, query in _CATALOG.items()}  # type: ignore[arg-type]
+        return {name: sorted(conn.execute(query).fetchall(), key=repr) for name, query in _CATALOG.items()}
 
 
 def test_fallback_schema_is_the_backends_own(pg_cluster: LocalPostgres) -> None:

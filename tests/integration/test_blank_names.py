@@ -14,17 +14,11 @@ import pytest
 from litemaas_hooks import litellm_source, outbox
 from litemaas_hooks.mapping import BLANK_CHARS, is_blank_name
 from litemaas_hooks.status import collect_status, format_status
-from tests.integration.test_failures import TABLE, add
-from tests.integration.test_relay import eventually, install, make_settings, running
+from tests.helpers import TABLE, add, eventually, install, make_settings, running
 
 pytestmark = pytest.mark.anyio
 
 BLANKS = ["\u00a0", "\u3000", " \u200b ", "\t"]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def test_sql_and_python_judge_every_name_alike(

@@ -4,40 +4,20 @@ and the relay starts, connects, catches up and stops (SIGTERM: exit 0) with one 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from litemaas_hooks import cli
-from tests.helpers import insert_rows, litellm_row
-
-# run the CLI in a fresh interpreter and report whether LiteLLM got imported
-DETECT = "print('LITELLM_IMPORTED' if any(m.split('.')[0] == 'litellm' for m in sys.modules) else 'NO_LITELLM')"
-PROBE = f"import sys\nfrom litemaas_hooks import cli\nrc = cli.main(sys.argv[1:])\n{DETECT}\nsys.exit(rc)\n"
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LITEMAAS_", "LITELLM_DATABASE")) and k != "DATABASE_URL"
-    }
-    env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", **extra})
-    return env
-
-
-def _probe(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *argv], env=_env(env), capture_output=True, text=True, timeout=120, check=False
-    )
-    return proc.returncode, proc.stdout, proc.stderr
+from tests.helpers import DETECT, insert_rows, litellm_row, probe, probe_env
 
 
 def test_commands_that_do_not_need_litellm_never_import_it(hooks_env: dict[str, str], tmp_path: Path) -> None:
@@ -50,11 +30,13 @@ def test_commands_that_do_not_need_litellm_never_import_it(hooks_env: dict[str, 
         (["backfill"], {**hooks_env, "LITEMAAS_HOOKS_BATCH_SIZE": "x"}, 1),
         (["relay", "--bogus"], {}, 1),  # a usage error
     ]
-    subcommands = cli._parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    subparsers = cli._parser()._subparsers
+    assert subparsers is not None
+    subcommands = cast(Mapping[str, object], subparsers._group_actions[0].choices)
     if "uninstall" in subcommands:
         cases.append((["uninstall", "--dry-run"], hooks_env, 0))
     for argv, env, code in cases:
-        rc, out, err = _probe(argv, env)
+        rc, out, err = probe(argv, env)
         assert rc == code, (argv, out, err)
         assert out.strip().endswith("NO_LITELLM"), (argv, out, err)
 
@@ -62,7 +44,7 @@ def test_commands_that_do_not_need_litellm_never_import_it(hooks_env: dict[str, 
 def test_the_probe_sees_an_import_of_litellm() -> None:
     code = f"import sys\nfrom litellm.integrations import custom_logger\n{DETECT}"
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=_env({}), capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code], env=probe_env({}), capture_output=True, text=True, timeout=120, check=False
     )
     assert proc.stdout.strip() == "LITELLM_IMPORTED"
 
@@ -81,7 +63,7 @@ def test_no_runtime_module_but_the_plugin_imports_litellm_at_module_level() -> N
         "print(bad, len(names))\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=_env({}), capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code], env=probe_env({}), capture_output=True, text=True, timeout=120, check=False
     )
     assert proc.returncode == 0, proc.stderr
     bad, count = proc.stdout.split("] ")
@@ -102,7 +84,7 @@ def _wait_for(lines: queue.Queue[str], seen: list[str], text: str, deadline_seco
         except queue.Empty:
             break
         seen.append(line)
-        record = json.loads(line)  # every line is one JSON object
+        record: dict[str, object] = json.loads(line)  # every line is one JSON object
         if text in str(record["message"]):
             return record
     raise AssertionError(f"no log line with {text!r} within {deadline_seconds}s; saw:\n" + "\n".join(seen))
@@ -116,7 +98,7 @@ def test_relay_lifecycle_lines_json_logs_and_clean_stop(
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     assert cli.main(["install"]) == 0
-    env = _env({**hooks_env, "JSON_LOGS": "true", "LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS": "0"})
+    env = probe_env({**hooks_env, "JSON_LOGS": "true", "LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS": "0"})
     proc = subprocess.Popen(
         [sys.executable, "-m", "litemaas_hooks.cli", "relay"],
         env=env,
@@ -160,7 +142,7 @@ def test_offline_cost_map_fallback_is_one_line(tmp_path: Path) -> None:
     loopback URL nothing listens on) its several warnings become one line in a CLI process, whichever
     command imports LiteLLM (the import is done right after the command here, so the test does not
     depend on which commands still need LiteLLM)."""
-    env = _env({"LITELLM_MODEL_COST_MAP_URL": "http://127.0.0.1:9/model_prices.json"})
+    env = probe_env({"LITELLM_MODEL_COST_MAP_URL": "http://127.0.0.1:9/model_prices.json"})
     env.pop("LITELLM_LOCAL_MODEL_COST_MAP")
     code = f"from litemaas_hooks import cli\ncli.main(['write-shim', {str(tmp_path)!r}])\nimport litellm\n"
     proc = subprocess.run(

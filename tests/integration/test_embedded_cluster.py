@@ -255,8 +255,8 @@ def test_start_stop_cleans_up() -> None:
 
 def test_missing_binaries_error_lists_places_and_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(cluster.BINDIR_ENV, raising=False)
-    monkeypatch.setattr(cluster.glob, "glob", lambda _pattern: [])
-    monkeypatch.setattr(cluster.shutil, "which", lambda _name: None)
+    monkeypatch.setattr("litemaas_hooks_sandbox.cluster.glob.glob", lambda _pattern: [])
+    monkeypatch.setattr("litemaas_hooks_sandbox.cluster.shutil.which", lambda _name: None)
     with pytest.raises(PostgresNotFoundError) as info:
         find_pg_bindir()
     message = str(info.value)

@@ -11,18 +11,12 @@ import psycopg
 import pytest
 
 from litemaas_hooks import sql
-from tests.integration.test_failures import add
-from tests.integration.test_relay import install
+from tests.helpers import add, eventually, install
 
 pytestmark = pytest.mark.anyio
 
 # lock modes that conflict with the ROW EXCLUSIVE lock an INSERT into the outbox needs
 CONFLICTING = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def test_a_litellm_write_during_a_reinstall_keeps_its_event(
@@ -57,7 +51,6 @@ async def test_a_litellm_write_during_a_reinstall_keeps_its_event(
 async def test_install_says_when_it_had_to_wait(litellm_dsn: str, backend_dsn: str) -> None:
     from litemaas_hooks.cli import install_line
     from litemaas_hooks.migrations import WAIT_REPORT_SECONDS, apply_migrations
-    from tests.integration.test_relay import eventually
 
     await install(litellm_dsn, backend_dsn)
     async with (

@@ -328,7 +328,8 @@ def test_team_model_as_a_licensed_proxy(litellm_dsn: str, master_key: str) -> No
             assert refused.value.status_code == 403
         async with await LiteLLMAdmin.open(litellm_dsn, master_key=master_key, premium_user=True) as admin:
             model_id = await admin.add_model("team-granite", PARAMS, {"team_id": "team-1"})
-            team = await admin.prisma_client.db.litellm_teamtable.find_unique(where={"team_id": "team-1"})
+            teams: Any = admin.prisma_client.db.litellm_teamtable  # rows: pydantic extras, untyped
+            team = await teams.find_unique(where={"team_id": "team-1"})
             assert team is not None
             return model_id, list(team.models)
 
@@ -372,7 +373,7 @@ def test_standin_translates_prisma_calls(litellm_dsn: str) -> None:
     async def scenario() -> None:
         client = await StandinPrismaClient.connect(litellm_dsn)
         try:
-            table = client.db.litellm_proxymodeltable
+            table: Any = client.db.litellm_proxymodeltable  # rows: pydantic extras, untyped
             created = await table.create(data=model("a", "alpha"))
             assert created.litellm_params == {"model": "x", "rpm": 1}
             assert created.created_at.tzinfo is not None

@@ -7,8 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
-from tests.helpers import execute, insert_rows, litellm_row
-from tests.integration.test_cli_process import _probe
+from tests.helpers import execute, insert_rows, litellm_row, probe
 
 
 def _seed(litellm_dsn: str, master_key: str, count: int = 3) -> list[str]:
@@ -27,11 +26,11 @@ def _seed(litellm_dsn: str, master_key: str, count: int = 3) -> list[str]:
 def test_a_fresh_pod_uses_answers_another_process_learnt(
     hooks_env: dict[str, str], litellm_dsn: str, master_key: str, tmp_path: Path
 ) -> None:
-    rc, out, err = _probe(["install"], hooks_env)
+    rc, out, err = probe(["install"], hooks_env)
     assert rc == 0, err
     models = _seed(litellm_dsn, master_key)
 
-    rc, out, err = _probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-a")})
+    rc, out, err = probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-a")})
     assert rc == 0, (out, err)
     assert out.strip().endswith("LITELLM_IMPORTED"), "the first process had nothing to read: it asks LiteLLM"
     assert "created 3" in out
@@ -39,7 +38,7 @@ def test_a_fresh_pod_uses_answers_another_process_learnt(
     [(entries,)] = execute(litellm_dsn, "SELECT entries FROM litemaas_hooks.cost_map_memo")
     assert {f"{m}\x1f" for m in models} <= set(entries)
 
-    rc, out, err = _probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-b")})
+    rc, out, err = probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-b")})
     assert rc == 0, (out, err)
     assert "unchanged 3" in out, out  # the same answers: nothing to rewrite
     assert out.strip().endswith("NO_LITELLM"), "a fresh pod imported LiteLLM although its answers were shared"
@@ -48,12 +47,12 @@ def test_a_fresh_pod_uses_answers_another_process_learnt(
 def test_without_the_shared_table_a_process_asks_litellm(
     hooks_env: dict[str, str], litellm_dsn: str, master_key: str, tmp_path: Path
 ) -> None:
-    rc, out, err = _probe(["install"], hooks_env)
+    rc, out, err = probe(["install"], hooks_env)
     assert rc == 0, err
     _seed(litellm_dsn, master_key, 2)
     execute(litellm_dsn, "DROP TABLE litemaas_hooks.cost_map_memo")  # an install older than migration 0006
 
-    rc, out, err = _probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-c")})
+    rc, out, err = probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-c")})
     assert rc == 0, (out, err)
     assert "created 2" in out
     assert out.strip().endswith("LITELLM_IMPORTED")
@@ -67,10 +66,10 @@ def test_a_memo_written_without_our_key_changes_no_decision_and_status_says_so(
     would make every model a team model (skipped) and forges entries: a fresh pod ignores them,
     syncs
     every model, and `status` reports the memo it had to ignore."""
-    rc, out, err = _probe(["install"], hooks_env)
+    rc, out, err = probe(["install"], hooks_env)
     assert rc == 0, err
     models = _seed(litellm_dsn, master_key)
-    rc, out, err = _probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-a")})
+    rc, out, err = probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-a")})
     assert rc == 0, (out, err)
     assert "created 3" in out
     evil = {"info_defaults": {"team_id": "evil"}, "param_defaults": {}, "pricing_pattern": "(a+)+$"}
@@ -87,15 +86,15 @@ def test_a_memo_written_without_our_key_changes_no_decision_and_status_says_so(
               SET entries = jsonb_set(entries, ARRAY[%(k)s::text, '1'], '"forged"')""",
         {"k": f"{models[1]}\x1f"},
     )
-    rc, out, err = _probe(["status"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-c")})
+    rc, out, err = probe(["status"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-c")})
     assert "UNHEALTHY" in out, out
     assert "not signed with this installation's key" in out, out
     assert "drift            : none" in out, out  # the forged facts skipped no model
     env = {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-b")}
-    rc, out, err = _probe(["backfill", "--dry-run"], env)
+    rc, out, err = probe(["backfill", "--dry-run"], env)
     assert rc == 0, (out, err)  # in sync: no model skipped as a team model, nothing to change
     # a signed write repaired the row: the facts are ours again, the next status is clean
     [(facts,)] = execute(litellm_dsn, "SELECT facts FROM litemaas_hooks.cost_map_memo")
     assert "evil" not in json.dumps(facts)
-    rc, out, err = _probe(["status"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-d")})
+    rc, out, err = probe(["status"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-d")})
     assert "not signed" not in out, out

@@ -17,7 +17,7 @@ from litemaas_hooks import litellm_source, outbox, privileges, sql
 from litemaas_hooks.errors import MigrationError
 from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks_sandbox.cluster import LocalPostgres
-from tests.helpers import DROP_TRIGGERS
+from tests.helpers import DROP_TRIGGERS, TABLE
 
 pytestmark = pytest.mark.anyio
 
@@ -28,11 +28,6 @@ VALUES (%(model_id)s, %(model_name)s, %(params)s::jsonb, %(info)s::jsonb, 'test'
 """
 SECRET = "sk-secret-" + secrets.token_hex(8)
 PARAMS = json.dumps({"model": "openai/gpt-4o", "api_key": SECRET, "api_base": "https://x.example"})
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def _install(dsn: str) -> outbox.TriggerState:
@@ -498,3 +493,61 @@ async def test_trigger_body_follows_the_table_and_survives_a_dropped_column(inst
         ops = [(e["op"], e["new_model_name"]) for e in _events(conn)]
     assert ops == [("INSERT", "m"), ("UPDATE", "m"), ("UPDATE", "m2")]
     assert warnings.messages == []
+
+
+# -- columns LiteLLM adds or drops after install ----------------------------------------------------
+# The trigger compared the columns LiteLLM's table had at install: after LiteLLM 1.81 -> 1.108 added
+# `blocked`, blocking a model made no event until `install` ran again. It now compares every column
+# the table has at the time of the write.
+
+
+def test_a_column_litellm_adds_after_install_is_compared_without_reinstall(installed: str) -> None:
+    with psycopg.connect(installed, autocommit=True) as conn:
+        has_blocked = conn.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'blocked' AND NOT attisdropped",
+            (TABLE,),
+        ).fetchall()
+        column = "blocked_later" if has_blocked else "blocked"  # what LiteLLM's next schema adds
+        _insert(conn, "id-1", "m")
+        conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} boolean NOT NULL DEFAULT false")
+        conn.execute("DELETE FROM litemaas_hooks.model_events")
+
+        conn.execute(f"UPDATE {TABLE} SET {column} = true")  # a model blocked: a change
+        assert [e["op"] for e in _events(conn)] == ["UPDATE"]
+        conn.execute("DELETE FROM litemaas_hooks.model_events")
+
+        conn.execute(f"UPDATE {TABLE} SET updated_at = now() + interval '1 s'")  # bookkeeping only
+        assert _events(conn) == []
+
+        conn.execute(f"ALTER TABLE {TABLE} DROP COLUMN {column}")  # and a column LiteLLM drops
+        conn.execute(f"""UPDATE {TABLE} SET model_info = model_info || '{{"x": 1}}'""")
+        assert [e["op"] for e in _events(conn)] == ["UPDATE"]
+
+
+def test_one_subtransaction_per_statement_not_per_row(installed: str) -> None:
+    """A row-level trigger with a BEGIN ... EXCEPTION block opened a subtransaction (with its own
+    xid) per
+    row: a LiteLLM transaction touching more than 64 rows overflowed the backend's subtransaction
+    cache.
+    Count the transaction ids a 200-row UPDATE and a DELETE consume (each subtransaction that writes
+    takes one)."""
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute(
+            f"INSERT INTO {TABLE} (model_id, model_name, litellm_params, model_info, created_by, updated_by) "
+            "SELECT 'id-' || i, 'm-' || i, '{}'::jsonb, '{}'::jsonb, 'x', 'x' FROM generate_series(1, 200) AS i"
+        )
+        conn.execute("DELETE FROM litemaas_hooks.model_events")
+    next_xid = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"  # assigns none itself
+    with psycopg.connect(installed, autocommit=True) as watch, psycopg.connect(installed) as conn:
+        before = watch.execute(next_xid).fetchone()
+        conn.execute(
+            f"""UPDATE {TABLE} SET model_info = model_info || '{{"n": 1}}'"""
+        )  # one transaction
+        conn.execute(f"DELETE FROM {TABLE} WHERE model_id = 'id-1'")
+        conn.commit()
+        after = watch.execute(next_xid).fetchone()
+        assert before is not None
+        assert after is not None
+        # the transaction's own id + one per statement's subtransaction, not one per row (201)
+        assert after[0] - before[0] <= 3
+        assert len(_events(watch)) == 201

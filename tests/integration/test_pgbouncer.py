@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +21,11 @@ from litemaas_hooks.errors import DatabaseUnavailableError
 from litemaas_hooks.settings import load_settings
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from litemaas_hooks_sandbox.pgbouncer import LocalPgBouncer
-from tests.integration.test_relay import (
-    backend_models,
-    eventually,
-    insert,
-    install,
-    make_settings,
-    outbox_empty,
-    running,
-)
+from tests.helpers import backend_models, eventually, insert, install, make_settings, outbox_empty, running, scalar
 
 pytestmark = pytest.mark.anyio
 
 MODES = ["session", "transaction"]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module", params=MODES)
@@ -150,15 +138,15 @@ async def test_relay_through_pgbouncer(
         for i in range(3):  # changes keep arriving, one after the other
             await insert(lc, f"pooled-{i}", master_key)
             await eventually(
-                lambda i=i: _has(bc, f"pooled-{i}"), deadline_seconds=10, what=f"pooled-{i} synced"
+                partial(_has, bc, f"pooled-{i}"), deadline_seconds=10, what=f"pooled-{i} synced"
             )
         await eventually(lambda: outbox_empty(lc), what="outbox drained")
         assert relay.stats.full_reconciles == 1
         # no session-level advisory lock left behind on a pooled server session; a relay's
         # transaction-level ones (a claim, a due-retire check) come and go, a leaked one stays
         async def no_advisory_lock() -> bool:
-            cur = await lc.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
-            return (await cur.fetchone())[0] == 0
+            query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            return bool(await scalar(lc, query) == 0)
 
         await eventually(no_advisory_lock, deadline_seconds=5, what="no advisory lock held")
     polling = [r.getMessage() for r in caplog.records if "transaction-pooled" in r.getMessage()]

@@ -1,11 +1,12 @@
-"""Privilege boundaries (issue 9): no role gains anything through our objects.
+"""Privilege boundaries: no role gains anything through our objects.
 
-Four separate NON-superuser roles, as in a real deployment: the installer (runs `litemaas-hooks install`;
-a member of both data owners' roles, may CREATE in both databases), LiteLLM's table owner (owns LiteLLM's
-database and table, writes it), the backend owner (owns the LiteMaaS database, its tables and
-update_updated_at_column()) and the relay (exactly `install --print-grants`). Each "door" of the issue is
-tried as the hostile owner would: a function of theirs records ``current_user`` whenever it runs; it must
-never run as anybody but its owner's own role (or not at all).
+Four separate NON-superuser roles, as in a real deployment: the installer (runs `litemaas-hooks
+install`; a member of both data owners' roles, may CREATE in both databases), LiteLLM's table owner
+(owns LiteLLM's database and table, writes it), the backend owner (owns the LiteMaaS database, its
+tables and update_updated_at_column()) and the relay (exactly `install --print-grants`). Each "door"
+is tried as the hostile owner would: a function of theirs records ``current_user`` whenever it runs;
+it must never run as anybody but its owner's own role (or not at all). Then the documented roles, and a
+SUPERUSER installer (the last section).
 """
 
 from __future__ import annotations
@@ -13,156 +14,45 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from litemaas_hooks import cli, litellm_source, outbox, privileges
+from litemaas_hooks import litellm_source, outbox, privileges
 from litemaas_hooks.connections import connect
 from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks.relay import Relay
 from litemaas_hooks.settings import load_settings
 from litemaas_hooks_sandbox.cluster import LocalPostgres
-from tests.helpers import DROP_TRIGGERS
-from tests.integration.test_failures import TABLE, add, audits, matches_truth
-from tests.integration.test_relay import eventually, make_settings, outbox_empty, running
+from tests.helpers import (
+    DROP_TRIGGERS,
+    TABLE,
+    WHO_TABLE,
+    World,
+    add,
+    as_url,
+    assert_no_secrets,
+    audits,
+    eventually,
+    grant_relay,
+    install_world,
+    make_settings,
+    matches_truth,
+    outbox_empty,
+    relay_roles,
+    run_cli,
+    run_sql,
+    running,
+    scalar,
+    who,
+)
 
 pytestmark = pytest.mark.anyio
 
 REASON = "no deployment of this model_name is left in LiteLLM"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@dataclass
-class World:
-    pg: LocalPostgres
-    ldsn: str  # superuser DSNs
-    bdsn: str
-    installer: str
-    lowner: str
-    bowner: str
-    relay: str
-    password: str
-
-    def as_(self, dsn: str, role: str) -> str:
-        return make_conninfo(dsn, user=role, password=self.password)
-
-    def url(self, dsn: str, role: str) -> str:
-        p = conninfo_to_dict(dsn)
-        return f"postgresql://{role}:{self.password}@{p['host']}:{p['port']}/{p['dbname']}"
-
-    def env(self, lrole: str, brole: str, key: str) -> dict[str, str]:
-        return {
-            "LITELLM_DATABASE_URL": self.url(self.ldsn, lrole),
-            "LITEMAAS_DATABASE_URL": self.url(self.bdsn, brole),
-            "LITELLM_MASTER_KEY": key,
-        }
-
-
-def _run(dsn: str, *statements: str | sql.Composable, params: Any = None) -> list[Any]:
-    out: list[Any] = []
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for statement in statements:
-            cur = conn.execute(statement.encode() if isinstance(statement, str) else statement, params)
-            out = cur.fetchall() if cur.description else []
-    return out
-
-
-def _owned_tables(dsn: str) -> list[str]:
-    rows = _run(dsn, "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'public'")
-    return [r[0] for r in rows]
-
-
-@pytest.fixture
-def world(pg_cluster: LocalPostgres, litellm_dsn: str, backend_dsn: str) -> Iterator[World]:
-    suffix = secrets.token_hex(3)
-    w = World(
-        pg_cluster,
-        litellm_dsn,
-        backend_dsn,
-        f"hk_installer_{suffix}",
-        f"hk_litellm_{suffix}",
-        f"hk_backend_{suffix}",
-        f"hk_relay_{suffix}",
-        secrets.token_hex(16),
-    )
-    roles = (w.installer, w.lowner, w.bowner, w.relay)
-    with pg_cluster.connect() as admin:
-        for role in roles:
-            admin.execute(
-                sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(w.password)
-                )
-            )
-    for dsn, owner in ((w.ldsn, w.lowner), (w.bdsn, w.bowner)):
-        db = sql.Identifier(conninfo_to_dict(dsn)["dbname"])
-        o = sql.Identifier(owner)
-        stmts: list[sql.Composable] = [
-            sql.SQL("ALTER DATABASE {} OWNER TO {}").format(db, o),
-            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(db, sql.Identifier(w.installer)),
-            sql.SQL("GRANT {} TO {}").format(o, sql.Identifier(w.installer)),
-        ]
-        stmts += [sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.SQL(t), o) for t in _owned_tables(dsn)]
-        if owner == w.bowner:
-            stmts.append(sql.SQL("ALTER FUNCTION public.update_updated_at_column() OWNER TO {}").format(o))
-        _run(dsn, *stmts)
-    try:
-        yield w
-    finally:
-        with pg_cluster.connect() as admin:
-            for dsn in (w.ldsn, w.bdsn):
-                _run(dsn, *(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(r)) for r in roles))
-                _run(
-                    dsn,
-                    sql.SQL("ALTER DATABASE {} OWNER TO postgres").format(
-                        sql.Identifier(conninfo_to_dict(dsn)["dbname"])
-                    ),
-                )
-            for role in roles:
-                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-
-
-async def _cli(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *argv: str) -> int:
-    with monkeypatch.context() as m:
-        for k, v in env.items():
-            m.setenv(k, v)
-        m.delenv("LITELLM_SALT_KEY", raising=False)
-        m.delenv("DATABASE_URL", raising=False)
-        return await asyncio.to_thread(cli.main, list(argv))
-
-
-async def _install(w: World, monkeypatch: pytest.MonkeyPatch, key: str) -> None:
-    assert await _cli(monkeypatch, w.env(w.installer, w.installer, key), "install") == 0
-
-
-def _grant_relay(w: World, roles: privileges.Roles) -> None:
-    """Exactly what `install --print-grants` prints, run by a DBA (the superuser)."""
-    for side, text in privileges.grants_by_database(roles).items():
-        _run(w.ldsn if side == "litellm" else w.bdsn, text)
-
-
-def _who(dsn: str) -> set[str]:
-    return {r[0] for r in _run(dsn, "SELECT DISTINCT who FROM public.who")}
-
-
-WHO_TABLE = "CREATE TABLE public.who (who text, via text); GRANT INSERT ON public.who TO PUBLIC"
-
-
-@pytest.fixture
-def installed(world: World, monkeypatch: pytest.MonkeyPatch, master_key: str) -> World:
-    asyncio.run(_install(world, monkeypatch, master_key))
-    _grant_relay(world, privileges.Roles(relay=world.relay))
-    return world
 
 
 # -- door 3: the LiteLLM-side trigger ---------------------------------------------------------------
@@ -176,7 +66,7 @@ async def test_litellm_owner_gains_nothing_through_the_trigger(
     (SECURITY INVOKER) and never converts whole rows: the cast never runs as anyone else."""
     w = installed
     lown = w.as_(w.ldsn, w.lowner)
-    _run(
+    run_sql(
         lown,
         WHO_TABLE,
         "CREATE TYPE public.esc AS ENUM ('a', 'b')",
@@ -186,19 +76,19 @@ async def test_litellm_owner_gains_nothing_through_the_trigger(
         f"ALTER TABLE {TABLE} ADD COLUMN esc public.esc DEFAULT 'a'",
     )
     # the cast really is a door: to_jsonb dispatches to it
-    _run(lown, "SELECT to_jsonb(t) FROM (SELECT 'a'::public.esc AS e) AS t")
-    assert _who(lown) == {w.lowner}
-    _run(lown, "DELETE FROM public.who")
+    run_sql(lown, "SELECT to_jsonb(t) FROM (SELECT 'a'::public.esc AS e) AS t")
+    assert who(lown) == {w.lowner}
+    run_sql(lown, "DELETE FROM public.who")
 
-    await _install(w, monkeypatch, master_key)  # re-install after the table changed (as the relay would)
+    await install_world(w, monkeypatch, master_key)  # re-install after the table changed (as the relay would)
     async with await psycopg.AsyncConnection.connect(lown, autocommit=True) as lc:
         await add(lc, "m", master_key)
         await lc.execute(f"UPDATE {TABLE} SET esc = 'b', model_info = model_info || '{{\"x\": 1}}'")
         await lc.execute(f"DELETE FROM {TABLE}")
-    assert _who(lown) <= {w.lowner}  # never the installer
-    events = _run(w.ldsn, "SELECT op FROM litemaas_hooks.model_events ORDER BY id")
+    assert who(lown) <= {w.lowner}  # never the installer
+    events = run_sql(w.ldsn, "SELECT op FROM litemaas_hooks.model_events ORDER BY id")
     assert [e[0] for e in events] == ["INSERT", "UPDATE", "DELETE"]
-    secdef = _run(
+    secdef = run_sql(
         w.ldsn,
         "SELECT p.prosecdef, p.proconfig FROM pg_proc AS p "
         "WHERE p.oid = 'litemaas_hooks.record_model_event_v1()'::regprocedure",
@@ -217,7 +107,7 @@ async def test_backend_owner_gains_nothing_through_our_upsert(
     The functions are owned by the owner of public.models, so it runs as that owner, never the installer."""
     w = installed
     bown = w.as_(w.bdsn, w.bowner)
-    _run(
+    run_sql(
         bown,
         WHO_TABLE,
         """CREATE OR REPLACE FUNCTION public.update_updated_at_column() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -227,12 +117,12 @@ async def test_backend_owner_gains_nothing_through_our_upsert(
     async with await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc:
         await add(lc, "m", master_key, max_tokens=1)
         env = w.env(w.relay, w.relay, master_key)
-        assert await _cli(monkeypatch, env, "backfill", "--quiet") == 0
+        assert await run_cli(monkeypatch, env, "backfill", "--quiet") == 0
         await lc.execute(f"""UPDATE {TABLE} SET model_info = model_info || '{{"max_tokens": 2}}'""")
-        assert await _cli(monkeypatch, env, "backfill", "--quiet") == 0
-    assert _run(w.bdsn, "SELECT max_tokens FROM models WHERE id = 'm'") == [(2,)]
-    assert _who(w.bdsn) == {w.bowner}  # it ran (the update), and only as its owner
-    owners = _run(
+        assert await run_cli(monkeypatch, env, "backfill", "--quiet") == 0
+    assert run_sql(w.bdsn, "SELECT max_tokens FROM models WHERE id = 'm'") == [(2,)]
+    assert who(w.bdsn) == {w.bowner}  # it ran (the update), and only as its owner
+    owners = run_sql(
         w.bdsn,
         "SELECT DISTINCT pg_get_userbyid(p.proowner) FROM pg_proc AS p "
         "WHERE p.pronamespace = 'litemaas_hooks'::regnamespace AND p.prosecdef",
@@ -251,7 +141,7 @@ async def test_database_owner_functions_never_shadow_builtins_in_our_queries(
     search_path = pg_catalog, pg_temp, so none of them ever runs."""
     w = installed
     lown = w.as_(w.ldsn, w.lowner)
-    _run(
+    run_sql(
         lown,
         WHO_TABLE,
         """CREATE FUNCTION public.unnest(text[]) RETURNS SETOF text LANGUAGE sql AS $$
@@ -262,17 +152,17 @@ async def test_database_owner_functions_never_shadow_builtins_in_our_queries(
         "INSERT INTO public.who VALUES (current_user, 'btrim'); SELECT $1 $$",
     )
     # the doors are real for an unpinned session of the relay's role
-    _run(w.as_(w.ldsn, w.relay), "SELECT count(*) FROM unnest(ARRAY['a']::text[])")
-    assert _who(w.ldsn) == {w.relay}
-    _run(w.ldsn, "DELETE FROM public.who")
+    run_sql(w.as_(w.ldsn, w.relay), "SELECT count(*) FROM unnest(ARRAY['a']::text[])")
+    assert who(w.ldsn) == {w.relay}
+    run_sql(w.ldsn, "DELETE FROM public.who")
 
     async with await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc:
         await add(lc, "m", master_key)
     env = w.env(w.relay, w.relay, master_key)
-    assert await _cli(monkeypatch, env, "backfill", "--quiet") == 0
-    assert await _cli(monkeypatch, env, "backfill", "--dry-run", "--quiet") == 0
-    await _cli(monkeypatch, env, "status")
-    assert _who(w.ldsn) == set()  # backfill (to_jsonb(t)) and status ran none of the owner's functions
+    assert await run_cli(monkeypatch, env, "backfill", "--quiet") == 0
+    assert await run_cli(monkeypatch, env, "backfill", "--dry-run", "--quiet") == 0
+    await run_cli(monkeypatch, env, "status")
+    assert who(w.ldsn) == set()  # backfill (to_jsonb(t)) and status ran none of the owner's functions
     settings = load_settings(env)
     conn = await connect(settings, "litellm")
     async with conn:
@@ -285,7 +175,7 @@ async def test_database_owner_functions_never_shadow_builtins_in_our_queries(
     async with rconn:
         cur = await rconn.execute("SELECT replace(current_setting('search_path'), ' ', '')")
         assert await cur.fetchone() == ("pg_catalog,pg_temp",)
-    assert _who(w.ldsn) == set()
+    assert who(w.ldsn) == set()
 
 
 # -- least privilege ---------------------------------------------------------------------------------
@@ -322,7 +212,7 @@ async def test_relay_role_converges_and_can_do_nothing_else(installed: World, ma
 
             async def synced() -> bool:
                 cur = await bc.execute("SELECT id, availability FROM models ORDER BY id")
-                rows = dict(await cur.fetchall())
+                rows: dict[str, str] = dict(await cur.fetchall())
                 return rows == {
                     "a": "available",
                     "b": "unavailable",
@@ -338,14 +228,14 @@ async def test_relay_role_converges_and_can_do_nothing_else(installed: World, ma
         rel_b = w.as_(w.bdsn, w.relay)
         retire = "SELECT litemaas_hooks.retire_model_v1(%s, true, %s)"
         # a hand-made row is not the sync's to retire
-        assert _run(rel_b, retire, params=("hand", REASON))[0][0]["retired"] is False
+        assert run_sql(rel_b, retire, params=("hand", REASON))[0][0]["retired"] is False
         # no free text in audit rows
         with pytest.raises(psycopg.errors.InvalidParameterValue):
-            _run(rel_b, retire, params=("a", "anything I like"))
+            run_sql(rel_b, retire, params=("a", "anything I like"))
         # an admin's hide stays: retire then upsert does not make it available
         await bc.execute("UPDATE models SET availability = 'unavailable' WHERE id = 'a'")
-        assert _run(rel_b, retire, params=("a", REASON))[0][0]["retired"] is False
-        a_id = (await (await bc.execute("SELECT litellm_model_id FROM models WHERE id = 'a'")).fetchone())[0]
+        assert run_sql(rel_b, retire, params=("a", REASON))[0][0]["retired"] is False
+        a_id = await scalar(bc, "SELECT litellm_model_id FROM models WHERE id = 'a'")
         record = {
             "id": "a",
             "name": "a",
@@ -356,13 +246,13 @@ async def test_relay_role_converges_and_can_do_nothing_else(installed: World, ma
             "metadata": {"litellm_params": {}},
             "features": ["chat"],
         }
-        _run(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([record]),))
+        run_sql(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([record]),))
         # nor does a forged deployment list ("the deployment the row described is gone") un-hide it
         forged = {**record, "deployment_ids": ["forged-deployment"], "litellm_model_id": "forged-deployment"}
-        _run(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([forged]),))
+        run_sql(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([forged]),))
         # a hand-made row cannot be repointed
         hand = {**record, "id": "hand", "api_base": "https://evil.example"}
-        _run(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([hand]),))
+        run_sql(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([hand]),))
         cur = await bc.execute("SELECT id, availability, api_base FROM models WHERE id IN ('a', 'hand') ORDER BY id")
         assert [(r[0], r[1]) for r in await cur.fetchall()] == [("a", "unavailable"), ("hand", "available")]
         assert await audits(bc) == {"b": 1, "c": 1}
@@ -389,7 +279,7 @@ async def test_relay_role_converges_and_can_do_nothing_else(installed: World, ma
     for dsn, statements in denied.items():
         for statement in statements:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                _run(dsn, statement)
+                run_sql(dsn, statement)
 
 
 def test_nothing_of_ours_is_executable_by_public(installed: World, pg_cluster: LocalPostgres) -> None:
@@ -399,7 +289,7 @@ def test_nothing_of_ours_is_executable_by_public(installed: World, pg_cluster: L
         admin.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(nobody)))
     try:
         for dsn in (w.ldsn, w.bdsn):
-            rows = _run(
+            rows = run_sql(
                 dsn,
                 "SELECT p.oid::regprocedure::text, has_function_privilege(%s, p.oid, 'EXECUTE') "
                 "FROM pg_proc AS p WHERE p.pronamespace = 'litemaas_hooks'::regnamespace",
@@ -417,9 +307,9 @@ async def test_plugin_mode_with_litellm_own_role(installed: World, master_key: s
     `install --print-grants --relay-role <LiteLLM's role>`; it used to loop on `permission denied for
     schema litemaas_hooks`."""
     w = installed
-    _grant_relay(w, privileges.Roles(relay=w.lowner, backend=w.relay))
+    grant_relay(w, privileges.Roles(relay=w.lowner, backend=w.relay))
     # LiteLLM re-created its table (the trigger went with it): the plugin's relay puts it back
-    _run(w.as_(w.ldsn, w.lowner), DROP_TRIGGERS)
+    run_sql(w.as_(w.ldsn, w.lowner), DROP_TRIGGERS)
     settings = make_settings(w.url(w.ldsn, w.lowner), w.url(w.bdsn, w.relay), master_key)
     async with (
         await psycopg.AsyncConnection.connect(w.as_(w.ldsn, w.lowner), autocommit=True) as lc,
@@ -449,7 +339,7 @@ async def test_trigger_install_behind_an_open_litellm_transaction_gives_up_and_r
     and a later install puts the trigger back."""
     w = installed
     lown = w.as_(w.ldsn, w.lowner)
-    _run(lown, DROP_TRIGGERS)
+    run_sql(lown, DROP_TRIGGERS)
     inst = w.as_(w.ldsn, w.installer)
     with psycopg.connect(lown) as open_tx, psycopg.connect(lown, autocommit=True) as other:
         open_tx.execute(f"UPDATE {TABLE} SET model_name = model_name WHERE false")  # an open LiteLLM write
@@ -496,7 +386,7 @@ async def test_schema_squatted_by_the_database_owner_is_refused(
     would run the owner's trigger as the installer."""
     w = world
     lown = w.as_(w.ldsn, w.lowner)
-    _run(
+    run_sql(
         lown,
         WHO_TABLE,
         "CREATE SCHEMA litemaas_hooks",
@@ -511,11 +401,11 @@ async def test_schema_squatted_by_the_database_owner_is_refused(
         "FOR EACH ROW EXECUTE FUNCTION public.spy()",
     )
     capsys.readouterr()
-    assert await _cli(monkeypatch, w.env(w.installer, w.installer, master_key), "install", "--litellm-only") == 1
+    assert await run_cli(monkeypatch, w.env(w.installer, w.installer, master_key), "install", "--litellm-only") == 1
     err = capsys.readouterr().err
     assert "schema litemaas_hooks (owned by" in err
     assert w.lowner in err
-    assert _who(w.ldsn) == set()
+    assert who(w.ldsn) == set()
 
 
 # -- issue 20 item 5: plugin mode after an install by a DBA / a superuser
@@ -532,10 +422,10 @@ async def test_plugin_mode_works_after_any_installer_without_extra_grants(
     w = world
     if installer == "superuser":
         env = {"LITELLM_DATABASE_URL": w.ldsn, "LITEMAAS_DATABASE_URL": w.bdsn, "LITELLM_MASTER_KEY": master_key}
-        assert await _cli(monkeypatch, env, "install") == 0
+        assert await run_cli(monkeypatch, env, "install") == 0
     else:
-        await _install(w, monkeypatch, master_key)
-    _run(w.bdsn, privileges.backend_grants(w.relay))  # the backend side: the relay role's grants only
+        await install_world(w, monkeypatch, master_key)
+    run_sql(w.bdsn, privileges.backend_grants(w.relay))  # the backend side: the relay role's grants only
     settings = make_settings(w.url(w.ldsn, w.lowner), w.url(w.bdsn, w.relay), master_key)
     async with (
         await psycopg.AsyncConnection.connect(w.as_(w.ldsn, w.lowner), autocommit=True) as lc,
@@ -564,8 +454,8 @@ async def test_install_creates_the_relay_role_with_exactly_the_printed_grants(
         "LITEMAAS_HOOKS_RELAY_PASSWORD": w.password,
     }
     try:
-        assert await _cli(monkeypatch, env, "install", "--grant-relay", "--relay-role", role) == 0
-        assert await _cli(monkeypatch, env, "install", "--grant-relay", "--relay-role", role) == 0  # again
+        assert await run_cli(monkeypatch, env, "install", "--grant-relay", "--relay-role", role) == 0
+        assert await run_cli(monkeypatch, env, "install", "--grant-relay", "--relay-role", role) == 0  # again
         settings = make_settings(w.url(w.ldsn, role), w.url(w.bdsn, role), master_key)
         async with (
             await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc,
@@ -577,8 +467,8 @@ async def test_install_creates_the_relay_role_with_exactly_the_printed_grants(
             assert relay.stats.events_failed == 0
         for statement in ("SELECT * FROM public.models", "SELECT * FROM public.subscriptions"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                _run(w.as_(w.bdsn, role), statement)
-        granted = _run(
+                run_sql(w.as_(w.bdsn, role), statement)
+        granted = run_sql(
             w.bdsn,
             "SELECT count(*) FROM pg_proc AS p WHERE p.pronamespace = 'litemaas_hooks'::regnamespace "
             "AND has_function_privilege(%s, p.oid, 'EXECUTE')",
@@ -587,6 +477,246 @@ async def test_install_creates_the_relay_role_with_exactly_the_printed_grants(
         assert granted == [(len(privileges.RELAY_BACKEND_FUNCTIONS),)]
     finally:
         for dsn in (w.ldsn, w.bdsn):
-            _run(dsn, sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            run_sql(dsn, sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         with w.pg.connect() as admin:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+# -- the documented roles ----------------------------------------------------------------------------
+
+
+async def test_relay_and_backfill_work_with_the_readme_least_privilege_roles(
+    dbs: tuple[str, str],
+    master_key: str,
+    pg_cluster: LocalPostgres,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    logs: list[str],
+) -> None:
+    """Injects: the relay and the backfill run as the roles of docs/privileges.md (granted by
+    parsing that page's block): a backend role with USAGE on schema litemaas_hooks + EXECUTE on its
+    functions, a LiteLLM role that may only read the model table and use the outbox.
+
+    Asserts: backfill and relay (create, update, rename, retire with cascade) work and nothing is lost;
+    the backend role can neither read nor write public.models directly, the LiteLLM role cannot write
+    LiteLLM's table."""
+    ldsn, bdsn = dbs
+    l_role, b_role, role_password = relay_roles(pg_cluster, ldsn, bdsn)
+    async with await psycopg.AsyncConnection.connect(b_role, autocommit=True) as restricted:
+        for statement in ("SELECT * FROM public.models", "UPDATE public.models SET name = 'x'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await restricted.execute(statement)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await restricted.execute("SELECT * FROM litemaas_hooks.hidden_models")
+    async with await psycopg.AsyncConnection.connect(l_role, autocommit=True) as restricted:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await restricted.execute(f"UPDATE {TABLE} SET model_name = 'x'")
+
+    role_env = {
+        "LITEMAAS_DATABASE_URL": as_url(b_role),
+        "LITELLM_DATABASE_URL": as_url(l_role),
+        "LITELLM_MASTER_KEY": master_key,
+    }
+    async with (
+        await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
+    ):
+        for name in ("a", "b", "c"):
+            await add(lc, name, master_key, max_tokens=3)
+        capsys.readouterr()
+        assert await run_cli(monkeypatch, role_env, "backfill") == 0
+        backfill_out = capsys.readouterr()
+        assert "created 3" in backfill_out.out
+        await lc.execute("DELETE FROM litemaas_hooks.model_events")  # applied by the backfill
+        assert await matches_truth(lc, bc, set())
+
+        await bc.execute(
+            "INSERT INTO users (id, username, email, oauth_provider, oauth_id) "
+            "VALUES ('11111111-1111-1111-1111-111111111111', 'u', 'u@example.com', 'test', 'u')"
+        )
+        await bc.execute(
+            "INSERT INTO subscriptions (user_id, model_id) VALUES ('11111111-1111-1111-1111-111111111111', 'c')"
+        )
+        settings = make_settings(as_url(l_role), as_url(b_role), master_key)
+        async with running(settings) as (relay,):
+            await add(lc, "d", master_key, max_tokens=4)
+            await lc.execute(
+                f"""UPDATE {TABLE} SET model_info = model_info || '{{"max_tokens": 5}}' """
+                "WHERE model_name = 'a'"
+            )
+            await lc.execute(f"UPDATE {TABLE} SET model_name = 'b2' WHERE model_name = 'b'")
+            await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'c'")
+            await eventually(lambda: matches_truth(lc, bc, {"b", "c"}), what="relay as least-privilege roles")
+            assert relay.stats.events_failed == 0
+            assert relay.stats.reconnects == 0
+        assert await audits(bc) == {"b": 1, "c": 1}
+        assert await scalar(bc, "SELECT status FROM subscriptions") == "inactive"  # the cascade ran
+    await assert_no_secrets(
+        pg_cluster,
+        ldsn,
+        bdsn,
+        [master_key, role_password],
+        {"logs": "\n".join(logs), "backfill output": backfill_out.out + backfill_out.err},
+    )
+
+
+# -- a SUPERUSER installer: no owner's door opens onto it -------------------------------------------
+# The installer here is the SUPERUSER (docs/privileges.md allows one); each owner tries each door, as a hostile
+# owner would: code of theirs that records ``current_user`` and tries to make its owner SUPERUSER
+# whenever it runs. It must never run as the superuser: the read or call is refused with one line
+# instead, and the owner stays a plain role. Re-running install repairs what an owner altered.
+
+
+def _super_env(w: World, key: str) -> dict[str, str]:
+    return {
+        "LITELLM_DATABASE_URL": w.ldsn,
+        "LITEMAAS_DATABASE_URL": w.bdsn,
+        "LITELLM_MASTER_KEY": key,
+    }
+
+
+def _is_superuser(dsn: str, role: str) -> bool:
+    return bool(run_sql(dsn, "SELECT rolsuper FROM pg_roles WHERE rolname = %s", params=(role,))[0][0])
+
+
+def _escalating_body(role: str, returns: str) -> str:
+    """plpgsql that records who runs it and tries to make ``role`` a superuser (works only as
+    one)."""
+    return f"""
+        BEGIN
+            INSERT INTO public.who VALUES (current_user, 'door');
+            BEGIN EXECUTE 'ALTER ROLE {role} SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+            RETURN {returns};
+        END"""
+
+
+def _has_blocked(dsn: str) -> bool:
+    rows = run_sql(
+        dsn,
+        "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'blocked' AND NOT attisdropped",
+        params=(TABLE,),
+    )
+    return bool(rows)
+
+
+@pytest.mark.parametrize("column", ["blocked", "model_name"])
+async def test_litellm_owner_cast_on_a_column_type_of_its_own_never_runs_as_the_installer(
+    world: World, monkeypatch: Any, capsys: pytest.CaptureFixture[str], master_key: str, column: str
+) -> None:
+    """LiteLLM's table owner turns a column we read into its own enum with its own casts to text and
+    boolean: our reads (`blocked::text::boolean`, comparisons of model_name) would run them as
+    whoever
+    runs backfill/status. The column type is checked first: the read is refused, the cast never
+    runs."""
+    w = world
+    env = _super_env(w, master_key)
+    assert await run_cli(monkeypatch, env, "install") == 0  # the superuser installs
+    async with await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc:
+        await add(lc, "m", master_key)
+    lown = w.as_(w.ldsn, w.lowner)
+    values = "'true', 'false'" if column == "blocked" else "'m'"
+    stmts = [
+        WHO_TABLE,
+        f"CREATE TYPE public.esc AS ENUM ({values})",
+        f"""CREATE FUNCTION public.esc_text(public.esc) RETURNS text LANGUAGE plpgsql AS $$
+            {_escalating_body(w.lowner, "$1::name::text")} $$""",
+        f"""CREATE FUNCTION public.esc_bool(public.esc) RETURNS boolean LANGUAGE plpgsql AS $$
+            {_escalating_body(w.lowner, "false")} $$""",
+        "CREATE CAST (public.esc AS text) WITH FUNCTION public.esc_text(public.esc) AS IMPLICIT",
+        "CREATE CAST (public.esc AS boolean) WITH FUNCTION public.esc_bool(public.esc) AS IMPLICIT",
+    ]
+    if column == "blocked" and _has_blocked(w.ldsn):
+        stmts += [
+            f"ALTER TABLE {TABLE} ALTER COLUMN blocked DROP DEFAULT",
+            f"ALTER TABLE {TABLE} ALTER COLUMN blocked TYPE public.esc USING blocked::text::public.esc",
+        ]
+    elif column == "blocked":  # LiteLLM 1.81: no such column yet; the owner adds it
+        stmts.append(f"ALTER TABLE {TABLE} ADD COLUMN blocked public.esc DEFAULT 'false'")
+    else:
+        stmts.append(
+            f"ALTER TABLE {TABLE} ALTER COLUMN model_name TYPE public.esc USING model_name::public.esc"
+        )
+    run_sql(lown, *stmts)
+    # the cast really is a door when the superuser uses it
+    run_sql(w.ldsn, "SELECT NULL::public.esc::text")
+    assert who(w.ldsn) == {"postgres"}
+    assert _is_superuser(w.ldsn, w.lowner)
+    run_sql(w.ldsn, f"ALTER ROLE {w.lowner} NOSUPERUSER", "DELETE FROM public.who")
+    capsys.readouterr()
+
+    for argv in (["backfill"], ["status"]):
+        await run_cli(monkeypatch, env, *argv)
+    err = capsys.readouterr()
+    assert "litemaas-hooks refuses to read it" in err.err + err.out, err
+    assert who(w.ldsn) == set(), "the owner's cast ran"
+    assert not _is_superuser(w.ldsn, w.lowner)
+
+
+DOORS = {
+    "SECURITY INVOKER": "ALTER FUNCTION litemaas_hooks.upsert_models_v1(jsonb) SECURITY INVOKER",
+    "search_path": "ALTER FUNCTION litemaas_hooks.upsert_models_v1(jsonb) SET search_path = public, pg_catalog",
+    "body replaced": """CREATE OR REPLACE FUNCTION litemaas_hooks.upsert_models_v1(p_models jsonb)
+        RETURNS TABLE (model_id text, outcome text) LANGUAGE plpgsql SECURITY DEFINER
+        SET search_path = pg_catalog, pg_temp AS $$ BEGIN PERFORM public.escalate(); END $$""",
+    "snapshot invoker": "ALTER FUNCTION litemaas_hooks.models_snapshot_v1(text[]) SECURITY INVOKER",
+}
+
+
+@pytest.mark.parametrize("door", list(DOORS))
+async def test_backend_owner_altering_our_functions_is_refused_before_any_call(
+    world: World, monkeypatch: Any, capsys: pytest.CaptureFixture[str], master_key: str, door: str
+) -> None:
+    """The backend's table owner owns our SECURITY DEFINER functions and may alter them: made
+    SECURITY
+    INVOKER (its own triggers on public.models then fire as the caller), given its own search_path,
+    or
+    given its own body. Every call checks the function against what install recorded, in the same
+    statement: the superuser's backfill refuses; after `install` again it works."""
+    w = world
+    env = _super_env(w, master_key)
+    assert await run_cli(monkeypatch, env, "install") == 0
+    async with await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc:
+        await add(lc, "m", master_key, max_tokens=1)
+    bown = w.as_(w.bdsn, w.bowner)
+    if door == "body replaced":  # needs CREATE on our schema too: say a DBA once granted it
+        run_sql(w.bdsn, f"GRANT CREATE ON SCHEMA litemaas_hooks TO {w.bowner}")
+    run_sql(
+        bown,
+        WHO_TABLE,
+        f"""CREATE FUNCTION public.escalate() RETURNS void LANGUAGE plpgsql AS $$
+            {_escalating_body(w.bowner, "")} $$""",
+        f"""CREATE FUNCTION public.escalate_trg() RETURNS trigger LANGUAGE plpgsql AS $$
+            {_escalating_body(w.bowner, "NEW")} $$""",
+        "CREATE TRIGGER escalate BEFORE INSERT OR UPDATE ON public.models "
+        "FOR EACH ROW EXECUTE FUNCTION public.escalate_trg()",
+        DOORS[door],
+    )
+    capsys.readouterr()
+    assert await run_cli(monkeypatch, env, "backfill") == 1
+    err = capsys.readouterr().err
+    assert "litemaas-hooks refuses to call litemaas_hooks." in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert w.installer not in who(w.bdsn)
+    assert "postgres" not in who(w.bdsn)
+    assert not _is_superuser(w.bdsn, w.bowner)
+    assert run_sql(w.bdsn, "SELECT count(*) FROM models WHERE id = 'm'") == [(0,)]
+
+    # the installer puts our definitions back; the owner's trigger now runs as its owner only
+    assert await run_cli(monkeypatch, env, "install") == 0
+    assert await run_cli(monkeypatch, env, "backfill") == 0
+    assert run_sql(w.bdsn, "SELECT count(*) FROM models WHERE id = 'm'") == [(1,)]
+    assert who(w.bdsn) == {w.bowner}
+    assert not _is_superuser(w.bdsn, w.bowner)
+
+
+async def test_the_owner_cannot_rewrite_the_record_the_checks_use(installed: World) -> None:
+    w = installed
+    bown = w.as_(w.bdsn, w.bowner)
+    for statement in (
+        "UPDATE litemaas_hooks.function_checks SET secdef = false",
+        "DELETE FROM litemaas_hooks.function_checks",
+        "CREATE OR REPLACE FUNCTION litemaas_hooks.check_function_v1(p_fn regprocedure) RETURNS boolean "
+        "LANGUAGE sql AS 'SELECT true'",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            run_sql(bown, statement)

@@ -21,15 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from litemaas_hooks.probes import ProbeServer, run_relay_with_probes
 from litemaas_hooks.relay import Relay
-from tests.helpers import DROP_TRIGGERS
-from tests.integration.test_relay import eventually, insert, install, make_settings
+from tests.helpers import DROP_TRIGGERS, eventually, insert, install, make_settings
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

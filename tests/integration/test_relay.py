@@ -13,118 +13,34 @@ import secrets
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 import pytest
 
 from litemaas_hooks import outbox
-from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks.relay import Relay
-from litemaas_hooks.settings import Settings, load_settings
 from litemaas_hooks_sandbox import seed
 from litemaas_hooks_sandbox.cluster import LocalPostgres
-from tests.helpers import DROP_TRIGGERS, litellm_row
+from tests.helpers import (
+    DROP_TRIGGERS,
+    INSERT_ROW,
+    PARAMS,
+    AConn,
+    backend_models,
+    eventually,
+    insert,
+    install,
+    litellm_row,
+    make_settings,
+    outbox_empty,
+    running,
+    terminate,
+)
 
 pytestmark = pytest.mark.anyio
 
-AConn = psycopg.AsyncConnection[Any]
-# no "blocked": LiteLLM 1.81's table has no such column (it came later)
-INSERT_ROW = """
-INSERT INTO public."LiteLLM_ProxyModelTable"
-    (model_id, model_name, litellm_params, model_info, created_by, updated_by)
-VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s)
-"""
-PARAMS = {"model": "openai/gpt-4o", "api_key": "sk-provider-secret-123456", "api_base": "https://llm.example/v1"}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 # -- helpers --------------------------------------------------------------------------------------
-
-
-async def install(litellm_dsn: str, backend_dsn: str) -> None:
-    for dsn, side in ((litellm_dsn, "litellm"), (backend_dsn, "backend")):
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            await apply_migrations(conn, side)  # type: ignore[arg-type]
-
-
-def make_settings(litellm_dsn: str, backend_dsn: str, master_key: str, **overrides: Any) -> Settings:
-    knobs: dict[str, Any] = {
-        "poll_interval_seconds": 30.0,  # long: a fast reaction can only come from LISTEN/NOTIFY
-        "reconcile_interval_seconds": 0.0,
-        "retry_base_seconds": 0.05,
-        "retry_max_seconds": 0.2,
-        "reconnect_max_seconds": 1.0,
-        # the cascade at once, no mass-retire guard (tests/integration/test_retire_*.py test both)
-        "retire_grace_seconds": 0.0,
-        "retire_guard_min_models": 0,
-        **overrides,
-    }
-    return load_settings(
-        {"LITEMAAS_DATABASE_URL": backend_dsn, "LITELLM_DATABASE_URL": litellm_dsn, "LITELLM_MASTER_KEY": master_key},
-        **knobs,
-    )
-
-
-@asynccontextmanager
-async def running(settings: Settings, count: int = 1, **kwargs: Any) -> AsyncIterator[list[Relay]]:
-    stop = asyncio.Event()
-    relays = [Relay(settings, name=f"relay-{i}", **kwargs) for i in range(count)]
-    tasks = [asyncio.create_task(r.run(stop)) for r in relays]
-    try:
-        ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(r.ready.wait() for r in relays)))
-        watched: set[asyncio.Future[Any]] = {ready, *tasks}
-        done, _ = await asyncio.wait(watched, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-        ready.cancel()
-        for task in tasks:
-            if task in done:
-                task.result()  # a relay that died at start: show why
-        assert all(r.ready.is_set() for r in relays), "relays did not get ready within 30 s"
-        yield relays
-    finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 30)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, deadline_seconds: float = 15.0, what: str = "") -> float:
-    """Poll ``check`` until it is true; return how long it took. Fails at the deadline."""
-    started = time.perf_counter()
-    while True:
-        if await check():
-            return time.perf_counter() - started
-        if time.perf_counter() - started > deadline_seconds:
-            raise AssertionError(f"not true within {deadline_seconds}s: {what}")
-        await asyncio.sleep(0.001)  # poll interval of this deadline loop
-
-
-async def backend_models(conn: AConn) -> dict[str, str]:
-    cur = await conn.execute("SELECT id, availability FROM models")
-    return {str(i): str(a) for i, a in await cur.fetchall()}
-
-
-async def insert(conn: AConn, name: str, key: str, *, model_id: str | None = None, **info: Any) -> str:
-    row = seed.as_insert_params(
-        litellm_row(name, PARAMS, {"description": f"{name} desc", **info}, key=key, model_id=model_id)
-    )
-    await conn.execute(INSERT_ROW, row)
-    return str(row["model_id"])
-
-
-async def outbox_empty(conn: AConn) -> bool:
-    c = await outbox.counts(conn)
-    return c.pending == 0 and c.claimed == 0
-
-
-@pytest.fixture
-async def dbs(litellm_dsn: str, backend_dsn: str) -> tuple[str, str]:
-    await install(litellm_dsn, backend_dsn)
-    return litellm_dsn, backend_dsn
 
 
 # -- tests ----------------------------------------------------------------------------------------
@@ -285,14 +201,14 @@ async def test_reconnects_when_either_database_goes_away(
     ):
         # the backend connection dies while idle; the next event finds out, gives its claim back,
         # reconnects and applies it
-        await _terminate(bc, "relay-0:backend")
+        await terminate(bc, "relay-0:backend")
         await insert(lc, "after-backend-outage", master_key)
         await eventually(lambda: _has(bc, "after-backend-outage", "available"), what="applied after reconnect")
         assert relay.stats.reconnects >= 1
 
         # the LiteLLM (LISTEN) connection dies; a change made meanwhile is drained on reconnect
         reconnects = relay.stats.reconnects
-        await _terminate(lc, "relay-0:litellm")
+        await terminate(lc, "relay-0:litellm")
         await insert(lc, "after-litellm-outage", master_key)
         await eventually(lambda: _has(bc, "after-litellm-outage", "available"), what="drained on reconnect")
         await eventually(lambda: outbox_empty(lc))
@@ -476,13 +392,6 @@ async def _scalar(conn: AConn, query: str, want: Any) -> bool:
     cur = await conn.execute(query)
     row = await cur.fetchone()
     return row is not None and row[0] == want
-
-
-async def _terminate(conn: AConn, application_name: str) -> None:
-    cur = await conn.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (application_name,)
-    )
-    assert [r[0] for r in await cur.fetchall()] == [True], f"no connection named {application_name}"
 
 
 async def test_status_reports_trigger_backlog_dead_events_and_drift(dbs: tuple[str, str], master_key: str) -> None:

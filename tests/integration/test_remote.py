@@ -21,7 +21,7 @@ from litemaas_hooks.relay import Relay
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from litemaas_hooks_sandbox.litellm_schema import apply_litellm_schema
 from litemaas_hooks_sandbox.litemaas_schema import apply_litemaas_schema
-from tests.integration.test_relay import (
+from tests.helpers import (
     backend_models,
     eventually,
     insert,

@@ -20,8 +20,18 @@ import pytest
 from litemaas_hooks_sandbox import litellm_admin as admin_mod
 from litemaas_hooks_sandbox.litellm_admin import LiteLLMAdmin
 from litemaas_hooks_sandbox.prisma_standin import TableActions
-from tests.integration.test_relay import eventually, install, make_settings, outbox_empty, running
-from tests.integration.test_retire_safety import all_are, cascades, pending, subscribe, user_state
+from tests.helpers import (
+    all_are,
+    cascades,
+    eventually,
+    install,
+    make_settings,
+    outbox_empty,
+    pending,
+    running,
+    subscribe,
+    user_state,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -31,11 +41,6 @@ PARAMS = {
     "api_base": "http://vllm.models.svc:8000/v1",
     "api_key": "sk-x",
 }
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def _rotation_endpoint() -> Any:

@@ -23,101 +23,32 @@ from litemaas_hooks.reconcile import RETIRE_REASON, Reconciler
 from litemaas_hooks.status import collect_status
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from tests.conftest import TPL_LITELLM, _clone
-from tests.integration.test_privileges import World, installed, world  # noqa: F401 (fixtures)
-from tests.integration.test_relay import (
+from tests.helpers import (
+    USER,
     AConn,
+    World,
+    all_are,
+    availability,
+    cascades,
     eventually,
     insert,
     install,
     make_settings,
     outbox_empty,
+    pending,
+    rows,
     running,
+    scalar,
+    subscribe,
+    user_state,
 )
 
 pytestmark = pytest.mark.anyio
 
-USER = "11111111-1111-1111-1111-111111111111"
-CASCADE = "MODEL_MARKED_UNAVAILABLE_WITH_CASCADE"
 TOUCHED = "SELECT id, updated_at FROM subscriptions UNION ALL SELECT id, updated_at FROM api_keys"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def dbs(litellm_dsn: str, backend_dsn: str) -> tuple[str, str]:
-    await install(litellm_dsn, backend_dsn)
-    return litellm_dsn, backend_dsn
-
-
 # -- helpers --------------------------------------------------------------------------------------
-
-
-async def rows(conn: AConn, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    cur = await conn.execute(query, params)
-    return list(await cur.fetchall())
-
-
-async def scalar(conn: AConn, query: str, params: Any = None) -> Any:
-    found = await rows(conn, query, params)
-    return found[0][0] if found else None
-
-
-async def availability(bc: AConn) -> dict[str, str]:
-    return {str(i): str(a) for i, a in await rows(bc, "SELECT id, availability FROM models")}
-
-
-async def all_are(bc: AConn, names: list[str], state: str) -> bool:
-    have = await availability(bc)
-    return all(have.get(n) == state for n in names)
-
-
-async def subscribe(bc: AConn, names: list[str]) -> dict[str, str]:
-    """One user with an active subscription to each name and one API key per name linked to it:
-    ``{name: key id}``."""
-    await bc.execute(
-        "INSERT INTO users (id, username, email, oauth_provider, oauth_id) "
-        "VALUES (%s, 'alice', 'alice@example.com', 'test', 'alice') ON CONFLICT DO NOTHING",
-        (USER,),
-    )
-    keys = {}
-    for name in names:
-        await bc.execute(
-            "INSERT INTO subscriptions (user_id, model_id) VALUES (%s, %s)", (USER, name)
-        )
-        key = await scalar(
-            bc,
-            "INSERT INTO api_keys (user_id, key_hash, key_prefix) "
-            "VALUES (%s, %s, 'sk-') RETURNING id",
-            (USER, f"hash-{name}"),
-        )
-        await bc.execute(
-            "INSERT INTO api_key_models (api_key_id, model_id) VALUES (%s, %s)", (key, name)
-        )
-        keys[name] = str(key)
-    return keys
-
-
-async def user_state(bc: AConn) -> tuple[int, int, int]:
-    """(active subscriptions, active keys, key links)"""
-    subs = await scalar(bc, "SELECT count(*) FROM subscriptions WHERE status = 'active'")
-    keys = await scalar(bc, "SELECT count(*) FROM api_keys WHERE is_active")
-    links = await scalar(bc, "SELECT count(*) FROM api_key_models")
-    return int(subs), int(keys), int(links)
-
-
-async def cascades(bc: AConn) -> int:
-    return int(await scalar(bc, "SELECT count(*) FROM audit_logs WHERE action = %s", (CASCADE,)))
-
-
-async def pending(bc: AConn) -> dict[str, bool]:
-    """{model: held}"""
-    return {
-        str(m): h is not None
-        for m, h in await rows(bc, "SELECT model_id, held_at FROM litemaas_hooks.pending_retires")
-    }
 
 
 def settings_for(ldsn: str, bdsn: str, key: str, **overrides: Any) -> Any:
@@ -530,7 +461,7 @@ async def _install_backend(dsn: str) -> None:
 # -- what the relay role may do with retire safety -------------------------------------------------
 
 
-def test_relay_role_cannot_confirm_a_hold_nor_restore(installed: World) -> None:  # noqa: F811
+def test_relay_role_cannot_confirm_a_hold_nor_restore(installed: World) -> None:
     """With exactly `install --print-grants`: the relay role works the due cascades, but neither
     confirms what the mass-retire guard holds (only the operator's `retire --confirm`) nor restores
     a cascade."""

@@ -15,12 +15,19 @@ import pytest
 from litemaas_hooks import cli
 from litemaas_hooks_sandbox import seed
 from litemaas_hooks_sandbox.cluster import LocalPostgres
-from tests.helpers import litellm_row
-from tests.integration.test_failures import INSERT, TABLE, assert_no_secrets, logs
-from tests.integration.test_relay import eventually, install, make_settings, outbox_empty, running
+from tests.helpers import (
+    INSERT_ROW,
+    TABLE,
+    assert_no_secrets,
+    eventually,
+    install,
+    litellm_row,
+    make_settings,
+    outbox_empty,
+    running,
+)
 
 pytestmark = pytest.mark.anyio
-__all__ = ["logs"]  # the fixture, imported for this module's tests
 
 SALT = "salt-" + secrets.token_hex(16)
 MASTER = "sk-" + secrets.token_hex(32)
@@ -29,11 +36,6 @@ S = {
     k: k + secrets.token_hex(10)
     for k in ("apikey", "token", "sig", "code", "pwd", "hdr", "pw", "tokens", "cs", "prov", "hook", "lic")
 }
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 DEPLOYMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -103,7 +105,7 @@ async def test_no_secret_in_backend_outbox_logs_status_or_plan(
         for name, (params, info) in DEPLOYMENTS.items():
             row = seed.as_insert_params(litellm_row(name, params, info, key=SALT))
             row.pop("blocked")
-            await lc.execute(INSERT, row)
+            await lc.execute(INSERT_ROW, row)
         capsys.readouterr()
         assert await _cli(monkeypatch, env, "backfill", "--dry-run") == 2
         plan = capsys.readouterr()

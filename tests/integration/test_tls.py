@@ -22,11 +22,6 @@ from litemaas_hooks_sandbox.tls import ServerTls, make_ca, make_server_tls
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def tls_pg() -> Iterator[tuple[LocalPostgres, ServerTls]]:
     # not under pytest's tmp dir (private to this user): the server's OS user must read the files

@@ -34,7 +34,7 @@ class FakeLiteLLM:
     def handler(self, request: httpx.Request) -> httpx.Response:
         if request.headers.get("authorization") != f"Bearer {MASTER}":
             return httpx.Response(401, json={"error": {"message": "Authentication Error"}})
-        body = json.loads(request.content) if request.content else None
+        body: Any = json.loads(request.content) if request.content else None
         path = request.url.path
         self.requests.append((request.method, path, body))
         if path == "/model/info":
@@ -195,7 +195,7 @@ def test_cli_apply_never_imports_litellm(tmp_path: Any) -> None:
     import subprocess
     import sys
 
-    from tests.integration.test_cli_process import PROBE
+    from tests.helpers import PROBE
 
     path = tmp_path / "m.yml"
     path.write_text("- model_name: a\n  litellm_model: openai/a\n")

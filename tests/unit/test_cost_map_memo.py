@@ -4,13 +4,14 @@ shared by many models is stored once, and two copies merge by union."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from litemaas_hooks import cost_map
 
 
-def _template(key: str, provider: str = "openai") -> dict[str, object]:
+def _template(key: str, provider: str = "openai") -> dict[str, Any]:
     return {"key": key, "max_tokens": None, "input_cost_per_token": 0, "litellm_provider": provider, "mode": None}
 
 
@@ -20,7 +21,7 @@ def _memo() -> cost_map.Memo:
 
 def test_answers_come_back_exactly_and_are_fresh_copies() -> None:
     memo = _memo()
-    answers = {
+    answers: dict[str, dict[str, Any]] = {
         cost_map.lookup_key(f"openai/m-{i}", None): {"info": _template(f"openai/m-{i}"), "unpriced": True}
         for i in range(500)
     }

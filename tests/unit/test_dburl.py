@@ -7,6 +7,7 @@ from __future__ import annotations
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -17,6 +18,8 @@ from litemaas_hooks.errors import ConfigError, DatabaseUrlError
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import load_settings
 from tests.litellm_cli_url import cli_database_url
+
+Database = Literal["backend", "litellm"]  # settings' name for it may move (issue 19)
 
 UPSTREAM = "postgresql://llm%40user:s3cr%2Ft%40pw@db.example:5432/litellm"
 PASSWORD = "s3cr/t@pw"
@@ -254,11 +257,12 @@ def test_unusable_urls(url: str, message: str) -> None:
 
 def test_settings_getters_use_the_parser_for_all_three_urls() -> None:
     prisma = UPSTREAM + "?connection_limit=7&pool_timeout=60&pgbouncer=true&sslmode=require"
-    for env, which in (
+    cases: tuple[tuple[dict[str, str], Database], ...] = (
         ({"DATABASE_URL": prisma}, "litellm"),
         ({"LITELLM_DATABASE_URL": prisma, "DATABASE_URL": "postgresql://x@y/z"}, "litellm"),
         ({"LITEMAAS_DATABASE_URL": prisma}, "backend"),
-    ):
+    )
+    for env, which in cases:
         s = load_settings(env, require=(which,))
         dsn = s.litellm_dsn() if which == "litellm" else s.backend_dsn()
         info = conninfo_to_dict(dsn)
@@ -287,7 +291,7 @@ def test_settings_getters_use_the_parser_for_all_three_urls() -> None:
 def test_settings_refuse_with_one_line_naming_the_variable(
     env: dict[str, str], message: str
 ) -> None:
-    which = "backend" if "LITEMAAS_DATABASE_URL" in env else "litellm"
+    which: Database = "backend" if "LITEMAAS_DATABASE_URL" in env else "litellm"
     with pytest.raises(ConfigError) as exc:
         load_settings(env, require=(which,))
     text = str(exc.value)

@@ -36,7 +36,7 @@ def _shared(mkey: bytes = KEY) -> tuple[Any, Any, Any]:
     memo = _memo()
     facts, answers, entries = memo_share.sign(mkey, FP, FACTS, memo.answers, memo.entries)
     # through jsonb and back, as the table returns them
-    return tuple(json.loads(json.dumps(v)) for v in (facts, answers, entries))  # type: ignore[return-value]
+    return tuple(json.loads(json.dumps(v)) for v in (facts, answers, entries))
 
 
 def test_signed_items_verify_and_come_back_as_the_memo_holds_them() -> None:

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -56,8 +56,8 @@ def inputs(model_cost: dict[str, Any]) -> list[str]:
 
 def reference_views(models: list[str]) -> dict[str, dict[str, Any]]:
     """model -> the proxy's /model/info entry for a DB deployment of it (skipped if the router refuses it)."""
-    from litellm import Router
     from litellm.proxy import proxy_server
+    from litellm.router import Router
     from litellm.types.router import Deployment
 
     router = Router(model_list=[], ignore_invalid_deployments=True)
@@ -70,7 +70,9 @@ def reference_views(models: list[str]) -> dict[str, dict[str, Any]]:
             info["blocked"] = False
         try:
             router.upsert_deployment(
-                deployment=Deployment(model_name=f"name-{i}", litellm_params={"model": model}, model_info=info)
+                deployment=Deployment(
+                    model_name=f"name-{i}", litellm_params=cast(Any, {"model": model}), model_info=info
+                )
             )
         except Exception:
             continue
@@ -106,6 +108,7 @@ def test_our_view_equals_the_proxys_over_the_whole_cost_map(tmp_path: Path, monk
     enricher.save()
 
     cases = [{"id": f"dep-{models.index(m)}", "params": {"model": m}} for m in expected]
+    cases_models = list(expected)
     (tmp_path / "in.json").write_text(json.dumps(cases))
     env = {**os.environ, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "cache")}
     subprocess.run(
@@ -114,8 +117,7 @@ def test_our_view_equals_the_proxys_over_the_whole_cost_map(tmp_path: Path, monk
     ours = json.loads((tmp_path / "out.json").read_text())
 
     mismatches = []
-    for case, view in zip(cases, ours, strict=True):
-        model = case["params"]["model"]
+    for model, view in zip(cases_models, ours, strict=True):
         theirs = expected[model]
         mine = {
             "litellm_params": strip_credentials(view["litellm_params"]),

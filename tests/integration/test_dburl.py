@@ -13,11 +13,6 @@ from tests.litellm_cli_url import cli_database_url
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 CONFIG = """
 general_settings:
   database_connection_pool_limit: 3
