@@ -391,6 +391,24 @@ async def test_line_live_name_two_databases(
     assert _run(w.bdsn, "SELECT status FROM subscriptions WHERE model_id = 'a'") == [("active",)]
 
 
+def test_line_grace_period(installed: World) -> None:  # noqa: F811
+    w = installed
+    _synced(w.bdsn, "p")
+    _user(w.bdsn)
+    _subscribe(w.bdsn, "p")
+    rel = w.as_(w.bdsn, w.relay)
+    assert _run(rel, RETIRE_V2, params=("p", REASON, 3600, False))[0][0]["pending"] is True
+    early = _run(rel, "SELECT litemaas_hooks.cascade_pending_v1('p', %s)", params=(REASON,))
+    assert early[0][0]["cascaded"] is False
+    assert _run(w.bdsn, "SELECT status FROM subscriptions") == [("active",)]
+    assert _run(w.bdsn, "SELECT count(*) FROM litemaas_hooks.pending_retires") == [(1,)]
+    # once due (the grace period over), the same call cascades
+    _run(w.bdsn, "UPDATE litemaas_hooks.pending_retires SET due_at = now() - interval '1 second'")
+    due = _run(rel, "SELECT litemaas_hooks.cascade_pending_v1('p', %s)", params=(REASON,))
+    assert due[0][0]["cascaded"] is True
+    assert _run(w.bdsn, "SELECT status FROM subscriptions") == [("inactive",)]
+
+
 def test_line_guard_and_restore(installed: World) -> None:  # noqa: F811
     w = installed
     _synced(w.bdsn, "held")

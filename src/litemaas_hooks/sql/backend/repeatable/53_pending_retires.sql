@@ -48,8 +48,11 @@ BEGIN
             MESSAGE = 'litemaas_hooks.cascade_pending_impl_v1: unknown reason (audit rows only carry known reasons)',
             ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- a due row only (the grace period is the database's to keep, not the caller's), or a held one
+    -- for the operator's confirm
     DELETE FROM litemaas_hooks.pending_retires AS p
     WHERE p.model_id = p_model_id AND (p.held_at IS NOT NULL) = p_held
+      AND (p_held OR p.due_at <= now())
     RETURNING p.held_at IS NOT NULL INTO v_held;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('cascaded', false, 'pending', false);
