@@ -353,6 +353,8 @@ async def test_line_live_name(shared_dsn: str, shared_world: str, master_key: st
         result = _run(rel, statement, params=params)[0][0]
         assert result["retired"] is False
         assert result["litellm_has_it"] is True
+    # its grace period over: the cascade is still refused (LiteLLM has the name again)
+    _run(shared_dsn, "UPDATE litemaas_hooks.pending_retires SET due_at = now() - interval '1 second'")
     cascade = _run(rel, "SELECT litemaas_hooks.cascade_pending_v1('back', %s)", params=(REASON,))
     assert cascade[0][0]["cascaded"] is False
     assert cascade[0][0]["litellm_has_it"] is True
