@@ -24,6 +24,11 @@ RELAY_PASSWORD_ENV = "LITEMAAS_HOOKS_RELAY_PASSWORD"  # noqa: S105
 
 DEFAULT_RELAY_ROLE = "litemaas_hooks_relay"
 
+# The deploy/ manifests put the password into the relay's URL as is: only characters a URL's
+# userinfo takes unescaped, and long enough to resist guessing.
+RELAY_PASSWORD_MIN = 16
+_URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
 # The backend functions the relay calls (sql/backend/queries.sql), by signature. Only these: EXECUTE is
 # revoked from PUBLIC on every function of ours.
 RELAY_BACKEND_FUNCTIONS: tuple[str, ...] = (
@@ -170,6 +175,21 @@ def render(*, print_sql: bool, print_grants: bool, sides: tuple[Which, ...], rol
     return "\n".join(parts)
 
 
+def check_relay_password(password: str) -> None:
+    """A ConfigError (one line, naming the fix) unless ``password`` is fit for the relay role."""
+    unsafe = sorted({c for c in password if c not in _URL_SAFE})
+    if len(password) < RELAY_PASSWORD_MIN or unsafe:
+        what = (
+            f"has {len(password)} characters (at least {RELAY_PASSWORD_MIN} needed)"
+            if len(password) < RELAY_PASSWORD_MIN
+            else f"has {len(unsafe)} kind(s) of character a URL must escape"
+        )
+        raise ConfigError(
+            f"{RELAY_PASSWORD_ENV} {what}: use at least {RELAY_PASSWORD_MIN} letters, digits or "
+            "- . _ ~ (the relay's URL holds it as is), e.g. `openssl rand -hex 24`"
+        )
+
+
 async def ensure_relay_role(
     conn: psycopg.AsyncConnection[Any], side: Which, roles: Roles, password: str | None
 ) -> str:
@@ -181,6 +201,8 @@ async def ensure_relay_role(
     what
     was done, as one line."""
     role = roles.relay if side == "litellm" else roles.backend_role
+    if password:
+        check_relay_password(password)
     cur = await conn.execute(sql.query("common", "role_exists"), {"role": role})
     row = await cur.fetchone()
     exists = bool(row and row[0])

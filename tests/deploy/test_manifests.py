@@ -43,6 +43,7 @@ ROLE = DEPLOY / "rhdp" / "roles" / "ocp4_workload_litemaas_hooks"
 CALLBACK = "litemaas_hooks.proxy_handler_instance"
 MODES = ("plugin", "standalone")
 FLAVOURS = ("kustomize", "helm", "rhdp")
+RELAY_SECRET = "litemaas-hooks-relay"  # the relay role's password (test_least_privilege.py)
 Docs = list[dict[str, Any]]
 
 
@@ -230,6 +231,9 @@ def test_every_secret_key_and_deployment_we_reference_exists_upstream(rendered: 
     refs = list(secret_refs(ours(docs) + find(docs, "Deployment", install.litellm_name)))
     assert refs
     for where, name, key in refs:
+        if name == RELAY_SECRET:  # ours: the operator (Helm, Kustomize) or the role (RHDP) makes it
+            assert key == "password", where
+            continue
         assert name in install.secrets, f"{flavour}/{mode}: {where} refers to secret {name!r}, not in {flavour}"
         assert key in install.secrets[name], f"{flavour}/{mode}: {where}: secret {name} has no key {key!r}"
     wanted = {where.split(":")[1] for where, _, _ in refs if where.startswith("Job/")}
@@ -251,7 +255,8 @@ def test_plugin_mode_wires_config_shim_mount_and_image(rendered: tuple[str, str,
         assert "LITEMAAS_DATABASE_URL" not in env
         return
     assert container["image"] != install.litellm_image, "LiteLLM must run the image with litemaas-hooks"
-    assert env["LITEMAAS_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    # the relay role's URL (test_least_privilege.py checks it is never an owner's)
+    assert "$(LITEMAAS_HOOKS_RELAY_PASSWORD)@" in env["LITEMAAS_DATABASE_URL"]["value"]
     config_path = Path(env["CONFIG_FILE_PATH"]["value"])
     mount = next(m for m in container["volumeMounts"] if Path(m["mountPath"]) == config_path.parent)
     volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
@@ -301,7 +306,9 @@ def test_job_is_a_rerunnable_hook_that_waits_for_litellm(rendered: tuple[str, st
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[:2] == ["sh", "-c"]
     steps = [shlex.split(step) for step in command[2].split("&&")]
-    assert [s[:2] for s in steps] == [["litemaas-hooks", "install"], ["litemaas-hooks", "backfill"]]
+    # install (plugin mode: backend with the relay role, then LiteLLM), then backfill
+    assert [s[:2] for s in steps[:-1]] == [["litemaas-hooks", "install"]] * (len(steps) - 1)
+    assert steps[-1][:2] == ["litemaas-hooks", "backfill"]
     for step in steps:  # the flags exist in the CLI we ship
         args = cli._parser().parse_args(step[1:])
         if step[1] == "install":

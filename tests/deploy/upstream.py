@@ -214,3 +214,49 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     out = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+@cache
+def owner_database_locations(flavour: str, release: str = "litemaas") -> dict[str, str]:
+    """Where each flavour's owner URLs point (``host:port/db?params``, no credentials), read
+    from the upstream sources: the relay role's URLs must point at the same server and databases."""
+    if flavour == "kustomize":
+        base = unpacked(LITEMAAS) / "deployment" / "kustomize"
+        backend = yaml.safe_load((base / "backend-secret.yaml.template").read_text())
+        litellm = yaml.safe_load((base / "litellm-secret.yaml.template").read_text())
+        urls = {
+            "backend": backend["stringData"]["database-url"],
+            "litellm": litellm["stringData"]["database-url"],
+        }
+        return {side: url.split("@", 1)[1] for side, url in urls.items()}
+    if flavour == "helm":
+        chart = unpacked(LITEMAAS) / "deployment" / "helm" / "litemaas"
+        helpers = (chart / "templates" / "_helpers.tpl").read_text()
+        out = {}
+        for side in ("backend", "litellm"):
+            block = helpers.split(f'define "litemaas.{side}.databaseUrl"', 1)[1]
+            block = block.split("{{- end }}\n{{- end }}", 1)[0]
+            m = re.search(r'printf "postgresql://%s:%s@%s(:\d+/[^"]+)"', block)
+            assert m, f"litemaas.{side}.databaseUrl changed"
+            assert 'include "litemaas.postgresql.host"' in block
+            host = re.search(
+                r'define "litemaas.postgresql.host" -}}\s*'
+                r'\{\{- include "litemaas.postgresql.fullname"',
+                helpers,
+            )
+            assert host, "litemaas.postgresql.host changed"
+            assert 'printf "%s-postgresql" (include "litemaas.fullname" .)' in helpers
+            out[side] = f"{helm_fullname(release, chart)}-postgresql{m.group(1)}"
+        return out
+    assert flavour == "rhdp"
+    role = unpacked(RHDP) / "roles" / "ocp4_workload_litemaas"
+    text = (role / "templates" / "litemaas-postgres.yml.j2").read_text()
+    m = re.search(
+        r'DATABASE_URL: "postgresql://\{\{[^}]+\}\}:\{\{[^}]+\}\}@([^/]+)/\{\{ (\w+) \}\}([^"]*)"',
+        text,
+    )
+    assert m, "litemaas-db DATABASE_URL changed"
+    defaults = yaml.safe_load((role / "defaults" / "ha.yml").read_text())
+    location = f"{m.group(1)}/{defaults[m.group(2)]}{m.group(3)}"
+    # one database: LiteLLM's Deployment reads the same DATABASE_URL (test_upstream_names_...)
+    return {"backend": location, "litellm": location}

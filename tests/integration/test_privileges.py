@@ -412,20 +412,43 @@ async def test_schema_squatted_by_the_database_owner_is_refused(
 # ----------------------------
 
 
-@pytest.mark.parametrize("installer", ["superuser", "dba"])
+@pytest.mark.parametrize("installer", ["superuser", "dba", "owner", "plugin-job"])
 async def test_plugin_mode_works_after_any_installer_without_extra_grants(
     world: World, monkeypatch: Any, master_key: str, installer: str
 ) -> None:
     """Plugin mode claims the outbox with LiteLLM's own role: after `install` by another role it got
     `permission denied for table model_events` and retried forever. Install now grants the owner of
-    LiteLLM's table what the relay needs on our tables; no `--print-grants` for the LiteLLM side."""
+    LiteLLM's table what the relay needs on our tables; no `--print-grants` for the LiteLLM side.
+    Installers: a superuser, a DBA (member of both owners' roles), each database's owner itself, and
+    the deploy/ plugin Job's own steps as a superuser (`install --backend-only --grant-relay`, then
+    `install --litellm-only`: the relay role is made in the backend only)."""
     w = world
+    superuser = {
+        "LITELLM_DATABASE_URL": w.ldsn,
+        "LITEMAAS_DATABASE_URL": w.bdsn,
+        "LITELLM_MASTER_KEY": master_key,
+    }
     if installer == "superuser":
-        env = {"LITELLM_DATABASE_URL": w.ldsn, "LITEMAAS_DATABASE_URL": w.bdsn, "LITELLM_MASTER_KEY": master_key}
-        assert await run_cli(monkeypatch, env, "install") == 0
-    else:
+        assert await run_cli(monkeypatch, superuser, "install") == 0
+    elif installer == "owner":
+        assert await run_cli(monkeypatch, w.env(w.lowner, w.bowner, master_key), "install") == 0
+    elif installer == "dba":
         await install_world(w, monkeypatch, master_key)
-    run_sql(w.bdsn, privileges.backend_grants(w.relay))  # the backend side: the relay role's grants only
+    if installer == "plugin-job":
+        env = {**superuser, privileges.RELAY_PASSWORD_ENV: w.password}
+        argv = ("install", "--backend-only", "--grant-relay", "--relay-role", w.relay)
+        assert await run_cli(monkeypatch, env, *argv) == 0
+        assert await run_cli(monkeypatch, env, "install", "--litellm-only") == 0
+        # nothing of the relay role in LiteLLM's database: LiteLLM's own role works the outbox there
+        held = run_sql(
+            w.ldsn,
+            "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = %s",
+            params=(w.relay,),
+        )
+        assert held == [(0,)]
+    else:
+        # the backend side: the relay role's grants only
+        run_sql(w.bdsn, privileges.backend_grants(w.relay))
     settings = make_settings(w.url(w.ldsn, w.lowner), w.url(w.bdsn, w.relay), master_key)
     async with (
         await psycopg.AsyncConnection.connect(w.as_(w.ldsn, w.lowner), autocommit=True) as lc,

@@ -2,6 +2,9 @@
 -- Released migrations keep their original text; functions are code and live here, one per file.
 
 -- The synced columns of the given rows (all rows when p_ids is NULL), plus why we hid them.
+-- A hand-made row (no litellm_model_id, no LiteLLM metadata: no sync wrote it) is the backend's
+-- own: its id only (so that nothing of ours writes over it), every other column NULL. The relay
+-- role reads nothing of it (docs/relay-role.md).
 CREATE OR REPLACE FUNCTION litemaas_hooks.models_snapshot_v1(p_ids text[])
 RETURNS TABLE (
     id text, name text, provider text, description text, category text, context_length integer,
@@ -14,24 +17,42 @@ RETURNS TABLE (
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT m.id, m.name, m.provider, m.description, m.category, m.context_length,
-           m.input_cost_per_token, m.output_cost_per_token,
-           m.supports_vision, m.supports_function_calling, m.supports_tool_choice,
-           m.supports_parallel_function_calling, m.supports_streaming, m.features,
-           m.availability, m.version, m.metadata, m.api_base, m.tpm, m.rpm,
-           m.max_tokens, m.litellm_model_id, m.backend_model_name, h.reason
-    FROM public.models AS m
-    LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
-    WHERE p_ids IS NULL
-    UNION ALL
-    -- a join, not `id = ANY (p_ids)`: thousands of ids stay a hash/index join, not a scan per id
-    SELECT m.id, m.name, m.provider, m.description, m.category, m.context_length,
-           m.input_cost_per_token, m.output_cost_per_token,
-           m.supports_vision, m.supports_function_calling, m.supports_tool_choice,
-           m.supports_parallel_function_calling, m.supports_streaming, m.features,
-           m.availability, m.version, m.metadata, m.api_base, m.tpm, m.rpm,
-           m.max_tokens, m.litellm_model_id, m.backend_model_name, h.reason
-    FROM (SELECT DISTINCT x FROM unnest(p_ids) AS x) AS wanted (id)
-    JOIN public.models AS m ON m.id = wanted.id
-    LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
+    WITH picked AS (
+        SELECT m.*, h.reason AS hidden_reason,
+               m.litellm_model_id IS NOT NULL
+                   OR coalesce(m.metadata ? 'litellm_model_info' OR m.metadata ? 'litellm_params',
+                               false) AS synced
+        FROM public.models AS m
+        LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
+        WHERE p_ids IS NULL
+        UNION ALL
+        -- a join, not `id = ANY (p_ids)`: thousands of ids stay a hash/index join, not a scan
+        -- per id
+        SELECT m.*, h.reason,
+               m.litellm_model_id IS NOT NULL
+                   OR coalesce(m.metadata ? 'litellm_model_info' OR m.metadata ? 'litellm_params',
+                               false)
+        FROM (SELECT DISTINCT x FROM unnest(p_ids) AS x) AS wanted (id)
+        JOIN public.models AS m ON m.id = wanted.id
+        LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
+    )
+    SELECT p.id::text,
+           CASE WHEN p.synced THEN p.name END, CASE WHEN p.synced THEN p.provider END,
+           CASE WHEN p.synced THEN p.description END, CASE WHEN p.synced THEN p.category END,
+           CASE WHEN p.synced THEN p.context_length END,
+           CASE WHEN p.synced THEN p.input_cost_per_token END,
+           CASE WHEN p.synced THEN p.output_cost_per_token END,
+           CASE WHEN p.synced THEN p.supports_vision END,
+           CASE WHEN p.synced THEN p.supports_function_calling END,
+           CASE WHEN p.synced THEN p.supports_tool_choice END,
+           CASE WHEN p.synced THEN p.supports_parallel_function_calling END,
+           CASE WHEN p.synced THEN p.supports_streaming END,
+           CASE WHEN p.synced THEN p.features END,
+           CASE WHEN p.synced THEN p.availability END, CASE WHEN p.synced THEN p.version END,
+           CASE WHEN p.synced THEN p.metadata END, CASE WHEN p.synced THEN p.api_base END,
+           CASE WHEN p.synced THEN p.tpm END, CASE WHEN p.synced THEN p.rpm END,
+           CASE WHEN p.synced THEN p.max_tokens END, p.litellm_model_id,
+           CASE WHEN p.synced THEN p.backend_model_name END,
+           CASE WHEN p.synced THEN p.hidden_reason END
+    FROM picked AS p
 $$;

@@ -31,13 +31,19 @@ BEGIN
            m.litellm_model_id IS NOT NULL
                OR coalesce(m.metadata ? 'litellm_model_info' OR m.metadata ? 'litellm_params', false)
       INTO v_availability, v_from_litellm
-    FROM public.models AS m WHERE m.id = p_model_id FOR UPDATE;
+    FROM public.models AS m WHERE m.id = p_model_id
+    -- NO KEY: a subscription's foreign-key check (FOR KEY SHARE) never waits for this row lock
+    FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('found', false, 'retired', false);
     END IF;
     IF NOT v_from_litellm THEN
         -- hand-made row: not the sync's to retire
         RETURN jsonb_build_object('found', true, 'retired', false, 'hand_made', true);
+    END IF;
+    IF litemaas_hooks.litellm_has_name_v1(p_model_id) THEN
+        -- LiteLLM (same database) still has a deployment of this name: not to be retired
+        RETURN jsonb_build_object('found', true, 'retired', false, 'litellm_has_it', true);
     END IF;
     IF v_availability = 'unavailable' AND NOT EXISTS (
         SELECT 1 FROM litemaas_hooks.hidden_models AS h WHERE h.model_id = p_model_id

@@ -4,7 +4,7 @@
 -- The retire cascade of one model, in the caller's transaction (called by the retire functions only:
 -- no role but the owner may execute it): active subscriptions -> 'inactive', the model's api_key_models
 -- rows deleted, active keys left with no model deactivated. Serialised per API key: the keys linked
--- to the model are locked (FOR UPDATE, in id order) before their links go, so two concurrent cascades
+-- to the model are locked (FOR NO KEY UPDATE, in id order) before their links go, so two concurrent cascades
 -- of two models of one key cannot both see the other's link and leave the key active with no model.
 -- Records exactly what it changed in retire_cascades (restore_model_v1 puts back exactly that).
 -- Returns the counts; writes no audit row (the caller does).
@@ -23,7 +23,7 @@ BEGIN
     PERFORM 1 FROM public.api_keys AS k
     WHERE k.id IN (SELECT akm.api_key_id FROM public.api_key_models AS akm WHERE akm.model_id = p_model_id)
     ORDER BY k.id
-    FOR UPDATE OF k;
+    FOR NO KEY UPDATE OF k;  -- two cascades still exclude each other; a key's FK checks never wait
 
     WITH changed AS (
         UPDATE public.subscriptions AS s SET status = 'inactive', updated_at = CURRENT_TIMESTAMP

@@ -38,12 +38,18 @@ BEGIN
            m.litellm_model_id IS NOT NULL
                OR coalesce(m.metadata ? 'litellm_model_info' OR m.metadata ? 'litellm_params', false)
       INTO v_availability, v_from_litellm
-    FROM public.models AS m WHERE m.id = p_model_id FOR UPDATE;
+    FROM public.models AS m WHERE m.id = p_model_id
+    -- NO KEY: a subscription's foreign-key check (FOR KEY SHARE) never waits for this row lock
+    FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('found', false, 'retired', false);
     END IF;
     IF NOT v_from_litellm THEN
         RETURN jsonb_build_object('found', true, 'retired', false, 'hand_made', true);
+    END IF;
+    IF litemaas_hooks.litellm_has_name_v1(p_model_id) THEN
+        -- LiteLLM (same database) still has a deployment of this name: not to be retired
+        RETURN jsonb_build_object('found', true, 'retired', false, 'litellm_has_it', true);
     END IF;
     IF p_instance IS NOT NULL THEN
         DELETE FROM litemaas_hooks.model_instances AS mi

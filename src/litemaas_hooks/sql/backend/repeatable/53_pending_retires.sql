@@ -48,19 +48,27 @@ BEGIN
             MESSAGE = 'litemaas_hooks.cascade_pending_impl_v1: unknown reason (audit rows only carry known reasons)',
             ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- a due row only (the grace period is the database's to keep, not the caller's), or a held one
+    -- for the operator's confirm
     DELETE FROM litemaas_hooks.pending_retires AS p
     WHERE p.model_id = p_model_id AND (p.held_at IS NOT NULL) = p_held
+      AND (p_held OR p.due_at <= now())
     RETURNING p.held_at IS NOT NULL INTO v_held;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('cascaded', false, 'pending', false);
     END IF;
-    PERFORM 1 FROM public.models AS m WHERE m.id = p_model_id AND m.availability = 'unavailable' FOR UPDATE;
+    -- NO KEY: a subscription's foreign-key check (FOR KEY SHARE) never waits for this row lock
+    PERFORM 1 FROM public.models AS m WHERE m.id = p_model_id AND m.availability = 'unavailable'
+    FOR NO KEY UPDATE;
     IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM litemaas_hooks.hidden_models AS h
                                 WHERE h.model_id = p_model_id AND h.reason = 'retired') THEN
         RETURN jsonb_build_object('cascaded', false, 'pending', true, 'came_back', true);
     END IF;
     IF EXISTS (SELECT 1 FROM litemaas_hooks.model_instances AS mi WHERE mi.model_id = p_model_id) THEN
         RETURN jsonb_build_object('cascaded', false, 'pending', true, 'served_elsewhere', true);
+    END IF;
+    IF litemaas_hooks.litellm_has_name_v1(p_model_id) THEN
+        RETURN jsonb_build_object('cascaded', false, 'pending', true, 'litellm_has_it', true);
     END IF;
     v_counts := litemaas_hooks.cascade_model_v1(p_model_id);
     INSERT INTO public.audit_logs (user_id, action, resource_type, resource_id, old_values, new_values,
