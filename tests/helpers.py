@@ -40,6 +40,8 @@ from litemaas_hooks_sandbox.litellm_admin import encrypted_row
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 AConn = psycopg.AsyncConnection[Any]
 TABLE = 'public."LiteLLM_ProxyModelTable"'
+# the reason our retire functions record when no deployment of a name is left
+REASON = "no deployment of this model_name is left in LiteLLM"
 # no `blocked` column: LiteLLM 1.81's table has none (it came later)
 INSERT_ROW = """
 INSERT INTO public."LiteLLM_ProxyModelTable"

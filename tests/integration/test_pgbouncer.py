@@ -21,7 +21,16 @@ from litemaas_hooks.errors import DatabaseUnavailableError
 from litemaas_hooks.settings import load_settings
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from litemaas_hooks_sandbox.pgbouncer import LocalPgBouncer
-from tests.helpers import backend_models, eventually, insert, install, make_settings, outbox_empty, running, scalar
+from tests.helpers import (
+    backend_models,
+    eventually,
+    insert,
+    install,
+    make_settings,
+    outbox_empty,
+    running,
+    scalar,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -29,6 +29,7 @@ from litemaas_hooks.settings import load_settings
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from tests.helpers import (
     DROP_TRIGGERS,
+    REASON,
     TABLE,
     WHO_TABLE,
     World,
@@ -52,7 +53,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.anyio
 
-REASON = "no deployment of this model_name is left in LiteLLM"
 
 
 # -- door 3: the LiteLLM-side trigger ---------------------------------------------------------------

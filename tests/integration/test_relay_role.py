@@ -2,8 +2,8 @@
 cannot do. One test per line of the doc's table (``test_line_<line>``); a line without a test, or a
 test without a line, fails ``test_every_line_has_a_test``.
 
-The roles are those of test_privileges.py (non-superusers as in a real deployment: installer,
-LiteLLM's table owner, the backend owner, the relay role); the shared-database line makes its own.
+The roles are the `world` fixture's (non-superusers as in a real deployment: installer, LiteLLM's
+table owner, the backend owner, the relay role); the shared-database line makes its own.
 """
 
 from __future__ import annotations
@@ -22,16 +22,19 @@ from psycopg import sql
 
 from litemaas_hooks import privileges
 from litemaas_hooks_sandbox.cluster import LocalPostgres
-from tests.integration.test_failures import TABLE, add, audits, matches_truth
-from tests.integration.test_privileges import (
+from tests.helpers import (
     REASON,
+    TABLE,
     World,
-    _cli,
-    _run,
-    installed,  # noqa: F401 (fixture)
-    world,  # noqa: F401 (fixture)
+    add,
+    audits,
+    eventually,
+    make_settings,
+    matches_truth,
+    run_cli,
+    run_sql,
+    running,
 )
-from tests.integration.test_relay import eventually, make_settings, running
 
 pytestmark = pytest.mark.anyio
 
@@ -45,6 +48,7 @@ OUR_BACKEND_TABLES = (
     "retire_cascades",
     "model_instances",
 )
+DUE_NOW = "UPDATE litemaas_hooks.pending_retires SET due_at = now() - interval '1 second'"
 RETIRE_V1 = "SELECT litemaas_hooks.retire_model_v1(%s, true, %s)"
 RETIRE_V2 = "SELECT litemaas_hooks.retire_model_v2(%s, true, %s, %s, NULL, %s)"
 
@@ -81,12 +85,12 @@ def test_every_line_has_a_test() -> None:
 def _denied(dsn: str, *statements: str) -> None:
     for statement in statements:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            _run(dsn, statement)
+            run_sql(dsn, statement)
 
 
 def _synced(bdsn: str, name: str, *, availability: str = "available") -> None:
     """A backend row a sync wrote (litellm_model_id and LiteLLM metadata set)."""
-    _run(
+    run_sql(
         bdsn,
         "INSERT INTO models (id, name, provider, availability, litellm_model_id, metadata) "
         "VALUES (%s, %s, 'openai', %s, %s, '{\"litellm_params\": {}}')",
@@ -95,7 +99,7 @@ def _synced(bdsn: str, name: str, *, availability: str = "available") -> None:
 
 
 def _hand_made(bdsn: str, name: str) -> None:
-    _run(
+    run_sql(
         bdsn,
         "INSERT INTO models (id, name, provider, description, api_base) "
         "VALUES (%s, 'Hand made', 'custom', 'only the admins know', 'https://internal.example')",
@@ -104,7 +108,7 @@ def _hand_made(bdsn: str, name: str) -> None:
 
 
 def _user(bdsn: str, user: str = USER) -> None:
-    _run(
+    run_sql(
         bdsn,
         "INSERT INTO users (id, username, email, oauth_provider, oauth_id) "
         "VALUES (%s, %s, %s, 'test', %s) ON CONFLICT DO NOTHING",
@@ -113,11 +117,12 @@ def _user(bdsn: str, user: str = USER) -> None:
 
 
 def _subscribe(bdsn: str, name: str, user: str = USER) -> None:
-    _run(bdsn, "INSERT INTO subscriptions (user_id, model_id) VALUES (%s, %s)", params=(user, name))
+    insert = "INSERT INTO subscriptions (user_id, model_id) VALUES (%s, %s)"
+    run_sql(bdsn, insert, params=(user, name))
 
 
 def _availability(bdsn: str) -> dict[str, str]:
-    return {str(i): str(a) for i, a in _run(bdsn, "SELECT id, availability FROM models")}
+    return {str(i): str(a) for i, a in run_sql(bdsn, "SELECT id, availability FROM models")}
 
 
 def _record(name: str) -> dict[str, Any]:
@@ -136,13 +141,13 @@ def _record(name: str) -> dict[str, Any]:
 
 def _upsert(dsn: str, *names: str) -> None:
     records = json.dumps([_record(n) for n in names])
-    _run(dsn, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(records,))
+    run_sql(dsn, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(records,))
 
 
 # -- the lines -------------------------------------------------------------------------------------
 
 
-async def test_line_converges(installed: World, master_key: str) -> None:  # noqa: F811
+async def test_line_converges(installed: World, master_key: str) -> None:
     w = installed
     settings = make_settings(w.url(w.ldsn, w.relay), w.url(w.bdsn, w.relay), master_key)
     async with (
@@ -160,11 +165,11 @@ async def test_line_converges(installed: World, master_key: str) -> None:  # noq
         assert await audits(bc) == {"b": 1, "c": 1}
 
 
-def test_line_no_backend_tables(installed: World) -> None:  # noqa: F811
+def test_line_no_backend_tables(installed: World) -> None:
     w = installed
     rel = w.as_(w.bdsn, w.relay)
     for table in BACKEND_TABLES:
-        column = _run(
+        column = run_sql(
             w.bdsn,
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position LIMIT 1",
@@ -181,13 +186,13 @@ def test_line_no_backend_tables(installed: World) -> None:  # noqa: F811
         _denied(rel, f"SELECT * FROM litemaas_hooks.{table}", f"DELETE FROM litemaas_hooks.{table}")
 
 
-def test_line_hand_made_unread(installed: World) -> None:  # noqa: F811
+def test_line_hand_made_unread(installed: World) -> None:
     w = installed
     _hand_made(w.bdsn, "hand")
     _synced(w.bdsn, "synced")
     rel = w.as_(w.bdsn, w.relay)
     for ids in (["hand", "synced"], None):
-        rows = _run(
+        rows = run_sql(
             rel,
             "SELECT to_jsonb(s) FROM litemaas_hooks.models_snapshot_v1(%s) AS s",
             params=(ids,),
@@ -198,29 +203,29 @@ def test_line_hand_made_unread(installed: World) -> None:  # noqa: F811
         assert by_id["synced"]["availability"] == "available"
 
 
-def test_line_hand_made_untouched(installed: World) -> None:  # noqa: F811
+def test_line_hand_made_untouched(installed: World) -> None:
     w = installed
     _hand_made(w.bdsn, "hand")
     rel = w.as_(w.bdsn, w.relay)
-    before = _run(w.bdsn, "SELECT to_jsonb(m) FROM models AS m WHERE id = 'hand'")
+    before = run_sql(w.bdsn, "SELECT to_jsonb(m) FROM models AS m WHERE id = 'hand'")
     _upsert(rel, "hand")
-    assert _run(rel, RETIRE_V1, params=("hand", REASON))[0][0]["retired"] is False
-    assert _run(rel, RETIRE_V2, params=("hand", REASON, 0, False))[0][0]["retired"] is False
-    assert _run(w.bdsn, "SELECT to_jsonb(m) FROM models AS m WHERE id = 'hand'") == before
+    assert run_sql(rel, RETIRE_V1, params=("hand", REASON))[0][0]["retired"] is False
+    assert run_sql(rel, RETIRE_V2, params=("hand", REASON, 0, False))[0][0]["retired"] is False
+    assert run_sql(w.bdsn, "SELECT to_jsonb(m) FROM models AS m WHERE id = 'hand'") == before
 
 
-def test_line_admin_hidden(installed: World) -> None:  # noqa: F811
+def test_line_admin_hidden(installed: World) -> None:
     w = installed
     _synced(w.bdsn, "hid", availability="unavailable")  # hidden by an admin: no hidden_models row
     rel = w.as_(w.bdsn, w.relay)
-    assert _run(rel, RETIRE_V1, params=("hid", REASON))[0][0]["retired"] is False
-    assert _run(rel, RETIRE_V2, params=("hid", REASON, 0, False))[0][0]["retired"] is False
+    assert run_sql(rel, RETIRE_V1, params=("hid", REASON))[0][0]["retired"] is False
+    assert run_sql(rel, RETIRE_V2, params=("hid", REASON, 0, False))[0][0]["retired"] is False
     _upsert(rel, "hid")
     assert _availability(w.bdsn)["hid"] == "unavailable"
-    assert _run(w.bdsn, "SELECT count(*) FROM litemaas_hooks.hidden_models") == [(0,)]
+    assert run_sql(w.bdsn, "SELECT count(*) FROM litemaas_hooks.hidden_models") == [(0,)]
 
 
-def test_line_subscriptions_never_wait(installed: World) -> None:  # noqa: F811
+def test_line_subscriptions_never_wait(installed: World) -> None:
     """The relay role calls every granted function on every model in one transaction and leaves it
     open; a new subscription to each model (a foreign-key check on its row) does not wait at all."""
     w = installed
@@ -232,21 +237,21 @@ def test_line_subscriptions_never_wait(installed: World) -> None:  # noqa: F811
     _user(w.bdsn)
     for name in names:
         _subscribe(w.bdsn, name)  # existing subscriptions: the cascade deactivates them
-    key = _run(
+    key = run_sql(
         w.bdsn,
         "INSERT INTO api_keys (user_id, key_hash, key_prefix) VALUES (%s, 'h', 'sk-') RETURNING id",
         params=(USER,),
     )[0][0]
-    _run(
+    run_sql(
         w.bdsn,
         "INSERT INTO api_key_models (api_key_id, model_id) VALUES (%s, 'live')",
         params=(key,),
     )
     rel = w.as_(w.bdsn, w.relay)
-    _run(rel, RETIRE_V2, params=("pend", REASON, 3600, False))  # a pending cascade (grace)
+    run_sql(rel, RETIRE_V2, params=("pend", REASON, 3600, False))  # a pending cascade (grace)
     other = "33333333-3333-3333-3333-333333333333"
     _user(w.bdsn, other)
-    calls = [
+    calls: list[tuple[str, tuple[Any, ...] | None]] = [
         ("SELECT litemaas_hooks.lock_models_v1(%s)", (names,)),
         ("SELECT litemaas_hooks.try_lock_models_v1(%s, false)", (names,)),
         ("SELECT litemaas_hooks.try_lock_models_v1(%s, true)", (names,)),
@@ -286,7 +291,7 @@ def test_line_subscriptions_never_wait(installed: World) -> None:  # noqa: F811
         open_tx.rollback()
 
 
-def test_line_audit_rows(installed: World) -> None:  # noqa: F811
+def test_line_audit_rows(installed: World) -> None:
     w = installed
     _synced(w.bdsn, "a")
     rel = w.as_(w.bdsn, w.relay)
@@ -296,16 +301,16 @@ def test_line_audit_rows(installed: World) -> None:  # noqa: F811
         ("SELECT litemaas_hooks.cascade_pending_v1(%s, %s)", ("a", "anything I like")),
     ):
         with pytest.raises(psycopg.errors.InvalidParameterValue):
-            _run(rel, statement, params=params)
+            run_sql(rel, statement, params=params)
     _hand_made(w.bdsn, "hand")
-    _run(rel, RETIRE_V1, params=("hand", REASON))
-    _run(rel, RETIRE_V1, params=("nobody", REASON))
-    assert _run(w.bdsn, "SELECT count(*) FROM audit_logs") == [(0,)]
-    assert _run(rel, RETIRE_V1, params=("a", REASON))[0][0]["retired"] is True
-    rows = _run(w.bdsn, "SELECT resource_id, metadata->>'reason' FROM audit_logs")
+    run_sql(rel, RETIRE_V1, params=("hand", REASON))
+    run_sql(rel, RETIRE_V1, params=("nobody", REASON))
+    assert run_sql(w.bdsn, "SELECT count(*) FROM audit_logs") == [(0,)]
+    assert run_sql(rel, RETIRE_V1, params=("a", REASON))[0][0]["retired"] is True
+    rows = run_sql(w.bdsn, "SELECT resource_id, metadata->>'reason' FROM audit_logs")
     assert rows == [("a", REASON)]
-    assert _run(rel, RETIRE_V1, params=("a", REASON))[0][0]["retired"] is False  # no second row
-    assert _run(w.bdsn, "SELECT count(*) FROM audit_logs") == [(1,)]
+    assert run_sql(rel, RETIRE_V1, params=("a", REASON))[0][0]["retired"] is False  # no second row
+    assert run_sql(w.bdsn, "SELECT count(*) FROM audit_logs") == [(1,)]
 
 
 @pytest.fixture
@@ -323,13 +328,13 @@ def shared_world(pg_cluster: LocalPostgres, shared_dsn: str, master_key: str) ->
     env = {"LITELLM_DATABASE_URL": shared_dsn, "LITEMAAS_DATABASE_URL": shared_dsn}
     mp = pytest.MonkeyPatch()
     try:
-        assert asyncio.run(_cli(mp, {**env, "LITELLM_MASTER_KEY": master_key}, "install")) == 0
+        assert asyncio.run(run_cli(mp, {**env, "LITELLM_MASTER_KEY": master_key}, "install")) == 0
         for text in privileges.grants_by_database(privileges.Roles(relay=role)).values():
-            _run(shared_dsn, text)
+            run_sql(shared_dsn, text)
         yield psycopg.conninfo.make_conninfo(shared_dsn, user=role, password=password)
     finally:
         mp.undo()
-        _run(shared_dsn, sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        run_sql(shared_dsn, sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         with pg_cluster.connect() as admin:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
@@ -341,31 +346,31 @@ async def test_line_live_name(shared_dsn: str, shared_world: str, master_key: st
         await add(lc, "back", master_key, max_tokens=1)
     for name in ("live", "gone", "back"):
         _synced(shared_dsn, name)
-    _run(shared_dsn, f"DELETE FROM {TABLE} WHERE model_name = 'back'")
+    run_sql(shared_dsn, f"DELETE FROM {TABLE} WHERE model_name = 'back'")
     # a pending cascade of a name that then came back in LiteLLM (no relay ran yet)
-    assert _run(rel, RETIRE_V2, params=("back", REASON, 3600, False))[0][0]["retired"] is True
+    assert run_sql(rel, RETIRE_V2, params=("back", REASON, 3600, False))[0][0]["retired"] is True
     async with await psycopg.AsyncConnection.connect(shared_dsn, autocommit=True) as lc:
         await add(lc, "back", master_key, max_tokens=1)
     for statement, params in (
         (RETIRE_V1, ("live", REASON)),
         (RETIRE_V2, ("live", REASON, 0, False)),
     ):
-        result = _run(rel, statement, params=params)[0][0]
+        result = run_sql(rel, statement, params=params)[0][0]
         assert result["retired"] is False
         assert result["litellm_has_it"] is True
     # its grace period over: the cascade is still refused (LiteLLM has the name again)
-    _run(shared_dsn, "UPDATE litemaas_hooks.pending_retires SET due_at = now() - interval '1 second'")
-    cascade = _run(rel, "SELECT litemaas_hooks.cascade_pending_v1('back', %s)", params=(REASON,))
+    run_sql(shared_dsn, DUE_NOW)
+    cascade = run_sql(rel, "SELECT litemaas_hooks.cascade_pending_v1('back', %s)", params=(REASON,))
     assert cascade[0][0]["cascaded"] is False
     assert cascade[0][0]["litellm_has_it"] is True
     # a name LiteLLM does not have is retired as before
-    assert _run(rel, RETIRE_V1, params=("gone", REASON))[0][0]["retired"] is True
+    assert run_sql(rel, RETIRE_V1, params=("gone", REASON))[0][0]["retired"] is True
     assert _availability(shared_dsn)["live"] == "available"
-    assert _run(shared_dsn, "SELECT resource_id FROM audit_logs") == [("gone",)]
+    assert run_sql(shared_dsn, "SELECT resource_id FROM audit_logs") == [("gone",)]
 
 
 async def test_line_live_name_two_databases(
-    installed: World,  # noqa: F811
+    installed: World,
     monkeypatch: pytest.MonkeyPatch,
     master_key: str,
 ) -> None:
@@ -375,43 +380,43 @@ async def test_line_live_name_two_databases(
         w.as_(w.ldsn, w.lowner), autocommit=True
     ) as lc:
         await add(lc, "a", master_key, max_tokens=1)
-        assert await _cli(monkeypatch, relay_env, "backfill", "--quiet") == 0
+        assert await run_cli(monkeypatch, relay_env, "backfill", "--quiet") == 0
     _user(w.bdsn)
     _subscribe(w.bdsn, "a")
     rel = w.as_(w.bdsn, w.relay)
-    result = _run(rel, RETIRE_V2, params=("a", REASON, 0, False))[0][0]
+    result = run_sql(rel, RETIRE_V2, params=("a", REASON, 0, False))[0][0]
     assert result["retired"] is True  # the backend cannot see LiteLLM's database
     assert result["subscriptionsDeactivated"] == 1
-    assert await _cli(monkeypatch, relay_env, "backfill", "--quiet") == 0
+    assert await run_cli(monkeypatch, relay_env, "backfill", "--quiet") == 0
     assert _availability(w.bdsn)["a"] == "available"
     assert (
-        await _cli(
+        await run_cli(
             monkeypatch, w.env(w.installer, w.installer, master_key), "restore", "--yes", "a"
         )
         == 0
     )
-    assert _run(w.bdsn, "SELECT status FROM subscriptions WHERE model_id = 'a'") == [("active",)]
+    assert run_sql(w.bdsn, "SELECT status FROM subscriptions WHERE model_id = 'a'") == [("active",)]
 
 
-def test_line_grace_period(installed: World) -> None:  # noqa: F811
+def test_line_grace_period(installed: World) -> None:
     w = installed
     _synced(w.bdsn, "p")
     _user(w.bdsn)
     _subscribe(w.bdsn, "p")
     rel = w.as_(w.bdsn, w.relay)
-    assert _run(rel, RETIRE_V2, params=("p", REASON, 3600, False))[0][0]["pending"] is True
-    early = _run(rel, "SELECT litemaas_hooks.cascade_pending_v1('p', %s)", params=(REASON,))
+    assert run_sql(rel, RETIRE_V2, params=("p", REASON, 3600, False))[0][0]["pending"] is True
+    early = run_sql(rel, "SELECT litemaas_hooks.cascade_pending_v1('p', %s)", params=(REASON,))
     assert early[0][0]["cascaded"] is False
-    assert _run(w.bdsn, "SELECT status FROM subscriptions") == [("active",)]
-    assert _run(w.bdsn, "SELECT count(*) FROM litemaas_hooks.pending_retires") == [(1,)]
+    assert run_sql(w.bdsn, "SELECT status FROM subscriptions") == [("active",)]
+    assert run_sql(w.bdsn, "SELECT count(*) FROM litemaas_hooks.pending_retires") == [(1,)]
     # once due (the grace period over), the same call cascades
-    _run(w.bdsn, "UPDATE litemaas_hooks.pending_retires SET due_at = now() - interval '1 second'")
-    due = _run(rel, "SELECT litemaas_hooks.cascade_pending_v1('p', %s)", params=(REASON,))
+    run_sql(w.bdsn, DUE_NOW)
+    due = run_sql(rel, "SELECT litemaas_hooks.cascade_pending_v1('p', %s)", params=(REASON,))
     assert due[0][0]["cascaded"] is True
-    assert _run(w.bdsn, "SELECT status FROM subscriptions") == [("inactive",)]
+    assert run_sql(w.bdsn, "SELECT status FROM subscriptions") == [("inactive",)]
 
 
-def test_line_guard_and_restore(installed: World) -> None:  # noqa: F811
+def test_line_guard_and_restore(installed: World) -> None:
     w = installed
     _synced(w.bdsn, "held")
     _user(w.bdsn)
@@ -424,17 +429,17 @@ def test_line_guard_and_restore(installed: World) -> None:  # noqa: F811
         "SELECT litemaas_hooks.restore_model_v1('held', true)",
         "SELECT litemaas_hooks.cascade_model_v1('held')",
     )
-    held = _run(rel, RETIRE_V2, params=("held", REASON, 0, True))[0][0]
+    held = run_sql(rel, RETIRE_V2, params=("held", REASON, 0, True))[0][0]
     assert held["held"] is True
-    done = _run(rel, "SELECT litemaas_hooks.cascade_pending_v1('held', %s)", params=(REASON,))
+    done = run_sql(rel, "SELECT litemaas_hooks.cascade_pending_v1('held', %s)", params=(REASON,))
     assert done[0][0]["cascaded"] is False
-    assert _run(w.bdsn, "SELECT status FROM subscriptions") == [("active",)]
-    assert _run(w.bdsn, "SELECT held_at IS NOT NULL FROM litemaas_hooks.pending_retires") == [
+    assert run_sql(w.bdsn, "SELECT status FROM subscriptions") == [("active",)]
+    assert run_sql(w.bdsn, "SELECT held_at IS NOT NULL FROM litemaas_hooks.pending_retires") == [
         (True,)
     ]
 
 
-def test_line_bookkeeping(installed: World) -> None:  # noqa: F811
+def test_line_bookkeeping(installed: World) -> None:
     w = installed
     for dsn in (w.as_(w.bdsn, w.relay), w.as_(w.ldsn, w.relay)):
         _denied(
@@ -457,10 +462,10 @@ def test_line_bookkeeping(installed: World) -> None:  # noqa: F811
     )
 
 
-def test_line_litellm_side(installed: World) -> None:  # noqa: F811
+def test_line_litellm_side(installed: World) -> None:
     w = installed
     rel = w.as_(w.ldsn, w.relay)
-    _run(rel, f"SELECT count(*) FROM {TABLE}")
+    run_sql(rel, f"SELECT count(*) FROM {TABLE}")
     with psycopg.connect(rel) as conn:  # the outbox: claim, complete, replay (rolled back)
         conn.execute(
             "INSERT INTO litemaas_hooks.model_events (op, model_id, new_model_name) "
@@ -485,12 +490,14 @@ def test_line_litellm_side(installed: World) -> None:  # noqa: F811
     allowed = {"model_events", "reconcile_state", "cost_map_memo"}
     ours = [
         r[0]
-        for r in _run(w.ldsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'litemaas_hooks'")
+        for r in run_sql(
+            w.ldsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'litemaas_hooks'"
+        )
     ]
     for table in sorted(set(ours) - allowed - {"schema_migrations"}):
         _denied(rel, f"DELETE FROM litemaas_hooks.{table}")
     # nothing else of LiteLLM's: its keys, users, spend
-    others = _run(
+    others = run_sql(
         w.ldsn,
         "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
         "WHERE schemaname = 'public' AND tablename <> 'LiteLLM_ProxyModelTable'",
@@ -500,10 +507,10 @@ def test_line_litellm_side(installed: World) -> None:  # noqa: F811
         _denied(rel, f"SELECT 1 FROM {table} LIMIT 1")
 
 
-def test_line_only_granted_functions(installed: World) -> None:  # noqa: F811
+def test_line_only_granted_functions(installed: World) -> None:
     w = installed
     expected = {
-        str(_run(w.bdsn, "SELECT %s::regprocedure::text", params=(fn,))[0][0])
+        str(run_sql(w.bdsn, "SELECT %s::regprocedure::text", params=(fn,))[0][0])
         for fn in privileges.RELAY_BACKEND_FUNCTIONS
     }
     query = (
@@ -511,10 +518,10 @@ def test_line_only_granted_functions(installed: World) -> None:  # noqa: F811
         "WHERE p.pronamespace = 'litemaas_hooks'::regnamespace "
         "AND has_function_privilege(%s, p.oid, 'EXECUTE')"
     )
-    assert {r[0] for r in _run(w.bdsn, query, params=(w.relay,))} == expected
-    assert {r[0] for r in _run(w.ldsn, query, params=(w.relay,))} == set()
+    assert {r[0] for r in run_sql(w.bdsn, query, params=(w.relay,))} == expected
+    assert {r[0] for r in run_sql(w.ldsn, query, params=(w.relay,))} == set()
     nobody = "PUBLIC"
-    rows = _run(
+    rows = run_sql(
         w.bdsn,
         "SELECT count(*) FROM pg_proc AS p, "
         "aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a "

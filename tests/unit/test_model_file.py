@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from litemaas_hooks.errors import LiteMaaSHooksError
+from litemaas_hooks.errors import LiteMaaSHooksError, ModelFileError
 from litemaas_hooks.model_file import (
     Credential,
-    ModelFileError,
     load_files,
     parse_credential,
     parse_documents,
