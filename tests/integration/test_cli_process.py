@@ -107,7 +107,8 @@ def test_relay_lifecycle_lines_json_logs_and_clean_stop(
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_reader, args=(proc.stderr, lines), daemon=True).start()
+    reader = threading.Thread(target=_reader, args=(proc.stderr, lines), daemon=True)
+    reader.start()
     seen: list[str] = []
     try:
         start = _wait_for(lines, seen, "starting: relaying LiteLLM", 60)
@@ -131,6 +132,10 @@ def test_relay_lifecycle_lines_json_logs_and_clean_stop(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        reader.join(timeout=30)  # at the end of stderr, then its pipes can be closed
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
     text = "\n".join(seen)
     assert master_key not in text
     password = hooks_env["LITEMAAS_DATABASE_URL"].split(":")[2].split("@")[0]

@@ -285,6 +285,8 @@ class RelayProcesses:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
         self._err.close()
 
 

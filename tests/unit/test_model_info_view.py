@@ -24,8 +24,6 @@ import pytest
 from litemaas_hooks import cost_map, litellm_adapter
 from litemaas_hooks.redaction import strip_credentials
 
-pytestmark = pytest.mark.filterwarnings("ignore")
-
 CROSS_DEPLOYMENT = {"supported_openai_params"}
 OURS = r"""
 import json, sys
