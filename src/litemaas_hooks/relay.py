@@ -368,6 +368,7 @@ class Relay:
                 self.stats.connected = True
                 log.info("%s: connected to both databases (worker %s)", self.name, self.worker_id)
                 await self._drain(lconn, bconn)
+                await self._share_answers(lconn)
                 self._backoff.reset()
                 self.ready.set()
                 log.info("%s: caught up: the outbox is drained, listening for changes", self.name)
@@ -376,6 +377,8 @@ class Relay:
                 while not stop.is_set():
                     woke = await self._wait(lconn, stop, await self._timeout(lconn))
                     if stop.is_set():
+                        with contextlib.suppress(psycopg.Error):
+                            await self._share_answers(lconn)
                         break
                     if not woke or time.monotonic() >= self._next_housekeeping:
                         await self._housekeeping(lconn, bconn)
@@ -515,6 +518,7 @@ class Relay:
         self._blocked_column = await litellm_source.has_blocked_column(lconn)  # LiteLLM upgraded?
         await self._recover(lconn)
         await self.observe.refresh(lconn)
+        await self._share_answers(lconn)
         self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
 
     async def _recover_dead_sessions(self, lconn: psycopg.AsyncConnection[Any]) -> None:
@@ -708,8 +712,12 @@ class Relay:
         # each claim first gives back the claims of dead sessions: a dead relay's work goes on now
         while await self.drain_once(lconn, bconn):
             pass
-        # LiteLLM's answers for models never seen, learnt while converging: shared with the fleet now,
-        # after the backend commits (a no-op without anything new)
+
+    async def _share_answers(self, lconn: psycopg.AsyncConnection[Any]) -> None:
+        """LiteLLM's answers for models never seen, learnt while converging, shared with the fleet:
+        at the session's start, at every housekeeping (at least every poll interval) and at stop,
+        never after each drain: a burst of new models costs one share, none of it on a change's
+        path or between two changes (a no-op without anything new)."""
         await memo_share.push(lconn, self._memo_key())
 
     async def _fail(self, lconn: psycopg.AsyncConnection[Any], errors: Mapping[int, str]) -> None:
