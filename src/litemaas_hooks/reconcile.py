@@ -609,19 +609,65 @@ class Reconciler:
         report: Report,
         size: int,
     ) -> int:
-        """Apply one chunk's plan and note where each synced name comes from; returns ``size``."""
+        """Apply one chunk's plan and note where each synced name comes from; returns ``size``.
+        Inside the caller's transaction. One round trip when every statement succeeds (savepoint,
+        upserts, notes, release: pipelined); else back to the savepoint and the careful path (one
+        savepoint per record isolates a bad or locked one)."""
         mark = time.perf_counter()
-        await self._apply(backend, plan, report)
-        sources = {
+        sources = self._sources(truth, report)
+        if not await self._write_chunk_pipelined(backend, plan, sources, report):
+            await self._apply(backend, plan, report)
+            sources = self._sources(truth, report)
+            await backend_sink.note_sources(backend, sources)
+            await backend_sink.note_instances(backend, sources, self._instance)
+        report.add_phase("apply", time.perf_counter() - mark)
+        return size
+
+    @staticmethod
+    def _sources(truth: litellm_source.Truth, report: Report) -> dict[str, bool]:
+        """Of the synced names, whether each comes from LiteLLM's database (note_model_sources)."""
+        return {
             name: any(d.source == "db" for d in deps)
             for name, deps in truth.deployments.items()
             if report.outcomes.get(name) is not None
             and report.outcomes[name].action in {"created", "updated", "unchanged"}
         }
-        await backend_sink.note_sources(backend, sources)
-        await backend_sink.note_instances(backend, sources, self._instance)
-        report.add_phase("apply", time.perf_counter() - mark)
-        return size
+
+    async def _write_chunk_pipelined(
+        self,
+        backend: psycopg.AsyncConnection[Any],
+        plan: list[PlannedChange],
+        sources: dict[str, bool],
+        report: Report,
+    ) -> bool:
+        """_write_chunk's round trip; False when a statement failed (rolled back to the savepoint,
+        nothing of it stays): the caller writes record by record instead."""
+        writes = [c.record for c in plan if c.action in {"create", "update"} and c.record]
+        size = self.settings.batch_size
+        cursors = []
+        try:
+            async with backend.pipeline():
+                await backend.execute(sql.query("backend", "savepoint_chunk"))
+                for start in range(0, len(writes), size):
+                    batch = writes[start : start + size]
+                    cursors.append(await backend_sink.send_upsert(backend, batch))
+                await backend_sink.note_sources(backend, sources)
+                await backend_sink.note_instances(backend, sources, self._instance)
+                await backend.execute(sql.query("backend", "release_chunk"))
+        except Exception as exc:
+            if outages.classify(exc) == "outage":
+                raise
+            log.debug("pipelined write of a chunk failed; record by record", exc_info=True)
+            await backend.execute(sql.query("backend", "rollback_to_chunk"))
+            return False
+        for cur in cursors:
+            for model_id, outcome in await backend_sink.upsert_outcomes(cur):
+                if outcome == "unchanged":
+                    report.outcomes[model_id] = Outcome("unchanged")
+                else:
+                    report.rows_written += 1
+        report.retires.extend(c.name for c in plan if c.action == "retire")
+        return True
 
     # -- planning --------------------------------------------------------------------------------
 
