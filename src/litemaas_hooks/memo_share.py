@@ -171,6 +171,13 @@ def _usable(conn: psycopg.AsyncConnection[Any]) -> bool:
     )
 
 
+async def _rollback(conn: psycopg.AsyncConnection[Any]) -> None:
+    """End the transaction a failed pipelined round trip left open; never raises."""
+    if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+        with contextlib.suppress(psycopg.Error):
+            await conn.execute(sql.query("litellm", "rollback"))
+
+
 async def _available(conn: psycopg.AsyncConnection[Any]) -> bool:
     cur = await conn.execute(sql.query("litellm", "cost_map_memo_exists"))
     row = await cur.fetchone()
@@ -195,12 +202,17 @@ async def pull(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
     try:
         if not await _available(conn):
             return
-        async with conn.transaction():
-            await conn.execute(_LIMITS)
-            cur = await conn.execute(
-                sql.query("litellm", "cost_map_memo_read"), {"fingerprint": memo.fingerprint}
-            )
-            row = await cur.fetchone()
+        wanted = {"fingerprint": memo.fingerprint}
+        try:  # one round trip: BEGIN, limits, read, COMMIT pipelined
+            async with conn.pipeline():
+                await conn.execute(sql.query("litellm", "begin"))
+                await conn.execute(_LIMITS)
+                cur = await conn.execute(sql.query("litellm", "cost_map_memo_read"), wanted)
+                await conn.execute(sql.query("litellm", "commit"))
+        except BaseException:
+            await _rollback(conn)
+            raise
+        row = await cur.fetchone()
         if row is None:
             memo.fresh |= set(memo.entries)  # nothing shared yet: offer everything this disk knows
             return
@@ -253,9 +265,7 @@ async def push(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
                 await conn.execute(sql.query("litellm", "cost_map_memo_merge"), merge)
                 await conn.execute(sql.query("litellm", "commit"))
         except BaseException:
-            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-                with contextlib.suppress(psycopg.Error):
-                    await conn.execute(sql.query("litellm", "rollback"))
+            await _rollback(conn)
             raise
         memo.fresh.clear()
         if memo.fingerprint not in _State.pruned:  # old rows: once per process is enough

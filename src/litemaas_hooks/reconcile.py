@@ -237,7 +237,7 @@ class Reconciler:
         # the column types of LiteLLM's table checked once for the pass (deployment_ids checks them
         # too, before its read): the chunks' reads by key (rows_by_ids) rely on this check
         blocked_column = await litellm_source.has_blocked_column(litellm)
-        ids_by_name = await litellm_source.deployment_ids(litellm)
+        ids_by_name = await litellm_source.deployment_ids(litellm, checked=True)
         every = await self._all_names(
             litellm, backend, report, retire_missing=retire_missing, table=ids_by_name
         )
@@ -499,7 +499,7 @@ class Reconciler:
             names |= {
                 str(m["model_name"]) for m in configured if isinstance(m.get("model_name"), str)
             }
-        for model_id in await litellm_source.nameless_deployments(litellm):
+        for model_id in await litellm_source.nameless_deployments(litellm, checked=True):
             report.outcomes[f"<deployment {model_id}>"] = Outcome(
                 "error",
                 "model_name is missing or blank (only whitespace or invisible characters): "
@@ -807,9 +807,8 @@ class Reconciler:
         """This LiteLLM's identity (its database's), remembered; None when it cannot be read."""
         if not self._instance_known:
             try:
-                async with litellm.transaction():
-                    cur = await litellm.execute(sql.query("litellm", "instance_identity"))
-                    row = await cur.fetchone()
+                cur = await litellm.execute(sql.query("litellm", "instance_identity"))
+                row = await cur.fetchone()
             except psycopg.Error as exc:
                 if outages.classify(exc) == "outage":
                     raise
