@@ -31,6 +31,4 @@ def test_per_change_backend_functions_are_plpgsql() -> None:
     for script in sql.repeatables("backend"):
         for match in _FUNCTION.finditer(script.sql):
             languages[match["name"]] = match["lang"].lower()
-    assert {name: languages.get(name) for name in PER_CHANGE} == dict.fromkeys(
-        PER_CHANGE, "plpgsql"
-    )
+    assert {name: languages.get(name) for name in PER_CHANGE} == dict.fromkeys(PER_CHANGE, "plpgsql")
