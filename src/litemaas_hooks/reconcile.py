@@ -424,6 +424,11 @@ class Reconciler:
         await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
         busy_cur = await backend_sink.send_try_lock(backend, names)
         snap_cur = await backend_sink.send_snapshot(backend, names)
+        total_cur = None
+        if prefetched is not None:
+            present = {r.get("model_name") for r in prefetched}
+            if any(n not in present for n in names):  # a retire, likely: the guard's count now
+                total_cur = await backend_sink.send_retire_guard_total(backend)
         busy = await backend_sink.busy_names(busy_cur)  # the first round trip
         current = await backend_sink.snapshot_rows(snap_cur)
         for name in busy:
@@ -451,13 +456,14 @@ class Reconciler:
         # retires as the per-record path makes them (_retire_all): none of a name another LiteLLM
         # serves, the grace period, the mass-retire guard over the batch (the relay's pass), this
         # instance named; the reads this takes cost round trips only when the batch retires
-        plan = await self._not_served_elsewhere(backend, plan)
+        if self._instance is None:  # else retire_model_v2 asks, under the name's lock
+            plan = await self._not_served_elsewhere(backend, plan)
         for change in plan:
             action = _PLAN_TO_OUTCOME[change.action]
             report.outcomes[change.name] = Outcome(action, change.message, change.changes)
         gone = [c.name for c in plan if c.action == "retire"]
         report.retires.extend(gone)
-        hold = await self._guard_holds(backend, len(gone)) if gone else False
+        hold = await self._guard_holds(backend, len(gone), total_cur) if gone else False
         settings = self.settings
         for name in gone:  # no savepoint: an error fails the batch, and the caller isolates it
             retires[name] = await backend_sink.send_retire_v2(
@@ -770,12 +776,22 @@ class Reconciler:
                 continue
             self._note_retire(report, name, result)
 
-    async def _guard_holds(self, backend: psycopg.AsyncConnection[Any], count: int) -> bool:
-        """The mass-retire guard for a pass retiring ``count`` names: True holds their cascades."""
+    async def _guard_holds(
+        self,
+        backend: psycopg.AsyncConnection[Any],
+        count: int,
+        total_cur: psycopg.AsyncCursor[Any] | None = None,
+    ) -> bool:
+        """The mass-retire guard for a pass retiring ``count`` names: True holds their cascades.
+        ``total_cur``: the guard's total, already asked in this transaction (a round trip saved)."""
         settings = self.settings
+        if total_cur is not None:
+            total = await backend_sink.retire_guard_total_of(total_cur)
+        else:
+            total = await backend_sink.retire_guard_total(backend)
         hold = settings.retire_cascade and mass_retire(
             count,
-            await backend_sink.retire_guard_total(backend),
+            total,
             percent=settings.retire_guard_percent,
             min_models=settings.retire_guard_min_models,
         )

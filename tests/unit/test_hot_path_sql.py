@@ -1,4 +1,4 @@
-"""The backend functions the relay calls for every change keep their plan for the session.
+"""What every relayed change and every process start pays for stays small.
 
 A LANGUAGE sql function that cannot be inlined (ours are SECURITY DEFINER with a pinned
 search_path) is parsed and planned again at every call: ~0.3 ms for the snapshot alone, on every
@@ -32,3 +32,13 @@ def test_per_change_backend_functions_are_plpgsql() -> None:
         for match in _FUNCTION.finditer(script.sql):
             languages[match["name"]] = match["lang"].lower()
     assert {name: languages.get(name) for name in PER_CHANGE} == dict.fromkeys(PER_CHANGE, "plpgsql")
+
+
+def test_blank_chars_are_every_whitespace_character_of_unicode() -> None:
+    """mapping.BLANK_CHARS scans only the code points below U+3001 (a process's start would spend
+    ~0.25 s on all 1.1 million): no whitespace character lies beyond."""
+    from litemaas_hooks import mapping
+
+    beyond = [hex(c) for c in range(mapping._SPACE_BELOW, 0x110000) if chr(c).isspace()]
+    assert beyond == []
+    assert set(mapping.BLANK_CHARS) >= {" ", "\t", "\u00a0", "\u3000", "\u200b"}
