@@ -377,14 +377,14 @@ class Relay:
                 while not stop.is_set():
                     woke = await self._wait(lconn, stop, await self._timeout(lconn))
                     if stop.is_set():
-                        with contextlib.suppress(psycopg.Error):
-                            await self._share_answers(lconn)
                         break
                     if not woke or time.monotonic() >= self._next_housekeeping:
                         await self._housekeeping(lconn, bconn)
                     await self._drain(lconn, bconn)
                     await self._maybe_full_reconcile(lconn, bconn)
                     await self._due_cascades(lconn, bconn, woke=woke)
+                with contextlib.suppress(psycopg.Error):  # stopping: what this relay learnt
+                    await self._share_answers(lconn)
         self.stats.connected = False
         self.observe.disconnected(reconnect=False)
 
