@@ -10,8 +10,10 @@ Per round trip time:
 - change -> backend row: single changes (insert / update of model_info / delete), each committed
   alone and paced; p50 / p99 latency, and round trips per change: the flights the relay's two
   connections made over the run divided by the changes (counted). Target <= 4.
-- `backfill` (a whole process, cold = empty backend, then warm) at 1,000 and 10,000 deployments
-  (10,000: not in --quick), with its round trips.
+- `backfill` (a whole process, fresh pod cache; cold = empty backend, then warm) at 1,000 and
+  10,000 deployments (10,000: not in --quick), with its round trips. LiteLLM's answers are shared
+  in its database by a first-ever run before (printed on its own: CPU-bound, no link), as they are
+  for every pod after an install's first.
 - the backend's own ``syncModels`` (the real LiteMaaS code, litemaas_hooks_sandbox.litemaas_backend,
   reading a real LiteLLM proxy of the sandbox over HTTP; its database behind the same link) at 1,000
   deployments (one transaction per row: minutes at 65 ms; --backend-sync-rtts chooses where). Target:
@@ -180,6 +182,13 @@ def main() -> None:
             install(ldsn, bdsn)
             seed(ldsn, size)
             print(f"\nbackfill of {size} deployments (whole process, fresh pod cache):")
+            # the very first process of an install asks LiteLLM about every model (imports it,
+            # CPU-bound) and shares the answers in LiteLLM's database; every later pod reads them
+            first = backfill(ldsn, bdsn, [])
+            print(
+                f"  first-ever, no link (nothing shared yet: LiteLLM imported and asked): "
+                f"{first.seconds:6.2f}s, peak RSS {first.peak_mb:.0f} MB; below: answers shared"
+            )
             for rtt in rtts:
                 llink = LatencyLink("127.0.0.1", port, rtt_ms=rtt).start()
                 blink = LatencyLink("127.0.0.1", port, rtt_ms=rtt).start()

@@ -205,7 +205,15 @@ async def hold_retires(conn: psycopg.AsyncConnection[Any], ids: Collection[str],
 
 
 async def retire_guard_total(conn: psycopg.AsyncConnection[Any]) -> int:
-    cur = await conn.execute(sql.query("backend", "retire_guard_total"))
+    return await retire_guard_total_of(await send_retire_guard_total(conn))
+
+
+async def send_retire_guard_total(conn: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[Any]:
+    """``retire_guard_total`` sent, its answer not awaited (pipeline mode)."""
+    return await conn.execute(sql.query("backend", "retire_guard_total"))
+
+
+async def retire_guard_total_of(cur: psycopg.AsyncCursor[Any]) -> int:
     row = await cur.fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 

@@ -195,12 +195,21 @@ def required_databases(args: argparse.Namespace) -> tuple[Which, ...]:
 
 async def _open(settings: Settings, sides: Sequence[Which], *, installed: Sequence[Which] = ()) -> dict[Which, Any]:
     """Connections to ``sides``, each checked to be the right kind of database (one clear error if not)."""
+    import asyncio
+
     from litemaas_hooks.connections import check_databases, connect
 
     conns: dict[Which, Any] = {}
     try:
-        for side in sides:
-            conns[side] = await connect(settings, side)
+        # both at once: on a remote server each connect costs a few round trips (TLS, SCRAM)
+        opened = await asyncio.gather(
+            *(connect(settings, side) for side in sides), return_exceptions=True
+        )
+        pairs = zip(sides, opened, strict=True)
+        conns = {side: c for side, c in pairs if not isinstance(c, BaseException)}
+        for result in opened:
+            if isinstance(result, BaseException):
+                raise result  # the first side's error, in the order of ``sides``
         await check_databases(settings, conns, installed=installed)
     except BaseException:
         for conn in conns.values():

@@ -244,20 +244,26 @@ async def all_names(
     return names
 
 
-async def nameless_deployments(conn: psycopg.AsyncConnection[Any]) -> list[str]:
-    """Deployments whose model_name is missing or blank (they cannot be synced; reported as
-    errors)."""
-    await has_blocked_column(conn)
+async def nameless_deployments(
+    conn: psycopg.AsyncConnection[Any], *, checked: bool = False
+) -> list[str]:
+    """Deployments whose model_name is missing or blank (they cannot be synced; reported as errors).
+    ``checked``: the caller checked the column types on this connection for its pass."""
+    if not checked:
+        await has_blocked_column(conn)
     cur = await conn.execute(sql.query("litellm", "nameless_deployments"), {"blank": BLANK_CHARS})
     return [str(row[0]) for row in await cur.fetchall()]
 
 
-async def deployment_ids(conn: psycopg.AsyncConnection[Any]) -> dict[str, list[str]]:
+async def deployment_ids(
+    conn: psycopg.AsyncConnection[Any], *, checked: bool = False
+) -> dict[str, list[str]]:
     """Every named deployment's key, by name: one scan of LiteLLM's table (a full reconcile's first
     pass; each chunk then reads its rows by key with ``rows_by_ids``, linear in the model count).
-    Checks the column types first (``has_blocked_column``); a caller passing ``blocked_column`` to
-    ``rows_by_ids`` on the same connection has it from that check."""
-    await has_blocked_column(conn)  # the column types first: no foreign cast/operator in the read
+    Checks the column types first (``has_blocked_column``) unless ``checked``: the caller did, on
+    this connection, for its pass (a full reconcile, as the relay does per session)."""
+    if not checked:  # the column types first: no foreign cast/operator in the read
+        await has_blocked_column(conn)
     cur = await conn.execute(sql.query("litellm", "deployment_ids"), {"blank": BLANK_CHARS})
     out: dict[str, list[str]] = {}
     for model_id, name in await cur.fetchall():

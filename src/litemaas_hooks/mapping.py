@@ -212,8 +212,13 @@ def _opt_text(value: Any, what: str, limit: int) -> str | None:
 # queries' btrim): every character str.isspace() counts (" ", "\t", "\u00a0", "\u3000", ...) and the
 # invisible zero-width ones. SQL's btrim alone trims only " ": "\u00a0" was a name there and blank
 # here.
+# Every whitespace character is below U+3001 (tests/unit/test_hot_path_sql.py checks all of
+# Unicode): scanning 12,289 code points, not 1.1 million, keeps ~0.25 s off every process's start.
 _ZERO_WIDTH = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"}
-BLANK_CHARS = "".join(sorted({chr(c) for c in range(0x110000) if chr(c).isspace()} | _ZERO_WIDTH))
+_SPACE_BELOW = 0x3001
+BLANK_CHARS = "".join(
+    sorted({chr(c) for c in range(_SPACE_BELOW) if chr(c).isspace()} | _ZERO_WIDTH)
+)
 
 
 def is_blank_name(name: str) -> bool:

@@ -22,6 +22,7 @@ reports it. Without a key nothing is shared.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -45,6 +46,7 @@ _LIMITS = (
 
 class _State:
     pulled: ClassVar[set[str]] = set()  # fingerprints read from the database in this process
+    pruned: ClassVar[set[str]] = set()  # fingerprints whose old rows this process pruned
     unavailable: ClassVar[bool] = False  # no table / no grants here: stop trying in this process
     ignored: ClassVar[dict[str, int]] = {}  # what failed verification -> how many items
 
@@ -169,6 +171,13 @@ def _usable(conn: psycopg.AsyncConnection[Any]) -> bool:
     )
 
 
+async def _rollback(conn: psycopg.AsyncConnection[Any]) -> None:
+    """End the transaction a failed pipelined round trip left open; never raises."""
+    if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+        with contextlib.suppress(psycopg.Error):
+            await conn.execute(sql.query("litellm", "rollback"))
+
+
 async def _available(conn: psycopg.AsyncConnection[Any]) -> bool:
     cur = await conn.execute(sql.query("litellm", "cost_map_memo_exists"))
     row = await cur.fetchone()
@@ -193,12 +202,17 @@ async def pull(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
     try:
         if not await _available(conn):
             return
-        async with conn.transaction():
-            await conn.execute(_LIMITS)
-            cur = await conn.execute(
-                sql.query("litellm", "cost_map_memo_read"), {"fingerprint": memo.fingerprint}
-            )
-            row = await cur.fetchone()
+        wanted = {"fingerprint": memo.fingerprint}
+        try:  # one round trip: BEGIN, limits, read, COMMIT pipelined
+            async with conn.pipeline():
+                await conn.execute(sql.query("litellm", "begin"))
+                await conn.execute(_LIMITS)
+                cur = await conn.execute(sql.query("litellm", "cost_map_memo_read"), wanted)
+                await conn.execute(sql.query("litellm", "commit"))
+        except BaseException:
+            await _rollback(conn)
+            raise
+        row = await cur.fetchone()
         if row is None:
             memo.fresh |= set(memo.entries)  # nothing shared yet: offer everything this disk knows
             return
@@ -237,20 +251,26 @@ async def push(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
     try:
         if memo.fingerprint not in _State.pulled and not await _available(conn):
             return
-        async with conn.transaction():
-            await conn.execute(_LIMITS)
-            await conn.execute(
-                sql.query("litellm", "cost_map_memo_merge"),
-                {
-                    "fingerprint": memo.fingerprint,
-                    "version": memo.version,
-                    "facts": Jsonb(facts),
-                    "answers": Jsonb(answers),
-                    "entries": Jsonb(entries),
-                },
-            )
+        merge = {
+            "fingerprint": memo.fingerprint,
+            "version": memo.version,
+            "facts": Jsonb(facts),
+            "answers": Jsonb(answers),
+            "entries": Jsonb(entries),
+        }
+        try:  # one round trip: BEGIN, limits, merge, COMMIT pipelined
+            async with conn.pipeline():
+                await conn.execute(sql.query("litellm", "begin"))
+                await conn.execute(_LIMITS)
+                await conn.execute(sql.query("litellm", "cost_map_memo_merge"), merge)
+                await conn.execute(sql.query("litellm", "commit"))
+        except BaseException:
+            await _rollback(conn)
+            raise
         memo.fresh.clear()
-        await _prune(conn, memo)
+        if memo.fingerprint not in _State.pruned:  # old rows: once per process is enough
+            _State.pruned.add(memo.fingerprint)
+            await _prune(conn, memo)
     except psycopg.Error as exc:
         log.debug(
             "could not share %d cost-map answers (%s): kept on disk",

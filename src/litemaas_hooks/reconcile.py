@@ -228,7 +228,7 @@ class Reconciler:
         # the column types of LiteLLM's table checked once for the pass (deployment_ids checks them
         # too, before its read): the chunks' reads by key (rows_by_ids) rely on this check
         blocked_column = await litellm_source.has_blocked_column(litellm)
-        ids_by_name = await litellm_source.deployment_ids(litellm)
+        ids_by_name = await litellm_source.deployment_ids(litellm, checked=True)
         every = await self._all_names(
             litellm, backend, report, retire_missing=retire_missing, table=ids_by_name
         )
@@ -415,6 +415,11 @@ class Reconciler:
         await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
         busy_cur = await backend_sink.send_try_lock(backend, names)
         snap_cur = await backend_sink.send_snapshot(backend, names)
+        total_cur = None
+        if prefetched is not None:
+            present = {r.get("model_name") for r in prefetched}
+            if any(n not in present for n in names):  # a retire, likely: the guard's count now
+                total_cur = await backend_sink.send_retire_guard_total(backend)
         busy = await backend_sink.busy_names(busy_cur)  # the first round trip
         current = await backend_sink.snapshot_rows(snap_cur)
         for name in busy:
@@ -442,13 +447,14 @@ class Reconciler:
         # retires as the per-record path makes them (_retire_all): none of a name another LiteLLM
         # serves, the grace period, the mass-retire guard over the batch (the relay's pass), this
         # instance named; the reads this takes cost round trips only when the batch retires
-        plan = await self._not_served_elsewhere(backend, plan)
+        if self._instance is None:  # else retire_model_v2 asks, under the name's lock
+            plan = await self._not_served_elsewhere(backend, plan)
         for change in plan:
             action = _PLAN_TO_OUTCOME[change.action]
             report.outcomes[change.name] = Outcome(action, change.message, change.changes)
         gone = [c.name for c in plan if c.action == "retire"]
         report.retires.extend(gone)
-        hold = await self._guard_holds(backend, len(gone)) if gone else False
+        hold = await self._guard_holds(backend, len(gone), total_cur) if gone else False
         settings = self.settings
         for name in gone:  # no savepoint: an error fails the batch, and the caller isolates it
             retires[name] = await backend_sink.send_retire_v2(
@@ -490,7 +496,7 @@ class Reconciler:
             names |= {
                 str(m["model_name"]) for m in configured if isinstance(m.get("model_name"), str)
             }
-        for model_id in await litellm_source.nameless_deployments(litellm):
+        for model_id in await litellm_source.nameless_deployments(litellm, checked=True):
             report.outcomes[f"<deployment {model_id}>"] = Outcome(
                 "error",
                 "model_name is missing or blank (only whitespace or invisible characters): "
@@ -600,19 +606,65 @@ class Reconciler:
         report: Report,
         size: int,
     ) -> int:
-        """Apply one chunk's plan and note where each synced name comes from; returns ``size``."""
+        """Apply one chunk's plan and note where each synced name comes from; returns ``size``.
+        Inside the caller's transaction. One round trip when every statement succeeds (savepoint,
+        upserts, notes, release: pipelined); else back to the savepoint and the careful path (one
+        savepoint per record isolates a bad or locked one)."""
         mark = time.perf_counter()
-        await self._apply(backend, plan, report)
-        sources = {
+        sources = self._sources(truth, report)
+        if not await self._write_chunk_pipelined(backend, plan, sources, report):
+            await self._apply(backend, plan, report)
+            sources = self._sources(truth, report)
+            await backend_sink.note_sources(backend, sources)
+            await backend_sink.note_instances(backend, sources, self._instance)
+        report.add_phase("apply", time.perf_counter() - mark)
+        return size
+
+    @staticmethod
+    def _sources(truth: litellm_source.Truth, report: Report) -> dict[str, bool]:
+        """Of the synced names, whether each comes from LiteLLM's database (note_model_sources)."""
+        return {
             name: any(d.source == "db" for d in deps)
             for name, deps in truth.deployments.items()
             if report.outcomes.get(name) is not None
             and report.outcomes[name].action in {"created", "updated", "unchanged"}
         }
-        await backend_sink.note_sources(backend, sources)
-        await backend_sink.note_instances(backend, sources, self._instance)
-        report.add_phase("apply", time.perf_counter() - mark)
-        return size
+
+    async def _write_chunk_pipelined(
+        self,
+        backend: psycopg.AsyncConnection[Any],
+        plan: list[PlannedChange],
+        sources: dict[str, bool],
+        report: Report,
+    ) -> bool:
+        """_write_chunk's round trip; False when a statement failed (rolled back to the savepoint,
+        nothing of it stays): the caller writes record by record instead."""
+        writes = [c.record for c in plan if c.action in {"create", "update"} and c.record]
+        size = self.settings.batch_size
+        cursors = []
+        try:
+            async with backend.pipeline():
+                await backend.execute(sql.query("backend", "savepoint_chunk"))
+                for start in range(0, len(writes), size):
+                    batch = writes[start : start + size]
+                    cursors.append(await backend_sink.send_upsert(backend, batch))
+                await backend_sink.note_sources(backend, sources)
+                await backend_sink.note_instances(backend, sources, self._instance)
+                await backend.execute(sql.query("backend", "release_chunk"))
+        except Exception as exc:
+            if outages.classify(exc) == "outage":
+                raise
+            log.debug("pipelined write of a chunk failed; record by record", exc_info=True)
+            await backend.execute(sql.query("backend", "rollback_to_chunk"))
+            return False
+        for cur in cursors:
+            for model_id, outcome in await backend_sink.upsert_outcomes(cur):
+                if outcome == "unchanged":
+                    report.outcomes[model_id] = Outcome("unchanged")
+                else:
+                    report.rows_written += 1
+        report.retires.extend(c.name for c in plan if c.action == "retire")
+        return True
 
     # -- planning --------------------------------------------------------------------------------
 
@@ -690,12 +742,22 @@ class Reconciler:
                 continue
             self._note_retire(report, name, result)
 
-    async def _guard_holds(self, backend: psycopg.AsyncConnection[Any], count: int) -> bool:
-        """The mass-retire guard for a pass retiring ``count`` names: True holds their cascades."""
+    async def _guard_holds(
+        self,
+        backend: psycopg.AsyncConnection[Any],
+        count: int,
+        total_cur: psycopg.AsyncCursor[Any] | None = None,
+    ) -> bool:
+        """The mass-retire guard for a pass retiring ``count`` names: True holds their cascades.
+        ``total_cur``: the guard's total, already asked in this transaction (a round trip saved)."""
         settings = self.settings
+        if total_cur is not None:
+            total = await backend_sink.retire_guard_total_of(total_cur)
+        else:
+            total = await backend_sink.retire_guard_total(backend)
         hold = settings.retire_cascade and mass_retire(
             count,
-            await backend_sink.retire_guard_total(backend),
+            total,
             percent=settings.retire_guard_percent,
             min_models=settings.retire_guard_min_models,
         )
@@ -727,9 +789,8 @@ class Reconciler:
         """This LiteLLM's identity (its database's), remembered; None when it cannot be read."""
         if not self._instance_known:
             try:
-                async with litellm.transaction():
-                    cur = await litellm.execute(sql.query("litellm", "instance_identity"))
-                    row = await cur.fetchone()
+                cur = await litellm.execute(sql.query("litellm", "instance_identity"))
+                row = await cur.fetchone()
             except psycopg.Error as exc:
                 if outages.classify(exc) == "outage":
                     raise

@@ -362,6 +362,7 @@ class Relay:
                 self.stats.connected = True
                 log.info("%s: connected to both databases (worker %s)", self.name, self.worker_id)
                 await self._drain(lconn, bconn)
+                await self._share_answers(lconn)
                 self._backoff.reset()
                 self.ready.set()
                 log.info("%s: caught up: the outbox is drained, listening for changes", self.name)
@@ -376,6 +377,8 @@ class Relay:
                     await self._drain(lconn, bconn)
                     await self._maybe_full_reconcile(lconn, bconn)
                     await self._due_cascades(lconn, bconn, woke=woke)
+                with contextlib.suppress(psycopg.Error):  # stopping: what this relay learnt
+                    await self._share_answers(lconn)
         self.stats.connected = False
         self.observe.disconnected(reconnect=False)
 
@@ -509,6 +512,7 @@ class Relay:
         self._blocked_column = await litellm_source.has_blocked_column(lconn)  # LiteLLM upgraded?
         await self._recover(lconn)
         await self.observe.refresh(lconn)
+        await self._share_answers(lconn)
         self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
 
     async def _recover_dead_sessions(self, lconn: psycopg.AsyncConnection[Any]) -> None:
@@ -701,8 +705,12 @@ class Relay:
         # each claim first gives back the claims of dead sessions: a dead relay's work goes on now
         while await self.drain_once(lconn, bconn):
             pass
-        # LiteLLM's answers for models never seen, learnt while converging: shared with the fleet now,
-        # after the backend commits (a no-op without anything new)
+
+    async def _share_answers(self, lconn: psycopg.AsyncConnection[Any]) -> None:
+        """LiteLLM's answers for models never seen, learnt while converging, shared with the fleet:
+        at the session's start, at every housekeeping (at least every poll interval) and at stop,
+        never after each drain: a burst of new models costs one share, none of it on a change's
+        path or between two changes (a no-op without anything new)."""
         await memo_share.push(lconn, self._memo_key())
 
     async def _fail(self, lconn: psycopg.AsyncConnection[Any], errors: Mapping[int, str]) -> None:

@@ -63,7 +63,8 @@ def _password_ref(env: dict[str, Any], where: str) -> None:
 
 
 def _relay_containers(flavour: str, mode: str, docs: Docs) -> list[tuple[str, dict[str, Any]]]:
-    """The containers that run the relay: the standalone Deployment's, or LiteLLM's in plugin mode."""
+    """The containers that run the relay: the standalone Deployment's, or LiteLLM's in plugin
+    mode."""
     if mode == "standalone":
         (relay,) = find(docs, "Deployment", "litemaas-hooks-relay")
         return [("relay", c) for c in relay["spec"]["template"]["spec"]["containers"]]
@@ -84,8 +85,8 @@ def test_install_job_creates_the_relay_role_from_the_secret(
     assert grant.relay_role == "litemaas_hooks_relay"
     assert grant.backend_role is None
     if mode == "plugin":
-        # LiteLLM's own role works the outbox (install grants it that): the relay role is made in the
-        # backend database only, and LiteLLM's password is never touched
+        # LiteLLM's own role works the outbox (install grants it that): the relay role is made in
+        # the backend database only, and LiteLLM's password is never touched
         assert grant.backend_only
         assert not grant.litellm_only
         assert any(a.litellm_only for a in installs), "the LiteLLM side is installed too"

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -25,8 +32,11 @@ from tests.helpers import (
     backend_models,
     eventually,
     insert,
+    insert_rows,
     install,
+    litellm_row,
     make_settings,
+    probe,
     running,
 )
 
@@ -194,8 +204,8 @@ async def test_server_restart_mid_batch_loses_nothing_and_spends_no_attempt(
                     await insert(lc, name, master_key)
 
             async def writing() -> bool:
-                async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as probe:
-                    cur = await probe.execute(
+                async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as watcher:
+                    cur = await watcher.execute(
                         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
                         "AND query LIKE '%upsert_models%' AND application_name LIKE 'relay-0%'"
                     )
@@ -231,3 +241,96 @@ async def test_server_restart_mid_batch_loses_nothing_and_spends_no_attempt(
         async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc:
             assert (await outbox.counts(lc)).dead == 0
             assert await _attempts_spent(lc) == 0
+
+
+# -- round trips, counted ---------------------------------------------------------------------------
+
+
+def _latency_link() -> Any:
+    """``bench/latency_link.LatencyLink``: a delaying TCP proxy counting round trips (flights)."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "latency_link.py"
+    spec = importlib.util.spec_from_file_location("bench_latency_link", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
+    if spec.name not in sys.modules:
+        sys.modules[spec.name] = module  # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return module.LatencyLink
+
+
+def _wait_for(check: Callable[[], bool], what: str, deadline_seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + deadline_seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {deadline_seconds:g}s"
+        time.sleep(0.02)
+
+
+def _scalar_now(dsn: str, query: str, params: tuple[Any, ...] = ()) -> Any:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
+
+
+def test_never_seen_models_cost_four_round_trips_each_their_answers_shared_off_the_path(
+    hooks_env: dict[str, str], litellm_dsn: str, backend_dsn: str, master_key: str, tmp_path: Path
+) -> None:
+    """A burst of adds of models no process has asked LiteLLM about (each a cost-map lookup the
+    relay shares with the fleet) costs the relay 4 round trips per change, counted at a 100 ms link
+    (long: a process descheduled mid-pipeline on a busy machine may split one flight, hence the
+    slack of 2 in 5 changes): claim + read, two backend ones, the completing claim. The share waits
+    for the housekeeping (it cost ~8 round trips after every drain, between two changes)."""
+    rc, _out, err = probe(["install"], hooks_env)
+    assert rc == 0, err
+    link_class = _latency_link()
+    port = int(psycopg.conninfo.conninfo_to_dict(litellm_dsn)["port"])  # type: ignore[arg-type]
+    llink = link_class("127.0.0.1", port, rtt_ms=100).start()
+    blink = link_class("127.0.0.1", port, rtt_ms=100).start()
+    env = {
+        **os.environ,
+        **hooks_env,
+        "LITELLM_DATABASE_URL": llink.dsn(litellm_dsn),
+        "LITEMAAS_DATABASE_URL": blink.dsn(backend_dsn),
+        "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod"),  # a fresh pod: the memo learns them
+        "LITEMAAS_HOOKS_POLL_INTERVAL_SECONDS": "60",
+        "LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS": "0",
+    }
+    exe = Path(sys.executable).with_name("litemaas-hooks")
+    log = (tmp_path / "relay.log").open("w")
+    env["LITEMAAS_HOOKS_LOG_LEVEL"] = "DEBUG"
+    relay = subprocess.Popen([str(exe), "relay"], env=env, stdout=log, stderr=log)
+    tag = uuid.uuid4().hex[:10]  # model strings no memo on this machine has seen
+    try:
+
+        def add(i: int) -> str:
+            name = f"burst-{tag}-{i}"
+            params = {"model": f"openai/burst-{tag}-{i}", "api_key": "sk-x"}
+            insert_rows(litellm_dsn, [litellm_row(name, params, key=master_key)])
+            return name
+
+        def arrived(name: str) -> Callable[[], bool]:
+            query = "SELECT count(*) FROM models WHERE id = %s"
+            return lambda: _scalar_now(backend_dsn, query, (name,)) == 1
+
+        def outbox_empty() -> bool:
+            return bool(_scalar_now(litellm_dsn, "SELECT count(*) FROM litemaas_hooks.model_events") == 0)
+
+        _wait_for(arrived(add(0)), "the warm-up model (the relay imports LiteLLM for it)", 120)
+        _wait_for(outbox_empty, "the warm-up's completion")
+        before = llink.flights() + blink.flights()
+        for i in range(1, 6):
+            _wait_for(arrived(add(i)), f"model {i}")
+        _wait_for(outbox_empty, "the burst's completion")
+        per_change = (llink.flights() + blink.flights() - before) / 5
+        assert relay.poll() is None, "the relay died"
+        assert per_change <= 4.4, f"{per_change:.1f} round trips per change"
+    finally:
+        relay.terminate()  # a relay that stops shares what it learnt
+        code = relay.wait(30)
+        llink.stop()
+        blink.stop()
+    assert code == 0
+    entries = _scalar_now(litellm_dsn, "SELECT entries FROM litemaas_hooks.cost_map_memo")
+    log.close()
+    shared = {f"openai/burst-{tag}-{i}\x1f" for i in range(6)}
+    assert shared <= set(entries or {}), (tmp_path / "relay.log").read_text()[-3000:]

@@ -1,5 +1,5 @@
-"""`install --grant-relay` refuses a relay password the deploy manifests cannot put into a URL as is,
-or one too short to resist guessing: one line naming the fix, never the password itself."""
+"""`install --grant-relay` refuses a relay password the deploy manifests cannot put into a URL as
+is, or one too short to resist guessing: one line naming the fix, never the password itself."""
 
 from __future__ import annotations
 

@@ -126,5 +126,15 @@ BEGIN
 -- name: commit
 COMMIT
 
+-- name: savepoint_chunk
+-- A chunk's pipelined write (reconcile._write_chunk): a failed statement rolls back to it.
+SAVEPOINT litemaas_hooks_chunk
+
+-- name: release_chunk
+RELEASE SAVEPOINT litemaas_hooks_chunk
+
+-- name: rollback_to_chunk
+ROLLBACK TO SAVEPOINT litemaas_hooks_chunk
+
 -- name: rollback
 ROLLBACK

@@ -5,6 +5,10 @@
 -- A hand-made row (no litellm_model_id, no LiteLLM metadata: no sync wrote it) is the backend's
 -- own: its id only (so that nothing of ours writes over it), every other column NULL. The relay
 -- role reads nothing of it (docs/relay-role.md).
+-- PL/pgSQL, not SQL: a SQL function that cannot be inlined (SECURITY DEFINER, SET search_path) is
+-- parsed and planned again at every call (~0.3 ms on each change the relay applies); PL/pgSQL keeps
+-- the plan for the session. The casts make the columns exactly the declared types (RETURN QUERY
+-- insists) whatever the backend's own column types are (varchar(255) today).
 CREATE OR REPLACE FUNCTION litemaas_hooks.models_snapshot_v1(p_ids text[])
 RETURNS TABLE (
     id text, name text, provider text, description text, category text, context_length integer,
@@ -14,45 +18,54 @@ RETURNS TABLE (
     availability text, version text, metadata jsonb, api_base text, tpm integer, rpm integer,
     max_tokens integer, litellm_model_id text, backend_model_name text, hidden_reason text
 )
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    WITH picked AS (
-        SELECT m.*, h.reason AS hidden_reason,
-               m.litellm_model_id IS NOT NULL
-                   OR coalesce(m.metadata ? 'litellm_model_info' OR m.metadata ? 'litellm_params',
-                               false) AS synced
-        FROM public.models AS m
-        LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
-        WHERE p_ids IS NULL
-        UNION ALL
-        -- a join, not `id = ANY (p_ids)`: thousands of ids stay a hash/index join, not a scan
-        -- per id
-        SELECT m.*, h.reason,
-               m.litellm_model_id IS NOT NULL
-                   OR coalesce(m.metadata ? 'litellm_model_info' OR m.metadata ? 'litellm_params',
-                               false)
-        FROM (SELECT DISTINCT x FROM unnest(p_ids) AS x) AS wanted (id)
-        JOIN public.models AS m ON m.id = wanted.id
-        LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
-    )
-    SELECT p.id::text,
-           CASE WHEN p.synced THEN p.name END, CASE WHEN p.synced THEN p.provider END,
-           CASE WHEN p.synced THEN p.description END, CASE WHEN p.synced THEN p.category END,
-           CASE WHEN p.synced THEN p.context_length END,
-           CASE WHEN p.synced THEN p.input_cost_per_token END,
-           CASE WHEN p.synced THEN p.output_cost_per_token END,
-           CASE WHEN p.synced THEN p.supports_vision END,
-           CASE WHEN p.synced THEN p.supports_function_calling END,
-           CASE WHEN p.synced THEN p.supports_tool_choice END,
-           CASE WHEN p.synced THEN p.supports_parallel_function_calling END,
-           CASE WHEN p.synced THEN p.supports_streaming END,
-           CASE WHEN p.synced THEN p.features END,
-           CASE WHEN p.synced THEN p.availability END, CASE WHEN p.synced THEN p.version END,
-           CASE WHEN p.synced THEN p.metadata END, CASE WHEN p.synced THEN p.api_base END,
-           CASE WHEN p.synced THEN p.tpm END, CASE WHEN p.synced THEN p.rpm END,
-           CASE WHEN p.synced THEN p.max_tokens END, p.litellm_model_id,
-           CASE WHEN p.synced THEN p.backend_model_name END,
-           CASE WHEN p.synced THEN p.hidden_reason END
-    FROM picked AS p
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH picked AS (
+            SELECT m.*, h.reason AS hidden_reason,
+                   m.litellm_model_id IS NOT NULL
+                       OR coalesce(m.metadata ? 'litellm_model_info'
+                                   OR m.metadata ? 'litellm_params', false) AS synced
+            FROM public.models AS m
+            LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
+            WHERE p_ids IS NULL
+            UNION ALL
+            -- a join, not `id = ANY (p_ids)`: thousands of ids stay a hash/index join, not a scan
+            -- per id
+            SELECT m.*, h.reason,
+                   m.litellm_model_id IS NOT NULL
+                       OR coalesce(m.metadata ? 'litellm_model_info'
+                                   OR m.metadata ? 'litellm_params', false)
+            FROM (SELECT DISTINCT x FROM unnest(p_ids) AS x) AS wanted (id)
+            JOIN public.models AS m ON m.id = wanted.id
+            LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
+        )
+        SELECT p.id::text,
+               CASE WHEN p.synced THEN p.name::text END,
+               CASE WHEN p.synced THEN p.provider::text END,
+               CASE WHEN p.synced THEN p.description::text END,
+               CASE WHEN p.synced THEN p.category::text END,
+               CASE WHEN p.synced THEN p.context_length::integer END,
+               CASE WHEN p.synced THEN p.input_cost_per_token::numeric END,
+               CASE WHEN p.synced THEN p.output_cost_per_token::numeric END,
+               CASE WHEN p.synced THEN p.supports_vision::boolean END,
+               CASE WHEN p.synced THEN p.supports_function_calling::boolean END,
+               CASE WHEN p.synced THEN p.supports_tool_choice::boolean END,
+               CASE WHEN p.synced THEN p.supports_parallel_function_calling::boolean END,
+               CASE WHEN p.synced THEN p.supports_streaming::boolean END,
+               CASE WHEN p.synced THEN p.features::text[] END,
+               CASE WHEN p.synced THEN p.availability::text END,
+               CASE WHEN p.synced THEN p.version::text END,
+               CASE WHEN p.synced THEN p.metadata::jsonb END,
+               CASE WHEN p.synced THEN p.api_base::text END,
+               CASE WHEN p.synced THEN p.tpm::integer END,
+               CASE WHEN p.synced THEN p.rpm::integer END,
+               CASE WHEN p.synced THEN p.max_tokens::integer END, p.litellm_model_id::text,
+               CASE WHEN p.synced THEN p.backend_model_name::text END,
+               CASE WHEN p.synced THEN p.hidden_reason::text END
+        FROM picked AS p;
+END;
 $$;

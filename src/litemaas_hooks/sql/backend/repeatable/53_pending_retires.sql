@@ -154,16 +154,19 @@ AS $$
 $$;
 
 -- Record which LiteLLM instance synced the given names (see migration 0005). Writes only new rows.
+-- PL/pgSQL: its plan is kept for the session (a SQL function like this one is planned per call).
 CREATE OR REPLACE FUNCTION litemaas_hooks.note_model_instances_v1(p_ids text[], p_instance text)
 RETURNS void
-LANGUAGE sql SECURITY DEFINER
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     INSERT INTO litemaas_hooks.model_instances (model_id, instance)
     SELECT DISTINCT i.id, p_instance FROM unnest(p_ids) AS i (id)
     JOIN public.models AS m ON m.id = i.id
     WHERE p_instance IS NOT NULL AND i.id IS NOT NULL
-    ON CONFLICT DO NOTHING
+    ON CONFLICT DO NOTHING;
+END;
 $$;
 
 -- Of the given names this instance no longer has: forget that this instance synced them, and return
