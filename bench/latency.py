@@ -192,6 +192,10 @@ def measure_floor(litellm_dsn: str, backend_dsn: str, observer: Observer, count:
     return out
 
 
+# the last measure_relay's latencies by kind of change (seconds), for the per-kind lines
+BY_OP: dict[str, list[float]] = {}
+
+
 def measure_relay(
     litellm_dsn: str, observer: Observer, count: int, gap: float, rng: random.Random, *, start: int = 100_000
 ) -> tuple[list[float], dict[str, int]]:
@@ -201,6 +205,7 @@ def measure_relay(
     live: list[tuple[str, str]] = []  # (model_id, model_name), one deployment per name
     out: list[float] = []
     ops = {"insert": 0, "update": 0, "delete": 0}
+    BY_OP.clear()
     with psycopg.connect(litellm_dsn, autocommit=True) as conn:
         for i in range(count):
             op = "insert" if len(live) < 20 else rng.choice(("insert", "update", "update", "delete"))
@@ -223,6 +228,7 @@ def measure_relay(
                 conn.execute('DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (model_id,))
                 committed = time.perf_counter()
             out.append(observer.wait_for(name) - committed)
+            BY_OP.setdefault(op, []).append(out[-1])
             ops[op] += 1
             time.sleep(gap)
     return out, ops
@@ -258,6 +264,9 @@ def main() -> None:
     print(f"latency benchmark — LiteLLM-row commit -> backend-row commit — {machine()}")
     print(f"  relay (`litemaas-hooks relay` subprocess): {len(relay)} changes {ops}, each committed alone")
     print("  " + "  ".join(f"{k} {v:6.2f} ms" for k, v in r.items()))
+    for kind, values in sorted(BY_OP.items()):
+        per = summary(values)
+        print(f"    {kind:6} ({len(values)}): p50 {per['p50']:6.2f} ms  p99 {per['p99']:6.2f} ms")
     print("  targets: p50 <= 3 ms, p99 <= 10 ms:", "MET" if r["p50"] <= 3 and r["p99"] <= 10 else "MISSED")
     trips = len(floor) + len(floor_after)
     print(f"  baseline (physical floor: NOTIFY round trip + one backend transaction), {trips} trips")
