@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Keep the LiteMaaS backend models table in sync with LiteLLM's models.",
         epilog="Settings come from the environment: LITEMAAS_DATABASE_URL, LITELLM_DATABASE_URL (or "
-        "DATABASE_URL), LITELLM_SALT_KEY (or LITELLM_MASTER_KEY), LITEMAAS_HOOKS_*. See README.",
+        "DATABASE_URL), LITELLM_SALT_KEY (or LITELLM_MASTER_KEY), LITEMAAS_HOOKS_*. "
+        "See docs/configuration.md.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -1,6 +1,6 @@
 """What `litemaas-hooks install` runs and the grants a DBA gives, as text to review before applying.
 
-``grants_sql`` is the single source of the least-privilege grants: README "Database privileges" holds
+``grants_sql`` is the single source of the least-privilege grants: docs/privileges.md holds
 its output for the default role name, and the tests create their roles from it. ``install_sql`` is the
 whole SQL `install` would run on one database (migrations not yet applied are run once and recorded;
 the repeatable scripts run every time).
