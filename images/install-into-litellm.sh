@@ -2,7 +2,7 @@
 # Install litemaas-hooks into the Python environment that runs LiteLLM without changing any package already
 # installed there -- above all LiteLLM itself (LiteMaaS runs its own fork, quay.io/rh-aiservices-bu/
 # litellm-non-root). Every installed distribution is pinned to its installed version as a pip constraint, so
-# pip only adds what is missing (psycopg, pydantic-settings, ...) and fails loudly instead of replacing
+# pip only adds what is missing (psycopg, orjson, pynacl, ...) and fails loudly instead of replacing
 # something. Used by Containerfile.plugin; CI runs this same script against a venv holding litellm 1.81.0.
 #   PYTHON=/usr/bin/python3.13 sh install-into-litellm.sh /path/to/litemaas-hooks   (a source tree or a wheel)
 set -eu

@@ -2,11 +2,12 @@
 retire, restore.
 
 Exit codes: 0 = in sync / applied / healthy; 1 = error (a mistake gets one line saying what is wrong
-and which setting or command fixes it; usage errors too); 2 = ``backfill --dry-run`` found differences
-(``status``: unhealthy). Tracebacks only with ``LITEMAAS_HOOKS_LOG_LEVEL=DEBUG``.
+and which setting or command fixes it; usage errors too); 2 = ``backfill --dry-run`` found
+differences (``status``: unhealthy). Tracebacks only with ``LITEMAAS_HOOKS_LOG_LEVEL=DEBUG``.
 
-Only the commands that read LiteLLM's models (``backfill``, ``relay``, ``status`` with its drift check)
-import LiteLLM; every other command, and every settings error, starts in a fraction of a second.
+Only the commands that read LiteLLM's models (``backfill``, ``relay``, ``status`` with its drift
+check) import LiteLLM; every other command, and every settings error, starts in a fraction of a
+second.
 """
 
 from __future__ import annotations
@@ -41,23 +42,36 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Keep the LiteMaaS backend models table in sync with LiteLLM's models.",
-        epilog="Settings come from the environment: LITEMAAS_DATABASE_URL, LITELLM_DATABASE_URL (or "
-        "DATABASE_URL), LITELLM_SALT_KEY (or LITELLM_MASTER_KEY), LITEMAAS_HOOKS_*. See README.",
+        epilog="Settings come from the environment: LITEMAAS_DATABASE_URL, "
+        "LITELLM_DATABASE_URL (or DATABASE_URL), LITELLM_SALT_KEY (or LITELLM_MASTER_KEY), "
+        "LITEMAAS_HOOKS_*. See docs/configuration.md.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    install = sub.add_parser("install", help="apply the SQL migrations to both databases (idempotent)")
+    install = sub.add_parser(
+        "install", help="apply the SQL migrations to both databases (idempotent)"
+    )
     only = install.add_mutually_exclusive_group()
-    only.add_argument("--backend-only", action="store_true", help="only the backend (LiteMaaS) database")
-    only.add_argument("--litellm-only", action="store_true", help="only the LiteLLM database (trigger, outbox)")
-    install.add_argument(
-        "--print-sql", action="store_true", help="print the whole SQL install would run, per database; apply nothing"
+    only.add_argument(
+        "--backend-only", action="store_true", help="only the backend (LiteMaaS) database"
+    )
+    only.add_argument(
+        "--litellm-only", action="store_true", help="only the LiteLLM database (trigger, outbox)"
     )
     install.add_argument(
-        "--print-grants", action="store_true", help="print the GRANT statements for the relay role; apply nothing"
+        "--print-sql",
+        action="store_true",
+        help="print the whole SQL install would run, per database; apply nothing",
     )
-    install.add_argument("--relay-role", default="litemaas_hooks_relay", help="role of the relay (--print-grants)")
+    install.add_argument(
+        "--print-grants",
+        action="store_true",
+        help="print the GRANT statements for the relay role; apply nothing",
+    )
+    install.add_argument(
+        "--relay-role", default="litemaas_hooks_relay", help="role of the relay (--print-grants)"
+    )
     install.add_argument(
         "--grant-relay",
         action="store_true",
@@ -65,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         "exactly --print-grants (needs CREATEROLE)",
     )
     install.add_argument(
-        "--backend-role", default=None, help="backend role of the relay if not --relay-role (--print-grants)"
+        "--backend-role",
+        default=None,
+        help="backend role of the relay if not --relay-role (--print-grants)",
     )
     install.add_argument(
         "--litellm-role",
@@ -78,11 +94,16 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="first wait up to SECONDS for both databases and their tables (LiteLLM's, the backend's models)",
+        help="first wait up to SECONDS for both databases and their tables (LiteLLM's, the "
+        "backend's models)",
     )
 
-    backfill = sub.add_parser("backfill", help="bring every LiteLLM model into the backend (one shot)")
-    backfill.add_argument("--dry-run", action="store_true", help="print the per-model plan, write nothing")
+    backfill = sub.add_parser(
+        "backfill", help="bring every LiteLLM model into the backend (one shot)"
+    )
+    backfill.add_argument(
+        "--dry-run", action="store_true", help="print the per-model plan, write nothing"
+    )
     backfill.add_argument(
         "--retire-missing",
         action="store_true",
@@ -92,28 +113,48 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("relay", help="run the sync relay in the foreground (sidecar / Deployment)")
 
-    status = sub.add_parser("status", help="healthy or not, and why: trigger, outbox, dead events, drift")
+    status = sub.add_parser(
+        "status", help="healthy or not, and why: trigger, outbox, dead events, drift"
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument(
-        "--no-drift", action="store_true", help="skip the drift check (no LiteLLM import: fast, for probes)"
+        "--no-drift",
+        action="store_true",
+        help="skip the drift check (no LiteLLM import: fast, for probes)",
     )
 
-    replay = sub.add_parser("replay", help="make dead outbox events pending again (after fixing their cause)")
-    replay.add_argument("ids", nargs="*", type=int, metavar="ID", help="event ids (default: every dead event)")
+    replay = sub.add_parser(
+        "replay", help="make dead outbox events pending again (after fixing their cause)"
+    )
+    replay.add_argument(
+        "ids", nargs="*", type=int, metavar="ID", help="event ids (default: every dead event)"
+    )
 
     shim = sub.add_parser(
-        "write-shim", help="write litemaas_hooks.py next to LiteLLM's config.yaml (needed by LiteLLM 1.81)"
+        "write-shim",
+        help="write litemaas_hooks.py next to LiteLLM's config.yaml (needed by LiteLLM 1.81)",
     )
-    shim.add_argument("config_dir", metavar="DIR", help="the directory that holds LiteLLM's config.yaml")
+    shim.add_argument(
+        "config_dir", metavar="DIR", help="the directory that holds LiteLLM's config.yaml"
+    )
 
     uninstall = sub.add_parser(
-        "uninstall", help="remove the trigger, functions and schemas of litemaas-hooks (backend rows stay)"
+        "uninstall",
+        help="remove the trigger, functions and schemas of litemaas-hooks (backend rows stay)",
     )
     uninstall_only = uninstall.add_mutually_exclusive_group()
-    uninstall_only.add_argument("--backend-only", action="store_true", help="only the backend (LiteMaaS) database")
-    uninstall_only.add_argument("--litellm-only", action="store_true", help="only the LiteLLM database")
-    uninstall.add_argument("--dry-run", action="store_true", help="print the SQL, connect to nothing")
-    uninstall.add_argument("--yes", action="store_true", help="really uninstall (required unless --dry-run)")
+    uninstall_only.add_argument(
+        "--backend-only", action="store_true", help="only the backend (LiteMaaS) database"
+    )
+    uninstall_only.add_argument(
+        "--litellm-only", action="store_true", help="only the LiteLLM database"
+    )
+    uninstall.add_argument(
+        "--dry-run", action="store_true", help="print the SQL, connect to nothing"
+    )
+    uninstall.add_argument(
+        "--yes", action="store_true", help="really uninstall (required unless --dry-run)"
+    )
 
     _add_model_commands(sub)
 
@@ -141,7 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run everything against a throwaway local PostgreSQL")
     demo.add_argument("--no-live", action="store_true", help="skip the live relay part of the demo")
     demo.add_argument(
-        "--keep-running", action="store_true", help="leave the sandbox proxy up at the end (Admin UI URL printed)"
+        "--keep-running",
+        action="store_true",
+        help="leave the sandbox proxy up at the end (Admin UI URL printed)",
     )
     return parser
 
@@ -149,18 +192,27 @@ def _parser() -> argparse.ArgumentParser:
 def _add_model_commands(sub: Any) -> None:
     """``apply`` and ``show``: the operator's guide (model files in, both sides verified)."""
     apply = sub.add_parser(
-        "apply", help="create/update LiteLLM models from the guide's model files, through LiteLLM's API"
+        "apply",
+        help="create/update LiteLLM models from the guide's model files, through LiteLLM's API",
     )
     apply.add_argument("files", nargs="+", metavar="FILE", help="model files (the guide's format)")
-    apply.add_argument("--dry-run", action="store_true", help="print the plan, change nothing (exit 2: changes)")
     apply.add_argument(
-        "--prune", action="store_true", help="also delete models made by apply that are no longer in the files"
+        "--dry-run", action="store_true", help="print the plan, change nothing (exit 2: changes)"
     )
     apply.add_argument(
-        "--allow-inline-keys", action="store_true", help="accept literal api_key values (default: references only)"
+        "--prune",
+        action="store_true",
+        help="also delete models made by apply that are no longer in the files",
     )
     apply.add_argument(
-        "--adopt", action="store_true", help="take over a same-named model made in the UI/API (else an error)"
+        "--allow-inline-keys",
+        action="store_true",
+        help="accept literal api_key values (default: references only)",
+    )
+    apply.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take over a same-named model made in the UI/API (else an error)",
     )
     apply.add_argument(
         "--wait",
@@ -169,7 +221,9 @@ def _add_model_commands(sub: Any) -> None:
         metavar="SECONDS",
         help="wait up to SECONDS for the backend rows (needs LITEMAAS_DATABASE_URL; default 30)",
     )
-    show = sub.add_parser("show", help="a model in LiteLLM and in the backend, its subscriptions and outbox events")
+    show = sub.add_parser(
+        "show", help="a model in LiteLLM and in the backend, its subscriptions and outbox events"
+    )
     show.add_argument("names", nargs="+", metavar="NAME", help="model names")
     show.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -193,8 +247,11 @@ def required_databases(args: argparse.Namespace) -> tuple[Which, ...]:
     return ()
 
 
-async def _open(settings: Settings, sides: Sequence[Which], *, installed: Sequence[Which] = ()) -> dict[Which, Any]:
-    """Connections to ``sides``, each checked to be the right kind of database (one clear error if not)."""
+async def _open(
+    settings: Settings, sides: Sequence[Which], *, installed: Sequence[Which] = ()
+) -> dict[Which, Any]:
+    """Connections to ``sides``, each checked to be the right kind of database (one clear error if
+    not)."""
     import asyncio
 
     from litemaas_hooks.connections import check_databases, connect
@@ -218,10 +275,12 @@ async def _open(settings: Settings, sides: Sequence[Which], *, installed: Sequen
     return conns
 
 
-# -- install ------------------------------------------------------------------------------------------
+# -- install ---------------------------------------------------------------------------------------
 
 
-def install_line(side: Which, database: str, result: Any, trigger: tuple[bool, bool] | None = None) -> str:
+def install_line(
+    side: Which, database: str, result: Any, trigger: tuple[bool, bool] | None = None
+) -> str:
     """What install did on one database: created (migrations applied), repaired, left as it was."""
     label = f'{"backend (LiteMaaS)" if side == "backend" else "LiteLLM"} database "{database}"'
     done: list[str] = []
@@ -231,14 +290,20 @@ def install_line(side: Which, database: str, result: Any, trigger: tuple[bool, b
     if trigger is not None:
         was_ok, now_ok = trigger
         if now_ok and not was_ok and not result.applied:
-            repaired.append('the outbox trigger on public."LiteLLM_ProxyModelTable" (it was missing or disabled)')
+            repaired.append(
+                'the outbox trigger on public."LiteLLM_ProxyModelTable" (it was missing or '
+                "disabled)"
+            )
         elif now_ok and result.applied:
             done.append('trigger installed on public."LiteLLM_ProxyModelTable"')
     if repaired:
         done.append("restored " + "; ".join(repaired))
     if result.already:
         n = len(result.already)
-        done.append(f"{'left' if done else 'up to date:'} {n} migration{'s' if n != 1 else ''} already applied")
+        done.append(
+            f"{'left' if done else 'up to date:'} {n} migration{'s' if n != 1 else ''} already "
+            "applied"
+        )
     if result.ensured and side == "backend":
         done.append(f"{len(result.ensured)} functions in place")
     recognised = list(getattr(result, "recognised", None) or [])
@@ -261,7 +326,8 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
     sides = both[:1] if args.backend_only else both[1:] if args.litellm_only else both
     if args.print_sql or args.print_grants:
         return _print_install(args, sides)
-    if args.wait_for_litellm > 0:  # the deploy Job: wait for LiteLLM's (and the backend's) tables first
+    # the deploy Job: wait for LiteLLM's (and the backend's) tables first
+    if args.wait_for_litellm > 0:
         from litemaas_hooks.wait_tables import wait_for_tables
 
         await wait_for_tables(settings, args.wait_for_litellm, sides)
@@ -292,12 +358,17 @@ async def _install(settings: Settings, args: argparse.Namespace) -> int:
 def _print_install(args: argparse.Namespace, sides: tuple[Any, ...]) -> int:
     from litemaas_hooks.privileges import Roles, render
 
-    roles = Roles(relay=args.relay_role, backend=args.backend_role, litellm_writers=tuple(args.litellm_role))
-    print(render(print_sql=args.print_sql, print_grants=args.print_grants, sides=sides, roles=roles), end="")
+    roles = Roles(
+        relay=args.relay_role, backend=args.backend_role, litellm_writers=tuple(args.litellm_role)
+    )
+    print(
+        render(print_sql=args.print_sql, print_grants=args.print_grants, sides=sides, roles=roles),
+        end="",
+    )
     return EXIT_OK
 
 
-# -- backfill -----------------------------------------------------------------------------------------
+# -- backfill --------------------------------------------------------------------------------------
 
 
 def _fmt(value: Any) -> str:
@@ -326,7 +397,9 @@ def print_plan(report: Any, out: Any = None) -> None:
         line = f"{marks[outcome.action]} {verbs[outcome.action]:<7} {name}"
         if outcome.action == "updated" and outcome.changes:
             fields = ", ".join(
-                f"{field}: {_fmt(old)} -> {_fmt(new)}" if field != "metadata" else "metadata changed"
+                f"{field}: {_fmt(old)} -> {_fmt(new)}"
+                if field != "metadata"
+                else "metadata changed"
                 for field, (old, new) in sorted(outcome.changes.items())
             )
             line += f"  ({fields})"
@@ -342,9 +415,15 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
 
     def progress(done: int, total: int) -> None:
         if show_progress and total >= 1000:
-            print(f"\rapplying {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+            print(
+                f"\rapplying {done}/{total}",
+                end="" if done < total else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    # backfill reads LiteLLM's table and writes through the backend functions: the outbox is not needed
+    # backfill reads LiteLLM's table and writes through the backend functions: the outbox is not
+    # needed
     conns = await _open(settings, ("litellm", "backend"), installed=("backend",))
     try:
         from litemaas_hooks.litellm_adapter import warm_up
@@ -377,7 +456,7 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- relay --------------------------------------------------------------------------------------------
+# -- relay -----------------------------------------------------------------------------------------
 
 
 async def _relay(settings: Settings, args: argparse.Namespace) -> int:
@@ -401,7 +480,10 @@ async def _relay(settings: Settings, args: argparse.Namespace) -> int:
 
     def request_stop(signame: str) -> None:
         if not stop.is_set():
-            log.info("litemaas-hooks relay: %s received: finishing the current batch, then stopping", signame)
+            log.info(
+                "litemaas-hooks relay: %s received: finishing the current batch, then stopping",
+                signame,
+            )
         stop.set()
 
     signals = (signal.SIGTERM, signal.SIGINT)
@@ -415,7 +497,7 @@ async def _relay(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- status / replay / write-shim / demo --------------------------------------------------------------
+# -- status / replay / write-shim / demo -----------------------------------------------------------
 
 
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
@@ -437,11 +519,14 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
             cur = await conn.execute(sql.query("litellm", "events_status"), {"ids": ids})
             found = {int(i): str(s) for i, s in await cur.fetchall()}
             wrong = [
-                f"{i} does not exist" if i not in found else f"{i} is {found[i]}" for i in ids if found.get(i) != "dead"
+                f"{i} does not exist" if i not in found else f"{i} is {found[i]}"
+                for i in ids
+                if found.get(i) != "dead"
             ]
             if wrong:
                 raise LiteMaaSHooksError(
-                    f"nothing replayed: only dead events can be replayed, and event {'; event '.join(wrong)} "
+                    "nothing replayed: only dead events can be replayed, and event "
+                    f"{'; event '.join(wrong)} "
                     "(`litemaas-hooks status` lists the dead events with their ids)"
                 )
         count = await outbox.replay_dead(conn, ids or None)
@@ -460,7 +545,8 @@ def _write_shim(settings: Settings, args: argparse.Namespace) -> int:
 
     if not os.path.isdir(args.config_dir):
         raise LiteMaaSHooksError(
-            f"{args.config_dir!r} is not a directory: give the directory that holds LiteLLM's config.yaml"
+            f"{args.config_dir!r} is not a directory: give the directory that holds LiteLLM's "
+            "config.yaml"
         )
     print(f"wrote {write_shim(args.config_dir)}")
     return EXIT_OK
@@ -557,8 +643,8 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
         from litemaas_hooks_sandbox.demo import run_demo
     except ImportError:
         raise LiteMaaSHooksError(
-            "the demo lives in the sandbox package, which is not installed: run `make demo` from a clone of "
-            "litemaas-hooks (or `pip install -e ./sandbox`)"
+            "the demo lives in the sandbox package, which is not installed: run `make demo` from a "
+            "clone of litemaas-hooks (or `pip install -e ./sandbox`)"
         ) from None
 
     return await run_demo(live=not args.no_live, keep_running=args.keep_running)
@@ -607,7 +693,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Any]] = {
 }
 
 
-# -- main ---------------------------------------------------------------------------------------------
+# -- main ------------------------------------------------------------------------------------------
 
 
 def _mask(text: str, secrets: Sequence[str]) -> str:
@@ -644,12 +730,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure(settings.log_level, secrets, json_lines=settings.json_log_lines)
         collapse_litellm_cost_map_warnings()  # offline, LiteLLM's import would print several
         outcome = _COMMANDS[args.command](settings, args)
-        if isinstance(outcome, int):  # a command without a database (write-shim): no event loop needed
+        # a command without a database (write-shim): no event loop needed
+        if isinstance(outcome, int):
             return outcome
         import asyncio
 
         # a full reconcile plans in a worker thread while the event loop feeds the backend's writes:
-        # the loop gets the GIL back within 1 ms instead of 5 (our own process; the proxy keeps its own)
+        # the loop gets the GIL back within 1 ms instead of 5 (our own process; the proxy keeps its
+        # own)
         sys.setswitchinterval(0.001)
         return int(asyncio.run(outcome))
     except KeyboardInterrupt:
@@ -657,8 +745,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if _debug():
             print(scrub("".join(traceback.format_exception(exc)), secrets), file=sys.stderr, end="")
-        # our own errors show URLs already masked (and examples such as USER:PASSWORD@ stay readable);
-        # anything else goes through the full scrub
+        # our own errors show URLs already masked (and examples such as USER:PASSWORD@ stay
+        # readable); anything else goes through the full scrub
         text = error_text(exc)
         text = _mask(text, secrets) if isinstance(exc, LiteMaaSHooksError) else scrub(text, secrets)
         lines = text.splitlines() or [type(exc).__name__]

@@ -1,4 +1,5 @@
-"""Which cost map LiteLLM would load, and a disk memo of LiteLLM's own answers for it — no LiteLLM import.
+"""Which cost map LiteLLM would load, and a disk memo of LiteLLM's own answers for it — no LiteLLM
+import.
 
 ``import litellm`` costs seconds and ~200 MB; a command that only needs the cost-map part of
 ``/model/info`` does not pay it when the answers for this exact LiteLLM version and cost map are
@@ -35,7 +36,9 @@ import orjson
 
 log = logging.getLogger("litemaas_hooks.cost_map")
 
-DEFAULT_URL = "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
+DEFAULT_URL = (
+    "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
+)
 BUNDLED_FILE = "model_prices_and_context_window_backup.json"
 # 2: lookups with the deployment registered like the router; 3: unpriced while registered;
 # 4: distinct answers stored once (content ids), mergeable with the copy in LiteLLM's database;
@@ -105,19 +108,21 @@ def current_source() -> Source:
         return _bundled(version)
     url = os.environ.get("LITELLM_MODEL_COST_MAP_URL") or DEFAULT_URL
     try:
-        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:  # noqa: S310 (LiteLLM's URL)
+        # S310: the URL is LiteLLM's cost map URL
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:  # noqa: S310
             body = response.read()
         orjson.loads(body)
         return Source("remote", url, body, version)
     except Exception as exc:  # offline, HTTP error, invalid JSON: LiteLLM falls back the same way
         log.warning(
-            "could not fetch LiteLLM's model cost map from %s (%s); using the map bundled with LiteLLM %s "
-            "(set LITELLM_LOCAL_MODEL_COST_MAP=True to skip the fetch)",
+            "could not fetch LiteLLM's model cost map from %s (%s); using the map bundled with "
+            "LiteLLM %s (set LITELLM_LOCAL_MODEL_COST_MAP=True to skip the fetch)",
             url,
             type(exc).__name__,
             version,
         )
-        os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # same map, no second warning, for LiteLLM too
+        # same map, no second warning, for LiteLLM too
+        os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
         return _bundled(version)
 
 
@@ -166,28 +171,32 @@ def facts_problem(facts: Mapping[str, Any]) -> str | None:
 class Memo:
     """LiteLLM's answers for one (version, cost map): cost-map lookups and version facts.
 
-    Stored compactly: an answer of LiteLLM >= 1.108 is a ~250-key ``model_info`` that is the same for
-    every model its cost map does not know, apart from its ``key`` field; so each distinct answer (its
-    ``key`` blanked) is kept once under a content id, and each lookup names its answer id, its ``key``
-    and its ``unpriced`` flag. Content ids make two writers' memos merge by plain union (the disk file
-    here, the shared copy in LiteLLM's database: ``memo_share``).
+    Stored compactly: an answer of LiteLLM >= 1.108 is a ~250-key ``model_info`` that is the same
+    for every model its cost map does not know, apart from its ``key`` field; so each distinct
+    answer (its ``key`` blanked) is kept once under a content id, and each lookup names its answer
+    id, its ``key`` and its ``unpriced`` flag. Content ids make two writers' memos merge by plain
+    union (the disk file here, the shared copy in LiteLLM's database: ``memo_share``).
     """
 
     fingerprint: str
     version: str
     facts: dict[str, Any] = field(default_factory=dict)
-    answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # answer id -> info with key blanked
-    entries: dict[str, list[Any]] = field(default_factory=dict)  # lookup key -> [answer id, key?, has key, unpriced]
+    # answer id -> info with key blanked
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # lookup key -> [answer id, key?, has key, unpriced]
+    entries: dict[str, list[Any]] = field(default_factory=dict)
     dirty: bool = False
     unwritable: bool = False  # one warning per process, then answers are kept in memory only
-    fresh: set[str] = field(default_factory=set)  # lookup keys learnt in this process (not yet shared)
+    # lookup keys learnt in this process (not yet shared)
+    fresh: set[str] = field(default_factory=set)
 
     @property
     def path(self) -> Path:
         return cache_dir() / f"model-info-{self.fingerprint}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """``{"info": {...}, "unpriced": bool}`` as LiteLLM answered, a fresh copy; None if unknown."""
+        """``{"info": {...}, "unpriced": bool}`` as LiteLLM answered, a fresh copy; None if
+        unknown."""
         parts = self.parts(key)
         if parts is None:
             return None
@@ -195,8 +204,9 @@ class Memo:
         return {"info": {**shared, **own}, "unpriced": unpriced}
 
     def parts(self, key: str) -> tuple[Mapping[str, Any], dict[str, Any], bool] | None:
-        """The same answer as ``(shared, own, unpriced)``: ``shared`` is the stored answer (one object
-        for every lookup with that answer: never mutate it), ``own`` this lookup's matched ``key``."""
+        """The same answer as ``(shared, own, unpriced)``: ``shared`` is the stored answer (one
+        object for every lookup with that answer: never mutate it), ``own`` this lookup's matched
+        ``key``."""
         entry = self.entries.get(key)
         if entry is None:
             return None
@@ -219,7 +229,12 @@ class Memo:
         self.fresh.add(key)
         self.dirty = True
 
-    def merge(self, facts: Mapping[str, Any] | None, answers: Mapping[str, Any], entries: Mapping[str, Any]) -> int:
+    def merge(
+        self,
+        facts: Mapping[str, Any] | None,
+        answers: Mapping[str, Any],
+        entries: Mapping[str, Any],
+    ) -> int:
         """Add another copy's answers (ours win on a clash; they are LiteLLM's answers either way).
         Returns how many lookups were new here."""
         if facts and not self.facts and facts_problem(facts) is None:
@@ -243,7 +258,9 @@ class Memo:
     @classmethod
     def load(cls, source: Source) -> Memo:
         memo = cls(source.fingerprint, source.version)
-        with contextlib.suppress(OSError, orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+        with contextlib.suppress(
+            OSError, orjson.JSONDecodeError, TypeError, KeyError, AttributeError
+        ):
             data = orjson.loads(memo.path.read_bytes())
             if data.get("format") == MEMO_FORMAT and data.get("fingerprint") == memo.fingerprint:
                 memo.merge(data["facts"], data["answers"], data["entries"])
@@ -272,7 +289,8 @@ class Memo:
         except OSError as exc:
             self.unwritable = True
             log.warning(
-                "cannot write the cost-map memo %s (%s): answers are kept in memory (and in LiteLLM's "
+                "cannot write the cost-map memo %s (%s): answers are kept in memory (and in "
+                "LiteLLM's "
                 "database when installed); set LITEMAAS_HOOKS_CACHE_DIR to a writable folder",
                 self.path,
                 exc,

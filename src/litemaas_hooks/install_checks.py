@@ -84,18 +84,9 @@ def owned_objects(side: Which) -> set[Owned]:
 async def missing(conn: psycopg.AsyncConnection[Any], objects: set[Owned]) -> set[Owned]:
     relations = sorted(o.name for o in objects if o.kind in {"table", "index"})
     functions = sorted(o.name for o in objects if o.kind == "function")
-    cur = await conn.execute(
-        "SELECT c.relname FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON "
-        "n.oid = c.relnamespace WHERE n.nspname = 'litemaas_hooks' AND c.relname = "
-        "ANY(%s::text[])",
-        (relations,),
-    )
+    cur = await conn.execute(sql.query("common", "owned_relations_present"), {"names": relations})
     present_rel = {str(r[0]) for r in await cur.fetchall()}
-    cur = await conn.execute(
-        "SELECT p.proname FROM pg_catalog.pg_proc AS p JOIN pg_catalog.pg_namespace AS n ON n.oid "
-        "= p.pronamespace WHERE n.nspname = 'litemaas_hooks' AND p.proname = ANY(%s::text[])",
-        (functions,),
-    )
+    cur = await conn.execute(sql.query("common", "owned_functions_present"), {"names": functions})
     present_fn = {str(r[0]) for r in await cur.fetchall()}
     return {
         o
@@ -156,7 +147,7 @@ def _family(data_type: str, udt: str) -> str:
 async def check_backend_schema(conn: psycopg.AsyncConnection[Any]) -> None:
     """Raise MigrationError naming every column or table of ``public.models`` the sync cannot
     use."""
-    cur = await conn.execute("SELECT to_regclass('public.models') IS NOT NULL")
+    cur = await conn.execute(sql.query("common", "table_exists"), {"table": "public.models"})
     row = await cur.fetchone()
     if not (row and row[0]):
         raise MigrationError(
@@ -165,10 +156,7 @@ async def check_backend_schema(conn: psycopg.AsyncConnection[Any]) -> None:
             "the LiteMaaS backend once so it creates its schema, then run `litemaas-hooks "
             "install` again"
         )
-    cur = await conn.execute(
-        "SELECT column_name, data_type, udt_name FROM information_schema.columns "
-        "WHERE table_schema = 'public' AND table_name = 'models'"
-    )
+    cur = await conn.execute(sql.query("common", "backend_models_columns"))
     columns = {str(c): _family(str(t), str(u)) for c, t, u in await cur.fetchall()}
     problems: list[str] = []
     for column, families in _REQUIRED_COLUMNS.items():
@@ -231,7 +219,7 @@ def _probe_message(exc: psycopg.Error, step: str) -> str:
     where = ".".join(p for p in (d.schema_name, d.table_name, d.column_name) if p)
     what = describe(exc)
     fix = (
-        "Make the backend schema accept it (see README, Troubleshooting) and run "
+        "Make the backend schema accept it (see docs/troubleshooting.md) and run "
         "`litemaas-hooks install` again."
     )
     state = exc.sqlstate or ""

@@ -1,4 +1,5 @@
-"""Logging setup: text or JSON lines, and a filter that removes every known secret from every record.
+"""Logging setup: text or JSON lines, and a filter that removes every known secret from every
+record.
 
 JSON lines (``LITEMAAS_HOOKS_LOG_FORMAT=json``, or LiteLLM's own ``JSON_LOGS=true``): one object per
 line with ``time``, ``level``, ``logger``, ``message`` and the record's fields passed with
@@ -23,7 +24,9 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "ta
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The ``extra=`` fields of a record."""
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    return {
+        k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+    }
 
 
 def _scrub_value(value: Any, secrets: list[str]) -> Any:
@@ -37,7 +40,8 @@ def _scrub_value(value: Any, secrets: list[str]) -> Any:
 
 
 class SecretFilter(logging.Filter):
-    """Rewrites a record's message, fields and traceback with DSN passwords and the given secrets masked."""
+    """Rewrites a record's message, fields and traceback with DSN passwords and the given secrets
+    masked."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -51,7 +55,9 @@ class SecretFilter(logging.Filter):
         for key, value in record_fields(record).items():
             setattr(record, key, _scrub_value(value, self.secrets))
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info), self.secrets)
+            record.exc_text = scrub(
+                logging.Formatter().formatException(record.exc_info), self.secrets
+            )
             record.exc_info = None
         elif record.exc_text:
             record.exc_text = scrub(record.exc_text, self.secrets)
@@ -81,9 +87,9 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time of the record (like logging's last resort), so
-    a handler created while stderr was redirected (tests, an embedding process) never writes into a
-    closed stream."""
+    """Writes to whatever ``sys.stderr`` is at the time of the record (like logging's last resort),
+    so a handler created while stderr was redirected (tests, an embedding process) never writes into
+    a closed stream."""
 
     def __init__(self) -> None:
         logging.Handler.__init__(self)
@@ -112,8 +118,8 @@ def configure(level: str, secrets: Iterable[str], *, json_lines: bool = False) -
 
 
 class CostMapFallbackFilter(logging.Filter):
-    """LiteLLM's warnings about fetching its model cost map (three or more per process when offline: the
-    first attempt, the fallback, each background retry) become one line saying what it means."""
+    """LiteLLM's warnings about fetching its model cost map (three or more per process when offline:
+    the first attempt, the fallback, each background retry) become one line saying what it means."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,14 +136,16 @@ class CostMapFallbackFilter(logging.Filter):
 
 
 COST_MAP_FALLBACK_LINE = (
-    "LiteLLM could not fetch its model cost map from the internet and uses the copy bundled with the installed "
-    "litellm; set LITELLM_LOCAL_MODEL_COST_MAP=True to skip the fetch (use the same value as the proxy, so that "
-    "model info matches its /model/info)"
+    "LiteLLM could not fetch its model cost map from the internet and uses the copy bundled with "
+    "the installed "
+    "litellm; set LITELLM_LOCAL_MODEL_COST_MAP=True to skip the fetch (use the same value as the "
+    "proxy, so that model info matches its /model/info)"
 )
 
 
 def collapse_litellm_cost_map_warnings() -> None:
-    """Install ``CostMapFallbackFilter`` on LiteLLM's logger (before LiteLLM is imported; idempotent)."""
+    """Install ``CostMapFallbackFilter`` on LiteLLM's logger (before LiteLLM is imported;
+    idempotent)."""
     logger = logging.getLogger("LiteLLM")
     if not any(isinstance(f, CostMapFallbackFilter) for f in logger.filters):
         logger.addFilter(CostMapFallbackFilter())

@@ -1,11 +1,12 @@
 """The cost-map memo shared through LiteLLM's database (``litemaas_hooks.cost_map_memo``).
 
-A process outside the proxy learns LiteLLM's cost-map answers by importing LiteLLM (seconds, ~200 MB)
-and keeps them on disk (``cost_map.Memo``). A pod's disk is gone with the pod, so the answers are also
-merged into one row per (LiteLLM version, cost map) fingerprint in LiteLLM's database: the next backfill
-Job, or a restarted relay, reads them and does not import LiteLLM for models some process has already
-asked about. Best effort throughout: without the table (an install older than migration 0006), without
-the grants, or behind a lock, the process keeps its answers to itself and nothing else changes.
+A process outside the proxy learns LiteLLM's cost-map answers by importing LiteLLM (seconds, ~200
+MB) and keeps them on disk (``cost_map.Memo``). A pod's disk is gone with the pod, so the answers
+are also merged into one row per (LiteLLM version, cost map) fingerprint in LiteLLM's database: the
+next backfill Job, or a restarted relay, reads them and does not import LiteLLM for models some
+process has already asked about. Best effort throughout: without the table (an install older than
+migration 0006), without the grants, or behind a lock, the process keeps its answers to itself and
+nothing else changes.
 
 Whoever can write the table (the relay role, i.e. LiteLLM's own role in plugin mode) must not be
 able to

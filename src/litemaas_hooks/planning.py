@@ -8,7 +8,7 @@ In sync = the row's compared columns equal the row that ANY live deployment of t
 (``ModelRecord.accepted``; the backend's own sync leaves a name on whichever deployment it processed
 last), the availability rule holds, and no description is waiting to be filled in.
 
-Availability (mirrored by the CASE in ``upsert_models_v1``; README "What a backend row gets"):
+Availability (mirrored by the CASE in ``upsert_models_v1``; docs/backend-rows.md):
 - a new row is 'available' ('unavailable' when every deployment is blocked);
 - an existing row's availability is never changed by us, except for what we hid ourselves: a name
   whose deployments are all blocked is hidden ONCE (marker ``blocked``), and only when the row was

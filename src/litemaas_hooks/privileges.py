@@ -1,9 +1,9 @@
 """What `litemaas-hooks install` runs and the grants a DBA gives, as text to review before applying.
 
-``grants_sql`` is the single source of the least-privilege grants: README "Database privileges" holds
-its output for the default role name, and the tests create their roles from it. ``install_sql`` is the
-whole SQL `install` would run on one database (migrations not yet applied are run once and recorded;
-the repeatable scripts run every time).
+``grants_sql`` is the single source of the least-privilege grants: docs/privileges.md holds
+its output for the default role name, and the tests create their roles from it. ``install_sql`` is
+the whole SQL `install` would run on one database (migrations not yet applied are run once and
+recorded; the repeatable scripts run every time).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ DEFAULT_RELAY_ROLE = "litemaas_hooks_relay"
 RELAY_PASSWORD_MIN = 16
 _URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
-# The backend functions the relay calls (sql/backend/queries.sql), by signature. Only these: EXECUTE is
-# revoked from PUBLIC on every function of ours.
+# The backend functions the relay calls (sql/backend/queries.sql), by signature. Only these: EXECUTE
+# is revoked from PUBLIC on every function of ours.
 RELAY_BACKEND_FUNCTIONS: tuple[str, ...] = (
     "litemaas_hooks.lock_models_v1(text[])",
     "litemaas_hooks.models_snapshot_v1(text[])",
@@ -55,8 +55,8 @@ RELAY_BACKEND_FUNCTIONS: tuple[str, ...] = (
     "litemaas_hooks.check_function_v1(regprocedure)",
 )
 
-# The relay's working tables in LiteLLM's database and what it does with them. Never schema_migrations
-# (our bookkeeping: only `install` writes it).
+# The relay's working tables in LiteLLM's database and what it does with them. Never
+# schema_migrations (our bookkeeping: only `install` writes it).
 RELAY_LITELLM_TABLES: tuple[tuple[str, str], ...] = (
     # claim, complete (delete), fail/release/recover (update); `resync` and `replay` insert/update
     ("litemaas_hooks.model_events", "SELECT, INSERT, UPDATE, DELETE"),
@@ -88,14 +88,20 @@ def _ident(name: str) -> str:
 
 
 def _plain(name: str) -> bool:
-    return bool(name) and name[0].isalpha() and all(c.islower() or c.isdigit() or c == "_" for c in name)
+    return (
+        bool(name)
+        and name[0].isalpha()
+        and all(c.islower() or c.isdigit() or c == "_" for c in name)
+    )
 
 
 def backend_grants(role: str) -> str:
     r = _ident(role)
     lines = [
-        "-- backend database: USAGE on our schema and EXECUTE on the functions the relay calls, nothing",
-        "-- else (no table privilege: the SECURITY DEFINER functions, owned by the owner of public.models, write)",
+        "-- backend database: USAGE on our schema and EXECUTE on the functions the relay calls, "
+        "nothing",
+        "-- else (no table privilege: the SECURITY DEFINER functions, owned by the owner of "
+        "public.models, write)",
         f"GRANT USAGE ON SCHEMA litemaas_hooks TO {r};",
     ]
     lines += [f"GRANT EXECUTE ON FUNCTION {fn} TO {r};" for fn in RELAY_BACKEND_FUNCTIONS]
@@ -118,7 +124,8 @@ def litellm_writer_grants(role: str) -> str:
     r = _ident(role)
     return "\n".join(
         [
-            f"-- LiteLLM database: {role} writes LiteLLM's table, so the trigger records its changes as {role}",
+            f"-- LiteLLM database: {role} writes LiteLLM's table, so the trigger records its "
+            f"changes as {role}",
             f"GRANT USAGE ON SCHEMA litemaas_hooks TO {r};",
             f"GRANT INSERT ({WRITER_COLUMNS}) ON litemaas_hooks.model_events TO {r};",
             f"GRANT USAGE ON SEQUENCE litemaas_hooks.model_events_id_seq TO {r};",
@@ -128,13 +135,16 @@ def litellm_writer_grants(role: str) -> str:
 
 def grants_by_database(roles: Roles = Roles()) -> dict[Which, str]:
     """The GRANT statements to run in each database (as a superuser or the objects' owners)."""
-    litellm = [litellm_relay_grants(roles.relay), *(litellm_writer_grants(w) for w in roles.litellm_writers)]
+    litellm = [
+        litellm_relay_grants(roles.relay),
+        *(litellm_writer_grants(w) for w in roles.litellm_writers),
+    ]
     return {"backend": backend_grants(roles.backend_role), "litellm": "\n\n".join(litellm)}
 
 
 def grants_sql(roles: Roles = Roles()) -> str:
-    """The GRANT statements for a relay role (standalone relay, or LiteLLM's role in plugin mode), per
-    database, plus those for other roles writing LiteLLM's table."""
+    """The GRANT statements for a relay role (standalone relay, or LiteLLM's role in plugin mode),
+    per database, plus those for other roles writing LiteLLM's table."""
     return "\n\n".join(grants_by_database(roles).values()) + "\n"
 
 

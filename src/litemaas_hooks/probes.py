@@ -4,14 +4,15 @@ Served on ``LITEMAAS_HOOKS_HTTP_HOST``:``LITEMAAS_HOOKS_HTTP_PORT`` (port defaul
 relay image and the manifests set ``9464``; host default ``0.0.0.0``), on the relay's own event loop
 (no thread, no extra dependency):
 
-- ``GET /healthz``: 200 while the relay loop runs (it retries database outages forever, so a database
-  outage is not a reason to restart the pod); 503 once the relay task has ended.
+- ``GET /healthz``: 200 while the relay loop runs (it retries database outages forever, so a
+  database outage is not a reason to restart the pod); 503 once the relay task has ended.
 - ``GET /readyz``: 200 when both databases are connected, the outbox trigger is installed and the
   relay has drained the outbox since it (re)connected; else 503 naming what is missing. JSON body.
 - ``GET /metrics``: the Prometheus text format of prometheus_client's default registry (or of
   ``PROMETHEUS_MULTIPROC_DIR`` when set); see ``metrics.py`` for the series.
 
-Inside the LiteLLM proxy this server is not started: the same series appear in LiteLLM's ``/metrics``.
+Inside the LiteLLM proxy this server is not started: the same series appear in LiteLLM's
+``/metrics``.
 """
 
 from __future__ import annotations
@@ -91,15 +92,24 @@ class ProbeServer:
             await self._server.wait_closed()
 
     def respond(self, method: str, path: str) -> tuple[int, str, bytes]:
-        """(status, content type, body) for one request; pure apart from reading the relay's state."""
+        """(status, content type, body) for one request; pure apart from reading the relay's
+        state."""
         path = path.split("?", 1)[0]
         if path not in {"/healthz", "/readyz", "/metrics"}:
-            return 404, "text/plain; charset=utf-8", b"not found: try /healthz, /readyz or /metrics\n"
+            return (
+                404,
+                "text/plain; charset=utf-8",
+                b"not found: try /healthz, /readyz or /metrics\n",
+            )
         if method not in {"GET", "HEAD"}:
             return 405, "text/plain; charset=utf-8", b"only GET\n"
         if path == "/healthz":
             ok = bool(self._alive())
-            return (200 if ok else 503), "text/plain; charset=utf-8", b"ok\n" if ok else b"relay stopped\n"
+            return (
+                (200 if ok else 503),
+                "text/plain; charset=utf-8",
+                b"ok\n" if ok else b"relay stopped\n",
+            )
         if path == "/readyz":
             ready, checks = readiness(self.relay)
             body = json.dumps({"ready": ready, "checks": checks}, sort_keys=True).encode() + b"\n"
@@ -142,7 +152,8 @@ async def run_relay_with_probes(settings: Settings, *, stop: asyncio.Event | Non
         from litemaas_hooks.errors import ConfigError
 
         raise ConfigError(
-            f"cannot serve probes on {settings.http_host}:{settings.http_port}: {exc.strerror or exc}. "
+            f"cannot serve probes on {settings.http_host}:{settings.http_port}: "
+            f"{exc.strerror or exc}. "
             "Set LITEMAAS_HOOKS_HTTP_PORT to a free port (0 turns the probe server off)."
         ) from None
     try:

@@ -12,7 +12,7 @@ and an example.
 | LITELLM_SALT_KEY | LITELLM_MASTER_KEY | key LiteLLM encrypts litellm_params with |
 | LITEMAAS_HOOKS_* | see ``Settings`` | tuning knobs |
 
-README's configuration table lists every field (a test compares the two).
+docs/configuration.md's table lists every field (a test compares the two).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ Which = Literal["backend", "litellm"]
 
 DSN_EXAMPLE = "postgresql://USER:PASSWORD@postgres:5432/{db}"
 
-# Where the URLs and keys live in each LiteMaaS install flavour (for error messages and README).
+# Where the URLs and keys live in each LiteMaaS install flavour (for error messages and docs).
 SECRET_HINTS = {
     "backend": "Kubernetes: the backend's database URL, i.e. secret `backend-secret` key "
     "`database-url` (Kustomize), `litemaas-backend` key `database-url` (Helm), `litemaas-db` key "
@@ -48,7 +48,7 @@ SECRET_HINTS = {
 
 # Variables litemaas-hooks does not parse but whose value changes its results: LiteLLM reads them
 # when the commands that need LiteLLM import it. A standalone relay or backfill must use the proxy's
-# values. {name: default as README shows it}; README's configuration table lists them too.
+# values. {name: default as docs show it}; docs/configuration.md's table lists them too.
 OTHER_VARIABLES = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "False",
     "LITELLM_MODEL_COST_MAP_URL": "LiteLLM's GitHub URL",
@@ -92,7 +92,7 @@ class FieldSpec:
     le: float | None = None
     lt: float | None = None
     choices: tuple[str, ...] | None = None
-    shown_default: str | None = None  # README's "default" column when it is not the value itself
+    shown_default: str | None = None  # the docs' "default" column when not the value
     description: str | None = None
 
 
@@ -131,7 +131,7 @@ class FieldInfo:
 
     @property
     def default_text(self) -> str:
-        """The default as README shows it: ``true``, ``500``, ``5``, ``INFO``, ``—``."""
+        """The default as the docs show it: ``true``, ``500``, ``5``, ``INFO``, ``—``."""
         if self.spec.shown_default is not None:
             return self.spec.shown_default
         value = self.spec.default
@@ -228,7 +228,7 @@ class Settings:
 
     @classmethod
     def fields(cls) -> dict[str, FieldInfo]:
-        """Every setting, in declaration order (README's configuration table follows it)."""
+        """Every setting, in declaration order (docs/configuration.md's table follows it)."""
         return _fields(cls)
 
     def __repr__(self) -> str:

@@ -1,4 +1,5 @@
-"""The shim file LiteLLM 1.81 needs next to its config.yaml (written by ``litemaas-hooks write-shim``).
+"""The shim file LiteLLM 1.81 needs next to its config.yaml (written by ``litemaas-hooks
+write-shim``).
 
 Kept apart from ``plugin.py`` so that writing it never imports LiteLLM.
 """
@@ -29,7 +30,7 @@ try:
 finally:
     sys.path[:] = _path
 proxy_handler_instance = _plugin.get_instance()
-"""
+"""  # noqa: E501 (the shim's text, copied verbatim into deploy/: keep it as it is)
 
 
 def write_shim(config_dir: str | os.PathLike[str]) -> Path:

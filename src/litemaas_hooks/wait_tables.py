@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import psycopg
 
+from litemaas_hooks import sql
 from litemaas_hooks.errors import WaitTimeoutError, first_line
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings, Which
@@ -44,7 +45,7 @@ async def _missing(settings: Settings, which: Which) -> str | None:
             dsn, autocommit=True, connect_timeout=5, application_name="litemaas-hooks:wait"
         )
         async with conn:
-            cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+            cur = await conn.execute(sql.query("common", "table_exists"), {"table": table})
             row = await cur.fetchone()
     except psycopg.Error as exc:
         reason = scrub(first_line(exc), settings.secrets())

@@ -1,18 +1,18 @@
 """A throwaway local PostgreSQL server for the demo and the tests.
 
-``LocalPostgres`` runs ``initdb`` into a fresh, short-named directory (the unix socket lives there and
-its path must stay under 107 bytes) under ``/dev/shm`` when that is a roomy tmpfs, else ``/tmp`` (see
-``default_base_dir``), starts ``postgres`` listening on ``127.0.0.1`` on a free port, and removes
-everything again on ``stop()``. The superuser ``postgres`` has a random password and every connection
-(TCP and unix socket) needs it (scram-sha-256), so tests can prove passwords never leak.
+``LocalPostgres`` runs ``initdb`` into a fresh, short-named directory (the unix socket lives there
+and its path must stay under 107 bytes) under ``/dev/shm`` when that is a roomy tmpfs, else ``/tmp``
+(see ``default_base_dir``), starts ``postgres`` listening on ``127.0.0.1`` on a free port, and
+removes everything again on ``stop()``. The superuser ``postgres`` has a random password and every
+connection (TCP and unix socket) needs it (scram-sha-256), so tests can prove passwords never leak.
 
 PostgreSQL refuses to run as root. When this process is root, the server (and ``initdb``) run as the
-OS user ``postgres`` and the directory is handed over to that user; otherwise they run as the current
-user. Durability is switched off (``fsync``, ``synchronous_commit``, ``full_page_writes``): the data
-is thrown away anyway.
+OS user ``postgres`` and the directory is handed over to that user; otherwise they run as the
+current user. Durability is switched off (``fsync``, ``synchronous_commit``, ``full_page_writes``):
+the data is thrown away anyway.
 
-Robustness: readiness is polled against a deadline (a real password login), the server log is kept in
-``<dir>/server.log`` and its tail is part of every start error, ``stop()`` always runs to the end
+Robustness: readiness is polled against a deadline (a real password login), the server log is kept
+in ``<dir>/server.log`` and its tail is part of every start error, ``stop()`` always runs to the end
 (fast shutdown, then immediate, then SIGKILL) and is registered with ``atexit``. Servers left behind
 by a process that was killed (SIGKILL, OOM) are reaped by the next ``start()``.
 """
@@ -79,7 +79,9 @@ def _version_key(path: str) -> tuple[int, ...]:
 
 
 def _has_server(bindir: Path) -> bool:
-    return all(os.access(bindir / tool, os.X_OK) and (bindir / tool).is_file() for tool in _REQUIRED_TOOLS)
+    return all(
+        os.access(bindir / tool, os.X_OK) and (bindir / tool).is_file() for tool in _REQUIRED_TOOLS
+    )
 
 
 def _pg_config_bindir(pg_config: str) -> Path | None:
@@ -147,7 +149,7 @@ def find_pg_bindir(explicit: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
-# -- helpers ----------------------------------------------------------------------------------------
+# -- helpers ---------------------------------------------------------------------------------------
 
 
 def default_base_dir() -> Path:
@@ -232,7 +234,7 @@ def reap_stale_servers(base_dir: str | os.PathLike[str]) -> int:
     return removed
 
 
-# -- the server -------------------------------------------------------------------------------------
+# -- the server ------------------------------------------------------------------------------------
 
 
 class LocalPostgres:
@@ -331,7 +333,9 @@ class LocalPostgres:
         """``postgresql://postgres:PASSWORD@127.0.0.1:PORT/dbname``."""
         return f"postgresql://{SUPERUSER}:{self._password}@127.0.0.1:{self.port}/{dbname}"
 
-    def connect(self, dbname: str = "postgres", *, autocommit: bool = True) -> psycopg.Connection[Any]:
+    def connect(
+        self, dbname: str = "postgres", *, autocommit: bool = True
+    ) -> psycopg.Connection[Any]:
         """A new superuser connection (the caller closes it)."""
         return psycopg.connect(self.dsn(dbname), autocommit=autocommit, connect_timeout=10)
 
@@ -408,7 +412,9 @@ class LocalPostgres:
 
     # -- databases --------------------------------------------------------------------------------
 
-    def create_database(self, name: str, template: str | None = None, *, strategy: str | None = None) -> None:
+    def create_database(
+        self, name: str, template: str | None = None, *, strategy: str | None = None
+    ) -> None:
         """``CREATE DATABASE name [TEMPLATE template] [STRATEGY strategy]`` (strategy: PG15+)."""
         query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template is not None:
@@ -421,7 +427,9 @@ class LocalPostgres:
 
     def drop_database(self, name: str) -> None:
         """``DROP DATABASE IF EXISTS name WITH (FORCE)`` (terminates its sessions first)."""
-        self._admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        self._admin_execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
     def mark_template(self, name: str, *, allow_connections: bool = True) -> None:
         """Flag a database as a template (``IS_TEMPLATE true``) so it can be cloned cheaply."""
@@ -446,7 +454,7 @@ class LocalPostgres:
                         raise
                     self._admin = None
 
-    # -- internals ----------------------------------------------------------------------------------
+    # -- internals ---------------------------------------------------------------------------------
 
     def _os_user(self) -> pwd.struct_passwd | None:
         """The OS account to run the server as, or None for "this process's user"."""
@@ -579,14 +587,17 @@ class LocalPostgres:
         for attempt in range(1, 6):
             self._port = _free_port()
             assert self._log_file is not None
-            self._log_file.write(f"\n### postgres (port {self._port}, attempt {attempt})\n".encode())
+            self._log_file.write(
+                f"\n### postgres (port {self._port}, attempt {attempt})\n".encode()
+            )
             self._log_file.flush()
             log_offset = self._log_file.tell()
             self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
                 [str(self.bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self._port)],
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C on the terminal reaches us, we then stop() cleanly
+                # a Ctrl-C on the terminal reaches us, we then stop() cleanly
+                start_new_session=True,
                 **self._popen_kwargs(),
             )
             if self._wait_ready(deadline):
@@ -603,7 +614,8 @@ class LocalPostgres:
         )
 
     def _wait_ready(self, deadline: float) -> bool:
-        """Poll with a real password login until it works, the server exits, or the deadline passes."""
+        """Poll with a real password login until it works, the server exits, or the deadline
+        passes."""
         assert self._proc is not None
         delay = 0.01
         while True:
@@ -623,7 +635,8 @@ class LocalPostgres:
             delay = min(delay * 2, 0.2)
 
     def _kill_server(self) -> None:
-        """Fast shutdown (SIGINT), then immediate (SIGQUIT), then SIGKILL; always reaps the process."""
+        """Fast shutdown (SIGINT), then immediate (SIGQUIT), then SIGKILL; always reaps the
+        process."""
         proc, self._proc = self._proc, None
         if proc is None:
             return

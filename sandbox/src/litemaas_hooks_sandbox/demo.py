@@ -1,20 +1,22 @@
-"""``litemaas-hooks demo``: the problem and its fix, on a real LiteLLM proxy and the real LiteMaaS backend.
+"""``litemaas-hooks demo``: the problem and its fix, on a real LiteLLM proxy and the real LiteMaaS
+backend.
 
 1. start PostgreSQL with two databases (LiteLLM's real schema, the LiteMaaS backend schema from the
    backend's own migrations), store two sample models the way LiteLLM does, and start a real LiteLLM
-   proxy on them (the sandbox launcher: ``litellm`` CLI, the Prisma stand-in as its DB client, our plugin
-   mounted through config.yaml + shim) and the real LiteMaaS backend server (upstream v0.4.0, ``tsx
-   src/index.ts``, dev tokens on; its start-up model sync sees the two models);
-2. before ``install``: a model added over LiteLLM's HTTP API afterwards has no backend row, and a user's
-   ``POST /api/v1/subscriptions`` to it answers 500 (the backend's log: ``subscriptions_model_id_fkey``);
-3. ``install`` + ``backfill``: the backend has every model; the same request now answers 201;
-4. live: add, rename and delete models over LiteLLM's HTTP API (master key) and print how fast the backend
-   row followed; deleting the subscribed model retires it and cascades to the subscription.
+   proxy on them (the sandbox launcher: ``litellm`` CLI, the Prisma stand-in as its DB client, our
+   plugin mounted through config.yaml + shim) and the real LiteMaaS backend server (upstream v0.4.0,
+   ``tsx src/index.ts``, dev tokens on; its start-up model sync sees the two models);
+2. before ``install``: a model added over LiteLLM's HTTP API afterwards has no backend row, and a
+   user's ``POST /api/v1/subscriptions`` to it answers 500 (the backend's log:
+``subscriptions_model_id_fkey``); 3. ``install`` + ``backfill``: the backend has every model; the
+same request now answers 201; 4. live: add, rename and delete models over LiteLLM's HTTP API (master
+   key) and print how fast the backend row followed; deleting the subscribed model retires it and
+   cascades to the subscription.
 
 Without the backend tree (no Node.js >= 20, or no upstream tarball) the demo says so and falls back:
-the backend schema from the same upstream SQL run by psycopg, the subscription as the backend's final
-``INSERT INTO subscriptions``. Our logs, LiteLLM's and the backend's go to files in the demo folder
-(printed); ``--keep-running`` leaves the proxy (and the backend) up for the Admin UI.
+the backend schema from the same upstream SQL run by psycopg, the subscription as the backend's
+final ``INSERT INTO subscriptions``. Our logs, LiteLLM's and the backend's go to files in the demo
+folder (printed); ``--keep-running`` leaves the proxy (and the backend) up for the Admin UI.
 """
 
 from __future__ import annotations
@@ -55,16 +57,22 @@ COLUMNS = ("id", "provider", "backend_model_name", "availability", "features", "
 def _print_models(dsn: str, title: str) -> None:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT id, provider, backend_model_name, availability, features, context_length FROM models ORDER BY id"
+            "SELECT id, provider, backend_model_name, availability, features, context_length FROM "
+            "models ORDER BY id"
         ).fetchall()
     print(f"\n{title}")
-    widths = [max(len(c), *(len(str(r[i])) for r in rows)) if rows else len(c) for i, c in enumerate(COLUMNS)]
+    widths = [
+        max(len(c), *(len(str(r[i])) for r in rows)) if rows else len(c)
+        for i, c in enumerate(COLUMNS)
+    ]
     print("  " + "  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)))
     for r in rows:
         print("  " + "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
 
 
-async def _wait_for(check: Callable[[], Awaitable[bool]], what: str, limit_seconds: float = 15.0) -> float:
+async def _wait_for(
+    check: Callable[[], Awaitable[bool]], what: str, limit_seconds: float = 15.0
+) -> float:
     started = time.perf_counter()
     deadline = started + limit_seconds
     while time.perf_counter() < deadline:
@@ -76,7 +84,9 @@ async def _wait_for(check: Callable[[], Awaitable[bool]], what: str, limit_secon
 
 async def _row(dsn: str, model_id: str) -> tuple[Any, ...] | None:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        cur = await conn.execute("SELECT availability, litellm_model_id FROM models WHERE id = %s", (model_id,))
+        cur = await conn.execute(
+            "SELECT availability, litellm_model_id FROM models WHERE id = %s", (model_id,)
+        )
         return await cur.fetchone()
 
 
@@ -87,7 +97,10 @@ async def _install_and_backfill(settings: Settings) -> None:
             result = await apply_migrations(conn, side)
         finally:
             await conn.close()
-        print(f"install ({side} database): applied {', '.join(result.applied) or 'nothing (up to date)'}")
+        print(
+            f"install ({side} database): applied "
+            f"{', '.join(result.applied) or 'nothing (up to date)'}"
+        )
     lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
     try:
         report = await Reconciler(settings).converge(lite, back, None)
@@ -109,17 +122,17 @@ GRANITE_PARAMS = {
 def _add_user(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO public.users (id, username, email, full_name, oauth_provider, oauth_id, roles) "
-            "VALUES (%s, 'alice', 'alice@example.com', 'Alice', 'openshift', 'oauth-alice', ARRAY['user']) "
-            "ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO public.users (id, username, email, full_name, oauth_provider, oauth_id, "
+            "roles) VALUES (%s, 'alice', 'alice@example.com', 'Alice', 'openshift', 'oauth-alice', "
+            "ARRAY['user']) ON CONFLICT (id) DO NOTHING",
             (DEMO_USER_ID,),
         )
 
 
 @dataclass
 class Subscriber:
-    """How alice subscribes: the real backend's ``POST /api/v1/subscriptions`` (``server`` set), else the
-    backend's final INSERT straight into its database."""
+    """How alice subscribes: the real backend's ``POST /api/v1/subscriptions`` (``server`` set),
+    else the backend's final INSERT straight into its database."""
 
     backend_dsn: str
     server: litemaas_backend.BackendServer | None = None
@@ -143,7 +156,8 @@ class Subscriber:
         )
         ms = (time.perf_counter() - started) * 1000
         line = f"POST /api/v1/subscriptions -> {response.status_code} in {ms:.0f} ms"
-        if first:  # the backend's first request for a user looks her up in LiteLLM (3 tries) and creates her
+        # the backend's first request for a user looks her up in LiteLLM (3 tries) and creates her
+        if first:
             line += " (her first request: the backend also sets alice and her team up in LiteLLM)"
         if response.status_code == 201:
             return f"{line} (subscription {response.json().get('status')})"
@@ -160,7 +174,9 @@ class Subscriber:
 
 
 # PostgreSQL's message as the backend logs it (in JSON: its quotes escaped)
-_FK_MESSAGE = re.compile(r'insert or update on table [^\n]*?constraint \\?"subscriptions_model_id_fkey')
+_FK_MESSAGE = re.compile(
+    r'insert or update on table [^\n]*?constraint \\?"subscriptions_model_id_fkey'
+)
 
 
 def _insert_subscription(dsn: str, model_id: str) -> str:
@@ -168,7 +184,8 @@ def _insert_subscription(dsn: str, model_id: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         try:
             conn.execute(
-                "INSERT INTO public.subscriptions (user_id, model_id, status) VALUES (%s, %s, 'active')",
+                "INSERT INTO public.subscriptions (user_id, model_id, status) VALUES (%s, %s, "
+                "'active')",
                 (DEMO_USER_ID, model_id),
             )
         except psycopg.errors.ForeignKeyViolation as exc:
@@ -180,7 +197,8 @@ def _insert_subscription(dsn: str, model_id: str) -> str:
 def _subscription_status(dsn: str) -> str | None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT status FROM public.subscriptions WHERE user_id = %s AND model_id = %s", (DEMO_USER_ID, GRANITE)
+            "SELECT status FROM public.subscriptions WHERE user_id = %s AND model_id = %s",
+            (DEMO_USER_ID, GRANITE),
         ).fetchone()
     return None if row is None else str(row[0])
 
@@ -195,7 +213,9 @@ def _backend_row_sync(dsn: str, model_id: str) -> tuple[Any, ...] | None:
 def _http(client: Any, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
     response = client.request(method, path, json=body)
     if response.status_code != 200:
-        raise RuntimeError(f"demo: {method} {path} answered {response.status_code}: {response.text[:300]}")
+        raise RuntimeError(
+            f"demo: {method} {path} answered {response.status_code}: {response.text[:300]}"
+        )
     result: dict[str, Any] = response.json()
     return result
 
@@ -208,18 +228,28 @@ async def _live(proxy: Any, litellm_dsn: str, backend_dsn: str) -> None:
     async def relay_connected() -> bool:
         async with await psycopg.AsyncConnection.connect(litellm_dsn, autocommit=True) as conn:
             cur = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'litemaas-hooks[%%]:litellm'"
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+                "'litemaas-hooks[%%]:litellm'"
             )
             row = await cur.fetchone()
             return row is not None and row[0] >= 1
 
-    ms = await _wait_for(relay_connected, "the plugin's relay connecting after install", limit_seconds=60)
-    print(f"\n4. live, over LiteLLM's HTTP API (the plugin's relay connected {ms:.0f} ms after install):")
+    ms = await _wait_for(
+        relay_connected, "the plugin's relay connecting after install", limit_seconds=60
+    )
+    print(
+        f"\n4. live, over LiteLLM's HTTP API (the plugin's relay connected {ms:.0f} ms after "
+        "install):"
+    )
     with proxy.client() as client:
-        params = {"model": "openai/phi-3-mini", "api_base": "http://phi.models.svc:8080/v1", "api_key": "sk-x"}
-        model_id = _http(client, "POST", "/model/new", {"model_name": "phi-3-mini", "litellm_params": params})[
-            "model_id"
-        ]
+        params = {
+            "model": "openai/phi-3-mini",
+            "api_base": "http://phi.models.svc:8080/v1",
+            "api_key": "sk-x",
+        }
+        model_id = _http(
+            client, "POST", "/model/new", {"model_name": "phi-3-mini", "litellm_params": params}
+        )["model_id"]
 
         async def present() -> bool:
             return await _row(backend_dsn, "phi-3-mini") is not None
@@ -227,24 +257,39 @@ async def _live(proxy: Any, litellm_dsn: str, backend_dsn: str) -> None:
         ms = await _wait_for(present, "the new model reaching the backend")
         print(f"   POST  /model/new phi-3-mini               -> backend row created in {ms:.0f} ms")
 
-        _http(client, "PATCH", f"/model/{model_id}/update", {"litellm_params": {"tpm": 100000, "rpm": 600}})
+        _http(
+            client,
+            "PATCH",
+            f"/model/{model_id}/update",
+            {"litellm_params": {"tpm": 100000, "rpm": 600}},
+        )
 
         async def limits() -> bool:
             async with await psycopg.AsyncConnection.connect(backend_dsn, autocommit=True) as conn:
-                cur = await conn.execute("SELECT tpm, rpm FROM public.models WHERE id = 'phi-3-mini'")
+                cur = await conn.execute(
+                    "SELECT tpm, rpm FROM public.models WHERE id = 'phi-3-mini'"
+                )
                 return await cur.fetchone() == (100000, 600)
 
         ms = await _wait_for(limits, "the TPM/RPM change reaching the backend")
-        print(f"   PATCH /model/{{id}}/update tpm/rpm          -> backend row updated in {ms:.0f} ms")
+        print(
+            f"   PATCH /model/{{id}}/update tpm/rpm          -> backend row updated in {ms:.0f} ms"
+        )
 
         _http(client, "PATCH", f"/model/{model_id}/update", {"model_name": "phi-3-mini-128k"})
 
         async def renamed() -> bool:
-            old, new = await _row(backend_dsn, "phi-3-mini"), await _row(backend_dsn, "phi-3-mini-128k")
+            old, new = (
+                await _row(backend_dsn, "phi-3-mini"),
+                await _row(backend_dsn, "phi-3-mini-128k"),
+            )
             return new is not None and old is not None and old[0] == "unavailable"
 
         ms = await _wait_for(renamed, "the rename reaching the backend")
-        print(f"   PATCH rename -> phi-3-mini-128k           -> new row created, old one retired in {ms:.0f} ms")
+        print(
+            "   PATCH rename -> phi-3-mini-128k           -> new row created, old one retired in "
+            f"{ms:.0f} ms"
+        )
 
         _http(client, "POST", "/model/delete", {"id": model_id})
 
@@ -268,11 +313,12 @@ async def _live(proxy: Any, litellm_dsn: str, backend_dsn: str) -> None:
         async def cascaded() -> bool:
             return _subscription_status(backend_dsn) == "inactive"
 
-        with contextlib.suppress(TimeoutError):  # the status line below says what happened either way
+        # the status line below says what happened either way
+        with contextlib.suppress(TimeoutError):
             await _wait_for(cascaded, "the retire cascade", limit_seconds=15)
         print(
-            f"\n5. POST /model/delete {GRANITE} -> backend row retired in {ms:.0f} ms; alice's subscription is "
-            f"now '{_subscription_status(backend_dsn)}' (the retire cascade)"
+            f"\n5. POST /model/delete {GRANITE} -> backend row retired in {ms:.0f} ms; alice's "
+            f"subscription is now '{_subscription_status(backend_dsn)}' (the retire cascade)"
         )
 
 
@@ -282,7 +328,13 @@ def _log_to_file(path: Path) -> Iterator[None]:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     saved: list[tuple[logging.Logger, list[logging.Handler], bool]] = []
-    for name in ("litemaas_hooks", "litemaas_hooks_sandbox", "LiteLLM", "LiteLLM Proxy", "LiteLLM Router"):
+    for name in (
+        "litemaas_hooks",
+        "litemaas_hooks_sandbox",
+        "LiteLLM",
+        "LiteLLM Proxy",
+        "LiteLLM Router",
+    ):
         logger = logging.getLogger(name)
         saved.append((logger, logger.handlers[:], logger.propagate))
         logger.handlers[:] = [handler]
@@ -299,19 +351,27 @@ def _log_to_file(path: Path) -> Iterator[None]:
 def _keep_running(proxy: Any, backend_dsn: str, subscriber: Subscriber) -> None:
     print("\nthe sandbox stays up (Ctrl-C to stop):")
     print(f"  Admin UI   {proxy.ui_url}   login: {proxy.ui_username} / {proxy.ui_password}")
-    print(f"  API        curl -H 'Authorization: Bearer {proxy.master_key}' {proxy.base_url}/model/info")
-    print(f"  watch      watch -n1 \"psql '{backend_dsn}' -c 'SELECT id, availability, tpm, rpm FROM models'\"")
     print(
-        f"  status     LITEMAAS_DATABASE_URL='{backend_dsn}' LITELLM_DATABASE_URL='{proxy.litellm_dsn}' "
+        f"  API        curl -H 'Authorization: Bearer {proxy.master_key}' "
+        f"{proxy.base_url}/model/info"
+    )
+    print(
+        f"  watch      watch -n1 \"psql '{backend_dsn}' -c 'SELECT id, availability, tpm, rpm FROM "
+        "models'\""
+    )
+    print(
+        f"  status     LITEMAAS_DATABASE_URL='{backend_dsn}' "
+        f"LITELLM_DATABASE_URL='{proxy.litellm_dsn}' "
         f"LITELLM_MASTER_KEY='{proxy.master_key}' litemaas-hooks status"
     )
     server = subscriber.server
     if server is not None:
         print(
-            f"  subscribe  curl -X POST -H 'Authorization: Bearer {server.dev_token('alice', roles=['user'])}' "
+            "  subscribe  curl -X POST -H 'Authorization: Bearer "
+            f"{server.dev_token('alice', roles=['user'])}' "
             f"-H 'Content-Type: application/json' -d '{{\"modelId\": \"<model name>\"}}' "
-            f"{server.base_url}/api/v1/subscriptions   (LiteMaaS backend, as alice; it caches LiteLLM's "
-            "model list for 5 minutes)"
+            f"{server.base_url}/api/v1/subscriptions   (LiteMaaS backend, as alice; it caches "
+            "LiteLLM's model list for 5 minutes)"
         )
     print(f"  logs       {proxy.log_path}" + (f", {server.log_path}" if server is not None else ""))
 
@@ -330,8 +390,8 @@ def _keep_running(proxy: Any, backend_dsn: str, subscriber: Subscriber) -> None:
 
 
 def _prepare_backend(*, real_backend: bool) -> str | None:
-    """Why the real backend cannot run here, or None when its tree is ready (the first run on a machine
-    unpacks it and runs its ``npm ci``, 10-20 s with a warm npm cache)."""
+    """Why the real backend cannot run here, or None when its tree is ready (the first run on a
+    machine unpacks it and runs its ``npm ci``, 10-20 s with a warm npm cache)."""
     if not real_backend:
         return "switched off for this run"
     started = time.perf_counter()
@@ -340,7 +400,10 @@ def _prepare_backend(*, real_backend: bool) -> str | None:
     except litemaas_backend.BackendRunnerError as exc:
         return str(exc)
     how = "cached" if tree.npm_ci_seconds is None else f"npm ci {tree.npm_ci_seconds:.1f} s"
-    print(f"  LiteMaaS backend: upstream v0.4.0 ready in {time.perf_counter() - started:.1f} s ({how})")
+    print(
+        f"  LiteMaaS backend: upstream v0.4.0 ready in {time.perf_counter() - started:.1f} s "
+        f"({how})"
+    )
     return None
 
 
@@ -360,18 +423,24 @@ def _start_backend(
         )
         server.wait_for_log("Background model sync completed")
     except litemaas_backend.BackendRunnerError as exc:
-        print(f"   the LiteMaaS backend server did not start ({exc}); falling back to the backend's INSERT")
+        print(
+            f"   the LiteMaaS backend server did not start ({exc}); falling back to the backend's "
+            "INSERT"
+        )
         return None
     with psycopg.connect(backend_dsn, autocommit=True) as conn:
         got = conn.execute("SELECT count(*) FROM public.models").fetchone()
     print(
-        f"   LiteMaaS backend server up at {server.base_url} in {time.perf_counter() - started:.1f} s "
+        f"   LiteMaaS backend server up at {server.base_url} in "
+        f"{time.perf_counter() - started:.1f} s "
         f"(tsx src/index.ts); its start-up model sync stored {got[0] if got else 0} models"
     )
     return server
 
 
-async def run_demo(*, live: bool = True, keep_running: bool = False, real_backend: bool = True) -> int:
+async def run_demo(
+    *, live: bool = True, keep_running: bool = False, real_backend: bool = True
+) -> int:
     """The demo; ``real_backend=False`` takes the no-Node.js path (direct INSERT) on purpose."""
     from litemaas_hooks_sandbox.proxy import OFFLINE_ENV
 
@@ -382,13 +451,20 @@ async def run_demo(*, live: bool = True, keep_running: bool = False, real_backen
     master_key = "sk-" + secrets.token_hex(32)
     folder = Path(tempfile.mkdtemp(prefix="litemaas-hooks-demo-"))
     with _log_to_file(folder / "litemaas-hooks.log"):
-        return await _run_demo(folder, master_key, live=live, keep_running=keep_running, real_backend=real_backend)
+        return await _run_demo(
+            folder, master_key, live=live, keep_running=keep_running, real_backend=real_backend
+        )
 
 
-async def _run_demo(folder: Path, master_key: str, *, live: bool, keep_running: bool, real_backend: bool) -> int:
+async def _run_demo(
+    folder: Path, master_key: str, *, live: bool, keep_running: bool, real_backend: bool
+) -> int:
     from litemaas_hooks_sandbox.proxy import start_proxy
 
-    print("litemaas-hooks demo: throwaway PostgreSQL with a LiteLLM database and a LiteMaaS backend database")
+    print(
+        "litemaas-hooks demo: throwaway PostgreSQL with a LiteLLM database and a LiteMaaS backend "
+        "database"
+    )
     print(
         f"  logs: {folder}/litemaas-hooks.log (ours), {folder}/proxy/proxy.log (LiteLLM's), "
         f"{folder}/backend.log (the LiteMaaS backend's)"
@@ -397,7 +473,8 @@ async def _run_demo(folder: Path, master_key: str, *, live: bool, keep_running: 
     if no_backend is not None:
         print(f"  LiteMaaS backend: NOT AVAILABLE ({no_backend})")
         print(
-            "  falling back: the backend schema from its migration SQL run by psycopg, alice's subscription "
+            "  falling back: the backend schema from its migration SQL run by psycopg, alice's "
+            "subscription "
             "as the backend's final INSERT (the line above says how to get the real one)"
         )
     with LocalPostgres() as pg, contextlib.ExitStack() as stack:
@@ -410,8 +487,13 @@ async def _run_demo(folder: Path, master_key: str, *, live: bool, keep_running: 
         else:
             apply_litemaas_schema_without_node(backend_dsn)
         _add_user(backend_dsn)
-        ids = seed_samples(litellm_dsn, key=master_key, exclude=frozenset({GRANITE}) if live else frozenset())
-        print(f"  LiteLLM: {len(ids)} sample models stored (litellm_params encrypted with the master key)")
+        ids = seed_samples(
+            litellm_dsn, key=master_key, exclude=frozenset({GRANITE}) if live else frozenset()
+        )
+        print(
+            f"  LiteLLM: {len(ids)} sample models stored (litellm_params encrypted with the master "
+            "key)"
+        )
         env = {
             "LITEMAAS_DATABASE_URL": backend_dsn,
             "LITELLM_DATABASE_URL": litellm_dsn,
@@ -433,21 +515,30 @@ async def _run_demo(folder: Path, master_key: str, *, live: bool, keep_running: 
             env={
                 "LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS": "1",
                 # the proxy's environment is built as production's: the demo's grace goes in here
-                "LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS": os.environ["LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS"],
+                "LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS": os.environ[
+                    "LITEMAAS_HOOKS_RETIRE_GRACE_SECONDS"
+                ],
             },
         )
         stack.callback(proxy.stop)
-        where = "a network namespace with only loopback" if proxy.isolated else "the host's loopback"
+        where = (
+            "a network namespace with only loopback" if proxy.isolated else "the host's loopback"
+        )
         print(
             f"\n1. LiteLLM {proxy.litellm_version} proxy up at {proxy.base_url} in "
-            f"{time.perf_counter() - started:.1f} s ({where}; started as LiteMaaS does: `litellm` CLI, "
-            "DATABASE_URL, plugin mounted via config.yaml + shim)"
+            f"{time.perf_counter() - started:.1f} s ({where}; started as LiteMaaS does: `litellm` "
+            "CLI, DATABASE_URL, plugin mounted via config.yaml + shim)"
         )
         subscriber = Subscriber(backend_dsn)
         if no_backend is None:
             subscriber.server = _start_backend(stack, folder, backend_dsn, proxy, litellm_dsn)
         with proxy.client() as client:
-            _http(client, "POST", "/model/new", {"model_name": GRANITE, "litellm_params": GRANITE_PARAMS})
+            _http(
+                client,
+                "POST",
+                "/model/new",
+                {"model_name": GRANITE, "litellm_params": GRANITE_PARAMS},
+            )
         print(
             f"\n2. before install: {GRANITE} added over POST /model/new; backend row: "
             f"{_backend_row_sync(backend_dsn, GRANITE)}"

@@ -1,27 +1,29 @@
 """Drive LiteLLM's real model-management endpoints in-process, against a real PostgreSQL database.
 
 ``LiteLLMAdmin`` calls the endpoint functions of
-``litellm.proxy.management_endpoints.model_management_endpoints`` (``add_new_model``, ``patch_model``,
-``update_model``, ``delete_model``, ``block_model``, ``unblock_model``) exactly as FastAPI would after
-authenticating the master key: request bodies are validated into LiteLLM's own request models from JSON,
-the caller is a ``PROXY_ADMIN`` ``UserAPIKeyAuth``, and ``litellm.proxy.proxy_server.prisma_client`` is
-the psycopg-backed :class:`~litemaas_hooks_sandbox.prisma_standin.StandinPrismaClient`. Rows,
-``litellm_params`` encryption and timestamps therefore come from LiteLLM's code (the installed version).
+``litellm.proxy.management_endpoints.model_management_endpoints`` (``add_new_model``,
+``patch_model``, ``update_model``, ``delete_model``, ``block_model``, ``unblock_model``) exactly as
+FastAPI would after authenticating the master key: request bodies are validated into LiteLLM's own
+request models from JSON, the caller is a ``PROXY_ADMIN`` ``UserAPIKeyAuth``, and
+``litellm.proxy.proxy_server.prisma_client`` is the psycopg-backed
+:class:`~litemaas_hooks_sandbox.prisma_standin.StandinPrismaClient`. Rows, ``litellm_params``
+encryption and timestamps therefore come from LiteLLM's code (the installed version).
 
-During each call (and only then) the proxy-server globals the endpoints read are set for this instance
-and restored afterwards, so several instances against different databases can be used one after
-another in one process (calls are serialised per event loop):
+During each call (and only then) the proxy-server globals the endpoints read are set for this
+instance and restored afterwards, so several instances against different databases can be used one
+after another in one process (calls are serialised per event loop):
 
 * ``prisma_client`` (the stand-in), ``master_key``, ``store_model_in_db=True``, a private
   ``general_settings`` dict (no alerting: no Slack), ``premium_user`` (default False: LiteLLM then
-  refuses team models, as an unlicensed proxy does; ``open(..., premium_user=True)`` to create them),
-  ``llm_router=None`` (this process serves no model), ``redis_usage_cache=None`` (config-change
-  publishing is a no-op), ``litellm.store_audit_logs=False``, and ``LITELLM_SALT_KEY`` set to
-  ``salt_key`` or removed (LiteLLM then encrypts with the master key);
+  refuses team models, as an unlicensed proxy does; ``open(..., premium_user=True)`` to create
+  them), ``llm_router=None`` (this process serves no model), ``redis_usage_cache=None``
+  (config-change publishing is a no-op), ``litellm.store_audit_logs=False``, and
+  ``LITELLM_SALT_KEY`` set to ``salt_key`` or removed (LiteLLM then encrypts with the master key);
 * side effects that need infrastructure this process does not run are made no-ops: the router reload
   after a write (``ProxyConfig.add_deployment``/``add_deployment_locked``), and, in LiteLLM versions
   that have it, the post-write check that this pod's router now serves the written model
-  (``raise_if_reload_degraded_serving``; there is no router here). The DB write path is never touched.
+  (``raise_if_reload_degraded_serving``; there is no router here). The DB write path is never
+  touched.
 
 ``encrypted_row`` builds a table row with LiteLLM's own row builder (``add_model_to_db`` with
 ``should_create_model_in_db=False``; ``_add_model_to_db`` in 1.81) for bulk seeding.
@@ -62,7 +64,8 @@ _MISSING: Final = object()
 
 
 class LiteLLMAdminError(LiteMaaSHooksError):
-    """A LiteLLM endpoint refused the call (``status_code`` is its HTTP status, when it gave one)."""
+    """A LiteLLM endpoint refused the call (``status_code`` is its HTTP status, when it gave
+    one)."""
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
@@ -90,9 +93,9 @@ def _modules() -> tuple[ModuleType, ModuleType]:
 
 @contextlib.contextmanager
 def _litellm_internals() -> Iterator[None]:
-    """While LiteLLM's code runs: its lazily built pydantic schemas warn about LiteLLM's own types (e.g.
-    ``ReadOnly`` TypedDict items); those warnings are not the caller's to handle (pytest turns them into
-    errors, and which call builds a schema first depends on test order)."""
+    """While LiteLLM's code runs: its lazily built pydantic schemas warn about LiteLLM's own types
+    (e.g. ``ReadOnly`` TypedDict items); those warnings are not the caller's to handle (pytest turns
+    them into errors, and which call builds a schema first depends on test order)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"pydantic(\.|$)")
         yield
@@ -127,10 +130,14 @@ def _request(model: Any, body: Mapping[str, Any]) -> Any:
 def _http_request(method: str, path: str) -> Any:
     from starlette.requests import Request
 
-    return Request(scope={"type": "http", "method": method, "path": path, "headers": [], "query_string": b""})
+    return Request(
+        scope={"type": "http", "method": method, "path": path, "headers": [], "query_string": b""}
+    )
 
 
-def _complete_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+def _complete_kwargs(
+    fn: Callable[..., Any], kwargs: dict[str, Any], method: str, path: str
+) -> dict[str, Any]:
     """Fill what FastAPI would inject: the request object, and ``None`` for absent headers."""
     from fastapi import params as fastapi_params
     from starlette.requests import Request
@@ -155,7 +162,9 @@ def _error_from(exc: BaseException, route: str) -> LiteLLMAdminError | None:
             status = int(exc.code)
         except (TypeError, ValueError):
             status = None
-        return LiteLLMAdminError(f"LiteLLM {route} failed ({status}): {exc.message}", status_code=status)
+        return LiteLLMAdminError(
+            f"LiteLLM {route} failed ({status}): {exc.message}", status_code=status
+        )
     if isinstance(exc, HTTPException):
         return LiteLLMAdminError(
             f"LiteLLM {route} failed ({exc.status_code}): {exc.detail}", status_code=exc.status_code
@@ -163,7 +172,9 @@ def _error_from(exc: BaseException, route: str) -> LiteLLMAdminError | None:
     return None
 
 
-_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _call_lock() -> asyncio.Lock:
@@ -175,7 +186,8 @@ def _call_lock() -> asyncio.Lock:
 
 
 async def _no_reload(*args: Any, **kwargs: Any) -> Any:
-    """Stands in for the router reload a model write triggers (there is no router in this process)."""
+    """Stands in for the router reload a model write triggers (there is no router in this
+    process)."""
     try:
         from litellm.proxy._types import ReconcileOutcome
     except ImportError:  # LiteLLM < 1.8x: add_deployment returns nothing
@@ -184,14 +196,16 @@ async def _no_reload(*args: Any, **kwargs: Any) -> Any:
 
 
 def _no_serving_check(*args: Any, **kwargs: Any) -> None:
-    """Stands in for "is the written model live in this pod's router" (no router in this process)."""
+    """Stands in for "is the written model live in this pod's router" (no router in this
+    process)."""
     return None
 
 
 class LiteLLMAdmin:
     """Async facade over LiteLLM's real model-management endpoints (see the module docstring).
 
-    ``await LiteLLMAdmin.open(dsn, master_key=...)``, or ``async with await LiteLLMAdmin.open(...)``.
+    ``await LiteLLMAdmin.open(dsn, master_key=...)``, or ``async with await
+    LiteLLMAdmin.open(...)``.
     """
 
     def __init__(
@@ -227,22 +241,36 @@ class LiteLLMAdmin:
 
         ``user_id`` is the admin recorded in ``created_by``/``updated_by`` (default: LiteLLM's proxy
         admin name, what a master-key request records). ``premium_user=True`` plays a licensed proxy
-        (needed for team models, ``model_info.team_id``); enterprise audit logging stays off either way.
+        (needed for team models, ``model_info.team_id``); enterprise audit logging stays off either
+        way.
         """
         if not isinstance(master_key, str) or not master_key:
-            raise LiteLLMAdminError("master_key must be a non-empty string (the proxy's LITELLM_MASTER_KEY)")
+            raise LiteLLMAdminError(
+                "master_key must be a non-empty string (the proxy's LITELLM_MASTER_KEY)"
+            )
         proxy_server, _ = _modules()
         client = await StandinPrismaClient.connect(
             litellm_dsn, proxy_logging_obj=getattr(proxy_server, "proxy_logging_obj", None)
         )
-        admin_name = user_id or str(getattr(proxy_server, "litellm_proxy_admin_name", "default_user_id"))
-        return cls(client, master_key=master_key, salt_key=salt_key, user_id=admin_name, premium_user=premium_user)
+        admin_name = user_id or str(
+            getattr(proxy_server, "litellm_proxy_admin_name", "default_user_id")
+        )
+        return cls(
+            client,
+            master_key=master_key,
+            salt_key=salt_key,
+            user_id=admin_name,
+            premium_user=premium_user,
+        )
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -257,7 +285,8 @@ class LiteLLMAdmin:
 
     @property
     def prisma_client(self) -> StandinPrismaClient:
-        """The stand-in this instance hands LiteLLM (``.db.<model>`` reads the database like Prisma)."""
+        """The stand-in this instance hands LiteLLM (``.db.<model>`` reads the database like
+        Prisma)."""
         return self._client
 
     # ---- endpoints ----
@@ -277,7 +306,11 @@ class LiteLLMAdmin:
         deployment = _request(Deployment, body)
         requested_id = str(deployment.model_info.id)
         result = await self._call(
-            "add_new_model", "POST", "/model/new", model_params=deployment, user_api_key_dict=self._admin
+            "add_new_model",
+            "POST",
+            "/model/new",
+            model_params=deployment,
+            user_api_key_dict=self._admin,
         )
         model_id = getattr(result, "model_id", None)
         if model_id is None and isinstance(result, Mapping):
@@ -320,8 +353,8 @@ class LiteLLMAdmin:
         litellm_params: Mapping[str, Any] | None = None,
         model_info: Mapping[str, Any] | None = None,
     ) -> None:
-        """``POST /model/update``: ``litellm_params`` merged into the stored ones (what else is honoured,
-        e.g. a rename, depends on the LiteLLM version)."""
+        """``POST /model/update``: ``litellm_params`` merged into the stored ones (what else is
+        honoured, e.g. a rename, depends on the LiteLLM version)."""
         from litellm.types.router import updateDeployment
 
         body: dict[str, Any] = {
@@ -331,7 +364,13 @@ class LiteLLMAdmin:
         if model_name is not None:
             body["model_name"] = model_name
         params = _request(updateDeployment, body)
-        await self._call("update_model", "POST", "/model/update", model_params=params, user_api_key_dict=self._admin)
+        await self._call(
+            "update_model",
+            "POST",
+            "/model/update",
+            model_params=params,
+            user_api_key_dict=self._admin,
+        )
 
     async def delete_model(self, model_id: str) -> None:
         """``POST /model/delete``."""
@@ -346,16 +385,20 @@ class LiteLLMAdmin:
         )
 
     async def block(self, model_id: str) -> None:
-        """``POST /model/block`` (UnsupportedByLiteLLMVersion where LiteLLM has no such endpoint)."""
+        """``POST /model/block`` (UnsupportedByLiteLLMVersion where LiteLLM has no such
+        endpoint)."""
         await self._blocked("block_model", "/model/block", model_id)
 
     async def unblock(self, model_id: str) -> None:
-        """``POST /model/unblock`` (UnsupportedByLiteLLMVersion where LiteLLM has no such endpoint)."""
+        """``POST /model/unblock`` (UnsupportedByLiteLLMVersion where LiteLLM has no such
+        endpoint)."""
         await self._blocked("unblock_model", "/model/unblock", model_id)
 
     async def get_row(self, model_id: str) -> dict[str, Any] | None:
         """The stored row as Prisma returns it to LiteLLM (``litellm_params`` still encrypted)."""
-        record = await self._client.db.litellm_proxymodeltable.find_unique(where={"model_id": model_id})
+        record = await self._client.db.litellm_proxymodeltable.find_unique(
+            where={"model_id": model_id}
+        )
         return None if record is None else record.model_dump()
 
     async def close(self) -> None:
@@ -369,7 +412,8 @@ class LiteLLMAdmin:
     async def _blocked(self, endpoint: str, path: str, model_id: str) -> None:
         if not self.supports_block:
             raise UnsupportedByLiteLLMVersion(
-                f"LiteLLM {self.litellm_version} has no {path} endpoint (it arrived in a later release)"
+                f"LiteLLM {self.litellm_version} has no {path} endpoint (it arrived in a later "
+                "release)"
             )
         from litellm.proxy._types import BlockModelRequest
 
@@ -386,7 +430,9 @@ class LiteLLMAdmin:
             raise LiteLLMAdminError("this LiteLLMAdmin is closed")
         fn = getattr(self._endpoints, endpoint, None)
         if fn is None:
-            raise UnsupportedByLiteLLMVersion(f"LiteLLM {self.litellm_version} has no {endpoint} endpoint")
+            raise UnsupportedByLiteLLMVersion(
+                f"LiteLLM {self.litellm_version} has no {endpoint} endpoint"
+            )
         arguments = _complete_kwargs(fn, kwargs, method, path)
         async with self._active():
             try:
@@ -398,7 +444,8 @@ class LiteLLMAdmin:
                 if error is None:
                     raise
                 raise error from exc
-            await asyncio.sleep(0)  # fire-and-forget tasks (audit log) run while the globals are ours
+            # fire-and-forget tasks (audit log) run while the globals are ours
+            await asyncio.sleep(0)
         return result
 
     @contextlib.asynccontextmanager
@@ -416,7 +463,9 @@ class LiteLLMAdmin:
 
         undo: list[Callable[[], None]] = []
 
-        def set_attr(target: object, name: str, *, value: object, only_if_present: bool = False) -> None:
+        def set_attr(
+            target: object, name: str, *, value: object, only_if_present: bool = False
+        ) -> None:
             previous = (
                 target.__dict__.get(name, _MISSING)
                 if not isinstance(target, ModuleType)
@@ -449,7 +498,12 @@ class LiteLLMAdmin:
             for method in ("add_deployment", "add_deployment_locked"):
                 if hasattr(proxy_config, method):
                     set_attr(proxy_config, method, value=_no_reload)
-        set_attr(self._endpoints, "raise_if_reload_degraded_serving", value=_no_serving_check, only_if_present=True)
+        set_attr(
+            self._endpoints,
+            "raise_if_reload_degraded_serving",
+            value=_no_serving_check,
+            only_if_present=True,
+        )
 
         previous_salt = os.environ.get("LITELLM_SALT_KEY")
         if self._salt_key is None:
@@ -477,9 +531,10 @@ def encrypted_row(
 ) -> dict[str, Any]:
     """A ``LiteLLM_ProxyModelTable`` row built by LiteLLM's own row builder, without a database.
 
-    Every string value of ``litellm_params`` is encrypted with ``key`` (the salt key, else the master
-    key) exactly as ``/model/new`` does; ``model_id`` is ``model_info["id"]`` or a fresh uuid. Returns the
-    column values (``litellm_params``/``model_info`` as dicts; no timestamps: the table defaults them).
+    Every string value of ``litellm_params`` is encrypted with ``key`` (the salt key, else the
+    master key) exactly as ``/model/new`` does; ``model_id`` is ``model_info["id"]`` or a fresh
+    uuid. Returns the column values (``litellm_params``/``model_info`` as dicts; no timestamps: the
+    table defaults them).
     """
     proxy_server, endpoints = _modules()
     from litellm.types.router import Deployment
@@ -489,7 +544,9 @@ def encrypted_row(
         body["model_info"] = dict(model_info)
     deployment = _request(Deployment, body)
     builder = getattr(endpoints, "add_model_to_db", None) or endpoints._add_model_to_db
-    admin_name = created_by or str(getattr(proxy_server, "litellm_proxy_admin_name", "default_user_id"))
+    admin_name = created_by or str(
+        getattr(proxy_server, "litellm_proxy_admin_name", "default_user_id")
+    )
     coroutine = builder(
         model_params=deployment,
         user_api_key_dict=_admin_auth(None, admin_name),
@@ -507,10 +564,13 @@ def encrypted_row(
 
 
 def _run_without_io(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that never awaits I/O (LiteLLM's row builder with no DB write) to completion."""
+    """Run a coroutine that never awaits I/O (LiteLLM's row builder with no DB write) to
+    completion."""
     try:
         coroutine.send(None)
     except StopIteration as stop:
         return stop.value
     coroutine.close()
-    raise LiteLLMAdminError("LiteLLM's row builder tried to await I/O; it cannot run without a database")
+    raise LiteLLMAdminError(
+        "LiteLLM's row builder tried to await I/O; it cannot run without a database"
+    )

@@ -1,11 +1,13 @@
-"""LiteLLM's real database schema, from the SQL migrations shipped in the ``litellm-proxy-extras`` wheel.
+"""LiteLLM's real database schema, from the SQL migrations shipped in the ``litellm-proxy-extras``
+wheel.
 
 LiteLLM applies ``litellm_proxy_extras/migrations/<timestamp>_<name>/migration.sql`` with
-``prisma migrate deploy``. Prisma's engines cannot be downloaded here, so this module applies the same
-files the way Prisma does on PostgreSQL: folder-name order, each file sent as one simple-protocol query
-(one implicit transaction per file; a file holding a single ``CREATE INDEX CONCURRENTLY`` runs outside
-any transaction block), each applied migration recorded in ``_prisma_migrations`` with the sha256
-checksum Prisma uses. Re-running skips migrations already recorded, so it is idempotent.
+``prisma migrate deploy``. Prisma's engines cannot be downloaded here, so this module applies the
+same files the way Prisma does on PostgreSQL: folder-name order, each file sent as one
+simple-protocol query (one implicit transaction per file; a file holding a single ``CREATE INDEX
+CONCURRENTLY`` runs outside any transaction block), each applied migration recorded in
+``_prisma_migrations`` with the sha256 checksum Prisma uses. Re-running skips migrations already
+recorded, so it is idempotent.
 
 Not reproduced: LiteLLM's optional post-migration steps (request-log indexes, ``REPLICA IDENTITY
 FULL``); they only concern spend-log tables.
@@ -84,7 +86,9 @@ def _migrations_dir() -> Traversable:
     except ModuleNotFoundError:
         raise MigrationError(f"Python package {_PACKAGE!r} not found; {_INSTALL_HINT}") from None
     if not folder.is_dir():
-        raise MigrationError(f"{_PACKAGE} has no migrations/ folder (checked {folder}); {_INSTALL_HINT}")
+        raise MigrationError(
+            f"{_PACKAGE} has no migrations/ folder (checked {folder}); {_INSTALL_HINT}"
+        )
     return folder
 
 
@@ -105,8 +109,8 @@ def litellm_migrations() -> tuple[LiteLLMMigration, ...]:
 def apply_litellm_schema(dsn: str) -> LiteLLMSchemaResult:
     """Apply every LiteLLM migration not yet recorded in ``_prisma_migrations`` of database ``dsn``.
 
-    Raises MigrationError naming the migration that failed (the migrations before it stay applied and
-    recorded, as with Prisma).
+    Raises MigrationError naming the migration that failed (the migrations before it stay applied
+    and recorded, as with Prisma).
     """
     started = time.perf_counter()
     version = litellm_extras_version()
@@ -116,7 +120,9 @@ def apply_litellm_schema(dsn: str) -> LiteLLMSchemaResult:
     try:
         conn = psycopg.connect(dsn, autocommit=True)
     except psycopg.OperationalError as exc:
-        raise MigrationError(f"cannot connect to {redact_dsn(dsn)} to apply the LiteLLM schema: {exc}") from None
+        raise MigrationError(
+            f"cannot connect to {redact_dsn(dsn)} to apply the LiteLLM schema: {exc}"
+        ) from None
     with conn:
         conn.execute(_PRISMA_MIGRATIONS_DDL)
         done = {
@@ -142,10 +148,13 @@ def apply_litellm_schema(dsn: str) -> LiteLLMSchemaResult:
                     f"{len(applied)} migration(s) were applied before it."
                 ) from exc
             conn.execute(
-                'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, finished_at,'
+                'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, '
+                "finished_at,"
                 " applied_steps_count) VALUES (%s, %s, %s,"
                 " now() - make_interval(secs => %s), clock_timestamp(), 1)",
                 (str(uuid.uuid4()), migration.checksum, migration.name, time.perf_counter() - t0),
             )
             applied.append(migration.name)
-    return LiteLLMSchemaResult(version, tuple(applied), tuple(skipped), time.perf_counter() - started)
+    return LiteLLMSchemaResult(
+        version, tuple(applied), tuple(skipped), time.perf_counter() - started
+    )

@@ -1,27 +1,30 @@
 """The real LiteMaaS backend (upstream v0.4.0) as a sandbox part, the way ``cluster`` is PostgreSQL.
 
 Its own TypeScript runs, unchanged, from the upstream tarball (``litemaas-v0.4.0.tar.gz`` in the
-read-only ``shared/upstream`` folder beside the repository; ``LITEMAAS_HOOKS_UPSTREAM_DIR`` overrides;
-a clone without that folder fetches the pinned commit once and checks it, see :mod:`.upstream`):
+read-only ``shared/upstream`` folder beside the repository; ``LITEMAAS_HOOKS_UPSTREAM_DIR``
+overrides; a clone without that folder fetches the pinned commit once and checks it, see
+:mod:`.upstream`):
 
 * :func:`prepare` unpacks it into the project's gitignored cache (``.cache/litemaas-v0.4.0``;
   ``LITEMAAS_HOOKS_CACHE_DIR`` overrides the ``.cache`` folder) and runs, once,
   ``npm ci --workspace=backend --include-workspace-root --ignore-scripts --no-audit --no-fund``
-  (Node.js >= 20: ``scripts/install-node.sh``). A stamp file (tarball checksum + Node version) makes the
-  next call free; a file lock serialises concurrent test sessions. It then copies this package's
-  ``node/*.ts`` entry scripts into ``<tree>/backend/.lmh/``, so their imports resolve inside the tree,
-  and they run with the tree's own ``tsx``.
-* :func:`apply_migrations` runs its ``applyMigrations`` (``backend/src/lib/database-migrations.ts``):
-  the backend schema, exactly as the backend creates it at every start (idempotent like it).
+  (Node.js >= 20: ``scripts/install-node.sh``). A stamp file (tarball checksum + Node version) makes
+  the next call free; a file lock serialises concurrent test sessions. It then copies this package's
+  ``node/*.ts`` entry scripts into ``<tree>/backend/.lmh/``, so their imports resolve inside the
+  tree, and they run with the tree's own ``tsx``.
+* :func:`apply_migrations` runs its ``applyMigrations``
+  (``backend/src/lib/database-migrations.ts``): the backend schema, exactly as the backend creates
+  it at every start (idempotent like it).
 * :func:`sync_models` runs its ``ModelSyncService.syncModels`` (``backend/src/services/
   model-sync.service.ts``) once, on a bare Fastify instance with its ``plugins/database.ts``
-  registered, against a LiteLLM proxy's ``/model/info`` (``LITELLM_API_URL``/``LITELLM_API_KEY``) and,
-  as upstream recommends, ``LITELLM_DATABASE_URL`` (it then processes only names present in
+  registered, against a LiteLLM proxy's ``/model/info`` (``LITELLM_API_URL``/``LITELLM_API_KEY``)
+  and, as upstream recommends, ``LITELLM_DATABASE_URL`` (it then processes only names present in
   ``LiteLLM_ProxyModelTable`` and marks every other row unavailable). Returns its result.
 * :func:`backend_server` runs the whole server (``tsx src/index.ts``, ``NODE_ENV=production``,
-  ``ALLOW_DEV_TOKENS=true``, placeholder OAuth settings) and yields a :class:`BackendServer` with its
-  base URL, its log and ``dev_token()``. At start it applies its migrations and runs its own model sync
-  in the background (its log line ``Background model sync completed``; :meth:`BackendServer.wait_for_log`).
+  ``ALLOW_DEV_TOKENS=true``, placeholder OAuth settings) and yields a :class:`BackendServer` with
+  its base URL, its log and ``dev_token()``. At start it applies its migrations and runs its own
+  model sync in the background (its log line ``Background model sync completed``;
+  :meth:`BackendServer.wait_for_log`).
 
 Every child process gets a deadline; a failure raises :class:`BackendRunnerError` with the command's
 exit code and the tail of its output, database passwords scrubbed.
@@ -72,7 +75,15 @@ TARBALL = "litemaas-v0.4.0.tar.gz"
 TREE_NAME = "litemaas-v0.4.0"
 UPSTREAM_DIR_ENV = "LITEMAAS_HOOKS_UPSTREAM_DIR"
 CACHE_DIR_ENV = "LITEMAAS_HOOKS_CACHE_DIR"
-NPM_CI = ["npm", "ci", "--workspace=backend", "--include-workspace-root", "--ignore-scripts", "--no-audit", "--no-fund"]
+NPM_CI = [
+    "npm",
+    "ci",
+    "--workspace=backend",
+    "--include-workspace-root",
+    "--ignore-scripts",
+    "--no-audit",
+    "--no-fund",
+]
 SCRIPTS_DIR = ".lmh"  # inside <tree>/backend
 _STAMP = ".lmh-npm-ci"
 _NPM_CI_TIMEOUT = 900.0
@@ -80,7 +91,8 @@ _SCRIPT_TIMEOUT = 600.0
 
 
 class BackendRunnerError(LiteMaaSHooksError):
-    """The real LiteMaaS backend could not be prepared or run (the message says what and how to fix it)."""
+    """The real LiteMaaS backend could not be prepared or run (the message says what and how to fix
+    it)."""
 
 
 def _repo_root() -> Path:
@@ -94,9 +106,10 @@ _fetch_problem: str | None = None
 
 
 def upstream_dir() -> Path:
-    """Where ``litemaas-v0.4.0.tar.gz`` is: ``$LITEMAAS_HOOKS_UPSTREAM_DIR``, else ``shared/upstream``
-    beside the repository (or beside its parent folder, for git worktrees in ``<dir>/wt/<name>``),
-    else the pinned source fetched and checked into the cache (:mod:`.upstream`)."""
+    """Where ``litemaas-v0.4.0.tar.gz`` is: ``$LITEMAAS_HOOKS_UPSTREAM_DIR``, else
+    ``shared/upstream`` beside the repository (or beside its parent folder, for git worktrees in
+    ``<dir>/wt/<name>``), else the pinned source fetched and checked into the cache
+    (:mod:`.upstream`)."""
     explicit = os.environ.get(UPSTREAM_DIR_ENV)
     if explicit:
         return Path(explicit)
@@ -115,7 +128,8 @@ def upstream_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """The gitignored cache folder the tree is unpacked into (``$LITEMAAS_HOOKS_CACHE_DIR`` or ``.cache``)."""
+    """The gitignored cache folder the tree is unpacked into (``$LITEMAAS_HOOKS_CACHE_DIR`` or
+    ``.cache``)."""
     explicit = os.environ.get(CACHE_DIR_ENV)
     return Path(explicit) if explicit else _repo_root() / ".cache"
 
@@ -152,8 +166,8 @@ def _node_version() -> str:
     match = re.match(r"v(\d+)\.", version)
     if match is None or int(match.group(1)) < 20:
         raise BackendRunnerError(
-            f"node {version or '(unknown version)'} is too old: the LiteMaaS backend needs Node.js >= 20 "
-            "(run `bash scripts/install-node.sh`)"
+            f"node {version or '(unknown version)'} is too old: the LiteMaaS backend needs Node.js "
+            ">= 20 (run `bash scripts/install-node.sh`)"
         )
     if shutil.which("npm") is None:
         raise BackendRunnerError("npm not found on PATH (run `bash scripts/install-node.sh`)")
@@ -191,8 +205,8 @@ def prepare(*, upstream: Path | None = None, cache: Path | None = None) -> Backe
     if not tarball.is_file():
         fetched = f" ({_fetch_problem})" if _fetch_problem else ""
         raise BackendRunnerError(
-            f"{tarball} not found{fetched}: the real LiteMaaS backend runs from the upstream tarball; "
-            f"set {UPSTREAM_DIR_ENV} to the folder holding {TARBALL}"
+            f"{tarball} not found{fetched}: the real LiteMaaS backend runs from the upstream "
+            f"tarball; set {UPSTREAM_DIR_ENV} to the folder holding {TARBALL}"
         )
     node = _node_version()
     cache.mkdir(parents=True, exist_ok=True)
@@ -215,15 +229,22 @@ def prepare(*, upstream: Path | None = None, cache: Path | None = None) -> Backe
             started = time.perf_counter()
             try:
                 done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                    NPM_CI, cwd=root, capture_output=True, text=True, timeout=_NPM_CI_TIMEOUT, check=False
+                    NPM_CI,
+                    cwd=root,
+                    capture_output=True,
+                    text=True,
+                    timeout=_NPM_CI_TIMEOUT,
+                    check=False,
                 )
             except subprocess.TimeoutExpired as exc:
                 raise BackendRunnerError(
-                    f"`{' '.join(NPM_CI)}` in {root} took over {_NPM_CI_TIMEOUT:.0f}s (is the npm registry reachable?)"
+                    f"`{' '.join(NPM_CI)}` in {root} took over {_NPM_CI_TIMEOUT:.0f}s (is the npm "
+                    "registry reachable?)"
                 ) from exc
             if done.returncode != 0:
                 raise BackendRunnerError(
-                    f"`{' '.join(NPM_CI)}` in {root} failed (exit {done.returncode}); is the npm registry "
+                    f"`{' '.join(NPM_CI)}` in {root} failed (exit {done.returncode}); is the npm "
+                    "registry "
                     f"reachable (npm config get registry)?\n{_tail(done.stdout + done.stderr)}"
                 )
             seconds = time.perf_counter() - started
@@ -251,7 +272,9 @@ def node_dsn(dsn: str) -> str:
     (its ``NODE_ENV=production`` pool asks for TLS, which the sandbox server does not speak)."""
     parts = urlsplit(dsn)
     if parts.scheme not in ("postgresql", "postgres"):
-        raise BackendRunnerError("the backend needs a postgresql:// URL (node-postgres), not a key=value DSN")
+        raise BackendRunnerError(
+            "the backend needs a postgresql:// URL (node-postgres), not a key=value DSN"
+        )
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "sslmode"] + [("sslmode", "disable")]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
@@ -267,7 +290,9 @@ def _secrets_in(env: Mapping[str, str]) -> list[str]:
     return found
 
 
-def _run_script(name: str, env: Mapping[str, str], args: list[str] | None = None) -> tuple[Any, float]:
+def _run_script(
+    name: str, env: Mapping[str, str], args: list[str] | None = None
+) -> tuple[Any, float]:
     t = tree()
     full_env = {
         **os.environ,
@@ -279,10 +304,18 @@ def _run_script(name: str, env: Mapping[str, str], args: list[str] | None = None
     started = time.perf_counter()
     try:
         done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            argv, cwd=t.backend, env=full_env, capture_output=True, text=True, timeout=_SCRIPT_TIMEOUT, check=False
+            argv,
+            cwd=t.backend,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=_SCRIPT_TIMEOUT,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise BackendRunnerError(f"LiteMaaS backend script {name} took over {_SCRIPT_TIMEOUT:.0f}s") from exc
+        raise BackendRunnerError(
+            f"LiteMaaS backend script {name} took over {_SCRIPT_TIMEOUT:.0f}s"
+        ) from exc
     wall = time.perf_counter() - started
     hide = _secrets_in(env)
     if done.returncode != 0:
@@ -295,20 +328,22 @@ def _run_script(name: str, env: Mapping[str, str], args: list[str] | None = None
         return json.loads(lines[-1]), wall
     except (IndexError, json.JSONDecodeError) as exc:
         raise BackendRunnerError(
-            f"LiteMaaS backend script {name} printed no JSON result:\n" + scrub(_tail(done.stdout + done.stderr), hide)
+            f"LiteMaaS backend script {name} printed no JSON result:\n"
+            + scrub(_tail(done.stdout + done.stderr), hide)
         ) from exc
 
 
 def apply_migrations(dsn: str) -> float:
-    """Run the backend's own ``applyMigrations`` on database ``dsn`` (a postgresql:// URL); returns the
-    seconds the migrations took (the tsx start-up, ~0.5 s, not included)."""
+    """Run the backend's own ``applyMigrations`` on database ``dsn`` (a postgresql:// URL); returns
+    the seconds the migrations took (the tsx start-up, ~0.5 s, not included)."""
     result, _wall = _run_script("migrate.ts", {"DATABASE_URL": node_dsn(dsn)})
     return float(result["seconds"])
 
 
 @dataclass(frozen=True)
 class SyncRun:
-    """One run of the backend's ``syncModels``: its result, the call alone and the process wall time."""
+    """One run of the backend's ``syncModels``: its result, the call alone and the process wall
+    time."""
 
     result: dict[str, Any]
     call_seconds: float
@@ -330,10 +365,15 @@ def sync_models(
     mark_unavailable: bool = True,
     check: bool = True,
 ) -> SyncRun:
-    """Run the backend's own ``ModelSyncService.syncModels`` once (defaults: what it does at start-up).
+    """Run the backend's own ``ModelSyncService.syncModels`` once (defaults: what it does at
+    start-up).
 
     ``check``: raise :class:`BackendRunnerError` when it reports ``success: false`` or errors."""
-    env = {"DATABASE_URL": node_dsn(backend_dsn), "LITELLM_API_URL": litellm_url, "LITELLM_API_KEY": litellm_key}
+    env = {
+        "DATABASE_URL": node_dsn(backend_dsn),
+        "LITELLM_API_URL": litellm_url,
+        "LITELLM_API_KEY": litellm_key,
+    }
     if litellm_dsn is not None:
         env["LITELLM_DATABASE_URL"] = node_dsn(litellm_dsn)
     options = json.dumps({"forceUpdate": force_update, "markUnavailable": mark_unavailable})
@@ -341,7 +381,8 @@ def sync_models(
     run = SyncRun(result=out["result"], call_seconds=float(out["seconds"]), wall_seconds=wall)
     if check and (not run.result.get("success") or run.result.get("errors")):
         raise BackendRunnerError(
-            "the backend's syncModels reported failure: " + scrub(json.dumps(run.result), _secrets_in(env))
+            "the backend's syncModels reported failure: "
+            + scrub(json.dumps(run.result), _secrets_in(env))
         )
     return run
 
@@ -366,7 +407,8 @@ class BackendServer:
         return scrub(self.log_path.read_text(encoding="utf-8", errors="replace"), self._hide)
 
     def wait_for_log(self, pattern: str, *, timeout: float = 60.0) -> re.Match[str]:
-        """Wait until its log matches regex ``pattern`` (e.g. ``Background model sync completed``)."""
+        """Wait until its log matches regex ``pattern`` (e.g. ``Background model sync
+        completed``)."""
         deadline = time.monotonic() + timeout
         regex = re.compile(pattern)
         while True:
@@ -375,23 +417,27 @@ class BackendServer:
                 return match
             if self.process.poll() is not None:
                 raise BackendRunnerError(
-                    f"the LiteMaaS backend exited ({self.process.returncode}) before its log showed "
-                    f"{pattern!r}:\n{_tail(self.log_text())}"
+                    f"the LiteMaaS backend exited ({self.process.returncode}) before its log "
+                    f"showed {pattern!r}:\n{_tail(self.log_text())}"
                 )
             if time.monotonic() > deadline:
                 raise BackendRunnerError(
-                    f"no {pattern!r} in the backend log after {timeout:.0f}s:\n{_tail(self.log_text())}"
+                    f"no {pattern!r} in the backend log after "
+                    f"{timeout:.0f}s:\n{_tail(self.log_text())}"
                 )
             time.sleep(0.05)
 
     def dev_token(self, username: str, roles: list[str] | None = None) -> str:
-        """A JWT for an existing user, from its ``POST /api/auth/dev-token`` (``ALLOW_DEV_TOKENS=true``)."""
+        """A JWT for an existing user, from its ``POST /api/auth/dev-token``
+        (``ALLOW_DEV_TOKENS=true``)."""
         body: dict[str, Any] = {"username": username}
         if roles is not None:
             body["roles"] = roles
         response = httpx.post(f"{self.base_url}/api/auth/dev-token", json=body, timeout=30)
         if response.status_code != 200:
-            raise BackendRunnerError(f"POST /api/auth/dev-token answered {response.status_code}: {response.text[:500]}")
+            raise BackendRunnerError(
+                f"POST /api/auth/dev-token answered {response.status_code}: {response.text[:500]}"
+            )
         return str(response.json()["access_token"])
 
 
@@ -406,12 +452,14 @@ def backend_server(
     start_timeout: float = 120.0,
     log_path: Path | None = None,
 ) -> Iterator[BackendServer]:
-    """Run the whole backend server until the block ends; yields it once ``/api/v1/health/live`` answers.
+    """Run the whole backend server until the block ends; yields it once ``/api/v1/health/live``
+    answers.
 
-    ``NODE_ENV=production`` with ``ALLOW_DEV_TOKENS=true`` (``dev_token()``), placeholder OAuth settings
-    (nothing calls the issuer), a random ``JWT_SECRET``, ``LITELLM_AUTO_SYNC`` off. Its start-up model
-    sync runs in the background: wait for it with ``wait_for_log('Background model sync completed')``.
-    Its log goes to ``log_path`` when given (kept; the demo's folder), else to a temporary file."""
+    ``NODE_ENV=production`` with ``ALLOW_DEV_TOKENS=true`` (``dev_token()``), placeholder OAuth
+    settings (nothing calls the issuer), a random ``JWT_SECRET``, ``LITELLM_AUTO_SYNC`` off. Its
+    start-up model sync runs in the background: wait for it with ``wait_for_log('Background model
+    sync completed')``. Its log goes to ``log_path`` when given (kept; the demo's folder), else to a
+    temporary file."""
     t = tree()
     port = _free_port()
     env = {
@@ -437,7 +485,12 @@ def backend_server(
     if litellm_dsn is not None:
         env["LITELLM_DATABASE_URL"] = node_dsn(litellm_dsn)
     env.pop("REDIS_HOST", None)
-    hide = _secrets_in({k: env[k] for k in ("DATABASE_URL", "LITELLM_API_KEY", "JWT_SECRET", "OAUTH_CLIENT_SECRET")})
+    hide = _secrets_in(
+        {
+            k: env[k]
+            for k in ("DATABASE_URL", "LITELLM_API_KEY", "JWT_SECRET", "OAUTH_CLIENT_SECRET")
+        }
+    )
     hide += _secrets_in({"LITELLM_DATABASE_URL": env.get("LITELLM_DATABASE_URL", "")})
     with tempfile.TemporaryDirectory(prefix="lmh-backend-") as tmp:
         log_path = log_path or Path(tmp) / "backend.log"
@@ -450,7 +503,9 @@ def backend_server(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        server = BackendServer(base_url=f"http://127.0.0.1:{port}", log_path=log_path, process=proc, _hide=hide)
+        server = BackendServer(
+            base_url=f"http://127.0.0.1:{port}", log_path=log_path, process=proc, _hide=hide
+        )
         try:
             _wait_live(server, start_timeout)
             yield server
@@ -464,15 +519,16 @@ def _wait_live(server: BackendServer, timeout: float) -> None:
     while True:
         if server.process.poll() is not None:
             raise BackendRunnerError(
-                f"the LiteMaaS backend server exited ({server.process.returncode}) while starting:\n"
-                f"{_tail(server.log_text())}"
+                f"the LiteMaaS backend server exited ({server.process.returncode}) while "
+                f"starting:\n{_tail(server.log_text())}"
             )
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=2).status_code == 200:
                 return
         if time.monotonic() > deadline:
             raise BackendRunnerError(
-                f"the LiteMaaS backend server did not answer {url} within {timeout:.0f}s:\n{_tail(server.log_text())}"
+                f"the LiteMaaS backend server did not answer {url} within "
+                f"{timeout:.0f}s:\n{_tail(server.log_text())}"
             )
         time.sleep(0.1)
 

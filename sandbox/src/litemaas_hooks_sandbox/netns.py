@@ -1,20 +1,23 @@
-"""A process in a network namespace that has only loopback, reachable from the host through a Unix socket.
+"""A process in a network namespace that has only loopback, reachable from the host through a Unix
+socket.
 
-``unshare --net`` gives the LiteLLM proxy a namespace with nothing but its own ``lo``: whatever it tries
-to reach off the machine fails at once, and its port is private to it. A process in that namespace cannot
-be reached from the host's loopback, but a Unix socket is a file, shared by both sides, so:
+``unshare --net`` gives the LiteLLM proxy a namespace with nothing but its own ``lo``: whatever it
+tries to reach off the machine fails at once, and its port is private to it. A process in that
+namespace cannot be reached from the host's loopback, but a Unix socket is a file, shared by both
+sides, so:
 
     host 127.0.0.1:<port>  --(tcp-to-uds bridge, host side)-->  <dir>/proxy.sock
         --(uds-to-tcp bridge, inside the namespace)-->  127.0.0.1:<port> (the proxy, inside)
 
-The browser, httpx and the tests use the host address; the proxy only ever sees loopback. PostgreSQL is
-reached from inside through its Unix socket directory the same way (``host=<socket dir>`` in the DSN).
+The browser, httpx and the tests use the host address; the proxy only ever sees loopback. PostgreSQL
+is reached from inside through its Unix socket directory the same way (``host=<socket dir>`` in the
+DSN).
 
 Commands (both run by :mod:`litemaas_hooks_sandbox.proxy`):
 
 * ``python -m litemaas_hooks_sandbox.netns inside --uds PATH --port N -- CMD...``: run under
-  ``unshare --net``: bring ``lo`` up, serve ``PATH`` -> ``127.0.0.1:N``, run ``CMD`` and exit with its
-  status (SIGTERM/SIGINT are passed on to it).
+  ``unshare --net``: bring ``lo`` up, serve ``PATH`` -> ``127.0.0.1:N``, run ``CMD`` and exit with
+  its status (SIGTERM/SIGINT are passed on to it).
 * ``python -m litemaas_hooks_sandbox.netns outside --listen HOST:PORT --uds PATH``: on the host.
 """
 
@@ -123,7 +126,9 @@ async def _outside(host: str, port: int, uds: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m litemaas_hooks_sandbox.netns")
     sub = parser.add_subparsers(dest="side", required=True)
-    inside = sub.add_parser("inside", help="run CMD in this (new) namespace, reachable through --uds")
+    inside = sub.add_parser(
+        "inside", help="run CMD in this (new) namespace, reachable through --uds"
+    )
     inside.add_argument("--uds", required=True)
     inside.add_argument("--port", type=int, required=True)
     inside.add_argument("command", nargs=argparse.REMAINDER)

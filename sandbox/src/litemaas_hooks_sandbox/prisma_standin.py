@@ -1,39 +1,44 @@
 """A psycopg-backed stand-in for LiteLLM's Prisma client, for driving LiteLLM's real endpoint code.
 
-A DB-backed ``litellm`` process cannot start here: prisma-client-py downloads its native query engine
-from the internet. The demo and the tests therefore call LiteLLM's real model-management endpoint
-functions in-process and give them this object as ``litellm.proxy.proxy_server.prisma_client``. Rows,
-encryption and timestamps then come from LiteLLM's own code; this module only translates the Prisma
-calls into parameterised SQL (identifiers quoted, every value a bound parameter).
+A DB-backed ``litellm`` process cannot start here: prisma-client-py downloads its native query
+engine from the internet. The demo and the tests therefore call LiteLLM's real model-management
+endpoint functions in-process and give them this object as
+``litellm.proxy.proxy_server.prisma_client``. Rows, encryption and timestamps then come from
+LiteLLM's own code; this module only translates the Prisma calls into parameterised SQL (identifiers
+quoted, every value a bound parameter).
 
 What it reproduces of prisma-client-py (async interface):
 
 * ``client.db.<model>`` for every model of LiteLLM's ``schema.prisma`` (shipped in the ``litellm``
-  wheel, so it matches the installed LiteLLM) whose table exists in the database; tables found only in
-  the database are served too. Field to column names follow ``@map``/``@@map``; only the fields the
-  schema declares are returned (as the generated client would), intersected with the real columns.
+  wheel, so it matches the installed LiteLLM) whose table exists in the database; tables found only
+  in the database are served too. Field to column names follow ``@map``/``@@map``; only the fields
+  the schema declares are returned (as the generated client would), intersected with the real
+  columns.
 * actions: ``find_unique``/``find_unique_or_raise``, ``find_first``/``find_first_or_raise``,
   ``find_many`` (``take``, ``skip``, ``order``, ``distinct``, ``include``), ``count``, ``create``,
   ``create_many`` (``skip_duplicates``), ``update`` and ``delete`` (``None`` when no row matched),
   ``update_many``, ``delete_many``, ``upsert`` (``{"create": ..., "update": ...}``).
-* ``where``: equality, ``None``, ``AND``/``OR``/``NOT``, compound unique keys (``a_b: {a:.., b:..}``),
-  ``equals``, ``not``, ``in``, ``not_in``, ``lt``/``lte``/``gt``/``gte``, ``contains``/``startswith``/
-  ``endswith`` (``mode="insensitive"``), list filters ``has``/``has_some``/``has_every``/``is_empty``,
-  Json ``path`` + ``equals``/``array_contains``/``string_contains``. Anything else raises
+* ``where``: equality, ``None``, ``AND``/``OR``/``NOT``, compound unique keys (``a_b: {a:..,
+  b:..}``), ``equals``, ``not``, ``in``, ``not_in``, ``lt``/``lte``/``gt``/``gte``,
+  ``contains``/``startswith``/ ``endswith`` (``mode="insensitive"``), list filters
+  ``has``/``has_some``/``has_every``/``is_empty``, Json ``path`` +
+  ``equals``/``array_contains``/``string_contains``. Anything else raises
   :class:`UnsupportedPrismaQuery` naming the construct, instead of guessing.
-* writes: Json fields take a JSON string (the way LiteLLM passes them) or a Python value and are stored as
-  the parsed JSON; DateTime values are stored in UTC (naive values are UTC) truncated to milliseconds;
-  ``@default(uuid())``/``@default(cuid())`` are generated client-side like Prisma does; every
-  ``@updatedAt`` field is set to "now" on create and on every update that does not set it explicitly.
-  Scalar update operators ``set``/``increment``/``decrement``/``multiply``/``divide``/``push`` and
+* writes: Json fields take a JSON string (the way LiteLLM passes them) or a Python value and are
+  stored as the parsed JSON; DateTime values are stored in UTC (naive values are UTC) truncated to
+  milliseconds; ``@default(uuid())``/``@default(cuid())`` are generated client-side like Prisma
+  does; every ``@updatedAt`` field is set to "now" on create and on every update that does not set
+  it explicitly. Scalar update operators
+  ``set``/``increment``/``decrement``/``multiply``/``divide``/``push`` and
   ``connect``/``disconnect`` of a to-one relation are translated.
 * reads return pydantic models (one class per Prisma model, named like it): attribute access,
-  ``model_dump()``/``dict()``/``model_dump_json()``, Json fields as Python values, DateTime fields as
-  timezone-aware UTC datetimes (what prisma-client-py returns), ``include`` relations as nested models.
+  ``model_dump()``/``dict()``/``model_dump_json()``, Json fields as Python values, DateTime fields
+  as timezone-aware UTC datetimes (what prisma-client-py returns), ``include`` relations as nested
+  models.
 * ``query_raw``/``query_first``/``execute_raw`` with PostgreSQL ``$1``-style parameters.
 * ``tx()`` (``async with db.tx() as tx`` or ``start``/``commit``/``rollback``): one PostgreSQL
-  transaction on one connection, nested ones as savepoints; ``batch_()`` runs its queued writes in one
-  transaction on commit. Outside transactions every statement runs in autocommit mode.
+  transaction on one connection, nested ones as savepoints; ``batch_()`` runs its queued writes in
+  one transaction on commit. Outside transactions every statement runs in autocommit mode.
 * :class:`StandinPrismaClient` plays LiteLLM's ``PrismaClient`` wrapper: ``db``, ``writer_db``,
   ``read_db``, ``tx()``; any other attribute is LiteLLM's own ``PrismaClient`` method bound to this
   object (e.g. ``get_generic_data``), so such helpers run LiteLLM's code over this ``db``.
@@ -288,7 +293,8 @@ def parse_prisma_schema(text: str) -> dict[str, PrismaModel]:
 
 
 def default_prisma_schema_path() -> Path | None:
-    """``litellm/proxy/schema.prisma`` of the installed LiteLLM (found without importing litellm)."""
+    """``litellm/proxy/schema.prisma`` of the installed LiteLLM (found without importing
+    litellm)."""
     spec = importlib.util.find_spec("litellm")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -356,7 +362,9 @@ class TableMeta:
         try:
             return self.columns[name]
         except KeyError:
-            raise UnsupportedPrismaQuery(f"{self.model} has no field {name!r} in this database") from None
+            raise UnsupportedPrismaQuery(
+                f"{self.model} has no field {name!r} in this database"
+            ) from None
 
 
 _CATALOG_SQL: Final = """
@@ -381,7 +389,9 @@ class Catalog:
     """Prisma models of ``schema.prisma`` mapped onto the tables that exist in the database."""
 
     def __init__(self, tables: Mapping[str, TableMeta]) -> None:
-        self._by_accessor: dict[str, TableMeta] = {meta.model.lower(): meta for meta in tables.values()}
+        self._by_accessor: dict[str, TableMeta] = {
+            meta.model.lower(): meta for meta in tables.values()
+        }
         self._by_model: dict[str, TableMeta] = {meta.model: meta for meta in tables.values()}
 
     def accessor(self, name: str) -> TableMeta | None:
@@ -496,8 +506,8 @@ _dumps: Final = functools.partial(json.dumps, default=_json_default)
 
 
 def _json_value(value: object, where: str) -> object:
-    """Prisma's Json input: a str is JSON text (how LiteLLM passes ``json.dumps(...)``), ``prisma.Json(x)``
-    is ``x``, else a value."""
+    """Prisma's Json input: a str is JSON text (how LiteLLM passes ``json.dumps(...)``),
+    ``prisma.Json(x)`` is ``x``, else a value."""
     wrapped, data = _prisma_json_data(value)
     if wrapped:
         return data
@@ -505,7 +515,9 @@ def _json_value(value: object, where: str) -> object:
         try:
             return json.loads(value)
         except ValueError:
-            raise StandinError(f"{where}: a Json field was given a string that is not JSON text") from None
+            raise StandinError(
+                f"{where}: a Json field was given a string that is not JSON text"
+            ) from None
     return value
 
 
@@ -543,7 +555,9 @@ def _to_db(col: Column, value: object, where: str) -> object:
         return None
     if col.is_array:
         if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-            raise StandinError(f"{where}: list field {col.field!r} needs a list, got {type(value).__name__}")
+            raise StandinError(
+                f"{where}: list field {col.field!r} needs a list, got {type(value).__name__}"
+            )
         items = list(value)
         if col.elem_is_json:
             return [Jsonb(_json_value(v, where), dumps=_dumps) for v in items]
@@ -559,9 +573,15 @@ def _from_db(col: Column, value: object) -> object:
         return []
     if isinstance(value, dt.datetime):
         return value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
-    if isinstance(value, list) and col.elem_type is not None and col.elem_type.startswith("timestamp"):
+    if (
+        isinstance(value, list)
+        and col.elem_type is not None
+        and col.elem_type.startswith("timestamp")
+    ):
         return [
-            (v.replace(tzinfo=_UTC) if v.tzinfo is None else v.astimezone(_UTC)) if isinstance(v, dt.datetime) else v
+            (v.replace(tzinfo=_UTC) if v.tzinfo is None else v.astimezone(_UTC))
+            if isinstance(v, dt.datetime)
+            else v
             for v in value
         ]
     return value
@@ -612,8 +632,12 @@ _SCALAR_FILTER_OPS: Final = frozenset(
         "is_empty",
     }
 )
-_JSON_FILTER_OPS: Final = frozenset({"equals", "not", "path", "array_contains", "string_contains", "mode"})
-_UPDATE_OPS: Final = frozenset({"set", "increment", "decrement", "multiply", "divide", "push", "unset"})
+_JSON_FILTER_OPS: Final = frozenset(
+    {"equals", "not", "path", "array_contains", "string_contains", "mode"}
+)
+_UPDATE_OPS: Final = frozenset(
+    {"set", "increment", "decrement", "multiply", "divide", "push", "unset"}
+)
 
 
 def _op(name: str) -> str:
@@ -679,11 +703,15 @@ class _Compiler:
                     parts.append(_join(negated, "AND", _TRUE))
             elif key in self.meta.compound_uniques and key not in self.meta.columns:
                 if not isinstance(value, Mapping):
-                    raise UnsupportedPrismaQuery(f"{self.meta.model}.{key}: compound unique needs a mapping")
+                    raise UnsupportedPrismaQuery(
+                        f"{self.meta.model}.{key}: compound unique needs a mapping"
+                    )
                 for name in self.meta.compound_uniques[key]:
                     parts.append(self._field(self.meta.column(name), value.get(name)))
             elif key in self.meta.relations:
-                raise UnsupportedPrismaQuery(f"relation filter {self.meta.model}.{key} is not supported")
+                raise UnsupportedPrismaQuery(
+                    f"relation filter {self.meta.model}.{key} is not supported"
+                )
             else:
                 parts.append(self._field(self.meta.column(key), value))
         return _join(parts, "AND", _TRUE)
@@ -705,7 +733,8 @@ class _Compiler:
         unknown = ops - _SCALAR_FILTER_OPS
         if unknown:
             raise UnsupportedPrismaQuery(
-                f"filter operator(s) {sorted(unknown)} on {self.meta.model}.{col.field} are not supported"
+                f"filter operator(s) {sorted(unknown)} on {self.meta.model}.{col.field} are not "
+                "supported"
             )
         return True
 
@@ -734,7 +763,12 @@ class _Compiler:
                     q, p = self._ops(col, operand)
                     parts.append((sql.SQL("NOT ({})").format(q), p))
                 else:
-                    parts.append((sql.SQL("{} <> {}").format(ident, _typed(col)), [_to_db(col, operand, "not")]))
+                    parts.append(
+                        (
+                            sql.SQL("{} <> {}").format(ident, _typed(col)),
+                            [_to_db(col, operand, "not")],
+                        )
+                    )
             elif op in ("in", "not_in"):
                 items = [_to_db(col, v, op) for v in operand]
                 if not items:
@@ -789,7 +823,9 @@ class _Compiler:
         return _join(parts, "AND", _TRUE)
 
     # ---- order ----
-    def order(self, order: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None) -> sql.Composable:
+    def order(
+        self, order: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+    ) -> sql.Composable:
         if not order:
             return sql.SQL("")
         items = [order] if isinstance(order, Mapping) else list(order)
@@ -827,7 +863,8 @@ class _Compiler:
             if isinstance(value, Mapping) and not col.is_json and set(value) == {"set"}:
                 value = value["set"]
             values[key] = (col, _to_db(col, value, f"{self.meta.model}.create"))
-        now = _now()  # like Prisma: one "now" for every @default(now()) and @updatedAt field of the row
+        # like Prisma: one "now" for every @default(now()) and @updatedAt field of the row
+        now = _now()
         for col in self.meta.columns.values():
             if col.field in values:
                 continue
@@ -839,15 +876,21 @@ class _Compiler:
                 values[col.field] = (col, _to_datetime(now, aware=col.is_timestamptz))
         return values
 
-    def _relation_write(self, key: str, value: object, values: dict[str, tuple[Column, object]]) -> None:
+    def _relation_write(
+        self, key: str, value: object, values: dict[str, tuple[Column, object]]
+    ) -> None:
         relation = self.meta.relations[key]
         if not relation.relation_fields or not isinstance(value, Mapping):
-            raise UnsupportedPrismaQuery(f"nested write on {self.meta.model}.{key} is not supported")
+            raise UnsupportedPrismaQuery(
+                f"nested write on {self.meta.model}.{key} is not supported"
+            )
         if "connect" in value and isinstance(value["connect"], Mapping):
             target = value["connect"]
             for fk, ref in zip(relation.relation_fields, relation.relation_references, strict=True):
                 if ref not in target:
-                    raise UnsupportedPrismaQuery(f"connect on {self.meta.model}.{key} needs {ref!r}")
+                    raise UnsupportedPrismaQuery(
+                        f"connect on {self.meta.model}.{key} needs {ref!r}"
+                    )
                 col = self.meta.column(fk)
                 values[fk] = (col, _to_db(col, target[ref], "connect"))
         elif value.get("disconnect") is True:
@@ -871,19 +914,30 @@ class _Compiler:
             if isinstance(value, Mapping) and not col.is_json:
                 ops = set(value)
                 if not ops <= _UPDATE_OPS or len(ops) != 1:
-                    raise UnsupportedPrismaQuery(f"update operator(s) {sorted(ops)} on {self.meta.model}.{key}")
+                    raise UnsupportedPrismaQuery(
+                        f"update operator(s) {sorted(ops)} on {self.meta.model}.{key}"
+                    )
                 op, operand = next(iter(value.items()))
                 if op == "set":
-                    parts.append((sql.SQL("{} = {}").format(ident, _typed(col)), [_to_db(col, operand, "set")]))
+                    parts.append(
+                        (
+                            sql.SQL("{} = {}").format(ident, _typed(col)),
+                            [_to_db(col, operand, "set")],
+                        )
+                    )
                 elif op == "unset":
                     if operand:
                         parts.append((sql.SQL("{} = NULL").format(ident), []))
                 elif op == "push":
                     items = operand if isinstance(operand, list) else [operand]
-                    q = sql.SQL("{} = array_cat(coalesce({}, '{{}}'), {})").format(ident, ident, _typed(col))
+                    q = sql.SQL("{} = array_cat(coalesce({}, '{{}}'), {})").format(
+                        ident, ident, _typed(col)
+                    )
                     parts.append((q, [_to_db(col, items, "push")]))
                 else:
-                    symbol = {"increment": "+", "decrement": "-", "multiply": "*", "divide": "/"}[op]
+                    symbol = {"increment": "+", "decrement": "-", "multiply": "*", "divide": "/"}[
+                        op
+                    ]
                     q = sql.SQL("{} = {} " + symbol + " {}").format(ident, ident, _typed(col))
                     parts.append((q, [operand]))
             else:
@@ -891,7 +945,9 @@ class _Compiler:
                 parts.append((q, [_to_db(col, value, f"{self.meta.model}.update")]))
         for key, (col, db_value) in plain.items():
             touched.add(key)
-            parts.append((sql.SQL("{} = {}").format(sql.Identifier(col.name), _typed(col)), [db_value]))
+            parts.append(
+                (sql.SQL("{} = {}").format(sql.Identifier(col.name), _typed(col)), [db_value])
+            )
         for col in self.meta.columns.values():
             if col.updated_at and col.field not in touched:  # Prisma's @updatedAt
                 q = sql.SQL("{} = {}").format(sql.Identifier(col.name), _typed(col))
@@ -910,10 +966,11 @@ class _Compiler:
 
 
 def translate_raw_query(query: str, args: Sequence[object]) -> tuple[str, list[object]]:
-    """Turn PostgreSQL ``$n`` parameters (what Prisma's ``query_raw`` takes) into psycopg ``%s`` ones.
+    """Turn PostgreSQL ``$n`` parameters (what Prisma's ``query_raw`` takes) into psycopg ``%s``
+    ones.
 
-    String literals, quoted identifiers, dollar-quoted strings and comments are left alone; every ``%``
-    is doubled so psycopg does not read it as a placeholder.
+    String literals, quoted identifiers, dollar-quoted strings and comments are left alone; every
+    ``%`` is doubled so psycopg does not read it as a placeholder.
     """
     out: list[str] = []
     params: list[object] = []
@@ -948,7 +1005,9 @@ def translate_raw_query(query: str, args: Sequence[object]) -> tuple[str, list[o
             if digits:
                 index = int(digits.group(1))
                 if index < 1 or index > len(args):
-                    raise StandinError(f"raw query uses ${index} but {len(args)} argument(s) were given")
+                    raise StandinError(
+                        f"raw query uses ${index} but {len(args)} argument(s) were given"
+                    )
                 out.append("%s")
                 params.append(args[index - 1])
                 i += len(digits.group(0))
@@ -976,7 +1035,8 @@ def _raw_arg(value: object) -> object:
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, tuple | set | frozenset):
-        return list(value)  # Prisma sends any sequence as a JSON array (a PostgreSQL array for $n::text[])
+        # Prisma sends any sequence as a JSON array (a PostgreSQL array for $n::text[])
+        return list(value)
     wrapped, data = _prisma_json_data(value)
     if wrapped:
         return Jsonb(data, dumps=_dumps)
@@ -984,9 +1044,9 @@ def _raw_arg(value: object) -> object:
 
 
 def _raw_result(value: object) -> object:
-    """A raw-query value the way prisma-client-py returns it: its engine sends date/time/uuid values as
-    strings (ISO 8601) and ``deserialize_raw_results`` turns only bigint/decimal/json into Python values
-    (decimal into float); LiteLLM's code parses the strings itself."""
+    """A raw-query value the way prisma-client-py returns it: its engine sends date/time/uuid values
+    as strings (ISO 8601) and ``deserialize_raw_results`` turns only bigint/decimal/json into Python
+    values (decimal into float); LiteLLM's code parses the strings itself."""
     if isinstance(value, dt.datetime):
         aware = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
         return aware.isoformat()
@@ -1012,7 +1072,9 @@ async def _connect(conninfo: str) -> Conn:
             conninfo, autocommit=True, row_factory=dict_row, prepare_threshold=None
         )
     except psycopg.OperationalError as exc:
-        raise StandinError(f"cannot connect to the LiteLLM database {redact_dsn(conninfo)}: {exc}") from None
+        raise StandinError(
+            f"cannot connect to the LiteLLM database {redact_dsn(conninfo)}: {exc}"
+        ) from None
     await conn.execute("SET TIME ZONE 'UTC'")
     return conn
 
@@ -1032,7 +1094,10 @@ class _Pool:
             raise StandinError("the Prisma stand-in was disconnected")
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            if (
+                not conn.closed
+                and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            ):
                 return conn
             self._all.discard(conn)
             await conn.close()
@@ -1041,7 +1106,9 @@ class _Pool:
         return conn
 
     async def release(self, conn: Conn) -> None:
-        healthy = not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        healthy = (
+            not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        )
         if healthy and not self.closed and len(self._idle) < self._max_idle:
             self._idle.append(conn)
             return
@@ -1065,11 +1132,14 @@ class _Session:
         self.conn = conn
         self.depth = depth
 
-    async def run(self, query: sql.Composable | str, params: Sequence[Any]) -> tuple[list[Row], int]:
+    async def run(
+        self, query: sql.Composable | str, params: Sequence[Any]
+    ) -> tuple[list[Row], int]:
         conn = self.conn if self.conn is not None else await self.pool.acquire()
         try:
             cursor = conn.cursor()
-            await cursor.execute(query, params)  # type: ignore[arg-type]  # composed/translated, never user text
+            # composed/translated, never user text
+            await cursor.execute(query, params)  # type: ignore[arg-type]
             rows = await cursor.fetchall() if cursor.description is not None else []
             return rows, cursor.rowcount
         finally:
@@ -1086,7 +1156,9 @@ class _Session:
                 raise
             return _Session(self.pool, conn, 1)
         depth = self.depth + 1
-        await self.conn.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(f"standin_sp_{depth}")))
+        await self.conn.execute(
+            sql.SQL("SAVEPOINT {}").format(sql.Identifier(f"standin_sp_{depth}"))
+        )
         return _Session(self.pool, self.conn, depth)
 
     async def end(self, parent: _Session, *, commit: bool) -> None:
@@ -1125,10 +1197,14 @@ class TableActions:
     def _table(self) -> sql.Identifier:
         return sql.Identifier(self._meta.table)
 
-    async def _records(self, rows: Sequence[Row], include: Mapping[str, Any] | None) -> list[PrismaRecord]:
+    async def _records(
+        self, rows: Sequence[Row], include: Mapping[str, Any] | None
+    ) -> list[PrismaRecord]:
         out: list[PrismaRecord] = []
         for row in rows:
-            data: dict[str, Any] = {c.field: _from_db(c, row.get(c.field)) for c in self._meta.columns.values()}
+            data: dict[str, Any] = {
+                c.field: _from_db(c, row.get(c.field)) for c in self._meta.columns.values()
+            }
             if include:
                 for name, spec in include.items():
                     if spec:
@@ -1146,7 +1222,9 @@ class TableActions:
         if relation.relation_fields:  # this side holds the foreign key
             where = {
                 ref: data.get(fk)
-                for fk, ref in zip(relation.relation_fields, relation.relation_references, strict=True)
+                for fk, ref in zip(
+                    relation.relation_fields, relation.relation_references, strict=True
+                )
             }
             if any(v is None for v in where.values()):
                 return None
@@ -1155,13 +1233,18 @@ class TableActions:
             (
                 f
                 for f in target.relations.values()
-                if f.type == self._meta.model and f.relation_fields and f.relation_name == relation.relation_name
+                if f.type == self._meta.model
+                and f.relation_fields
+                and f.relation_name == relation.relation_name
             ),
             None,
         )
         if back is None:
             raise UnsupportedPrismaQuery(f"cannot resolve relation {self._meta.model}.{name}")
-        where = {fk: data.get(ref) for fk, ref in zip(back.relation_fields, back.relation_references, strict=True)}
+        where = {
+            fk: data.get(ref)
+            for fk, ref in zip(back.relation_fields, back.relation_references, strict=True)
+        }
         extra = options.get("where")
         if extra:
             where = {"AND": [where, extra]}
@@ -1232,7 +1315,9 @@ class TableActions:
             if "order_by" in unsupported and order is None:
                 order = unsupported.pop("order_by")
             if unsupported:
-                raise UnsupportedPrismaQuery(f"find_many arguments {sorted(unsupported)} are not supported")
+                raise UnsupportedPrismaQuery(
+                    f"find_many arguments {sorted(unsupported)} are not supported"
+                )
         if distinct:
             rows = await self._select(where, order=order)
             seen: set[tuple[Any, ...]] = set()
@@ -1258,7 +1343,13 @@ class TableActions:
         distinct: Sequence[str] | None = None,
     ) -> PrismaRecord | None:
         records = await self.find_many(
-            take=1, skip=skip, where=where, cursor=cursor, include=include, order=order, distinct=distinct
+            take=1,
+            skip=skip,
+            where=where,
+            cursor=cursor,
+            include=include,
+            order=order,
+            distinct=distinct,
         )
         return records[0] if records else None
 
@@ -1294,7 +1385,9 @@ class TableActions:
             inner = inner + sql.SQL(" LIMIT {}").format(sql.Literal(int(take)))
         if skip:
             inner = inner + sql.SQL(" OFFSET {}").format(sql.Literal(int(skip)))
-        rows, _ = await self._db.session.run(sql.SQL("SELECT count(*) AS n FROM ({}) AS s").format(inner), params)
+        rows, _ = await self._db.session.run(
+            sql.SQL("SELECT count(*) AS n FROM ({}) AS s").format(inner), params
+        )
         return int(rows[0]["n"])
 
     async def group_by(
@@ -1312,17 +1405,24 @@ class TableActions:
         max: Mapping[str, Any] | None = None,
         having: Mapping[str, Any] | None = None,
     ) -> list[Row]:
-        """prisma-client-py's ``group_by``: one dict per group, ``{field: value, "_sum": {field: n}, ...}``.
+        """prisma-client-py's ``group_by``: one dict per group, ``{field: value, "_sum": {field: n},
+        ...}``.
 
-        ``count`` takes ``True`` (rows, as ``_count: {"_all": n}``) or ``{field: True, "_all": True}``;
-        ``order`` a field of ``by`` or an aggregate (``{"_sum": {"spend": "desc"}}``), one or a list."""
+        ``count`` takes ``True`` (rows, as ``_count: {"_all": n}``) or ``{field: True, "_all":
+        True}``; ``order`` a field of ``by`` or an aggregate (``{"_sum": {"spend": "desc"}}``), one
+        or a list."""
         if having:
-            raise UnsupportedPrismaQuery(f"{self._meta.model}.group_by(having=...) is not supported")
+            raise UnsupportedPrismaQuery(
+                f"{self._meta.model}.group_by(having=...) is not supported"
+            )
         if not by:
-            raise UnsupportedPrismaQuery(f"{self._meta.model}.group_by needs at least one field in by=[...]")
+            raise UnsupportedPrismaQuery(
+                f"{self._meta.model}.group_by needs at least one field in by=[...]"
+            )
         by_cols = [self._meta.column(name) for name in by]
         selects: list[sql.Composable] = [
-            sql.SQL("{} AS {}").format(sql.Identifier(c.name), sql.Identifier(c.field)) for c in by_cols
+            sql.SQL("{} AS {}").format(sql.Identifier(c.name), sql.Identifier(c.field))
+            for c in by_cols
         ]
         aggregates: list[tuple[str, str, str]] = []  # (prisma key "_sum", field, output alias)
         specs: dict[str, Mapping[str, Any] | bool | None] = {
@@ -1344,7 +1444,13 @@ class TableActions:
                     expr: sql.Composable = sql.SQL("count(*)")
                 else:
                     column = sql.Identifier(self._meta.column(name).name)
-                    fn = {"_count": "count", "_sum": "sum", "_avg": "avg", "_min": "min", "_max": "max"}[key]
+                    fn = {
+                        "_count": "count",
+                        "_sum": "sum",
+                        "_avg": "avg",
+                        "_min": "min",
+                        "_max": "max",
+                    }[key]
                     expr = sql.SQL(fn + "({})").format(column)
                 selects.append(sql.SQL("{} AS {}").format(expr, sql.Identifier(alias)))
                 aggregates.append((key, name, alias))
@@ -1365,10 +1471,14 @@ class TableActions:
                             raise UnsupportedPrismaQuery(
                                 f"group_by order on {key}.{name} needs that aggregate selected"
                             )
-                        orders.append(sql.SQL("{} " + _direction(inner)).format(sql.Identifier(alias)))
+                        orders.append(
+                            sql.SQL("{} " + _direction(inner)).format(sql.Identifier(alias))
+                        )
                 else:
                     orders.append(
-                        sql.SQL("{} " + _direction(direction)).format(sql.Identifier(self._meta.column(key).name))
+                        sql.SQL("{} " + _direction(direction)).format(
+                            sql.Identifier(self._meta.column(key).name)
+                        )
                     )
         if orders:
             query = query + sql.SQL(" ORDER BY ") + sql.SQL(", ").join(orders)
@@ -1383,15 +1493,25 @@ class TableActions:
             for key, name, alias in aggregates:
                 value = row[alias]
                 if isinstance(value, Decimal):
-                    value = int(value) if value == value.to_integral_value() and key != "_avg" else float(value)
+                    value = (
+                        int(value)
+                        if value == value.to_integral_value() and key != "_avg"
+                        else float(value)
+                    )
                 elif isinstance(value, dt.datetime):
-                    value = value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+                    value = (
+                        value.replace(tzinfo=_UTC)
+                        if value.tzinfo is None
+                        else value.astimezone(_UTC)
+                    )
                 group.setdefault(key, {})[name] = value
             out.append(group)
         return out
 
     # ---- writes ----
-    async def create(self, data: Mapping[str, Any], include: Mapping[str, Any] | None = None) -> PrismaRecord:
+    async def create(
+        self, data: Mapping[str, Any], include: Mapping[str, Any] | None = None
+    ) -> PrismaRecord:
         values = self._c.insert_values(data)
         if values:
             query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING {}").format(
@@ -1401,11 +1521,15 @@ class TableActions:
                 self._c.select_list(),
             )
         else:
-            query = sql.SQL("INSERT INTO {} DEFAULT VALUES RETURNING {}").format(self._table, self._c.select_list())
+            query = sql.SQL("INSERT INTO {} DEFAULT VALUES RETURNING {}").format(
+                self._table, self._c.select_list()
+            )
         rows, _ = await self._db.session.run(query, [v for _, v in values.values()])
         return (await self._records(rows, include))[0]
 
-    async def create_many(self, data: Sequence[Mapping[str, Any]], *, skip_duplicates: bool | None = None) -> int:
+    async def create_many(
+        self, data: Sequence[Mapping[str, Any]], *, skip_duplicates: bool | None = None
+    ) -> int:
         total = 0
         async with self._db.tx() as tx:
             session = tx.session
@@ -1422,7 +1546,9 @@ class TableActions:
                 total += max(count, 0)
         return total
 
-    async def _update_rows(self, data: Mapping[str, Any], where: Mapping[str, Any] | None) -> tuple[list[Row], int]:
+    async def _update_rows(
+        self, data: Mapping[str, Any], where: Mapping[str, Any] | None
+    ) -> tuple[list[Row], int]:
         set_clause = self._c.set_clause(data)
         if set_clause is None:  # nothing to write: behave like a read
             rows = await self._select(where)
@@ -1435,23 +1561,36 @@ class TableActions:
         return await self._db.session.run(query, [*set_params, *where_params])
 
     async def update(
-        self, data: Mapping[str, Any], where: Mapping[str, Any], include: Mapping[str, Any] | None = None
+        self,
+        data: Mapping[str, Any],
+        where: Mapping[str, Any],
+        include: Mapping[str, Any] | None = None,
     ) -> PrismaRecord | None:
         rows, _ = await self._update_rows(data, where)
         records = await self._records(rows[:1], include)
         return records[0] if records else None
 
-    async def update_many(self, data: Mapping[str, Any], where: Mapping[str, Any] | None = None) -> int:
+    async def update_many(
+        self, data: Mapping[str, Any], where: Mapping[str, Any] | None = None
+    ) -> int:
         rows, _ = await self._update_rows(data, where)
         return len(rows)
 
     async def upsert(
-        self, where: Mapping[str, Any], data: Mapping[str, Any], include: Mapping[str, Any] | None = None
+        self,
+        where: Mapping[str, Any],
+        data: Mapping[str, Any],
+        include: Mapping[str, Any] | None = None,
     ) -> PrismaRecord:
         create_data = dict(data.get("create") or {})
         update_data = data.get("update") or {}
-        for key, value in where.items():  # the unique key the row is looked up by is part of the new row
-            if key in self._meta.columns and key not in create_data and not isinstance(value, Mapping):
+        # the unique key the row is looked up by is part of the new row
+        for key, value in where.items():
+            if (
+                key in self._meta.columns
+                and key not in create_data
+                and not isinstance(value, Mapping)
+            ):
                 create_data[key] = value
         async with self._db.tx() as tx:
             actions = TableActions(tx, self._meta)
@@ -1462,12 +1601,16 @@ class TableActions:
                 return updated
             return await actions.create(data=create_data, include=include)
 
-    async def delete(self, where: Mapping[str, Any], include: Mapping[str, Any] | None = None) -> PrismaRecord | None:
+    async def delete(
+        self, where: Mapping[str, Any], include: Mapping[str, Any] | None = None
+    ) -> PrismaRecord | None:
         before: PrismaRecord | None = None
         if include:
             before = await self.find_unique(where=where, include=include)
         where_sql, params = self._c.where(where)
-        query = sql.SQL("DELETE FROM {} WHERE {} RETURNING {}").format(self._table, where_sql, self._c.select_list())
+        query = sql.SQL("DELETE FROM {} WHERE {} RETURNING {}").format(
+            self._table, where_sql, self._c.select_list()
+        )
         rows, _ = await self._db.session.run(query, params)
         if not rows:
             return None
@@ -1475,7 +1618,9 @@ class TableActions:
 
     async def delete_many(self, where: Mapping[str, Any] | None = None) -> int:
         where_sql, params = self._c.where(where)
-        _, count = await self._db.session.run(sql.SQL("DELETE FROM {} WHERE {}").format(self._table, where_sql), params)
+        _, count = await self._db.session.run(
+            sql.SQL("DELETE FROM {} WHERE {}").format(self._table, where_sql), params
+        )
         return max(count, 0)
 
 
@@ -1485,7 +1630,8 @@ class TableActions:
 
 
 class TransactionManager:
-    """What ``db.tx()`` returns: ``async with`` it, or ``start()`` then ``commit()``/``rollback()``."""
+    """What ``db.tx()`` returns: ``async with`` it, or ``start()`` then
+    ``commit()``/``rollback()``."""
 
     def __init__(self, db: StandinDB) -> None:
         self._db = db
@@ -1512,7 +1658,10 @@ class TransactionManager:
         return await self.start()
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self._finish(commit=exc is None)
 
@@ -1523,7 +1672,15 @@ class _BatchActions:
         self._accessor = accessor
 
     def __getattr__(self, method: str) -> Callable[..., None]:
-        if method not in ("create", "create_many", "update", "update_many", "upsert", "delete", "delete_many"):
+        if method not in (
+            "create",
+            "create_many",
+            "update",
+            "update_many",
+            "upsert",
+            "delete",
+            "delete_many",
+        ):
             raise AttributeError(method)
 
         def queue(*args: Any, **kwargs: Any) -> None:
@@ -1538,7 +1695,8 @@ class _BatchActions:
 
 
 class Batch:
-    """What ``db.batch_()`` returns: writes are queued and run in one transaction by ``commit()``."""
+    """What ``db.batch_()`` returns: writes are queued and run in one transaction by
+    ``commit()``."""
 
     def __init__(self, db: StandinDB) -> None:
         self._db = db
@@ -1565,7 +1723,10 @@ class Batch:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if exc is None:
             await self.commit()
@@ -1616,22 +1777,26 @@ class StandinDB:
 
     @property
     def engine_generation(self) -> int:
-        """LiteLLM 1.108's ``PrismaWrapper.engine_generation`` (bumped when it replaces its Prisma engine).
+        """LiteLLM 1.108's ``PrismaWrapper.engine_generation`` (bumped when it replaces its Prisma
+        engine).
 
-        UI-session auth compares it with the generation a key was cached under: without it every request
-        with the Admin UI's session key is 401. This stand-in has no engine to replace: always 0."""
+        UI-session auth compares it with the generation a key was cached under: without it every
+        request with the Admin UI's session key is 401. This stand-in has no engine to replace:
+        always 0."""
         return 0
 
     async def connect(self, timeout: object = None) -> None:  # noqa: ASYNC109  # Prisma's signature
         return None
 
-    async def disconnect(self, timeout: object = None) -> None:  # noqa: ASYNC109  # Prisma's signature
+    # ASYNC109: Prisma's signature
+    async def disconnect(self, timeout: object = None) -> None:  # noqa: ASYNC109
         if self._owner:
             await self.session.pool.close()
 
     @classmethod
     async def open(cls, conninfo: str, *, prisma_schema: str | Path | None = None) -> StandinDB:
-        """Connect, read the database's tables and LiteLLM's ``schema.prisma`` (default: the installed one)."""
+        """Connect, read the database's tables and LiteLLM's ``schema.prisma`` (default: the
+        installed one)."""
         pool = _Pool(conninfo)
         conn = await pool.acquire()
         try:
@@ -1642,7 +1807,8 @@ class StandinDB:
         if catalog.accessor("litellm_proxymodeltable") is None:
             await pool.close()
             raise StandinError(
-                f'{redact_dsn(conninfo)} has no "LiteLLM_ProxyModelTable": apply LiteLLM\'s schema first '
+                f'{redact_dsn(conninfo)} has no "LiteLLM_ProxyModelTable": apply LiteLLM\'s schema '
+                "first "
                 "(the migrations of the litellm-proxy-extras wheel)"
             )
         return cls(catalog, _Session(pool), owner=True)
@@ -1660,18 +1826,20 @@ def _read_schema(prisma_schema: str | Path | None) -> str | None:
 class StandinPrismaClient:
     """Plays LiteLLM's ``litellm.proxy.utils.PrismaClient`` for the endpoint code.
 
-    ``db``/``writer_db``/``read_db`` are the :class:`StandinDB`; ``tx()`` opens a transaction on it. Any
-    other attribute is looked up on LiteLLM's own ``PrismaClient`` class and bound to this object, so its
-    helpers (``get_generic_data``, ``jsonify_object``, ...) run LiteLLM's code against this ``db``.
+    ``db``/``writer_db``/``read_db`` are the :class:`StandinDB`; ``tx()`` opens a transaction on it.
+    Any other attribute is looked up on LiteLLM's own ``PrismaClient`` class and bound to this
+    object, so its helpers (``get_generic_data``, ``jsonify_object``, ...) run LiteLLM's code
+    against this ``db``.
     """
 
     def __init__(self, db: StandinDB, *, proxy_logging_obj: object = None) -> None:
         self.db = db
         self.proxy_logging_obj = proxy_logging_obj
         self.iam_token_db_auth = False
-        # the plain state LiteLLM's own PrismaClient.__init__ sets (1.108: its spend/baseline accounting
-        # queue, the background tasks it stops at shutdown, the engine watchdog's bookkeeping), so its
-        # methods bound to this object find them; there is no Prisma engine process to watch
+        # the plain state LiteLLM's own PrismaClient.__init__ sets (1.108: its spend/baseline
+        # accounting queue, the background tasks it stops at shutdown, the engine watchdog's
+        # bookkeeping), so its methods bound to this object find them; there is no Prisma engine
+        # process to watch
         self.token_auth = None
         self.baseline_accounting_transactions: list[Any] = []
         self.baseline_accounting_lock = asyncio.Lock()

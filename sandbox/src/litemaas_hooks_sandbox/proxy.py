@@ -1,53 +1,55 @@
 """Start a real LiteLLM proxy process on the sandbox's PostgreSQL exactly as LiteMaaS starts it.
 
 :func:`sandbox_proxy` (a context manager) or :func:`start_proxy` (returns a :class:`SandboxProxy` to
-``stop()``) run the installed LiteLLM's ``litellm`` CLI as the LiteLLM image does (``litellm --port N``,
-LiteLLM 1.81.0 and 1.108.7 alike) with the environment of LiteMaaS's Helm chart and Kustomize manifests
-(upstream ``deployment/``) plus ``deploy/``'s plugin patch: ``DATABASE_URL`` (LiteLLM's database),
-``LITELLM_MASTER_KEY``, ``UI_USERNAME``/``UI_PASSWORD``, ``LITELLM_MODE=PRODUCTION``,
+``stop()``) run the installed LiteLLM's ``litellm`` CLI as the LiteLLM image does (``litellm --port
+N``, LiteLLM 1.81.0 and 1.108.7 alike) with the environment of LiteMaaS's Helm chart and Kustomize
+manifests (upstream ``deployment/``) plus ``deploy/``'s plugin patch: ``DATABASE_URL`` (LiteLLM's
+database), ``LITELLM_MASTER_KEY``, ``UI_USERNAME``/``UI_PASSWORD``, ``LITELLM_MODE=PRODUCTION``,
 ``STORE_MODEL_IN_DB=True``, ``DISABLE_SCHEMA_UPDATE=true``, ``LITEMAAS_DATABASE_URL`` and
 ``CONFIG_FILE_PATH`` pointing at a directory holding ``config.yaml`` (``litellm_settings: callbacks:
 ["litemaas_hooks.proxy_handler_instance"]``) and the shim ``litemaas_hooks.py`` beside it, as the
-ConfigMap of ``deploy/shared/plugin-config`` is mounted. No ``LITELLM_DATABASE_URL``: like production, the
-CLI rewrites ``DATABASE_URL`` for Prisma (``connection_limit``, ``pool_timeout``, ... appended) before
-LiteLLM, and our plugin in it, start; :meth:`SandboxProxy.worker_env` shows what the worker was given.
-The caller's own environment is not passed on (only ``HOME``, ``LANG``, ... and ``PATH``).
+ConfigMap of ``deploy/shared/plugin-config`` is mounted. No ``LITELLM_DATABASE_URL``: like
+production, the CLI rewrites ``DATABASE_URL`` for Prisma (``connection_limit``, ``pool_timeout``,
+... appended) before LiteLLM, and our plugin in it, start; :meth:`SandboxProxy.worker_env` shows
+what the worker was given. The caller's own environment is not passed on (only ``HOME``, ``LANG``,
+... and ``PATH``).
 
 Differences from production that remain, and why none can hide a defect of ours:
 
-* **Prisma client.** LiteLLM's Prisma client needs Prisma's native engines, which cannot be downloaded
-  here; LiteLLM gets the psycopg-backed
+* **Prisma client.** LiteLLM's Prisma client needs Prisma's native engines, which cannot be
+  downloaded here; LiteLLM gets the psycopg-backed
   :class:`~litemaas_hooks_sandbox.prisma_standin.StandinPrismaClient` instead (1.108: through
   ``LITELLM_WORKER_STARTUP_HOOKS``; 1.81: a ``sitecustomize`` on ``PYTHONPATH`` that patches
-  ``ProxyStartupEvent._setup_prisma_client`` on import; see :mod:`.proxy_worker`), connected to the same
-  rewritten ``DATABASE_URL``. It is LiteLLM's database access, never ours: our plugin opens its own psycopg
-  connections from the environment, and sees LiteLLM's writes only as rows (built and encrypted by
-  LiteLLM's own code) in LiteLLM's real tables and through our trigger on them. The harness variables
-  are read by LiteLLM or Python, never by our plugin (it reads ``LITEMAAS_*``, ``LITELLM_DATABASE_URL``,
-  ``DATABASE_URL``, ``LITELLM_SALT_KEY``, ``LITELLM_MASTER_KEY``).
-* **No Prisma CLI.** The schema is LiteLLM's own migration SQL from the ``litellm-proxy-extras`` wheel
-  (what ``prisma migrate deploy`` applies), loaded by the sandbox. With ``DISABLE_SCHEMA_UPDATE=true``
-  production's CLI only logs a schema diff: 1.108 tries (``python -m prisma migrate diff`` cannot install
-  its CLI offline, ``npm_config_offline=true`` makes npm say so at once) and goes on, as production does
-  when the diff fails; 1.81 finds no ``prisma`` command (directories holding one are left out of
-  ``PATH``) and prints "prisma package not found". Either way the CLI rewrote ``DATABASE_URL`` before,
-  and neither step touches the environment. (RHDP sets ``DISABLE_SCHEMA_UPDATE=false``: ``prisma migrate
-  deploy`` then applies those same files at each start; a migration that rebuilt LiteLLM's model table
-  would drop our trigger, which ``litemaas-hooks status`` reports and ``install`` restores.)
-* **Network.** When ``unshare`` can make a network namespace (root, or unprivileged user namespaces),
-  the proxy runs in one with only loopback (``isolate_network=None`` = when possible; True = required),
-  reachable from the host at ``base_url`` through a Unix-socket bridge (:mod:`.netns`). It reaches
-  PostgreSQL through the server's Unix socket, so ``DATABASE_URL`` and ``LITEMAAS_DATABASE_URL`` read
-  ``postgresql://USER:PASSWORD@/DB?host=SOCKETDIR&port=N`` (a form both Prisma and libpq accept), where
-  production has ``@HOST:PORT``: the CLI appends its parameters to either form alike. Without a
-  namespace the URLs are the TCP ones given, and the proxy listens on 127.0.0.1 only (the image: all
-  interfaces).
+  ``ProxyStartupEvent._setup_prisma_client`` on import; see :mod:`.proxy_worker`), connected to the
+  same rewritten ``DATABASE_URL``. It is LiteLLM's database access, never ours: our plugin opens its
+  own psycopg connections from the environment, and sees LiteLLM's writes only as rows (built and
+  encrypted by LiteLLM's own code) in LiteLLM's real tables and through our trigger on them. The
+  harness variables are read by LiteLLM or Python, never by our plugin (it reads ``LITEMAAS_*``,
+  ``LITELLM_DATABASE_URL``, ``DATABASE_URL``, ``LITELLM_SALT_KEY``, ``LITELLM_MASTER_KEY``).
+* **No Prisma CLI.** The schema is LiteLLM's own migration SQL from the ``litellm-proxy-extras``
+  wheel (what ``prisma migrate deploy`` applies), loaded by the sandbox. With
+  ``DISABLE_SCHEMA_UPDATE=true`` production's CLI only logs a schema diff: 1.108 tries (``python -m
+  prisma migrate diff`` cannot install its CLI offline, ``npm_config_offline=true`` makes npm say so
+  at once) and goes on, as production does when the diff fails; 1.81 finds no ``prisma`` command
+  (directories holding one are left out of ``PATH``) and prints "prisma package not found". Either
+  way the CLI rewrote ``DATABASE_URL`` before, and neither step touches the environment. (RHDP sets
+  ``DISABLE_SCHEMA_UPDATE=false``: ``prisma migrate deploy`` then applies those same files at each
+  start; a migration that rebuilt LiteLLM's model table would drop our trigger, which
+  ``litemaas-hooks status`` reports and ``install`` restores.)
+* **Network.** When ``unshare`` can make a network namespace (root, or unprivileged user
+  namespaces), the proxy runs in one with only loopback (``isolate_network=None`` = when possible;
+  True = required), reachable from the host at ``base_url`` through a Unix-socket bridge
+  (:mod:`.netns`). It reaches PostgreSQL through the server's Unix socket, so ``DATABASE_URL`` and
+  ``LITEMAAS_DATABASE_URL`` read ``postgresql://USER:PASSWORD@/DB?host=SOCKETDIR&port=N`` (a form
+  both Prisma and libpq accept), where production has ``@HOST:PORT``: the CLI appends its parameters
+  to either form alike. Without a namespace the URLs are the TCP ones given, and the proxy listens
+  on 127.0.0.1 only (the image: all interfaces).
 * **Offline switches** (``LITELLM_LOCAL_MODEL_COST_MAP`` etc., :data:`OFFLINE_ENV`): LiteLLM's own
   settings; our cost-map lookup follows the same switch as LiteLLM in production too.
-* **Image.** The installed LiteLLM wheel (upstream 1.81.0 / 1.108.7, this Python) instead of LiteMaaS's
-  fork image; the script installing us into that image is checked by ``tests/deploy/test_images.py`` (in
-  a venv holding litellm 1.81.0). No Redis (LiteLLM's cache and rate limits; the plugin does not use
-  it). One worker, as the image's command.
+* **Image.** The installed LiteLLM wheel (upstream 1.81.0 / 1.108.7, this Python) instead of
+  LiteMaaS's fork image; the script installing us into that image is checked by
+  ``tests/deploy/test_images.py`` (in a venv holding litellm 1.81.0). No Redis (LiteLLM's cache and
+  rate limits; the plugin does not use it). One worker, as the image's command.
 * **config.yaml** here also holds the ``model_list`` a test asks for (config-file models); pass
   ``config_dir`` to mount a directory as it is (``tests/integration/test_proxy_metrics.py`` mounts
   ``deploy/``'s ConfigMap files).
@@ -121,7 +123,8 @@ class ProxyStartError(LiteMaaSHooksError):
 
 @dataclass
 class SandboxProxy:
-    """A running sandbox proxy. ``base_url`` is on the host's loopback (``http://127.0.0.1:<port>``)."""
+    """A running sandbox proxy. ``base_url`` is on the host's loopback
+    (``http://127.0.0.1:<port>``)."""
 
     base_url: str
     master_key: str
@@ -161,8 +164,9 @@ class SandboxProxy:
             return ""
 
     def worker_env(self) -> dict[str, Any]:
-        """What the LiteLLM worker (where our plugin runs) had in its environment once the CLI started it:
-        ``{"pid", "set": [names], "DATABASE_URL": masked}`` (see :mod:`.proxy_worker`); ``{}`` before."""
+        """What the LiteLLM worker (where our plugin runs) had in its environment once the CLI
+        started it: ``{"pid", "set": [names], "DATABASE_URL": masked}`` (see :mod:`.proxy_worker`);
+        ``{}`` before."""
         try:
             record: dict[str, Any] = json.loads((self.workdir / WORKER_ENV_FILE).read_text())
         except FileNotFoundError:
@@ -214,7 +218,10 @@ def can_isolate_network() -> bool:
     if unshare is None or ip is None:
         return False
     probe = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        [unshare, "--net", "--", ip, "link", "set", "lo", "up"], capture_output=True, check=False, timeout=30
+        [unshare, "--net", "--", ip, "link", "set", "lo", "up"],
+        capture_output=True,
+        check=False,
+        timeout=30,
     )
     return probe.returncode == 0
 
@@ -236,22 +243,30 @@ def has_worker_startup_hooks() -> bool:
 
 
 def _socket_dsn(dsn: str) -> str:
-    """The same database through the server's Unix socket (reachable from another network namespace)."""
+    """The same database through the server's Unix socket (reachable from another network
+    namespace)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         dirs = conn.execute("SHOW unix_socket_directories").fetchone()
         port = conn.execute("SHOW port").fetchone()
     socket_dirs = [d.strip() for d in str(dirs[0] if dirs else "").split(",") if d.strip()]
     if not socket_dirs:
-        raise ProxyStartError("the PostgreSQL server has no Unix socket directory (needed across namespaces)")
+        raise ProxyStartError(
+            "the PostgreSQL server has no Unix socket directory (needed across namespaces)"
+        )
     params = conninfo_to_dict(dsn)
     user = quote(str(params.get("user", "")), safe="")
     password = quote(str(params.get("password", "")), safe="")
     dbname = quote(str(params.get("dbname", "")), safe="")
     auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    return f"postgresql://{auth}/{dbname}?host={quote(socket_dirs[0], safe='')}&port={port[0] if port else 5432}"
+    return (
+        f"postgresql://{auth}/{dbname}?host={quote(socket_dirs[0], safe='')}"
+        f"&port={port[0] if port else 5432}"
+    )
 
 
-def _config_text(models: Sequence[Mapping[str, Any]], *, plugin: bool, extra: Mapping[str, Any] | None) -> str:
+def _config_text(
+    models: Sequence[Mapping[str, Any]], *, plugin: bool, extra: Mapping[str, Any] | None
+) -> str:
     config: dict[str, Any] = {"model_list": [dict(m) for m in models]}
     if plugin:
         config["litellm_settings"] = {"callbacks": [PLUGIN_CALLBACK]}
@@ -271,7 +286,8 @@ def _tail(path: Path, chars: int = 4000) -> str:
 
 
 def _path_without_prisma() -> str:
-    """``PATH`` without directories holding a ``prisma`` command: it would need engines (see the docstring)."""
+    """``PATH`` without directories holding a ``prisma`` command: it would need engines (see the
+    docstring)."""
     dirs = os.environ.get("PATH", os.defpath).split(os.pathsep)
     return os.pathsep.join(d for d in dirs if d and not (Path(d) / "prisma").exists())
 
@@ -325,21 +341,25 @@ def start_proxy(
     ui_password: str | None = None,
     start_timeout: float = 240.0,
 ) -> SandboxProxy:
-    """Start the proxy and wait until it answers ``/health/liveliness`` (LiteLLM's startup then is done).
+    """Start the proxy and wait until it answers ``/health/liveliness`` (LiteLLM's startup then is
+    done).
 
     ``litellm_dsn``: a database with LiteLLM's schema, given to LiteLLM as ``DATABASE_URL``.
-    ``backend_dsn``: the LiteMaaS backend database, given as ``LITEMAAS_DATABASE_URL`` (None: not set,
-    as before the plugin is configured). ``models``: ``model_list`` entries of config.yaml; ``plugin``:
-    the callback line in it; ``shim``: the shim beside it (False: LiteLLM >= 1.108 finds the installed
-    package itself). ``config_dir``: a directory to mount instead (its ``config.yaml`` and whatever lies
-    beside it, e.g. ``deploy/``'s ConfigMap). ``env``: extra environment (e.g. ``LITEMAAS_HOOKS_LOG_LEVEL``).
-    The proxy's output goes to ``<workdir>/proxy.log``; a temporary ``workdir`` is removed by ``stop()``.
+    ``backend_dsn``: the LiteMaaS backend database, given as ``LITEMAAS_DATABASE_URL`` (None: not
+    set, as before the plugin is configured). ``models``: ``model_list`` entries of config.yaml;
+    ``plugin``: the callback line in it; ``shim``: the shim beside it (False: LiteLLM >= 1.108 finds
+    the installed package itself). ``config_dir``: a directory to mount instead (its ``config.yaml``
+    and whatever lies beside it, e.g. ``deploy/``'s ConfigMap). ``env``: extra environment (e.g.
+    ``LITEMAAS_HOOKS_LOG_LEVEL``). The proxy's output goes to ``<workdir>/proxy.log``; a temporary
+    ``workdir`` is removed by ``stop()``.
     """
     master_key = master_key or "sk-" + secrets.token_hex(32)
     ui_password = ui_password or secrets.token_urlsafe(18)
     isolated = can_isolate_network() if isolate_network is None else isolate_network
     if isolated and not can_isolate_network():
-        raise ProxyStartError("isolate_network=True but `unshare --net` does not work here (needs root)")
+        raise ProxyStartError(
+            "isolate_network=True but `unshare --net` does not work here (needs root)"
+        )
     owned = workdir is None
     root = Path(tempfile.mkdtemp(prefix="lmh-proxy-")) if workdir is None else Path(workdir)
     root.mkdir(parents=True, exist_ok=True)
@@ -365,9 +385,12 @@ def start_proxy(
     bindir = Path(sys.executable).parent
     litellm_cli = bindir / "litellm"
     if not litellm_cli.exists():
-        raise ProxyStartError(f"no litellm CLI next to {sys.executable} (pip install 'litellm[proxy]')")
-    # 1.108's schema check runs `python -m prisma migrate diff`, which npm-installs the Prisma CLI first:
-    # offline, npm says so at once instead of retrying for a minute (the check then fails soft)
+        raise ProxyStartError(
+            f"no litellm CLI next to {sys.executable} (pip install 'litellm[proxy]')"
+        )
+    # 1.108's schema check runs `python -m prisma migrate diff`, which npm-installs the Prisma CLI
+    # first: offline, npm says so at once instead of retrying for a minute (the check then fails
+    # soft)
     harness = {"npm_config_offline": "true"}
     if has_worker_startup_hooks():
         harness["LITELLM_WORKER_STARTUP_HOOKS"] = STARTUP_HOOK
@@ -381,7 +404,9 @@ def start_proxy(
         master_key=master_key,
         ui_password=ui_password,
         config_path=config_path,
-        backend_url=None if backend_dsn is None else (_socket_dsn(backend_dsn) if isolated else backend_dsn),
+        backend_url=None
+        if backend_dsn is None
+        else (_socket_dsn(backend_dsn) if isolated else backend_dsn),
         harness=harness,
         extra=env,
     )
@@ -459,8 +484,8 @@ def _wait_live(proxy: SandboxProxy, deadline: float) -> None:
             for process in proxy._processes:
                 if process.poll() is not None:
                     raise ProxyStartError(
-                        f"the sandbox proxy exited ({process.returncode}) during startup; log {proxy.log_path}:\n"
-                        + _tail(proxy.log_path)
+                        f"the sandbox proxy exited ({process.returncode}) during startup; log "
+                        f"{proxy.log_path}:\n" + _tail(proxy.log_path)
                     )
             try:
                 if client.get(f"{proxy.base_url}/health/liveliness").status_code == 200:

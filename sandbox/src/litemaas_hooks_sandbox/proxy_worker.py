@@ -1,29 +1,31 @@
-"""Runs inside the sandbox's LiteLLM proxy process: gives LiteLLM the psycopg-backed Prisma stand-in.
+"""Runs inside the sandbox's LiteLLM proxy process: gives LiteLLM the psycopg-backed Prisma
+stand-in.
 
-The proxy is LiteLLM's own ``litellm`` CLI with ``DATABASE_URL`` in its environment, as LiteMaaS starts it
-(:mod:`litemaas_hooks_sandbox.proxy`). The CLI rewrites ``DATABASE_URL`` for Prisma and serves
-``proxy_server.app`` with uvicorn in the same process; at startup LiteLLM builds its Prisma client from
-that URL, which needs Prisma's native engines (downloaded from the internet, so not here). Only that
-client is replaced, and nothing in LiteLLM's files or in the environment our plugin reads changes. Two
-ways in, chosen by :mod:`litemaas_hooks_sandbox.proxy`:
+The proxy is LiteLLM's own ``litellm`` CLI with ``DATABASE_URL`` in its environment, as LiteMaaS
+starts it (:mod:`litemaas_hooks_sandbox.proxy`). The CLI rewrites ``DATABASE_URL`` for Prisma and
+serves ``proxy_server.app`` with uvicorn in the same process; at startup LiteLLM builds its Prisma
+client from that URL, which needs Prisma's native engines (downloaded from the internet, so not
+here). Only that client is replaced, and nothing in LiteLLM's files or in the environment our plugin
+reads changes. Two ways in, chosen by :mod:`litemaas_hooks_sandbox.proxy`:
 
-* LiteLLM >= 1.108: ``LITELLM_WORKER_STARTUP_HOOKS=litemaas_hooks_sandbox.proxy_worker:install_standin``.
-  The lifespan ``proxy_startup_event`` runs that hook first and only then
-  ``if prisma_client is None: setup_prisma_client(...)``; a hook that sets
-  ``litellm.proxy.proxy_server.prisma_client`` therefore keeps LiteLLM from building its own.
+* LiteLLM >= 1.108:
+  ``LITELLM_WORKER_STARTUP_HOOKS=litemaas_hooks_sandbox.proxy_worker:install_standin``. The lifespan
+  ``proxy_startup_event`` runs that hook first and only then ``if prisma_client is None:
+  setup_prisma_client(...)``; a hook that sets ``litellm.proxy.proxy_server.prisma_client``
+  therefore keeps LiteLLM from building its own.
 * LiteLLM 1.81 (no such setting): a ``sitecustomize`` on the proxy's ``PYTHONPATH`` calls
   :func:`install_import_hook`, which replaces ``ProxyStartupEvent._setup_prisma_client`` with one
   returning the stand-in the moment ``litellm.proxy.proxy_server`` is imported (by the CLI, before
   uvicorn starts).
 
-Either way the stand-in connects to the ``DATABASE_URL`` LiteLLM hands to its Prisma client (the CLI's
-rewritten URL; Prisma's own query parameters are pool settings of its engine, see
-:func:`standin_conninfo`), and the worker records the environment it runs with in ``worker-env.json``
-in its working directory (variable names, ``DATABASE_URL`` with the password masked: no secret), so
-tests can assert what our plugin, loaded in the same process, was given.
+Either way the stand-in connects to the ``DATABASE_URL`` LiteLLM hands to its Prisma client (the
+CLI's rewritten URL; Prisma's own query parameters are pool settings of its engine, see
+:func:`standin_conninfo`), and the worker records the environment it runs with in
+``worker-env.json`` in its working directory (variable names, ``DATABASE_URL`` with the password
+masked: no secret), so tests can assert what our plugin, loaded in the same process, was given.
 
-After connecting, LiteLLM's own view setup (``start_view_setup_task``) runs over the stand-in, so the
-spend pages of the Admin UI find their views.
+After connecting, LiteLLM's own view setup (``start_view_setup_task``) runs over the stand-in, so
+the spend pages of the Admin UI find their views.
 """
 
 from __future__ import annotations
@@ -70,10 +72,11 @@ def _libpq_keywords() -> frozenset[str]:
 def standin_conninfo(database_url: str) -> str:
     """The libpq URL the stand-in connects to for LiteLLM's ``database_url``.
 
-    What Prisma's engine connects to: the URL's target with the query parameters libpq knows (``host``,
-    ``port``, ``sslmode``, ``options``, ...). The others (``connection_limit``, ``pool_timeout``,
-    ``socket_timeout``, ``pgbouncer``, ...) configure Prisma's engine and its pool, which the stand-in
-    replaces. This is the Prisma side only; how our plugin reads the same URL is its own business.
+    What Prisma's engine connects to: the URL's target with the query parameters libpq knows
+    (``host``, ``port``, ``sslmode``, ``options``, ...). The others (``connection_limit``,
+    ``pool_timeout``, ``socket_timeout``, ``pgbouncer``, ...) configure Prisma's engine and its
+    pool, which the stand-in replaces. This is the Prisma side only; how our plugin reads the same
+    URL is its own business.
     """
     parts = urlsplit(database_url)
     known = _libpq_keywords()
@@ -106,12 +109,14 @@ def record_environment(path: Path | None = None) -> None:
 
 def _expose_generated_names() -> None:
     """What ``prisma generate`` puts into ``prisma/__init__.py`` and LiteLLM imports from there
-    (``from prisma import Json``): the field types of ``prisma.fields``. The package is not generated
-    here (no engines), so the worker adds those names to the imported module; the stand-in unwraps them."""
+    (``from prisma import Json``): the field types of ``prisma.fields``. The package is not
+    generated here (no engines), so the worker adds those names to the imported module; the stand-in
+    unwraps them."""
     import prisma
     import prisma.fields
 
-    for name in ("Json", "Base64"):  # prisma/_fields.py's __all__, re-exported by the generated __init__
+    # prisma/_fields.py's __all__, re-exported by the generated __init__
+    for name in ("Json", "Base64"):
         if not hasattr(prisma, name) and hasattr(prisma.fields, name):
             setattr(prisma, name, getattr(prisma.fields, name))
 
@@ -126,9 +131,9 @@ async def _connect_standin(database_url: str | None, proxy_logging_obj: object) 
     client = await StandinPrismaClient.connect(
         standin_conninfo(database_url), proxy_logging_obj=proxy_logging_obj
     )
-    # LiteLLM's own post-connect steps of setup_prisma_client, over the stand-in: the spend views the Admin
-    # UI's usage pages read (1.108: start_view_setup_task; 1.81: a check_view_exists task) and the spend-log
-    # row count (1.81)
+    # LiteLLM's own post-connect steps of setup_prisma_client, over the stand-in: the spend views
+    # the Admin UI's usage pages read (1.108: start_view_setup_task; 1.81: a check_view_exists task)
+    # and the spend-log row count (1.81)
     try:
         if hasattr(client, "start_view_setup_task"):
             client.start_view_setup_task()
@@ -138,13 +143,15 @@ async def _connect_standin(database_url: str | None, proxy_logging_obj: object) 
                     task = asyncio.get_running_loop().create_task(getattr(client, step)())
                     _background.add(task)
                     task.add_done_callback(_background.discard)
-    except Exception as exc:  # a view LiteLLM cannot build over the stand-in: its pages say so, startup goes on
+    # a view LiteLLM cannot build over the stand-in: its pages say so, startup goes on
+    except Exception as exc:
         _log.warning("LiteLLM view setup over the Prisma stand-in failed: %s", exc)
     return client
 
 
 async def install_standin() -> None:
-    """``LITELLM_WORKER_STARTUP_HOOKS`` entry (LiteLLM >= 1.108): set ``proxy_server.prisma_client``."""
+    """``LITELLM_WORKER_STARTUP_HOOKS`` entry (LiteLLM >= 1.108): set
+    ``proxy_server.prisma_client``."""
     from litellm.proxy import proxy_server
 
     proxy_server.prisma_client = await _connect_standin(
@@ -169,7 +176,8 @@ def _patch_setup_prisma_client(proxy_server: ModuleType) -> None:
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds ``litellm.proxy.proxy_server`` like the path finder does and patches it once executed."""
+    """Finds ``litellm.proxy.proxy_server`` like the path finder does and patches it once
+    executed."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -191,14 +199,14 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
 
 def install_import_hook() -> None:
-    """Patch LiteLLM 1.81's Prisma client setup when its proxy server module gets imported (sitecustomize)."""
+    """Patch LiteLLM 1.81's Prisma client setup when its proxy server module gets imported
+    (sitecustomize)."""
     if not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _PatchOnImport())
 
 
 SITECUSTOMIZE: Final = (
-    "# written by litemaas_hooks_sandbox.proxy: the Prisma stand-in for LiteLLM 1.81 (see proxy_worker)\n"
-    "from litemaas_hooks_sandbox.proxy_worker import install_import_hook\n"
-    "\n"
-    "install_import_hook()\n"
+    "# written by litemaas_hooks_sandbox.proxy: the Prisma stand-in for LiteLLM 1.81 (see "
+    "proxy_worker)\nfrom litemaas_hooks_sandbox.proxy_worker import install_import_hook\n"
+    "\ninstall_import_hook()\n"
 )

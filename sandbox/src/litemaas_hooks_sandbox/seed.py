@@ -1,4 +1,5 @@
-"""Sample LiteLLM models (the LiteMaaS seed's vocabulary) and inserting rows built by LiteLLM's code."""
+"""Sample LiteLLM models (the LiteMaaS seed's vocabulary) and inserting rows built by LiteLLM's
+code."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ from litemaas_hooks_sandbox.litellm_admin import encrypted_row
 SAMPLE_MODELS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
     (
         "granite-8b-code-instruct-128k",
-        {"model": "openai/granite-8b-code-instruct-128k", "api_base": "http://granite.models.svc:8080/v1"},
-        {"description": "IBM Granite 8B code instruct", "category": "code", "context_length": 131072},
+        {
+            "model": "openai/granite-8b-code-instruct-128k",
+            "api_base": "http://granite.models.svc:8080/v1",
+        },
+        {
+            "description": "IBM Granite 8B code instruct",
+            "category": "code",
+            "context_length": 131072,
+        },
     ),
     (
         "mistral-7b-instruct",
@@ -32,7 +40,8 @@ SAMPLE_MODELS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
 _INSERT = """
 INSERT INTO public."LiteLLM_ProxyModelTable"
     (model_id, model_name, litellm_params, model_info, created_by, updated_by)
-VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s)
+VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s,
+        %(updated_by)s)
 """
 # LiteLLM >= 1.108 only (1.81's table has no `blocked` column).
 _INSERT_BLOCKED = """
@@ -61,7 +70,8 @@ def as_insert_params(row: Mapping[str, Any], *, blocked: bool = False) -> dict[s
 
 
 def insert_rows(dsn: str, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Insert rows built by LiteLLM's row builder into ``LiteLLM_ProxyModelTable`` (one transaction)."""
+    """Insert rows built by LiteLLM's row builder into ``LiteLLM_ProxyModelTable`` (one
+    transaction)."""
     params = [as_insert_params(r) for r in rows]
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         plain = [p for p in params if not p["blocked"]]
@@ -73,10 +83,14 @@ def insert_rows(dsn: str, rows: Iterable[Mapping[str, Any]]) -> None:
 
 
 def seed_samples(
-    dsn: str, *, key: str, api_key: str = "sk-demo-provider-key", exclude: frozenset[str] = frozenset()
+    dsn: str,
+    *,
+    key: str,
+    api_key: str = "sk-demo-provider-key",
+    exclude: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """Store the sample models (but those named in ``exclude``) the way LiteLLM does (encrypted with ``key``);
-    returns their model_ids."""
+    """Store the sample models (but those named in ``exclude``) the way LiteLLM does (encrypted with
+    ``key``); returns their model_ids."""
     rows = [
         encrypted_row(name, {**params, "api_key": api_key}, dict(info), key=key)
         for name, params, info in SAMPLE_MODELS

@@ -4,8 +4,8 @@ The sandbox runs the real LiteMaaS backend from ``litemaas-v0.4.0.tar.gz``. Besi
 (``shared/upstream``) it is read as it is. A clone without that folder fetches the pinned commit's
 archive instead (:data:`DEFAULT_URL`, GitHub's archive of commit cc33b44 = v0.4.0;
 ``LITEMAAS_HOOKS_UPSTREAM_URL`` overrides, ``file://`` included), keeps the files the sandbox uses
-(:data:`KEPT`), checks them against :data:`TREE_SHA256` and repacks them as ``litemaas-v0.4.0.tar.gz``
-in the cache, so every reader of the tarball works unchanged.
+(:data:`KEPT`), checks them against :data:`TREE_SHA256` and repacks them as
+``litemaas-v0.4.0.tar.gz`` in the cache, so every reader of the tarball works unchanged.
 
 The check is over the files' contents, not the archive's bytes: GitHub's gzip output is not promised
 to stay byte-identical, while the commit's files are. A mismatch leaves nothing in the cache.
@@ -40,7 +40,8 @@ DEFAULT_URL = f"https://github.com/rh-aiservices-bu/litemaas/archive/{PINNED_COM
 URL_ENV = "LITEMAAS_HOOKS_UPSTREAM_URL"
 TREE_NAME = "litemaas-v0.4.0"
 TARBALL = f"{TREE_NAME}.tar.gz"
-# The files of shared/upstream's tarball: the backend, its workspace root, the deployments, three docs.
+# The files of shared/upstream's tarball: the backend, its workspace root, the deployments, three
+# docs.
 KEPT = (
     "CHANGELOG.md",
     "LICENSE",
@@ -54,7 +55,8 @@ KEPT = (
     "docs/deployment/",
     "docs/development/",
 )
-# tree_digest of those 313 files at PINNED_COMMIT (equal to shared/upstream's tarball, file by file).
+# tree_digest of those 313 files at PINNED_COMMIT (equal to shared/upstream's tarball, file by
+# file).
 TREE_SHA256 = "e186759e68f04c106b396b69f0e78eb8902d332cd810baf75b970e9b1d79df03"
 _FETCH_TIMEOUT_SECONDS = 30.0
 
@@ -134,7 +136,8 @@ def fetch_litemaas(cache: Path, *, url: str | None = None) -> Path:
         shutil.rmtree(folder, ignore_errors=True)
         raise UpstreamFetchError(
             f"the LiteMaaS source from {url} does not match the pinned commit {PINNED_COMMIT[:7]} "
-            f"(content SHA-256 {got}, expected {TREE_SHA256}, {len(files)} files): refusing to use it"
+            f"(content SHA-256 {got}, expected {TREE_SHA256}, {len(files)} files): refusing to use "
+            "it"
         )
     _write_tarball(files, folder / TARBALL)
     return folder

@@ -1,5 +1,5 @@
 -- Repeatable (run on every `litemaas-hooks install`, after every function): who our backend functions
--- run as, and who may call them (README, "Database privileges").
+-- run as, and who may call them (docs/privileges.md).
 --
 -- The SECURITY DEFINER functions write public.models (whose triggers run the backend's own
 -- update_updated_at_column()), subscriptions, api_keys, api_key_models and audit_logs. Whoever owns

@@ -1,7 +1,7 @@
 -- Repeatable (run on every `litemaas-hooks install`): the current definition of the trigger function.
 -- Released migrations keep their original text; functions are code and live here, one per file.
 --
--- Privileges (README, "Database privileges"): SECURITY INVOKER. The function runs as the role that
+-- Privileges (docs/privileges.md): SECURITY INVOKER. The function runs as the role that
 -- writes LiteLLM's table (LiteLLM's own role), never as the installer: whatever that table's owner
 -- controls (column types, casts, operators, defaults) can only ever run with the writer's own
 -- privileges. The writer therefore needs INSERT on four outbox columns and USAGE on the id
