@@ -16,13 +16,16 @@ from litemaas_hooks.planning import CurrentRow
 
 async def lock_models(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> None:
     """Serialise writers of these names until the transaction ends (None = all names, exclusive)."""
-    await conn.execute(sql.query("backend", "lock_models"), {"ids": None if ids is None else sorted(ids)})
+    await conn.execute(
+        sql.query("backend", "lock_models"), {"ids": None if ids is None else sorted(ids)}
+    )
 
 
 async def try_lock_models(
     conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None, *, rows_only: bool = False
 ) -> list[str]:
-    """Like ``lock_models`` but never waits on a name: returns the names busy now (leave them for later)."""
+    """Like ``lock_models`` but never waits on a name: returns the names busy now (leave them for
+    later)."""
     cur = await conn.execute(
         sql.query("backend", "try_lock_models"),
         {"ids": None if ids is None else sorted(ids), "rows_only": rows_only},
@@ -69,9 +72,13 @@ async def upsert_outcomes(cur: psycopg.AsyncCursor[Any]) -> list[tuple[str, str]
     return [(str(model_id), str(outcome)) for model_id, outcome in await cur.fetchall()]
 
 
-async def snapshot(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> dict[str, CurrentRow]:
+async def snapshot(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None
+) -> dict[str, CurrentRow]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql.query("backend", "models_snapshot"), {"ids": None if ids is None else list(ids)})
+        await cur.execute(
+            sql.query("backend", "models_snapshot"), {"ids": None if ids is None else list(ids)}
+        )
         return {row["id"]: CurrentRow.from_db(row) for row in await cur.fetchall()}
 
 
@@ -85,7 +92,10 @@ async def note_sources(conn: psycopg.AsyncConnection[Any], from_db: Mapping[str,
     if not from_db:
         return
     ids = sorted(from_db)
-    await conn.execute(sql.query("backend", "note_model_sources"), {"ids": ids, "from_db": [from_db[i] for i in ids]})
+    await conn.execute(
+        sql.query("backend", "note_model_sources"),
+        {"ids": ids, "from_db": [from_db[i] for i in ids]},
+    )
 
 
 async def db_model_ids(conn: psycopg.AsyncConnection[Any], ids: Collection[str]) -> set[str]:
@@ -96,15 +106,21 @@ async def db_model_ids(conn: psycopg.AsyncConnection[Any], ids: Collection[str])
     return {str(row[0]) for row in await cur.fetchall()}
 
 
-async def upsert(conn: psycopg.AsyncConnection[Any], records: Sequence[ModelRecord]) -> dict[str, str]:
+async def upsert(
+    conn: psycopg.AsyncConnection[Any], records: Sequence[ModelRecord]
+) -> dict[str, str]:
     """Write a batch set-based; ``{id: inserted | updated | unchanged}``."""
     if not records:
         return {}
-    cur = await conn.execute(sql.query("backend", "upsert_models"), {"models": Jsonb([r.to_json() for r in records])})
+    cur = await conn.execute(
+        sql.query("backend", "upsert_models"), {"models": Jsonb([r.to_json() for r in records])}
+    )
     return {str(model_id): str(outcome) for model_id, outcome in await cur.fetchall()}
 
 
-async def retire(conn: psycopg.AsyncConnection[Any], model_id: str, *, cascade: bool, reason: str) -> dict[str, Any]:
+async def retire(
+    conn: psycopg.AsyncConnection[Any], model_id: str, *, cascade: bool, reason: str
+) -> dict[str, Any]:
     return await retire_result(await send_retire(conn, model_id, cascade=cascade, reason=reason))
 
 

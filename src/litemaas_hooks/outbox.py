@@ -32,7 +32,8 @@ CHANNEL = "litemaas_hooks_model_events"
 
 AnyConn = psycopg.AsyncConnection[Any]
 DEFAULT_MAX_DELAY_SECONDS = 3600.0
-"""Longest retry delay assumed when the caller does not say (an event due further ahead is due now)."""
+"""Longest retry delay assumed when the caller does not say (an event due further ahead is due
+now)."""
 
 
 def _q(name: str) -> str:
@@ -102,7 +103,12 @@ class TriggerState:
 
     @property
     def ok(self) -> bool:
-        return self.table_present and self.outbox_present and self.trigger_present and self.trigger_enabled
+        return (
+            self.table_present
+            and self.outbox_present
+            and self.trigger_present
+            and self.trigger_enabled
+        )
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,7 @@ class ReconcileState:
     age_seconds: float | None
 
 
-# -- relay side -------------------------------------------------------------------------------------
+# -- relay side ------------------------------------------------------------------------------------
 
 
 async def listen(conn: AnyConn) -> None:
@@ -128,11 +134,15 @@ async def ping(conn: AnyConn) -> None:
 
 
 async def claim(
-    conn: AnyConn, *, worker: str, batch_size: int, max_delay_seconds: float = DEFAULT_MAX_DELAY_SECONDS
+    conn: AnyConn,
+    *,
+    worker: str,
+    batch_size: int,
+    max_delay_seconds: float = DEFAULT_MAX_DELAY_SECONDS,
 ) -> list[Event]:
     """Claim up to ``batch_size`` due pending events for ``worker`` (oldest first), tied to this
-    connection's database session. ``max_delay_seconds``: the longest retry delay we ever set; an event
-    due further ahead than that is due now (the database clock was stepped back)."""
+    connection's database session. ``max_delay_seconds``: the longest retry delay we ever set; an
+    event due further ahead than that is due now (the database clock was stepped back)."""
     params = {"worker": worker, "batch_size": batch_size, "max_delay_seconds": max_delay_seconds}
     async with conn.cursor(row_factory=class_row(Event)) as cur:
         await cur.execute(_q("claim_events"), params)
@@ -165,9 +175,10 @@ async def claim_batch(
     json_loads: Callable[[str | bytes], Any] | None = None,
 ) -> Batch:
     """One round trip (a pipelined transaction): delete the ``done`` events of the previous batch,
-    give back claims of dead sessions, claim up to ``batch_size`` due events (never one naming a model
-    another relay holds a claim on), read every LiteLLM deployment of the claimed names, and say when
-    the next pending event is due. ``blocked_column``: LiteLLM's table has ``blocked`` (not 1.81)."""
+    give back claims of dead sessions, claim up to ``batch_size`` due events (never one naming a
+    model another relay holds a claim on), read every LiteLLM deployment of the claimed names, and
+    say when the next pending event is due. ``blocked_column``: LiteLLM's table has ``blocked`` (not
+    1.81)."""
     done_ids = sorted(set(done))
     claim = {"worker": worker, "batch_size": batch_size, "max_delay_seconds": max_delay_seconds}
     variant = "" if blocked_column else "_without_blocked"
@@ -204,7 +215,8 @@ async def claim_batch(
 
 
 async def rollback(conn: AnyConn) -> None:
-    """End an explicit transaction a pipelined round trip left open (after an error); never raises."""
+    """End an explicit transaction a pipelined round trip left open (after an error); never
+    raises."""
     if conn.closed or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         return
     with contextlib.suppress(psycopg.Error):  # the connection is gone: its transaction went with it
@@ -252,30 +264,42 @@ async def release(conn: AnyConn, *, worker: str, reason: str) -> int:
     return cur.rowcount
 
 
-async def defer(conn: AnyConn, *, worker: str, reasons: Mapping[int, str], delay_seconds: float) -> int:
-    """Give claims back for a retry after ``delay_seconds`` (+-10 %), without counting an attempt."""
+async def defer(
+    conn: AnyConn, *, worker: str, reasons: Mapping[int, str], delay_seconds: float
+) -> int:
+    """Give claims back for a retry after ``delay_seconds`` (+-10 %), without counting an
+    attempt."""
     if not reasons:
         return 0
     ids = sorted(reasons)
-    params = {"worker": worker, "ids": ids, "reasons": [reasons[i] for i in ids], "delay_seconds": delay_seconds}
+    params = {
+        "worker": worker,
+        "ids": ids,
+        "reasons": [reasons[i] for i in ids],
+        "delay_seconds": delay_seconds,
+    }
     cur = await conn.execute(_q("defer_events"), params)
     return cur.rowcount
 
 
 FREE_INTERRUPTIONS = 5
-"""An event's first interruptions by a dead relay are not attempts; later ones are (it kills relays)."""
+"""An event's first interruptions by a dead relay are not attempts; later ones are (it kills
+relays)."""
 
 
 async def recover_dead_sessions(conn: AnyConn, *, max_attempts: int = 10) -> list[Recovered]:
     """Give back, at once, claims whose claiming session is gone; not counted as an attempt for the
-    first ``FREE_INTERRUPTIONS`` interruptions of an event (then ``dead`` after ``max_attempts``)."""
+    first ``FREE_INTERRUPTIONS`` interruptions of an event (then ``dead`` after
+    ``max_attempts``)."""
     params = {"free_interruptions": FREE_INTERRUPTIONS, "max_attempts": max_attempts}
     async with conn.cursor(row_factory=class_row(Recovered)) as cur:
         await cur.execute(_q("recover_dead_sessions"), params)
         return await cur.fetchall()
 
 
-async def recover_stalled(conn: AnyConn, *, stall_timeout_seconds: float, max_attempts: int) -> list[Recovered]:
+async def recover_stalled(
+    conn: AnyConn, *, stall_timeout_seconds: float, max_attempts: int
+) -> list[Recovered]:
     """Make claims older than ``stall_timeout_seconds`` pending again (or dead)."""
     params = {"stall_seconds": stall_timeout_seconds, "max_attempts": max_attempts}
     async with conn.cursor(row_factory=class_row(Recovered)) as cur:
@@ -283,7 +307,9 @@ async def recover_stalled(conn: AnyConn, *, stall_timeout_seconds: float, max_at
         return await cur.fetchall()
 
 
-async def next_due_seconds(conn: AnyConn, *, max_delay_seconds: float = DEFAULT_MAX_DELAY_SECONDS) -> float | None:
+async def next_due_seconds(
+    conn: AnyConn, *, max_delay_seconds: float = DEFAULT_MAX_DELAY_SECONDS
+) -> float | None:
     """Seconds until the earliest pending event is due (<= 0: due now, never more than
     ``max_delay_seconds``); None if none is pending."""
     cur = await conn.execute(_q("next_due_seconds"), {"max_delay_seconds": max_delay_seconds})
@@ -291,11 +317,12 @@ async def next_due_seconds(conn: AnyConn, *, max_delay_seconds: float = DEFAULT_
     return None if row is None or row[0] is None else float(row[0])
 
 
-# -- operator side ----------------------------------------------------------------------------------
+# -- operator side ---------------------------------------------------------------------------------
 
 
 async def replay_dead(conn: AnyConn, ids: Sequence[int] | None = None) -> int:
-    """Make dead events (all, or ``ids``) pending again with a fresh attempt budget; wakes the relays."""
+    """Make dead events (all, or ``ids``) pending again with a fresh attempt budget; wakes the
+    relays."""
     cur = await conn.execute(_q("replay_dead"), {"ids": None if ids is None else list(ids)})
     row = await cur.fetchone()
     return int(row[0]) if row else 0
@@ -316,7 +343,9 @@ async def counts(conn: AnyConn) -> OutboxCounts:
     assert row is not None
     age = row.oldest_pending_age_seconds
     # a database clock stepped back makes an event look younger than 0 s: never show a negative age
-    return row if age is None or age >= 0 else dataclasses.replace(row, oldest_pending_age_seconds=0.0)
+    return (
+        row if age is None or age >= 0 else dataclasses.replace(row, oldest_pending_age_seconds=0.0)
+    )
 
 
 async def dead_events(conn: AnyConn, *, limit: int = 100) -> list[DeadEvent]:
@@ -334,11 +363,12 @@ async def trigger_state(conn: AnyConn) -> TriggerState:
     return row
 
 
-# -- periodic full reconcile bookkeeping ------------------------------------------------------------
+# -- periodic full reconcile bookkeeping -----------------------------------------------------------
 
 
 async def try_reconcile_lock(conn: AnyConn) -> bool:
-    """Session advisory lock: True for the one relay (fleet-wide) that may run the full reconcile now."""
+    """Session advisory lock: True for the one relay (fleet-wide) that may run the full reconcile
+    now."""
     cur = await conn.execute(_q("reconcile_try_lock"))
     row = await cur.fetchone()
     return bool(row and row[0])

@@ -1,12 +1,12 @@
 """The reconcile engine: converge a set of model names (or all) to LiteLLM's current truth.
 
-One engine serves the backfill, the event relay and periodic healing. It is level-triggered: it never
-trusts an event's payload, it re-reads every deployment of each affected ``model_name`` and writes the
-resulting backend row (or retires it). Concurrent runs are serialised per name by transaction-level
-advisory locks taken in the backend database before the truth is read, so a slower run can never
-overwrite a newer state (the relay reads the truth with its claim instead, and claims no name another
-relay holds: a change made after its read has an event of its own, applied after this one). A full
-run commits chunk by chunk: its locks are held for one chunk.
+One engine serves the backfill, the event relay and periodic healing. It is level-triggered: it
+never trusts an event's payload, it re-reads every deployment of each affected ``model_name`` and
+writes the resulting backend row (or retires it). Concurrent runs are serialised per name by
+transaction-level advisory locks taken in the backend database before the truth is read, so a slower
+run can never overwrite a newer state (the relay reads the truth with its claim instead, and claims
+no name another relay holds: a change made after its read has an event of its own, applied after
+this one). A full run commits chunk by chunk: its locks are held for one chunk.
 
 INTERFACE (stable; the relay and the CLI depend on it):
 
@@ -15,20 +15,21 @@ INTERFACE (stable; the relay and the CLI depend on it):
                                    retire_missing=False, dry_run=False)
 
 - ``names=None``: every name in LiteLLM (+ every backend row when ``retire_missing``).
-- ``names={...}``: exactly those names; a name with no deployment left is retired when its backend row
-  came from LiteLLM (that is how deletes and renames reach the backend).
+- ``names={...}``: exactly those names; a name with no deployment left is retired when its backend
+  row came from LiteLLM (that is how deletes and renames reach the backend).
 - Retire safety: the retires of one pass are applied together at its end: unavailable at once, the
   cascade after ``retire_grace_seconds`` (``cascade_due`` does it later, after re-reading LiteLLM),
   nothing cascaded when the pass retires a large share of the models (the mass-retire guard), and a
   name another LiteLLM instance still serves is not retired (``litemaas_hooks.model_instances``).
 - ``report.outcomes``: ``{name: Outcome}`` with ``Outcome.action`` in
-  ``created | updated | unchanged | retired | skipped | error`` and ``Outcome.message`` for skipped/error.
-  ``report.failed_names()`` are the names whose events must be retried (action == "error").
+  ``created | updated | unchanged | retired | skipped | error`` and ``Outcome.message`` for
+  skipped/error. ``report.failed_names()`` are the names whose events must be retried
+  (action == "error").
 - Raises the database error when a database is unavailable (``outages.classify(exc) == "outage"``:
-  connection lost, read-only, disk full, shutdown...) for the caller to give the work back and reconnect;
-  every per-model problem, whatever the value, is an ``error``/``skipped`` outcome of that model; a
-  name whose row or lock another transaction holds is ``deferred`` (retry later, not an attempt).
-  Lock waits are bounded by ``LOCK_TIMEOUT_MS``.
+  connection lost, read-only, disk full, shutdown...) for the caller to give the work back and
+  reconnect; every per-model problem, whatever the value, is an ``error``/``skipped`` outcome of
+  that model; a name whose row or lock another transaction holds is ``deferred`` (retry later, not
+  an attempt). Lock waits are bounded by ``LOCK_TIMEOUT_MS``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ from litemaas_hooks.settings import Settings
 
 log = logging.getLogger("litemaas_hooks.reconcile")
 
-OutcomeAction = Literal["created", "updated", "unchanged", "retired", "skipped", "error", "deferred"]
+OutcomeAction = Literal[
+    "created", "updated", "unchanged", "retired", "skipped", "error", "deferred"
+]
 _PLAN_TO_OUTCOME: dict[str, OutcomeAction] = {
     "create": "created",
     "update": "updated",
@@ -70,13 +73,17 @@ _PLAN_TO_OUTCOME: dict[str, OutcomeAction] = {
     "error": "error",
 }
 Progress = Callable[[int, int], None]
-# A full reconcile reads and writes this many names at a time (bounded memory for any catalogue size;
-# small enough that writing one chunk overlaps reading and planning the next for most of the run).
+# A full reconcile reads and writes this many names at a time (bounded memory for any catalogue
+# size; small enough that writing one chunk overlaps reading and planning the next for most of the
+# run).
 CHUNK_NAMES = 500
-# How long our backend transaction waits for any lock (a row an admin holds FOR UPDATE, a full reconcile
-# holding the global lock). Beyond it the name is "deferred": retried later, no attempt spent.
+# How long our backend transaction waits for any lock (a row an admin holds FOR UPDATE, a full
+# reconcile holding the global lock). Beyond it the name is "deferred": retried later, no attempt
+# spent.
 LOCK_TIMEOUT_MS = 2000
-BUSY_MESSAGE = "the backend row or name is locked by another transaction; retried later (no attempt spent)"
+BUSY_MESSAGE = (
+    "the backend row or name is locked by another transaction; retried later (no attempt spent)"
+)
 RETIRE_REASON = "no deployment of this model_name is left in LiteLLM"
 SERVED_ELSEWHERE = "still served by another LiteLLM instance (litemaas_hooks.model_instances)"
 CAME_BACK = "back in LiteLLM since this pass read it: not retired (its change converges it)"
@@ -120,7 +127,8 @@ class Report:
         c = self.counts()
         verb = "would be " if self.dry_run else ""
         return (
-            f"{verb}created {c['created']}, {verb}updated {c['updated']}, unchanged {c['unchanged']}, "
+            f"{verb}created {c['created']}, {verb}updated {c['updated']}, "
+            f"unchanged {c['unchanged']}, "
             f"{verb}retired {c['retired']}, skipped {c['skipped']}, errors {c['error']}"
             + (f", deferred {c['deferred']} (locked)" if c["deferred"] else "")
             + " "
@@ -140,7 +148,8 @@ class Reconciler:
     ) -> None:
         self.settings = settings
         self.config_models = config_models
-        # Inside the proxy the key follows the proxy (salt key, else its master key, maybe from config.yaml).
+        # Inside the proxy the key follows the proxy (salt key, else its master key, maybe from
+        # config.yaml).
         self._key = key or (lambda: settings.decryption_key() or litellm_adapter.proxy_master_key())
         self._instance: str | None = None
         self._instance_known = False
@@ -156,8 +165,8 @@ class Reconciler:
         progress: Progress | None = None,
         prefetched: Sequence[Mapping[str, Any]] | None = None,
     ) -> Report:
-        """``prefetched``: LiteLLM's table rows of ``names``, read by the caller after its claim (the
-        relay); with it a set of names costs two backend round trips and no LiteLLM one."""
+        """``prefetched``: LiteLLM's table rows of ``names``, read by the caller after its claim
+        (the relay); with it a set of names costs two backend round trips and no LiteLLM one."""
         started = time.perf_counter()
         report = Report(dry_run=dry_run)
         scope = None if names is None else {n for n in names if n}
@@ -171,7 +180,9 @@ class Reconciler:
                 if outages.classify(exc) is not None:
                     raise
                 # a value the batch's one statement refused: the careful path below isolates it
-                log.debug("pipelined write of %d names failed; per record", len(scope), exc_info=True)
+                log.debug(
+                    "pipelined write of %d names failed; per record", len(scope), exc_info=True
+                )
                 report = Report(dry_run=dry_run)
             else:
                 report.seconds = time.perf_counter() - started
@@ -203,7 +214,9 @@ class Reconciler:
                 report,
                 may_retire=True,
                 dry_run=dry_run,
-                progress=None if progress is None else functools.partial(_tell, progress, len(every)),
+                progress=None
+                if progress is None
+                else functools.partial(_tell, progress, len(every)),
             )
             if report.retires:
                 await self._retire_all(litellm, backend, report)
@@ -220,10 +233,11 @@ class Reconciler:
         dry_run: bool,
         progress: Progress | None,
     ) -> None:
-        """Every name, CHUNK_NAMES at a time, ONE TRANSACTION PER CHUNK: the names' locks and the rows
-        written are held for one chunk, never for the whole run (a subscription, the backend's sync, a
-        relay's change wait at most one chunk); a dry run (status's drift check) takes no lock at all.
-        LiteLLM's table is scanned once (keys by name); each chunk reads its rows by primary key."""
+        """Every name, CHUNK_NAMES at a time, ONE TRANSACTION PER CHUNK: the names' locks and the
+        rows written are held for one chunk, never for the whole run (a subscription, the backend's
+        sync, a relay's change wait at most one chunk); a dry run (status's drift check) takes no
+        lock at all. LiteLLM's table is scanned once (keys by name); each chunk reads its rows by
+        primary key."""
         mark = time.perf_counter()
         # the column types of LiteLLM's table checked once for the pass (deployment_ids checks them
         # too, before its read): the chunks' reads by key (rows_by_ids) rely on this check
@@ -237,7 +251,8 @@ class Reconciler:
         for start in range(0, len(every), CHUNK_NAMES):
             names = every[start : start + CHUNK_NAMES]
             try:
-                # one round trip: BEGIN, lock timeout, the chunk's locks (not for a dry run), its rows
+                # one round trip: BEGIN, lock timeout, the chunk's locks (not for a dry run), its
+                # rows
                 busy_cur = None
                 async with backend.pipeline():
                     await backend.execute(sql.query("backend", "begin"))
@@ -377,8 +392,8 @@ class Reconciler:
         prefetched: Sequence[Mapping[str, Any]] | None,
     ) -> None:
         """A few names (the relay's batch) in two backend round trips: [BEGIN, lock timeout, the
-        names' locks, their rows] pipelined, then [upsert, sources, COMMIT]. Raises on any error (the
-        caller falls back to the per-record path)."""
+        names' locks, their rows] pipelined, then [upsert, sources, COMMIT]. Raises on any error
+        (the caller falls back to the per-record path)."""
         retires: dict[str, psycopg.AsyncCursor[Any]] = {}
         try:
             async with backend.pipeline():
@@ -433,7 +448,8 @@ class Reconciler:
             rows = [r for r in prefetched if r.get("model_name") in wanted]
         mark = time.perf_counter()
         config = self.config_models
-        # a model never seen: LiteLLM's answer is shared after the write (the relay's drain), not before
+        # a model never seen: LiteLLM's answer is shared after the write (the relay's drain), not
+        # before
         truth = await read_truth(
             litellm,
             todo,
@@ -519,10 +535,10 @@ class Reconciler:
         progress: Callable[[int], None] | None,
     ) -> None:
         """Read, plan and write chunk after chunk, overlapped: while the backend database writes one
-        chunk (its server's work), this process reads and plans the next (the pure mapping in a worker
-        thread), so the two use two cores. The backend connection serves one step at a time: the next
-        chunk's snapshot is taken before this chunk's writes start, and its writes end before the next
-        chunk's locks are taken."""
+        chunk (its server's work), this process reads and plans the next (the pure mapping in a
+        worker thread), so the two use two cores. The backend connection serves one step at a time:
+        the next chunk's snapshot is taken before this chunk's writes start, and its writes end
+        before the next chunk's locks are taken."""
         if not chunks:
             return
         current, db_rows = await self._snapshot(backend, chunks[0], may_retire)
@@ -537,7 +553,13 @@ class Reconciler:
                 report.add_phase("read_litellm", time.perf_counter() - mark)
                 mark = time.perf_counter()
                 plan = await asyncio.to_thread(
-                    self._plan, names, truth.deployments, truth.errors, current, may_retire=may_retire, db_rows=db_rows
+                    self._plan,
+                    names,
+                    truth.deployments,
+                    truth.errors,
+                    current,
+                    may_retire=may_retire,
+                    db_rows=db_rows,
                 )
                 report.add_phase("plan", time.perf_counter() - mark)
                 if writing is not None:
@@ -557,7 +579,9 @@ class Reconciler:
                     if progress:
                         progress(done)
                     continue
-                writing = asyncio.create_task(self._write_chunk(backend, plan, truth, report, len(names)))
+                writing = asyncio.create_task(
+                    self._write_chunk(backend, plan, truth, report, len(names))
+                )
             if writing is not None:
                 done += await writing
                 writing = None
@@ -572,8 +596,9 @@ class Reconciler:
     async def _snapshot(
         self, backend: psycopg.AsyncConnection[Any], names: list[str], may_retire: RetireMissing
     ) -> tuple[dict[str, CurrentRow], set[str]]:
-        """The backend rows of ``names`` and, for a "db-rows" retire, which of them came from LiteLLM's
-        table (asked for every present row: whether it is absent from LiteLLM is known only later)."""
+        """The backend rows of ``names`` and, for a "db-rows" retire, which of them came from
+        LiteLLM's table (asked for every present row: whether it is absent from LiteLLM is known
+        only later)."""
         current = await backend_sink.snapshot(backend, names)
         db_rows: set[str] = set()
         if may_retire == "db-rows":
@@ -696,7 +721,9 @@ class Reconciler:
 
     # -- applying --------------------------------------------------------------------------------
 
-    async def _apply(self, backend: psycopg.AsyncConnection[Any], plan: list[PlannedChange], report: Report) -> None:
+    async def _apply(
+        self, backend: psycopg.AsyncConnection[Any], plan: list[PlannedChange], report: Report
+    ) -> None:
         writes = [c for c in plan if c.action in {"create", "update"} and c.record is not None]
         retires = [c for c in plan if c.action == "retire"]
         size = self.settings.batch_size
@@ -868,7 +895,8 @@ class Reconciler:
             if kind == "outage":
                 raise  # the database, not a row: nobody's attempt
             if len(batch) > 1:
-                # One bad (or locked) record must not cost the others: isolate it, one savepoint per record.
+                # One bad (or locked) record must not cost the others: isolate it, one savepoint per
+                # record.
                 for change in batch:
                     await self._upsert_batch(backend, [change], report)
                 return

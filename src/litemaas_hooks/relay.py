@@ -25,27 +25,29 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
   back and reconnects with backoff; contention (a lock held elsewhere) and names the engine reports
   ``deferred`` are retried after ``DEFER_SECONDS`` without an attempt; only a model's own error
   spends an attempt, and only for the events that name that model.
-- **housekeeping** on every poll timeout (at least every ``poll_interval_seconds``): ping the backend
-  connection, recover claims older than ``stall_timeout_seconds`` (a relay hung with its session alive).
+- **housekeeping** on every poll timeout (at least every ``poll_interval_seconds``): ping the
+  backend connection, recover claims older than ``stall_timeout_seconds`` (a relay hung with its
+  session alive).
 - **due retire cascades**: a retired name's cascade waits ``retire_grace_seconds`` in the backend
   (``litemaas_hooks.pending_retires``); the relay wakes when the next one is due (it re-reads
   the due time after it retired something and at every poll timeout), claims due ones (any relay,
   each once), re-checks LiteLLM and cascades only names still gone (``Reconciler.cascade_due``).
 - **periodic full reconcile** every ``reconcile_interval_seconds`` (0 = off), fleet-wide at most one
-  runner at a time (session advisory lock in the LiteLLM database; the others skip) and at most about
-  once per interval (``litemaas_hooks.reconcile_state``). It also re-installs the outbox trigger when
-  LiteLLM dropped it (if this role may).
-- **reconnect** with exponential backoff (+-10 % jitter, capped at ``reconnect_max_seconds``) when either
-  database goes away; claims are given back and the outbox is drained on reconnect.
+  runner at a time (session advisory lock in the LiteLLM database; the others skip) and at most
+  about once per interval (``litemaas_hooks.reconcile_state``). It also re-installs the outbox
+  trigger when LiteLLM dropped it (if this role may).
+- **reconnect** with exponential backoff (+-10 % jitter, capped at ``reconnect_max_seconds``) when
+  either database goes away; claims are given back and the outbox is drained on reconnect.
 
 Pooled (``connections.pool_mode``): through a transaction-pooling PgBouncer LISTEN and session locks
-mean nothing, so the relay polls every ``pooled_poll_interval_seconds`` and the full reconcile takes a
-lease row (``reconcile_try_lease``) instead of the advisory lock; it says so once in the log.
+mean nothing, so the relay polls every ``pooled_poll_interval_seconds`` and the full reconcile takes
+a lease row (``reconcile_try_lease``) instead of the advisory lock; it says so once in the log.
 
 Connections: exactly one to each database per relay, idle or busy (the LiteLLM connection LISTENs,
-claims and reads the truth; the backend connection writes). With N LiteLLM replicas x W workers each,
-the plugin holds N*W connections to the LiteLLM database and N*W to the backend database (2 x N*W on
-one server; 2 x N*W on the single database of the shared topology), plus 2 per standalone relay.
+claims and reads the truth; the backend connection writes). With N LiteLLM replicas x W workers
+each, the plugin holds N*W connections to the LiteLLM database and N*W to the backend database
+(2 x N*W on one server; 2 x N*W on the single database of the shared topology), plus 2 per
+standalone relay.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ _MIN_RETRY_WAIT_SECONDS = 0.05
 DEFER_SECONDS = 1.0
 
 
-# -- the engine, as the relay sees it (litemaas_hooks.reconcile.Reconciler) --------------------------
+# -- the engine, as the relay sees it (litemaas_hooks.reconcile.Reconciler) ------------------------
 
 
 class _Outcome(Protocol):
@@ -142,14 +144,16 @@ class Engine(Protocol):
     ) -> _Report: ...
 
 
-def default_engine(settings: Settings, config_models: ConfigModels | None, key: KeyFunc | None) -> Engine:
+def default_engine(
+    settings: Settings, config_models: ConfigModels | None, key: KeyFunc | None
+) -> Engine:
     from litemaas_hooks.reconcile import Reconciler
 
     engine: Engine = Reconciler(settings, config_models=config_models, key=key)
     return engine
 
 
-# -- observability (in memory only; nothing here ever needs flushing) --------------------------------
+# -- observability (in memory only; nothing here ever needs flushing) ------------------------------
 
 
 @dataclass
@@ -188,15 +192,16 @@ class Relay:
         reconcile_retire_missing: bool | Literal["db-rows"] | None = None,
     ) -> None:
         """
-        :param config_models: config-file deployments (inside the proxy: from the router). Without it
-            config-file models are left alone.
+        :param config_models: config-file deployments (inside the proxy: from the router). Without
+            it config-file models are left alone.
         :param key: returns the decryption key (default: the engine's own precedence).
         :param name: shown in log lines, in ``application_name`` and in ``claimed_by``.
         :param engine: the reconcile engine (default ``reconcile.Reconciler``); tests pass a fake.
-        :param reconcile_retire_missing: whether the periodic full reconcile retires backend rows whose
-            name is gone from LiteLLM. Default: every such row when ``config_models`` is given; without
-            the router (standalone) ``"db-rows"``: only rows known to come from LiteLLM's database
-            (a config-file model, invisible from here, is never taken for a deleted one).
+        :param reconcile_retire_missing: whether the periodic full reconcile retires backend rows
+            whose name is gone from LiteLLM. Default: every such row when ``config_models`` is
+            given; without the router (standalone) ``"db-rows"``: only rows known to come from
+            LiteLLM's database (a config-file model, invisible from here, is never taken for a
+            deleted one).
         """
         self.settings = settings
         self.name = name
@@ -214,7 +219,8 @@ class Relay:
         )
         self.stats = RelayStats()
         self.observe = metrics.Observer()  # Prometheus series + what /readyz reads
-        self.ready = asyncio.Event()  # set after each successful connect + first drain (tests, status)
+        # set after each successful connect + first drain (tests, status)
+        self.ready = asyncio.Event()
         self._next_housekeeping = 0.0
         self._next_reconcile_check = 0.0
         self._trigger_warned = False
@@ -249,7 +255,8 @@ class Relay:
 
     @property
     def _max_delay_seconds(self) -> float:
-        """The longest retry delay this relay sets (anything due later means the clock went back)."""
+        """The longest retry delay this relay sets (anything due later means the clock went
+        back)."""
         return max(self.settings.retry_max_seconds, DEFER_SECONDS * 1.1) + 5.0
 
     def _describe(self, exc: BaseException) -> str:
@@ -265,7 +272,9 @@ class Relay:
                 **_CONNECT_KWARGS,
             )
         except psycopg.OperationalError as exc:  # one line naming the database and its variable
-            raise DatabaseUnavailableError(connect_error_message(self.settings, which, exc)) from None
+            raise DatabaseUnavailableError(
+                connect_error_message(self.settings, which, exc)
+            ) from None
         return use_fast_json(conn)
 
     def _log_pooling(self) -> None:
@@ -306,7 +315,8 @@ class Relay:
     # -- main loop -------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Relay until ``stop`` is set (or the task is cancelled). Never returns on database errors."""
+        """Relay until ``stop`` is set (or the task is cancelled). Never returns on database
+        errors."""
         stop = stop or asyncio.Event()
         if not self.settings.enabled:
             log.info("%s: disabled (LITEMAAS_HOOKS_ENABLED=false); not relaying", self.name)
@@ -325,7 +335,8 @@ class Relay:
         )
         self._polling = pool_mode(self.settings, "litellm") == "transaction"
         self._log_pooling()
-        litellm_adapter.warm_up()  # the memo now; LiteLLM itself on the first memo miss (no half-imported module)
+        # the memo now; LiteLLM itself on the first memo miss (no half-imported module)
+        litellm_adapter.warm_up()
         while not stop.is_set():
             try:
                 await self._session(litellm_dsn, backend_dsn, stop)
@@ -386,14 +397,16 @@ class Relay:
         state = await outbox.trigger_state(lconn)
         if not state.outbox_present:
             raise NotInstalledError(
-                "the outbox litemaas_hooks.model_events does not exist in the LiteLLM database: run "
-                "`litemaas-hooks install` (with LITELLM_DATABASE_URL and LITEMAAS_DATABASE_URL set)"
+                "the outbox litemaas_hooks.model_events does not exist in the LiteLLM database: "
+                "run `litemaas-hooks install` "
+                "(with LITELLM_DATABASE_URL and LITEMAAS_DATABASE_URL set)"
             )
         await self._ensure_trigger(lconn, state)
         self._done = []  # claims of an earlier session: given back below
         # the column types of LiteLLM's table are checked here, once per connection (every reconnect
-        # checks again) and at every housekeeping: claim_batch's read of the table (each batch) relies
-        # on this check instead of repeating it (litellm_source.column_problem: UnsafeObjectError)
+        # checks again) and at every housekeeping: claim_batch's read of the table (each batch)
+        # relies on this check instead of repeating it (litellm_source.column_problem:
+        # UnsafeObjectError)
         self._blocked_column = await litellm_source.has_blocked_column(lconn)
         if not self._polling:  # transaction pooling: LISTEN means nothing there, we poll (_timeout)
             await outbox.listen(lconn)  # before the first drain: nothing committed after it is lost
@@ -425,7 +438,9 @@ class Relay:
             timeout = min(timeout, max(0.0, self._next_retire_due - now))
         return timeout
 
-    async def _wait(self, lconn: psycopg.AsyncConnection[Any], stop: asyncio.Event, wait_seconds: float) -> bool:
+    async def _wait(
+        self, lconn: psycopg.AsyncConnection[Any], stop: asyncio.Event, wait_seconds: float
+    ) -> bool:
         """Wait for a notification (True), the timeout (False) or ``stop``."""
         listener = asyncio.ensure_future(_next_notification(lconn, wait_seconds))
         stopper = asyncio.ensure_future(stop.wait())
@@ -507,8 +522,11 @@ class Relay:
             retry = self.settings.poll_interval_seconds
         self._next_retire_due = time.monotonic() + (seconds if seconds > 0 else retry)
 
-    async def _housekeeping(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
-        await outbox.ping(bconn)  # find out now, not with the next event, that the backend went away
+    async def _housekeeping(
+        self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]
+    ) -> None:
+        # find out now, not with the next event, that the backend went away
+        await outbox.ping(bconn)
         self._blocked_column = await litellm_source.has_blocked_column(lconn)  # LiteLLM upgraded?
         await self._recover(lconn)
         await self.observe.refresh(lconn)
@@ -516,7 +534,8 @@ class Relay:
         self._next_housekeeping = time.monotonic() + self.settings.poll_interval_seconds
 
     async def _recover_dead_sessions(self, lconn: psycopg.AsyncConnection[Any]) -> None:
-        """Claims of relays whose database session is gone: pending again at once, no attempt spent."""
+        """Claims of relays whose database session is gone: pending again at once, no attempt
+        spent."""
         attempts = self.settings.max_attempts
         self._note_recovered(await outbox.recover_dead_sessions(lconn, max_attempts=attempts))
 
@@ -524,7 +543,8 @@ class Relay:
         if recovered:
             self.stats.dead_sessions_recovered += len(recovered)
             log.warning(
-                "%s: took over %d claims of a relay whose database session ended (killed or cut off): %s",
+                "%s: took over %d claims of a relay whose database session ended "
+                "(killed or cut off): %s",
                 self.name,
                 len(recovered),
                 [r.id for r in recovered],
@@ -550,7 +570,9 @@ class Relay:
 
     # -- draining --------------------------------------------------------------------------------
 
-    async def drain_once(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> int:
+    async def drain_once(
+        self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]
+    ) -> int:
         """Claim and apply one batch; returns how many events were claimed (0 = nothing due).
 
         One LiteLLM round trip claims the batch, reads its names' deployments and deletes the events
@@ -585,22 +607,35 @@ class Relay:
             reason = self._scrub(f"{kind}: {self._describe(exc)}")[:2000]
             if kind == "contention":  # a lock held elsewhere: later, on this connection, no attempt
                 self.stats.events_deferred += await outbox.defer(
-                    lconn, worker=self.worker_id, reasons={e.id: reason for e in events}, delay_seconds=DEFER_SECONDS
+                    lconn,
+                    worker=self.worker_id,
+                    reasons={e.id: reason for e in events},
+                    delay_seconds=DEFER_SECONDS,
                 )
-                log.info("%s: %s; %d events retried in about %.1fs", self.name, reason, len(events), DEFER_SECONDS)
+                log.info(
+                    "%s: %s; %d events retried in about %.1fs",
+                    self.name,
+                    reason,
+                    len(events),
+                    DEFER_SECONDS,
+                )
                 self._warn_if_deferred_long(events, reason)
                 return len(events)
-            # a database cannot take the work (read-only, disk full, shut down, gone): not the events'
-            # fault; give them back (if the LiteLLM side still answers) and reconnect with backoff
+            # a database cannot take the work (read-only, disk full, shut down, gone): not the
+            # events' fault; give them back (if the LiteLLM side still answers) and reconnect with
+            # backoff
             self.stats.outages += 1
             with contextlib.suppress(psycopg.Error):
-                await outbox.release(lconn, worker=self.worker_id, reason=f"database unavailable: {reason}")
+                await outbox.release(
+                    lconn, worker=self.worker_id, reason=f"database unavailable: {reason}"
+                )
             raise
         return await self._settle(lconn, events, names, report, started)
 
     def _warn_if_deferred_long(self, events: Sequence[outbox.Event], reason: str) -> None:
         """Deferrals spend no attempt, so they could go on forever: once events have waited longer
-        than the stall timeout, say so (at most once a minute; `status` shows the old backlog too)."""
+        than the stall timeout, say so (at most once a minute; `status` shows the old backlog
+        too)."""
         if not events:
             return
         oldest = min(e.created_at for e in events)
@@ -624,9 +659,11 @@ class Relay:
     ) -> int:
         """converge() raised something that is neither an outage nor a model's error (a bug): every
         event of the batch is retried (an attempt each), with the error."""
-        hint = outages.explain(exc)  # a statement_timeout: the batch's failure, with the setting named
+        # a statement_timeout: the batch's failure, with the setting named
+        hint = outages.explain(exc)
         message = f"converge failed: {self._describe(exc)}"[:2000]
-        trace = exc if hint is None else None  # a bug gets its traceback; a named timeout needs none
+        # a bug gets its traceback; a named timeout needs none
+        trace = exc if hint is None else None
         log.error("%s: %s (events %s)", self.name, message, [e.id for e in events], exc_info=trace)
         await self._fail(lconn, {e.id: message for e in events})
         return len(events)
@@ -640,7 +677,8 @@ class Relay:
         started: float,
     ) -> int:
         """After converge() committed: per event, by its own names only — done (deleted), failed (an
-        attempt: a name of its own is in error) or deferred (a name of its own was locked: no attempt)."""
+        attempt: a name of its own is in error) or deferred (a name of its own was locked: no
+        attempt)."""
         failed = report.failed_names()
         deferred = report.deferred_names()
         done: list[int] = []
@@ -657,9 +695,9 @@ class Relay:
             bad = sorted(event.names & failed)
             busy = sorted(event.names & deferred)
             if bad:
-                errors[event.id] = self._scrub("; ".join(f"{n}: {report.outcomes[n].message or 'error'}" for n in bad))[
-                    :2000
-                ]
+                errors[event.id] = self._scrub(
+                    "; ".join(f"{n}: {report.outcomes[n].message or 'error'}" for n in bad)
+                )[:2000]
             elif busy:
                 later[event.id] = self._scrub(
                     "; ".join(f"{n}: {report.outcomes[n].message or 'locked'}" for n in busy)
@@ -680,7 +718,11 @@ class Relay:
         self.stats.events_applied += len(done)
         self.stats.last_batch_seconds = elapsed
         self.observe.batch(applied=len(done), seconds=elapsed, outcomes=report.outcomes)
-        changed = {n: o.action for n, o in report.outcomes.items() if o.action in {"created", "updated", "retired"}}
+        changed = {
+            n: o.action
+            for n, o in report.outcomes.items()
+            if o.action in {"created", "updated", "retired"}
+        }
         if "retired" in changed.values():
             self._retired_since_check = True  # a cascade may wait for its grace period now
         log.log(
@@ -701,7 +743,9 @@ class Relay:
         )
         return len(events)
 
-    async def _drain(self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]) -> None:
+    async def _drain(
+        self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]
+    ) -> None:
         # each claim first gives back the claims of dead sessions: a dead relay's work goes on now
         while await self.drain_once(lconn, bconn):
             pass
@@ -775,7 +819,9 @@ class Relay:
                 return
             await outbox.reconcile_started(lconn, runner=self.worker_id)
             try:
-                report = await self._engine.converge(lconn, bconn, names=None, retire_missing=self._retire_missing)
+                report = await self._engine.converge(
+                    lconn, bconn, names=None, retire_missing=self._retire_missing
+                )
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 raise
             except Exception as exc:
@@ -799,14 +845,17 @@ class Relay:
             if not lconn.closed and not self._polling:
                 await outbox.reconcile_unlock(lconn)
 
-    async def _ensure_trigger(self, lconn: psycopg.AsyncConnection[Any], state: outbox.TriggerState) -> None:
-        """Re-install the trigger when LiteLLM dropped it (needs the TRIGGER privilege; else log)."""
+    async def _ensure_trigger(
+        self, lconn: psycopg.AsyncConnection[Any], state: outbox.TriggerState
+    ) -> None:
+        """Re-install the trigger when LiteLLM dropped it (needs the TRIGGER privilege; else
+        log)."""
         if state.ok or not state.outbox_present:
             return
         if not state.table_present:
             log.error(
-                '%s: LiteLLM\'s table public."LiteLLM_ProxyModelTable" is missing: start LiteLLM with '
-                "STORE_MODEL_IN_DB=True and check LITELLM_DATABASE_URL",
+                '%s: LiteLLM\'s table public."LiteLLM_ProxyModelTable" is missing: '
+                "start LiteLLM with STORE_MODEL_IN_DB=True and check LITELLM_DATABASE_URL",
                 self.name,
             )
             return
@@ -817,10 +866,10 @@ class Relay:
         except psycopg.Error as exc:
             if not self._trigger_warned:
                 log.error(
-                    "%s: the outbox trigger on LiteLLM's table is missing or disabled and could not be "
-                    "re-created (%s): run `litemaas-hooks install` as a role with the TRIGGER privilege "
-                    'on public."LiteLLM_ProxyModelTable". Until then changes reach the backend only '
-                    "through the periodic full reconcile.",
+                    "%s: the outbox trigger on LiteLLM's table is missing or disabled and could "
+                    "not be re-created (%s): run `litemaas-hooks install` as a role with the "
+                    'TRIGGER privilege on public."LiteLLM_ProxyModelTable". Until then changes '
+                    "reach the backend only through the periodic full reconcile.",
                     self.name,
                     self._describe(exc),
                 )
@@ -829,7 +878,10 @@ class Relay:
         if not (await outbox.trigger_state(lconn)).ok:
             # LiteLLM's table was locked (an open LiteLLM transaction): the script gave up after its
             # short lock_timeout rather than make LiteLLM wait; the next check retries
-            log.info("%s: the outbox trigger is missing; LiteLLM's table is busy, retrying later", self.name)
+            log.info(
+                "%s: the outbox trigger is missing; LiteLLM's table is busy, retrying later",
+                self.name,
+            )
             return
         self._trigger_warned = False
         log.warning("%s: the outbox trigger was missing or disabled; re-installed it", self.name)
