@@ -25,47 +25,34 @@ AS $$
 BEGIN
     RETURN QUERY
         WITH picked AS (
-            SELECT m.*, h.reason AS hidden_reason,
-                   m.litellm_model_id IS NOT NULL
-                       OR coalesce(m.metadata ? 'litellm_model_info'
-                                   OR m.metadata ? 'litellm_params', false) AS synced
+            SELECT m.*, h.reason AS hidden_reason
             FROM public.models AS m
             LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
             WHERE p_ids IS NULL
             UNION ALL
             -- a join, not `id = ANY (p_ids)`: thousands of ids stay a hash/index join, not a scan
             -- per id
-            SELECT m.*, h.reason,
-                   m.litellm_model_id IS NOT NULL
-                       OR coalesce(m.metadata ? 'litellm_model_info'
-                                   OR m.metadata ? 'litellm_params', false)
+            SELECT m.*, h.reason
             FROM (SELECT DISTINCT x FROM unnest(p_ids) AS x) AS wanted (id)
             JOIN public.models AS m ON m.id = wanted.id
             LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
         )
-        SELECT p.id::text,
-               CASE WHEN p.synced THEN p.name::text END,
-               CASE WHEN p.synced THEN p.provider::text END,
-               CASE WHEN p.synced THEN p.description::text END,
-               CASE WHEN p.synced THEN p.category::text END,
-               CASE WHEN p.synced THEN p.context_length::integer END,
-               CASE WHEN p.synced THEN p.input_cost_per_token::numeric END,
-               CASE WHEN p.synced THEN p.output_cost_per_token::numeric END,
-               CASE WHEN p.synced THEN p.supports_vision::boolean END,
-               CASE WHEN p.synced THEN p.supports_function_calling::boolean END,
-               CASE WHEN p.synced THEN p.supports_tool_choice::boolean END,
-               CASE WHEN p.synced THEN p.supports_parallel_function_calling::boolean END,
-               CASE WHEN p.synced THEN p.supports_streaming::boolean END,
-               CASE WHEN p.synced THEN p.features::text[] END,
-               CASE WHEN p.synced THEN p.availability::text END,
-               CASE WHEN p.synced THEN p.version::text END,
-               CASE WHEN p.synced THEN p.metadata::jsonb END,
-               CASE WHEN p.synced THEN p.api_base::text END,
-               CASE WHEN p.synced THEN p.tpm::integer END,
-               CASE WHEN p.synced THEN p.rpm::integer END,
-               CASE WHEN p.synced THEN p.max_tokens::integer END, p.litellm_model_id::text,
-               CASE WHEN p.synced THEN p.backend_model_name::text END,
-               CASE WHEN p.synced THEN p.hidden_reason::text END
-        FROM picked AS p;
+        -- a hand-made row gets no lateral row, so every column but its id is NULL (it never has a
+        -- litellm_model_id: that alone makes a row synced)
+        SELECT p.id::text, s.*
+        FROM picked AS p
+        LEFT JOIN LATERAL (
+            SELECT p.name::text, p.provider::text, p.description::text, p.category::text,
+                   p.context_length::integer, p.input_cost_per_token::numeric,
+                   p.output_cost_per_token::numeric, p.supports_vision::boolean,
+                   p.supports_function_calling::boolean, p.supports_tool_choice::boolean,
+                   p.supports_parallel_function_calling::boolean, p.supports_streaming::boolean,
+                   p.features::text[], p.availability::text, p.version::text, p.metadata::jsonb,
+                   p.api_base::text, p.tpm::integer, p.rpm::integer, p.max_tokens::integer,
+                   p.litellm_model_id::text, p.backend_model_name::text, p.hidden_reason::text
+            WHERE p.litellm_model_id IS NOT NULL
+               OR coalesce(p.metadata ? 'litellm_model_info' OR p.metadata ? 'litellm_params',
+                           false)
+        ) AS s ON true;
 END;
 $$;
