@@ -36,6 +36,7 @@ from litemaas_hooks.settings import Settings, load_settings
 from litemaas_hooks_sandbox import litemaas_backend, seed
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from litemaas_hooks_sandbox.litellm_admin import encrypted_row
+from litemaas_hooks_sandbox.proxy import SandboxProxy
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 AConn = psycopg.AsyncConnection[Any]
@@ -252,6 +253,27 @@ async def eventually(
         if time.perf_counter() - started > deadline_seconds:
             raise AssertionError(f"not true within {deadline_seconds}s: {what}")
         await asyncio.sleep(0.001)  # poll interval of this deadline loop
+
+
+def wait_until(
+    check: Callable[[], Any],
+    *,
+    what: str,
+    deadline_seconds: float = 15.0,
+    proxy: SandboxProxy | None = None,
+) -> float:
+    """Poll ``check`` until it is truthy; the seconds it took. Fails at the deadline, or at once
+    when ``proxy`` exits, with the tail of its log."""
+    started = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - started
+        tail = proxy.log()[-4000:] if proxy is not None else ""
+        if proxy is not None and not proxy.running():
+            raise AssertionError(f"the proxy exited while waiting for: {what}\n{tail}")
+        if time.monotonic() - started > deadline_seconds:
+            raise AssertionError(f"not true within {deadline_seconds:g}s: {what}\n{tail}")
+        time.sleep(0.005)  # poll interval of this deadline loop
 
 
 async def outbox_empty(conn: AConn) -> bool:

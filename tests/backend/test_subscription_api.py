@@ -22,7 +22,7 @@ from litemaas_hooks_sandbox import litemaas_backend
 from litemaas_hooks_sandbox.proxy import SandboxProxy, start_proxy
 from tests.backend.conftest import UPSTREAM_KEY, VLLM
 from tests.e2e import backend
-from tests.helpers import add_user, subscribe_via_api
+from tests.helpers import add_user, subscribe_via_api, wait_until
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow, pytest.mark.backend]
 
@@ -69,7 +69,7 @@ def test_model_added_in_litellm_is_subscribable_once_installed(
         }.items():
             monkeypatch.setenv(key, value)
         assert cli.main(["install"]) == 0
-        backend.eventually(
+        wait_until(
             lambda: backend.relay_connected(litellm_dsn),
             what="the plugin's relay is connected",
             proxy=proxy,

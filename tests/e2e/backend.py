@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -11,28 +9,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from litemaas_hooks_sandbox.proxy import SandboxProxy
+from tests.helpers import wait_until
 
 ROW_COLUMNS = ("id", "name", "availability", "litellm_model_id", "api_base", "tpm", "rpm", "backend_model_name")
-
-
-def eventually(
-    check: Callable[[], Any],
-    *,
-    what: str,
-    deadline_seconds: float = 15.0,
-    proxy: SandboxProxy | None = None,
-) -> float:
-    """Poll ``check`` until it is truthy; the seconds it took. Fails with the proxy log's tail."""
-    started = time.monotonic()
-    while True:
-        if check():
-            return time.monotonic() - started
-        if proxy is not None and not proxy.running():
-            raise AssertionError(f"the proxy exited while waiting for: {what}\n{proxy.log()[-4000:]}")
-        if time.monotonic() - started > deadline_seconds:
-            tail = proxy.log()[-4000:] if proxy is not None else ""
-            raise AssertionError(f"not true within {deadline_seconds}s: {what}\n{tail}")
-        time.sleep(0.005)  # polling interval of a condition with a deadline
 
 
 def row(dsn: str, model_id: str) -> dict[str, Any] | None:
@@ -55,7 +34,7 @@ def wait_row(
         return found is not None and all(found.get(k) == v for k, v in expected.items())
 
     try:
-        took = eventually(
+        took = wait_until(
             matches, what=f"backend row {model_id} with {expected}", proxy=proxy, deadline_seconds=deadline_seconds
         )
     except AssertionError as exc:

@@ -21,6 +21,7 @@ from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks_sandbox.cluster import LocalPostgres
 from litemaas_hooks_sandbox.proxy import SandboxProxy, start_proxy
 from tests.e2e import backend
+from tests.helpers import wait_until
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def e2e_proxy(e2e_databases: Databases, master_key: str) -> Iterator[SandboxProx
         seen = proxy.worker_env()
         assert "connection_limit=" in seen["DATABASE_URL"], seen
         assert "LITELLM_DATABASE_URL" not in seen["set"], seen
-        backend.eventually(
+        wait_until(
             lambda: backend.relay_connected(e2e_databases.litellm_dsn),
             what="the plugin's relay is connected",
             proxy=proxy,

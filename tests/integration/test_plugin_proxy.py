@@ -12,8 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks_sandbox import seed
 from litemaas_hooks_sandbox.proxy import SandboxProxy, sandbox_proxy
-from tests.helpers import litellm_row
+from tests.helpers import litellm_row, wait_until
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow]
 
@@ -55,21 +54,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def eventually(
-    check: Callable[[], bool], *, deadline_seconds: float, what: str, proxy: SandboxProxy | None = None
-) -> float:
-    started = time.monotonic()
-    while True:
-        if check():
-            return time.monotonic() - started
-        if proxy is not None and not proxy.running():
-            raise AssertionError(f"the proxy exited while waiting for: {what}\n{proxy.log()[-4000:]}")
-        if time.monotonic() - started > deadline_seconds:
-            tail = proxy.log()[-4000:] if proxy is not None else ""
-            raise AssertionError(f"not true within {deadline_seconds}s: {what}\n{tail}")
-        time.sleep(0.01)  # polling interval of a condition with a deadline
 
 
 def _site_packages_callbacks_supported() -> bool:
@@ -168,9 +152,9 @@ def test_proxy_runs_the_relay_and_still_serves(
         assert "LITELLM_DATABASE_URL" not in seen["set"], seen
         assert {"DATABASE_URL", "LITEMAAS_DATABASE_URL", "LITELLM_MASTER_KEY", "CONFIG_FILE_PATH"} <= set(seen["set"])
         assert pg_cluster.password not in str(seen)
-        eventually(lambda: _relay_connected(litellm_dsn), deadline_seconds=60, what="relay connected", proxy=proxy)
+        wait_until(lambda: _relay_connected(litellm_dsn), deadline_seconds=60, what="relay connected", proxy=proxy)
         # the first full reconcile syncs the config-file model, read from the proxy's router
-        eventually(
+        wait_until(
             lambda: _backend(backend_dsn).get("mock-gpt") == "available",
             deadline_seconds=30,
             what="config-file model synced",
@@ -187,7 +171,7 @@ def test_proxy_runs_the_relay_and_still_serves(
         )
         with psycopg.connect(litellm_dsn, autocommit=True) as conn:
             conn.execute(INSERT_ROW, row)  # committed: the trigger's NOTIFY is delivered now
-        took = eventually(
+        took = wait_until(
             lambda: _backend(backend_dsn).get("db-model") == "available",
             deadline_seconds=10,
             what="inserted row reaches the backend",
@@ -197,7 +181,7 @@ def test_proxy_runs_the_relay_and_still_serves(
 
         with psycopg.connect(litellm_dsn, autocommit=True) as conn:
             conn.execute('DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (row["model_id"],))
-        eventually(
+        wait_until(
             lambda: _backend(backend_dsn).get("db-model") == "unavailable",
             deadline_seconds=10,
             what="deleted row is retired in the backend",
@@ -240,11 +224,11 @@ def test_proxy_starts_and_serves_with_broken_settings(
     with litellm_proxy(tmp_path, litellm_dsn, backend_dsn=None, master_key=master_key, env=env) as proxy:
         assert chat(proxy, master_key) == "hello from the mock"
         if broken == "missing":
-            eventually(
+            wait_until(
                 lambda: "model sync is OFF" in proxy.log(), deadline_seconds=10, what="one clear error", proxy=proxy
             )
         else:
-            eventually(
+            wait_until(
                 lambda: "retrying in" in proxy.log(), deadline_seconds=30, what="relay keeps retrying", proxy=proxy
             )
         assert chat(proxy, master_key) == "hello from the mock"

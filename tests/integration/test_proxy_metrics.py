@@ -13,6 +13,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.upstream import ROOT
+from tests.helpers import wait_until
 from tests.integration import test_plugin_proxy as proxy_tests
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow]
@@ -62,7 +63,7 @@ def test_deploy_configmap_loads_the_plugin_and_litellms_metrics_carry_our_series
                 and s.get(("litemaas_hooks_full_reconciles_total", (("result", "ok"),)), 0) >= 1
             )
 
-        proxy_tests.eventually(synced, deadline_seconds=90, what="our series in LiteLLM's /metrics", proxy=proxy)
+        wait_until(synced, deadline_seconds=90, what="our series in LiteLLM's /metrics", proxy=proxy)
         series = scraped()
         assert series[("litemaas_hooks_database_connected", (("database", "litellm"),))] == 1
         assert series[("litemaas_hooks_models_converged_total", (("outcome", "created"),))] >= 1  # mock-gpt

@@ -14,7 +14,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -38,6 +37,7 @@ from tests.helpers import (
     make_settings,
     probe,
     running,
+    wait_until,
 )
 
 pytestmark = pytest.mark.anyio
@@ -259,13 +259,6 @@ def _latency_link() -> Any:
     return module.LatencyLink
 
 
-def _wait_for(check: Callable[[], bool], what: str, deadline_seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {deadline_seconds:g}s"
-        time.sleep(0.02)
-
-
 def _scalar_now(dsn: str, query: str, params: tuple[Any, ...] = ()) -> Any:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(query, params).fetchone()
@@ -315,12 +308,16 @@ def test_never_seen_models_cost_four_round_trips_each_their_answers_shared_off_t
         def outbox_empty() -> bool:
             return bool(_scalar_now(litellm_dsn, "SELECT count(*) FROM litemaas_hooks.model_events") == 0)
 
-        _wait_for(arrived(add(0)), "the warm-up model (the relay imports LiteLLM for it)", 120)
-        _wait_for(outbox_empty, "the warm-up's completion")
+        wait_until(
+            arrived(add(0)),
+            what="the warm-up model (the relay imports LiteLLM for it)",
+            deadline_seconds=120,
+        )
+        wait_until(outbox_empty, what="the warm-up's completion", deadline_seconds=60)
         before = llink.flights() + blink.flights()
         for i in range(1, 6):
-            _wait_for(arrived(add(i)), f"model {i}")
-        _wait_for(outbox_empty, "the burst's completion")
+            wait_until(arrived(add(i)), what=f"model {i}", deadline_seconds=60)
+        wait_until(outbox_empty, what="the burst's completion", deadline_seconds=60)
         per_change = (llink.flights() + blink.flights() - before) / 5
         assert relay.poll() is None, "the relay died"
         assert per_change <= 4.4, f"{per_change:.1f} round trips per change"
