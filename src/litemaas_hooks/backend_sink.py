@@ -42,6 +42,36 @@ async def send_try_lock(
     return await conn.execute(sql.query("backend", "try_lock_models"), params)
 
 
+async def send_try_lock_noting_busy(
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str]
+) -> psycopg.AsyncCursor[Any]:
+    """``send_try_lock``, with the busy names kept for the transaction's later statements
+    (``send_upsert_unless_busy``, ``send_note_sources_unless_busy``); read it with
+    ``busy_names``."""
+    return await conn.execute(
+        sql.query("backend", "try_lock_models_noting_busy"), {"ids": sorted(ids)}
+    )
+
+
+async def send_upsert_unless_busy(
+    conn: psycopg.AsyncConnection[Any], records: Sequence[ModelRecord]
+) -> psycopg.AsyncCursor[Any]:
+    """``send_upsert`` without the names ``send_try_lock_noting_busy`` found busy."""
+    params = {"models": Jsonb([r.to_json() for r in records])}
+    return await conn.execute(sql.query("backend", "upsert_models_unless_busy"), params)
+
+
+async def send_note_sources_unless_busy(
+    conn: psycopg.AsyncConnection[Any], from_db: Mapping[str, bool], instance: str | None
+) -> None:
+    """``note_sources`` and ``note_instances`` in one statement, without the busy names."""
+    if not from_db:
+        return
+    ids = sorted(from_db)
+    params = {"ids": ids, "from_db": [from_db[i] for i in ids], "instance": instance}
+    await conn.execute(sql.query("backend", "note_model_sources_unless_busy"), params)
+
+
 async def busy_names(cur: psycopg.AsyncCursor[Any]) -> list[str]:
     row = await cur.fetchone()
     return [str(n) for n in (row[0] if row and row[0] else [])]

@@ -306,8 +306,8 @@ async def read_truth(
 
     ``rows``: the table's rows of ``names``, already read (the relay reads them with its claim, in
     the same round trip); the table is then not read again. ``share=False``: the answers LiteLLM
-    gave for models never seen are shared later by the caller (``memo_share.push``), off the
-    change's path."""
+    gave for models never seen are written to the disk memo and shared later by the caller
+    (``litellm_adapter.save_memo``, ``memo_share.push``), off the change's path."""
     truth = Truth()
     await memo_share.pull(conn, key)  # LiteLLM's answers other processes learnt (once per process)
     if rows is None:
@@ -339,7 +339,7 @@ async def read_truth(
             if not isinstance(name, str) or (wanted is not None and name not in wanted):
                 continue
             _add(truth, name, functools.partial(config_deployment, item))
-    litellm_adapter.save_memo()
     if share:
+        litellm_adapter.save_memo()
         await memo_share.push(conn, key)
     return truth

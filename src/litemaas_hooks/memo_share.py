@@ -49,6 +49,7 @@ class _State:
     pulled: ClassVar[set[str]] = set()  # fingerprints read from the database in this process
     pruned: ClassVar[set[str]] = set()  # fingerprints whose old rows this process pruned
     unavailable: ClassVar[bool] = False  # no table / no grants here: stop trying in this process
+    may_prune: ClassVar[bool] = False  # this role may delete old rows (cost_map_memo_exists)
     ignored: ClassVar[dict[str, int]] = {}  # what failed verification -> how many items
 
 
@@ -182,6 +183,7 @@ async def _rollback(conn: psycopg.AsyncConnection[Any]) -> None:
 async def _available(conn: psycopg.AsyncConnection[Any]) -> bool:
     cur = await conn.execute(sql.query("litellm", "cost_map_memo_exists"))
     row = await cur.fetchone()
+    _State.may_prune = bool(row and row[1])
     if not (row and row[0]):
         _State.unavailable = True
         log.debug(
@@ -259,33 +261,26 @@ async def push(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
             "answers": Jsonb(answers),
             "entries": Jsonb(entries),
         }
-        try:  # one round trip: BEGIN, limits, merge, COMMIT pipelined
+        # old rows of other LiteLLM versions: once per process is enough, in the same round trip
+        prune = _State.may_prune and memo.fingerprint not in _State.pruned
+        try:  # one round trip: BEGIN, limits, merge, [prune,] COMMIT pipelined
             async with conn.pipeline():
                 await conn.execute(sql.query("litellm", "begin"))
                 await conn.execute(_LIMITS)
                 await conn.execute(sql.query("litellm", "cost_map_memo_merge"), merge)
+                if prune:
+                    fingerprint = {"fingerprint": memo.fingerprint}
+                    await conn.execute(sql.query("litellm", "cost_map_memo_prune"), fingerprint)
                 await conn.execute(sql.query("litellm", "commit"))
         except BaseException:
             await _rollback(conn)
             raise
         memo.fresh.clear()
-        if memo.fingerprint not in _State.pruned:  # old rows: once per process is enough
+        if prune:
             _State.pruned.add(memo.fingerprint)
-            await _prune(conn, memo)
     except psycopg.Error as exc:
         log.debug(
             "could not share %d cost-map answers (%s): kept on disk",
             len(entries),
             type(exc).__name__,
         )
-
-
-async def _prune(conn: psycopg.AsyncConnection[Any], memo: cost_map.Memo) -> None:
-    try:
-        async with conn.transaction():
-            await conn.execute(_LIMITS)
-            await conn.execute(
-                sql.query("litellm", "cost_map_memo_prune"), {"fingerprint": memo.fingerprint}
-            )
-    except psycopg.Error as exc:  # e.g. no DELETE grant: old rows stay, nothing breaks
-        log.debug("could not prune old cost-map answers (%s)", type(exc).__name__)

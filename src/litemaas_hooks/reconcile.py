@@ -48,7 +48,7 @@ import psycopg
 
 from litemaas_hooks import backend_sink, litellm_adapter, litellm_source, outages, outbox, sql
 from litemaas_hooks.errors import describe
-from litemaas_hooks.litellm_source import ConfigModels, KeyFunc, read_truth
+from litemaas_hooks.litellm_source import ConfigModels, KeyFunc, Truth, read_truth
 from litemaas_hooks.mapping import ModelRecord
 from litemaas_hooks.planning import (
     CurrentRow,
@@ -73,6 +73,19 @@ _PLAN_TO_OUTCOME: dict[str, OutcomeAction] = {
     "error": "error",
 }
 Progress = Callable[[int, int], None]
+# a relay batch whose plan, made without the backend rows, has only these: one round trip
+_ONE_TRIP_ACTIONS = frozenset({"create", "skip", "error"})
+
+
+@dataclass
+class _Sent:
+    """The cursors _names_in_pipeline sent, read after COMMIT."""
+
+    upsert: psycopg.AsyncCursor[Any] | None = None
+    busy: psycopg.AsyncCursor[Any] | None = None  # the one-trip path's locks
+    one_trip: bool = False
+
+
 # A full reconcile reads and writes this many names at a time (bounded memory for any catalogue
 # size; small enough that writing one chunk overlaps reading and planning the next for most of the
 # run).
@@ -109,6 +122,9 @@ class Report:
     # names this pass retires: applied together at the end of the pass (the mass-retire guard)
     retires: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # retires the mass-retire guard held
+    # seconds until the first cascade this pass left waiting for its grace period is due (None:
+    # none): the relay waits for it without reading the backend's queue again
+    cascade_due_seconds: float | None = None
 
     def add_phase(self, phase: str, seconds: float) -> None:
         self.phases[phase] = self.phases.get(phase, 0.0) + seconds
@@ -166,7 +182,8 @@ class Reconciler:
         prefetched: Sequence[Mapping[str, Any]] | None = None,
     ) -> Report:
         """``prefetched``: LiteLLM's table rows of ``names``, read by the caller after its claim
-        (the relay); with it a set of names costs two backend round trips and no LiteLLM one."""
+        (the relay); with it a set of names costs one backend round trip (two when a name may be
+        retired) and no LiteLLM one."""
         started = time.perf_counter()
         report = Report(dry_run=dry_run)
         scope = None if names is None else {n for n in names if n}
@@ -391,29 +408,39 @@ class Reconciler:
         report: Report,
         prefetched: Sequence[Mapping[str, Any]] | None,
     ) -> None:
-        """A few names (the relay's batch) in two backend round trips: [BEGIN, lock timeout, the
-        names' locks, their rows] pipelined, then [upsert, sources, COMMIT]. Raises on any error
-        (the caller falls back to the per-record path)."""
+        """A few names (the relay's batch). When every name still has deployments (an add or an
+        update: the upsert decides create / update / unchanged itself, as planning does), ONE
+        backend round trip: [BEGIN, lock timeout, the names' locks, the upsert of the names not
+        busy, their sources, COMMIT]. Otherwise (a name may be retired: its backend row decides)
+        two: [BEGIN, lock timeout, the names' locks, their rows] pipelined, then [upsert or
+        retires, sources, COMMIT]. Raises on any error (the caller falls back to the per-record
+        path)."""
         retires: dict[str, psycopg.AsyncCursor[Any]] = {}
         try:
             async with backend.pipeline():
                 await backend.execute(sql.query("backend", "begin"))
-                upsert_cur = await self._names_in_pipeline(
+                sent = await self._names_in_pipeline(
                     litellm, backend, names, report, prefetched, retires
                 )
                 await backend.execute(sql.query("backend", "commit"))
         except BaseException:
             await outbox.rollback(backend)
             raise
-        # committed (the second round trip): what the retires and the upsert found
+        # committed: what the locks, the retires and the upsert found
+        if sent.busy is not None:
+            for name in await backend_sink.busy_names(sent.busy):
+                report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
         for name, cur in retires.items():
             self._note_retire(report, name, await backend_sink.retire_result(cur))
-        if upsert_cur is not None:
-            for model_id, outcome in await backend_sink.upsert_outcomes(upsert_cur):
+        if sent.upsert is not None:
+            for model_id, outcome in await backend_sink.upsert_outcomes(sent.upsert):
                 if outcome == "unchanged":
                     report.outcomes[model_id] = Outcome("unchanged")
-                else:
-                    report.rows_written += 1
+                    continue
+                report.rows_written += 1
+                if sent.one_trip:  # planned without the row: the upsert says which it was
+                    action: OutcomeAction = "created" if outcome == "inserted" else "updated"
+                    report.outcomes[model_id] = Outcome(action)
 
     async def _names_in_pipeline(
         self,
@@ -423,11 +450,28 @@ class Reconciler:
         report: Report,
         prefetched: Sequence[Mapping[str, Any]] | None,
         retires: dict[str, psycopg.AsyncCursor[Any]],
-    ) -> psycopg.AsyncCursor[Any] | None:
-        """_converge_names inside its transaction: returns the upsert's cursor and fills ``retires``
-        (name: cursor), none of them read yet: the caller reads them after COMMIT."""
+    ) -> _Sent:
+        """_converge_names inside its transaction: returns the cursors it sent (the upsert's, and
+        the locks' when they are read after COMMIT) and fills ``retires`` (name: cursor), none of
+        them read yet: the caller reads them after COMMIT."""
         timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
         await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
+        truth: Truth | None = None
+        if prefetched is not None and self._all_present(names, prefetched):
+            mark = time.perf_counter()
+            wanted = set(names)
+            truth = await read_truth(
+                litellm,
+                names,
+                key=self._key(),
+                config_models=self.config_models,
+                rows=[r for r in prefetched if r.get("model_name") in wanted],
+                share=False,
+            )
+            report.add_phase("read_litellm", time.perf_counter() - mark)
+            plan = self._plan(names, truth.deployments, truth.errors, {}, may_retire=True)
+            if all(c.action in _ONE_TRIP_ACTIONS for c in plan):
+                return await self._send_one_trip(backend, names, plan, truth, report)
         busy_cur = await backend_sink.send_try_lock(backend, names)
         snap_cur = await backend_sink.send_snapshot(backend, names)
         total_cur = None
@@ -441,24 +485,30 @@ class Reconciler:
             report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
         todo = [n for n in names if n not in busy]
         if not todo:
-            return None
-        wanted = set(todo)
-        rows = None
-        if prefetched is not None:
-            rows = [r for r in prefetched if r.get("model_name") in wanted]
-        mark = time.perf_counter()
-        config = self.config_models
-        # a model never seen: LiteLLM's answer is shared after the write (the relay's drain), not
-        # before
-        truth = await read_truth(
-            litellm,
-            todo,
-            key=self._key(),
-            config_models=config,
-            rows=rows,
-            share=prefetched is None,
-        )
-        report.add_phase("read_litellm", time.perf_counter() - mark)
+            return _Sent()
+        if truth is not None and busy:  # read for every name above: only the names not busy
+            keep = set(todo)
+            truth = Truth(
+                {n: d for n, d in truth.deployments.items() if n in keep},
+                {n: e for n, e in truth.errors.items() if n in keep},
+            )
+        if truth is None:
+            wanted = set(todo)
+            rows = None
+            if prefetched is not None:
+                rows = [r for r in prefetched if r.get("model_name") in wanted]
+            mark = time.perf_counter()
+            # a model never seen: LiteLLM's answer is shared after the write (the relay's drain),
+            # not before
+            truth = await read_truth(
+                litellm,
+                todo,
+                key=self._key(),
+                config_models=self.config_models,
+                rows=rows,
+                share=prefetched is None,
+            )
+            report.add_phase("read_litellm", time.perf_counter() - mark)
         plan = self._plan(todo, truth.deployments, truth.errors, current, may_retire=True)
         # retires as the per-record path makes them (_retire_all): none of a name another LiteLLM
         # serves, the grace period, the mass-retire guard over the batch (the relay's pass), this
@@ -492,7 +542,37 @@ class Reconciler:
         }
         await backend_sink.note_sources(backend, sources)
         await backend_sink.note_instances(backend, sources, self._instance)
-        return upsert_cur
+        return _Sent(upsert=upsert_cur)
+
+    @staticmethod
+    def _all_present(names: Collection[str], prefetched: Sequence[Mapping[str, Any]]) -> bool:
+        present = {r.get("model_name") for r in prefetched}
+        return all(n in present for n in names)
+
+    async def _send_one_trip(
+        self,
+        backend: psycopg.AsyncConnection[Any],
+        names: list[str],
+        plan: list[PlannedChange],
+        truth: Truth,
+        report: Report,
+    ) -> _Sent:
+        """Every name still has deployments: the names' locks, then the upsert and the sources of
+        the names not busy, in the same round trip (the upsert leaves a hand-made row alone and
+        decides create / update / unchanged as planning does)."""
+        busy_cur = await backend_sink.send_try_lock_noting_busy(backend, names)
+        for change in plan:
+            action = _PLAN_TO_OUTCOME[change.action]
+            report.outcomes[change.name] = Outcome(action, change.message, change.changes)
+        writes = [c.record for c in plan if c.action == "create" and c.record]
+        upsert_cur = await backend_sink.send_upsert_unless_busy(backend, writes) if writes else None
+        sources = {
+            name: any(d.source == "db" for d in deps)
+            for name, deps in truth.deployments.items()
+            if name in report.outcomes and report.outcomes[name].action == "created"
+        }
+        await backend_sink.send_note_sources_unless_busy(backend, sources, self._instance)
+        return _Sent(upsert=upsert_cur, busy=busy_cur, one_trip=True)
 
     async def _all_names(
         self,
@@ -807,6 +887,10 @@ class Reconciler:
             outcome.message = _retire_message(result)
             if result.get("held"):
                 report.held.append(name)
+            elif result.get("pending"):
+                due = float(result.get("grace_seconds") or 0.0)
+                if report.cascade_due_seconds is None or due < report.cascade_due_seconds:
+                    report.cascade_due_seconds = due
         elif result.get("served_elsewhere"):
             report.outcomes[name] = Outcome("unchanged", SERVED_ELSEWHERE)
         else:

@@ -12,7 +12,8 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
   UPDATE SKIP LOCKED``; never an event naming a model another relay holds a claim on), reads every
   deployment of their model names in the same transaction (the current truth, so duplicated or
   reordered events are harmless) and deletes the previous batch's applied events; then
-  ``engine.converge(names=..., prefetched=rows)`` (two pipelined backend round trips); events whose
+  ``engine.converge(names=..., prefetched=rows)`` (one pipelined backend round trip for adds and
+  updates, two when a name may be retired); events whose
   names converged are deleted with the next claim, only after the backend transaction committed;
   failures are recorded at once (scrubbed error text, capped exponential backoff, ``dead`` after
   ``max_attempts``). Repeat until nothing is due.
@@ -576,7 +577,8 @@ class Relay:
         """Claim and apply one batch; returns how many events were claimed (0 = nothing due).
 
         One LiteLLM round trip claims the batch, reads its names' deployments and deletes the events
-        the previous batch applied (their completion); the engine then needs two backend ones."""
+        the previous batch applied (their completion); the engine then needs one backend one (two
+        when a name may be retired)."""
         batch = await outbox.claim_batch(
             lconn,
             worker=self.worker_id,
@@ -724,7 +726,7 @@ class Relay:
             if o.action in {"created", "updated", "retired"}
         }
         if "retired" in changed.values():
-            self._retired_since_check = True  # a cascade may wait for its grace period now
+            self._note_retired(report)
         log.log(
             logging.INFO if changed or errors else logging.DEBUG,
             "%s: %d events, %d names in %.1f ms: %s%s",
@@ -743,6 +745,22 @@ class Relay:
         )
         return len(events)
 
+    def _note_retired(self, report: _Report) -> None:
+        """A cascade may wait for its grace period now. When the retires said when (none held by
+        the mass-retire guard), wait for that without reading the backend's queue again (a round
+        trip per delete): a retire without a pending cascade (cascade off, or done at once) adds
+        nothing to wait for. Otherwise re-read the queue at the next check. The queue's gauges are
+        then refreshed when the cascade is due, or at the next poll timeout."""
+        if not hasattr(report, "cascade_due_seconds") or getattr(report, "held", None):
+            self._retired_since_check = True
+            return
+        due = report.cascade_due_seconds
+        if due is None:
+            return
+        at = time.monotonic() + max(0.0, float(due))
+        if self._next_retire_due is None or at < self._next_retire_due:
+            self._next_retire_due = at
+
     async def _drain(
         self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]
     ) -> None:
@@ -754,7 +772,9 @@ class Relay:
         """LiteLLM's answers for models never seen, learnt while converging, shared with the fleet:
         at the session's start, at every housekeeping (at least every poll interval) and at stop,
         never after each drain: a burst of new models costs one share, none of it on a change's
-        path or between two changes (a no-op without anything new)."""
+        path or between two changes (a no-op without anything new). The disk memo is written then
+        too: rewriting the whole file after each new model cost a change's path O(memo size)."""
+        litellm_adapter.save_memo()
         await memo_share.push(lconn, self._memo_key())
 
     async def _fail(self, lconn: psycopg.AsyncConnection[Any], errors: Mapping[int, str]) -> None:

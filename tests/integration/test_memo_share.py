@@ -98,3 +98,27 @@ def test_a_memo_written_without_our_key_changes_no_decision_and_status_says_so(
     assert "evil" not in json.dumps(facts)
     rc, out, err = probe(["status"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-d")})
     assert "not signed" not in out, out
+
+
+def test_the_first_share_prunes_other_versions_old_answers_in_its_round_trip(
+    hooks_env: dict[str, str], litellm_dsn: str, master_key: str, tmp_path: Path
+) -> None:
+    """Answers of another LiteLLM version nobody used for 30 days go with a process's first share,
+    pipelined with its merge (it cost four more round trips after it, racing the next change);
+    recent ones of another version stay."""
+    rc, out, err = probe(["install"], hooks_env)
+    assert rc == 0, err
+    _seed(litellm_dsn, master_key, 1)
+    execute(
+        litellm_dsn,
+        "INSERT INTO litemaas_hooks.cost_map_memo (fingerprint, litellm_version, updated_at) "
+        "VALUES ('old-version', '0.0.1', now() - interval '40 days'), "
+        "('recent-version', '0.0.2', now() - interval '1 day')",
+    )
+    rc, out, err = probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod")})
+    assert rc == 0, (out, err)
+    rows = execute(litellm_dsn, "SELECT fingerprint FROM litemaas_hooks.cost_map_memo")
+    kept = {str(r[0]) for r in rows}
+    assert "old-version" not in kept
+    assert "recent-version" in kept
+    assert len(kept) == 2  # ours and the recent one

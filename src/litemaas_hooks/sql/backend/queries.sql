@@ -49,6 +49,51 @@ SELECT litemaas_hooks.try_lock_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END
 FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)')
      AS g (ok)
 
+-- name: try_lock_models_noting_busy
+-- try_lock_models, and the busy names kept for the rest of this transaction (a transaction-local
+-- setting), so the write pipelined behind it in the same round trip leaves them out
+-- (upsert_models_unless_busy, note_model_sources_unless_busy): the relay's one-round-trip write.
+SELECT b.busy, pg_catalog.set_config('litemaas_hooks.busy', coalesce(b.busy, '{}')::text, true)
+FROM (
+    SELECT litemaas_hooks.try_lock_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END, false) AS busy
+    FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)')
+         AS g (ok)
+) AS b
+
+-- name: upsert_models_unless_busy
+-- upsert_models, without the records of the names try_lock_models_noting_busy found busy.
+SELECT u.model_id, u.outcome
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.upsert_models_v1(jsonb)') AS g (ok),
+     LATERAL (
+         SELECT coalesce(pg_catalog.jsonb_agg(r.value ORDER BY r.ordinality), '[]'::jsonb) AS models
+         FROM pg_catalog.jsonb_array_elements(%(models)s::jsonb) WITH ORDINALITY AS r (value, ordinality)
+         WHERE (r.value ->> 'id') <> ALL (coalesce(
+             NULLIF(pg_catalog.current_setting('litemaas_hooks.busy', true), ''),
+             '{}')::text[])
+     ) AS f,
+     LATERAL litemaas_hooks.upsert_models_v1(CASE WHEN g.ok THEN f.models END) AS u
+
+-- name: note_model_sources_unless_busy
+-- note_model_sources and note_model_instances (when %(instance)s is not NULL) in one statement,
+-- without the names try_lock_models_noting_busy found busy.
+SELECT litemaas_hooks.note_model_sources_v1(CASE WHEN g.ok THEN f.ids END, f.from_db),
+       CASE WHEN %(instance)s::text IS NOT NULL THEN
+           litemaas_hooks.note_model_instances_v1(CASE WHEN h.ok THEN f.ids END, %(instance)s::text)
+       END
+FROM litemaas_hooks.check_function_v1('litemaas_hooks.note_model_sources_v1(text[], boolean[])')
+         AS g (ok),
+     litemaas_hooks.check_function_v1('litemaas_hooks.note_model_instances_v1(text[], text)')
+         AS h (ok),
+     LATERAL (
+         SELECT pg_catalog.array_agg(i.id ORDER BY i.id) AS ids,
+                pg_catalog.array_agg(i.from_db ORDER BY i.id) AS from_db
+         FROM ROWS FROM (pg_catalog.unnest(%(ids)s::text[]),
+                        pg_catalog.unnest(%(from_db)s::boolean[])) AS i (id, from_db)
+         WHERE i.id <> ALL (coalesce(
+             NULLIF(pg_catalog.current_setting('litemaas_hooks.busy', true), ''),
+             '{}')::text[])
+     ) AS f
+
 -- name: set_lock_timeout
 -- Our transaction waits at most this long for any lock (then 55P03: the names are retried later).
 SELECT set_config('lock_timeout', %(timeout)s, true)

@@ -2,10 +2,14 @@
 
 -- name: cost_map_memo_exists
 -- (a relay of an older install, or a role without the grants, keeps its answers on disk only)
+-- The second column: whether this role may prune old rows (cost_map_memo_prune, pipelined with the
+-- first merge: it must not fail there for want of a grant).
 SELECT to_regclass('litemaas_hooks.cost_map_memo') IS NOT NULL
    AND has_table_privilege('litemaas_hooks.cost_map_memo', 'SELECT')
    AND has_table_privilege('litemaas_hooks.cost_map_memo', 'INSERT')
-   AND has_table_privilege('litemaas_hooks.cost_map_memo', 'UPDATE');
+   AND has_table_privilege('litemaas_hooks.cost_map_memo', 'UPDATE'),
+       to_regclass('litemaas_hooks.cost_map_memo') IS NOT NULL
+   AND has_table_privilege('litemaas_hooks.cost_map_memo', 'DELETE');
 
 -- name: cost_map_memo_read
 SELECT facts, answers, entries FROM litemaas_hooks.cost_map_memo WHERE fingerprint = %(fingerprint)s;
