@@ -58,12 +58,14 @@ class Drift:
 
 @dataclass(frozen=True)
 class RunningReconcile:
-    """A full reconcile running now: the session holding the fleet-wide lock."""
+    """A full reconcile running now: the session holding the fleet-wide lock, or (transaction
+    pooling: no session lock) a lease row younger than the reconcile interval."""
 
-    pid: int
+    pid: int | None  # the lock holder's backend pid (None: a lease)
     application_name: str | None  # the relay's session name (e.g. ``NAME:litellm``)
     runner: str | None  # the worker that recorded the start (reconcile_state.last_runner)
     seconds: float | None  # since its start, when the state row says it started after the last end
+    lease: bool = False  # known from the lease row, not from a lock
 
 
 @dataclass
@@ -177,7 +179,10 @@ async def collect_status(
             report, settings, "backend", bconn, problem
         )
         if lconn is not None and litellm_ok:
-            await _outbox_part(report, lconn, dead_limit, problem)
+            # under transaction pooling the fleet's relays take a lease row, not the lock
+            interval = settings.reconcile_interval_seconds
+            lease = interval if report.pooling and interval > 0 else None
+            await _outbox_part(report, lconn, dead_limit, problem, lease_seconds=lease)
         if bconn is not None and backend_ok:
             await _retire_part(report, bconn, problem)
         drift_possible = report.trigger is not None and report.trigger.outbox_present
@@ -231,6 +236,8 @@ async def _outbox_part(
     lconn: psycopg.AsyncConnection[Any],
     dead_limit: int,
     problem: Callable[[str], None],
+    *,
+    lease_seconds: float | None = None,
 ) -> None:
     try:
         state = report.trigger = await outbox.trigger_state(lconn)
@@ -269,20 +276,31 @@ async def _outbox_part(
                 "then replay them: `litemaas-hooks replay`"
             )
             report.dead_events = await outbox.dead_events(lconn, limit=dead_limit)
-        report.last_reconcile, report.running_reconcile = await reconcile_status(lconn)
+        report.last_reconcile, report.running_reconcile = await reconcile_status(
+            lconn, lease_seconds=lease_seconds
+        )
     except psycopg.Error as exc:
         problem(f"reading the outbox failed: {describe(exc)}")
 
 
 async def reconcile_status(
-    lconn: psycopg.AsyncConnection[Any],
+    lconn: psycopg.AsyncConnection[Any], *, lease_seconds: float | None = None
 ) -> tuple[outbox.ReconcileState | None, RunningReconcile | None]:
     """The last full reconcile and the one running now (if any), in one round trip. Takes no
-    lock: a running reconcile is seen in pg_locks, never waited for."""
+    lock: a running reconcile is seen in pg_locks, never waited for.
+
+    :param lease_seconds: the relays take a lease row (transaction pooling) valid this long."""
     async with lconn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.query("litellm", "status_reconcile"))
         row = await cur.fetchone()
     assert row is not None
+    return reconcile_from_row(row, lease_seconds=lease_seconds)
+
+
+def reconcile_from_row(
+    row: dict[str, Any], *, lease_seconds: float | None = None
+) -> tuple[outbox.ReconcileState | None, RunningReconcile | None]:
+    """``status_reconcile``'s row as (last full reconcile, the one running now or None)."""
     last = None
     if row["has_state"]:
         age = row["age_seconds"]
@@ -293,17 +311,22 @@ async def reconcile_status(
             last_summary=row["last_summary"],
             age_seconds=None if age is None else max(0.0, age),  # clock stepped back: never < 0
         )
-    if row["running_pid"] is None:
-        return last, None
     started, finished = row["last_started_at"], row["last_finished_at"]
     this_run = started is not None and (finished is None or started > finished)
     since = row["started_seconds_ago"] if this_run else None
-    return last, RunningReconcile(
-        pid=row["running_pid"],
-        application_name=row["running_application"] or None,
-        runner=row["last_runner"] if this_run else None,
-        seconds=None if since is None else max(0.0, since),
-    )
+    seconds = None if since is None else max(0.0, since)
+    if row["running_pid"] is not None:
+        return last, RunningReconcile(
+            pid=row["running_pid"],
+            application_name=row["running_application"] or None,
+            runner=row["last_runner"] if this_run else None,
+            seconds=seconds,
+        )
+    if lease_seconds is not None and since is not None and 0 <= since < lease_seconds:
+        return last, RunningReconcile(
+            pid=None, application_name=None, runner=row["last_runner"], seconds=seconds, lease=True
+        )
+    return last, None
 
 
 async def _drift_part(
@@ -505,10 +528,14 @@ def running_text(run: RunningReconcile) -> str:
     """The line of a full reconcile running now: who holds the fleet-wide lock, since when."""
     since = f" for {_age(run.seconds)}" if run.seconds is not None else ""
     who = run.runner or run.application_name or "a session"
-    session = f"session {run.application_name}, " if run.application_name else ""
+    if run.lease or run.pid is None:
+        how = "its lease row: transaction pooling, no session lock"
+    else:
+        session = f"session {run.application_name}, " if run.application_name else ""
+        how = f"{session}pid {run.pid}, holding the fleet-wide lock"
     return (
-        f"RUNNING now{since}, by {who} ({session}pid {run.pid}, holding the fleet-wide lock): "
-        "changes still sync meanwhile; the drift below may shrink when it finishes"
+        f"RUNNING now{since}, by {who} ({how}): changes still sync meanwhile; the drift below "
+        "may shrink when it finishes"
     )
 
 
