@@ -1,11 +1,12 @@
 """``litemaas-hooks status``: is the automatic sync healthy?
 
-Checks, in order: both databases reachable; LiteLLM's table, the outbox and the trigger in place;
-outbox backlog and the age of the oldest pending event; dead events with their errors; the last
-periodic full reconcile; drift between LiteLLM and the backend (a dry run of the reconcile engine
-over every name: names missing from the backend, backend rows whose name is gone from LiteLLM, rows
-that differ, names that cannot be synced). Never raises for a database problem: it becomes a problem
-line.
+Checks, in order: both databases reachable and writable (not a hot standby, not a read-only
+session: the relay could neither claim nor write there); LiteLLM's table, the outbox and the
+trigger in place; outbox backlog and the age of the oldest pending event; dead events with their
+errors; the last periodic full reconcile and one running now (seen, never waited for); drift
+between LiteLLM and the backend (a dry run of the reconcile engine over every name: names missing
+from the backend, backend rows whose name is gone from LiteLLM, rows that differ, names that cannot
+be synced). Never raises for a database problem: it becomes a problem line.
 """
 
 from __future__ import annotations
