@@ -741,9 +741,14 @@ class HotStandby(LocalPostgres):
     def catch_up(self, timeout: float = 30.0) -> None:
         """Wait until this standby has replayed everything the primary wrote so far."""
         with self._primary.connect() as conn:
-            # the insert position: with synchronous_commit off a commit may not be written yet (the
-            # WAL writer flushes it within wal_writer_delay, then it is streamed)
-            row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+            # a marker record of our own, committed and flushed (synchronous_commit is off on these
+            # servers): once the standby replayed up to its end, it replayed everything before it.
+            # (The primary's insert position is no target: on a page boundary it lies past the end
+            # of the last record, and an idle primary writes the next one only ~15 s later.)
+            conn.execute("SET synchronous_commit = on")
+            row = conn.execute(
+                "SELECT pg_logical_emit_message(true, 'litemaas_hooks_sandbox', 'catch-up')::text"
+            ).fetchone()
         assert row is not None
         deadline = time.monotonic() + timeout
         with self.connect() as conn:
