@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # status --no-drift never loads the LiteLLM side
     from litemaas_hooks.litellm_source import ConfigModels, KeyFunc
 
 
-
 @dataclass
 class Drift:
     checked: bool = False
