@@ -147,3 +147,42 @@ async def test_status_during_a_full_reconcile_says_it_runs_and_is_not_unhealthy(
             assert "RUNNING" not in text
             assert "a full reconcile is running" not in text
             assert "full reconcile   : last finished " in text
+
+
+async def test_a_live_lease_under_transaction_pooling_is_a_running_reconcile(
+    dbs: tuple[str, str],
+    master_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Under transaction pooling the relays take the lease row (``try_reconcile_lease``), no
+    session lock: status shows a lease younger than the reconcile interval as a running full
+    reconcile, and only where its own LiteLLM URL is transaction-pooled (elsewhere the lock
+    decides, and an unfinished start is one that was interrupted)."""
+    ldsn, bdsn = dbs
+    env = {
+        "LITELLM_DATABASE_URL": ldsn,
+        "LITEMAAS_DATABASE_URL": bdsn,
+        "LITELLM_MASTER_KEY": master_key,
+        "LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS": "600",
+    }
+    async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc:
+        leased = await outbox.try_reconcile_lease(
+            lc, runner="w-lease", min_age_seconds=300.0, lease_seconds=600.0
+        )
+    assert leased
+
+    code, text = await _status(
+        monkeypatch, capsys, {**env, "LITEMAAS_HOOKS_POOL_MODE": "transaction"}, "--no-drift"
+    )
+    assert code == 0, text
+    assert text.splitlines()[0].endswith(", a full reconcile is running"), text
+    assert re.search(
+        r"full reconcile   : RUNNING now for [0-9.]+s, by w-lease \(its lease row: transaction "
+        r"pooling, no session lock\)",
+        text,
+    ), text
+
+    code, text = await _status(monkeypatch, capsys, env, "--no-drift")
+    assert code == 0, text
+    assert "RUNNING" not in text
