@@ -289,6 +289,8 @@ class DatabaseKind:
     has_backend_models: bool
     has_outbox: bool
     has_backend_functions: bool
+    in_recovery: bool = False  # a hot standby / read replica (pg_is_in_recovery())
+    read_only: bool = False  # transaction_read_only: a standby, or a read-only session
 
 
 async def database_kind(conn: psycopg.AsyncConnection[Any]) -> DatabaseKind:

@@ -1,11 +1,12 @@
 """``litemaas-hooks status``: is the automatic sync healthy?
 
-Checks, in order: both databases reachable; LiteLLM's table, the outbox and the trigger in place;
-outbox backlog and the age of the oldest pending event; dead events with their errors; the last
-periodic full reconcile; drift between LiteLLM and the backend (a dry run of the reconcile engine
-over every name: names missing from the backend, backend rows whose name is gone from LiteLLM, rows
-that differ, names that cannot be synced). Never raises for a database problem: it becomes a problem
-line.
+Checks, in order: both databases reachable and writable (not a hot standby, not a read-only
+session: the relay could neither claim nor write there); LiteLLM's table, the outbox and the
+trigger in place; outbox backlog and the age of the oldest pending event; dead events with their
+errors; the last periodic full reconcile and one running now (seen, never waited for); drift
+between LiteLLM and the backend (a dry run of the reconcile engine over every name: names missing
+from the backend, backend rows whose name is gone from LiteLLM, rows that differ, names that cannot
+be synced). Never raises for a database problem: it becomes a problem line.
 """
 
 from __future__ import annotations
@@ -16,16 +17,22 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.rows import dict_row
 
-from litemaas_hooks import memo_share, outbox
-from litemaas_hooks.connections import connect, database_kind, kind_problem, pool_mode
+from litemaas_hooks import memo_share, outbox, sql
+from litemaas_hooks.connections import (
+    DatabaseKind,
+    connect,
+    database_kind,
+    kind_problem,
+    pool_mode,
+)
 from litemaas_hooks.errors import describe, first_line
 from litemaas_hooks.redaction import redact_dsn, scrub
 from litemaas_hooks.settings import Settings, Which
 
 if TYPE_CHECKING:  # status --no-drift never loads the LiteLLM side
     from litemaas_hooks.litellm_source import ConfigModels, KeyFunc
-
 
 
 @dataclass
@@ -49,6 +56,18 @@ class Drift:
         )
 
 
+@dataclass(frozen=True)
+class RunningReconcile:
+    """A full reconcile running now: the session holding the fleet-wide lock, or (transaction
+    pooling: no session lock) a lease row younger than the reconcile interval."""
+
+    pid: int | None  # the lock holder's backend pid (None: a lease)
+    application_name: str | None  # the relay's session name (e.g. ``NAME:litellm``)
+    runner: str | None  # the worker that recorded the start (reconcile_state.last_runner)
+    seconds: float | None  # since its start, when the state row says it started after the last end
+    lease: bool = False  # known from the lease row, not from a lock
+
+
 @dataclass
 class StatusReport:
     litellm_db: str
@@ -57,12 +76,18 @@ class StatusReport:
     counts: outbox.OutboxCounts | None = None
     dead_events: list[outbox.DeadEvent] = field(default_factory=list)
     last_reconcile: outbox.ReconcileState | None = None
+    running_reconcile: RunningReconcile | None = None  # a full reconcile holds the fleet lock now
     drift: Drift = field(default_factory=Drift)
     max_backlog_age_seconds: float = 120.0
     problems: list[str] = field(default_factory=list)
     pooling: str | None = None  # LiteLLM side transaction-pooled: what it costs, and the fix
     # retired names whose cascade waits (grace period) or is held (the mass-retire guard)
     retire_queue: list[dict[str, Any]] = field(default_factory=list)
+    # per database: None (writable, or not checked), "standby" (a hot standby / read replica) or
+    # "session" (the session is read-only: default_transaction_read_only, a reader endpoint)
+    read_only: dict[str, str | None] = field(
+        default_factory=lambda: {"litellm": None, "backend": None}
+    )
 
     @property
     def healthy(self) -> bool:
@@ -76,6 +101,7 @@ class StatusReport:
             "litellm_db": self.litellm_db,
             "backend_db": self.backend_db,
             "pooling": self.pooling,
+            "read_only": dict(self.read_only),
             "trigger": None if self.trigger is None else asdict(self.trigger),
             "outbox": None if self.counts is None else asdict(self.counts),
             "max_backlog_age_seconds": self.max_backlog_age_seconds,
@@ -89,6 +115,9 @@ class StatusReport:
                 "runner": last.last_runner,
                 "summary": last.last_summary,
             },
+            "full_reconcile_running": None
+            if self.running_reconcile is None
+            else asdict(self.running_reconcile),
             "drift": {**asdict(self.drift), "in_sync": self.drift.in_sync},
             "retire_cascades_pending": [
                 {
@@ -143,10 +172,17 @@ async def collect_status(
             bconn = await connect(settings, "backend", application_name="litemaas-hooks-status")
         except Exception as exc:
             problem(str(exc))
-        litellm_ok = lconn is not None and await _kind_part(settings, "litellm", lconn, problem)
-        backend_ok = bconn is not None and await _kind_part(settings, "backend", bconn, problem)
+        litellm_ok = lconn is not None and await _kind_part(
+            report, settings, "litellm", lconn, problem
+        )
+        backend_ok = bconn is not None and await _kind_part(
+            report, settings, "backend", bconn, problem
+        )
         if lconn is not None and litellm_ok:
-            await _outbox_part(report, lconn, dead_limit, problem)
+            # under transaction pooling the fleet's relays take a lease row, not the lock
+            interval = settings.reconcile_interval_seconds
+            lease = interval if report.pooling and interval > 0 else None
+            await _outbox_part(report, lconn, dead_limit, problem, lease_seconds=lease)
         if bconn is not None and backend_ok:
             await _retire_part(report, bconn, problem)
         drift_possible = report.trigger is not None and report.trigger.outbox_present
@@ -170,18 +206,24 @@ async def collect_status(
 
 
 async def _kind_part(
+    report: StatusReport,
     settings: Settings,
     which: Which,
     conn: psycopg.AsyncConnection[Any],
     problem: Callable[[str], None],
 ) -> bool:
     """False (with a problem line) when the URL points at the wrong database or install is missing
-    there."""
+    there. A read-only server is a problem line of its own, in the same round trip; the checks
+    that only read go on there."""
     try:
         kind = await database_kind(conn)
     except psycopg.Error as exc:
         problem(f"reading {which} database: {first_line(exc)}")
         return False
+    report.read_only[which] = read_only_kind(kind)
+    read_only = read_only_problem(settings, which, kind)
+    if read_only:
+        problem(read_only)
     # the LiteLLM side's "not installed" is reported with the trigger state (_outbox_part)
     text = kind_problem(settings, which, kind, installed=which == "backend")
     if text:
@@ -194,6 +236,8 @@ async def _outbox_part(
     lconn: psycopg.AsyncConnection[Any],
     dead_limit: int,
     problem: Callable[[str], None],
+    *,
+    lease_seconds: float | None = None,
 ) -> None:
     try:
         state = report.trigger = await outbox.trigger_state(lconn)
@@ -232,9 +276,57 @@ async def _outbox_part(
                 "then replay them: `litemaas-hooks replay`"
             )
             report.dead_events = await outbox.dead_events(lconn, limit=dead_limit)
-        report.last_reconcile = await outbox.last_reconcile(lconn)
+        report.last_reconcile, report.running_reconcile = await reconcile_status(
+            lconn, lease_seconds=lease_seconds
+        )
     except psycopg.Error as exc:
         problem(f"reading the outbox failed: {describe(exc)}")
+
+
+async def reconcile_status(
+    lconn: psycopg.AsyncConnection[Any], *, lease_seconds: float | None = None
+) -> tuple[outbox.ReconcileState | None, RunningReconcile | None]:
+    """The last full reconcile and the one running now (if any), in one round trip. Takes no
+    lock: a running reconcile is seen in pg_locks, never waited for.
+
+    :param lease_seconds: the relays take a lease row (transaction pooling) valid this long."""
+    async with lconn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.query("litellm", "status_reconcile"))
+        row = await cur.fetchone()
+    assert row is not None
+    return reconcile_from_row(row, lease_seconds=lease_seconds)
+
+
+def reconcile_from_row(
+    row: dict[str, Any], *, lease_seconds: float | None = None
+) -> tuple[outbox.ReconcileState | None, RunningReconcile | None]:
+    """``status_reconcile``'s row as (last full reconcile, the one running now or None)."""
+    last = None
+    if row["has_state"]:
+        age = row["age_seconds"]
+        last = outbox.ReconcileState(
+            last_started_at=row["last_started_at"],
+            last_finished_at=row["last_finished_at"],
+            last_runner=row["last_runner"],
+            last_summary=row["last_summary"],
+            age_seconds=None if age is None else max(0.0, age),  # clock stepped back: never < 0
+        )
+    started, finished = row["last_started_at"], row["last_finished_at"]
+    this_run = started is not None and (finished is None or started > finished)
+    since = row["started_seconds_ago"] if this_run else None
+    seconds = None if since is None else max(0.0, since)
+    if row["running_pid"] is not None:
+        return last, RunningReconcile(
+            pid=row["running_pid"],
+            application_name=row["running_application"] or None,
+            runner=row["last_runner"] if this_run else None,
+            seconds=seconds,
+        )
+    if lease_seconds is not None and since is not None and 0 <= since < lease_seconds:
+        return last, RunningReconcile(
+            pid=None, application_name=None, runner=row["last_runner"], seconds=seconds, lease=True
+        )
+    return last, None
 
 
 async def _drift_part(
@@ -317,6 +409,48 @@ async def _retire_part(
         )
 
 
+def read_only_kind(kind: DatabaseKind) -> str | None:
+    """``"standby"`` (a hot standby / read replica), ``"session"`` (a read-only session on a
+    writable server) or None (writable)."""
+    if kind.in_recovery:
+        return "standby"
+    return "session" if kind.read_only else None
+
+
+def read_only_problem(settings: Settings, which: Which, kind: DatabaseKind) -> str | None:
+    """One line when the relay cannot write where ``which``'s URL points (None when it can)."""
+    how = read_only_kind(kind)
+    if how is None:
+        return None
+    var = settings.dsn_variable(which)
+    where = (
+        f'LiteLLM\'s database "{kind.database}"'
+        if which == "litellm"
+        else f'the backend database "{kind.database}"'
+    )
+    cannot = (
+        "the relay can neither claim nor complete outbox events there"
+        if which == "litellm"
+        else "the relay cannot write the backend's models there"
+    )
+    endpoint = (
+        "on AWS RDS/Aurora the cluster's writer endpoint, not the reader endpoint; "
+        "see docs/remote-databases.md"
+    )
+    if how == "standby":
+        return (
+            f"{var} points at a read-only server: {where} is a hot standby / read replica "
+            f"(pg_is_in_recovery() is true) and {cannot}: set {var} to the primary (read-write) "
+            f"server, {endpoint}"
+        )
+    return (
+        f"{var} opens read-only sessions: {where} has transaction_read_only on "
+        "(default_transaction_read_only set for the database or the role, or a reader endpoint) "
+        f"and {cannot}: set {var} to the read-write endpoint ({endpoint}), or turn the setting "
+        "off (ALTER DATABASE/ROLE ... RESET default_transaction_read_only)"
+    )
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -390,6 +524,21 @@ def _drift_lines(d: Drift) -> list[str]:
     return lines
 
 
+def running_text(run: RunningReconcile) -> str:
+    """The line of a full reconcile running now: who holds the fleet-wide lock, since when."""
+    since = f" for {_age(run.seconds)}" if run.seconds is not None else ""
+    who = run.runner or run.application_name or "a session"
+    if run.lease or run.pid is None:
+        how = "its lease row: transaction pooling, no session lock"
+    else:
+        session = f"session {run.application_name}, " if run.application_name else ""
+        how = f"{session}pid {run.pid}, holding the fleet-wide lock"
+    return (
+        f"RUNNING now{since}, by {who} ({how}): changes still sync meanwhile; the drift below "
+        "may shrink when it finishes"
+    )
+
+
 def verdict(report: StatusReport) -> str:
     """The first line: healthy or not, and why, in one sentence."""
     if not report.healthy:
@@ -407,6 +556,8 @@ def verdict(report: StatusReport) -> str:
         why.append("no dead events")
     d = report.drift
     why.append("backend in sync with LiteLLM" if d.checked else "drift not checked")
+    if report.running_reconcile is not None:
+        why.append("a full reconcile is running")
     return "litemaas-hooks status: HEALTHY: " + ", ".join(why)
 
 
@@ -428,8 +579,9 @@ def format_status(report: StatusReport) -> str:
     lines = [verdict(report)]
     lines.extend(f"  - {p}" for p in report.problems)
     lines.append("details:")
-    lines.append(f"  LiteLLM database : {report.litellm_db}")
-    lines.append(f"  backend database : {report.backend_db}")
+    marks = {"standby": " (READ-ONLY: a hot standby)", "session": " (READ-ONLY session)", None: ""}
+    lines.append(f"  LiteLLM database : {report.litellm_db}{marks[report.read_only['litellm']]}")
+    lines.append(f"  backend database : {report.backend_db}{marks[report.read_only['backend']]}")
     if report.pooling:
         lines.append(f"  pooling          : {report.pooling}")
     lines.append(f"  trigger          : {_trigger_text(report.trigger)}")
@@ -442,6 +594,8 @@ def format_status(report: StatusReport) -> str:
             f"  full reconcile   : last finished {when}"
             + (f" ({last.last_summary})" if last.last_summary else "")
         )
+    if report.running_reconcile is not None:
+        lines.append(f"  full reconcile   : {running_text(report.running_reconcile)}")
     lines.extend(_drift_lines(report.drift))
     if report.retire_queue:
         from litemaas_hooks.retire_ops import format_queue

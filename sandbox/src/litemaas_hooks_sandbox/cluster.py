@@ -45,6 +45,7 @@ from psycopg import sql
 from litemaas_hooks.errors import LiteMaaSHooksError
 
 __all__ = [
+    "HotStandby",
     "LocalPostgres",
     "PostgresNotFoundError",
     "PostgresStartError",
@@ -439,6 +440,18 @@ class LocalPostgres:
             )
         )
 
+    def allow_replication(self) -> None:
+        """Let replication connections in (``pg_basebackup``, a standby's WAL receiver) from
+        127.0.0.1, with the same password rule as every other connection; reloads the server.
+        Idempotent."""
+        hba = self.data_dir / "pg_hba.conf"
+        line = "host   replication  all  127.0.0.1/32   scram-sha-256\n"
+        if line not in hba.read_text():
+            with hba.open("a") as fh:  # appending keeps the file's owner (the server's OS user)
+                fh.write(line)
+        with self.connect() as conn:
+            conn.execute("SELECT pg_reload_conf()")
+
     def _admin_execute(self, query: sql.Composed) -> None:
         with self._lock:
             for attempt in (1, 2):
@@ -665,3 +678,89 @@ class LocalPostgres:
             if root is not None and not (failed and self._keep_on_failure):
                 shutil.rmtree(root, ignore_errors=True)
             self._port = None
+
+
+class HotStandby(LocalPostgres):
+    """A hot standby (read replica) of a running ``LocalPostgres``: ``pg_basebackup
+    --write-recovery-conf`` of the primary instead of ``initdb`` (so ``standby.signal`` and
+    ``primary_conninfo`` are written), then started on a port of its own. It streams the primary's
+    WAL and answers read-only queries: ``pg_is_in_recovery()`` is true, every write fails with
+    25006. The same superuser and password as the primary.
+
+    >>> with HotStandby(primary) as standby:               # doctest: +SKIP
+    ...     standby.catch_up()
+    ...     psycopg.connect(standby.dsn("app"))
+    """
+
+    def __init__(self, primary: LocalPostgres, **kwargs: Any) -> None:
+        kwargs.setdefault("bindir", primary.bindir)
+        super().__init__(**kwargs)
+        self._primary = primary
+        self._password = primary.password
+
+    def _initdb(self) -> None:
+        primary = self._primary
+        primary.allow_replication()
+        # the password comes from PGPASSWORD (_popen_kwargs), never in argv or an error message
+        conninfo = f"host={primary.host} port={primary.port} user={primary.user}"
+        argv = [
+            str(self.bindir / "pg_basebackup"),
+            "--pgdata",
+            str(self.data_dir),
+            "--dbname",
+            conninfo,
+            "--write-recovery-conf",
+            "--wal-method=stream",
+            "--checkpoint=fast",
+            "--no-sync",
+        ]
+        # the primary's reload (allow_replication) is signalled, not awaited: until its postmaster
+        # has re-read pg_hba.conf a replication login is refused; retried until the deadline
+        deadline = time.monotonic() + max(self._startup_timeout, 60.0)
+        while True:
+            try:
+                self._run_tool(argv, "pg_basebackup")
+                break
+            except PostgresStartError:
+                if time.monotonic() > deadline or "pg_hba.conf" not in _tail(self.log_path, 5):
+                    raise
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+                time.sleep(0.05)  # poll interval of this deadline loop
+        # the primary's postgresql.conf came along: this server's own socket directory wins
+        with (self.data_dir / "postgresql.conf").open("a") as fh:
+            fh.write(
+                "\n# --- litemaas_hooks_sandbox.cluster: hot standby ---\n"
+                f"unix_socket_directories = '{self.socket_dir}'\nhot_standby = on\n"
+            )
+
+    def _popen_kwargs(self) -> dict[str, Any]:
+        kwargs = super()._popen_kwargs()
+        kwargs["env"]["PGPASSWORD"] = self._primary.password  # pg_basebackup, the WAL receiver
+        return kwargs
+
+    def catch_up(self, timeout: float = 30.0) -> None:
+        """Wait until this standby has replayed everything the primary wrote so far."""
+        with self._primary.connect() as conn:
+            # a marker record of our own, committed and flushed (synchronous_commit is off on these
+            # servers): once the standby replayed up to its end, it replayed everything before it.
+            # (The primary's insert position is no target: on a page boundary it lies past the end
+            # of the last record, and an idle primary writes the next one only ~15 s later.)
+            conn.execute("SET synchronous_commit = on")
+            row = conn.execute(
+                "SELECT pg_logical_emit_message(true, 'litemaas_hooks_sandbox', 'catch-up')::text"
+            ).fetchone()
+        assert row is not None
+        deadline = time.monotonic() + timeout
+        with self.connect() as conn:
+            while True:
+                done = conn.execute(
+                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (row[0],)
+                ).fetchone()
+                if done and done[0]:
+                    return
+                if time.monotonic() > deadline:
+                    raise PostgresStartError(
+                        f"the standby did not replay the primary's WAL up to {row[0]} within "
+                        f"{timeout:g}s:\n{_tail(self.log_path)}"
+                    )
+                time.sleep(0.01)  # poll interval of this deadline loop

@@ -8,4 +8,8 @@ SELECT
     to_regclass('public."LiteLLM_ProxyModelTable"') IS NOT NULL AS has_litellm_table,
     to_regclass('public.models') IS NOT NULL AS has_backend_models,
     to_regclass('litemaas_hooks.model_events') IS NOT NULL AS has_outbox,
-    to_regprocedure('litemaas_hooks.upsert_models_v1(jsonb)') IS NOT NULL AS has_backend_functions
+    to_regprocedure('litemaas_hooks.upsert_models_v1(jsonb)') IS NOT NULL AS has_backend_functions,
+    -- a server that cannot take our writes (status says so): a hot standby / read replica, or a
+    -- read-only session (default_transaction_read_only, an RDS/Aurora reader endpoint)
+    pg_catalog.pg_is_in_recovery() AS in_recovery,
+    pg_catalog.current_setting('transaction_read_only')::boolean AS read_only
