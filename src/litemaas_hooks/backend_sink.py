@@ -14,18 +14,11 @@ from litemaas_hooks.mapping import ModelRecord
 from litemaas_hooks.planning import CurrentRow
 
 
-async def lock_models(conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None) -> None:
-    """Serialise writers of these names until the transaction ends (None = all names, exclusive)."""
-    await conn.execute(
-        sql.query("backend", "lock_models"), {"ids": None if ids is None else sorted(ids)}
-    )
-
-
 async def try_lock_models(
     conn: psycopg.AsyncConnection[Any], ids: Collection[str] | None, *, rows_only: bool = False
 ) -> list[str]:
-    """Like ``lock_models`` but never waits on a name: returns the names busy now (leave them for
-    later)."""
+    """The names' locks (``try_lock_models_v1``), never waiting on a name: returns the names busy
+    now (leave them for later)."""
     cur = await conn.execute(
         sql.query("backend", "try_lock_models"),
         {"ids": None if ids is None else sorted(ids), "rows_only": rows_only},

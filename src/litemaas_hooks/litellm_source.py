@@ -231,19 +231,6 @@ async def has_blocked_column(conn: psycopg.AsyncConnection[Any]) -> bool:
     return any(name == "blocked" for name, _, _ in columns)
 
 
-async def all_names(
-    conn: psycopg.AsyncConnection[Any], config_models: ConfigModels | None
-) -> set[str]:
-    """Every model name in LiteLLM: the table's (non-empty) names and the config-file models'."""
-    await has_blocked_column(conn)  # the column types first: no foreign cast/operator in the read
-    cur = await conn.execute(sql.query("litellm", "model_names"), {"blank": BLANK_CHARS})
-    names = {str(row[0]) for row in await cur.fetchall()}
-    if config_models is not None:
-        listed = (m.get("model_name") for m in config_models())
-        names |= {str(name) for name in listed if isinstance(name, str)}
-    return names
-
-
 async def nameless_deployments(
     conn: psycopg.AsyncConnection[Any], *, checked: bool = False
 ) -> list[str]:

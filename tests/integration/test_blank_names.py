@@ -32,7 +32,7 @@ async def test_sql_and_python_judge_every_name_alike(
             await lc.execute(
                 f"UPDATE {TABLE} SET model_name = %s WHERE model_id = %s", (name, model_id)
             )
-        sql_names = await litellm_source.all_names(lc, None)
+        sql_names = set(await litellm_source.deployment_ids(lc))
         nameless = set(await litellm_source.nameless_deployments(lc))
     assert sql_names == {n for n in names if not is_blank_name(n)}
     assert nameless == {i for i, n in ids.items() if is_blank_name(n)}

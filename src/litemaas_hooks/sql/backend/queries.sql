@@ -3,10 +3,6 @@
 -- first argument depends on the check (g.ok), so the check runs before it and refuses a function
 -- that was altered after install.
 
--- name: lock_models
-SELECT litemaas_hooks.lock_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END)
-FROM litemaas_hooks.check_function_v1('litemaas_hooks.lock_models_v1(text[])') AS g (ok)
-
 -- name: models_snapshot
 -- Of metadata (the proxy's whole /model/info entry, ~9 KB a row) planning needs only which views it
 -- holds and model_info.blocked (planning.CurrentRow): those travel, not the rest.

@@ -42,12 +42,6 @@ FROM public."LiteLLM_ProxyModelTable" AS t
 JOIN (SELECT DISTINCT x FROM pg_catalog.unnest(%(names)s::text[]) AS x) AS wanted (name) ON t.model_name = wanted.name
 ORDER BY t.model_name, t.model_id
 
--- name: model_names
-SELECT DISTINCT t.model_name
-FROM public."LiteLLM_ProxyModelTable" AS t
--- blank: the characters of mapping.BLANK_CHARS (%(blank)s), the rule Python applies too
-WHERE t.model_name IS NOT NULL AND pg_catalog.btrim(t.model_name, %(blank)s) <> ''
-
 -- name: nameless_deployments
 SELECT t.model_id
 FROM public."LiteLLM_ProxyModelTable" AS t
