@@ -8,67 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
 
-from litemaas_hooks import cli, sql
-from litemaas_hooks.connections import connect
+from litemaas_hooks import sql
 from litemaas_hooks.reconcile import Reconciler, Report
-from litemaas_hooks.settings import load_settings
 from tests.helpers import execute, insert_rows, litellm_row
+from tests.integration.engine import API_KEY, SEED, connected, run, seed
 
-SEED: list[tuple[str, str, dict[str, Any]]] = [
-    ("granite-8b-code-instruct-128k", "openai/granite-8b-code-instruct-128k", {"max_tokens": 131072}),
-    ("mistral-7b-instruct", "openai/mistral-7b-instruct", {"description": "Mistral"}),
-    ("llama-3-8b-instruct", "openai/llama-3-8b-instruct", {"supports_function_calling": True}),
-]
-API_KEY = "sk-provider-" + "9" * 40
 USER = "11111111-1111-1111-1111-111111111111"
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, hooks_env: dict[str, str]) -> dict[str, str]:
-    for k, v in hooks_env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("LITELLM_SALT_KEY", raising=False)
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    return hooks_env
-
-
-def seed(env: dict[str, str], models: list[tuple[str, str, dict[str, Any]]] = SEED, **kw: Any) -> list[str]:
-    rows = [
-        litellm_row(
-            name,
-            {"model": model, "api_base": "http://vllm.example:8000/v1", "api_key": API_KEY},
-            info,
-            key=env["LITELLM_MASTER_KEY"],
-            **kw,
-        )
-        for name, model, info in models
-    ]
-    insert_rows(env["LITELLM_DATABASE_URL"], rows)
-    return [r["model_id"] for r in rows]
-
-
-def run(*argv: str) -> int:
-    return cli.main(list(argv))
-
-
-T = TypeVar("T")
-
-
-async def connected(body: Callable[[Reconciler, Any, Any], Awaitable[T]]) -> T:
-    """``body(engine, litellm_conn, backend_conn)`` on fresh connections from the environment."""
-    settings = load_settings()
-    lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
-    try:
-        return await body(Reconciler(settings), lite, back)
-    finally:
-        await lite.close()
-        await back.close()
 
 
 def converge(names: set[str] | None = None, **kw: Any) -> Report:
