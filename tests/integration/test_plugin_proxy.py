@@ -9,10 +9,8 @@ the plugin reads the URL the CLI rewrote for Prisma. The test writes LiteLLM's t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +18,12 @@ import httpx
 import psycopg
 import pytest
 
-from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks_sandbox import seed
-from litemaas_hooks_sandbox.proxy import SandboxProxy, sandbox_proxy
+from litemaas_hooks_sandbox.proxy import SandboxProxy
 from tests.helpers import litellm_row, wait_until
+from tests.integration.plugin_proxy import backend_availability, install_schemas, litellm_proxy
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow]
-
-MODELS: list[dict[str, Any]] = [
-    {
-        "model_name": "mock-gpt",
-        "litellm_params": {
-            "model": "openai/mock-gpt",
-            "api_key": "not-a-real-key",
-            "mock_response": "hello from the mock",
-        },
-        "model_info": {"description": "config-file model"},
-    }
-]
 
 # no "blocked": LiteLLM 1.81's table has no such column (it came later)
 INSERT_ROW = """
@@ -46,52 +32,11 @@ INSERT INTO public."LiteLLM_ProxyModelTable"
 VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s)
 """
 
-START_DEADLINE_SECONDS = 240.0
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def _site_packages_callbacks_supported() -> bool:
-    """litellm >= 1.108 falls back to site-packages; 1.81 loads callbacks only from the config dir."""
-    import inspect
-
-    from litellm.proxy.types_utils.utils import get_instance_fn
-
-    return "Could not find module file" not in inspect.getsource(get_instance_fn)
-
-
-@contextlib.contextmanager
-def litellm_proxy(
-    tmp_path: Path,
-    litellm_dsn: str,
-    *,
-    backend_dsn: str | None,
-    master_key: str,
-    env: dict[str, str] | None = None,
-    shim: bool = True,
-    config_dir: Path | None = None,
-) -> Iterator[SandboxProxy]:
-    """The sandbox proxy serving ``MODELS`` with the plugin mounted (``shim=False``: no shim beside
-    config.yaml; ``config_dir``: mount that directory instead)."""
-    if not shim and not _site_packages_callbacks_supported():
-        pytest.skip("this LiteLLM loads callbacks only from <config dir>/litemaas_hooks.py (the shim)")
-    with sandbox_proxy(
-        litellm_dsn,
-        backend_dsn=backend_dsn,
-        master_key=master_key,
-        models=MODELS,
-        shim=shim,
-        config_dir=config_dir,
-        env=env,
-        workdir=tmp_path / "proxy",
-        start_timeout=START_DEADLINE_SECONDS,
-    ) as proxy:
-        yield proxy
 
 
 def chat(proxy: SandboxProxy, master_key: str) -> str:
@@ -104,20 +49,6 @@ def chat(proxy: SandboxProxy, master_key: str) -> str:
     assert response.status_code == 200, response.text
     content: str = response.json()["choices"][0]["message"]["content"]
     return content
-
-
-def _install(litellm_dsn: str, backend_dsn: str) -> None:
-    async def run() -> None:
-        for dsn, side in ((litellm_dsn, "litellm"), (backend_dsn, "backend")):
-            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                await apply_migrations(conn, side)  # type: ignore[arg-type]
-
-    asyncio.run(run())
-
-
-def _backend(backend_dsn: str) -> dict[str, str]:
-    with psycopg.connect(backend_dsn, autocommit=True) as conn:
-        return {str(i): str(a) for i, a in conn.execute("SELECT id, availability FROM models").fetchall()}
 
 
 def _activity(dsn: str) -> list[Any]:
@@ -140,7 +71,7 @@ def _relay_connected(litellm_dsn: str) -> bool:
 def test_proxy_runs_the_relay_and_still_serves(
     tmp_path: Path, litellm_dsn: str, backend_dsn: str, master_key: str, pg_cluster: Any, mount: str
 ) -> None:
-    _install(litellm_dsn, backend_dsn)
+    install_schemas(litellm_dsn, backend_dsn)
     env = {"LITEMAAS_HOOKS_LOG_LEVEL": "DEBUG"}
     with litellm_proxy(
         tmp_path, litellm_dsn, backend_dsn=backend_dsn, master_key=master_key, env=env, shim=mount == "shim"
@@ -155,7 +86,7 @@ def test_proxy_runs_the_relay_and_still_serves(
         wait_until(lambda: _relay_connected(litellm_dsn), deadline_seconds=60, what="relay connected", proxy=proxy)
         # the first full reconcile syncs the config-file model, read from the proxy's router
         wait_until(
-            lambda: _backend(backend_dsn).get("mock-gpt") == "available",
+            lambda: backend_availability(backend_dsn).get("mock-gpt") == "available",
             deadline_seconds=30,
             what="config-file model synced",
             proxy=proxy,
@@ -172,7 +103,7 @@ def test_proxy_runs_the_relay_and_still_serves(
         with psycopg.connect(litellm_dsn, autocommit=True) as conn:
             conn.execute(INSERT_ROW, row)  # committed: the trigger's NOTIFY is delivered now
         took = wait_until(
-            lambda: _backend(backend_dsn).get("db-model") == "available",
+            lambda: backend_availability(backend_dsn).get("db-model") == "available",
             deadline_seconds=10,
             what="inserted row reaches the backend",
             proxy=proxy,
@@ -182,13 +113,13 @@ def test_proxy_runs_the_relay_and_still_serves(
         with psycopg.connect(litellm_dsn, autocommit=True) as conn:
             conn.execute('DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (row["model_id"],))
         wait_until(
-            lambda: _backend(backend_dsn).get("db-model") == "unavailable",
+            lambda: backend_availability(backend_dsn).get("db-model") == "unavailable",
             deadline_seconds=10,
             what="deleted row is retired in the backend",
             proxy=proxy,
         )
         # the config-file model is never retired for being absent from the table
-        assert _backend(backend_dsn)["mock-gpt"] == "available"
+        assert backend_availability(backend_dsn)["mock-gpt"] == "available"
 
         assert chat(proxy, master_key) == "hello from the mock"
 
@@ -263,7 +194,7 @@ def test_plugin_without_a_loop_starts_later_from_inside_one(
 ) -> None:
     from litemaas_hooks.plugin import LiteMaaSHooks
 
-    _install(litellm_dsn, backend_dsn)
+    install_schemas(litellm_dsn, backend_dsn)
     env = {"LITEMAAS_DATABASE_URL": backend_dsn, "LITELLM_DATABASE_URL": litellm_dsn, "LITELLM_MASTER_KEY": master_key}
     # in_proxy=False: other tests of this session import LiteLLM's proxy_server module in-process
     plugin = LiteMaaSHooks(environ=env, in_proxy=False)  # no running loop here: nothing starts or fails
