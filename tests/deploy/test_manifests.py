@@ -1,11 +1,14 @@
-"""deploy/ validated offline, per install flavour (upstream Kustomize, upstream Helm via the post-renderer,
-RHDP via the Ansible role) and mode (plugin, standalone):
+"""deploy/ validated offline, per install flavour (upstream Kustomize, upstream Helm via the
+post-renderer, RHDP via the Ansible role) and mode (plugin, standalone):
 
-- rendered for real (``kubectl kustomize``, ``deploy/helm/post-render.sh``, ``ansible-playbook`` with the
-  role's ``render`` state) on top of LiteMaaS's own manifests, read from the upstream sources;
+- rendered for real (``kubectl kustomize``, ``deploy/helm/post-render.sh``, ``ansible-playbook``
+  with the role's ``render`` state) on top of LiteMaaS's own manifests, read from the upstream
+  sources;
 - every secret, key and Deployment name we reference exists in that flavour's upstream manifests;
-- Kubernetes schemas (``kubernetes-validate --strict``), OpenShift's restricted SCC rules, hooks, TTL, probes;
-- plugin mode really wires config.yaml + the shim (== ``SHIM_SOURCE``), the mount and ``CONFIG_FILE_PATH``;
+- Kubernetes schemas (``kubernetes-validate --strict``), OpenShift's restricted SCC rules, hooks,
+  TTL, probes;
+- plugin mode really wires config.yaml + the shim (== ``SHIM_SOURCE``), the mount and
+  ``CONFIG_FILE_PATH``;
 - ``ansible-playbook --syntax-check`` and ``ansible-lint`` on the RHDP role.
 """
 
@@ -54,7 +57,8 @@ CALLBACK = "litemaas_hooks.proxy_handler_instance"
 
 
 def test_upstream_names_are_the_ones_the_issue_names() -> None:
-    """Guards the parsing: the names read from the upstream sources are the ones LiteMaaS documents."""
+    """Guards the parsing: the names read from the upstream sources are the ones LiteMaaS
+    documents."""
     helm = helm_install()
     assert helm.litellm_name == "litemaas-litellm"
     assert {"database-url", "litellm-database-url"} <= helm.secrets["litemaas-backend"]
@@ -69,10 +73,15 @@ def test_upstream_names_are_the_ones_the_issue_names() -> None:
     assert "LITELLM_MASTER_KEY" in rhdp.secrets["litellm-secret"]
     assert not any("LITELLM_SALT_KEY" in keys for keys in rhdp.secrets.values())
     for install in (helm, kust, rhdp):
-        assert install.litellm_image == "quay.io/rh-aiservices-bu/litellm-non-root:main-v1.81.0-stable-custom"
+        assert (
+            install.litellm_image
+            == "quay.io/rh-aiservices-bu/litellm-non-root:main-v1.81.0-stable-custom"
+        )
 
 
-def test_every_secret_key_and_deployment_we_reference_exists_upstream(rendered: tuple[str, str, Docs]) -> None:
+def test_every_secret_key_and_deployment_we_reference_exists_upstream(
+    rendered: tuple[str, str, Docs],
+) -> None:
     flavour, mode, docs = rendered
     install = install_of(flavour)
     refs = list(secret_refs(ours(docs) + find(docs, "Deployment", install.litellm_name)))
@@ -81,8 +90,12 @@ def test_every_secret_key_and_deployment_we_reference_exists_upstream(rendered: 
         if name == RELAY_SECRET:  # ours: the operator (Helm, Kustomize) or the role (RHDP) makes it
             assert key == "password", where
             continue
-        assert name in install.secrets, f"{flavour}/{mode}: {where} refers to secret {name!r}, not in {flavour}"
-        assert key in install.secrets[name], f"{flavour}/{mode}: {where}: secret {name} has no key {key!r}"
+        assert name in install.secrets, (
+            f"{flavour}/{mode}: {where} refers to secret {name!r}, not in {flavour}"
+        )
+        assert key in install.secrets[name], (
+            f"{flavour}/{mode}: {where}: secret {name} has no key {key!r}"
+        )
     wanted = {where.split(":")[1] for where, _, _ in refs if where.startswith("Job/")}
     assert {"LITEMAAS_DATABASE_URL", "LITELLM_DATABASE_URL", "LITELLM_MASTER_KEY"} <= wanted
     # LiteLLM's Deployment is still the upstream one (same name), not a second one
@@ -101,7 +114,9 @@ def test_plugin_mode_wires_config_shim_mount_and_image(rendered: tuple[str, str,
         assert "CONFIG_FILE_PATH" not in env
         assert "LITEMAAS_DATABASE_URL" not in env
         return
-    assert container["image"] != install.litellm_image, "LiteLLM must run the image with litemaas-hooks"
+    assert container["image"] != install.litellm_image, (
+        "LiteLLM must run the image with litemaas-hooks"
+    )
     # the relay role's URL (test_least_privilege.py checks it is never an owner's)
     assert "$(LITEMAAS_HOOKS_RELAY_PASSWORD)@" in env["LITEMAAS_DATABASE_URL"]["value"]
     config_path = Path(env["CONFIG_FILE_PATH"]["value"])
@@ -135,7 +150,9 @@ def test_jobs_and_relay_run_under_openshift_restricted_scc(rendered: tuple[str, 
             assert "runAsUser" not in sc, what
             mounts |= {m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in empty_dirs}
             home = env_of(c)["HOME"]["value"]
-            assert any(home == m or home.startswith(m.rstrip("/") + "/") for m in mounts), f"{what}: HOME not writable"
+            assert any(home == m or home.startswith(m.rstrip("/") + "/") for m in mounts), (
+                f"{what}: HOME not writable"
+            )
             assert c["resources"]["limits"]["memory"], what
 
 
@@ -146,7 +163,8 @@ def test_job_is_a_rerunnable_hook_that_waits_for_litellm(rendered: tuple[str, st
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     annotations = job["metadata"].get("annotations") or {}
     if flavour != "rhdp":  # Ansible re-creates and waits for the Job itself
-        assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"  # migrations before new code
+        # migrations before new code
+        assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"
         assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
         assert annotations["argocd.argoproj.io/hook"] == "PostSync"
         assert annotations["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
@@ -162,9 +180,12 @@ def test_job_is_a_rerunnable_hook_that_waits_for_litellm(rendered: tuple[str, st
             assert args.wait_for_litellm >= 300
 
 
-def test_relay_has_probes_metrics_service_and_servicemonitor(rendered: tuple[str, str, Docs]) -> None:
+def test_relay_has_probes_metrics_service_and_servicemonitor(
+    rendered: tuple[str, str, Docs],
+) -> None:
     _flavour, mode, docs = rendered
-    if mode != "standalone":  # the series are in LiteLLM's /metrics (deploy/monitoring/podmonitor-litellm.yaml)
+    # the series are in LiteLLM's /metrics (deploy/monitoring/podmonitor-litellm.yaml)
+    if mode != "standalone":
         assert not find(docs, "Deployment", "litemaas-hooks-relay")
         return
     (relay,) = find(docs, "Deployment", "litemaas-hooks-relay")
@@ -179,7 +200,9 @@ def test_relay_has_probes_metrics_service_and_servicemonitor(rendered: tuple[str
     labels = relay["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     monitor = yaml.safe_load((DEPLOY / "monitoring" / "servicemonitor-relay.yaml").read_text())
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
 
@@ -199,7 +222,8 @@ def test_rendered_manifests_pass_kubernetes_schemas(rendered: tuple[str, str, Do
 
 
 def test_the_job_is_the_same_in_every_flavour() -> None:
-    """The three copies of the install Job differ only in secret names/keys, image and hook annotations."""
+    """The three copies of the install Job differ only in secret names/keys, image and hook
+    annotations."""
 
     def normalised(flavour: str) -> dict[str, Any]:
         (job,) = find(render(flavour, "plugin"), "Job", "litemaas-hooks-install")
@@ -210,7 +234,9 @@ def test_the_job_is_the_same_in_every_flavour() -> None:
             for e in c["env"]:
                 if "valueFrom" in e:
                     e["valueFrom"] = "SECRET"
-        spec["containers"][0]["command"][2] = spec["containers"][0]["command"][2].replace("900", "N")
+        spec["containers"][0]["command"][2] = spec["containers"][0]["command"][2].replace(
+            "900", "N"
+        )
         job["spec"]["activeDeadlineSeconds"] = "N"
         return job
 
@@ -249,10 +275,16 @@ def test_rhdp_role_switches_the_manual_sync_off() -> None:
         "ocp4_workload_litemaas_models_sync_from_litellm": False,
         "ocp4_workload_litemaas_models_cleanup_orphaned": False,
     }
-    assert not (DEPLOY / "rhdp" / "vars").exists(), "models are added with the role's model list now"
+    assert not (DEPLOY / "rhdp" / "vars").exists(), (
+        "models are added with the role's model list now"
+    )
     upstream = yaml.safe_load(
         (
-            unpacked("rhpds.litemaas-f4545df") / "roles" / "ocp4_workload_litemaas_models" / "defaults" / "main.yml"
+            unpacked("rhpds.litemaas-f4545df")
+            / "roles"
+            / "ocp4_workload_litemaas_models"
+            / "defaults"
+            / "main.yml"
         ).read_text()
     )
     assert set(vars_file) <= set(upstream), "the manual sync's variables were renamed upstream"
