@@ -1,5 +1,5 @@
-"""Shared pytest fixtures: one throwaway PostgreSQL server per test session, cheap per-test
-databases.
+"""Shared pytest fixtures: one throwaway PostgreSQL
+server per test session, cheap per-test databases.
 
 Fixture names are a contract (other test modules use them):
 
@@ -8,14 +8,14 @@ Fixture names are a contract (other test modules use them):
   migrations, run with tsx); ``tpl_shared`` (both schemas, the RHDP "shared database" topology) is
   built on first use. Templates refuse connections (clone them, never connect to them).
 - ``litellm_dsn`` / ``backend_dsn`` / ``shared_dsn`` (function): a fresh database cloned from the
-  matching template (``CREATE DATABASE x TEMPLATE tpl_...``), dropped ``WITH (FORCE)`` after the
-  test.
+  matching template (``CREATE DATABASE x TEMPLATE
+  tpl_...``), dropped ``WITH (FORCE)`` after the test.
 - ``master_key`` (session): ``sk-`` + 64 hex chars.
 - ``hooks_env`` (function): ``{LITEMAAS_DATABASE_URL, LITELLM_DATABASE_URL, LITELLM_MASTER_KEY}``
   for running the CLI as a subprocess (merge it into ``os.environ``).
 
-``LITELLM_LOCAL_MODEL_COST_MAP=True`` is set for the whole session (no network fetch of the cost
-map).
+``LITELLM_LOCAL_MODEL_COST_MAP=True`` is set for the
+whole session (no network fetch of the cost map).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 ``litellm_world`` (module): a LiteLLM database (``install``-ed: our trigger and outbox, as in
 production) served by a real LiteLLM proxy process (sandbox launcher, our plugin NOT mounted: the
 only writers of backend rows are the passes a test runs), with ``MODELS`` created through LiteLLM's
-HTTP API. ``backend_db`` (function): a fresh backend database made by the backend's own migrations,
-``install``-ed.
+HTTP API. ``backend_db`` (function): a fresh backend database
+made by the backend's own migrations, ``install``-ed.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ VLLM = "http://vllm.models.svc.cluster.local:8000/v1"
 
 
 def _seed_model(name: str, model: str, category: str, **info: Any) -> dict[str, Any]:
-    # the RHDP seed guide's parameters (display_name, description, provider, category,
-    # context_length, ...)
+    # the RHDP seed guide's parameters (display_name,
+    # description, provider, category, context_length, ...)
     return {
         "model_name": name,
         "litellm_params": {
@@ -234,8 +234,8 @@ def litellm_world(pg_cluster: LocalPostgres, master_key: str) -> Iterator[LiteLL
 def backend_db(
     pg_cluster: LocalPostgres, backend_tree: litemaas_backend.BackendTree
 ) -> Iterator[str]:
-    """A fresh backend DB (the backend's own migrations, from the session template),
-    ``install``-ed."""
+    """A fresh backend DB (the backend's own migrations,
+    from the session template), ``install``-ed."""
     name = f"coexist_backend_{secrets.token_hex(3)}"
     pg_cluster.create_database(name, template="tpl_litemaas")
     try:

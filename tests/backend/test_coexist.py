@@ -1,10 +1,10 @@
-"""Our ``backfill`` and the real backend's ``ModelSyncService.syncModels`` on one backend DB never
-fight.
+"""Our ``backfill`` and the real backend's
+``ModelSyncService.syncModels`` on one backend DB never fight.
 
 On one LiteLLM state (``MODELS`` created through a real LiteLLM proxy's HTTP API, ``/model/info``
 served by it), a fresh backend DB made by the backend's own migrations, holding one row an admin has
-hidden, gets passes of both syncs, alternating, three of each, in both orders. After the first two
-passes:
+hidden, gets passes of both syncs, alternating, three
+of each, in both orders. After the first two passes:
 
 * our passes write 0 rows (``Report.rows_written``) and change no value;
 * its passes change no value (every column of every row compared before/after, ``updated_at`` aside:

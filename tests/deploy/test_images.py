@@ -1,10 +1,10 @@
 """images/: base images cannot be pulled here (no container engine), so the Containerfiles are
 linted (hadolint) and checked structurally, and their install steps run for real:
 
-- ``install-into-litellm.sh`` (the exact step of Containerfile.plugin) in a fresh venv holding
-  litellm
-  1.81.0: litemaas-hooks is added, litellm's version (and every other installed package) is
-  unchanged;
+- ``install-into-litellm.sh`` (the exact step of
+  Containerfile.plugin) in a fresh venv holding litellm
+  1.81.0: litemaas-hooks is added, litellm's version
+  (and every other installed package) is unchanged;
 - the relay image's environment (litellm 1.81.0 without proxy extras + our package) installs and
   backfills against real PostgreSQL.
 
@@ -167,8 +167,8 @@ class Installed:
 @pytest.fixture(scope="module")
 def installed() -> Installed:
     """LiteMaaS's image stand-in -- LiteLLM 1.81.0 with its dependencies, and ours so that pip can
-    run offline (the constraint file pins each of them too) -- then Containerfile.plugin's install
-    step, as it is."""
+    run offline (the constraint file pins each of them too) --
+    then Containerfile.plugin's install step, as it is."""
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     python = _venv("litellm-1.81", "litellm==1.81.0", *deps)
     before = _versions(python)

@@ -2,13 +2,13 @@
 post-renderer, RHDP via the Ansible role) and mode (plugin, standalone):
 
 - rendered for real (``kubectl kustomize``, ``deploy/helm/post-render.sh``, ``ansible-playbook``
-  with the role's ``render`` state) on top of LiteMaaS's own manifests, read from the upstream
-  sources;
+  with the role's ``render`` state) on top of LiteMaaS's
+  own manifests, read from the upstream sources;
 - every secret, key and Deployment name we reference exists in that flavour's upstream manifests;
-- Kubernetes schemas (``kubernetes-validate --strict``), OpenShift's restricted SCC rules, hooks,
-  TTL, probes;
-- plugin mode really wires config.yaml + the shim (== ``SHIM_SOURCE``), the mount and
-  ``CONFIG_FILE_PATH``;
+- Kubernetes schemas (``kubernetes-validate --strict``),
+  OpenShift's restricted SCC rules, hooks, TTL, probes;
+- plugin mode really wires config.yaml + the shim (==
+  ``SHIM_SOURCE``), the mount and ``CONFIG_FILE_PATH``;
 - ``ansible-playbook --syntax-check`` and ``ansible-lint`` on the RHDP role.
 """
 
@@ -57,8 +57,8 @@ CALLBACK = "litemaas_hooks.proxy_handler_instance"
 
 
 def test_upstream_names_are_the_ones_the_issue_names() -> None:
-    """Guards the parsing: the names read from the upstream sources are the ones LiteMaaS
-    documents."""
+    """Guards the parsing: the names read from the upstream
+    sources are the ones LiteMaaS documents."""
     helm = helm_install()
     assert helm.litellm_name == "litemaas-litellm"
     assert {"database-url", "litellm-database-url"} <= helm.secrets["litemaas-backend"]
@@ -222,8 +222,8 @@ def test_rendered_manifests_pass_kubernetes_schemas(rendered: tuple[str, str, Do
 
 
 def test_the_job_is_the_same_in_every_flavour() -> None:
-    """The three copies of the install Job differ only in secret names/keys, image and hook
-    annotations."""
+    """The three copies of the install Job differ only in
+    secret names/keys, image and hook annotations."""
 
     def normalised(flavour: str) -> dict[str, Any]:
         (job,) = find(render(flavour, "plugin"), "Job", "litemaas-hooks-install")

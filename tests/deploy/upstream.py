@@ -1,6 +1,6 @@
 """The names LiteMaaS's real deployments use, read from the upstream sources (``shared/upstream``
-tarballs, unpacked into the gitignored ``.cache/upstream``), and the offline tools of
-``scripts/install-deploy-tools.sh``.
+tarballs, unpacked into the gitignored ``.cache/upstream``),
+and the offline tools of ``scripts/install-deploy-tools.sh``.
 
 - upstream Kustomize (``deployment/kustomize``): plain YAML (secret ``*.yaml.template`` files hold
   ``${VAR}`` placeholders inside strings only);
@@ -50,8 +50,8 @@ def upstream_dir() -> Path:
 
 @cache
 def unpacked(name: str) -> Path:
-    """``<cache>/upstream/<name>``: the tarball's tree, unpacked once (deployment and role files
-    only)."""
+    """``<cache>/upstream/<name>``: the tarball's tree,
+    unpacked once (deployment and role files only)."""
     target = CACHE / "upstream"
     marker = target / f".{name}.unpacked"
     if not marker.is_file():
@@ -108,8 +108,8 @@ def kustomize_install() -> Install:
 
 
 def helm_fullname(release: str, chart_dir: Path) -> str:
-    """``litemaas.fullname`` of _helpers.tpl (no overrides): the release name when it contains the
-    chart's."""
+    """``litemaas.fullname`` of _helpers.tpl (no overrides):
+    the release name when it contains the chart's."""
     helpers = (chart_dir / "templates" / "_helpers.tpl").read_text()
     assert "{{- if contains $name .Release.Name }}" in helpers, "the chart's fullname rule changed"
     chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text())["name"]
@@ -152,8 +152,8 @@ def helm_install(release: str = "litemaas") -> Install:
     values = yaml.safe_load((chart / "values.yaml").read_text())
     image = f"{values['litellm']['image']['repository']}:{values['litellm']['image']['tag']}"
     out.litellm_image = image
-    # the chart's env refers to its own secret: database-url and master-key (checked against the
-    # template)
+    # the chart's env refers to its own secret: database-url
+    # and master-key (checked against the template)
     for key in ("database-url", "master-key"):
         assert f"key: {key}" in deployment
     labels = {"app.kubernetes.io/component": "ai-proxy", "app.kubernetes.io/instance": release}
@@ -194,8 +194,8 @@ def helm_install(release: str = "litemaas") -> Install:
 
 
 def jinja_yaml(text: str) -> list[dict[str, Any]]:
-    """YAML documents of an RHDP Jinja template: statements dropped, expressions -> a
-    placeholder."""
+    """YAML documents of an RHDP Jinja template: statements
+    dropped, expressions -> a placeholder."""
     lines = [line for line in text.splitlines() if not re.match(r"\s*\{%.*%\}\s*$", line)]
     body = re.sub(r"\{\{.*?\}\}", "JINJA", "\n".join(lines))
     return [d for d in yaml.safe_load_all(body) if d]
@@ -205,8 +205,8 @@ def jinja_yaml(text: str) -> list[dict[str, Any]]:
 def rhdp_install() -> Install:
     templates = unpacked(RHDP) / "roles" / "ocp4_workload_litemaas" / "templates"
     out = Install("rhdp")
-    # the templates that define LiteLLM, its secrets and the database secret (the others hold no
-    # names we use)
+    # the templates that define LiteLLM, its secrets and the
+    # database secret (the others hold no names we use)
     for name in (
         "litemaas-ha-deployment.yml.j2",
         "litemaas-postgres.yml.j2",

@@ -1,5 +1,5 @@
-"""Driving LiteLLM's Admin UI (shipped in the wheel) in Debian's headless Chromium through
-playwright.
+"""Driving LiteLLM's Admin UI (shipped in the wheel)
+in Debian's headless Chromium through playwright.
 
 Never downloads a browser: playwright-python is given ``executable_path`` (``/usr/bin/chromium``,
 from ``scripts/install-browser.sh``, or ``$LITEMAAS_HOOKS_CHROMIUM``). Screenshots go to
@@ -156,8 +156,8 @@ def _expand_submenus(page: Any, version: str) -> None:
 class ModelsUi:
     """Where the Models + Endpoints flow differs between the two UI generations (everything else,
     the Add Model form's ``#custom_llm_provider``/``#model``/``#api_base``/``#api_key``, the Model
-    Mappings table, the "Edit Settings" / "Save Changes" / "Delete Model" buttons and the confirm
-    dialog, is the same)."""
+    Mappings table, the "Edit Settings" / "Save Changes" / "Delete
+    Model" buttons and the confirm dialog, is the same)."""
 
     path: str  # the Models + Endpoints page
     option: str  # an entry of an open antd select, ``{}`` = its label
@@ -175,11 +175,11 @@ def models_ui(version: str) -> ModelsUi:
         )
     return ModelsUi(
         path="/ui/?page=models",
-        # 1.81's role=option elements are antd's hidden a11y list; the visible entries carry the
-        # title
+        # 1.81's role=option elements are antd's hidden a11y
+        # list; the visible entries carry the title
         option='.ant-select-dropdown:visible .ant-select-item-option[title="{}"]',
-        # 1.81 shows the ID as a truncated <div> in the cell (the table is rendered twice, one copy
-        # hidden)
+        # 1.81 shows the ID as a truncated <div> in the cell
+        # (the table is rendered twice, one copy hidden)
         model_link='td div.cursor-pointer:text-is("{}") >> visible=true',
         field="input#{}",  # 1.81's antd form items have id=<name>, no name attribute
     )
@@ -189,8 +189,8 @@ def open_sidebar_page(page: Any, version: str, path: str) -> None:
     """Open a sidebar page and wait until it settled.
 
     1.108: click its link (client-side navigation, as a person does; the URL then is ``path``).
-    1.81's antd menu switches pages without touching the URL, so there the page is loaded by its
-    ``?page=`` URL."""
+    1.81's antd menu switches pages without touching the URL,
+    so there the page is loaded by its ``?page=`` URL."""
     if not is_new_ui(version):
         page.goto(page.url.split("/ui", 1)[0] + path)
         settle(page, version)

@@ -38,8 +38,8 @@ def wait_row(
     deadline_seconds: float = 15.0,
     **expected: Any,
 ) -> tuple[dict[str, Any], float]:
-    """Wait until the backend row ``model_id`` has the ``expected`` values; (row, seconds
-    waited)."""
+    """Wait until the backend row ``model_id`` has the
+    ``expected`` values; (row, seconds waited)."""
     found: dict[str, Any] | None = None
 
     def matches() -> bool:
@@ -63,8 +63,8 @@ def wait_row(
 def relay_connected(litellm_dsn: str) -> bool:
     with psycopg.connect(litellm_dsn, autocommit=True) as conn:
         got = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
-            "'litemaas-hooks[%%]:litellm'"
+            "SELECT count(*) FROM pg_stat_activity WHERE "
+            "application_name LIKE 'litemaas-hooks[%%]:litellm'"
         ).fetchone()
         return got is not None and got[0] >= 1
 
@@ -75,8 +75,8 @@ def tables_containing(dsn: str, needle: str) -> list[str]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         tables = conn.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', "
-            "'information_schema')"
+            "WHERE table_type = 'BASE TABLE' AND table_schema "
+            "NOT IN ('pg_catalog', 'information_schema')"
         ).fetchall()
         for schema, table in tables:
             query = sql.SQL("SELECT count(*) FROM {}.{} AS t WHERE strpos(t::text, %s) > 0").format(

@@ -1,5 +1,5 @@
-"""Fixtures of the end-to-end tests: a real LiteLLM proxy process (sandbox launcher) on real
-databases.
+"""Fixtures of the end-to-end tests: a real LiteLLM
+proxy process (sandbox launcher) on real databases.
 
 ``e2e_databases`` (module): a LiteLLM database and a backend database cloned from the session
 templates, ``install``-ed (both sides' migrations and functions). ``e2e_proxy`` (module): the

@@ -1,9 +1,9 @@
-"""``litemaas-hooks demo`` (what ``make demo`` runs), told on a real proxy and the real LiteMaaS
-backend.
+"""``litemaas-hooks demo`` (what ``make demo`` runs),
+told on a real proxy and the real LiteMaaS backend.
 
 * with the backend tree: alice's ``POST /api/v1/subscriptions`` answers 500 (its log names
-  ``subscriptions_model_id_fkey``) before ``install`` and 201 after; the retire cascade deactivates
-  it;
+  ``subscriptions_model_id_fkey``) before ``install``
+  and 201 after; the retire cascade deactivates it;
 * without Node.js (the tree cannot be prepared): the demo says so and falls back to the backend
   schema from the same upstream SQL and the direct INSERT, and still tells the whole story;
 * that fallback schema is the one the backend's own migrations make (compared in the catalogs).
@@ -83,13 +83,14 @@ def test_demo_without_node_falls_back_to_the_insert(
 _CATALOG = {
     "columns": "SELECT table_name, column_name, data_type, column_default, is_nullable "
     "FROM information_schema.columns WHERE table_schema = 'public'",
-    "constraints": "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM "
-    "pg_constraint "
+    "constraints": "SELECT conrelid::regclass::text, conname, "
+    "pg_get_constraintdef(oid) FROM pg_constraint "
     "WHERE connamespace = 'public'::regnamespace",
     "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
-    "triggers": "SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger "
-    "WHERE NOT tgisinternal",
-    "functions": "SELECT proname, md5(prosrc) FROM pg_proc WHERE pronamespace = 'public'::regnamespace",
+    "triggers": "SELECT tgrelid::regclass::text, tgname, "
+    "pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal",
+    "functions": "SELECT proname, md5(prosrc) FROM pg_proc "
+    "WHERE pronamespace = 'public'::regnamespace",
     "users": "SELECT id, username, roles FROM public.users",
     "teams": "SELECT id, name FROM public.teams",
 }

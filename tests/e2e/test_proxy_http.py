@@ -1,5 +1,5 @@
-"""Through a real LiteLLM proxy process and its HTTP API (master key): add, edit TPM/RPM, rename,
-delete.
+"""Through a real LiteLLM proxy process and its HTTP
+API (master key): add, edit TPM/RPM, rename, delete.
 
 After each step the backend ``models`` row is asserted (created / updated / old name retired + new
 one / retired), and the upstream API key is nowhere in the backend database.

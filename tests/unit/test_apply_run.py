@@ -191,8 +191,8 @@ def test_cli_apply_settings_and_file_errors_are_one_line(
 
 
 def test_cli_apply_never_imports_litellm(tmp_path: Any) -> None:
-    """apply talks to LiteLLM over HTTP only: the command stays fast and light (no LiteLLM
-    import)."""
+    """apply talks to LiteLLM over HTTP only: the command
+    stays fast and light (no LiteLLM import)."""
     import subprocess
     import sys
 

@@ -1,5 +1,5 @@
-"""The shim LiteLLM 1.81 needs next to config.yaml: every shipped copy equals what the CLI
-writes."""
+"""The shim LiteLLM 1.81 needs next to config.yaml:
+every shipped copy equals what the CLI writes."""
 
 from __future__ import annotations
 
@@ -72,8 +72,8 @@ def test_write_shim_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 @pytest.mark.parametrize("how", ["as LiteLLM 1.81 loads it", "imported from the config folder"])
 def test_shim_loads_the_package_even_from_its_own_folder(tmp_path: Path, how: str) -> None:
-    """The shim is named like the package: from a working directory holding it, it must not shadow
-    it."""
+    """The shim is named like the package: from a working
+    directory holding it, it must not shadow it."""
     import subprocess
     import sys
 
@@ -82,8 +82,8 @@ def test_shim_loads_the_package_even_from_its_own_folder(tmp_path: Path, how: st
         load = (
             "import importlib.util; spec = "
             "importlib.util.spec_from_file_location('litemaas_hooks', "
-            "'litemaas_hooks.py'); m = importlib.util.module_from_spec(spec); "
-            "spec.loader.exec_module(m)"
+            "'litemaas_hooks.py'); m = "
+            "importlib.util.module_from_spec(spec); spec.loader.exec_module(m)"
         )
     else:
         load = "import litemaas_hooks as m"

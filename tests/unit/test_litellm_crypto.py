@@ -1,5 +1,5 @@
-"""Our decryption (no LiteLLM import) gives exactly LiteLLM's answers, on the installed LiteLLM
-version.
+"""Our decryption (no LiteLLM import) gives exactly
+LiteLLM's answers, on the installed LiteLLM version.
 
 Ciphertexts are made by LiteLLM's own ``encrypt_value`` (NaCl) and, where the version has it,
 ``_encrypt_aes_gcm`` (``v2:gcm:``); the reference answer is LiteLLM's own decryption function.

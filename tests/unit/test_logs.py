@@ -1,5 +1,5 @@
-"""JSON log lines (LiteLLM's JSON_LOGS or LITEMAAS_HOOKS_LOG_FORMAT=json) and the secret filter on
-them."""
+"""JSON log lines (LiteLLM's JSON_LOGS or
+LITEMAAS_HOOKS_LOG_FORMAT=json) and the secret filter on them."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ KEY = "sk-" + "ab" * 32
 
 @pytest.fixture
 def stream(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
-    """Our handler with JSON lines; returns what it wrote to stderr. Set back to text lines
-    afterwards."""
+    """Our handler with JSON lines; returns what it wrote
+    to stderr. Set back to text lines afterwards."""
     logs.configure("DEBUG", [PASSWORD, KEY], json_lines=True)
     capsys.readouterr()
     written: list[str] = []
@@ -114,14 +114,14 @@ def test_litellms_cost_map_fetch_warnings_become_one_line() -> None:
             url,
         )
         logger.warning(
-            "LiteLLM: Failed to fetch remote model cost map from %s: boom. Falling back "
-            "to local backup.",
+            "LiteLLM: Failed to fetch remote model cost map "
+            "from %s: boom. Falling back to local backup.",
             url,
         )
         logger.warning("LiteLLM: something else")
         logger.warning(
-            "LiteLLM: Failed to fetch remote model cost map from %s after 3 attempts; "
-            "keeping local backup",
+            "LiteLLM: Failed to fetch remote model cost map "
+            "from %s after 3 attempts; keeping local backup",
             url,
         )
     finally:

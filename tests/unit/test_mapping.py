@@ -222,8 +222,8 @@ def test_metadata_has_no_credentials_at_any_depth() -> None:
 
 def test_a_shared_cost_map_answer_is_stripped_once_with_the_same_result() -> None:
     """A deployment built from LiteLLM's cost-map answer carries it as a shared part; its metadata
-    is what stripping the whole model_info gives, including a key of its own that hides the shared
-    one."""
+    is what stripping the whole model_info gives, including
+    a key of its own that hides the shared one."""
     shared = {
         "max_tokens": 8192,
         "supports_vision": True,

@@ -5,8 +5,8 @@ of a ``Deployment`` whose model_info has the table's id and ``db_model: true``),
 ``_get_proxy_model_info`` turns it into the ``/model/info`` entry. Ours:
 ``litellm_adapter.proxy_view`` fed from the disk memo, in a process that never imports LiteLLM.
 Inputs: every cost-map key, as it is and with its provider prefix added or removed. Runs on the
-installed LiteLLM version (``make test`` on 1.108.7, ``make test-litellm-1.81`` on 1.81.0). Imports
-the proxy server (seconds).
+installed LiteLLM version (``make test`` on 1.108.7, ``make
+test-litellm-1.81`` on 1.81.0). Imports the proxy server (seconds).
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ for case in cases:
     params, info = litellm_adapter.proxy_view(case["params"], {}, model_id=case["id"])
     out.append({"litellm_params": params, "model_info": info})
 assert "litellm" not in sys.modules, "the memo path imported litellm"
-assert litellm_adapter._enricher().memo is not None and not litellm_adapter._enricher().memo.dirty, "memo miss"
+assert (
+    litellm_adapter._enricher().memo is not None
+    and not litellm_adapter._enricher().memo.dirty
+), "memo miss"
 json.dump(out, open(sys.argv[2], "w"))
 """
 
@@ -62,15 +65,15 @@ def inputs(model_cost: dict[str, Any]) -> list[str]:
 
 
 def reference_views(models: list[str]) -> dict[str, dict[str, Any]]:
-    """model -> the proxy's /model/info entry for a DB deployment of it (skipped if the router
-    refuses it)."""
+    """model -> the proxy's /model/info entry for a DB
+    deployment of it (skipped if the router refuses it)."""
     from litellm.proxy import proxy_server
     from litellm.router import Router
     from litellm.types.router import Deployment
 
     router = Router(model_list=[], ignore_invalid_deployments=True)
-    # what ProxyConfig.get_model_info_with_id puts into a DB deployment's model_info (>= 1.108:
-    # blocked)
+    # what ProxyConfig.get_model_info_with_id puts into a
+    # DB deployment's model_info (>= 1.108: blocked)
     new_proxy = '"blocked"' in inspect.getsource(proxy_server.ProxyConfig.get_model_info_with_id)
     views: dict[str, dict[str, Any]] = {}
     for i, model in enumerate(models):
@@ -158,8 +161,8 @@ def test_our_view_equals_the_proxys_over_the_whole_cost_map(
     # One known cross-deployment effect: the router registers every deployment's pricing into
     # litellm.model_cost, and a few double-prefixed names (perplexity/perplexity/...) then resolve
     # their supported_openai_params through another deployment's entry. It is metadata only (no
-    # column reads it, and metadata is not compared), and it depends on which other deployments the
-    # proxy holds.
+    # column reads it, and metadata is not compared), and it
+    # depends on which other deployments the proxy holds.
     columns_or_more = [
         (m, k)
         for m, k in mismatches

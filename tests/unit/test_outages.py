@@ -1,5 +1,5 @@
-"""Which database errors are outages or contention (never an attempt) and which are the data's
-fault."""
+"""Which database errors are outages or contention
+(never an attempt) and which are the data's fault."""
 
 from __future__ import annotations
 

@@ -73,8 +73,8 @@ PLACEMENTS: dict[str, Placement] = {
     ),
 }
 
-# Secrets that are not the deployment's own: found by value wherever they sit, even in innocent
-# fields.
+# Secrets that are not the deployment's own: found by
+# value wherever they sit, even in innocent fields.
 VALUE_PLACEMENTS: dict[str, Placement] = {
     **PLACEMENTS,
     "model_info.description": lambda s: ({}, {"description": f"ask ops for {s} if it fails"}),

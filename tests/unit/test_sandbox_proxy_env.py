@@ -1,5 +1,5 @@
-"""The sandbox proxy's start is LiteMaaS's: its environment, and the Prisma stand-in's view of the
-URL."""
+"""The sandbox proxy's start is LiteMaaS's: its
+environment, and the Prisma stand-in's view of the URL."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Settings from the environment: typed values, every problem at once, secrets that mask only
-secrets."""
+"""Settings from the environment: typed values, every
+problem at once, secrets that mask only secrets."""
 
 from __future__ import annotations
 

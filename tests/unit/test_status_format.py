@@ -18,8 +18,8 @@ def _report(**kwargs: object) -> StatusReport:
 def test_healthy_says_why() -> None:
     text = format_status(_report(drift=Drift(checked=True)))
     assert text.splitlines()[0] == (
-        "litemaas-hooks status: HEALTHY: trigger installed, outbox empty, no dead "
-        "events, backend in sync with LiteLLM"
+        "litemaas-hooks status: HEALTHY: trigger installed, "
+        "outbox empty, no dead events, backend in sync with LiteLLM"
     )
 
 

@@ -1,5 +1,5 @@
-"""The pinned LiteMaaS source fetched for a clone without ``../shared`` (a ``file://`` archive
-here)."""
+"""The pinned LiteMaaS source fetched for a clone
+without ``../shared`` (a ``file://`` archive here)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def _shared_files() -> dict[str, bytes]:
 
 
 def _github_archive(path: Path, files: dict[str, bytes]) -> str:
-    """An archive shaped like GitHub's: top folder ``litemaas-<commit>``, files the sandbox
-    drops."""
+    """An archive shaped like GitHub's: top folder
+    ``litemaas-<commit>``, files the sandbox drops."""
     extra = {".gitignore": b"node_modules\n", "docs/architecture/x.md": b"not kept\n"}
     with tarfile.open(path, "w:gz") as tar:
         for name, data in {**files, **extra}.items():
