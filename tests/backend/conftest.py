@@ -28,8 +28,8 @@ VLLM = "http://vllm.models.svc.cluster.local:8000/v1"
 
 
 def _seed_model(name: str, model: str, category: str, **info: Any) -> dict[str, Any]:
-    # the RHDP seed guide's parameters (display_name,
-    # description, provider, category, context_length, ...)
+    # the RHDP seed guide's parameters (display_name, description, provider, category,
+    # context_length, ...)
     return {
         "model_name": name,
         "litellm_params": {

@@ -1,6 +1,6 @@
 """The names LiteMaaS's real deployments use, read from the upstream sources (``shared/upstream``
-tarballs, unpacked into the gitignored ``.cache/upstream``),
-and the offline tools of ``scripts/install-deploy-tools.sh``.
+tarballs, unpacked into the gitignored ``.cache/upstream``), and the offline tools of
+``scripts/install-deploy-tools.sh``.
 
 - upstream Kustomize (``deployment/kustomize``): plain YAML (secret ``*.yaml.template`` files hold
   ``${VAR}`` placeholders inside strings only);

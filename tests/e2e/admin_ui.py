@@ -156,8 +156,8 @@ def _expand_submenus(page: Any, version: str) -> None:
 class ModelsUi:
     """Where the Models + Endpoints flow differs between the two UI generations (everything else,
     the Add Model form's ``#custom_llm_provider``/``#model``/``#api_base``/``#api_key``, the Model
-    Mappings table, the "Edit Settings" / "Save Changes" / "Delete
-    Model" buttons and the confirm dialog, is the same)."""
+    Mappings table, the "Edit Settings" / "Save Changes" / "Delete Model" buttons and the confirm
+    dialog, is the same)."""
 
     path: str  # the Models + Endpoints page
     option: str  # an entry of an open antd select, ``{}`` = its label

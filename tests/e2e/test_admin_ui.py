@@ -3,8 +3,8 @@
 * every sidebar page loads without a 5xx (except the short, commented allow-list below);
 * the operator's flow: log in, Models -> Add Model (OpenAI-compatible,
   ``openai/granite-3-2-8b-instruct``, public name ``granite-8b-code-instruct-128k``, API base, API
-  key), edit TPM/RPM, rename, delete; after each step the backend ``models``
-  row is asserted and the API key is searched for in the whole backend DB.
+  key), edit TPM/RPM, rename, delete; after each step the backend ``models`` row is asserted and the
+  API key is searched for in the whole backend DB.
 
 Screenshots: ``artifacts/screenshots/litellm-<version>/`` (see tests/e2e/admin_ui.py).
 """

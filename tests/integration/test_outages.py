@@ -469,8 +469,8 @@ async def test_a_locked_backend_row_holds_up_nothing_else_and_costs_no_attempt(
                     assert (attempts or 0) <= 1  # 1 only while claimed; given back right after
                     return sum(r.stats.events_deferred for r in fleet) >= rounds
 
-                # had a deferral cost an attempt, the held events would
-                # be dead by now (MAX_ATTEMPTS=2)
+                # had a deferral cost an attempt, the held events would be dead by now
+                # (MAX_ATTEMPTS=2)
                 await eventually(
                     held_through_rounds,
                     deadline_seconds=60,
@@ -524,8 +524,8 @@ async def test_read_only_backend_is_an_outage_not_an_attempt(
                 c = await outbox.counts(lc)
                 assert c.dead == 0
                 # attempts spent, not counting the one a claim in progress holds (given back on the
-                # outage); over every event: at any instant all of them may
-                # be claimed (no pending row to look at)
+                # outage); over every event: at any instant all of them may be claimed (no pending
+                # row to look at)
                 cur = await lc.execute(
                     "SELECT count(*), max(attempts - CASE WHEN "
                     "status = 'claimed' THEN 1 ELSE 0 END) "
@@ -691,8 +691,8 @@ async def test_no_wall_clock_decides_which_deployment_describes_the_row_or_when_
 
             await eventually(lambda: describes(2), what="lb described by the deployment added last")
             # an edit of the first deployment does not take the row over: the backend's own sync
-            # ends on the deployment created last (its /model/info order),
-            # whatever the replicas' updated_at clocks say
+            # ends on the deployment created last (its /model/info order), whatever the replicas'
+            # updated_at clocks say
             await lc.execute(
                 f"UPDATE {TABLE} SET model_info = model_info || "
                 "'{\"max_tokens\": 3}', updated_at = now() "

@@ -55,8 +55,8 @@ async def test_trigger_dropped_status_says_so_reconcile_converges_install_restor
     Asserts: ``litemaas-hooks status`` exits non-zero saying the trigger is missing and to run
     ``litemaas-hooks install``; a relay whose role may not re-create the trigger still converges
     every change through the periodic full reconcile
-    (LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS=0.3); ``install`` restores
-    the trigger, after which events flow again and status is healthy."""
+    (LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS=0.3); ``install`` restores the trigger, after which
+    events flow again and status is healthy."""
     ldsn, bdsn = dbs
     env = {
         "LITEMAAS_DATABASE_URL": bdsn,
@@ -157,8 +157,8 @@ async def test_lost_create_update_delete_heal_within_one_interval_and_status_nam
     Asserts: ``status`` is unhealthy naming every disagreeing model (never "drift: none" above a
     list); a relay with a 1 s full-reconcile interval heals all of them within one interval, in
     standalone mode (no config.yaml: it retires only rows known to come from LiteLLM's table) and
-    inside the proxy (it sees config.yaml); the standalone relay
-    leaves the config-file rows alone; status is healthy after."""
+    inside the proxy (it sees config.yaml); the standalone relay leaves the config-file rows alone;
+    status is healthy after."""
 
     ldsn, bdsn = dbs
     settings = make_settings(

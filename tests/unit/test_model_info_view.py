@@ -5,8 +5,8 @@ of a ``Deployment`` whose model_info has the table's id and ``db_model: true``),
 ``_get_proxy_model_info`` turns it into the ``/model/info`` entry. Ours:
 ``litellm_adapter.proxy_view`` fed from the disk memo, in a process that never imports LiteLLM.
 Inputs: every cost-map key, as it is and with its provider prefix added or removed. Runs on the
-installed LiteLLM version (``make test`` on 1.108.7, ``make
-test-litellm-1.81`` on 1.81.0). Imports the proxy server (seconds).
+installed LiteLLM version (``make test`` on 1.108.7, ``make test-litellm-1.81`` on 1.81.0). Imports
+the proxy server (seconds).
 """
 
 from __future__ import annotations
