@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: a throwaway PostgreSQL with both schemas, and LiteLLM-made rows."""
+"""Shared by the benchmark scripts: a throwaway
+PostgreSQL with both schemas, and LiteLLM-made rows."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 
 @contextlib.contextmanager
 def databases(*, durable: bool = False) -> Iterator[tuple[LocalPostgres, str, str]]:
-    """(cluster, litellm_dsn, backend_dsn) on a fresh throwaway server (``durable``: on disk, fsync on)."""
+    """(cluster, litellm_dsn, backend_dsn) on a fresh
+    throwaway server (``durable``: on disk, fsync on)."""
     kwargs: dict[str, Any] = {"settings": DURABLE, "base_dir": "/var/tmp"} if durable else {}
     with LocalPostgres(**kwargs) as pg:
         pg.create_database("litellm_db")
@@ -58,7 +60,11 @@ def model_row(i: int, *, key: str = MASTER_KEY) -> tuple[Any, ...]:
         "rpm": 60,
         "tpm": 100000,
     }
-    info = {"id": str(uuid.uuid4()), "supports_function_calling": i % 2 == 0, "description": f"model {i}"}
+    info = {
+        "id": str(uuid.uuid4()),
+        "supports_function_calling": i % 2 == 0,
+        "description": f"model {i}",
+    }
     row = encrypted_row(f"bench-model-{i}", params, info, key=key)
     lp, mi = row["litellm_params"], row["model_info"]
     import json

@@ -2,8 +2,8 @@
 
 Prints: cold backfill time, warm (no-change) re-run time and rows written, the per-row baseline that
 issues the backend's own query pattern (SELECT, then INSERT or UPDATE, one model at a time) and the
-ratio, and the peak RSS of a `litemaas-hooks backfill` process. Targets: cold <= 3 s, warm <= 1 s with 0
-rows written, >= 10x faster than the baseline, peak RSS <= 200 MB.
+ratio, and the peak RSS of a `litemaas-hooks backfill` process. Targets: cold <= 3 s, warm <= 1 s
+with 0 rows written, >= 10x faster than the baseline, peak RSS <= 200 MB.
 
     .venv/bin/python bench/backfill.py [--models 10000]
 """
@@ -34,9 +34,12 @@ from litemaas_hooks.reconcile import Reconciler, Report
 from litemaas_hooks.settings import load_settings
 
 BASELINE_COLUMNS = (
-    "name, provider, description, category, context_length, input_cost_per_token, output_cost_per_token, "
-    "supports_vision, supports_function_calling, supports_tool_choice, supports_parallel_function_calling, "
-    "supports_streaming, features, availability, version, metadata, api_base, tpm, rpm, max_tokens, "
+    "name, provider, description, category, context_length, "
+    "input_cost_per_token, output_cost_per_token, "
+    "supports_vision, supports_function_calling, "
+    "supports_tool_choice, supports_parallel_function_calling, "
+    "supports_streaming, features, availability, "
+    "version, metadata, api_base, tpm, rpm, max_tokens, "
     "litellm_model_id, backend_model_name"
 )
 
@@ -64,21 +67,27 @@ async def baseline_run(env: dict[str, str]) -> tuple[float, float, int]:
     records = [map_model(name, deps).to_json() for name, deps in truth.deployments.items()]
     write_started = time.perf_counter()
     written = 0
-    async with await psycopg.AsyncConnection.connect(env["LITEMAAS_DATABASE_URL"], autocommit=True) as back:
+    async with await psycopg.AsyncConnection.connect(
+        env["LITEMAAS_DATABASE_URL"], autocommit=True
+    ) as back:
         for rec in records:
             name = rec["id"]
             values: list[Any] = [
-                rec["name"], rec["provider"], rec["description"], rec["category"], rec["context_length"],
-                rec["input_cost_per_token"], rec["output_cost_per_token"], rec["supports_vision"],
-                rec["supports_function_calling"], rec["supports_tool_choice"],
-                rec["supports_parallel_function_calling"], rec["supports_streaming"], rec["features"],
-                "available", rec["version"], psycopg.types.json.Jsonb(rec["metadata"]), rec["api_base"],
-                rec["tpm"], rec["rpm"], rec["max_tokens"], rec["litellm_model_id"], rec["backend_model_name"],
+                rec["name"], rec["provider"], rec["description"], rec["category"],
+                rec["context_length"], rec["input_cost_per_token"], rec["output_cost_per_token"],
+                rec["supports_vision"], rec["supports_function_calling"],
+                rec["supports_tool_choice"],
+                rec["supports_parallel_function_calling"], rec["supports_streaming"],
+                rec["features"], "available", rec["version"],
+                psycopg.types.json.Jsonb(rec["metadata"]), rec["api_base"],
+                rec["tpm"], rec["rpm"], rec["max_tokens"], rec["litellm_model_id"],
+                rec["backend_model_name"],
             ]  # fmt: skip
             cur = await back.execute("SELECT * FROM models WHERE id = %s", (name,))
             if await cur.fetchone() is None:
                 await back.execute(
-                    f"INSERT INTO models (id, {BASELINE_COLUMNS}) VALUES (%s{', %s' * len(values)})",
+                    f"INSERT INTO models (id, {BASELINE_COLUMNS}) "
+                    f"VALUES (%s{', %s' * len(values)})",
                     [name, *values],
                 )
             else:
@@ -91,7 +100,10 @@ async def baseline_run(env: dict[str, str]) -> tuple[float, float, int]:
 
 # ru_maxrss of a child counts the parent's memory at fork time (Linux keeps it across exec), so the
 # child reports its own peak instead: VmHWM of its own address space, read just before it exits.
-_HWM = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr)"
+_HWM = (
+    "print(next(l.split()[1] for l in open('/proc/self/status') "
+    "if l.startswith('VmHWM')), file=sys.stderr)"
+)
 
 
 def _peak_mb(stderr: str) -> float:
@@ -108,12 +120,17 @@ def cli_rss(env: dict[str, str]) -> tuple[float, float, str]:
     code = (
         "import sys\nfrom litemaas_hooks.cli import main\n"
         "try:\n    main(['backfill', '--quiet'])\nfinally:\n"
-        "    print('litellm imported' if 'litellm' in sys.modules else 'litellm not imported', file=sys.stderr)\n"
+        "    print('litellm imported' if 'litellm' in sys.modules "
+        "else 'litellm not imported', file=sys.stderr)\n"
         f"    {_HWM}"
     )
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, **env}, check=True, capture_output=True, text=True
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return time.perf_counter() - started, _peak_mb(proc.stderr), _imported(proc.stderr)
 
@@ -122,7 +139,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", type=int, default=10_000)
     parser.add_argument(
-        "--fast-server", action="store_true", help="fsync off, data in memory (the test suite's server)"
+        "--fast-server",
+        action="store_true",
+        help="fsync off, data in memory (the test suite's server)",
     )
     args = parser.parse_args()
     with databases(durable=not args.fast_server) as (pg, litellm_dsn, backend_dsn):
@@ -152,12 +171,19 @@ def main() -> None:
         clear_cost_map_cache()
         cold = asyncio.run(engine_run(env))
         warm = asyncio.run(engine_run(env))
-        base_s, base_write_s, _rows = asyncio.run(baseline_run({**env, "LITEMAAS_DATABASE_URL": pg.dsn("baseline_db")}))
-        # whole `backfill` processes, as an operator runs them: cold (empty backend) with no cost-map memo
-        # yet (LiteLLM is imported once to learn its answers), cold with the memo, and warm
+        base_s, base_write_s, _rows = asyncio.run(
+            baseline_run({**env, "LITEMAAS_DATABASE_URL": pg.dsn("baseline_db")})
+        )
+        # whole `backfill` processes, as an operator runs them: cold (empty backend) with no
+        # cost-map memo yet (LiteLLM is imported once to learn
+        # its answers), cold with the memo, and warm
         env = {**env, "LITEMAAS_HOOKS_CACHE_DIR": tempfile.mkdtemp(prefix="lmh-bench-cache-")}
         processes: list[tuple[str, float, float, str]] = []
-        for label, empty_memo in (("cold, no memo", True), ("cold, memo", False), ("warm, memo", False)):
+        for label, empty_memo in (
+            ("cold, no memo", True),
+            ("cold, memo", False),
+            ("warm, memo", False),
+        ):
             if label.startswith("cold"):
                 with psycopg.connect(backend_dsn, autocommit=True) as conn:
                     conn.execute("TRUNCATE models CASCADE")
@@ -176,23 +202,40 @@ def main() -> None:
     server = "fsync off, tmpfs" if args.fast_server else "fsync on, on disk (production-like)"
     print(f"backfill benchmark — {args.models} deployments — {machine()} — PostgreSQL {server}")
     print(f"  seeding (LiteLLM row builder + encryption): {seed_s:.2f}s")
-    print(f"  cold backfill:  {cold.seconds:.2f}s  [{phases(cold)}]  created {c['created']}  target <= 3 s")
     print(
-        f"  warm re-run:    {warm.seconds:.2f}s  [{phases(warm)}]  rows written {warm.rows_written}  target <= 1 s, 0"
+        f"  cold backfill:  {cold.seconds:.2f}s  "
+        f"[{phases(cold)}]  created {c['created']}  target <= 3 s"
     )
     print(
-        f"  per-row baseline (SELECT then INSERT/UPDATE per model): {base_s:.2f}s, of which writes {base_write_s:.2f}s"
+        f"  warm re-run:    {warm.seconds:.2f}s  [{phases(warm)}] "
+        f" rows written {warm.rows_written}  target <= 1 s, 0"
+    )
+    print(
+        "  per-row baseline (SELECT then INSERT/UPDATE per "
+        f"model): {base_s:.2f}s, of which writes {base_write_s:.2f}s"
     )
     write_ratio = base_write_s / cold.phases["apply"]
-    print(f"  speed-up vs baseline: writes {write_ratio:.1f}x, end to end {base_s / cold.seconds:.1f}x  target >= 10x")
+    print(
+        f"  speed-up vs baseline: writes {write_ratio:.1f}x, "
+        f"end to end {base_s / cold.seconds:.1f}x  target >= 10x"
+    )
     for label, p_wall, p_rss, imported in processes:
-        print(f"  `litemaas-hooks backfill` process ({label}): {p_wall:.2f}s wall, peak RSS {p_rss:.0f} MB, {imported}")
-    print(f"  `litemaas-hooks backfill` process (warm): {wall:.2f}s wall, peak RSS {rss:.0f} MB  target <= 200 MB")
+        print(
+            f"  `litemaas-hooks backfill` process ({label}): "
+            f"{p_wall:.2f}s wall, peak RSS {p_rss:.0f} MB, {imported}"
+        )
+    print(
+        f"  `litemaas-hooks backfill` process (warm): {wall:.2f}s "
+        f"wall, peak RSS {rss:.0f} MB  target <= 200 MB"
+    )
     print(f"  (`import litellm` alone: {import_s:.2f}s, {import_mb:.0f} MB RSS in a fresh process)")
 
 
 def litellm_import_cost() -> tuple[float, float]:
-    code = f"import sys, time\nt = time.perf_counter()\nimport litellm\nprint(time.perf_counter() - t)\n{_HWM}"
+    code = (
+        "import sys, time\nt = time.perf_counter()\nimport "
+        f"litellm\nprint(time.perf_counter() - t)\n{_HWM}"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(proc.stdout.split()[0]), _peak_mb(proc.stderr)
 

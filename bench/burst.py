@@ -1,4 +1,5 @@
-"""Burst benchmark: 2,000 LiteLLM model changes committed within about one second, drained by 2 relays.
+"""Burst benchmark: 2,000 LiteLLM model changes
+committed within about one second, drained by 2 relays.
 
 Setup: 1,500 deployments seeded and backfilled. Two `litemaas-hooks relay` subprocesses are started
 (poll 30 s, no periodic reconcile: only LISTEN/NOTIFY and the outbox do the work). Then 4 writer
@@ -9,19 +10,22 @@ name: a retirement).
 
 Measured: the commit window of the burst; time to converge, from the first commit and from the last
 commit, until the outbox is empty AND the backend equals the truth read back from the LiteLLM table
-(every live name ``available`` with its latest ``max_tokens``, every deleted name ``unavailable``); then
-an engine dry run over everything confirms no difference is left.
+(every live name ``available`` with its latest ``max_tokens``, every deleted name ``unavailable``);
+then an engine dry run over everything confirms no difference is left.
 
-- events: rows the trigger wrote to the outbox during the burst; applied = events - still pending - dead.
-- lost: names whose backend state differs from the truth at the deadline, plus dead events (target 0).
+- events: rows the trigger wrote to the outbox during
+  the burst; applied = events - still pending - dead.
+- lost: names whose backend state differs from the
+  truth at the deadline, plus dead events (target 0).
 - duplicates: audit rows repeated for one transition (a retired name with more than one
-  ``MODEL_MARKED_UNAVAILABLE*`` row) (target 0). Also printed: backend writes per kind, counted by a bench
-  trigger on ``models``; a "no-op write" rewrote a row to identical content (harmless by construction —
-  it cannot change the outcome — but shows how much work the level-triggered relays repeated).
+  ``MODEL_MARKED_UNAVAILABLE*`` row) (target 0). Also printed: backend writes per kind, counted by a
+  bench trigger on ``models``; a "no-op write" rewrote a row to identical content (harmless by
+  construction — it cannot change the outcome — but shows
+  how much work the level-triggered relays repeated).
 
 Baseline, same run: the same engine applying the burst's 2,000 events one at a time (one converge =
-read the truth + one backend transaction per event, no claim batching, no name deduplication) into an
-empty copy of the backend schema, after the burst. Ratio = relays' convergence time / baseline.
+read the truth + one backend transaction per event, no claim batching, no name deduplication) into
+an empty copy of the backend schema, after the burst. Ratio = relays' convergence time / baseline.
 
 Target: converge <= 5 s, lost 0, duplicates 0.
 
@@ -53,7 +57,8 @@ from litemaas_hooks.settings import load_settings
 from litemaas_hooks_sandbox.litemaas_schema import apply_litemaas_schema
 
 WRITES_SQL = """
-CREATE TABLE public.bench_writes (model_id text, kind text, at timestamptz DEFAULT clock_timestamp());
+CREATE TABLE public.bench_writes (model_id text, kind text,
+                                  at timestamptz DEFAULT clock_timestamp());
 CREATE OR REPLACE FUNCTION public.bench_count_write() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO public.bench_writes (model_id, kind) VALUES (NEW.id,
@@ -83,7 +88,8 @@ def plan(changes: int) -> list[tuple[str, Any]]:
 
 
 def write_burst(litellm_dsn: str, ops: list[tuple[str, Any]]) -> tuple[float, float]:
-    """Commit every op in its own transaction from WRITERS connections; returns (first, last) commit time."""
+    """Commit every op in its own transaction from WRITERS
+    connections; returns (first, last) commit time."""
     conns = [psycopg.connect(litellm_dsn, autocommit=True) for _ in range(WRITERS)]
     barrier = threading.Barrier(WRITERS + 1)
     ends: list[float] = []
@@ -109,7 +115,10 @@ def write_burst(litellm_dsn: str, ops: list[tuple[str, Any]]) -> tuple[float, fl
         else:
             conn.execute('DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = %s', (arg,))
 
-    threads = [threading.Thread(target=writer, args=(conns[w], ops[w::WRITERS]), daemon=True) for w in range(WRITERS)]
+    threads = [
+        threading.Thread(target=writer, args=(conns[w], ops[w::WRITERS]), daemon=True)
+        for w in range(WRITERS)
+    ]
     for t in threads:
         t.start()
     barrier.wait()
@@ -121,23 +130,30 @@ def write_burst(litellm_dsn: str, ops: list[tuple[str, Any]]) -> tuple[float, fl
     return first, max(ends)
 
 
-def differences(lconn: psycopg.Connection[Any], bconn: psycopg.Connection[Any], deleted: set[str]) -> list[str]:
-    """Model names whose backend row differs from the truth in the LiteLLM table (availability, max_tokens)."""
+def differences(
+    lconn: psycopg.Connection[Any], bconn: psycopg.Connection[Any], deleted: set[str]
+) -> list[str]:
+    """Model names whose backend row differs from the truth
+    in the LiteLLM table (availability, max_tokens)."""
     truth = {
         str(name): (int(mt) if mt is not None else None)
         for name, mt in lconn.execute(
-            """SELECT model_name, max(model_info->>'max_tokens') FROM "LiteLLM_ProxyModelTable" GROUP BY 1"""
+            "SELECT model_name, max(model_info->>'max_tokens') "
+            'FROM "LiteLLM_ProxyModelTable" GROUP BY 1'
         ).fetchall()
     }
     backend = {
-        str(i): (str(a), mt) for i, a, mt in bconn.execute("SELECT id, availability, max_tokens FROM models").fetchall()
+        str(i): (str(a), mt)
+        for i, a, mt in bconn.execute("SELECT id, availability, max_tokens FROM models").fetchall()
     }
     wrong = [
         n
         for n, mt in truth.items()
         if backend.get(n, ("", None))[0] != "available" or (mt is not None and backend[n][1] != mt)
     ]
-    wrong += [n for n in deleted if n not in truth and backend.get(n, ("", None))[0] != "unavailable"]
+    wrong += [
+        n for n in deleted if n not in truth and backend.get(n, ("", None))[0] != "unavailable"
+    ]
     return wrong
 
 
@@ -153,8 +169,9 @@ def outbox_left(lconn: psycopg.Connection[Any]) -> tuple[int, int]:
 def warm_up(lconn: psycopg.Connection[Any]) -> float:
     """Give each relay one event to apply before the burst; returns how long the first event took.
 
-    The relay imports LiteLLM's helpers on its first event (cold start). Two events 0.3 s apart: while
-    one relay is busy with the first (holding its claim), the other claims the second (SKIP LOCKED).
+    The relay imports LiteLLM's helpers on its first event (cold start). Two events 0.3 s apart:
+    while one relay is busy with the first (holding its
+    claim), the other claims the second (SKIP LOCKED).
     """
     started = time.perf_counter()
     for k in range(2):
@@ -168,7 +185,9 @@ def warm_up(lconn: psycopg.Connection[Any]) -> float:
 
 
 def max_event_id(lconn: psycopg.Connection[Any]) -> int:
-    row = lconn.execute("SELECT coalesce(pg_sequence_last_value('litemaas_hooks.model_events_id_seq'), 0)").fetchone()
+    row = lconn.execute(
+        "SELECT coalesce(pg_sequence_last_value('litemaas_hooks.model_events_id_seq'), 0)"
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -184,7 +203,8 @@ async def dry_run(env: dict[str, str]) -> dict[str, int]:
 
 
 async def baseline(env: dict[str, str], names_in_order: list[str]) -> float:
-    """The same engine, one event at a time: one converge (read truth, one backend transaction) per event."""
+    """The same engine, one event at a time: one converge
+    (read truth, one backend transaction) per event."""
     settings = load_settings(env)
     lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
     try:
@@ -230,40 +250,68 @@ def main() -> None:
             wrong = differences(lconn, bconn, deleted)
         events = max_event_id(lconn) - first_event
         dupes = bconn.execute(
-            "SELECT count(*) FROM (SELECT resource_id FROM audit_logs WHERE action LIKE 'MODEL_MARKED_UNAVAILABLE%%' "
+            "SELECT count(*) FROM (SELECT resource_id FROM audit_logs "
+            "WHERE action LIKE 'MODEL_MARKED_UNAVAILABLE%%' "
             "GROUP BY resource_id HAVING count(*) > 1) d"
         ).fetchone()
         audit = bconn.execute(
             "SELECT count(*) FROM audit_logs WHERE action LIKE 'MODEL_MARKED_UNAVAILABLE%%'"
         ).fetchone()
-        writes: dict[str, int] = dict(bconn.execute("SELECT kind, count(*) FROM bench_writes GROUP BY 1").fetchall())
+        writes: dict[str, int] = dict(
+            bconn.execute("SELECT kind, count(*) FROM bench_writes GROUP BY 1").fetchall()
+        )
         # event names in commit order, for the baseline (one backend transaction per event)
-        names = [str(op[1][1]) if op[0] == "insert" else str(op[1][0] if op[0] == "update" else op[1]) for op in ops]
+        names = [
+            str(op[1][1]) if op[0] == "insert" else str(op[1][0] if op[0] == "update" else op[1])
+            for op in ops
+        ]
         lconn.close()
         bconn.close()
         check = asyncio.run(dry_run(env))
         _pg.create_database("baseline_db")
         apply_litemaas_schema(_pg.dsn("baseline_db"))
         base_env = {**env, "LITEMAAS_DATABASE_URL": _pg.dsn("baseline_db")}
-        subprocess.run([exe, "install", "--backend-only"], env=base_env, check=True, capture_output=True)
+        subprocess.run(
+            [exe, "install", "--backend-only"], env=base_env, check=True, capture_output=True
+        )
         base_s = asyncio.run(baseline(base_env, names))
 
-    print(f"burst benchmark — {len(ops)} changes, {WRITERS} writer connections, 2 relay processes — {machine()}")
-    print(f"  relay cold start (2 warm-up events, first use imports LiteLLM helpers): {cold:.1f}s, not counted")
+    print(
+        f"burst benchmark — {len(ops)} changes, {WRITERS} "
+        f"writer connections, 2 relay processes — {machine()}"
+    )
+    print(
+        "  relay cold start (2 warm-up events, first use "
+        f"imports LiteLLM helpers): {cold:.1f}s, not counted"
+    )
     print(f"  burst committed in {last - first:.2f}s (target: within ~1 s)")
     if converged is None:
         print(f"  NOT converged within {DEADLINE_SECONDS:.0f}s")
         took = float("nan")
     else:
         took = converged - first
-        print(f"  converged {took:.2f}s after the first commit, {converged - last:.2f}s after the last  target <= 5 s")
-    print(f"  events {events}, applied {events - pending - dead}, still pending {pending}, dead {dead}")
+        print(
+            f"  converged {took:.2f}s after the first commit, "
+            f"{converged - last:.2f}s after the last  target <= 5 s"
+        )
+    print(
+        f"  events {events}, applied {events - pending - dead}, "
+        f"still pending {pending}, dead {dead}"
+    )
     print(f"  lost (backend != truth, or dead): {len(wrong) + dead}  target 0")
-    print(f"  duplicates (retired names with > 1 retirement audit row): {dupes[0] if dupes else '?'}  target 0")
-    print(f"    retirement audit rows {audit[0] if audit else '?'} for {len(deleted)} retired names")
+    print(
+        "  duplicates (retired names with > 1 retirement "
+        f"audit row): {dupes[0] if dupes else '?'}  target 0"
+    )
+    print(
+        f"    retirement audit rows {audit[0] if audit else '?'} for {len(deleted)} retired names"
+    )
     print(f"  backend row writes: {writes} (no-op = identical rewrite, harmless)")
     print(f"  engine dry run afterwards: {check}")
-    print(f"  baseline (same engine, one converge per event, no batching/dedup; empty backend copy): {base_s:.2f}s")
+    print(
+        "  baseline (same engine, one converge per event, no "
+        f"batching/dedup; empty backend copy): {base_s:.2f}s"
+    )
     print(f"  ratio relays/baseline: {took / base_s:.2f}x")
 
 

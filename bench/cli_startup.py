@@ -1,10 +1,12 @@
-"""How fast each ``litemaas-hooks`` command finishes, and how much memory it takes, as an operator runs it.
+"""How fast each ``litemaas-hooks`` command finishes,
+and how much memory it takes, as an operator runs it.
 
     .venv/bin/python bench/cli_startup.py [--runs 5]
 
-Starts a throwaway PostgreSQL with LiteLLM's schema and the backend schema, installs, then runs every
-command as its own process ``--runs`` times: median wall time and peak RSS per command, next to the
-baselines measured in the same run (an empty interpreter, ``import psycopg``, ``import litellm``).
+Starts a throwaway PostgreSQL with LiteLLM's schema and the backend schema, installs, then runs
+every command as its own process ``--runs`` times: median wall time and peak RSS per command, next
+to the baselines measured in the same run (an empty
+interpreter, ``import psycopg``, ``import litellm``).
 Target: every command that does not need LiteLLM (and every settings or usage error) under 0.5 s.
 
 Where the time goes, for one command::
@@ -66,12 +68,20 @@ def main() -> int:
     py = sys.executable
     cli = [py, "-m", "litemaas_hooks.cli"]
     shim_dir = tempfile.mkdtemp(prefix="cli-startup-")
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("LITEMAAS_", "LITELLM_DATABASE"))}
+    base_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("LITEMAAS_", "LITELLM_DATABASE"))
+    }
     base_env.pop("DATABASE_URL", None)
     base_env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}; {args.runs} runs per command")
+    print(
+        f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}; {args.runs} runs per command"
+    )
     with databases() as (_, litellm_dsn, backend_dsn):
-        env = {**base_env, "LITEMAAS_DATABASE_URL": backend_dsn, "LITELLM_DATABASE_URL": litellm_dsn}
+        env = {
+            **base_env,
+            "LITEMAAS_DATABASE_URL": backend_dsn,
+            "LITELLM_DATABASE_URL": litellm_dsn,
+        }
         env["LITELLM_MASTER_KEY"] = MASTER_KEY
         assert run_once([*cli, "install"], env)[2] == 0, "install failed"
         cases: list[tuple[str, list[str], dict[str, str], bool]] = [
@@ -112,7 +122,10 @@ def main() -> int:
     Path(shim_dir, "litemaas_hooks.py").unlink(missing_ok=True)
     os.rmdir(shim_dir)
     print("over the target: " + (", ".join(failed) if failed else "none"))
-    print("where the time goes: python -X importtime -m litemaas_hooks.cli write-shim /tmp 2>&1 | sort -t'|' -k2 -n")
+    print(
+        "where the time goes: python -X importtime -m "
+        "litemaas_hooks.cli write-shim /tmp 2>&1 | sort -t'|' -k2 -n"
+    )
     return 0
 
 

@@ -76,10 +76,15 @@ def _our_backfill(litellm_dsn: str, backend_dsn: str, pod_cache: str) -> Ours:
     wall = time.perf_counter() - started
     match = _SUMMARY.search(done.stdout)
     if done.returncode != 0 or match is None:
-        raise SystemExit(f"litemaas-hooks backfill failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
+        raise SystemExit(
+            "litemaas-hooks backfill failed "
+            f"({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}"
+        )
     created, updated, _unchanged, retired = map(int, match.groups())
     engine = re.search(r"models, ([0-9.]+)s\)", done.stdout)
-    return Ours(wall, created + updated + retired, float(engine.group(1)) if engine else float("nan"))
+    return Ours(
+        wall, created + updated + retired, float(engine.group(1)) if engine else float("nan")
+    )
 
 
 def wait_served(proxy: SandboxProxy, count: int, deadline: float = 600.0) -> float:
@@ -92,7 +97,9 @@ def wait_served(proxy: SandboxProxy, count: int, deadline: float = 600.0) -> flo
             if got >= count:
                 return time.monotonic() - started
             if time.monotonic() - started > deadline:
-                raise SystemExit(f"the proxy serves {got} of {count} deployments after {deadline:.0f}s")
+                raise SystemExit(
+                    f"the proxy serves {got} of {count} deployments after {deadline:.0f}s"
+                )
             time.sleep(1.0)
 
 
@@ -112,12 +119,16 @@ def fresh_backend(pg: LocalPostgres, name: str) -> str:
 
 def shared_answers(litellm_dsn: str) -> int:
     with psycopg.connect(litellm_dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM litemaas_hooks.cost_map_memo, jsonb_object_keys(entries)").fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM litemaas_hooks.cost_map_memo, jsonb_object_keys(entries)"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1000,10000", help="deployment counts, comma-separated")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -139,12 +150,15 @@ def main() -> None:
             with sandbox_proxy(litellm_dsn, master_key=MASTER_KEY, plugin=False) as proxy:
                 served = wait_served(proxy, size)
                 print(
-                    f"\n{size} deployments (seeded {seeded:.1f}s; proxy up {proxy.startup_seconds:.1f}s, "
-                    f"serving all {time.perf_counter() - started:.1f}s after start, {served:.1f}s waited)"
+                    f"\n{size} deployments (seeded {seeded:.1f}s; "
+                    f"proxy up {proxy.startup_seconds:.1f}s, "
+                    f"serving all {time.perf_counter() - started:.1f}s "
+                    f"after start, {served:.1f}s waited)"
                 )
                 first = our_backfill(litellm_dsn, fresh_backend(pg, f"first_{size}"))
                 print(
-                    f"  first: ours process {first.wall:6.2f}s (engine {first.engine_seconds:.2f}s) rows "
+                    f"  first: ours process {first.wall:6.2f}s "
+                    f"(engine {first.engine_seconds:.2f}s) rows "
                     f"{first.written:6d}   (nothing shared yet: imports LiteLLM; then "
                     f"{shared_answers(litellm_dsn)} answers shared)"
                 )
@@ -161,12 +175,15 @@ def main() -> None:
                     )
                     errors = len(its.result.get("errors") or [])
                     print(
-                        f"  {phase}: ours process {ours.wall:6.2f}s (engine {ours.engine_seconds:.2f}s) "
-                        f"rows {ours.written:6d} | its process {its.wall_seconds:6.2f}s, call {its.call_seconds:6.2f}s "
+                        f"  {phase}: ours process {ours.wall:6.2f}s "
+                        f"(engine {ours.engine_seconds:.2f}s) "
+                        f"rows {ours.written:6d} | its process "
+                        f"{its.wall_seconds:6.2f}s, call {its.call_seconds:6.2f}s "
                         f"rows {its.written:6d}{f' ({errors} errors)' if errors else ''}"
                     )
                     print(
-                        f"        ratio its/ours: process/process {its.wall_seconds / ours.wall:5.2f}x, "
+                        "        ratio its/ours: process/process "
+                        f"{its.wall_seconds / ours.wall:5.2f}x, "
                         f"call/process {its.call_seconds / ours.wall:5.2f}x"
                         + (
                             "   target >= 3x (process/process)"

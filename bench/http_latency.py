@@ -35,7 +35,11 @@ from litemaas_hooks_sandbox.proxy import SandboxProxy, sandbox_proxy
 
 MOCK_MODEL = {
     "model_name": "mock-gpt",
-    "litellm_params": {"model": "openai/mock-gpt", "api_key": "not-a-real-key", "mock_response": "hello"},
+    "litellm_params": {
+        "model": "openai/mock-gpt",
+        "api_key": "not-a-real-key",
+        "mock_response": "hello",
+    },
 }
 
 
@@ -46,7 +50,8 @@ def pct(values: list[float], q: float) -> float:
 
 def fmt(values: list[float]) -> str:
     return (
-        f"p50 {pct(values, 50):7.1f}  p95 {pct(values, 95):7.1f}  p99 {pct(values, 99):7.1f}  max {max(values):7.1f} ms"
+        f"p50 {pct(values, 50):7.1f}  p95 {pct(values, 95):7.1f} "
+        f" p99 {pct(values, 99):7.1f}  max {max(values):7.1f} ms"
     )
 
 
@@ -55,7 +60,8 @@ def wait_relay(litellm_dsn: str, deadline_seconds: float = 60) -> None:
     with psycopg.connect(litellm_dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
             row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'litemaas-hooks[%%]:litellm'"
+                "SELECT count(*) FROM pg_stat_activity WHERE "
+                "application_name LIKE 'litemaas-hooks[%%]:litellm'"
             ).fetchone()
             if row and row[0]:
                 return
@@ -84,9 +90,14 @@ def bench_adds(proxy: SandboxProxy, backend_dsn: str, adds: int) -> None:
             response = client.post("/model/new", json=body)
             answered = time.perf_counter()
             if response.status_code != 200:
-                raise SystemExit(f"POST /model/new answered {response.status_code}: {response.text[:300]}")
+                raise SystemExit(
+                    f"POST /model/new answered {response.status_code}: {response.text[:300]}"
+                )
             deadline = answered + 30
-            while conn.execute("SELECT 1 FROM public.models WHERE id = %s", (name,)).fetchone() is None:
+            while (
+                conn.execute("SELECT 1 FROM public.models WHERE id = %s", (name,)).fetchone()
+                is None
+            ):
                 if time.perf_counter() > deadline:
                     raise SystemExit(f"{name} did not reach the backend within 30 s")
                 time.sleep(0.001)  # polling interval of a condition with a deadline
@@ -123,7 +134,9 @@ async def round_(base_url: str, requests: int, concurrency: int) -> tuple[float,
         return time.perf_counter() - started, latencies
 
 
-def bench_requests(a: SandboxProxy, b: SandboxProxy, rounds: int, requests: int, concurrency: int) -> None:
+def bench_requests(
+    a: SandboxProxy, b: SandboxProxy, rounds: int, requests: int, concurrency: int
+) -> None:
     for proxy in (a, b):  # warm-up
         asyncio.run(round_(proxy.base_url, 50, concurrency))
     totals = {"A": [0.0, 0], "B": [0.0, 0]}
@@ -143,9 +156,13 @@ def bench_requests(a: SandboxProxy, b: SandboxProxy, rounds: int, requests: int,
         f"{requests} requests x concurrency {concurrency}"
     )
     for v, label in (("A", "without plugin"), ("B", "with plugin   ")):
-        print(f"   {v} {label}: {rps[v]:7.1f} req/s   p50 {pct(lat[v], 50):6.1f} ms   p99 {pct(lat[v], 99):6.1f} ms")
+        print(
+            f"   {v} {label}: {rps[v]:7.1f} req/s   p50 "
+            f"{pct(lat[v], 50):6.1f} ms   p99 {pct(lat[v], 99):6.1f} ms"
+        )
     print(
-        f"   B/A: throughput {rps['B'] / rps['A']:.3f}   p50 {pct(lat['B'], 50) / pct(lat['A'], 50):.3f}   "
+        f"   B/A: throughput {rps['B'] / rps['A']:.3f}   "
+        f"p50 {pct(lat['B'], 50) / pct(lat['A'], 50):.3f}   "
         f"p99 {pct(lat['B'], 99) / pct(lat['A'], 99):.3f}"
     )
 
@@ -162,12 +179,19 @@ def main() -> int:
         pg.create_database("litellm_plain")
         apply_litellm_schema(pg.dsn("litellm_plain"))
         install(litellm_dsn, backend_dsn)
-        with sandbox_proxy(litellm_dsn, backend_dsn=backend_dsn, master_key=MASTER_KEY, models=[MOCK_MODEL]) as b:
+        with sandbox_proxy(
+            litellm_dsn, backend_dsn=backend_dsn, master_key=MASTER_KEY, models=[MOCK_MODEL]
+        ) as b:
             wait_relay(litellm_dsn)
             where = "network namespace" if b.isolated else "host loopback"
-            print(f"proxy B (plugin) LiteLLM {b.litellm_version} up in {b.startup_seconds:.1f} s, {where}")
+            print(
+                f"proxy B (plugin) LiteLLM {b.litellm_version} "
+                f"up in {b.startup_seconds:.1f} s, {where}"
+            )
             # first the request A/B (both proxies serve the same single model), then the adds on B
-            with sandbox_proxy(pg.dsn("litellm_plain"), plugin=False, master_key=MASTER_KEY, models=[MOCK_MODEL]) as a:
+            with sandbox_proxy(
+                pg.dsn("litellm_plain"), plugin=False, master_key=MASTER_KEY, models=[MOCK_MODEL]
+            ) as a:
                 print(f"proxy A (no plugin) up in {a.startup_seconds:.1f} s")
                 bench_requests(a, b, args.rounds, args.requests, args.concurrency)
             bench_adds(b, backend_dsn, args.adds)

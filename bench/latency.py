@@ -1,20 +1,22 @@
-"""Latency benchmark: LiteLLM-row commit -> backend-row commit, through a real `litemaas-hooks relay` process.
+"""Latency benchmark: LiteLLM-row commit -> backend-row
+commit, through a real `litemaas-hooks relay` process.
 
-Method. A throwaway PostgreSQL holds both databases; a `litemaas-hooks relay` subprocess (poll interval
-30 s and no periodic reconcile, so only LISTEN/NOTIFY can make it fast) relays the outbox. The benchmark
-installs one extra trigger in the bench backend database: AFTER INSERT OR UPDATE ON models, it calls
-``pg_notify('bench_models', id)``. PostgreSQL delivers a notification only when the writing transaction
-commits, so the moment our LISTEN connection receives it is the backend commit (plus one local socket
-hop). For each change the writer records ``perf_counter()`` when its autocommit statement returned (the
-LiteLLM-row commit) and then blocks on the LISTEN connection; latency = receipt - commit. The changes
-(>= 500, a mix of inserts, updates of ``model_info`` and deletes of the only deployment of a name, i.e.
-retirements) are committed one at a time and paced (the next one only after the previous one was seen,
-plus a short gap), so none are batched together.
+Method. A throwaway PostgreSQL holds both databases; a `litemaas-hooks relay` subprocess (poll
+interval 30 s and no periodic reconcile, so only LISTEN/NOTIFY can make it fast) relays the outbox.
+The benchmark installs one extra trigger in the bench backend database: AFTER INSERT OR UPDATE ON
+models, it calls ``pg_notify('bench_models', id)``. PostgreSQL delivers a notification only when the
+writing transaction commits, so the moment our LISTEN connection receives it is the backend commit
+(plus one local socket hop). For each change the writer records ``perf_counter()`` when its
+autocommit statement returned (the LiteLLM-row commit) and then blocks on the LISTEN connection;
+latency = receipt - commit. The changes (>= 500, a mix of inserts, updates of ``model_info`` and
+deletes of the only deployment of a name, i.e. retirements) are committed one at a time and paced
+(the next one only after the previous one was seen, plus a short gap), so none are batched together.
 
-Baseline (the physical floor, measured in the same run): an echo subprocess that LISTENs on the LiteLLM
-database and, for each notification, runs one backend transaction (an UPDATE of a one-row table carrying
-the same notify trigger). The writer commits a ``pg_notify`` and waits for the echo exactly as above: one
-NOTIFY round trip + one backend transaction + the same observation hop. Ratio = relay / floor.
+Baseline (the physical floor, measured in the same run): an echo subprocess that LISTENs on the
+LiteLLM database and, for each notification, runs one backend transaction (an UPDATE of a one-row
+table carrying the same notify trigger). The writer commits a ``pg_notify`` and waits for the echo
+exactly as above: one NOTIFY round trip + one backend
+transaction + the same observation hop. Ratio = relay / floor.
 
 Targets: p50 <= 3 ms, p99 <= 10 ms (a few times the floor: one claim+read round trip on the LiteLLM
 side, two pipelined ones on the backend side).
@@ -58,9 +60,11 @@ BEGIN
     RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS bench_observe ON models;
-CREATE TRIGGER bench_observe AFTER INSERT OR UPDATE ON models FOR EACH ROW EXECUTE FUNCTION bench_observe();
+CREATE TRIGGER bench_observe AFTER INSERT OR UPDATE ON models
+    FOR EACH ROW EXECUTE FUNCTION bench_observe();
 DROP TRIGGER IF EXISTS bench_observe ON bench_floor;
-CREATE TRIGGER bench_observe AFTER UPDATE ON bench_floor FOR EACH ROW EXECUTE FUNCTION bench_observe();
+CREATE TRIGGER bench_observe AFTER UPDATE ON bench_floor
+    FOR EACH ROW EXECUTE FUNCTION bench_observe();
 """
 WAIT_SECONDS = 10.0
 _POD_CACHE = tempfile.mkdtemp(prefix="bench-pod-cache-")
@@ -85,12 +89,17 @@ def relay_env(litellm_dsn: str, backend_dsn: str, **knobs: str) -> dict[str, str
 
 def install(litellm_dsn: str, backend_dsn: str) -> None:
     exe = os.path.join(os.path.dirname(sys.executable), "litemaas-hooks")
-    subprocess.run([exe, "install"], env=relay_env(litellm_dsn, backend_dsn), check=True, capture_output=True)
+    subprocess.run(
+        [exe, "install"], env=relay_env(litellm_dsn, backend_dsn), check=True, capture_output=True
+    )
 
 
 @contextmanager
-def relays(litellm_dsn: str, backend_dsn: str, count: int = 1, **knobs: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """``count`` `litemaas-hooks relay` subprocesses, returned once all hold their LiteLLM connection."""
+def relays(
+    litellm_dsn: str, backend_dsn: str, count: int = 1, **knobs: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` `litemaas-hooks relay` subprocesses,
+    returned once all hold their LiteLLM connection."""
     exe = os.path.join(os.path.dirname(sys.executable), "litemaas-hooks")
     env = relay_env(litellm_dsn, backend_dsn, **knobs)
     procs = [subprocess.Popen([exe, "relay"], env=env) for _ in range(count)]
@@ -99,7 +108,8 @@ def relays(litellm_dsn: str, backend_dsn: str, count: int = 1, **knobs: str) -> 
         with psycopg.connect(litellm_dsn, autocommit=True) as conn:
             while True:
                 row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'litemaas-hooks%%:litellm'"
+                    "SELECT count(*) FROM pg_stat_activity WHERE "
+                    "application_name LIKE 'litemaas-hooks%%:litellm'"
                 ).fetchone()
                 if row is not None and row[0] >= count:
                     break
@@ -129,7 +139,9 @@ def floor_echo(litellm_dsn: str, backend_dsn: str) -> None:
         for note in lconn.notifies():
             if note.payload == "stop":
                 return
-            bconn.execute("UPDATE bench_floor SET n = n + 1, tag = %s WHERE id = 1", (note.payload,))
+            bconn.execute(
+                "UPDATE bench_floor SET n = n + 1, tag = %s WHERE id = 1", (note.payload,)
+            )
 
 
 class Observer:
@@ -146,7 +158,9 @@ class Observer:
         while key not in self.seen:
             left = deadline - time.perf_counter()
             if left <= 0:
-                raise TimeoutError(f"backend change for {key!r} not seen within {self.wait_seconds}s")
+                raise TimeoutError(
+                    f"backend change for {key!r} not seen within {self.wait_seconds}s"
+                )
             for note in self.conn.notifies(timeout=left, stop_after=1):
                 self.seen.setdefault(note.payload, time.perf_counter())
         return self.seen.pop(key)
@@ -171,9 +185,13 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def measure_floor(litellm_dsn: str, backend_dsn: str, observer: Observer, count: int, gap: float) -> list[float]:
+def measure_floor(
+    litellm_dsn: str, backend_dsn: str, observer: Observer, count: int, gap: float
+) -> list[float]:
     echo = subprocess.Popen(
-        [sys.executable, __file__, "--floor-echo", litellm_dsn, backend_dsn], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--floor-echo", litellm_dsn, backend_dsn],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert echo.stdout is not None
     echo.stdout.readline()  # "ready": LISTEN is in place
@@ -197,10 +215,16 @@ BY_OP: dict[str, list[float]] = {}
 
 
 def measure_relay(
-    litellm_dsn: str, observer: Observer, count: int, gap: float, rng: random.Random, *, start: int = 100_000
+    litellm_dsn: str,
+    observer: Observer,
+    count: int,
+    gap: float,
+    rng: random.Random,
+    *,
+    start: int = 100_000,
 ) -> tuple[list[float], dict[str, int]]:
-    """``count`` single changes (insert / update / delete), each committed alone; latency per change.
-    ``start``: the first model number (runs in one database need their own range)."""
+    """``count`` single changes (insert / update / delete), each committed alone; latency per
+    change. ``start``: the first model number (runs in one database need their own range)."""
     rows = iter([model_row(start + i) for i in range(count)])  # encrypted outside the timings
     live: list[tuple[str, str]] = []  # (model_id, model_name), one deployment per name
     out: list[float] = []
@@ -208,7 +232,9 @@ def measure_relay(
     BY_OP.clear()
     with psycopg.connect(litellm_dsn, autocommit=True) as conn:
         for i in range(count):
-            op = "insert" if len(live) < 20 else rng.choice(("insert", "update", "update", "delete"))
+            op = (
+                "insert" if len(live) < 20 else rng.choice(("insert", "update", "update", "delete"))
+            )
             if op == "insert":
                 row: Any = next(rows)
                 conn.execute(INSERT_ROW, row)
@@ -225,7 +251,9 @@ def measure_relay(
                 committed = time.perf_counter()
             else:
                 model_id, name = live.pop(rng.randrange(len(live)))
-                conn.execute('DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (model_id,))
+                conn.execute(
+                    'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (model_id,)
+                )
                 committed = time.perf_counter()
             out.append(observer.wait_for(name) - committed)
             BY_OP.setdefault(op, []).append(out[-1])
@@ -239,7 +267,9 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=600)
     parser.add_argument("--floor", type=int, default=300, help="baseline round trips")
     parser.add_argument("--gap-ms", type=float, default=5.0, help="pause between changes")
-    parser.add_argument("--floor-echo", nargs=2, metavar=("LITELLM_DSN", "BACKEND_DSN"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--floor-echo", nargs=2, metavar=("LITELLM_DSN", "BACKEND_DSN"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.floor_echo:
         floor_echo(*args.floor_echo)
@@ -257,21 +287,34 @@ def main() -> None:
                 measure_relay(litellm_dsn, observer, 30, gap, random.Random(1), start=900_000)
                 floor = measure_floor(litellm_dsn, backend_dsn, observer, args.floor, gap)
                 relay, ops = measure_relay(litellm_dsn, observer, args.changes, gap, rng)
-                floor_after = measure_floor(litellm_dsn, backend_dsn, observer, args.floor // 2, gap)
+                floor_after = measure_floor(
+                    litellm_dsn, backend_dsn, observer, args.floor // 2, gap
+                )
         finally:
             observer.close()
     f, r = summary(floor + floor_after), summary(relay)
     print(f"latency benchmark — LiteLLM-row commit -> backend-row commit — {machine()}")
-    print(f"  relay (`litemaas-hooks relay` subprocess): {len(relay)} changes {ops}, each committed alone")
+    print(
+        "  relay (`litemaas-hooks relay` subprocess): "
+        f"{len(relay)} changes {ops}, each committed alone"
+    )
     print("  " + "  ".join(f"{k} {v:6.2f} ms" for k, v in r.items()))
     for kind, values in sorted(BY_OP.items()):
         per = summary(values)
         print(f"    {kind:6} ({len(values)}): p50 {per['p50']:6.2f} ms  p99 {per['p99']:6.2f} ms")
-    print("  targets: p50 <= 3 ms, p99 <= 10 ms:", "MET" if r["p50"] <= 3 and r["p99"] <= 10 else "MISSED")
+    print(
+        "  targets: p50 <= 3 ms, p99 <= 10 ms:",
+        "MET" if r["p50"] <= 3 and r["p99"] <= 10 else "MISSED",
+    )
     trips = len(floor) + len(floor_after)
-    print(f"  baseline (physical floor: NOTIFY round trip + one backend transaction), {trips} trips")
+    print(
+        f"  baseline (physical floor: NOTIFY round trip + one backend transaction), {trips} trips"
+    )
     print("  " + "  ".join(f"{k} {v:6.2f} ms" for k, v in f.items()))
-    print("  ratio relay/floor: " + "  ".join(f"{k} {r[k] / f[k]:.1f}x" for k in ("p50", "p95", "p99")))
+    print(
+        "  ratio relay/floor: "
+        + "  ".join(f"{k} {r[k] / f[k]:.1f}x" for k in ("p50", "p95", "p99"))
+    )
 
 
 if __name__ == "__main__":

@@ -132,7 +132,10 @@ class LatencyLink:
         )
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Callable[[], None]
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        seen: Callable[[bytes], None],
     ) -> None:
         """Forward bytes, each chunk ``one_way`` seconds after it arrived (order kept)."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()

@@ -47,7 +47,10 @@ from latency import OBSERVE_SQL, Observer, install, measure_relay, relays, summa
 from latency_link import LatencyLink
 
 _SUMMARY = re.compile(r"created (\d+), updated (\d+), unchanged (\d+), retired (\d+)")
-_HWM = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr)"
+_HWM = (
+    "print(next(l.split()[1] for l in open('/proc/self/status') "
+    "if l.startswith('VmHWM')), file=sys.stderr)"
+)
 
 
 @dataclass
@@ -81,7 +84,8 @@ def backfill(litellm_dsn: str, backend_dsn: str, links: list[LatencyLink]) -> Ba
     match = _SUMMARY.search(done.stdout)
     if done.returncode != 0 or match is None:
         raise SystemExit(
-            f"litemaas-hooks backfill failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}"
+            "litemaas-hooks backfill failed "
+            f"({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}"
         )
     created, updated, _unchanged, retired = map(int, match.groups())
     peak = int(done.stderr.strip().splitlines()[-1]) / 1024
@@ -129,11 +133,13 @@ def changes_under(pg_port: int, litellm_dsn: str, backend_dsn: str, rtt: float, 
     s = summary(lat)
     per = (lf + bf) / len(lat)
     print(
-        f"  change -> backend row ({len(lat)} changes {ops}): p50 {s['p50']:7.1f} ms  p99 {s['p99']:7.1f} ms  "
+        f"  change -> backend row ({len(lat)} changes {ops}): "
+        f"p50 {s['p50']:7.1f} ms  p99 {s['p99']:7.1f} ms  "
         f"max {s['max']:7.1f} ms"
     )
     print(
-        f"    round trips per change (counted): {per:.2f} (LiteLLM {lf / len(lat):.2f}, backend {bf / len(lat):.2f})"
+        f"    round trips per change (counted): {per:.2f} (LiteLLM "
+        f"{lf / len(lat):.2f}, backend {bf / len(lat):.2f})"
         f"   target <= 4: {'MET' if per <= 4 else 'MISSED'}"
         + (f"; p50 = {s['p50'] / rtt:.1f} x RTT" if rtt else "")
     )
@@ -201,7 +207,8 @@ def main() -> None:
                     blink.stop()
                 ours_at[(rtt, size)] = cold
                 print(
-                    f"  {rtt:4g} ms: cold {cold.seconds:6.2f}s ({cold.written} rows, {cold.flights} round trips), "
+                    f"  {rtt:4g} ms: cold {cold.seconds:6.2f}s "
+                    f"({cold.written} rows, {cold.flights} round trips), "
                     f"warm {warm.seconds:6.2f}s ({warm.written} rows, {warm.flights} round trips), "
                     f"peak RSS {max(cold.peak_mb, warm.peak_mb):.0f} MB"
                 )
@@ -221,7 +228,8 @@ def main() -> None:
             big = backfill(ldsn, bdsn, [])
             again = backfill(ldsn, bdsn, [])
             print(
-                f"\nbackfill of {args.big} deployments, no link (seeded in {seeded:.0f}s): cold {big.seconds:.1f}s, "
+                f"\nbackfill of {args.big} deployments, no link "
+                f"(seeded in {seeded:.0f}s): cold {big.seconds:.1f}s, "
                 f"{big.written} rows, peak RSS {big.peak_mb:.0f} MB; warm {again.seconds:.1f}s, "
                 f"peak RSS {again.peak_mb:.0f} MB"
             )

@@ -1,18 +1,21 @@
-"""Shared pytest fixtures: one throwaway PostgreSQL server per test session, cheap per-test databases.
+"""Shared pytest fixtures: one throwaway PostgreSQL
+server per test session, cheap per-test databases.
 
 Fixture names are a contract (other test modules use them):
 
-- ``pg_cluster`` (session): a started ``LocalPostgres`` with template databases ``tpl_litellm`` (LiteLLM's
-  real schema from litellm-proxy-extras) and ``tpl_litemaas`` (the LiteMaaS backend's own migrations,
-  run with tsx); ``tpl_shared`` (both schemas, the RHDP "shared database" topology) is built on first
-  use. Templates refuse connections (clone them, never connect to them).
+- ``pg_cluster`` (session): a started ``LocalPostgres`` with template databases ``tpl_litellm``
+  (LiteLLM's real schema from litellm-proxy-extras) and ``tpl_litemaas`` (the LiteMaaS backend's own
+  migrations, run with tsx); ``tpl_shared`` (both schemas, the RHDP "shared database" topology) is
+  built on first use. Templates refuse connections (clone them, never connect to them).
 - ``litellm_dsn`` / ``backend_dsn`` / ``shared_dsn`` (function): a fresh database cloned from the
-  matching template (``CREATE DATABASE x TEMPLATE tpl_...``), dropped ``WITH (FORCE)`` after the test.
+  matching template (``CREATE DATABASE x TEMPLATE
+  tpl_...``), dropped ``WITH (FORCE)`` after the test.
 - ``master_key`` (session): ``sk-`` + 64 hex chars.
-- ``hooks_env`` (function): ``{LITEMAAS_DATABASE_URL, LITELLM_DATABASE_URL, LITELLM_MASTER_KEY}`` for
-  running the CLI as a subprocess (merge it into ``os.environ``).
+- ``hooks_env`` (function): ``{LITEMAAS_DATABASE_URL, LITELLM_DATABASE_URL, LITELLM_MASTER_KEY}``
+  for running the CLI as a subprocess (merge it into ``os.environ``).
 
-``LITELLM_LOCAL_MODEL_COST_MAP=True`` is set for the whole session (no network fetch of the cost map).
+``LITELLM_LOCAL_MODEL_COST_MAP=True`` is set for the
+whole session (no network fetch of the cost map).
 """
 
 from __future__ import annotations
@@ -73,7 +76,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         parts.append(f"backend schema {t.litemaas_schema * 1000:.0f}ms")
     if t.clones:
         avg = sum(t.clones) / len(t.clones)
-        parts.append(f"{len(t.clones)} clones avg {avg * 1000:.0f}ms max {max(t.clones) * 1000:.0f}ms")
+        parts.append(
+            f"{len(t.clones)} clones avg {avg * 1000:.0f}ms max {max(t.clones) * 1000:.0f}ms"
+        )
     if t.drops:
         parts.append(f"drops (background) avg {sum(t.drops) / len(t.drops) * 1000:.0f}ms")
     terminalreporter.write_line("embedded postgres: " + ", ".join(parts))
@@ -101,8 +106,8 @@ def _build_template(pg: LocalPostgres, name: str) -> None:
 class _Dropper:
     """Drops per-test databases on a background thread with its own connection.
 
-    ``DROP DATABASE ... WITH (FORCE)`` often waits ~100 ms for the test's just-closed sessions to exit;
-    doing it off the test's critical path keeps the per-test overhead to the clone alone."""
+    ``DROP DATABASE ... WITH (FORCE)`` often waits ~100 ms for the test's just-closed sessions to
+    exit; doing it off the test's critical path keeps the per-test overhead to the clone alone."""
 
     def __init__(self, pg: LocalPostgres) -> None:
         self._pg = pg
@@ -121,7 +126,9 @@ class _Dropper:
             try:
                 if conn is None or conn.closed:
                     conn = self._pg.connect()
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )
             except Exception as exc:
                 self.errors.append(f"{name}: {exc}")
                 if conn is not None:
@@ -143,8 +150,8 @@ _dropper: _Dropper | None = None
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[LocalPostgres]:
     """One throwaway PostgreSQL server for the whole run (superuser ``postgres``, random password),
-    with the template databases ``tpl_litellm`` and ``tpl_litemaas`` (``tpl_shared`` is built on first
-    use of ``shared_dsn``)."""
+    with the template databases ``tpl_litellm`` and ``tpl_litemaas`` (``tpl_shared`` is built on
+    first use of ``shared_dsn``)."""
     started = time.perf_counter()
     with LocalPostgres(max_connections=200) as pg:
         _timings.cluster_start = time.perf_counter() - started

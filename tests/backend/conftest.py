@@ -1,9 +1,10 @@
 """Fixtures of the tests against the real LiteMaaS backend code (upstream v0.4.0, run with tsx).
 
-``litellm_world`` (module): a LiteLLM database (``install``-ed: our trigger and outbox, as in production)
-served by a real LiteLLM proxy process (sandbox launcher, our plugin NOT mounted: the only writers of
-backend rows are the passes a test runs), with ``MODELS`` created through LiteLLM's HTTP API.
-``backend_db`` (function): a fresh backend database made by the backend's own migrations, ``install``-ed.
+``litellm_world`` (module): a LiteLLM database (``install``-ed: our trigger and outbox, as in
+production) served by a real LiteLLM proxy process (sandbox launcher, our plugin NOT mounted: the
+only writers of backend rows are the passes a test runs), with ``MODELS`` created through LiteLLM's
+HTTP API. ``backend_db`` (function): a fresh backend database
+made by the backend's own migrations, ``install``-ed.
 """
 
 from __future__ import annotations
@@ -27,10 +28,17 @@ VLLM = "http://vllm.models.svc.cluster.local:8000/v1"
 
 
 def _seed_model(name: str, model: str, category: str, **info: Any) -> dict[str, Any]:
-    # the RHDP seed guide's parameters (display_name, description, provider, category, context_length, ...)
+    # the RHDP seed guide's parameters (display_name, description, provider, category,
+    # context_length, ...)
     return {
         "model_name": name,
-        "litellm_params": {"model": model, "api_base": VLLM, "api_key": UPSTREAM_KEY, "rpm": 60, "tpm": 100000},
+        "litellm_params": {
+            "model": model,
+            "api_base": VLLM,
+            "api_key": UPSTREAM_KEY,
+            "rpm": 60,
+            "tpm": 100000,
+        },
         "model_info": {
             "display_name": name,
             "description": "AI model",
@@ -44,12 +52,23 @@ def _seed_model(name: str, model: str, category: str, **info: Any) -> dict[str, 
 
 # What LiteLLM gets through its HTTP API (POST /model/new), one entry per deployment.
 MODELS: list[dict[str, Any]] = [
-    _seed_model("granite-8b-code-instruct-128k", "openai/granite-3-2-8b-instruct", "code", context_length=131072),
+    _seed_model(
+        "granite-8b-code-instruct-128k",
+        "openai/granite-3-2-8b-instruct",
+        "code",
+        context_length=131072,
+    ),
     _seed_model("mistral-7b-instruct", "openai/mistral-7b-instruct", "chat"),
-    _seed_model("llama-3-8b-instruct", "openai/llama-3-8b-instruct", "general", context_length=8192),
+    _seed_model(
+        "llama-3-8b-instruct", "openai/llama-3-8b-instruct", "general", context_length=8192
+    ),
     {
         "model_name": "tools-and-vision",
-        "litellm_params": {"model": "openai/qwen2-vl-7b", "api_base": VLLM, "api_key": UPSTREAM_KEY},
+        "litellm_params": {
+            "model": "openai/qwen2-vl-7b",
+            "api_base": VLLM,
+            "api_key": UPSTREAM_KEY,
+        },
         "model_info": {
             "supports_function_calling": True,
             "supports_parallel_function_calling": True,
@@ -65,11 +84,18 @@ MODELS: list[dict[str, Any]] = [
     },
     {
         "model_name": "nomic-embed",
-        "litellm_params": {"model": "openai/nomic-embed-text-v1.5", "api_base": VLLM, "api_key": UPSTREAM_KEY},
+        "litellm_params": {
+            "model": "openai/nomic-embed-text-v1.5",
+            "api_base": VLLM,
+            "api_key": UPSTREAM_KEY,
+        },
         "model_info": {"mode": "embedding", "supports_embeddings": True},
     },
     # models LiteLLM's cost map knows (it enriches max_tokens, costs, flags in /model/info)
-    {"model_name": "openai-gpt-4o", "litellm_params": {"model": "openai/gpt-4o", "api_key": UPSTREAM_KEY}},
+    {
+        "model_name": "openai-gpt-4o",
+        "litellm_params": {"model": "openai/gpt-4o", "api_key": UPSTREAM_KEY},
+    },
     {"model_name": "gpt-4o", "litellm_params": {"model": "gpt-4o", "api_key": UPSTREAM_KEY}},
     {
         "model_name": "ollama-llama2",
@@ -93,12 +119,20 @@ MODELS: list[dict[str, Any]] = [
     # one name, two deployments
     {
         "model_name": "granite-ha",
-        "litellm_params": {"model": "openai/granite-ha", "api_base": "http://vllm-a:8000/v1", "api_key": UPSTREAM_KEY},
+        "litellm_params": {
+            "model": "openai/granite-ha",
+            "api_base": "http://vllm-a:8000/v1",
+            "api_key": UPSTREAM_KEY,
+        },
         "model_info": {"max_tokens": 4096},
     },
     {
         "model_name": "granite-ha",
-        "litellm_params": {"model": "openai/granite-ha", "api_base": "http://vllm-b:8000/v1", "api_key": UPSTREAM_KEY},
+        "litellm_params": {
+            "model": "openai/granite-ha",
+            "api_base": "http://vllm-b:8000/v1",
+            "api_key": UPSTREAM_KEY,
+        },
         "model_info": {"max_tokens": 4096},
     },
     {
@@ -107,12 +141,20 @@ MODELS: list[dict[str, Any]] = [
     },
     {
         "model_name": "modèle-日本語-ü",
-        "litellm_params": {"model": "openai/unicode-model", "api_base": VLLM, "api_key": UPSTREAM_KEY},
+        "litellm_params": {
+            "model": "openai/unicode-model",
+            "api_base": VLLM,
+            "api_key": UPSTREAM_KEY,
+        },
         "model_info": {"description": "ünïcödé"},
     },
     {
         "model_name": "admin-hidden",
-        "litellm_params": {"model": "openai/admin-hidden", "api_base": VLLM, "api_key": UPSTREAM_KEY},
+        "litellm_params": {
+            "model": "openai/admin-hidden",
+            "api_base": VLLM,
+            "api_key": UPSTREAM_KEY,
+        },
     },
 ]
 # blocked through POST /model/block (LiteLLM versions that have it; 1.81.0 has no blocked column)
@@ -189,8 +231,11 @@ def litellm_world(pg_cluster: LocalPostgres, master_key: str) -> Iterator[LiteLL
 
 
 @pytest.fixture
-def backend_db(pg_cluster: LocalPostgres, backend_tree: litemaas_backend.BackendTree) -> Iterator[str]:
-    """A fresh backend DB (the backend's own migrations, from the session template), ``install``-ed."""
+def backend_db(
+    pg_cluster: LocalPostgres, backend_tree: litemaas_backend.BackendTree
+) -> Iterator[str]:
+    """A fresh backend DB (the backend's own migrations,
+    from the session template), ``install``-ed."""
     name = f"coexist_backend_{secrets.token_hex(3)}"
     pg_cluster.create_database(name, template="tpl_litemaas")
     try:

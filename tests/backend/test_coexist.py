@@ -1,8 +1,10 @@
-"""Our ``backfill`` and the real backend's ``ModelSyncService.syncModels`` on one backend DB never fight.
+"""Our ``backfill`` and the real backend's
+``ModelSyncService.syncModels`` on one backend DB never fight.
 
-On one LiteLLM state (``MODELS`` created through a real LiteLLM proxy's HTTP API, ``/model/info`` served
-by it), a fresh backend DB made by the backend's own migrations, holding one row an admin has hidden,
-gets passes of both syncs, alternating, three of each, in both orders. After the first two passes:
+On one LiteLLM state (``MODELS`` created through a real LiteLLM proxy's HTTP API, ``/model/info``
+served by it), a fresh backend DB made by the backend's own migrations, holding one row an admin has
+hidden, gets passes of both syncs, alternating, three
+of each, in both orders. After the first two passes:
 
 * our passes write 0 rows (``Report.rows_written``) and change no value;
 * its passes change no value (every column of every row compared before/after, ``updated_at`` aside:
@@ -53,7 +55,9 @@ def differences(before: dict[str, dict[str, Any]], after: dict[str, dict[str, An
     return out
 
 
-def our_backfill(world: LiteLLMWorld, backend_dsn: str, master_key: str, names: set[str] | None = None) -> Report:
+def our_backfill(
+    world: LiteLLMWorld, backend_dsn: str, master_key: str, names: set[str] | None = None
+) -> Report:
     settings = load_settings(
         {
             "LITEMAAS_DATABASE_URL": backend_dsn,
@@ -79,7 +83,8 @@ def its_sync(world: LiteLLMWorld, backend_dsn: str) -> litemaas_backend.SyncRun:
         litellm_url=world.proxy.base_url,
         litellm_key=world.proxy.master_key,
         litellm_dsn=world.litellm_dsn,
-        check=False,  # its first pass on a new name with two deployments fails (models_pkey): recorded
+        # its first pass on a new name with two deployments fails (models_pkey): recorded
+        check=False,
     )
 
 
@@ -92,7 +97,9 @@ def test_alternating_passes_converge_and_then_write_nothing(
     # before the passes: the catalogue holds one model, which an admin has hidden in LiteMaaS
     our_backfill(litellm_world, backend_db, master_key, names={HIDDEN})
     with psycopg.connect(backend_db, autocommit=True) as conn:
-        hidden = conn.execute("UPDATE public.models SET availability = 'unavailable' WHERE id = %s", (HIDDEN,))
+        hidden = conn.execute(
+            "UPDATE public.models SET availability = 'unavailable' WHERE id = %s", (HIDDEN,)
+        )
         assert hidden.rowcount == 1
     problems: list[str] = []
     journal: list[str] = []
@@ -102,8 +109,14 @@ def test_alternating_passes_converge_and_then_write_nothing(
         if side == "ours":
             report = our_backfill(litellm_world, backend_db, master_key)
             written = report.rows_written
-            errors = sorted(f"{n}: {o.message}" for n, o in report.outcomes.items() if o.action == "error")
-            changed = {n: sorted(o.changes) for n, o in report.outcomes.items() if o.action in ("created", "updated")}
+            errors = sorted(
+                f"{n}: {o.message}" for n, o in report.outcomes.items() if o.action == "error"
+            )
+            changed = {
+                n: sorted(o.changes)
+                for n, o in report.outcomes.items()
+                if o.action in ("created", "updated")
+            }
             detail = f"wrote {written} rows {changed}" if written else "wrote 0 rows"
         else:
             run = its_sync(litellm_world, backend_db)
@@ -112,7 +125,9 @@ def test_alternating_passes_converge_and_then_write_nothing(
             detail = f"new {run.result['newModels']}, updated {run.result['updatedModels']}"
         after = snapshot(backend_db)
         changes = differences(before, after)
-        journal.append(f"pass {index + 1} ({side}): {detail}; {len(changes)} value changes; errors {errors}")
+        journal.append(
+            f"pass {index + 1} ({side}): {detail}; {len(changes)} value changes; errors {errors}"
+        )
         if index < SETTLING_PASSES:
             continue
         if side == "ours" and written:

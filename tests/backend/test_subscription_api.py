@@ -1,13 +1,15 @@
-"""The real LiteMaaS backend's subscription API: a model added through LiteLLM's HTTP API is subscribable.
+"""The real LiteMaaS backend's subscription API: a
+model added through LiteLLM's HTTP API is subscribable.
 
-The whole backend server (upstream v0.4.0, ``tsx src/index.ts``) runs against a real LiteLLM proxy process
-(sandbox launcher, our plugin mounted). Before ``litemaas-hooks install`` the model exists only in LiteLLM:
-the backend's ``createSubscription`` validates it against LiteLLM's ``/model/info``, then its INSERT fails on
-``subscriptions_model_id_fkey`` and it answers 500. After ``install``, with the relay running, a model
-added through LiteLLM's HTTP API can be subscribed to (201) within 1 s.
+The whole backend server (upstream v0.4.0, ``tsx src/index.ts``) runs against a real LiteLLM proxy
+process (sandbox launcher, our plugin mounted). Before ``litemaas-hooks install`` the model exists
+only in LiteLLM: the backend's ``createSubscription`` validates it against LiteLLM's
+``/model/info``, then its INSERT fails on ``subscriptions_model_id_fkey`` and it answers 500. After
+``install``, with the relay running, a model added through
+LiteLLM's HTTP API can be subscribed to (201) within 1 s.
 
-The backend caches ``/model/info`` for 5 minutes per service after its first use, so each phase gets its
-own backend server (a restart, as a deployment would do).
+The backend caches ``/model/info`` for 5 minutes per service after its first use, so each phase gets
+its own backend server (a restart, as a deployment would do).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def test_model_added_in_litellm_is_subscribable_once_installed(
             "litellm_dsn": litellm_dsn,
         }
 
-        # -- before install: the model is only in LiteLLM, the backend's INSERT hits the FK ------------
+        # -- before install: the model is only in LiteLLM, the backend's INSERT hits the FK --------
         with litemaas_backend.backend_server(backend_dsn, **servers) as server:
             server.wait_for_log("Background model sync completed")
             add_model(proxy, "before-install")
@@ -61,7 +63,7 @@ def test_model_added_in_litellm_is_subscribable_once_installed(
             assert refused.status_code == 500, refused.text
             server.wait_for_log("subscriptions_model_id_fkey", timeout=10)
 
-        # -- install, the relay connects ---------------------------------------------------------------
+        # -- install, the relay connects -----------------------------------------------------------
         for key, value in {
             "LITEMAAS_DATABASE_URL": backend_dsn,
             "LITELLM_DATABASE_URL": litellm_dsn,
@@ -76,7 +78,7 @@ def test_model_added_in_litellm_is_subscribable_once_installed(
             deadline_seconds=90,
         )
 
-        # -- after install: added through LiteLLM's HTTP API, subscribable within 1 s ------------------
+        # -- after install: added through LiteLLM's HTTP API, subscribable within 1 s --------------
         with litemaas_backend.backend_server(backend_dsn, **servers) as server:
             server.wait_for_log("Background model sync completed")
             token = server.dev_token(USERNAME)
@@ -89,9 +91,16 @@ def test_model_added_in_litellm_is_subscribable_once_installed(
                 if response.status_code == 201:
                     break
                 attempts.append(f"{took:.3f}s: {response.status_code} {response.text[:200]}")
-                assert took < SUBSCRIBABLE_WITHIN, "not subscribable within 1 s:\n" + "\n".join(attempts)
-            assert took < SUBSCRIBABLE_WITHIN, f"subscribable only after {took:.3f}s:\n" + "\n".join(attempts)
-            print(f"subscribable {took:.3f}s after LiteLLM's /model/new answered ({len(attempts)} refused first)")
+                assert took < SUBSCRIBABLE_WITHIN, "not subscribable within 1 s:\n" + "\n".join(
+                    attempts
+                )
+            assert took < SUBSCRIBABLE_WITHIN, (
+                f"subscribable only after {took:.3f}s:\n" + "\n".join(attempts)
+            )
+            print(
+                f"subscribable {took:.3f}s after LiteLLM's "
+                f"/model/new answered ({len(attempts)} refused first)"
+            )
             created = response.json()
             assert created["modelId"] == "granite-8b-code-instruct-128k"
             assert created["status"] == "active"

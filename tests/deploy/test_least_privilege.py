@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from litemaas_hooks import cli
-from tests.deploy.test_manifests import (
+from tests.deploy.render import (
+    RELAY_SECRET,
     ROLE,
     Docs,
     env_of,
@@ -26,11 +27,9 @@ from tests.deploy.test_manifests import (
     install_of,
     ours,
     pod_specs,
-    rendered,  # noqa: F401 (the fixture)
 )
 from tests.deploy.upstream import jinja_yaml, owner_database_locations
 
-RELAY_SECRET = "litemaas-hooks-relay"
 PASSWORD_VAR = "LITEMAAS_HOOKS_RELAY_PASSWORD"
 URL_VARS = ("LITEMAAS_DATABASE_URL", "LITELLM_DATABASE_URL")
 
@@ -73,7 +72,7 @@ def _relay_containers(flavour: str, mode: str, docs: Docs) -> list[tuple[str, di
 
 
 def test_install_job_creates_the_relay_role_from_the_secret(
-    rendered: tuple[str, str, Docs],  # noqa: F811
+    rendered: tuple[str, str, Docs],
 ) -> None:
     flavour, mode, docs = rendered
     container = _job(docs)
@@ -98,7 +97,7 @@ def test_install_job_creates_the_relay_role_from_the_secret(
 
 
 def test_no_relay_or_plugin_container_gets_an_owner_url_or_secret(
-    rendered: tuple[str, str, Docs],  # noqa: F811
+    rendered: tuple[str, str, Docs],
 ) -> None:
     flavour, mode, docs = rendered
     owners = _owner_refs(docs)
@@ -135,7 +134,7 @@ def test_no_relay_or_plugin_container_gets_an_owner_url_or_secret(
             assert env["DATABASE_URL"] == upstream_litellm["DATABASE_URL"]
 
 
-def test_every_env_reference_is_defined_before_it(rendered: tuple[str, str, Docs]) -> None:  # noqa: F811
+def test_every_env_reference_is_defined_before_it(rendered: tuple[str, str, Docs]) -> None:
     """Kubernetes expands ``$(VAR)`` only from variables listed earlier in the same container."""
     flavour, mode, docs = rendered
     checked = 0

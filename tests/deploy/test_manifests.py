@@ -1,35 +1,47 @@
-"""deploy/ validated offline, per install flavour (upstream Kustomize, upstream Helm via the post-renderer,
-RHDP via the Ansible role) and mode (plugin, standalone):
+"""deploy/ validated offline, per install flavour (upstream Kustomize, upstream Helm via the
+post-renderer, RHDP via the Ansible role) and mode (plugin, standalone):
 
-- rendered for real (``kubectl kustomize``, ``deploy/helm/post-render.sh``, ``ansible-playbook`` with the
-  role's ``render`` state) on top of LiteMaaS's own manifests, read from the upstream sources;
+- rendered for real (``kubectl kustomize``, ``deploy/helm/post-render.sh``, ``ansible-playbook``
+  with the role's ``render`` state) on top of LiteMaaS's
+  own manifests, read from the upstream sources;
 - every secret, key and Deployment name we reference exists in that flavour's upstream manifests;
-- Kubernetes schemas (``kubernetes-validate --strict``), OpenShift's restricted SCC rules, hooks, TTL, probes;
-- plugin mode really wires config.yaml + the shim (== ``SHIM_SOURCE``), the mount and ``CONFIG_FILE_PATH``;
+- Kubernetes schemas (``kubernetes-validate --strict``),
+  OpenShift's restricted SCC rules, hooks, TTL, probes;
+- plugin mode really wires config.yaml + the shim (==
+  ``SHIM_SOURCE``), the mount and ``CONFIG_FILE_PATH``;
 - ``ansible-playbook --syntax-check`` and ``ansible-lint`` on the RHDP role.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import shlex
 import subprocess
-from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from litemaas_hooks import cli
 from litemaas_hooks.plugin import SHIM_SOURCE
+from tests.deploy.render import (
+    DEPLOY,
+    RELAY_SECRET,
+    ROLE,
+    Docs,
+    ansible_env,
+    dump,
+    env_of,
+    find,
+    install_of,
+    ours,
+    pod_specs,
+    render,
+    render_dir,
+    rhdp_role_output,
+    secret_refs,
+)
 from tests.deploy.upstream import (
-    CACHE,
-    LITEMAAS,
-    ROOT,
-    Install,
     helm_install,
     kustomize,
     kustomize_install,
@@ -38,176 +50,15 @@ from tests.deploy.upstream import (
     unpacked,
 )
 
-DEPLOY = ROOT / "deploy"
-ROLE = DEPLOY / "rhdp" / "roles" / "ocp4_workload_litemaas_hooks"
 CALLBACK = "litemaas_hooks.proxy_handler_instance"
-MODES = ("plugin", "standalone")
-FLAVOURS = ("kustomize", "helm", "rhdp")
-RELAY_SECRET = "litemaas-hooks-relay"  # the relay role's password (test_least_privilege.py)
-Docs = list[dict[str, Any]]
-
-
-def install_of(flavour: str) -> Install:
-    return {"kustomize": kustomize_install, "helm": helm_install, "rhdp": rhdp_install}[flavour]()
-
-
-def _dump(path: Path, docs: Docs) -> None:
-    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-
-
-def _render_dir(name: str) -> Path:
-    path = CACHE / "render" / name
-    if path.exists():
-        subprocess.run(["rm", "-rf", str(path)], check=True)
-    path.mkdir(parents=True)
-    return path
-
-
-def _upstream_objects(install: Install) -> Docs:
-    secrets = [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": n}, "stringData": {k: "x" for k in sorted(keys)}}
-        for n, keys in sorted(install.secrets.items())
-    ]
-    return [copy.deepcopy(install.litellm_deployment), *secrets]
-
-
-def _ansible_env() -> dict[str, str]:
-    home = CACHE / "ansible"
-    return {
-        **os.environ,
-        "ANSIBLE_HOME": str(home),
-        "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
-        "ANSIBLE_REMOTE_TEMP": str(home / "tmp"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_CONFIG": str(DEPLOY / "rhdp" / "ansible.cfg"),
-        "PATH": f"{Path(tool('ansible-playbook')).parent}:{os.environ['PATH']}",
-    }
-
-
-@cache
-def _rhdp_role_output() -> Path:
-    """The role's ``render`` state, run once: every manifest it applies, for both modes."""
-    out = _render_dir("rhdp")
-    result = subprocess.run(
-        [
-            tool("ansible-playbook"),
-            str(DEPLOY / "rhdp" / "playbooks" / "litemaas_hooks.yml"),
-            "-e",
-            "ocp4_workload_litemaas_hooks_state=render",
-            "-e",
-            f"ocp4_workload_litemaas_hooks_render_dir={out / 'role'}",
-        ],
-        capture_output=True,
-        text=True,
-        env=_ansible_env(),
-        cwd=DEPLOY / "rhdp",
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
-
-
-def _load(path: Path) -> Docs:
-    return [d for d in yaml.safe_load_all(path.read_text()) if d]
-
-
-def render_rhdp(mode: str) -> Docs:
-    out = _rhdp_role_output()
-    role = out / "role"
-    docs = _load(role / f"litemaas-hooks-install-job-{mode}.yml")
-    install = rhdp_install()
-    if mode == "plugin":
-        docs += _load(role / "litemaas-hooks-litellm-config.yml")
-        # the role's strategic-merge patch, applied to RHDP's own LiteLLM Deployment
-        _dump(out / "litellm.yaml", [install.litellm_deployment])
-        (out / "kustomization.yaml").write_text(
-            "resources: [litellm.yaml]\npatches:\n  - path: role/litemaas-hooks-litellm-patch.yml\n"
-        )
-        docs += kustomize(out)
-    else:
-        docs += _load(role / "litemaas-hooks-relay.yml")
-        docs.append(copy.deepcopy(install.litellm_deployment))
-    return docs
-
-
-_rendered: dict[tuple[str, str], Docs] = {}
-
-
-def render(flavour: str, mode: str) -> Docs:
-    """The manifests of one flavour and mode (rendered once per test run; callers get a copy)."""
-    if (flavour, mode) not in _rendered:
-        _rendered[flavour, mode] = _render(flavour, mode)
-    return copy.deepcopy(_rendered[flavour, mode])
-
-
-def _render(flavour: str, mode: str) -> Docs:
-    install = install_of(flavour)
-    if flavour == "rhdp":
-        return render_rhdp(mode)
-    if flavour == "helm":
-        stdin = yaml.safe_dump_all(_upstream_objects(install), sort_keys=False)
-        result = subprocess.run(
-            [str(DEPLOY / "helm" / "post-render.sh"), mode], input=stdin, capture_output=True, text=True, check=False
-        )
-        assert result.returncode == 0, result.stderr
-        return [d for d in yaml.safe_load_all(result.stdout) if d]
-    # upstream Kustomize: its own litellm-deployment.yaml and secret files + our component
-    out = _render_dir(f"kustomize-{mode}")
-    base = unpacked(LITEMAAS) / "deployment" / "kustomize"
-    (out / "litellm-deployment.yaml").write_text((base / "litellm-deployment.yaml").read_text())
-    resources = ["litellm-deployment.yaml"]
-    for secret in sorted(base.glob("*secret.yaml.template")):
-        name = secret.name.removesuffix(".template")
-        (out / name).write_text(secret.read_text())
-        resources.append(name)
-    component = os.path.relpath(DEPLOY / "kustomize" / mode, out)
-    (out / "kustomization.yaml").write_text(
-        yaml.safe_dump({"resources": resources, "components": [component]}, sort_keys=False)
-    )
-    return kustomize(out)
-
-
-@pytest.fixture(scope="module", params=[(f, m) for f in FLAVOURS for m in MODES], ids=lambda p: f"{p[0]}-{p[1]}")
-def rendered(request: pytest.FixtureRequest) -> tuple[str, str, Docs]:
-    flavour, mode = request.param
-    return flavour, mode, render(flavour, mode)
-
-
-# -- helpers --------------------------------------------------------------------------------------
-
-
-def find(docs: Docs, kind: str, name: str | None = None) -> list[dict[str, Any]]:
-    return [d for d in docs if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name)]
-
-
-def ours(docs: Docs) -> Docs:
-    return [d for d in docs if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/name") == "litemaas-hooks"]
-
-
-def pod_specs(docs: Docs) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    for d in docs:
-        if d["kind"] in {"Deployment", "Job"}:
-            yield d, d["spec"]["template"]["spec"]
-
-
-def secret_refs(docs: Docs) -> Iterator[tuple[str, str, str]]:
-    for d, spec in pod_specs(docs):
-        for c in spec.get("containers", []) + spec.get("initContainers", []):
-            for env in c.get("env", []):
-                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
-                if ref:
-                    yield f"{d['kind']}/{d['metadata']['name']}:{env['name']}", ref["name"], ref["key"]
-
-
-def env_of(container: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e for e in container.get("env", [])}
 
 
 # -- the tests ------------------------------------------------------------------------------------
 
 
 def test_upstream_names_are_the_ones_the_issue_names() -> None:
-    """Guards the parsing: the names read from the upstream sources are the ones LiteMaaS documents."""
+    """Guards the parsing: the names read from the upstream
+    sources are the ones LiteMaaS documents."""
     helm = helm_install()
     assert helm.litellm_name == "litemaas-litellm"
     assert {"database-url", "litellm-database-url"} <= helm.secrets["litemaas-backend"]
@@ -222,10 +73,15 @@ def test_upstream_names_are_the_ones_the_issue_names() -> None:
     assert "LITELLM_MASTER_KEY" in rhdp.secrets["litellm-secret"]
     assert not any("LITELLM_SALT_KEY" in keys for keys in rhdp.secrets.values())
     for install in (helm, kust, rhdp):
-        assert install.litellm_image == "quay.io/rh-aiservices-bu/litellm-non-root:main-v1.81.0-stable-custom"
+        assert (
+            install.litellm_image
+            == "quay.io/rh-aiservices-bu/litellm-non-root:main-v1.81.0-stable-custom"
+        )
 
 
-def test_every_secret_key_and_deployment_we_reference_exists_upstream(rendered: tuple[str, str, Docs]) -> None:
+def test_every_secret_key_and_deployment_we_reference_exists_upstream(
+    rendered: tuple[str, str, Docs],
+) -> None:
     flavour, mode, docs = rendered
     install = install_of(flavour)
     refs = list(secret_refs(ours(docs) + find(docs, "Deployment", install.litellm_name)))
@@ -234,8 +90,12 @@ def test_every_secret_key_and_deployment_we_reference_exists_upstream(rendered: 
         if name == RELAY_SECRET:  # ours: the operator (Helm, Kustomize) or the role (RHDP) makes it
             assert key == "password", where
             continue
-        assert name in install.secrets, f"{flavour}/{mode}: {where} refers to secret {name!r}, not in {flavour}"
-        assert key in install.secrets[name], f"{flavour}/{mode}: {where}: secret {name} has no key {key!r}"
+        assert name in install.secrets, (
+            f"{flavour}/{mode}: {where} refers to secret {name!r}, not in {flavour}"
+        )
+        assert key in install.secrets[name], (
+            f"{flavour}/{mode}: {where}: secret {name} has no key {key!r}"
+        )
     wanted = {where.split(":")[1] for where, _, _ in refs if where.startswith("Job/")}
     assert {"LITEMAAS_DATABASE_URL", "LITELLM_DATABASE_URL", "LITELLM_MASTER_KEY"} <= wanted
     # LiteLLM's Deployment is still the upstream one (same name), not a second one
@@ -254,7 +114,9 @@ def test_plugin_mode_wires_config_shim_mount_and_image(rendered: tuple[str, str,
         assert "CONFIG_FILE_PATH" not in env
         assert "LITEMAAS_DATABASE_URL" not in env
         return
-    assert container["image"] != install.litellm_image, "LiteLLM must run the image with litemaas-hooks"
+    assert container["image"] != install.litellm_image, (
+        "LiteLLM must run the image with litemaas-hooks"
+    )
     # the relay role's URL (test_least_privilege.py checks it is never an owner's)
     assert "$(LITEMAAS_HOOKS_RELAY_PASSWORD)@" in env["LITEMAAS_DATABASE_URL"]["value"]
     config_path = Path(env["CONFIG_FILE_PATH"]["value"])
@@ -288,7 +150,9 @@ def test_jobs_and_relay_run_under_openshift_restricted_scc(rendered: tuple[str, 
             assert "runAsUser" not in sc, what
             mounts |= {m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in empty_dirs}
             home = env_of(c)["HOME"]["value"]
-            assert any(home == m or home.startswith(m.rstrip("/") + "/") for m in mounts), f"{what}: HOME not writable"
+            assert any(home == m or home.startswith(m.rstrip("/") + "/") for m in mounts), (
+                f"{what}: HOME not writable"
+            )
             assert c["resources"]["limits"]["memory"], what
 
 
@@ -299,7 +163,8 @@ def test_job_is_a_rerunnable_hook_that_waits_for_litellm(rendered: tuple[str, st
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     annotations = job["metadata"].get("annotations") or {}
     if flavour != "rhdp":  # Ansible re-creates and waits for the Job itself
-        assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"  # migrations before new code
+        # migrations before new code
+        assert annotations["helm.sh/hook"] == "post-install,pre-upgrade"
         assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
         assert annotations["argocd.argoproj.io/hook"] == "PostSync"
         assert annotations["argocd.argoproj.io/hook-delete-policy"] == "BeforeHookCreation"
@@ -315,9 +180,12 @@ def test_job_is_a_rerunnable_hook_that_waits_for_litellm(rendered: tuple[str, st
             assert args.wait_for_litellm >= 300
 
 
-def test_relay_has_probes_metrics_service_and_servicemonitor(rendered: tuple[str, str, Docs]) -> None:
+def test_relay_has_probes_metrics_service_and_servicemonitor(
+    rendered: tuple[str, str, Docs],
+) -> None:
     _flavour, mode, docs = rendered
-    if mode != "standalone":  # the series are in LiteLLM's /metrics (deploy/monitoring/podmonitor-litellm.yaml)
+    # the series are in LiteLLM's /metrics (deploy/monitoring/podmonitor-litellm.yaml)
+    if mode != "standalone":
         assert not find(docs, "Deployment", "litemaas-hooks-relay")
         return
     (relay,) = find(docs, "Deployment", "litemaas-hooks-relay")
@@ -332,15 +200,17 @@ def test_relay_has_probes_metrics_service_and_servicemonitor(rendered: tuple[str
     labels = relay["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     monitor = yaml.safe_load((DEPLOY / "monitoring" / "servicemonitor-relay.yaml").read_text())
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
     assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
 
 
 def test_rendered_manifests_pass_kubernetes_schemas(rendered: tuple[str, str, Docs]) -> None:
     flavour, mode, docs = rendered
-    path = _render_dir(f"validate-{flavour}-{mode}") / "all.yaml"
-    _dump(path, docs)
+    path = render_dir(f"validate-{flavour}-{mode}") / "all.yaml"
+    dump(path, docs)
     # OpenShift 4.14 = Kubernetes 1.27, the oldest LiteMaaS's RHDP collection lists
     result = subprocess.run(
         [tool("kubernetes-validate"), "--strict", "-k", "1.27", "--quiet", str(path)],
@@ -352,7 +222,8 @@ def test_rendered_manifests_pass_kubernetes_schemas(rendered: tuple[str, str, Do
 
 
 def test_the_job_is_the_same_in_every_flavour() -> None:
-    """The three copies of the install Job differ only in secret names/keys, image and hook annotations."""
+    """The three copies of the install Job differ only in
+    secret names/keys, image and hook annotations."""
 
     def normalised(flavour: str) -> dict[str, Any]:
         (job,) = find(render(flavour, "plugin"), "Job", "litemaas-hooks-install")
@@ -363,7 +234,9 @@ def test_the_job_is_the_same_in_every_flavour() -> None:
             for e in c["env"]:
                 if "valueFrom" in e:
                     e["valueFrom"] = "SECRET"
-        spec["containers"][0]["command"][2] = spec["containers"][0]["command"][2].replace("900", "N")
+        spec["containers"][0]["command"][2] = spec["containers"][0]["command"][2].replace(
+            "900", "N"
+        )
         job["spec"]["activeDeadlineSeconds"] = "N"
         return job
 
@@ -381,7 +254,7 @@ def test_shim_and_config_copies_are_identical() -> None:
 
 def test_rhdp_patch_and_unpatch_restore_litellm() -> None:
     """state=absent's strategic-merge patch gives RHDP's LiteLLM Deployment back as it was."""
-    out = _rhdp_role_output()
+    out = rhdp_role_output()
     (out / "kustomization.yaml").write_text(
         "resources: [litellm.yaml]\npatches:\n  - path: role/litemaas-hooks-litellm-patch.yml\n"
         "  - path: role/litemaas-hooks-litellm-unpatch.yml\n"
@@ -402,10 +275,16 @@ def test_rhdp_role_switches_the_manual_sync_off() -> None:
         "ocp4_workload_litemaas_models_sync_from_litellm": False,
         "ocp4_workload_litemaas_models_cleanup_orphaned": False,
     }
-    assert not (DEPLOY / "rhdp" / "vars").exists(), "models are added with the role's model list now"
+    assert not (DEPLOY / "rhdp" / "vars").exists(), (
+        "models are added with the role's model list now"
+    )
     upstream = yaml.safe_load(
         (
-            unpacked("rhpds.litemaas-f4545df") / "roles" / "ocp4_workload_litemaas_models" / "defaults" / "main.yml"
+            unpacked("rhpds.litemaas-f4545df")
+            / "roles"
+            / "ocp4_workload_litemaas_models"
+            / "defaults"
+            / "main.yml"
         ).read_text()
     )
     assert set(vars_file) <= set(upstream), "the manual sync's variables were renamed upstream"
@@ -415,7 +294,7 @@ def test_rhdp_role_switches_the_manual_sync_off() -> None:
 
 
 def test_ansible_syntax_check_and_lint() -> None:
-    env = _ansible_env()
+    env = ansible_env()
     playbook = str(DEPLOY / "rhdp" / "playbooks" / "litemaas_hooks.yml")
     syntax = subprocess.run(
         [tool("ansible-playbook"), "--syntax-check", playbook],

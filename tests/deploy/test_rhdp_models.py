@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from litemaas_hooks.model_file import parse_documents
-from tests.deploy.test_manifests import DEPLOY, _ansible_env, _render_dir, tool
+from tests.deploy.render import DEPLOY, ansible_env, render_dir
+from tests.deploy.upstream import tool
 
 SCENARIO_1 = {  # the guide's "Scenario 1: Add Single Model via Playbook", unchanged
     "litellm_url": "https://litellm-admin.apps.cluster.example.com",
@@ -51,7 +52,7 @@ SCENARIO_1 = {  # the guide's "Scenario 1: Add Single Model via Playbook", uncha
 
 @cache
 def rendered() -> dict[str, Any]:
-    out = _render_dir("rhdp-models")
+    out = render_dir("rhdp-models")
     vars_file = out / "my-model.yml"
     vars_file.write_text(yaml.safe_dump(SCENARIO_1))
     result = subprocess.run(
@@ -67,7 +68,7 @@ def rendered() -> dict[str, Any]:
         ],
         capture_output=True,
         text=True,
-        env=_ansible_env(),
+        env=ansible_env(),
         cwd=DEPLOY / "rhdp",
         check=False,
     )

@@ -1,11 +1,12 @@
-"""The names LiteMaaS's real deployments use, read from the upstream sources (``shared/upstream`` tarballs,
-unpacked into the gitignored ``.cache/upstream``), and the offline tools of ``scripts/install-deploy-tools.sh``.
+"""The names LiteMaaS's real deployments use, read from the upstream sources (``shared/upstream``
+tarballs, unpacked into the gitignored ``.cache/upstream``), and the offline tools of
+``scripts/install-deploy-tools.sh``.
 
-- upstream Kustomize (``deployment/kustomize``): plain YAML (secret ``*.yaml.template`` files hold ``${VAR}``
-  placeholders inside strings only);
-- upstream Helm (``deployment/helm/litemaas``): no ``helm`` binary here, so the templates are parsed: the
-  ``fullname`` rule of ``_helpers.tpl`` for a release name, secret keys from ``stringData``, the LiteLLM
-  container and image from the Deployment template and ``values.yaml``;
+- upstream Kustomize (``deployment/kustomize``): plain YAML (secret ``*.yaml.template`` files hold
+  ``${VAR}`` placeholders inside strings only);
+- upstream Helm (``deployment/helm/litemaas``): no ``helm`` binary here, so the templates are
+  parsed: the ``fullname`` rule of ``_helpers.tpl`` for a release name, secret keys from
+  ``stringData``, the LiteLLM container and image from the Deployment template and ``values.yaml``;
 - RHDP (``roles/ocp4_workload_litemaas/templates/*.yml.j2``): Jinja statements dropped, expressions
   replaced by a placeholder, then YAML.
 """
@@ -35,7 +36,10 @@ def upstream_dir() -> Path:
     explicit = os.environ.get("LITEMAAS_HOOKS_UPSTREAM_DIR")
     if explicit:
         return Path(explicit)
-    for candidate in (ROOT.parent / "shared" / "upstream", ROOT.parent.parent / "shared" / "upstream"):
+    for candidate in (
+        ROOT.parent / "shared" / "upstream",
+        ROOT.parent.parent / "shared" / "upstream",
+    ):
         if (candidate / f"{LITEMAAS}.tar.gz").is_file():
             return candidate
     pytest.fail(
@@ -46,7 +50,8 @@ def upstream_dir() -> Path:
 
 @cache
 def unpacked(name: str) -> Path:
-    """``<cache>/upstream/<name>``: the tarball's tree, unpacked once (deployment and role files only)."""
+    """``<cache>/upstream/<name>``: the tarball's tree,
+    unpacked once (deployment and role files only)."""
     target = CACHE / "upstream"
     marker = target / f".{name}.unpacked"
     if not marker.is_file():
@@ -55,7 +60,8 @@ def unpacked(name: str) -> Path:
             wanted = [
                 m
                 for m in tar.getmembers()
-                if re.match(rf"{re.escape(name)}/(deployment|roles|playbooks)/", m.name) and (m.isfile() or m.isdir())
+                if re.match(rf"{re.escape(name)}/(deployment|roles|playbooks)/", m.name)
+                and (m.isfile() or m.isdir())
             ]
             tar.extractall(target, members=wanted, filter="data")
         marker.write_text("ok\n")
@@ -65,7 +71,9 @@ def unpacked(name: str) -> Path:
 def tool(name: str) -> str:
     path = TOOLS / "bin" / name
     if not path.exists():
-        pytest.fail(f"{path} is missing: run `bash scripts/install-deploy-tools.sh` (bootstrap.sh does)")
+        pytest.fail(
+            f"{path} is missing: run `bash scripts/install-deploy-tools.sh` (bootstrap.sh does)"
+        )
     return str(path)
 
 
@@ -100,7 +108,8 @@ def kustomize_install() -> Install:
 
 
 def helm_fullname(release: str, chart_dir: Path) -> str:
-    """``litemaas.fullname`` of _helpers.tpl (no overrides): the release name when it contains the chart's."""
+    """``litemaas.fullname`` of _helpers.tpl (no overrides):
+    the release name when it contains the chart's."""
     helpers = (chart_dir / "templates" / "_helpers.tpl").read_text()
     assert "{{- if contains $name .Release.Name }}" in helpers, "the chart's fullname rule changed"
     chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text())["name"]
@@ -129,7 +138,10 @@ def helm_install(release: str = "litemaas") -> Install:
     chart = unpacked(LITEMAAS) / "deployment" / "helm" / "litemaas"
     templates = chart / "templates"
     out = Install("helm")
-    for component, template in (("litellm", "litellm-secret.yaml"), ("backend", "backend-secret.yaml")):
+    for component, template in (
+        ("litellm", "litellm-secret.yaml"),
+        ("backend", "backend-secret.yaml"),
+    ):
         text = (templates / template).read_text()
         assert f'name: {{{{ include "litemaas.{component}.fullname" . }}}}' in text
         out.secrets[_helm_component_name(chart, component, release)] = _helm_string_data(text)
@@ -140,7 +152,8 @@ def helm_install(release: str = "litemaas") -> Install:
     values = yaml.safe_load((chart / "values.yaml").read_text())
     image = f"{values['litellm']['image']['repository']}:{values['litellm']['image']['tag']}"
     out.litellm_image = image
-    # the chart's env refers to its own secret: database-url and master-key (checked against the template)
+    # the chart's env refers to its own secret: database-url
+    # and master-key (checked against the template)
     for key in ("database-url", "master-key"):
         assert f"key: {key}" in deployment
     labels = {"app.kubernetes.io/component": "ai-proxy", "app.kubernetes.io/instance": release}
@@ -181,7 +194,8 @@ def helm_install(release: str = "litemaas") -> Install:
 
 
 def jinja_yaml(text: str) -> list[dict[str, Any]]:
-    """YAML documents of an RHDP Jinja template: statements dropped, expressions -> a placeholder."""
+    """YAML documents of an RHDP Jinja template: statements
+    dropped, expressions -> a placeholder."""
     lines = [line for line in text.splitlines() if not re.match(r"\s*\{%.*%\}\s*$", line)]
     body = re.sub(r"\{\{.*?\}\}", "JINJA", "\n".join(lines))
     return [d for d in yaml.safe_load_all(body) if d]
@@ -191,8 +205,13 @@ def jinja_yaml(text: str) -> list[dict[str, Any]]:
 def rhdp_install() -> Install:
     templates = unpacked(RHDP) / "roles" / "ocp4_workload_litemaas" / "templates"
     out = Install("rhdp")
-    # the templates that define LiteLLM, its secrets and the database secret (the others hold no names we use)
-    for name in ("litemaas-ha-deployment.yml.j2", "litemaas-postgres.yml.j2", "litemaas-backend.yml.j2"):
+    # the templates that define LiteLLM, its secrets and the
+    # database secret (the others hold no names we use)
+    for name in (
+        "litemaas-ha-deployment.yml.j2",
+        "litemaas-postgres.yml.j2",
+        "litemaas-backend.yml.j2",
+    ):
         for doc in jinja_yaml((templates / name).read_text()):
             if doc.get("kind") == "Secret":
                 out.secrets.setdefault(doc["metadata"]["name"], set()).update(_secret_keys(doc))
@@ -206,12 +225,17 @@ def rhdp_install() -> Install:
     out.litellm_deployment["spec"]["replicas"] = 2
     container = out.litellm_deployment["spec"]["template"]["spec"]["containers"][0]
     container["image"] = out.litellm_image
-    container["resources"] = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
+    container["resources"] = {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    }
     return out
 
 
 def kustomize(directory: Path) -> list[dict[str, Any]]:
-    out = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["kubectl", "kustomize", str(directory)], capture_output=True, text=True, check=False
+    )
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 

@@ -1,11 +1,12 @@
-"""Driving LiteLLM's Admin UI (shipped in the wheel) in Debian's headless Chromium through playwright.
+"""Driving LiteLLM's Admin UI (shipped in the wheel)
+in Debian's headless Chromium through playwright.
 
-Never downloads a browser: playwright-python is given ``executable_path`` (``/usr/bin/chromium``, from
-``scripts/install-browser.sh``, or ``$LITEMAAS_HOOKS_CHROMIUM``). Screenshots go to
+Never downloads a browser: playwright-python is given ``executable_path`` (``/usr/bin/chromium``,
+from ``scripts/install-browser.sh``, or ``$LITEMAAS_HOOKS_CHROMIUM``). Screenshots go to
 ``artifacts/screenshots/litellm-<version>/`` (``$LITEMAAS_HOOKS_SCREENSHOTS`` overrides the folder).
 
-Two UI generations: LiteLLM 1.108's (a ``<nav>`` of links, one route per page: ``/ui/<page>/``) and 1.81's
-(an antd menu, pages as ``/ui/?page=<key>``).
+Two UI generations: LiteLLM 1.108's (a ``<nav>`` of links, one route per page: ``/ui/<page>/``) and
+1.81's (an antd menu, pages as ``/ui/?page=<key>``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ TIMEOUT_MS = 30_000
 def chromium_path() -> str:
     path = os.environ.get("LITEMAAS_HOOKS_CHROMIUM", "/usr/bin/chromium")
     if not Path(path).exists():
-        message = f"no Chromium at {path}: run scripts/install-browser.sh (apt-get install chromium)"
+        message = (
+            f"no Chromium at {path}: run scripts/install-browser.sh (apt-get install chromium)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -145,14 +148,16 @@ def _expand_submenus(page: Any, version: str) -> None:
             return
         for element in closed:
             element.click()
-            page.keyboard.press("Escape")  # a toggle that opens a popover (account menu) is closed again
+            # a toggle that opens a popover (account menu) is closed again
+            page.keyboard.press("Escape")
 
 
 @dataclass(frozen=True)
 class ModelsUi:
-    """Where the Models + Endpoints flow differs between the two UI generations (everything else, the
-    Add Model form's ``#custom_llm_provider``/``#model``/``#api_base``/``#api_key``, the Model Mappings
-    table, the "Edit Settings" / "Save Changes" / "Delete Model" buttons and the confirm dialog, is the same)."""
+    """Where the Models + Endpoints flow differs between the two UI generations (everything else,
+    the Add Model form's ``#custom_llm_provider``/``#model``/``#api_base``/``#api_key``, the Model
+    Mappings table, the "Edit Settings" / "Save Changes" / "Delete Model" buttons and the confirm
+    dialog, is the same)."""
 
     path: str  # the Models + Endpoints page
     option: str  # an entry of an open antd select, ``{}`` = its label
@@ -170,9 +175,11 @@ def models_ui(version: str) -> ModelsUi:
         )
     return ModelsUi(
         path="/ui/?page=models",
-        # 1.81's role=option elements are antd's hidden a11y list; the visible entries carry the title
+        # 1.81's role=option elements are antd's hidden a11y
+        # list; the visible entries carry the title
         option='.ant-select-dropdown:visible .ant-select-item-option[title="{}"]',
-        # 1.81 shows the ID as a truncated <div> in the cell (the table is rendered twice, one copy hidden)
+        # 1.81 shows the ID as a truncated <div> in the cell
+        # (the table is rendered twice, one copy hidden)
         model_link='td div.cursor-pointer:text-is("{}") >> visible=true',
         field="input#{}",  # 1.81's antd form items have id=<name>, no name attribute
     )
@@ -181,8 +188,9 @@ def models_ui(version: str) -> ModelsUi:
 def open_sidebar_page(page: Any, version: str, path: str) -> None:
     """Open a sidebar page and wait until it settled.
 
-    1.108: click its link (client-side navigation, as a person does; the URL then is ``path``). 1.81's antd
-    menu switches pages without touching the URL, so there the page is loaded by its ``?page=`` URL."""
+    1.108: click its link (client-side navigation, as a person does; the URL then is ``path``).
+    1.81's antd menu switches pages without touching the URL,
+    so there the page is loaded by its ``?page=`` URL."""
     if not is_new_ui(version):
         page.goto(page.url.split("/ui", 1)[0] + path)
         settle(page, version)

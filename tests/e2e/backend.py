@@ -11,7 +11,16 @@ from psycopg.rows import dict_row
 from litemaas_hooks_sandbox.proxy import SandboxProxy
 from tests.helpers import wait_until
 
-ROW_COLUMNS = ("id", "name", "availability", "litellm_model_id", "api_base", "tpm", "rpm", "backend_model_name")
+ROW_COLUMNS = (
+    "id",
+    "name",
+    "availability",
+    "litellm_model_id",
+    "api_base",
+    "tpm",
+    "rpm",
+    "backend_model_name",
+)
 
 
 def row(dsn: str, model_id: str) -> dict[str, Any] | None:
@@ -23,9 +32,14 @@ def row(dsn: str, model_id: str) -> dict[str, Any] | None:
 
 
 def wait_row(
-    dsn: str, model_id: str, proxy: SandboxProxy | None = None, deadline_seconds: float = 15.0, **expected: Any
+    dsn: str,
+    model_id: str,
+    proxy: SandboxProxy | None = None,
+    deadline_seconds: float = 15.0,
+    **expected: Any,
 ) -> tuple[dict[str, Any], float]:
-    """Wait until the backend row ``model_id`` has the ``expected`` values; (row, seconds waited)."""
+    """Wait until the backend row ``model_id`` has the
+    ``expected`` values; (row, seconds waited)."""
     found: dict[str, Any] | None = None
 
     def matches() -> bool:
@@ -35,7 +49,10 @@ def wait_row(
 
     try:
         took = wait_until(
-            matches, what=f"backend row {model_id} with {expected}", proxy=proxy, deadline_seconds=deadline_seconds
+            matches,
+            what=f"backend row {model_id} with {expected}",
+            proxy=proxy,
+            deadline_seconds=deadline_seconds,
         )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\nlast row seen: {found}") from None
@@ -46,7 +63,8 @@ def wait_row(
 def relay_connected(litellm_dsn: str) -> bool:
     with psycopg.connect(litellm_dsn, autocommit=True) as conn:
         got = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'litemaas-hooks[%%]:litellm'"
+            "SELECT count(*) FROM pg_stat_activity WHERE "
+            "application_name LIKE 'litemaas-hooks[%%]:litellm'"
         ).fetchone()
         return got is not None and got[0] >= 1
 
@@ -57,7 +75,8 @@ def tables_containing(dsn: str, needle: str) -> list[str]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         tables = conn.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+            "WHERE table_type = 'BASE TABLE' AND table_schema "
+            "NOT IN ('pg_catalog', 'information_schema')"
         ).fetchall()
         for schema, table in tables:
             query = sql.SQL("SELECT count(*) FROM {}.{} AS t WHERE strpos(t::text, %s) > 0").format(

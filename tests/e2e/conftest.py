@@ -1,10 +1,11 @@
-"""Fixtures of the end-to-end tests: a real LiteLLM proxy process (sandbox launcher) on real databases.
+"""Fixtures of the end-to-end tests: a real LiteLLM
+proxy process (sandbox launcher) on real databases.
 
-``e2e_databases`` (module): a LiteLLM database and a backend database cloned from the session templates,
-``install``-ed (both sides' migrations and functions). ``e2e_proxy`` (module): the sandbox proxy on them,
-started as LiteMaaS starts LiteLLM (``litellm`` CLI, ``DATABASE_URL``, config.yaml + shim mounted), in a
-network namespace with only loopback when possible, its relay connected. One proxy per module keeps the
-start-up cost (~20 s) to one per flow.
+``e2e_databases`` (module): a LiteLLM database and a backend database cloned from the session
+templates, ``install``-ed (both sides' migrations and functions). ``e2e_proxy`` (module): the
+sandbox proxy on them, started as LiteMaaS starts LiteLLM (``litellm`` CLI, ``DATABASE_URL``,
+config.yaml + shim mounted), in a network namespace with only loopback when possible, its relay
+connected. One proxy per module keeps the start-up cost (~20 s) to one per flow.
 """
 
 from __future__ import annotations

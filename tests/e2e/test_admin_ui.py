@@ -1,9 +1,10 @@
 """LiteLLM's Admin UI in headless Chromium, on a real DB-backed proxy with our plugin mounted.
 
 * every sidebar page loads without a 5xx (except the short, commented allow-list below);
-* the operator's flow: log in, Models -> Add Model (OpenAI-compatible, ``openai/granite-3-2-8b-instruct``,
-  public name ``granite-8b-code-instruct-128k``, API base, API key), edit TPM/RPM, rename, delete; after each
-  step the backend ``models`` row is asserted and the API key is searched for in the whole backend DB.
+* the operator's flow: log in, Models -> Add Model (OpenAI-compatible,
+  ``openai/granite-3-2-8b-instruct``, public name ``granite-8b-code-instruct-128k``, API base, API
+  key), edit TPM/RPM, rename, delete; after each step the backend ``models`` row is asserted and the
+  API key is searched for in the whole backend DB.
 
 Screenshots: ``artifacts/screenshots/litellm-<version>/`` (see tests/e2e/admin_ui.py).
 """
@@ -57,15 +58,22 @@ def test_every_sidebar_page_loads_without_a_server_error(e2e_proxy: SandboxProxy
             unexpected = [e for e in errors.take() if not _allowed(e[2])]
             if unexpected:
                 failures[f"{label} ({path})"] = unexpected
-                page.screenshot(path=str(shots / f"page-{index:02d}-{re.sub(r'[^a-z0-9]+', '_', path.lower())}.png"))
+                page.screenshot(
+                    path=str(
+                        shots / f"page-{index:02d}-{re.sub(r'[^a-z0-9]+', '_', path.lower())}.png"
+                    )
+                )
         page.screenshot(path=str(shots / "page-last.png"))
-    print(f"{len(pages)} sidebar pages opened:", ", ".join(" ".join(label.split()) for label, _ in pages))
+    print(
+        f"{len(pages)} sidebar pages opened:",
+        ", ".join(" ".join(label.split()) for label, _ in pages),
+    )
     assert not failures, f"Admin UI pages answered with a server error: {failures}"
 
 
 def _choose(page: Any, selector: str, option: str, version: str) -> None:
-    """Open the combobox and pick ``option``; its list is filled after a fetch, so a slow first opening
-    is retried (bounded) instead of failing on it."""
+    """Open the combobox and pick ``option``; its list is filled after a fetch, so a slow first
+    opening is retried (bounded) instead of failing on it."""
     entry = page.locator(admin_ui.models_ui(version).option.format(option)).first
     for attempt in range(3):
         page.locator(selector).click()
@@ -113,7 +121,8 @@ def test_model_lifecycle_in_the_admin_ui(e2e_proxy: SandboxProxy, e2e_databases:
         # Models + Endpoints -> Add Model
         page.goto(e2e_proxy.base_url + admin_ui.models_ui(version).path)
         admin_ui.settle(page, version)
-        page.get_by_role("tab", name="Add Model").first.click()  # 1.81: its sub-tab has the same name
+        # 1.81: its sub-tab has the same name
+        page.get_by_role("tab", name="Add Model").first.click()
         page.locator("#custom_llm_provider").click()
         page.locator("#custom_llm_provider").fill("OpenAI-Compatible")
         page.get_by_role("option", name="OpenAI-Compatible Endpoints").first.click()
@@ -126,7 +135,9 @@ def test_model_lifecycle_in_the_admin_ui(e2e_proxy: SandboxProxy, e2e_databases:
         _shot(page, version, "1-add-form")
         page.get_by_role("button", name="Add Model").click()
         clicked = time.monotonic()
-        row, _ = backend.wait_row(dsn, PUBLIC_NAME, e2e_proxy, availability="available", api_base=API_BASE)
+        row, _ = backend.wait_row(
+            dsn, PUBLIC_NAME, e2e_proxy, availability="available", api_base=API_BASE
+        )
         timings["add"] = time.monotonic() - clicked
         assert row["backend_model_name"] == UPSTREAM
         model_id = row["litellm_model_id"]
@@ -140,7 +151,9 @@ def test_model_lifecycle_in_the_admin_ui(e2e_proxy: SandboxProxy, e2e_databases:
         _shot(page, version, "3-tpm-rpm")
 
         clicked = _edit(page, e2e_proxy, model_id, {"model_name": RENAMED})
-        backend.wait_row(dsn, RENAMED, e2e_proxy, availability="available", litellm_model_id=model_id, tpm=120000)
+        backend.wait_row(
+            dsn, RENAMED, e2e_proxy, availability="available", litellm_model_id=model_id, tpm=120000
+        )
         backend.wait_row(dsn, PUBLIC_NAME, e2e_proxy, availability="unavailable")
         timings["rename"] = time.monotonic() - clicked
         _shot(page, version, "4-renamed")
@@ -156,4 +169,7 @@ def test_model_lifecycle_in_the_admin_ui(e2e_proxy: SandboxProxy, e2e_databases:
 
     assert backend.tables_containing(dsn, api_key) == []
     assert api_key not in e2e_proxy.log()
-    print("Admin UI click -> backend row:", ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()))
+    print(
+        "Admin UI click -> backend row:",
+        ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items()),
+    )

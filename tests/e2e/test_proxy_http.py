@@ -1,7 +1,8 @@
-"""Through a real LiteLLM proxy process and its HTTP API (master key): add, edit TPM/RPM, rename, delete.
+"""Through a real LiteLLM proxy process and its HTTP
+API (master key): add, edit TPM/RPM, rename, delete.
 
-After each step the backend ``models`` row is asserted (created / updated / old name retired + new one /
-retired), and the upstream API key is nowhere in the backend database.
+After each step the backend ``models`` row is asserted (created / updated / old name retired + new
+one / retired), and the upstream API key is nowhere in the backend database.
 """
 
 from __future__ import annotations
@@ -35,13 +36,19 @@ def test_model_lifecycle_over_http(e2e_proxy: SandboxProxy, e2e_databases: Datab
             "/model/new",
             json={
                 "model_name": PUBLIC_NAME,
-                "litellm_params": {"model": UPSTREAM_MODEL, "api_base": API_BASE, "api_key": api_key},
+                "litellm_params": {
+                    "model": UPSTREAM_MODEL,
+                    "api_base": API_BASE,
+                    "api_key": api_key,
+                },
                 "model_info": {"description": "added over LiteLLM's HTTP API"},
             },
         )
         assert created.status_code == 200, created.text
         model_id = created.json()["model_id"]
-        row, _ = backend.wait_row(dsn, PUBLIC_NAME, e2e_proxy, availability="available", litellm_model_id=model_id)
+        row, _ = backend.wait_row(
+            dsn, PUBLIC_NAME, e2e_proxy, availability="available", litellm_model_id=model_id
+        )
         assert row["api_base"] == API_BASE
         assert row["backend_model_name"] == "granite-3-2-8b-instruct"
         assert backend.tables_containing(dsn, api_key) == []
@@ -51,13 +58,17 @@ def test_model_lifecycle_over_http(e2e_proxy: SandboxProxy, e2e_databases: Datab
         assert info.status_code == 200, info.text
         assert model_id in {m["model_info"]["id"] for m in info.json()["data"]}
 
-        updated = client.patch(f"/model/{model_id}/update", json={"litellm_params": {"tpm": 120000, "rpm": 600}})
+        updated = client.patch(
+            f"/model/{model_id}/update", json={"litellm_params": {"tpm": 120000, "rpm": 600}}
+        )
         assert updated.status_code == 200, updated.text
         backend.wait_row(dsn, PUBLIC_NAME, e2e_proxy, availability="available", tpm=120000, rpm=600)
 
         renamed = client.patch(f"/model/{model_id}/update", json={"model_name": RENAMED})
         assert renamed.status_code == 200, renamed.text
-        backend.wait_row(dsn, RENAMED, e2e_proxy, availability="available", litellm_model_id=model_id, tpm=120000)
+        backend.wait_row(
+            dsn, RENAMED, e2e_proxy, availability="available", litellm_model_id=model_id, tpm=120000
+        )
         backend.wait_row(dsn, PUBLIC_NAME, e2e_proxy, availability="unavailable")
 
         deleted = client.post("/model/delete", json={"id": model_id})

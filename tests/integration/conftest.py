@@ -24,6 +24,17 @@ async def dbs(litellm_dsn: str, backend_dsn: str) -> tuple[str, str]:
 
 
 @pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, hooks_env: dict[str, str]) -> dict[str, str]:
+    """``hooks_env`` set in the process environment, no ``LITELLM_SALT_KEY`` or ``DATABASE_URL``
+    (a test module may define its own ``env``: ``test_cli``, ``test_uninstall``)."""
+    for k, v in hooks_env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("LITELLM_SALT_KEY", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return hooks_env
+
+
+@pytest.fixture
 def logs() -> Iterator[list[str]]:
     """Every record of the ``litemaas_hooks`` loggers, formatted (with tracebacks).
 

@@ -1,82 +1,38 @@
-"""The core engine against real PostgreSQL: install, backfill, reconcile, retire (issue: core sync engine).
+"""The core engine against real PostgreSQL: install,
+backfill, reconcile, retire (issue: core sync engine).
 
-LiteLLM rows are built by LiteLLM's own row builder and encryption (tests/helpers.py); the backend is
-the LiteMaaS schema made by its own migrations, with its real FK and updated_at trigger.
+LiteLLM rows are built by LiteLLM's own row builder and encryption (tests/helpers.py); the backend
+is the LiteMaaS schema made by its own migrations, with its real FK and updated_at trigger.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
 
-from litemaas_hooks import cli, sql
-from litemaas_hooks.connections import connect
+from litemaas_hooks import sql
 from litemaas_hooks.reconcile import Reconciler, Report
-from litemaas_hooks.settings import load_settings
 from tests.helpers import execute, insert_rows, litellm_row
+from tests.integration.engine import API_KEY, SEED, connected, run, seed
 
-SEED: list[tuple[str, str, dict[str, Any]]] = [
-    ("granite-8b-code-instruct-128k", "openai/granite-8b-code-instruct-128k", {"max_tokens": 131072}),
-    ("mistral-7b-instruct", "openai/mistral-7b-instruct", {"description": "Mistral"}),
-    ("llama-3-8b-instruct", "openai/llama-3-8b-instruct", {"supports_function_calling": True}),
-]
-API_KEY = "sk-provider-" + "9" * 40
 USER = "11111111-1111-1111-1111-111111111111"
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, hooks_env: dict[str, str]) -> dict[str, str]:
-    for k, v in hooks_env.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("LITELLM_SALT_KEY", raising=False)
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    return hooks_env
-
-
-def seed(env: dict[str, str], models: list[tuple[str, str, dict[str, Any]]] = SEED, **kw: Any) -> list[str]:
-    rows = [
-        litellm_row(
-            name,
-            {"model": model, "api_base": "http://vllm.example:8000/v1", "api_key": API_KEY},
-            info,
-            key=env["LITELLM_MASTER_KEY"],
-            **kw,
-        )
-        for name, model, info in models
-    ]
-    insert_rows(env["LITELLM_DATABASE_URL"], rows)
-    return [r["model_id"] for r in rows]
-
-
-def run(*argv: str) -> int:
-    return cli.main(list(argv))
-
-
-T = TypeVar("T")
-
-
-async def connected(body: Callable[[Reconciler, Any, Any], Awaitable[T]]) -> T:
-    """``body(engine, litellm_conn, backend_conn)`` on fresh connections from the environment."""
-    settings = load_settings()
-    lite, back = await connect(settings, "litellm"), await connect(settings, "backend")
-    try:
-        return await body(Reconciler(settings), lite, back)
-    finally:
-        await lite.close()
-        await back.close()
-
-
 def converge(names: set[str] | None = None, **kw: Any) -> Report:
-    return asyncio.run(connected(lambda engine, lite, back: engine.converge(lite, back, names, **kw)))
+    return asyncio.run(
+        connected(lambda engine, lite, back: engine.converge(lite, back, names, **kw))
+    )
 
 
 def models(env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    with psycopg.connect(env["LITEMAAS_DATABASE_URL"]) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+    with (
+        psycopg.connect(env["LITEMAAS_DATABASE_URL"]) as conn,
+        conn.cursor(row_factory=psycopg.rows.dict_row) as cur,
+    ):
         cur.execute("SELECT *, xmin::text AS xmin FROM models ORDER BY id")
         return {r["id"]: r for r in cur.fetchall()}
 
@@ -95,19 +51,27 @@ def test_install_is_idempotent(env: dict[str, str], capsys: pytest.CaptureFixtur
     assert "applied 0001_sync_functions" in capsys.readouterr().out
     assert run("install", "--backend-only") == 0
     assert "up to date" in capsys.readouterr().out
-    rows = execute(env["LITEMAAS_DATABASE_URL"], "SELECT side, version FROM litemaas_hooks.schema_migrations")
+    rows = execute(
+        env["LITEMAAS_DATABASE_URL"], "SELECT side, version FROM litemaas_hooks.schema_migrations"
+    )
     assert sorted(rows) == [("backend", m.version) for m in sql.migrations("backend")]
     assert ("backend", 1) in rows
 
 
-def test_edited_migration_is_detected(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_edited_migration_is_detected(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run("install", "--backend-only") == 0
-    execute(env["LITEMAAS_DATABASE_URL"], "UPDATE litemaas_hooks.schema_migrations SET checksum = 'x'")
+    execute(
+        env["LITEMAAS_DATABASE_URL"], "UPDATE litemaas_hooks.schema_migrations SET checksum = 'x'"
+    )
     assert run("install", "--backend-only") == 1
     assert "was changed after it was applied" in capsys.readouterr().err
 
 
-def test_backfill_then_rerun_writes_nothing(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_backfill_then_rerun_writes_nothing(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     ids = seed(env)
     assert run("install", "--backend-only") == 0
     assert run("backfill") == 0
@@ -119,7 +83,8 @@ def test_backfill_then_rerun_writes_nothing(env: dict[str, str], capsys: pytest.
     assert g["provider"] == "openai"
     assert g["backend_model_name"] == "granite-8b-code-instruct-128k"
     assert g["api_base"] == "http://vllm.example:8000/v1"
-    assert (g["context_length"], g["max_tokens"]) == (131072, 131072)  # model_info.max_tokens, as the backend
+    # model_info.max_tokens, as the backend
+    assert (g["context_length"], g["max_tokens"]) == (131072, 131072)
     assert g["litellm_model_id"] == ids[0]
     assert g["availability"] == "available"
     assert g["features"] == ["chat"]
@@ -135,7 +100,9 @@ def test_backfill_then_rerun_writes_nothing(env: dict[str, str], capsys: pytest.
     assert run("backfill", "--dry-run") == 0
 
 
-def test_dry_run_writes_nothing_and_exits_2(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_writes_nothing_and_exits_2(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     seed(env)
     assert run("install", "--backend-only") == 0
     capsys.readouterr()
@@ -166,7 +133,8 @@ def test_two_deployments_one_row_survives_losing_one(env: dict[str, str]) -> Non
     insert_rows(env["LITELLM_DATABASE_URL"], [second])
     execute(
         env["LITELLM_DATABASE_URL"],
-        """UPDATE "LiteLLM_ProxyModelTable" SET updated_at = updated_at + interval '1 second' WHERE model_id = %s""",
+        'UPDATE "LiteLLM_ProxyModelTable" SET updated_at = '
+        "updated_at + interval '1 second' WHERE model_id = %s",
         (second["model_id"],),
     )
     assert run("install", "--backend-only") == 0
@@ -176,7 +144,9 @@ def test_two_deployments_one_row_survives_losing_one(env: dict[str, str]) -> Non
     assert row["api_base"] == "http://b"
 
     execute(
-        env["LITELLM_DATABASE_URL"], 'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (second["model_id"],)
+        env["LITELLM_DATABASE_URL"],
+        'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s',
+        (second["model_id"],),
     )
     report = converge({"shared"})
     assert report.outcomes["shared"].action == "updated"
@@ -194,14 +164,19 @@ def test_admin_fields_are_preserved(env: dict[str, str]) -> None:
     assert run("backfill") == 0
     execute(
         env["LITEMAAS_DATABASE_URL"],
-        """UPDATE models SET description = 'curated', restricted_access = true, encrypted_api_key = 'enc',
-           availability = 'unavailable', provider = 'stale' WHERE id = 'mistral-7b-instruct'""",
+        """UPDATE models SET description = 'curated', restricted_access = true,
+           encrypted_api_key = 'enc', availability = 'unavailable', provider = 'stale'
+           WHERE id = 'mistral-7b-instruct'""",
     )
     report = converge()
     assert report.outcomes["mistral-7b-instruct"].action == "updated"
     row = models(env)["mistral-7b-instruct"]
     assert row["provider"] == "openai"
-    assert (row["description"], row["restricted_access"], row["encrypted_api_key"]) == ("curated", True, "enc")
+    assert (row["description"], row["restricted_access"], row["encrypted_api_key"]) == (
+        "curated",
+        True,
+        "enc",
+    )
     assert row["availability"] == "unavailable"  # hidden by an admin: left alone
 
 
@@ -211,12 +186,23 @@ def test_retire_cascade_audit_and_revival(env: dict[str, str]) -> None:
     assert run("install", "--backend-only") == 0
     assert run("backfill") == 0
     db = env["LITEMAAS_DATABASE_URL"]
-    execute(db, "INSERT INTO subscriptions (user_id, model_id) VALUES (%s, 'granite-8b-code-instruct-128k')", (USER,))
+    execute(
+        db,
+        "INSERT INTO subscriptions (user_id, model_id) "
+        "VALUES (%s, 'granite-8b-code-instruct-128k')",
+        (USER,),
+    )
     key_only = execute(
-        db, "INSERT INTO api_keys (user_id, key_hash, key_prefix) VALUES (%s, 'h1', 'sk-1') RETURNING id", (USER,)
+        db,
+        "INSERT INTO api_keys (user_id, key_hash, "
+        "key_prefix) VALUES (%s, 'h1', 'sk-1') RETURNING id",
+        (USER,),
     )[0][0]
     key_two = execute(
-        db, "INSERT INTO api_keys (user_id, key_hash, key_prefix) VALUES (%s, 'h2', 'sk-2') RETURNING id", (USER,)
+        db,
+        "INSERT INTO api_keys (user_id, key_hash, "
+        "key_prefix) VALUES (%s, 'h2', 'sk-2') RETURNING id",
+        (USER,),
     )[0][0]
     execute(
         db,
@@ -225,7 +211,11 @@ def test_retire_cascade_audit_and_revival(env: dict[str, str]) -> None:
            (%(b)s, 'mistral-7b-instruct')""",
         {"a": key_only, "b": key_two},
     )
-    execute(env["LITELLM_DATABASE_URL"], 'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (ids[0],))
+    execute(
+        env["LITELLM_DATABASE_URL"],
+        'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s',
+        (ids[0],),
+    )
 
     report = converge({"granite-8b-code-instruct-128k"})
     assert report.outcomes["granite-8b-code-instruct-128k"].action == "retired"
@@ -237,8 +227,16 @@ def test_retire_cascade_audit_and_revival(env: dict[str, str]) -> None:
     audit = execute(db, "SELECT action, resource_type, resource_id, metadata FROM audit_logs")
     assert len(audit) == 1
     action, rtype, rid, meta = audit[0]
-    assert (action, rtype, rid) == ("MODEL_MARKED_UNAVAILABLE_WITH_CASCADE", "MODEL", "granite-8b-code-instruct-128k")
-    assert (meta["subscriptionsDeactivated"], meta["apiKeyModelLinksRemoved"], meta["apiKeysDeactivated"]) == (1, 2, 1)
+    assert (action, rtype, rid) == (
+        "MODEL_MARKED_UNAVAILABLE_WITH_CASCADE",
+        "MODEL",
+        "granite-8b-code-instruct-128k",
+    )
+    assert (
+        meta["subscriptionsDeactivated"],
+        meta["apiKeyModelLinksRemoved"],
+        meta["apiKeysDeactivated"],
+    ) == (1, 2, 1)
 
     again = converge({"granite-8b-code-instruct-128k"})
     assert again.outcomes["granite-8b-code-instruct-128k"].action == "unchanged"
@@ -251,7 +249,9 @@ def test_retire_cascade_audit_and_revival(env: dict[str, str]) -> None:
     assert execute(db, "SELECT status FROM subscriptions") == [("inactive",)]  # users re-subscribe
 
 
-def test_retire_missing_only_touches_litellm_rows(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_retire_missing_only_touches_litellm_rows(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     ids = seed(env)
     assert run("install", "--backend-only") == 0
     assert run("backfill") == 0
@@ -259,7 +259,11 @@ def test_retire_missing_only_touches_litellm_rows(env: dict[str, str], capsys: p
         env["LITEMAAS_DATABASE_URL"],
         "INSERT INTO models (id, name, provider) VALUES ('hand-made', 'Hand made', 'custom')",
     )
-    execute(env["LITELLM_DATABASE_URL"], 'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (ids[1],))
+    execute(
+        env["LITELLM_DATABASE_URL"],
+        'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s',
+        (ids[1],),
+    )
     assert run("backfill") == 0  # without --retire-missing nothing is retired
     assert models(env)["mistral-7b-instruct"]["availability"] == "available"
     capsys.readouterr()
@@ -275,9 +279,10 @@ def test_ansible_rows_are_repaired(env: dict[str, str]) -> None:
     ids = seed(env)
     execute(
         env["LITEMAAS_DATABASE_URL"],
-        """INSERT INTO models (id, name, provider, description, litellm_model_id, features, restricted_access)
-           VALUES ('llama-3-8b-instruct', 'llama-3-8b-instruct', 'litellm', 'AI model', 'llama-3-8b-instruct',
-                   NULL, true)""",
+        """INSERT INTO models (id, name, provider, description, litellm_model_id, features,
+                               restricted_access)
+           VALUES ('llama-3-8b-instruct', 'llama-3-8b-instruct', 'litellm', 'AI model',
+                   'llama-3-8b-instruct', NULL, true)""",
     )
     assert run("install", "--backend-only") == 0
     assert run("backfill") == 0
@@ -290,7 +295,9 @@ def test_ansible_rows_are_repaired(env: dict[str, str]) -> None:
     assert (row["description"], row["restricted_access"]) == ("AI model", True)
 
 
-def test_awkward_names_and_too_long_names(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_awkward_names_and_too_long_names(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     awkward = 'org/it\'s "q"; -- modèle-日本'
     too_long = "m" * 256
     seed(env, [(awkward, "openai/x", {}), (too_long, "openai/y", {}), ("fine", "openai/z", {})])
@@ -306,7 +313,9 @@ def test_wrong_key_is_reported_per_model(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seed(env, [SEED[0]])
-    other = litellm_row("other-key", {"model": "openai/o", "api_base": "http://o"}, key="sk-" + "1" * 64)
+    other = litellm_row(
+        "other-key", {"model": "openai/o", "api_base": "http://o"}, key="sk-" + "1" * 64
+    )
     insert_rows(env["LITELLM_DATABASE_URL"], [other])
     assert run("install", "--backend-only") == 0
     capsys.readouterr()
@@ -318,8 +327,13 @@ def test_wrong_key_is_reported_per_model(
     assert set(models(env)) == {SEED[0][0]}
 
 
-def test_team_models_are_skipped_by_default(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    seed(env, [("model_name_team1_abc", "openai/t", {"team_id": "team1", "team_public_model_name": "t"})])
+def test_team_models_are_skipped_by_default(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(
+        env,
+        [("model_name_team1_abc", "openai/t", {"team_id": "team1", "team_public_model_name": "t"})],
+    )
     assert run("install", "--backend-only") == 0
     report = converge()
     assert report.outcomes["model_name_team1_abc"].action == "skipped"
@@ -327,8 +341,14 @@ def test_team_models_are_skipped_by_default(env: dict[str, str], monkeypatch: py
     assert converge().outcomes["model_name_team1_abc"].action == "created"
 
 
-def test_shared_database_topology(shared_dsn: str, master_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"LITEMAAS_DATABASE_URL": shared_dsn, "LITELLM_DATABASE_URL": shared_dsn, "LITELLM_MASTER_KEY": master_key}
+def test_shared_database_topology(
+    shared_dsn: str, master_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {
+        "LITEMAAS_DATABASE_URL": shared_dsn,
+        "LITELLM_DATABASE_URL": shared_dsn,
+        "LITELLM_MASTER_KEY": master_key,
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     seed(env)
@@ -342,7 +362,9 @@ def test_full_reconcile_in_chunks(env: dict[str, str], monkeypatch: pytest.Monke
     from litemaas_hooks import reconcile
 
     monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
-    extra: list[tuple[str, str, dict[str, Any]]] = [(f"chunk-{i}", f"openai/c{i}", {}) for i in range(5)]
+    extra: list[tuple[str, str, dict[str, Any]]] = [
+        (f"chunk-{i}", f"openai/c{i}", {}) for i in range(5)
+    ]
     ids = seed(env, [*SEED, *extra])
     nameless = litellm_row("", {"model": "openai/n"}, key=env["LITELLM_MASTER_KEY"])
     insert_rows(env["LITELLM_DATABASE_URL"], [nameless])
@@ -351,16 +373,24 @@ def test_full_reconcile_in_chunks(env: dict[str, str], monkeypatch: pytest.Monke
 
     report = asyncio.run(
         connected(
-            lambda engine, lite, back: engine.converge(lite, back, None, progress=lambda d, t: progress.append((d, t)))
+            lambda engine, lite, back: engine.converge(
+                lite, back, None, progress=lambda d, t: progress.append((d, t))
+            )
         )
     )
     assert report.counts()["created"] == 8
     assert report.outcomes[f"<deployment {nameless['model_id']}>"].action == "error"
     assert progress == [(2, 8), (4, 8), (6, 8), (8, 8)]
-    execute(env["LITELLM_DATABASE_URL"], 'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (ids[-1],))
+    execute(
+        env["LITELLM_DATABASE_URL"],
+        'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s',
+        (ids[-1],),
+    )
     retired = converge(None, retire_missing=True)
     assert retired.outcomes["chunk-4"].action == "retired"
-    assert {o.action for n, o in retired.outcomes.items() if n != "chunk-4" and not n.startswith("<")} == {"unchanged"}
+    assert {
+        o.action for n, o in retired.outcomes.items() if n != "chunk-4" and not n.startswith("<")
+    } == {"unchanged"}
 
 
 def test_an_admins_hide_survives_a_delete_and_re_add(env: dict[str, str]) -> None:
@@ -369,8 +399,16 @@ def test_an_admins_hide_survives_a_delete_and_re_add(env: dict[str, str]) -> Non
     seed(env)
     assert run("install") == 0
     assert run("backfill", "--quiet") == 0
-    execute(env["LITEMAAS_DATABASE_URL"], "UPDATE models SET availability = 'unavailable' WHERE id = %s", (name,))
-    execute(env["LITELLM_DATABASE_URL"], 'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = %s', (name,))
+    execute(
+        env["LITEMAAS_DATABASE_URL"],
+        "UPDATE models SET availability = 'unavailable' WHERE id = %s",
+        (name,),
+    )
+    execute(
+        env["LITELLM_DATABASE_URL"],
+        'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = %s',
+        (name,),
+    )
     converge({name})
     assert models(env)[name]["availability"] == "unavailable"
     seed(env, [SEED[0]])  # the same name again, a new deployment id
@@ -386,8 +424,9 @@ def test_a_full_run_commits_chunk_by_chunk_and_holds_no_user_up(
     """A full reconcile of 2 chunks, paused while it reads its second chunk (that chunk's names
     locked). Meanwhile, from other connections: the first chunk is committed (visible); a user's
     subscription to a model of either chunk goes through at once (lock_timeout 1 s: it would fail
-    if it had to wait); a change to a first-chunk name is applied, not deferred; status's drift check
-    (a dry run) completes. Before: one transaction and the exclusive fleet lock for the whole run."""
+    if it had to wait); a change to a first-chunk name is applied, not deferred; status's drift
+    check (a dry run) completes. Before: one transaction
+    and the exclusive fleet lock for the whole run."""
     from litemaas_hooks import reconcile
 
     monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
@@ -408,11 +447,15 @@ def test_a_full_run_commits_chunk_by_chunk_and_holds_no_user_up(
             fixed = other.execute("SELECT id FROM models WHERE tpm IS DISTINCT FROM -1 ORDER BY id")
             seen["committed"] = [r[0] for r in fixed.fetchall()]
             for model in (first[0], second[0]):
-                other.execute("INSERT INTO subscriptions (user_id, model_id) VALUES (%s, %s)", (USER, model))
+                other.execute(
+                    "INSERT INTO subscriptions (user_id, model_id) VALUES (%s, %s)", (USER, model)
+                )
             seen["subscribed"] = True
         change = await connected(lambda engine, lite, back: engine.converge(lite, back, {first[1]}))
         seen["change"] = change.outcomes[first[1]].action
-        drift = await connected(lambda engine, lite, back: engine.converge(lite, back, None, dry_run=True))
+        drift = await connected(
+            lambda engine, lite, back: engine.converge(lite, back, None, dry_run=True)
+        )
         seen["drift"] = sorted(drift.counts().items())
 
     async def read_truth(conn: Any, names: Any, **kwargs: Any) -> Any:
@@ -470,7 +513,8 @@ def test_metadata_is_written_with_lz4_where_the_server_has_it(env: dict[str, str
     """The upsert compresses the ~9 KB metadata with lz4 (twice as fast to write as pglz)."""
     with psycopg.connect(env["LITEMAAS_DATABASE_URL"]) as conn:
         row = conn.execute(
-            "SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+            "SELECT 'lz4' = ANY (enumvals) FROM pg_settings "
+            "WHERE name = 'default_toast_compression'"
         ).fetchone()
     if not (row and row[0]):
         pytest.skip("this PostgreSQL has no lz4")
@@ -479,7 +523,9 @@ def test_metadata_is_written_with_lz4_where_the_server_has_it(env: dict[str, str
     assert run("install", "--backend-only") == 0
     assert run("backfill") == 0
     with psycopg.connect(env["LITEMAAS_DATABASE_URL"]) as conn:
-        got = conn.execute("SELECT pg_column_compression(metadata) FROM models WHERE id = 'lz4-model'").fetchone()
+        got = conn.execute(
+            "SELECT pg_column_compression(metadata) FROM models WHERE id = 'lz4-model'"
+        ).fetchone()
         setting = conn.execute("SHOW default_toast_compression").fetchone()
     assert got == ("lz4",)
     assert setting == ("pglz",)  # the caller's own setting is untouched
@@ -490,7 +536,10 @@ def test_metadata_is_written_with_lz4_where_the_server_has_it(env: dict[str, str
     [
         None,
         {},
-        {"litellm_model_info": {"blocked": True, "max_tokens": 8192}, "litellm_params": {"model": "openai/x"}},
+        {
+            "litellm_model_info": {"blocked": True, "max_tokens": 8192},
+            "litellm_params": {"model": "openai/x"},
+        },
         {"litellm_model_info": {"blocked": False}},
         {"litellm_model_info": {"blocked": "true"}},  # a string is not LiteLLM's flag
         {"litellm_model_info": "odd", "other": 1},
@@ -500,7 +549,9 @@ def test_metadata_is_written_with_lz4_where_the_server_has_it(env: dict[str, str
         "litellm_params",
     ],
 )
-def test_the_snapshot_carries_what_planning_reads_of_metadata(env: dict[str, str], metadata: Any) -> None:
+def test_the_snapshot_carries_what_planning_reads_of_metadata(
+    env: dict[str, str], metadata: Any
+) -> None:
     """The snapshot leaves the bulk of metadata in the database: what planning decides from it (a
     sync's row? written while blocked?) is the same as from the whole value."""
     from litemaas_hooks import backend_sink
@@ -520,11 +571,16 @@ def test_the_snapshot_carries_what_planning_reads_of_metadata(env: dict[str, str
         return (await backend_sink.snapshot(back, ["m"]))["m"], CurrentRow.from_db(row)
 
     slim, whole = asyncio.run(connected(body))
-    assert (slim.from_litellm, slim.written_while_blocked) == (whole.from_litellm, whole.written_while_blocked)
+    assert (slim.from_litellm, slim.written_while_blocked) == (
+        whole.from_litellm,
+        whole.written_while_blocked,
+    )
     assert slim.name == whole.name
 
 
-def test_reading_many_deployments_lets_the_event_loop_run(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reading_many_deployments_lets_the_event_loop_run(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Building deployments is CPU work; between slices of it the event loop runs other tasks (the
     chunk being written, inside the proxy its requests) instead of waiting for the whole chunk."""
     from litemaas_hooks import litellm_source

@@ -69,11 +69,12 @@ POISON: dict[str, dict[str, Any]] = {
 async def test_poison_values_are_that_models_error_and_nothing_else_fails(
     dbs: tuple[str, str], master_key: str
 ) -> None:
-    """Injects, by direct table writes, values that used to raise something other than a mapping error
-    (Decimal InvalidOperation, ValueError of a signaling NaN, RecursionError, JSON beyond orjson's depth,
-    integers beyond 64 bits) next to good models. Asserts: every poison model is an ``error`` outcome (or
-    synced when the value is acceptable) naming the model, every good model is created, and the full
-    reconcile, the dry run (status' drift check) and an event-sized converge all complete."""
+    """Injects, by direct table writes, values that used to raise something other than a mapping
+    error (Decimal InvalidOperation, ValueError of a signaling NaN, RecursionError, JSON beyond
+    orjson's depth, integers beyond 64 bits) next to good models. Asserts: every poison model is an
+    ``error`` outcome (or synced when the value is acceptable) naming the model, every good model is
+    created, and the full reconcile, the dry run (status' drift
+    check) and an event-sized converge all complete."""
     ldsn, bdsn = dbs
     settings = make_settings(ldsn, bdsn, master_key)
     engine = Reconciler(settings)
@@ -87,9 +88,18 @@ async def test_poison_values_are_that_models_error_and_nothing_else_fails(
         for name in goods:
             assert report.outcomes[name].action == "created", (name, report.outcomes[name])
         for name in POISON:
-            assert report.outcomes[name].action in {"error", "created"}, (name, report.outcomes[name])
+            assert report.outcomes[name].action in {"error", "created"}, (
+                name,
+                report.outcomes[name],
+            )
         errors = {n: o.message or "" for n, o in report.outcomes.items() if o.action == "error"}
-        for name in ("cost-1e20", "cost-huge-exponent", "max-tokens-snan", "max-tokens-huge-exponent", "nested-3000"):
+        for name in (
+            "cost-1e20",
+            "cost-huge-exponent",
+            "max-tokens-snan",
+            "max-tokens-huge-exponent",
+            "nested-3000",
+        ):
             assert name in errors, name
         assert "input_cost_per_token" in errors["cost-1e20"]
         assert "max_tokens" in errors["max-tokens-snan"]
@@ -106,8 +116,9 @@ async def test_poison_values_are_that_models_error_and_nothing_else_fails(
 async def test_poison_model_among_50_good_adds_costs_no_good_event_an_attempt(
     dbs: tuple[str, str], master_key: str
 ) -> None:
-    """50 good adds committed in one transaction with one ``input_cost_per_token = 1e20``: every good
-    event is applied at its first attempt, only the bad one is retried (then dead with its error)."""
+    """50 good adds committed in one transaction with one ``input_cost_per_token = 1e20``: every
+    good event is applied at its first attempt, only the
+    bad one is retried (then dead with its error)."""
     ldsn, bdsn = dbs
     settings = make_settings(ldsn, bdsn, master_key, max_attempts=2)
     async with conns(ldsn, bdsn) as (lc, bc):
@@ -144,14 +155,18 @@ PARAM_FIELDS = [
     "output_cost_per_token", "base_model", "api_version", "timeout",
 ]  # fmt: skip
 
-_text = st.text(alphabet=st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=40)
+_text = st.text(
+    alphabet=st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=40
+)
 json_scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(10**30), max_value=10**30)
     | st.floats(allow_nan=False, allow_infinity=False)
     | _text
-    | st.sampled_from(["sNaN", "NaN", "-Infinity", "1e999999999", "1e20", "-0", "0x10", " 7 ", "1_000"])
+    | st.sampled_from(
+        ["sNaN", "NaN", "-Infinity", "1e999999999", "1e20", "-0", "0x10", " 7 ", "1_000"]
+    )
 )
 json_values = st.recursive(
     json_scalars,
@@ -167,11 +182,13 @@ field_value = st.one_of(
 
 
 @pytest.mark.slow
-async def test_arbitrary_json_in_any_field_is_at_most_that_models_error(dbs: tuple[str, str], master_key: str) -> None:
-    """Hypothesis throws arbitrary JSON values and sizes into every model_info / litellm_params field of
-    one deployment (written next to a good one). Property: converge (event-sized, full, dry run) never
-    raises; the good model is always synced; the bad one is either synced or an ``error``/``skipped``
-    outcome with a message."""
+async def test_arbitrary_json_in_any_field_is_at_most_that_models_error(
+    dbs: tuple[str, str], master_key: str
+) -> None:
+    """Hypothesis throws arbitrary JSON values and sizes into every model_info / litellm_params
+    field of one deployment (written next to a good one). Property: converge (event-sized, full, dry
+    run) never raises; the good model is always synced; the bad one is either synced or an
+    ``error``/``skipped`` outcome with a message."""
     ldsn, bdsn = dbs
     settings = make_settings(ldsn, bdsn, master_key)
     engine = Reconciler(settings)
@@ -200,8 +217,12 @@ async def test_arbitrary_json_in_any_field_is_at_most_that_models_error(dbs: tup
             await add_good(lc, good, master_key)
             for names in ({bad, good}, None):
                 for dry in (True, False):
-                    report = await engine.converge(lc, bc, names=names, retire_missing=names is None, dry_run=dry)
-                    assert report.outcomes[good].action in {"created", "unchanged"}, report.outcomes[good]
+                    report = await engine.converge(
+                        lc, bc, names=names, retire_missing=names is None, dry_run=dry
+                    )
+                    assert report.outcomes[good].action in {"created", "unchanged"}, (
+                        report.outcomes[good]
+                    )
                     outcome = report.outcomes[bad]
                     assert outcome.action in {"created", "unchanged", "updated", "error", "skipped"}
                     if outcome.action in {"error", "skipped"}:
@@ -220,12 +241,12 @@ async def test_arbitrary_json_in_any_field_is_at_most_that_models_error(dbs: tup
 async def test_backend_rejection_of_one_row_costs_no_other_row_an_attempt(
     dbs: tuple[str, str], master_key: str
 ) -> None:
-    """Injects: an admin's CHECK on models that rejects one name, and a trigger that makes the retire of
-    another name fail; in one LiteLLM transaction: the rejected add, 3 deletes of synced models, the
-    failing delete and a good add (one relay batch). Asserts: only the two bad events are retried and
-    die (LITEMAAS_HOOKS_MAX_ATTEMPTS=2); the 3 deletes and the good add are applied at their first
-    attempt (the relay recorded exactly 4 failures: 2 attempts x 2 bad events). Also a batch holding the
-    rejected row alone is that row's error, not an exception of converge()."""
+    """Injects: an admin's CHECK on models that rejects one name, and a trigger that makes the
+    retire of another name fail; in one LiteLLM transaction: the rejected add, 3 deletes of synced
+    models, the failing delete and a good add (one relay batch). Asserts: only the two bad events
+    are retried and die (LITEMAAS_HOOKS_MAX_ATTEMPTS=2); the 3 deletes and the good add are applied
+    at their first attempt (the relay recorded exactly 4 failures: 2 attempts x 2 bad events). Also
+    a batch holding the rejected row alone is that row's error, not an exception of converge()."""
     ldsn, bdsn = dbs
     settings = make_settings(ldsn, bdsn, master_key, max_attempts=2)
     async with conns(ldsn, bdsn) as (lc, bc):
@@ -238,7 +259,8 @@ async def test_backend_rejection_of_one_row_costs_no_other_row_an_attempt(
             "CREATE FUNCTION public.no_retire() RETURNS trigger LANGUAGE plpgsql AS "
             "$$BEGIN IF NEW.id = 'stuck' AND NEW.availability = 'unavailable' THEN "
             "RAISE EXCEPTION 'stuck may not be retired'; END IF; RETURN NEW; END$$; "
-            "CREATE TRIGGER no_retire BEFORE UPDATE ON models FOR EACH ROW EXECUTE FUNCTION public.no_retire()"
+            "CREATE TRIGGER no_retire BEFORE UPDATE ON models "
+            "FOR EACH ROW EXECUTE FUNCTION public.no_retire()"
         )
         # alone in its batch: that row's error
         await add_good(lc, "rejected", master_key)
@@ -250,7 +272,10 @@ async def test_backend_rejection_of_one_row_costs_no_other_row_an_attempt(
         await lc.execute("DELETE FROM litemaas_hooks.model_events")
         async with lc.transaction():
             await add_good(lc, "rejected", master_key)
-            await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = ANY(%s)", (["del-1", "del-2", "del-3", "stuck"],))
+            await lc.execute(
+                f"DELETE FROM {TABLE} WHERE model_name = ANY(%s)",
+                (["del-1", "del-2", "del-3", "stuck"],),
+            )
             await add_good(lc, "fine", master_key)
         async with running(settings) as (relay,):
 
@@ -264,7 +289,10 @@ async def test_backend_rejection_of_one_row_costs_no_other_row_an_attempt(
         assert have["fine"] == "available"
         assert {have[n] for n in ("del-1", "del-2", "del-3")} == {"unavailable"}
         assert have["stuck"] == "available"
-        dead = {e.new_model_name or e.old_model_name: e.last_error or "" for e in await outbox.dead_events(lc)}
+        dead = {
+            e.new_model_name or e.old_model_name: e.last_error or ""
+            for e in await outbox.dead_events(lc)
+        }
         assert set(dead) == {"rejected", "stuck"}
         assert "admin_says_no" in dead["rejected"]
         assert "stuck may not be retired" in dead["stuck"]
@@ -302,20 +330,26 @@ AWKWARD_NAMES = (
 async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
     dbs: tuple[str, str], master_key: str, pg_cluster: LocalPostgres, logs: list[str]
 ) -> None:
-    """Injects, each through a plain INSERT into LiteLLM's table (which must succeed): litellm_params
-    encrypted with another key, litellm_params that is not JSON, model_info that is a JSON string or an
-    array, an empty model_name, a 256-character model_name, names with control characters, a 3 MB
-    model_info, negative / non-numeric rpm, tpm and costs, names with quotes, ``;``, ``--``, ``/`` and
-    unicode (which must sync), and outbox rows pointing at models that do not exist (anymore).
+    """Injects, each through a plain INSERT into LiteLLM's table (which must succeed):
+    litellm_params encrypted with another key, litellm_params that is not JSON, model_info that is a
+    JSON string or an array, an empty model_name, a 256-character model_name, names with control
+    characters, a 3 MB model_info, negative / non-numeric rpm, tpm and costs, names with quotes,
+    ``;``, ``--``, ``/`` and unicode (which must sync), and outbox
+    rows pointing at models that do not exist (anymore).
 
-    Asserts: every bad event is kept (dead after LITEMAAS_HOOKS_MAX_ATTEMPTS=2) with an error naming the
-    problem; the relay never crashed or reconnected; every good model interleaved with them (and the
-    awkward names) is in the backend; the vanished-model events simply converge (retire / no-op)."""
+    Asserts: every bad event is kept (dead after LITEMAAS_HOOKS_MAX_ATTEMPTS=2) with an error naming
+    the problem; the relay never crashed or reconnected; every good model interleaved with them (and
+    the awkward names) is in the backend; the vanished-model
+    events simply converge (retire / no-op)."""
     ldsn, bdsn = dbs
     other_key = "sk-" + secrets.token_hex(32)
-    settings = make_settings(ldsn, bdsn, master_key, max_attempts=2, retry_base_seconds=0.05, retry_max_seconds=0.1)
+    settings = make_settings(
+        ldsn, bdsn, master_key, max_attempts=2, retry_base_seconds=0.05, retry_max_seconds=0.1
+    )
 
-    def row(name: str, key: str = master_key, params: dict[str, Any] | None = None, **info: Any) -> dict[str, Any]:
+    def row(
+        name: str, key: str = master_key, params: dict[str, Any] | None = None, **info: Any
+    ) -> dict[str, Any]:
         """A row from LiteLLM's builder; ``info`` is merged into model_info afterwards, as a writer
         bypassing LiteLLM's validation (an older version, SQL, a migration) could leave it."""
         r = seed.as_insert_params(litellm_row(name, {**PARAMS, **(params or {})}, key=key))
@@ -326,8 +360,14 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
     # name -> (row, a fragment of the error recorded for its event)
     bad: dict[str, tuple[dict[str, Any], str]] = {
         "wrong-key": (row("wrong-key", key=other_key), "could not be decrypted"),
-        "params-not-json": ({**row("params-not-json"), "litellm_params": Jsonb("{not json")}, "is not valid JSON"),
-        "info-json-string": ({**row("info-json-string"), "model_info": Jsonb("just a string")}, "is not valid JSON"),
+        "params-not-json": (
+            {**row("params-not-json"), "litellm_params": Jsonb("{not json")},
+            "is not valid JSON",
+        ),
+        "info-json-string": (
+            {**row("info-json-string"), "model_info": Jsonb("just a string")},
+            "is not valid JSON",
+        ),
         "info-array": ({**row("info-array"), "model_info": Jsonb([1, 2, 3])}, "not a JSON object"),
         "info-array-in-string": (
             {**row("info-array-in-string"), "model_info": Jsonb("[1, 2]")},
@@ -338,7 +378,10 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         "new\nline": (row("new\nline"), "control characters"),
         "huge-info": (row("huge-info", blob="x" * 3_000_000), "bytes of JSON"),
         "negative-rpm": (row("negative-rpm", params={"rpm": -5}), "rpm must be between 0"),
-        "text-max-tokens": (row("text-max-tokens", max_tokens="lots"), "max_tokens must be a whole number"),
+        "text-max-tokens": (
+            row("text-max-tokens", max_tokens="lots"),
+            "max_tokens must be a whole number",
+        ),
         "negative-cost": (row("negative-cost", input_cost_per_token=-0.1), "non-negative"),
         "text-cost": (row("text-cost", output_cost_per_token="cheap"), "must be a number"),
     }
@@ -366,13 +409,17 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
             "('INSERT', 'no-such-id', 'never-existed'), ('UPDATE', 'gone-id', 'will-vanish'); "
             "SELECT pg_notify('litemaas_hooks_model_events', '')"
         )
-        assert await scalar(lc, f"SELECT count(*) FROM {TABLE}") == 2 * len(bad) + 1 + len(AWKWARD_NAMES)
+        assert await scalar(lc, f"SELECT count(*) FROM {TABLE}") == 2 * len(bad) + 1 + len(
+            AWKWARD_NAMES
+        )
 
         async def settled() -> bool:
             c = await outbox.counts(lc)
             return c.pending == 0 and c.claimed == 0 and c.dead == len(bad) + 1  # + the empty name
 
-        await eventually(settled, deadline_seconds=30, what="bad events dead, every other event applied")
+        await eventually(
+            settled, deadline_seconds=30, what="bad events dead, every other event applied"
+        )
         have = await backend_models(bc)
         for name in (*good, *AWKWARD_NAMES):
             assert have.get(name) == "available", name
@@ -395,10 +442,14 @@ async def test_bad_inputs_are_recorded_errors_and_never_block_the_rest(
         assert relay.stats.last_error is None
         assert await audits(bc) == {"will-vanish": 1}
 
-        # an empty name gives its event no name to converge: the event is kept with that error, and the
-        # full scan reports the deployment too: `status` (and backfill / the periodic reconcile) name it
+        # an empty name gives its event no name to converge: the event is kept with that error, and
+        # the full scan reports the deployment too: `status` (and
+        # backfill / the periodic reconcile) name it
         report = await collect_status(settings)
-        assert "model_name is missing or blank" in report.drift.errors[f"<deployment {empty['model_id']}>"]
+        assert (
+            "model_name is missing or blank"
+            in report.drift.errors[f"<deployment {empty['model_id']}>"]
+        )
         assert set(bad) <= set(report.drift.errors)
         status_text = format_status(report)
         assert "cannot sync <deployment" in status_text
@@ -415,13 +466,14 @@ def test_litellm_lookups_print_nothing_to_stdout(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Injects: cost-map lookups (what every mapped deployment costs) for a known model and for one
-    LiteLLM has no provider for, with LiteLLM's ``suppress_debug_info`` off as in a ``litemaas-hooks``
-    process (only LiteLLM's proxy_server and Router turn it on; an earlier test may have built one).
+    LiteLLM has no provider for, with LiteLLM's ``suppress_debug_info`` off as in a
+    ``litemaas-hooks`` process (only LiteLLM's proxy_server and
+    Router turn it on; an earlier test may have built one).
 
-    Asserts: nothing reaches stdout. LiteLLM's ``get_llm_provider`` prints a "Provider List" banner on
-    a miss, and >= 1.108's router-like registration of the looked-up deployment misses for every model:
-    the banner landed in ``status --json``, in ``backfill``'s output and in the relay's stdout (the
-    process test above reads a relay's stdout too)."""
+    Asserts: nothing reaches stdout. LiteLLM's ``get_llm_provider`` prints a "Provider List" banner
+    on a miss, and >= 1.108's router-like registration of the looked-up deployment misses for every
+    model: the banner landed in ``status --json``, in ``backfill``'s output and in the relay's
+    stdout (the process test above reads a relay's stdout too)."""
     import litellm
 
     monkeypatch.setattr(litellm, "suppress_debug_info", False)

@@ -1,7 +1,7 @@
 """Operator commands and operator mistakes, against real databases.
 
-Every mistake of the table below ends in one line (two when both URLs are wrong) on stderr saying what
-is wrong and which setting or command fixes it, exit code 1, and no traceback.
+Every mistake of the table below ends in one line (two when both URLs are wrong) on stderr saying
+what is wrong and which setting or command fixes it, exit code 1, and no traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from tests.helpers import DROP_TRIGGERS, execute
 def env(monkeypatch: pytest.MonkeyPatch, hooks_env: dict[str, str]) -> dict[str, str]:
     for k, v in hooks_env.items():
         monkeypatch.setenv(k, v)
-    for var in ("DATABASE_URL", "LITEMAAS_HOOKS_LOG_LEVEL", "JSON_LOGS", "LITEMAAS_HOOKS_LOG_FORMAT"):
+    for var in (
+        "DATABASE_URL",
+        "LITEMAAS_HOOKS_LOG_LEVEL",
+        "JSON_LOGS",
+        "LITEMAAS_HOOKS_LOG_FORMAT",
+    ):
         monkeypatch.delenv(var, raising=False)
     return hooks_env
 
@@ -48,19 +53,27 @@ class Mistake:
 
 NOT_INSTALLED = "litemaas-hooks is not installed in the backend database"
 MISTAKES: dict[str, Mistake] = {
-    "backfill before install": Mistake(["backfill"], [NOT_INSTALLED, "run `litemaas-hooks install` first"]),
+    "backfill before install": Mistake(
+        ["backfill"], [NOT_INSTALLED, "run `litemaas-hooks install` first"]
+    ),
     "backfill --dry-run before install": Mistake(["backfill", "--dry-run"], [NOT_INSTALLED]),
-    "replay before install": Mistake(["replay"], ["litemaas-hooks is not installed in LiteLLM's database"]),
+    "replay before install": Mistake(
+        ["replay"], ["litemaas-hooks is not installed in LiteLLM's database"]
+    ),
     "LiteLLM URL at a database without LiteLLM's table": Mistake(
         ["backfill"],
-        ['LITELLM_DATABASE_URL points at database "t_empty_', 'no table public."LiteLLM_ProxyModelTable"'],
+        [
+            'LITELLM_DATABASE_URL points at database "t_empty_',
+            'no table public."LiteLLM_ProxyModelTable"',
+        ],
         env={"LITELLM_DATABASE_URL": "empty"},
         install=True,
     ),
     "URLs swapped (backfill)": Mistake(
         ["backfill"],
         [
-            "the two URLs are swapped: LITELLM_DATABASE_URL points at the LiteMaaS backend database",
+            "the two URLs are swapped: LITELLM_DATABASE_URL "
+            "points at the LiteMaaS backend database",
             "and LITEMAAS_DATABASE_URL at LiteLLM's database",
             "exchange their values",
         ],
@@ -75,12 +88,20 @@ MISTAKES: dict[str, Mistake] = {
     ),
     "backend URL at LiteLLM's database": Mistake(
         ["install", "--backend-only"],
-        ['LITEMAAS_DATABASE_URL points at database "t_litellm_', "which is LiteLLM's database", "swapped?"],
+        [
+            'LITEMAAS_DATABASE_URL points at database "t_litellm_',
+            "which is LiteLLM's database",
+            "swapped?",
+        ],
         env={"LITEMAAS_DATABASE_URL": "litellm"},
     ),
     "both URLs at empty databases": Mistake(
         ["backfill"],
-        ["LITELLM_DATABASE_URL points at database", "LITEMAAS_DATABASE_URL points at database", "not started yet"],
+        [
+            "LITELLM_DATABASE_URL points at database",
+            "LITEMAAS_DATABASE_URL points at database",
+            "not started yet",
+        ],
         env={"LITELLM_DATABASE_URL": "empty", "LITEMAAS_DATABASE_URL": "empty"},
         lines=2,
     ),
@@ -97,18 +118,28 @@ MISTAKES: dict[str, Mistake] = {
     ),
     "a mysql:// URL": Mistake(
         ["backfill"],
-        ["LITEMAAS_DATABASE_URL='mysql://root:***@db:3306/litemaas' is not a PostgreSQL URL", "postgresql://"],
+        [
+            "LITEMAAS_DATABASE_URL='mysql://root:***@db:3306/litemaas' is not a PostgreSQL URL",
+            "postgresql://",
+        ],
         env={"LITEMAAS_DATABASE_URL": "mysql://root:hunter2-pw@db:3306/litemaas"},
         absent=["hunter2-pw"],
     ),
     "a bare database name as URL": Mistake(
         ["install"],
-        ["LITEMAAS_DATABASE_URL='litemaas_db' is not a PostgreSQL URL", "postgresql://USER:PASSWORD@"],
+        [
+            "LITEMAAS_DATABASE_URL='litemaas_db' is not a PostgreSQL URL",
+            "postgresql://USER:PASSWORD@",
+        ],
         env={"LITEMAAS_DATABASE_URL": "litemaas_db"},
         absent=["'***'"],  # the value is shown, not masked
     ),
-    "replay of an unknown id": Mistake(["replay", "99999"], ["event 99999 does not exist"], install=True),
-    "unknown option": Mistake(["backfill", "--bogus"], ["unrecognized arguments: --bogus", "--help"]),
+    "replay of an unknown id": Mistake(
+        ["replay", "99999"], ["event 99999 does not exist"], install=True
+    ),
+    "unknown option": Mistake(
+        ["backfill", "--bogus"], ["unrecognized arguments: --bogus", "--help"]
+    ),
     "no command": Mistake([], ["the following arguments are required: COMMAND"]),
     "not a number": Mistake(["replay", "abc"], ["invalid int value: 'abc'"]),
     "every missing or invalid setting at once": Mistake(
@@ -119,7 +150,11 @@ MISTAKES: dict[str, Mistake] = {
             "LITEMAAS_DATABASE_URL is not set",
             "neither LITELLM_DATABASE_URL nor DATABASE_URL is set",
         ],
-        env={"LITEMAAS_DATABASE_URL": None, "LITELLM_DATABASE_URL": None, "LITEMAAS_HOOKS_BATCH_SIZE": "lots"},
+        env={
+            "LITEMAAS_DATABASE_URL": None,
+            "LITELLM_DATABASE_URL": None,
+            "LITEMAAS_HOOKS_BATCH_SIZE": "lots",
+        },
         lines=4,
     ),
     "unreachable server": Mistake(
@@ -132,7 +167,9 @@ MISTAKES: dict[str, Mistake] = {
         env={"LITEMAAS_DATABASE_URL": "postgresql://admin:s3cret-pw@127.0.0.1:1/litemaas_db"},
         absent=["s3cret-pw"],
     ),
-    "write-shim into a missing folder": Mistake(["write-shim", "/nonexistent/dir"], ["is not a directory"]),
+    "write-shim into a missing folder": Mistake(
+        ["write-shim", "/nonexistent/dir"], ["is not a directory"]
+    ),
 }
 
 
@@ -144,7 +181,11 @@ def test_every_mistake_gets_one_clear_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    urls = {"backend": env["LITEMAAS_DATABASE_URL"], "litellm": env["LITELLM_DATABASE_URL"], "empty": empty_dsn}
+    urls = {
+        "backend": env["LITEMAAS_DATABASE_URL"],
+        "litellm": env["LITELLM_DATABASE_URL"],
+        "empty": empty_dsn,
+    }
     if case.install:
         assert cli.main(["install"]) == 0
     for var, value in case.env.items():
@@ -163,7 +204,9 @@ def test_every_mistake_gets_one_clear_line(
     assert len(err.strip().splitlines()) == case.lines, err
 
 
-def test_debug_level_shows_the_traceback(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_debug_level_shows_the_traceback(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     import os
 
     os.environ["LITEMAAS_HOOKS_LOG_LEVEL"] = "DEBUG"
@@ -173,7 +216,11 @@ def test_debug_level_shows_the_traceback(env: dict[str, str], capsys: pytest.Cap
         del os.environ["LITEMAAS_HOOKS_LOG_LEVEL"]
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err
-    assert err.strip().splitlines()[-1].startswith("litemaas-hooks backfill: error: litemaas-hooks is not installed")
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("litemaas-hooks backfill: error: litemaas-hooks is not installed")
+    )
 
 
 def test_an_unexpected_error_is_one_line_too(
@@ -200,10 +247,12 @@ def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
         assert exc.value.code == 0
 
 
-# -- commands that work -------------------------------------------------------------------------------
+# -- commands that work ----------------------------------------------------------------------------
 
 
-def test_install_says_what_it_created_repaired_or_left(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_install_says_what_it_created_repaired_or_left(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["install"]) == 0
     first = capsys.readouterr().out.splitlines()
     assert first[0].startswith('backend (LiteMaaS) database "')
@@ -215,7 +264,9 @@ def test_install_says_what_it_created_repaired_or_left(env: dict[str, str], caps
     assert cli.main(["install"]) == 0
     again = capsys.readouterr().out
     assert "applied 0" not in again
-    assert again.count(" migrations already applied") + again.count(" migration already applied") == 2
+    assert (
+        again.count(" migrations already applied") + again.count(" migration already applied") == 2
+    )
 
     execute(env["LITELLM_DATABASE_URL"], DROP_TRIGGERS)
     assert cli.main(["install", "--litellm-only"]) == 0
@@ -224,7 +275,9 @@ def test_install_says_what_it_created_repaired_or_left(env: dict[str, str], caps
     assert "(it was missing or disabled)" in repaired
 
 
-def test_replay_makes_dead_events_pending(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_makes_dead_events_pending(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["install"]) == 0
     db = env["LITELLM_DATABASE_URL"]
     capsys.readouterr()
@@ -232,22 +285,31 @@ def test_replay_makes_dead_events_pending(env: dict[str, str], capsys: pytest.Ca
     assert capsys.readouterr().out == "no dead events: nothing to replay\n"
     execute(
         db,
-        """INSERT INTO litemaas_hooks.model_events (op, model_id, new_model_name, status, attempts, last_error)
-           VALUES ('INSERT', 'a', 'm1', 'dead', 10, 'boom'), ('INSERT', 'b', 'm2', 'dead', 10, 'boom'),
+        """INSERT INTO litemaas_hooks.model_events
+               (op, model_id, new_model_name, status, attempts, last_error)
+           VALUES ('INSERT', 'a', 'm1', 'dead', 10, 'boom'),
+                  ('INSERT', 'b', 'm2', 'dead', 10, 'boom'),
                   ('INSERT', 'c', 'm3', 'pending', 0, NULL)""",
     )
-    first, _, pending = (r[0] for r in execute(db, "SELECT id FROM litemaas_hooks.model_events ORDER BY id"))
-    assert cli.main(["replay", str(first), str(pending)]) == 1  # one of them is not dead: nothing replayed
+    first, _, pending = (
+        r[0] for r in execute(db, "SELECT id FROM litemaas_hooks.model_events ORDER BY id")
+    )
+    # one of them is not dead: nothing replayed
+    assert cli.main(["replay", str(first), str(pending)]) == 1
     assert f"event {pending} is pending" in capsys.readouterr().err
     assert cli.main(["replay", str(first)]) == 0
     assert "replayed 1 dead event: the relays pick it up now" in capsys.readouterr().out
-    assert execute(db, "SELECT new_model_name, status FROM litemaas_hooks.model_events ORDER BY id") == [
+    assert execute(
+        db, "SELECT new_model_name, status FROM litemaas_hooks.model_events ORDER BY id"
+    ) == [
         ("m1", "pending"),
         ("m2", "dead"),
         ("m3", "pending"),
     ]
     assert cli.main(["replay"]) == 0
-    assert execute(db, "SELECT count(*) FROM litemaas_hooks.model_events WHERE status = 'dead'") == [(0,)]
+    assert execute(
+        db, "SELECT count(*) FROM litemaas_hooks.model_events WHERE status = 'dead'"
+    ) == [(0,)]
 
 
 StatusCheck = Callable[[str], None]
@@ -257,7 +319,8 @@ def test_status_reads_as_a_verdict(env: dict[str, str], capsys: pytest.CaptureFi
     assert cli.main(["status", "--no-drift"]) == 2  # before install
     out = capsys.readouterr().out
     assert out.startswith("litemaas-hooks status: UNHEALTHY, 2 problems (each with its fix):\n")
-    assert out.count("run `litemaas-hooks install`") == 2  # the backend's functions and LiteLLM's outbox
+    # the backend's functions and LiteLLM's outbox
+    assert out.count("run `litemaas-hooks install`") == 2
     assert "LINE 1" not in out
     assert "DETAIL" not in out
 
@@ -266,7 +329,8 @@ def test_status_reads_as_a_verdict(env: dict[str, str], capsys: pytest.CaptureFi
     assert cli.main(["status"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == (
-        "litemaas-hooks status: HEALTHY: trigger installed, outbox empty, no dead events, backend in sync with LiteLLM"
+        "litemaas-hooks status: HEALTHY: trigger installed, "
+        "outbox empty, no dead events, backend in sync with LiteLLM"
     )
     assert "drift            : none: every backend row matches LiteLLM" in out
 

@@ -1,5 +1,6 @@
-"""The CLI as an operator runs it, as a process: LiteLLM is imported only by the commands that need it,
-and the relay starts, connects, catches up and stops (SIGTERM: exit 0) with one log line each."""
+"""The CLI as an operator runs it, as a process: LiteLLM is imported only by the commands that need
+it, and the relay starts, connects, catches up and
+stops (SIGTERM: exit 0) with one log line each."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from litemaas_hooks import cli
 from tests.helpers import DETECT, insert_rows, litellm_row, probe, probe_env
 
 
-def test_commands_that_do_not_need_litellm_never_import_it(hooks_env: dict[str, str], tmp_path: Path) -> None:
+def test_commands_that_do_not_need_litellm_never_import_it(
+    hooks_env: dict[str, str], tmp_path: Path
+) -> None:
     cases: list[tuple[list[str], dict[str, str], int]] = [
         (["write-shim", str(tmp_path)], {}, 0),
         (["install"], hooks_env, 0),
@@ -44,7 +47,12 @@ def test_commands_that_do_not_need_litellm_never_import_it(hooks_env: dict[str, 
 def test_the_probe_sees_an_import_of_litellm() -> None:
     code = f"import sys\nfrom litellm.integrations import custom_logger\n{DETECT}"
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=probe_env({}), capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code],
+        env=probe_env({}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.stdout.strip() == "LITELLM_IMPORTED"
 
@@ -52,7 +60,8 @@ def test_the_probe_sees_an_import_of_litellm() -> None:
 def test_no_runtime_module_but_the_plugin_imports_litellm_at_module_level() -> None:
     code = (
         "import importlib, pkgutil, sys, litemaas_hooks\n"
-        "names = [m.name for m in pkgutil.iter_modules(litemaas_hooks.__path__, 'litemaas_hooks.')]\n"
+        "names = [m.name for m in "
+        "pkgutil.iter_modules(litemaas_hooks.__path__, 'litemaas_hooks.')]\n"
         "bad = []\n"
         "for name in names:\n"
         "    if name == 'litemaas_hooks.plugin':\n"
@@ -63,7 +72,12 @@ def test_no_runtime_module_but_the_plugin_imports_litellm_at_module_level() -> N
         "print(bad, len(names))\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=probe_env({}), capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", code],
+        env=probe_env({}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     bad, count = proc.stdout.split("] ")
@@ -76,7 +90,9 @@ def _reader(stream: object, lines: queue.Queue[str]) -> None:
         lines.put(line.rstrip("\n"))
 
 
-def _wait_for(lines: queue.Queue[str], seen: list[str], text: str, deadline_seconds: float) -> dict[str, object]:
+def _wait_for(
+    lines: queue.Queue[str], seen: list[str], text: str, deadline_seconds: float
+) -> dict[str, object]:
     deadline = time.monotonic() + deadline_seconds
     while time.monotonic() < deadline:
         try:
@@ -87,7 +103,9 @@ def _wait_for(lines: queue.Queue[str], seen: list[str], text: str, deadline_seco
         record: dict[str, object] = json.loads(line)  # every line is one JSON object
         if text in str(record["message"]):
             return record
-    raise AssertionError(f"no log line with {text!r} within {deadline_seconds}s; saw:\n" + "\n".join(seen))
+    raise AssertionError(
+        f"no log line with {text!r} within {deadline_seconds}s; saw:\n" + "\n".join(seen)
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -98,7 +116,9 @@ def test_relay_lifecycle_lines_json_logs_and_clean_stop(
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     assert cli.main(["install"]) == 0
-    env = probe_env({**hooks_env, "JSON_LOGS": "true", "LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS": "0"})
+    env = probe_env(
+        {**hooks_env, "JSON_LOGS": "true", "LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS": "0"}
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "litemaas_hooks.cli", "relay"],
         env=env,
@@ -143,21 +163,30 @@ def test_relay_lifecycle_lines_json_logs_and_clean_stop(
 
 
 def test_offline_cost_map_fallback_is_one_line(tmp_path: Path) -> None:
-    """Without LITELLM_LOCAL_MODEL_COST_MAP, LiteLLM fetches its cost map at import; offline (here: a
-    loopback URL nothing listens on) its several warnings become one line in a CLI process, whichever
-    command imports LiteLLM (the import is done right after the command here, so the test does not
-    depend on which commands still need LiteLLM)."""
+    """Without LITELLM_LOCAL_MODEL_COST_MAP, LiteLLM fetches its cost map at import; offline (here:
+    a loopback URL nothing listens on) its several warnings become one line in a CLI process,
+    whichever command imports LiteLLM (the import is done right after the command here, so the test
+    does not depend on which commands still need LiteLLM)."""
     env = probe_env({"LITELLM_MODEL_COST_MAP_URL": "http://127.0.0.1:9/model_prices.json"})
     env.pop("LITELLM_LOCAL_MODEL_COST_MAP")
-    code = f"from litemaas_hooks import cli\ncli.main(['write-shim', {str(tmp_path)!r}])\nimport litellm\n"
+    code = (
+        "from litemaas_hooks import cli\ncli.main(['write-shim', "
+        f"{str(tmp_path)!r}])\nimport litellm\n"
+    )
     proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     cost_map_lines = [line for line in proc.stderr.splitlines() if "cost map" in line.lower()]
     from litellm.litellm_core_utils import get_model_cost_map as fetcher
 
-    if hasattr(fetcher, "_attempt_fetch_sync"):  # 1.108: warns at each attempt; 1.81: falls back silently
+    # 1.108: warns at each attempt; 1.81: falls back silently
+    if hasattr(fetcher, "_attempt_fetch_sync"):
         assert len(cost_map_lines) == 1, proc.stderr
         assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in cost_map_lines[0]
     else:

@@ -1,4 +1,5 @@
-"""The URL LiteLLM's CLI leaves in DATABASE_URL connects through litemaas-hooks, options honoured."""
+"""The URL LiteLLM's CLI leaves in DATABASE_URL
+connects through litemaas-hooks, options honoured."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ general_settings:
 
 
 @pytest.mark.slow
-async def test_connect_with_the_url_the_litellm_cli_rewrote(litellm_dsn: str, tmp_path: Path) -> None:
+async def test_connect_with_the_url_the_litellm_cli_rewrote(
+    litellm_dsn: str, tmp_path: Path
+) -> None:
     url = cli_database_url({"DATABASE_URL": litellm_dsn + "?sslmode=disable"}, CONFIG, tmp_path)
     assert "connection_limit=3" in url  # what libpq alone refuses
     settings = load_settings({"DATABASE_URL": url}, require=("litellm",))

@@ -1,4 +1,5 @@
-"""The embedded PostgreSQL server and the two schemas (LiteLLM's, the backend's migrations) act like the real thing."""
+"""The embedded PostgreSQL server and the two schemas (LiteLLM's,
+the backend's migrations) act like the real thing."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ MODELS_COLUMNS = {
 def _columns(conn: psycopg.Connection, table: str) -> dict[str, tuple[str, str | None]]:
     rows = conn.execute(
         "SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid)"
-        " FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+        " FROM pg_attribute a LEFT JOIN pg_attrdef d ON "
+        "d.adrelid = a.attrelid AND d.adnum = a.attnum"
         " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
         (table,),
     ).fetchall()
@@ -73,7 +75,9 @@ def _columns(conn: psycopg.Connection, table: str) -> dict[str, tuple[str, str |
 
 
 def _add_model(conn: psycopg.Connection, model_id: str) -> None:
-    conn.execute("INSERT INTO models (id, name, provider) VALUES (%s, %s, 'openai')", (model_id, model_id))
+    conn.execute(
+        "INSERT INTO models (id, name, provider) VALUES (%s, %s, 'openai')", (model_id, model_id)
+    )
 
 
 # -- LiteLLM schema -------------------------------------------------------------------------------
@@ -83,7 +87,8 @@ def test_litellm_schema_is_the_real_one(litellm_dsn: str) -> None:
     with psycopg.connect(litellm_dsn) as conn:
         cols = _columns(conn, '"LiteLLM_ProxyModelTable"')
         expected = dict(PROXY_MODEL_COLUMNS)
-        if "blocked" not in cols:  # LiteLLM 1.81 (litellm-proxy-extras 0.4.23) predates /model/block
+        # LiteLLM 1.81 (litellm-proxy-extras 0.4.23) predates /model/block
+        if "blocked" not in cols:
             expected.pop("blocked")
         assert {name: typ for name, (typ, _) in cols.items()} == expected
         pk = conn.execute(
@@ -92,7 +97,9 @@ def test_litellm_schema_is_the_real_one(litellm_dsn: str) -> None:
         ).fetchone()
         assert pk == ("PRIMARY KEY (model_id)",)
         # every migration of the installed wheel is recorded, as `prisma migrate deploy` would
-        recorded = [r[0] for r in conn.execute('SELECT migration_name FROM "_prisma_migrations" ORDER BY 1')]
+        recorded = [
+            r[0] for r in conn.execute('SELECT migration_name FROM "_prisma_migrations" ORDER BY 1')
+        ]
         assert recorded == [m.name for m in litellm_migrations()]
         if len(recorded) > 100:  # newer wheels have a folder with spaces in its name
             assert any(" " in name for name in recorded)
@@ -105,7 +112,8 @@ def test_litellm_schema_is_the_real_one(litellm_dsn: str) -> None:
         assert concurrent or len(recorded) < 100  # older wheels (LiteLLM 1.81) have none
         for migration_name, index in concurrent:
             valid = conn.execute(
-                "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (f'"{index}"',)
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+                (f'"{index}"',),
             ).fetchone()
             assert valid == (True,), migration_name
 
@@ -123,13 +131,25 @@ def test_litellm_schema_reapply_is_a_noop(litellm_dsn: str) -> None:
 def test_backend_models_table_matches_reference(backend_dsn: str) -> None:
     with psycopg.connect(backend_dsn) as conn:
         assert _columns(conn, "models") == MODELS_COLUMNS
-        indexes = {r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'models'")}
-        for column in ("provider", "category", "availability", "litellm_model_id", "restricted_access"):
+        indexes = {
+            r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'models'")
+        }
+        for column in (
+            "provider",
+            "category",
+            "availability",
+            "litellm_model_id",
+            "restricted_access",
+        ):
             assert any(d.endswith(f"USING btree ({column})") for d in indexes), column
-        assert conn.execute("SELECT username FROM users WHERE id = %s", (SYSTEM_USER_ID,)).fetchone() == ("system",)
+        assert conn.execute(
+            "SELECT username FROM users WHERE id = %s", (SYSTEM_USER_ID,)
+        ).fetchone() == ("system",)
 
 
-def test_subscription_to_unknown_model_violates_subscriptions_model_id_fkey(backend_dsn: str) -> None:
+def test_subscription_to_unknown_model_violates_subscriptions_model_id_fkey(
+    backend_dsn: str,
+) -> None:
     with psycopg.connect(backend_dsn, autocommit=True) as conn:
         fk = conn.execute(
             "SELECT confdeltype FROM pg_constraint WHERE conname = 'subscriptions_model_id_fkey'"
@@ -145,7 +165,10 @@ def test_subscription_to_unknown_model_violates_subscriptions_model_id_fkey(back
         assert info.value.diag.constraint_name == "subscriptions_model_id_fkey"
         # once the model exists the same subscription works, and the model can no longer be deleted
         _add_model(conn, "only-in-litellm")
-        conn.execute("INSERT INTO subscriptions (user_id, model_id) VALUES (%s, 'only-in-litellm')", (SYSTEM_USER_ID,))
+        conn.execute(
+            "INSERT INTO subscriptions (user_id, model_id) VALUES (%s, 'only-in-litellm')",
+            (SYSTEM_USER_ID,),
+        )
         with pytest.raises(errors.ForeignKeyViolation):
             conn.execute("DELETE FROM models WHERE id = 'only-in-litellm'")
         with pytest.raises(errors.CheckViolation):
@@ -157,32 +180,44 @@ def test_updated_at_trigger(backend_dsn: str) -> None:
         # created a minute ago, so "the trigger moved updated_at" needs no waiting for the clock
         conn.execute(
             "INSERT INTO models (id, name, provider, created_at, updated_at) VALUES "
-            "('granite/8b', 'granite/8b', 'openai', now() - interval '1 minute', now() - interval '1 minute')"
+            "('granite/8b', 'granite/8b', 'openai', now() - "
+            "interval '1 minute', now() - interval '1 minute')"
         )
-        before = conn.execute("SELECT created_at, updated_at FROM models WHERE id = 'granite/8b'").fetchone()
+        before = conn.execute(
+            "SELECT created_at, updated_at FROM models WHERE id = 'granite/8b'"
+        ).fetchone()
         assert before is not None
         assert before[0] == before[1]
         conn.execute("UPDATE models SET description = 'x' WHERE id = 'granite/8b'")
-        after = conn.execute("SELECT created_at, updated_at FROM models WHERE id = 'granite/8b'").fetchone()
+        after = conn.execute(
+            "SELECT created_at, updated_at FROM models WHERE id = 'granite/8b'"
+        ).fetchone()
         assert after is not None
         assert after[0] == before[0]
         assert after[1] > before[1]
         trigger = conn.execute(
-            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'update_models_updated_at'"
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+            "WHERE tgname = 'update_models_updated_at'"
         ).fetchone()
         assert trigger is not None
-        assert "BEFORE UPDATE ON public.models FOR EACH ROW EXECUTE FUNCTION update_updated_at_column()" in (trigger[0])
+        assert (
+            "BEFORE UPDATE ON public.models FOR EACH ROW "
+            "EXECUTE FUNCTION update_updated_at_column()" in (trigger[0])
+        )
 
 
 def test_api_key_models_cascade_and_reapply_keeps_data(backend_dsn: str) -> None:
     with psycopg.connect(backend_dsn, autocommit=True) as conn:
         _add_model(conn, "m1")
         key = conn.execute(
-            "INSERT INTO api_keys (user_id, key_hash, key_prefix) VALUES (%s, 'h', 'sk-') RETURNING id",
+            "INSERT INTO api_keys (user_id, key_hash, "
+            "key_prefix) VALUES (%s, 'h', 'sk-') RETURNING id",
             (SYSTEM_USER_ID,),
         ).fetchone()
         assert key is not None
-        conn.execute("INSERT INTO api_key_models (api_key_id, model_id) VALUES (%s, 'm1')", (key[0],))
+        conn.execute(
+            "INSERT INTO api_key_models (api_key_id, model_id) VALUES (%s, 'm1')", (key[0],)
+        )
     apply_litemaas_schema(backend_dsn)  # a backend restart re-runs its migrations
     with psycopg.connect(backend_dsn, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM api_key_models").fetchone() == (1,)
@@ -193,14 +228,19 @@ def test_api_key_models_cascade_and_reapply_keeps_data(backend_dsn: str) -> None
 # -- fixtures and topology ----------------------------------------------------------------------
 
 
-def test_each_test_gets_fresh_separate_databases(litellm_dsn: str, backend_dsn: str, shared_dsn: str) -> None:
+def test_each_test_gets_fresh_separate_databases(
+    litellm_dsn: str, backend_dsn: str, shared_dsn: str
+) -> None:
     assert len({litellm_dsn, backend_dsn, shared_dsn}) == 3
     with psycopg.connect(backend_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM models").fetchone() == (0,)  # no leftovers
-        assert conn.execute("SELECT to_regclass('\"LiteLLM_ProxyModelTable\"')").fetchone() == (None,)
+        assert conn.execute("SELECT to_regclass('\"LiteLLM_ProxyModelTable\"')").fetchone() == (
+            None,
+        )
     with psycopg.connect(shared_dsn) as conn:
         row = conn.execute(
-            "SELECT to_regclass('\"LiteLLM_ProxyModelTable\"') IS NOT NULL, to_regclass('models') IS NOT NULL"
+            "SELECT to_regclass('\"LiteLLM_ProxyModelTable\"') "
+            "IS NOT NULL, to_regclass('models') IS NOT NULL"
         ).fetchone()
         assert row == (True, True)
 
@@ -216,7 +256,7 @@ def test_hooks_env_and_master_key(
     assert re.fullmatch(r"sk-[0-9a-f]{64}", master_key)
 
 
-# -- the server itself ------------------------------------------------------------------------------
+# -- the server itself -----------------------------------------------------------------------------
 
 
 def test_password_is_required(pg_cluster: LocalPostgres, backend_dsn: str) -> None:
@@ -249,7 +289,9 @@ def test_start_stop_cleans_up() -> None:
     assert not pg.running
     assert not root.exists()
     with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(f"postgresql://postgres:{pg.password}@127.0.0.1:{port}/postgres", connect_timeout=2)
+        psycopg.connect(
+            f"postgresql://postgres:{pg.password}@127.0.0.1:{port}/postgres", connect_timeout=2
+        )
     pg.stop()  # idempotent
 
 

@@ -34,7 +34,8 @@ async def test_a_litellm_write_during_a_reinstall_keeps_its_event(
             cur = await ic.execute(
                 "SELECT relation::regclass::text, mode FROM pg_locks WHERE pid = pg_backend_pid() "
                 "AND locktype = 'relation' AND mode = ANY(%s) "
-                "AND relation IN (SELECT oid FROM pg_class WHERE relnamespace = 'litemaas_hooks'::regnamespace)",
+                "AND relation IN (SELECT oid FROM pg_class WHERE "
+                "relnamespace = 'litemaas_hooks'::regnamespace)",
                 (list(CONFLICTING),),
             )
             assert await cur.fetchall() == []
@@ -67,7 +68,8 @@ async def test_install_says_when_it_had_to_wait(litellm_dsn: str, backend_dsn: s
 
         async def install_waited_long_enough() -> bool:
             cur = await watch.execute(
-                "SELECT wait_event_type = 'Lock' AND clock_timestamp() - query_start > %s * interval '1 s' "
+                "SELECT wait_event_type = 'Lock' AND "
+                "clock_timestamp() - query_start > %s * interval '1 s' "
                 "FROM pg_stat_activity WHERE pid = %s",
                 (WAIT_REPORT_SECONDS + 0.1, pid),
             )

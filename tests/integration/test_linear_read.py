@@ -12,8 +12,7 @@ import pytest
 
 from litemaas_hooks import litellm_source, reconcile, sql
 from tests.helpers import execute
-from tests.integration.test_backfill import SEED, connected, run, seed
-from tests.integration.test_backfill import env as env  # the fixture
+from tests.integration.engine import SEED, connected, run, seed
 
 SYNTHETIC = """
 INSERT INTO public."LiteLLM_ProxyModelTable" (model_id, model_name, litellm_params, model_info,

@@ -1,7 +1,8 @@
-"""LiteLLMAdmin drives LiteLLM's real model endpoints and they write real rows through the Prisma stand-in.
+"""LiteLLMAdmin drives LiteLLM's real model endpoints
+and they write real rows through the Prisma stand-in.
 
-Every assertion reads the table with a separate plain psycopg connection, never through the stand-in,
-and decrypts with LiteLLM's own helpers: what is checked is what LiteLLM wrote.
+Every assertion reads the table with a separate plain psycopg connection, never through the
+stand-in, and decrypts with LiteLLM's own helpers: what is checked is what LiteLLM wrote.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def test_add_writes_a_real_encrypted_row(litellm_dsn: str, master_key: str) -> N
         assert stored != PARAMS[name], f"{name} is stored in clear"
         assert PARAMS[name] not in stored
         assert decrypt(stored, master_key) == PARAMS[name]
-        assert decrypt(stored, "sk-" + secrets.token_hex(32)) is None  # another key does not open it
+        # another key does not open it
+        assert decrypt(stored, "sk-" + secrets.token_hex(32)) is None
     assert params["rpm"] == 60  # numbers stay plain
     assert params["tpm"] == 100000
     info = row["model_info"]  # model_info is plain JSON
@@ -105,7 +107,9 @@ def test_add_writes_a_real_encrypted_row(litellm_dsn: str, master_key: str) -> N
 def test_add_keeps_a_given_model_id(litellm_dsn: str, master_key: str) -> None:
     async def scenario() -> str:
         async with await LiteLLMAdmin.open(litellm_dsn, master_key=master_key) as admin:
-            return await admin.add_model("granite-3-8b", PARAMS, {**INFO, "id": "granite-deployment-1"})
+            return await admin.add_model(
+                "granite-3-8b", PARAMS, {**INFO, "id": "granite-deployment-1"}
+            )
 
     assert run(scenario()) == "granite-deployment-1"
     row = fetch_row(litellm_dsn, "granite-deployment-1")
@@ -114,7 +118,8 @@ def test_add_keeps_a_given_model_id(litellm_dsn: str, master_key: str) -> None:
 
 
 def _backdate(dsn: str, model_id: str) -> None:
-    """Move the row's updated_at a minute back, so "the write moved it" needs no waiting for the clock."""
+    """Move the row's updated_at a minute back, so "the
+    write moved it" needs no waiting for the clock."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             """UPDATE "LiteLLM_ProxyModelTable" SET updated_at = updated_at - interval '1 minute'
@@ -164,7 +169,9 @@ def test_patch_encrypts_new_params_and_merges_model_info(litellm_dsn: str, maste
     assert row["model_info"]["description"] == "Granite 3 8B"
 
 
-def test_update_merges_litellm_params_and_sets_updated_at(litellm_dsn: str, master_key: str) -> None:
+def test_update_merges_litellm_params_and_sets_updated_at(
+    litellm_dsn: str, master_key: str
+) -> None:
     model_id = run(_add(litellm_dsn, master_key))
     _backdate(litellm_dsn, model_id)
     before = fetch_row(litellm_dsn, model_id)
@@ -173,7 +180,9 @@ def test_update_merges_litellm_params_and_sets_updated_at(litellm_dsn: str, mast
     async def scenario() -> None:
         async with await LiteLLMAdmin.open(litellm_dsn, master_key=master_key) as admin:
             # POST /model/update does not set updated_at itself: Prisma's @updatedAt does
-            await admin.update_model(model_id, litellm_params={"api_base": "http://other:8000/v1", "rpm": 5})
+            await admin.update_model(
+                model_id, litellm_params={"api_base": "http://other:8000/v1", "rpm": 5}
+            )
 
     run(scenario())
     after = fetch_row(litellm_dsn, model_id)
@@ -192,7 +201,8 @@ def test_delete_removes_the_row(litellm_dsn: str, master_key: str) -> None:
     async def scenario() -> tuple[str, str]:
         async with await LiteLLMAdmin.open(litellm_dsn, master_key=master_key) as admin:
             keep = await admin.add_model("granite-3-8b", PARAMS, INFO)
-            gone = await admin.add_model("granite-3-8b", PARAMS, INFO)  # a second deployment of the name
+            # a second deployment of the name
+            gone = await admin.add_model("granite-3-8b", PARAMS, INFO)
             await admin.delete_model(gone)
             return keep, gone
 
@@ -237,7 +247,9 @@ def test_errors_carry_litellm_status(litellm_dsn: str, master_key: str) -> None:
     run(scenario())
 
 
-def test_instances_on_different_databases(litellm_dsn: str, shared_dsn: str, master_key: str) -> None:
+def test_instances_on_different_databases(
+    litellm_dsn: str, shared_dsn: str, master_key: str
+) -> None:
     """Two instances, two databases, one process: each write lands in its own database and LiteLLM's
     globals are handed back between calls."""
     from litellm.proxy import proxy_server
@@ -271,7 +283,9 @@ def test_salt_key_is_used_when_given(litellm_dsn: str, master_key: str) -> None:
     salt = "salt-" + secrets.token_hex(16)
 
     async def scenario() -> str:
-        async with await LiteLLMAdmin.open(litellm_dsn, master_key=master_key, salt_key=salt) as admin:
+        async with await LiteLLMAdmin.open(
+            litellm_dsn, master_key=master_key, salt_key=salt
+        ) as admin:
             return await admin.add_model("granite-3-8b", PARAMS, INFO)
 
     row = fetch_row(litellm_dsn, run(scenario()))
@@ -281,7 +295,8 @@ def test_salt_key_is_used_when_given(litellm_dsn: str, master_key: str) -> None:
 
 
 def test_encrypted_row_is_what_litellm_reads(litellm_dsn: str, master_key: str) -> None:
-    """A row from LiteLLM's row builder, inserted with plain SQL, is served by LiteLLM's own endpoints."""
+    """A row from LiteLLM's row builder, inserted with
+    plain SQL, is served by LiteLLM's own endpoints."""
     row = encrypted_row("seeded", PARAMS, {**INFO, "id": "seeded-1"}, key=master_key)
     assert row["model_id"] == "seeded-1"
     assert decrypt(row["litellm_params"]["api_key"], master_key) == PROVIDER_KEY
@@ -313,11 +328,12 @@ def test_encrypted_row_is_what_litellm_reads(litellm_dsn: str, master_key: str) 
 
 
 def test_team_model_as_a_licensed_proxy(litellm_dsn: str, master_key: str) -> None:
-    """Team models (``model_info.team_id``) need a licence: LiteLLM stores them under an internal name
-    and adds the public name to the team, through the stand-in's team-table support."""
+    """Team models (``model_info.team_id``) need a licence: LiteLLM stores them under an internal
+    name and adds the public name to the team, through the stand-in's team-table support."""
     with psycopg.connect(litellm_dsn, autocommit=True) as conn:
         conn.execute(
-            'INSERT INTO public."LiteLLM_TeamTable" (team_id, team_alias, models, admins, members, updated_at) '
+            'INSERT INTO public."LiteLLM_TeamTable" (team_id, '
+            "team_alias, models, admins, members, updated_at) "
             "VALUES ('team-1', 'Team One', ARRAY['other-model'], '{}', '{}', now())"
         )
 
@@ -326,7 +342,9 @@ def test_team_model_as_a_licensed_proxy(litellm_dsn: str, master_key: str) -> No
             with pytest.raises(LiteLLMAdminError) as refused:
                 await unlicensed.add_model("team-granite", PARAMS, {"team_id": "team-1"})
             assert refused.value.status_code == 403
-        async with await LiteLLMAdmin.open(litellm_dsn, master_key=master_key, premium_user=True) as admin:
+        async with await LiteLLMAdmin.open(
+            litellm_dsn, master_key=master_key, premium_user=True
+        ) as admin:
             model_id = await admin.add_model("team-granite", PARAMS, {"team_id": "team-1"})
             teams: Any = admin.prisma_client.db.litellm_teamtable  # rows: pydantic extras, untyped
             team = await teams.find_unique(where={"team_id": "team-1"})
@@ -345,15 +363,21 @@ def test_team_model_as_a_licensed_proxy(litellm_dsn: str, master_key: str) -> No
     assert count_rows(litellm_dsn) == 1
 
 
-# ---- the Prisma stand-in on its own ---------------------------------------------------------------
+# ---- the Prisma stand-in on its own --------------------------------------------------------------
 
 
 def test_translate_raw_query_leaves_literals_alone() -> None:
     from litemaas_hooks_sandbox.prisma_standin import translate_raw_query
 
-    query = "SELECT '$1 %', \"a$2\", $$ $1 $$ -- $1\n, x LIKE 'a%' FROM t WHERE a = $2 AND b = $1 AND c = $2"
+    query = (
+        "SELECT '$1 %', \"a$2\", $$ $1 $$ -- $1\n, x LIKE "
+        "'a%' FROM t WHERE a = $2 AND b = $1 AND c = $2"
+    )
     text, params = translate_raw_query(query, ["one", "two"])
-    assert text == ("SELECT '$1 %%', \"a$2\", $$ $1 $$ -- $1\n, x LIKE 'a%%' FROM t WHERE a = %s AND b = %s AND c = %s")
+    assert text == (
+        "SELECT '$1 %%', \"a$2\", $$ $1 $$ -- $1\n, x LIKE "
+        "'a%%' FROM t WHERE a = %s AND b = %s AND c = %s"
+    )
     assert params == ["two", "one", "two"]
 
 
@@ -378,15 +402,33 @@ def test_standin_translates_prisma_calls(litellm_dsn: str) -> None:
             assert created.litellm_params == {"model": "x", "rpm": 1}
             assert created.created_at.tzinfo is not None
             assert created.updated_at == created.created_at
-            assert await table.create_many(data=[model("b", "beta"), model("a", "dup")], skip_duplicates=True) == 1
+            assert (
+                await table.create_many(
+                    data=[model("b", "beta"), model("a", "dup")], skip_duplicates=True
+                )
+                == 1
+            )
             names = [
                 r.model_name
-                for r in await table.find_many(where={"model_id": {"in": ["a", "b"]}}, order={"model_name": "desc"})
+                for r in await table.find_many(
+                    where={"model_id": {"in": ["a", "b"]}}, order={"model_name": "desc"}
+                )
             ]
             assert names == ["beta", "alpha"]
-            assert await table.count(where={"model_name": {"contains": "ph", "mode": "insensitive"}}) == 1
-            assert await table.count(where={"OR": [{"model_name": "alpha"}, {"model_id": {"not": "a"}}]}) == 2
-            assert await table.find_first(where={"model_info": {"path": ["id"], "equals": "b"}}) is not None
+            assert (
+                await table.count(where={"model_name": {"contains": "ph", "mode": "insensitive"}})
+                == 1
+            )
+            assert (
+                await table.count(
+                    where={"OR": [{"model_name": "alpha"}, {"model_id": {"not": "a"}}]}
+                )
+                == 2
+            )
+            assert (
+                await table.find_first(where={"model_info": {"path": ["id"], "equals": "b"}})
+                is not None
+            )
             assert await table.update(where={"model_id": "zz"}, data={"model_name": "x"}) is None
             _backdate(litellm_dsn, "a")
             before = await table.find_unique(where={"model_id": "a"})
@@ -397,17 +439,21 @@ def test_standin_translates_prisma_calls(litellm_dsn: str) -> None:
             assert updated.updated_at > before.updated_at  # @updatedAt
 
             upserted = await table.upsert(
-                where={"model_id": "c"}, data={"create": model("c", "gamma"), "update": {"model_name": "no"}}
+                where={"model_id": "c"},
+                data={"create": model("c", "gamma"), "update": {"model_name": "no"}},
             )
             assert upserted.model_name == "gamma"
             upserted = await table.upsert(
-                where={"model_id": "c"}, data={"create": model("c", "no"), "update": {"model_name": "gamma2"}}
+                where={"model_id": "c"},
+                data={"create": model("c", "no"), "update": {"model_name": "gamma2"}},
             )
             assert upserted.model_name == "gamma2"
 
             async with client.db.tx() as tx:
                 await tx.query_raw("SELECT 1 AS locked FROM pg_advisory_xact_lock($1)", 42)
-                await tx.litellm_proxymodeltable.update(where={"model_id": "b"}, data={"model_name": "in-tx"})
+                await tx.litellm_proxymodeltable.update(
+                    where={"model_id": "b"}, data={"model_name": "in-tx"}
+                )
 
             async def failing_transaction() -> None:
                 async with client.db.tx() as tx:
@@ -421,12 +467,19 @@ def test_standin_translates_prisma_calls(litellm_dsn: str) -> None:
             assert kept.model_name == "in-tx"
 
             async with client.db.batch_() as batch:
-                batch.litellm_proxymodeltable.update(where={"model_id": "b"}, data={"model_name": "batched"})
+                batch.litellm_proxymodeltable.update(
+                    where={"model_id": "b"}, data={"model_name": "batched"}
+                )
                 batch.litellm_proxymodeltable.delete(where={"model_id": "c"})
             rows = await client.db.query_raw(
-                'SELECT model_id, model_name FROM "LiteLLM_ProxyModelTable" WHERE model_name LIKE $1 ORDER BY 1', "%a%"
+                'SELECT model_id, model_name FROM "LiteLLM_ProxyModelTable" '
+                "WHERE model_name LIKE $1 ORDER BY 1",
+                "%a%",
             )
-            assert rows == [{"model_id": "a", "model_name": "alpha2"}, {"model_id": "b", "model_name": "batched"}]
+            assert rows == [
+                {"model_id": "a", "model_name": "alpha2"},
+                {"model_id": "b", "model_name": "batched"},
+            ]
 
             with pytest.raises(UnsupportedPrismaQuery):
                 await table.find_many(where={"model_name": {"search": "x"}})

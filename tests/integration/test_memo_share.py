@@ -1,5 +1,5 @@
-"""LiteLLM's cost-map answers shared through LiteLLM's database: a fresh pod (empty disk cache) reads
-what another process learnt and does not import LiteLLM; without the table it still works."""
+"""LiteLLM's cost-map answers shared through LiteLLM's database: a fresh pod (empty disk cache)
+reads what another process learnt and does not import LiteLLM; without the table it still works."""
 
 from __future__ import annotations
 
@@ -30,18 +30,26 @@ def test_a_fresh_pod_uses_answers_another_process_learnt(
     assert rc == 0, err
     models = _seed(litellm_dsn, master_key)
 
-    rc, out, err = probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-a")})
+    rc, out, err = probe(
+        ["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-a")}
+    )
     assert rc == 0, (out, err)
-    assert out.strip().endswith("LITELLM_IMPORTED"), "the first process had nothing to read: it asks LiteLLM"
+    assert out.strip().endswith("LITELLM_IMPORTED"), (
+        "the first process had nothing to read: it asks LiteLLM"
+    )
     assert "created 3" in out
 
     [(entries,)] = execute(litellm_dsn, "SELECT entries FROM litemaas_hooks.cost_map_memo")
     assert {f"{m}\x1f" for m in models} <= set(entries)
 
-    rc, out, err = probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-b")})
+    rc, out, err = probe(
+        ["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-b")}
+    )
     assert rc == 0, (out, err)
     assert "unchanged 3" in out, out  # the same answers: nothing to rewrite
-    assert out.strip().endswith("NO_LITELLM"), "a fresh pod imported LiteLLM although its answers were shared"
+    assert out.strip().endswith("NO_LITELLM"), (
+        "a fresh pod imported LiteLLM although its answers were shared"
+    )
 
 
 def test_without_the_shared_table_a_process_asks_litellm(
@@ -50,9 +58,12 @@ def test_without_the_shared_table_a_process_asks_litellm(
     rc, out, err = probe(["install"], hooks_env)
     assert rc == 0, err
     _seed(litellm_dsn, master_key, 2)
-    execute(litellm_dsn, "DROP TABLE litemaas_hooks.cost_map_memo")  # an install older than migration 0006
+    # an install older than migration 0006
+    execute(litellm_dsn, "DROP TABLE litemaas_hooks.cost_map_memo")
 
-    rc, out, err = probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-c")})
+    rc, out, err = probe(
+        ["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-c")}
+    )
     assert rc == 0, (out, err)
     assert "created 2" in out
     assert out.strip().endswith("LITELLM_IMPORTED")
@@ -69,7 +80,9 @@ def test_a_memo_written_without_our_key_changes_no_decision_and_status_says_so(
     rc, out, err = probe(["install"], hooks_env)
     assert rc == 0, err
     models = _seed(litellm_dsn, master_key)
-    rc, out, err = probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-a")})
+    rc, out, err = probe(
+        ["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-a")}
+    )
     assert rc == 0, (out, err)
     assert "created 3" in out
     evil = {"info_defaults": {"team_id": "evil"}, "param_defaults": {}, "pricing_pattern": "(a+)+$"}
@@ -86,7 +99,9 @@ def test_a_memo_written_without_our_key_changes_no_decision_and_status_says_so(
               SET entries = jsonb_set(entries, ARRAY[%(k)s::text, '1'], '"forged"')""",
         {"k": f"{models[1]}\x1f"},
     )
-    rc, out, err = probe(["status"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-c")})
+    rc, out, err = probe(
+        ["status"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-c")}
+    )
     assert "UNHEALTHY" in out, out
     assert "not signed with this installation's key" in out, out
     assert "drift            : none" in out, out  # the forged facts skipped no model
@@ -96,7 +111,9 @@ def test_a_memo_written_without_our_key_changes_no_decision_and_status_says_so(
     # a signed write repaired the row: the facts are ours again, the next status is clean
     [(facts,)] = execute(litellm_dsn, "SELECT facts FROM litemaas_hooks.cost_map_memo")
     assert "evil" not in json.dumps(facts)
-    rc, out, err = probe(["status"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-d")})
+    rc, out, err = probe(
+        ["status"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod-d")}
+    )
     assert "not signed" not in out, out
 
 
@@ -115,7 +132,8 @@ def test_the_first_share_prunes_other_versions_old_answers_in_its_round_trip(
         "VALUES ('old-version', '0.0.1', now() - interval '40 days'), "
         "('recent-version', '0.0.2', now() - interval '1 day')",
     )
-    rc, out, err = probe(["backfill"], {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod")})
+    pod = {**hooks_env, "LITEMAAS_HOOKS_CACHE_DIR": str(tmp_path / "pod")}
+    rc, out, err = probe(["backfill"], pod)
     assert rc == 0, (out, err)
     rows = execute(litellm_dsn, "SELECT fingerprint FROM litemaas_hooks.cost_map_memo")
     kept = {str(r[0]) for r in rows}

@@ -1,5 +1,5 @@
-"""The outbox trigger on LiteLLM's model table: what it records, that it never fails LiteLLM's write,
-and that install is idempotent and repairs a dropped trigger."""
+"""The outbox trigger on LiteLLM's model table: what it records, that it never fails LiteLLM's
+write, and that install is idempotent and repairs a dropped trigger."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def installed(litellm_dsn: str) -> str:
 
 
 def _events(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    cur = conn.execute("SELECT row_to_json(e)::jsonb FROM litemaas_hooks.model_events AS e ORDER BY id")
+    cur = conn.execute(
+        "SELECT row_to_json(e)::jsonb FROM litemaas_hooks.model_events AS e ORDER BY id"
+    )
     return [row[0] for row in cur.fetchall()]
 
 
@@ -57,19 +59,26 @@ def test_trigger_records_insert_update_rename_delete_without_secrets(installed: 
         _insert(conn, "id-1", "gpt-4o")
         # Prisma bumps updated_at/updated_by on every write: alone, not a change of the model
         conn.execute(
-            'UPDATE "LiteLLM_ProxyModelTable" SET updated_at = now(), updated_by = %s WHERE model_id = %s',
+            'UPDATE "LiteLLM_ProxyModelTable" SET updated_at '
+            "= now(), updated_by = %s WHERE model_id = %s",
             ("someone", "id-1"),
         )
         conn.execute(
-            """UPDATE "LiteLLM_ProxyModelTable" SET model_info = '{"description": "d"}' WHERE model_id = 'id-1'"""
+            'UPDATE "LiteLLM_ProxyModelTable" SET model_info '
+            """= '{"description": "d"}' WHERE model_id = 'id-1'"""
         )
         has_blocked = conn.execute(
             "SELECT count(*) FROM information_schema.columns "
             "WHERE table_name = 'LiteLLM_ProxyModelTable' AND column_name = 'blocked'"
         ).fetchone() == (1,)
         if has_blocked:  # LiteLLM >= 1.8x; 1.81's table has no blocked column
-            conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET blocked = true WHERE model_id = 'id-1'""")
-        conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET model_name = 'gpt-4o-new' WHERE model_id = 'id-1'""")
+            conn.execute(
+                """UPDATE "LiteLLM_ProxyModelTable" SET blocked = true WHERE model_id = 'id-1'"""
+            )
+        conn.execute(
+            'UPDATE "LiteLLM_ProxyModelTable" SET model_name '
+            "= 'gpt-4o-new' WHERE model_id = 'id-1'"
+        )
         conn.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = 'id-1'""")
         events = _events(conn)
 
@@ -109,7 +118,10 @@ def test_trigger_notifies_after_commit(installed: str) -> None:
 
 
 def test_team_delete_of_many_rows_notifies_once(installed: str) -> None:
-    with psycopg.connect(installed, autocommit=True) as listener, psycopg.connect(installed) as writer:
+    with (
+        psycopg.connect(installed, autocommit=True) as listener,
+        psycopg.connect(installed) as writer,
+    ):
         listener.execute("LISTEN litemaas_hooks_model_events")
         for i in range(20):
             _insert(writer, f"id-{i}", f"team-model-{i}")
@@ -134,7 +146,9 @@ def test_dropped_outbox_never_fails_litellm_insert(installed: str) -> None:
         warnings = _Warnings()
         conn.add_notice_handler(warnings)
         _insert(conn, "id-1", "still-works")
-        conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET model_name = 'renamed' WHERE model_id = 'id-1'""")
+        conn.execute(
+            "UPDATE \"LiteLLM_ProxyModelTable\" SET model_name = 'renamed' WHERE model_id = 'id-1'"
+        )
         conn.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = 'id-1'""")
         assert conn.execute('SELECT count(*) FROM "LiteLLM_ProxyModelTable"').fetchone() == (0,)
     assert len(warnings.messages) == 3
@@ -146,11 +160,15 @@ def test_dropped_outbox_never_fails_litellm_insert(installed: str) -> None:
 def test_full_outbox_never_fails_litellm_insert(installed: str) -> None:
     # a constraint every new row violates stands for any write error (disk full, quota, ...)
     with psycopg.connect(installed, autocommit=True) as conn:
-        conn.execute("ALTER TABLE litemaas_hooks.model_events ADD CONSTRAINT full_ CHECK (false) NOT VALID")
+        conn.execute(
+            "ALTER TABLE litemaas_hooks.model_events ADD CONSTRAINT full_ CHECK (false) NOT VALID"
+        )
         warnings = _Warnings()
         conn.add_notice_handler(warnings)
         _insert(conn, "id-1", "still-works")
-        assert conn.execute('SELECT model_name FROM "LiteLLM_ProxyModelTable"').fetchall() == [("still-works",)]
+        assert conn.execute('SELECT model_name FROM "LiteLLM_ProxyModelTable"').fetchall() == [
+            ("still-works",)
+        ]
         assert _events(conn) == []
     assert len(warnings.messages) == 1
     assert "23514" in warnings.messages[0]
@@ -160,16 +178,21 @@ UPDATE_ALL = """UPDATE "LiteLLM_ProxyModelTable" SET model_info = model_info || 
 
 
 @pytest.mark.parametrize("mode", ["ACCESS EXCLUSIVE", "SHARE"])
-def test_locked_outbox_never_fails_litellm_writes_under_its_statement_timeout(installed: str, mode: str) -> None:
-    """Issue 10 item 3: a 20-row UPDATE by LiteLLM under statement_timeout = 500ms, while a transaction
-    holds a lock on the outbox (LOCK / VACUUM FULL / ALTER TABLE take these). Each row's trigger gives up
-    after lock_timeout (a few ms) instead of 1 s, so the statement completes (it failed with QueryCanceled
-    before) and LiteLLM's write is kept."""
+def test_locked_outbox_never_fails_litellm_writes_under_its_statement_timeout(
+    installed: str, mode: str
+) -> None:
+    """Issue 10 item 3: a 20-row UPDATE by LiteLLM under statement_timeout = 500ms, while a
+    transaction holds a lock on the outbox (LOCK / VACUUM FULL / ALTER TABLE take these). Each row's
+    trigger gives up after lock_timeout (a few ms) instead of 1 s, so the statement completes (it
+    failed with QueryCanceled before) and LiteLLM's write is kept."""
     with psycopg.connect(installed, autocommit=True) as conn:
         for i in range(20):
             _insert(conn, f"id-{i}", f"m-{i}")
         conn.execute("DELETE FROM litemaas_hooks.model_events")
-    with psycopg.connect(installed) as locker, psycopg.connect(installed, autocommit=True) as litellm:
+    with (
+        psycopg.connect(installed) as locker,
+        psycopg.connect(installed, autocommit=True) as litellm,
+    ):
         locker.execute(f"LOCK TABLE litemaas_hooks.model_events IN {mode} MODE")
         warnings = _Warnings()
         litellm.add_notice_handler(warnings)
@@ -185,36 +208,49 @@ def test_locked_outbox_never_fails_litellm_writes_under_its_statement_timeout(in
     assert all("55P03" in m for m in warnings.messages)  # lock_not_available, not a 1 s wait
 
 
-def test_statement_timeout_firing_inside_the_trigger_never_fails_litellm_write(installed: str) -> None:
+def test_statement_timeout_firing_inside_the_trigger_never_fails_litellm_write(
+    installed: str,
+) -> None:
     """QueryCanceled is not caught by WHEN OTHERS: LiteLLM's own statement_timeout firing while the
-    trigger waits must not fail LiteLLM's write. The trigger's lock_timeout is raised to 10 s here so that
-    the statement_timeout (200 ms) is what fires, inside the trigger."""
+    trigger waits must not fail LiteLLM's write. The trigger's lock_timeout is raised to 10 s here
+    so that the statement_timeout (200 ms) is what fires, inside the trigger."""
     with psycopg.connect(installed, autocommit=True) as admin:
-        admin.execute("ALTER FUNCTION litemaas_hooks.record_model_event_v1() SET lock_timeout = '10s'")
-    with psycopg.connect(installed) as locker, psycopg.connect(installed, autocommit=True) as litellm:
+        admin.execute(
+            "ALTER FUNCTION litemaas_hooks.record_model_event_v1() SET lock_timeout = '10s'"
+        )
+    with (
+        psycopg.connect(installed) as locker,
+        psycopg.connect(installed, autocommit=True) as litellm,
+    ):
         locker.execute("LOCK TABLE litemaas_hooks.model_events IN ACCESS EXCLUSIVE MODE")
         warnings = _Warnings()
         litellm.add_notice_handler(warnings)
         litellm.execute("SET statement_timeout = '200ms'")
         _insert(litellm, "id-1", "kept")
         locker.rollback()
-        assert litellm.execute('SELECT model_name FROM "LiteLLM_ProxyModelTable"').fetchall() == [("kept",)]
+        assert litellm.execute('SELECT model_name FROM "LiteLLM_ProxyModelTable"').fetchall() == [
+            ("kept",)
+        ]
     assert len(warnings.messages) == 1
     assert "57014" in warnings.messages[0]  # query_canceled, caught
 
 
-def test_another_litellm_writer_role_with_the_printed_writer_grants(installed: str, pg_cluster: LocalPostgres) -> None:
-    """A role other than the table's owner writing LiteLLM's table: the SECURITY INVOKER trigger records
-    its changes once it has exactly `install --print-grants --litellm-role NAME`'s writer grants, and
-    that role can still neither read nor change the outbox."""
+def test_another_litellm_writer_role_with_the_printed_writer_grants(
+    installed: str, pg_cluster: LocalPostgres
+) -> None:
+    """A role other than the table's owner writing LiteLLM's table: the SECURITY INVOKER trigger
+    records its changes once it has exactly `install --print-grants --litellm-role NAME`'s writer
+    grants, and that role can still neither read nor change the outbox."""
     role = f"litellm_app_{secrets.token_hex(3)}"
     password = secrets.token_hex(12)
     with psycopg.connect(installed, autocommit=True) as admin:
-        admin.execute(pgsql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(pgsql.Identifier(role), password))
         admin.execute(
-            pgsql.SQL('GRANT SELECT, INSERT, UPDATE, DELETE ON public."LiteLLM_ProxyModelTable" TO {}').format(
-                pgsql.Identifier(role)
-            )
+            pgsql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(pgsql.Identifier(role), password)
+        )
+        admin.execute(
+            pgsql.SQL(
+                'GRANT SELECT, INSERT, UPDATE, DELETE ON public."LiteLLM_ProxyModelTable" TO {}'
+            ).format(pgsql.Identifier(role))
         )
     try:
         dsn = psycopg.conninfo.make_conninfo(installed, user=role, password=password)
@@ -250,7 +286,8 @@ def test_another_litellm_writer_role_with_the_printed_writer_grants(installed: s
 
 def _trigger_oid(conn: psycopg.Connection[Any]) -> int | None:
     row = conn.execute(
-        "SELECT oid FROM pg_trigger WHERE tgname = 'litemaas_hooks_model_events' AND NOT tgisinternal"
+        "SELECT oid FROM pg_trigger WHERE tgname = "
+        "'litemaas_hooks_model_events' AND NOT tgisinternal"
     ).fetchone()
     return None if row is None else int(row[0])
 
@@ -267,20 +304,26 @@ async def test_install_twice_is_a_no_op(installed: str) -> None:
         assert _trigger_oid(conn) == before  # not dropped and re-created
 
 
-async def test_install_upgrades_an_install_that_still_has_deployment_changes(installed: str) -> None:
+async def test_install_upgrades_an_install_that_still_has_deployment_changes(
+    installed: str,
+) -> None:
     """Injects: the state an install of the previous release leaves (migrations 0001, 0003 and 0006
-    applied, not 0005; ``litemaas_hooks.deployment_changes`` present, with rows, as every claim wrote it).
+    applied, not 0005; ``litemaas_hooks.deployment_changes``
+    present, with rows, as every claim wrote it).
     Asserts: ``install`` applies exactly 0005, which drops the table, reports nothing as repaired (a
-    table a later migration dropped is not "ours and missing"), the relay's grants no longer name it,
-    and the next install is a no-op."""
+    table a later migration dropped is not "ours and missing"), the relay's grants no longer name
+    it, and the next install is a no-op."""
     from litemaas_hooks import install_checks
 
     with psycopg.connect(installed, autocommit=True) as conn:
         conn.execute(
-            "CREATE TABLE litemaas_hooks.deployment_changes (model_id text PRIMARY KEY, last_event_id bigint NOT NULL)"
+            "CREATE TABLE litemaas_hooks.deployment_changes (model_id "
+            "text PRIMARY KEY, last_event_id bigint NOT NULL)"
         )
         conn.execute("INSERT INTO litemaas_hooks.deployment_changes VALUES ('id-1', 7)")
-        conn.execute("DELETE FROM litemaas_hooks.schema_migrations WHERE side = 'litellm' AND version = 5")
+        conn.execute(
+            "DELETE FROM litemaas_hooks.schema_migrations WHERE side = 'litellm' AND version = 5"
+        )
     async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as aconn:
         result = await apply_migrations(aconn, "litellm")
         assert result.applied == ["0005_drop_deployment_changes"]
@@ -288,7 +331,9 @@ async def test_install_upgrades_an_install_that_still_has_deployment_changes(ins
         again = await apply_migrations(aconn, "litellm")
         assert (again.applied, again.repaired) == ([], [])
     with psycopg.connect(installed, autocommit=True) as conn:
-        assert conn.execute("SELECT to_regclass('litemaas_hooks.deployment_changes')").fetchone() == (None,)
+        assert conn.execute(
+            "SELECT to_regclass('litemaas_hooks.deployment_changes')"
+        ).fetchone() == (None,)
     owned = install_checks.owned_objects("litellm")
     assert install_checks.Owned("table", "deployment_changes") not in owned
     assert install_checks.Owned("table", "model_events") in owned
@@ -307,7 +352,9 @@ async def test_install_recreates_a_dropped_or_disabled_trigger(installed: str) -
         assert (await outbox.trigger_state(aconn)).ok
 
     with psycopg.connect(installed, autocommit=True) as conn:
-        conn.execute('ALTER TABLE "LiteLLM_ProxyModelTable" DISABLE TRIGGER litemaas_hooks_model_events')
+        conn.execute(
+            'ALTER TABLE "LiteLLM_ProxyModelTable" DISABLE TRIGGER litemaas_hooks_model_events'
+        )
     async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as aconn:
         state = await outbox.trigger_state(aconn)
         assert state.trigger_present
@@ -323,9 +370,14 @@ async def test_install_recreates_a_dropped_or_disabled_trigger(installed: str) -
 async def test_install_after_litellm_recreated_its_table(installed: str) -> None:
     # LiteLLM's schema tooling may drop and re-create its table: the trigger goes with it
     with psycopg.connect(installed, autocommit=True) as conn:
-        conn.execute('CREATE TABLE "LiteLLM_ProxyModelTable_copy" (LIKE "LiteLLM_ProxyModelTable" INCLUDING ALL)')
+        conn.execute(
+            'CREATE TABLE "LiteLLM_ProxyModelTable_copy" '
+            '(LIKE "LiteLLM_ProxyModelTable" INCLUDING ALL)'
+        )
         conn.execute('DROP TABLE "LiteLLM_ProxyModelTable"')
-        conn.execute('ALTER TABLE "LiteLLM_ProxyModelTable_copy" RENAME TO "LiteLLM_ProxyModelTable"')
+        conn.execute(
+            'ALTER TABLE "LiteLLM_ProxyModelTable_copy" RENAME TO "LiteLLM_ProxyModelTable"'
+        )
     async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as aconn:
         assert not (await outbox.trigger_state(aconn)).trigger_present
         await apply_migrations(aconn, "litellm")
@@ -336,7 +388,9 @@ async def test_install_without_litellm_table_fails_clearly(pg_cluster: LocalPost
     name = f"t_empty_{secrets.token_hex(3)}"
     pg_cluster.create_database(name)
     try:
-        async with await psycopg.AsyncConnection.connect(pg_cluster.dsn(name), autocommit=True) as aconn:
+        async with await psycopg.AsyncConnection.connect(
+            pg_cluster.dsn(name), autocommit=True
+        ) as aconn:
             with pytest.raises(MigrationError) as info:
                 await apply_migrations(aconn, "litellm")
             message = str(info.value)
@@ -354,8 +408,12 @@ async def test_install_without_litellm_table_fails_clearly(pg_cluster: LocalPost
 def test_outbox_queries_lifecycle(installed: str) -> None:
     async def scenario() -> None:
         async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as conn:
-            await conn.execute(INSERT, {"model_id": "a", "model_name": "m-a", "params": "{}", "info": "{}"})
-            await conn.execute(INSERT, {"model_id": "b", "model_name": "m-b", "params": "{}", "info": "{}"})
+            await conn.execute(
+                INSERT, {"model_id": "a", "model_name": "m-a", "params": "{}", "info": "{}"}
+            )
+            await conn.execute(
+                INSERT, {"model_id": "b", "model_name": "m-b", "params": "{}", "info": "{}"}
+            )
             claimed = await outbox.claim(conn, worker="w1", batch_size=10)
             assert [e.names for e in claimed] == [frozenset({"m-a"}), frozenset({"m-b"})]
             assert all(e.attempts == 1 for e in claimed)
@@ -393,14 +451,20 @@ def test_outbox_queries_lifecycle(installed: str) -> None:
             )
             assert [r.status for r in failed] == ["dead"]
             dead = await outbox.dead_events(conn)
-            assert [(d.new_model_name, d.last_error, d.attempts) for d in dead] == [("m-b", "boom 2", 2)]
+            assert [(d.new_model_name, d.last_error, d.attempts) for d in dead] == [
+                ("m-b", "boom 2", 2)
+            ]
             assert await outbox.replay_dead(conn) == 1
             assert (await outbox.counts(conn)).dead == 0
             replayed = await outbox.claim(conn, worker="w1", batch_size=10)
             assert [e.attempts for e in replayed] == [1]
             # a relay that died holding a claim: recovered after the stall timeout
-            assert await outbox.recover_stalled(conn, stall_timeout_seconds=3600, max_attempts=5) == []
-            recovered = await outbox.recover_stalled(conn, stall_timeout_seconds=0.000001, max_attempts=5)
+            assert (
+                await outbox.recover_stalled(conn, stall_timeout_seconds=3600, max_attempts=5) == []
+            )
+            recovered = await outbox.recover_stalled(
+                conn, stall_timeout_seconds=0.000001, max_attempts=5
+            )
             assert [r.status for r in recovered] == ["pending"]
             resync_id = await outbox.enqueue_resync(conn, "m-c")
             claimed = await outbox.claim(conn, worker="w3", batch_size=10)
@@ -424,7 +488,10 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str
             await psycopg.AsyncConnection.connect(installed, autocommit=True) as c2,
         ):
             for model_id, name in (("a1", "m-a"), ("a2", "m-a"), ("b1", "m-b")):
-                await c1.execute(INSERT, {"model_id": model_id, "model_name": name, "params": PARAMS, "info": "{}"})
+                await c1.execute(
+                    INSERT,
+                    {"model_id": model_id, "model_name": name, "params": PARAMS, "info": "{}"},
+                )
             blocked = await litellm_source.has_blocked_column(c1)  # LiteLLM 1.81: no such column
             first = await outbox.claim_batch(c1, worker="w1", batch_size=1, blocked_column=blocked)
             assert [e.names for e in first.events] == [frozenset({"m-a"})]
@@ -432,28 +499,41 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str
             assert sorted(r["model_id"] for r in first.rows) == ["a1", "a2"]
             # m-a is changed again meanwhile: w2 must not claim it while w1 holds m-a (it gets m-b)
             await c2.execute(
-                'UPDATE "LiteLLM_ProxyModelTable" SET model_info = \'{"x": 1}\' WHERE model_id = %s', ("a1",)
+                'UPDATE "LiteLLM_ProxyModelTable" SET '
+                "model_info = '{\"x\": 1}' WHERE model_id = %s",
+                ("a1",),
             )
-            second = await outbox.claim_batch(c2, worker="w2", batch_size=10, blocked_column=blocked)
+            second = await outbox.claim_batch(
+                c2, worker="w2", batch_size=10, blocked_column=blocked
+            )
             assert [e.names for e in second.events] == [frozenset({"m-b"})]
             assert [r["model_id"] for r in second.rows] == ["b1"]
             assert second.next_due_seconds is not None  # m-a's update, due now
             assert second.next_due_seconds <= 0
-            # w1 applied its batch: completion goes with its next claim, which may now take m-a again
+            # w1 applied its batch: completion goes with its next
+            # claim, which may now take m-a again
             done = [first.events[0].id]
             third = await outbox.claim_batch(
                 c1, worker="w1", batch_size=10, done=done, blocked_column=blocked
             )
             assert third.completed == 1
-            assert [e.names for e in third.events] == [frozenset({"m-a"})] * 2  # a2's insert, a1's update
+            # a2's insert, a1's update
+            assert [e.names for e in third.events] == [frozenset({"m-a"})] * 2
             assert sorted(r["model_id"] for r in third.rows) == ["a1", "a2"]
             # nothing due left; a claim of nothing reads nothing
             done = [second.events[0].id]
             fourth = await outbox.claim_batch(
                 c2, worker="w2", batch_size=10, done=done, blocked_column=blocked
             )
-            assert (fourth.events, fourth.rows, fourth.completed, fourth.next_due_seconds) == ([], [], 1, None)
-            remaining = await (await c1.execute("SELECT count(*) FROM litemaas_hooks.model_events")).fetchone()
+            assert (fourth.events, fourth.rows, fourth.completed, fourth.next_due_seconds) == (
+                [],
+                [],
+                1,
+                None,
+            )
+            remaining = await (
+                await c1.execute("SELECT count(*) FROM litemaas_hooks.model_events")
+            ).fetchone()
             assert remaining == (2,)  # third's claims, not completed yet
             assert c1.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
@@ -463,9 +543,14 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str
 def test_claim_batch_error_leaves_no_open_transaction(installed: str) -> None:
     async def scenario() -> None:
         async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as conn:
-            await conn.execute(INSERT, {"model_id": "a", "model_name": "m-a", "params": PARAMS, "info": "{}"})
-            await conn.execute('ALTER TABLE "LiteLLM_ProxyModelTable" DROP COLUMN IF EXISTS blocked')
-            with pytest.raises(psycopg.errors.UndefinedColumn):  # LiteLLM 1.81's table read as 1.108's
+            await conn.execute(
+                INSERT, {"model_id": "a", "model_name": "m-a", "params": PARAMS, "info": "{}"}
+            )
+            await conn.execute(
+                'ALTER TABLE "LiteLLM_ProxyModelTable" DROP COLUMN IF EXISTS blocked'
+            )
+            # LiteLLM 1.81's table read as 1.108's
+            with pytest.raises(psycopg.errors.UndefinedColumn):
                 await outbox.claim_batch(conn, worker="w1", batch_size=10, blocked_column=True)
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             # rolled back: the event was not claimed
@@ -477,8 +562,9 @@ def test_claim_batch_error_leaves_no_open_transaction(installed: str) -> None:
 
 
 async def test_trigger_body_follows_the_table_and_survives_a_dropped_column(installed: str) -> None:
-    """The trigger compares the columns present at install time (no whole-row cast): a column LiteLLM adds
-    counts after the next install, and a column it drops before that never breaks recording."""
+    """The trigger compares the columns present at install time (no whole-row cast): a column
+    LiteLLM adds counts after the next install, and a column
+    it drops before that never breaks recording."""
     with psycopg.connect(installed, autocommit=True) as conn:
         conn.execute('ALTER TABLE "LiteLLM_ProxyModelTable" ADD COLUMN extra text')
     async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as aconn:
@@ -489,13 +575,15 @@ async def test_trigger_body_follows_the_table_and_survives_a_dropped_column(inst
         _insert(conn, "id-1", "m")
         conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET extra = 'x' WHERE model_id = 'id-1'""")
         conn.execute('ALTER TABLE "LiteLLM_ProxyModelTable" DROP COLUMN extra')
-        conn.execute("""UPDATE "LiteLLM_ProxyModelTable" SET model_name = 'm2' WHERE model_id = 'id-1'""")
+        conn.execute(
+            """UPDATE "LiteLLM_ProxyModelTable" SET model_name = 'm2' WHERE model_id = 'id-1'"""
+        )
         ops = [(e["op"], e["new_model_name"]) for e in _events(conn)]
     assert ops == [("INSERT", "m"), ("UPDATE", "m"), ("UPDATE", "m2")]
     assert warnings.messages == []
 
 
-# -- columns LiteLLM adds or drops after install ----------------------------------------------------
+# -- columns LiteLLM adds or drops after install ---------------------------------------------------
 # The trigger compared the columns LiteLLM's table had at install: after LiteLLM 1.81 -> 1.108 added
 # `blocked`, blocking a model made no event until `install` ran again. It now compares every column
 # the table has at the time of the write.
@@ -504,7 +592,8 @@ async def test_trigger_body_follows_the_table_and_survives_a_dropped_column(inst
 def test_a_column_litellm_adds_after_install_is_compared_without_reinstall(installed: str) -> None:
     with psycopg.connect(installed, autocommit=True) as conn:
         has_blocked = conn.execute(
-            "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'blocked' AND NOT attisdropped",
+            "SELECT 1 FROM pg_attribute WHERE attrelid = "
+            "%s::regclass AND attname = 'blocked' AND NOT attisdropped",
             (TABLE,),
         ).fetchall()
         column = "blocked_later" if has_blocked else "blocked"  # what LiteLLM's next schema adds
@@ -533,8 +622,10 @@ def test_one_subtransaction_per_statement_not_per_row(installed: str) -> None:
     takes one)."""
     with psycopg.connect(installed, autocommit=True) as conn:
         conn.execute(
-            f"INSERT INTO {TABLE} (model_id, model_name, litellm_params, model_info, created_by, updated_by) "
-            "SELECT 'id-' || i, 'm-' || i, '{}'::jsonb, '{}'::jsonb, 'x', 'x' FROM generate_series(1, 200) AS i"
+            f"INSERT INTO {TABLE} (model_id, model_name, "
+            "litellm_params, model_info, created_by, updated_by) "
+            "SELECT 'id-' || i, 'm-' || i, '{}'::jsonb, "
+            "'{}'::jsonb, 'x', 'x' FROM generate_series(1, 200) AS i"
         )
         conn.execute("DELETE FROM litemaas_hooks.model_events")
     next_xid = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"  # assigns none itself

@@ -1,18 +1,17 @@
-"""A real LiteLLM proxy, started as LiteMaaS starts it, loads the callback plugin, whose relay syncs the backend.
+"""A real LiteLLM proxy, started as LiteMaaS starts it,
+loads the callback plugin, whose relay syncs the backend.
 
-The sandbox launcher (:mod:`litemaas_hooks_sandbox.proxy`) runs the ``litellm`` CLI with ``DATABASE_URL``
-in its environment and no ``LITELLM_DATABASE_URL``, config.yaml + shim mounted through ``CONFIG_FILE_PATH``:
-the plugin reads the URL the CLI rewrote for Prisma. The test writes LiteLLM's table the way LiteLLM does
-(rows built and encrypted by LiteLLM's own code).
+The sandbox launcher (:mod:`litemaas_hooks_sandbox.proxy`) runs the ``litellm`` CLI with
+``DATABASE_URL`` in its environment and no ``LITELLM_DATABASE_URL``, config.yaml + shim mounted
+through ``CONFIG_FILE_PATH``: the plugin reads the URL the CLI rewrote for Prisma. The test writes
+LiteLLM's table the way LiteLLM does (rows built and encrypted by LiteLLM's own code).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,78 +19,26 @@ import httpx
 import psycopg
 import pytest
 
-from litemaas_hooks.migrations import apply_migrations
 from litemaas_hooks_sandbox import seed
-from litemaas_hooks_sandbox.proxy import SandboxProxy, sandbox_proxy
+from litemaas_hooks_sandbox.proxy import SandboxProxy
 from tests.helpers import litellm_row, wait_until
+from tests.integration.plugin_proxy import backend_availability, install_schemas, litellm_proxy
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow]
-
-MODELS: list[dict[str, Any]] = [
-    {
-        "model_name": "mock-gpt",
-        "litellm_params": {
-            "model": "openai/mock-gpt",
-            "api_key": "not-a-real-key",
-            "mock_response": "hello from the mock",
-        },
-        "model_info": {"description": "config-file model"},
-    }
-]
 
 # no "blocked": LiteLLM 1.81's table has no such column (it came later)
 INSERT_ROW = """
 INSERT INTO public."LiteLLM_ProxyModelTable"
     (model_id, model_name, litellm_params, model_info, created_by, updated_by)
-VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s, %(updated_by)s)
+VALUES (%(model_id)s, %(model_name)s, %(litellm_params)s, %(model_info)s, %(created_by)s,
+        %(updated_by)s)
 """
-
-START_DEADLINE_SECONDS = 240.0
-
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def _site_packages_callbacks_supported() -> bool:
-    """litellm >= 1.108 falls back to site-packages; 1.81 loads callbacks only from the config dir."""
-    import inspect
-
-    from litellm.proxy.types_utils.utils import get_instance_fn
-
-    return "Could not find module file" not in inspect.getsource(get_instance_fn)
-
-
-@contextlib.contextmanager
-def litellm_proxy(
-    tmp_path: Path,
-    litellm_dsn: str,
-    *,
-    backend_dsn: str | None,
-    master_key: str,
-    env: dict[str, str] | None = None,
-    shim: bool = True,
-    config_dir: Path | None = None,
-) -> Iterator[SandboxProxy]:
-    """The sandbox proxy serving ``MODELS`` with the plugin mounted (``shim=False``: no shim beside
-    config.yaml; ``config_dir``: mount that directory instead)."""
-    if not shim and not _site_packages_callbacks_supported():
-        pytest.skip("this LiteLLM loads callbacks only from <config dir>/litemaas_hooks.py (the shim)")
-    with sandbox_proxy(
-        litellm_dsn,
-        backend_dsn=backend_dsn,
-        master_key=master_key,
-        models=MODELS,
-        shim=shim,
-        config_dir=config_dir,
-        env=env,
-        workdir=tmp_path / "proxy",
-        start_timeout=START_DEADLINE_SECONDS,
-    ) as proxy:
-        yield proxy
 
 
 def chat(proxy: SandboxProxy, master_key: str) -> str:
@@ -106,24 +53,11 @@ def chat(proxy: SandboxProxy, master_key: str) -> str:
     return content
 
 
-def _install(litellm_dsn: str, backend_dsn: str) -> None:
-    async def run() -> None:
-        for dsn, side in ((litellm_dsn, "litellm"), (backend_dsn, "backend")):
-            async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                await apply_migrations(conn, side)  # type: ignore[arg-type]
-
-    asyncio.run(run())
-
-
-def _backend(backend_dsn: str) -> dict[str, str]:
-    with psycopg.connect(backend_dsn, autocommit=True) as conn:
-        return {str(i): str(a) for i, a in conn.execute("SELECT id, availability FROM models").fetchall()}
-
-
 def _activity(dsn: str) -> list[Any]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return conn.execute(
-            "SELECT datname, application_name, state, wait_event_type, wait_event, left(query, 120) "
+            "SELECT datname, application_name, state, "
+            "wait_event_type, wait_event, left(query, 120) "
             "FROM pg_stat_activity WHERE application_name LIKE 'litemaas-hooks%%'"
         ).fetchall()
 
@@ -131,7 +65,8 @@ def _activity(dsn: str) -> list[Any]:
 def _relay_connected(litellm_dsn: str) -> bool:
     with psycopg.connect(litellm_dsn, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'litemaas-hooks[%%]:litellm'"
+            "SELECT count(*) FROM pg_stat_activity WHERE "
+            "application_name LIKE 'litemaas-hooks[%%]:litellm'"
         ).fetchone()
         return row is not None and row[0] == 1
 
@@ -140,22 +75,38 @@ def _relay_connected(litellm_dsn: str) -> bool:
 def test_proxy_runs_the_relay_and_still_serves(
     tmp_path: Path, litellm_dsn: str, backend_dsn: str, master_key: str, pg_cluster: Any, mount: str
 ) -> None:
-    _install(litellm_dsn, backend_dsn)
+    install_schemas(litellm_dsn, backend_dsn)
     env = {"LITEMAAS_HOOKS_LOG_LEVEL": "DEBUG"}
     with litellm_proxy(
-        tmp_path, litellm_dsn, backend_dsn=backend_dsn, master_key=master_key, env=env, shim=mount == "shim"
+        tmp_path,
+        litellm_dsn,
+        backend_dsn=backend_dsn,
+        master_key=master_key,
+        env=env,
+        shim=mount == "shim",
     ) as proxy:
-        # started as LiteMaaS starts LiteLLM: the plugin's worker has DATABASE_URL as the CLI left it
+        # started as LiteMaaS starts LiteLLM: the plugin's
+        # worker has DATABASE_URL as the CLI left it
         seen = proxy.worker_env()
         assert "connection_limit=" in seen["DATABASE_URL"], seen  # rewritten for Prisma
         assert "pool_timeout=" in seen["DATABASE_URL"], seen
         assert "LITELLM_DATABASE_URL" not in seen["set"], seen
-        assert {"DATABASE_URL", "LITEMAAS_DATABASE_URL", "LITELLM_MASTER_KEY", "CONFIG_FILE_PATH"} <= set(seen["set"])
+        assert {
+            "DATABASE_URL",
+            "LITEMAAS_DATABASE_URL",
+            "LITELLM_MASTER_KEY",
+            "CONFIG_FILE_PATH",
+        } <= set(seen["set"])
         assert pg_cluster.password not in str(seen)
-        wait_until(lambda: _relay_connected(litellm_dsn), deadline_seconds=60, what="relay connected", proxy=proxy)
+        wait_until(
+            lambda: _relay_connected(litellm_dsn),
+            deadline_seconds=60,
+            what="relay connected",
+            proxy=proxy,
+        )
         # the first full reconcile syncs the config-file model, read from the proxy's router
         wait_until(
-            lambda: _backend(backend_dsn).get("mock-gpt") == "available",
+            lambda: backend_availability(backend_dsn).get("mock-gpt") == "available",
             deadline_seconds=30,
             what="config-file model synced",
             proxy=proxy,
@@ -164,7 +115,11 @@ def test_proxy_runs_the_relay_and_still_serves(
         row = seed.as_insert_params(
             litellm_row(
                 "db-model",
-                {"model": "openai/db-model", "api_base": "http://db-model:8080/v1", "api_key": "sk-upstream"},
+                {
+                    "model": "openai/db-model",
+                    "api_base": "http://db-model:8080/v1",
+                    "api_key": "sk-upstream",
+                },
                 {"description": "added through the Admin UI"},
                 key=master_key,
             )
@@ -172,7 +127,7 @@ def test_proxy_runs_the_relay_and_still_serves(
         with psycopg.connect(litellm_dsn, autocommit=True) as conn:
             conn.execute(INSERT_ROW, row)  # committed: the trigger's NOTIFY is delivered now
         took = wait_until(
-            lambda: _backend(backend_dsn).get("db-model") == "available",
+            lambda: backend_availability(backend_dsn).get("db-model") == "available",
             deadline_seconds=10,
             what="inserted row reaches the backend",
             proxy=proxy,
@@ -180,15 +135,17 @@ def test_proxy_runs_the_relay_and_still_serves(
         assert took < 5.0  # the poll interval is 5 s and NOTIFY wins by far
 
         with psycopg.connect(litellm_dsn, autocommit=True) as conn:
-            conn.execute('DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (row["model_id"],))
+            conn.execute(
+                'DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (row["model_id"],)
+            )
         wait_until(
-            lambda: _backend(backend_dsn).get("db-model") == "unavailable",
+            lambda: backend_availability(backend_dsn).get("db-model") == "unavailable",
             deadline_seconds=10,
             what="deleted row is retired in the backend",
             proxy=proxy,
         )
         # the config-file model is never retired for being absent from the table
-        assert _backend(backend_dsn)["mock-gpt"] == "available"
+        assert backend_availability(backend_dsn)["mock-gpt"] == "available"
 
         assert chat(proxy, master_key) == "hello from the mock"
 
@@ -200,7 +157,9 @@ def test_proxy_runs_the_relay_and_still_serves(
         assert builtin.status_code != 200
         assert unauthenticated.status_code == builtin.status_code
         status = httpx.get(
-            f"{proxy.base_url}/litemaas-hooks/status", headers={"Authorization": f"Bearer {master_key}"}, timeout=60
+            f"{proxy.base_url}/litemaas-hooks/status",
+            headers={"Authorization": f"Bearer {master_key}"},
+            timeout=60,
         )
         assert status.status_code == 200, status.text
         body = status.json()
@@ -220,16 +179,25 @@ def test_proxy_starts_and_serves_with_broken_settings(
     env = {"LITEMAAS_HOOKS_RECONNECT_MAX_SECONDS": "1"}
     if broken == "unreachable":
         env["LITEMAAS_DATABASE_URL"] = f"postgresql://litemaas:{master_key[-12:]}@127.0.0.1:{_free_port()}/nowhere"
-    # missing: the launcher sets no LITEMAAS_DATABASE_URL without a backend (the caller's is never passed on)
-    with litellm_proxy(tmp_path, litellm_dsn, backend_dsn=None, master_key=master_key, env=env) as proxy:
+    # missing: the launcher sets no LITEMAAS_DATABASE_URL
+    # without a backend (the caller's is never passed on)
+    with litellm_proxy(
+        tmp_path, litellm_dsn, backend_dsn=None, master_key=master_key, env=env
+    ) as proxy:
         assert chat(proxy, master_key) == "hello from the mock"
         if broken == "missing":
             wait_until(
-                lambda: "model sync is OFF" in proxy.log(), deadline_seconds=10, what="one clear error", proxy=proxy
+                lambda: "model sync is OFF" in proxy.log(),
+                deadline_seconds=10,
+                what="one clear error",
+                proxy=proxy,
             )
         else:
             wait_until(
-                lambda: "retrying in" in proxy.log(), deadline_seconds=30, what="relay keeps retrying", proxy=proxy
+                lambda: "retrying in" in proxy.log(),
+                deadline_seconds=30,
+                what="relay keeps retrying",
+                proxy=proxy,
             )
         assert chat(proxy, master_key) == "hello from the mock"
     log = proxy.log()
@@ -239,10 +207,12 @@ def test_proxy_starts_and_serves_with_broken_settings(
     assert master_key not in log
 
 
-# -- in-process checks of the plugin object (no proxy process) ------------------------------------------
+# -- in-process checks of the plugin object (no proxy process) -------------------------------------
 
 
-def test_plugin_is_inert_with_one_clear_error_when_settings_are_missing(caplog: pytest.LogCaptureFixture) -> None:
+def test_plugin_is_inert_with_one_clear_error_when_settings_are_missing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from litemaas_hooks.plugin import LiteMaaSHooks
 
     caplog.set_level(logging.ERROR, logger="litemaas_hooks")
@@ -263,10 +233,15 @@ def test_plugin_without_a_loop_starts_later_from_inside_one(
 ) -> None:
     from litemaas_hooks.plugin import LiteMaaSHooks
 
-    _install(litellm_dsn, backend_dsn)
-    env = {"LITEMAAS_DATABASE_URL": backend_dsn, "LITELLM_DATABASE_URL": litellm_dsn, "LITELLM_MASTER_KEY": master_key}
+    install_schemas(litellm_dsn, backend_dsn)
+    env = {
+        "LITEMAAS_DATABASE_URL": backend_dsn,
+        "LITELLM_DATABASE_URL": litellm_dsn,
+        "LITELLM_MASTER_KEY": master_key,
+    }
     # in_proxy=False: other tests of this session import LiteLLM's proxy_server module in-process
-    plugin = LiteMaaSHooks(environ=env, in_proxy=False)  # no running loop here: nothing starts or fails
+    # no running loop here: nothing starts or fails
+    plugin = LiteMaaSHooks(environ=env, in_proxy=False)
     assert plugin.settings is not None
     assert not plugin.running
 
@@ -295,7 +270,8 @@ def test_shim_loads_the_installed_package(tmp_path: Path) -> None:
     from litemaas_hooks import plugin
 
     path = plugin.write_shim(tmp_path)
-    spec = importlib.util.spec_from_file_location("litemaas_hooks", path)  # as LiteLLM 1.81 loads it
+    # as LiteLLM 1.81 loads it
+    spec = importlib.util.spec_from_file_location("litemaas_hooks", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)

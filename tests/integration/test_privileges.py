@@ -5,8 +5,8 @@ install`; a member of both data owners' roles, may CREATE in both databases), Li
 (owns LiteLLM's database and table, writes it), the backend owner (owns the LiteMaaS database, its
 tables and update_updated_at_column()) and the relay (exactly `install --print-grants`). Each "door"
 is tried as the hostile owner would: a function of theirs records ``current_user`` whenever it runs;
-it must never run as anybody but its owner's own role (or not at all). Then the documented roles, and a
-SUPERUSER installer (the last section).
+it must never run as anybody but its owner's own role (or not at all). Then the documented roles,
+and a SUPERUSER installer (the last section).
 """
 
 from __future__ import annotations
@@ -55,15 +55,16 @@ pytestmark = pytest.mark.anyio
 
 
 
-# -- door 3: the LiteLLM-side trigger ---------------------------------------------------------------
+# -- door 3: the LiteLLM-side trigger --------------------------------------------------------------
 
 
 async def test_litellm_owner_gains_nothing_through_the_trigger(
     installed: World, monkeypatch: Any, master_key: str
 ) -> None:
-    """LiteLLM's table owner adds an enum type with a cast to json and a column of that type: to_jsonb(OLD)
-    in a SECURITY DEFINER trigger ran the owner's cast as the installer. Now the trigger runs as the writer
-    (SECURITY INVOKER) and never converts whole rows: the cast never runs as anyone else."""
+    """LiteLLM's table owner adds an enum type with a cast to json and a column of that type:
+    to_jsonb(OLD) in a SECURITY DEFINER trigger ran the owner's cast as the installer. Now the
+    trigger runs as the writer (SECURITY INVOKER) and never
+    converts whole rows: the cast never runs as anyone else."""
     w = installed
     lown = w.as_(w.ldsn, w.lowner)
     run_sql(
@@ -71,7 +72,8 @@ async def test_litellm_owner_gains_nothing_through_the_trigger(
         WHO_TABLE,
         "CREATE TYPE public.esc AS ENUM ('a', 'b')",
         """CREATE FUNCTION public.esc_json(public.esc) RETURNS json LANGUAGE plpgsql AS $$
-           BEGIN INSERT INTO public.who VALUES (current_user, 'cast'); RETURN '"x"'::json; END $$""",
+           BEGIN INSERT INTO public.who VALUES (current_user, 'cast'); RETURN '"x"'::json;
+           END $$""",
         "CREATE CAST (public.esc AS json) WITH FUNCTION public.esc_json(public.esc)",
         f"ALTER TABLE {TABLE} ADD COLUMN esc public.esc DEFAULT 'a'",
     )
@@ -80,7 +82,8 @@ async def test_litellm_owner_gains_nothing_through_the_trigger(
     assert who(lown) == {w.lowner}
     run_sql(lown, "DELETE FROM public.who")
 
-    await install_world(w, monkeypatch, master_key)  # re-install after the table changed (as the relay would)
+    # re-install after the table changed (as the relay would)
+    await install_world(w, monkeypatch, master_key)
     async with await psycopg.AsyncConnection.connect(lown, autocommit=True) as lc:
         await add(lc, "m", master_key)
         await lc.execute(f"UPDATE {TABLE} SET esc = 'b', model_info = model_info || '{{\"x\": 1}}'")
@@ -97,21 +100,24 @@ async def test_litellm_owner_gains_nothing_through_the_trigger(
     assert "search_path=pg_catalog, pg_temp" in secdef[0][1]
 
 
-# -- door 4: the backend's update_updated_at_column() -------------------------------------------------
+# -- door 4: the backend's update_updated_at_column() ----------------------------------------------
 
 
 async def test_backend_owner_gains_nothing_through_our_upsert(
     installed: World, monkeypatch: Any, master_key: str
 ) -> None:
-    """The backend owner replaces its own update_updated_at_column(); our SECURITY DEFINER upsert fires it.
-    The functions are owned by the owner of public.models, so it runs as that owner, never the installer."""
+    """The backend owner replaces its own update_updated_at_column(); our SECURITY DEFINER upsert
+    fires it. The functions are owned by the owner of public.models,
+    so it runs as that owner, never the installer."""
     w = installed
     bown = w.as_(w.bdsn, w.bowner)
     run_sql(
         bown,
         WHO_TABLE,
-        """CREATE OR REPLACE FUNCTION public.update_updated_at_column() RETURNS trigger LANGUAGE plpgsql AS $$
-           BEGIN INSERT INTO public.who VALUES (current_user, 'updated_at'); NEW.updated_at = now(); RETURN NEW; END
+        """CREATE OR REPLACE FUNCTION public.update_updated_at_column() RETURNS trigger
+           LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO public.who VALUES (current_user, 'updated_at');
+                 NEW.updated_at = now(); RETURN NEW; END
            $$""",
     )
     async with await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc:
@@ -130,22 +136,23 @@ async def test_backend_owner_gains_nothing_through_our_upsert(
     assert owners == [(w.bowner,)]
 
 
-# -- door 5: search_path in our client queries -------------------------------------------------------
+# -- door 5: search_path in our client queries -----------------------------------------------------
 
 
 async def test_database_owner_functions_never_shadow_builtins_in_our_queries(
     installed: World, monkeypatch: Any, master_key: str
 ) -> None:
-    """LiteLLM's database owner creates public.unnest(text[]) and public.to_jsonb(<its row type>) (exact
-    type matches beat pg_catalog's): our backfill, status, truth reads and relay connections pin
-    search_path = pg_catalog, pg_temp, so none of them ever runs."""
+    """LiteLLM's database owner creates public.unnest(text[]) and public.to_jsonb(<its row type>)
+    (exact type matches beat pg_catalog's): our backfill, status, truth reads and relay connections
+    pin search_path = pg_catalog, pg_temp, so none of them ever runs."""
     w = installed
     lown = w.as_(w.ldsn, w.lowner)
     run_sql(
         lown,
         WHO_TABLE,
         """CREATE FUNCTION public.unnest(text[]) RETURNS SETOF text LANGUAGE sql AS $$
-           INSERT INTO public.who VALUES (current_user, 'unnest'); SELECT x FROM pg_catalog.unnest($1) AS x $$""",
+           INSERT INTO public.who VALUES (current_user, 'unnest');
+           SELECT x FROM pg_catalog.unnest($1) AS x $$""",
         f"""CREATE FUNCTION public.to_jsonb({TABLE}) RETURNS jsonb LANGUAGE sql AS $$
            INSERT INTO public.who VALUES (current_user, 'to_jsonb'); SELECT '{{}}'::jsonb $$""",
         "CREATE FUNCTION public.btrim(text) RETURNS text LANGUAGE sql AS $$ "
@@ -162,7 +169,8 @@ async def test_database_owner_functions_never_shadow_builtins_in_our_queries(
     assert await run_cli(monkeypatch, env, "backfill", "--quiet") == 0
     assert await run_cli(monkeypatch, env, "backfill", "--dry-run", "--quiet") == 0
     await run_cli(monkeypatch, env, "status")
-    assert who(w.ldsn) == set()  # backfill (to_jsonb(t)) and status ran none of the owner's functions
+    # backfill (to_jsonb(t)) and status ran none of the owner's functions
+    assert who(w.ldsn) == set()
     settings = load_settings(env)
     conn = await connect(settings, "litellm")
     async with conn:
@@ -178,13 +186,16 @@ async def test_database_owner_functions_never_shadow_builtins_in_our_queries(
     assert who(w.ldsn) == set()
 
 
-# -- least privilege ---------------------------------------------------------------------------------
+# -- least privilege -------------------------------------------------------------------------------
 
 
-async def test_relay_role_converges_and_can_do_nothing_else(installed: World, master_key: str) -> None:
-    """The relay role with exactly `install --print-grants`: a relay runs (create, update, rename, retire
-    with cascade); directly, the role cannot retire a hand-made row, write an audit row of its choosing,
-    un-hide an admin-hidden model, repoint a hand-made row, touch our bookkeeping or the tables."""
+async def test_relay_role_converges_and_can_do_nothing_else(
+    installed: World, master_key: str
+) -> None:
+    """The relay role with exactly `install --print-grants`: a relay runs (create, update, rename,
+    retire with cascade); directly, the role cannot retire a hand-made row, write an audit row of
+    its choosing, un-hide an admin-hidden model, repoint a
+    hand-made row, touch our bookkeeping or the tables."""
     w = installed
     async with (
         await psycopg.AsyncConnection.connect(w.as_(w.ldsn, w.lowner), autocommit=True) as lc,
@@ -192,7 +203,8 @@ async def test_relay_role_converges_and_can_do_nothing_else(installed: World, ma
         await psycopg.AsyncConnection.connect(w.bdsn, autocommit=True) as bc,
     ):
         await bc.execute(
-            "INSERT INTO models (id, name, provider, api_base) VALUES ('hand', 'Hand made', 'custom', 'https://h')"
+            "INSERT INTO models (id, name, provider, api_base) "
+            "VALUES ('hand', 'Hand made', 'custom', 'https://h')"
         )
         settings = make_settings(w.url(w.ldsn, w.relay), w.url(w.bdsn, w.relay), master_key)
         async with running(settings) as (relay,):
@@ -205,7 +217,8 @@ async def test_relay_role_converges_and_can_do_nothing_else(installed: World, ma
 
             await eventually(added, what="three models added")
             await lc.execute(
-                f"""UPDATE {TABLE} SET model_info = model_info || '{{"max_tokens": 5}}' WHERE model_name = 'a'"""
+                f"UPDATE {TABLE} SET model_info = model_info || "
+                """'{"max_tokens": 5}' WHERE model_name = 'a'"""
             )
             await lc.execute(f"UPDATE {TABLE} SET model_name = 'b2' WHERE model_name = 'b'")
             await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'c'")
@@ -246,17 +259,40 @@ async def test_relay_role_converges_and_can_do_nothing_else(installed: World, ma
             "metadata": {"litellm_params": {}},
             "features": ["chat"],
         }
-        run_sql(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([record]),))
+        run_sql(
+            rel_b,
+            "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)",
+            params=(json.dumps([record]),),
+        )
         # nor does a forged deployment list ("the deployment the row described is gone") un-hide it
-        forged = {**record, "deployment_ids": ["forged-deployment"], "litellm_model_id": "forged-deployment"}
-        run_sql(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([forged]),))
+        forged = {
+            **record,
+            "deployment_ids": ["forged-deployment"],
+            "litellm_model_id": "forged-deployment",
+        }
+        run_sql(
+            rel_b,
+            "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)",
+            params=(json.dumps([forged]),),
+        )
         # a hand-made row cannot be repointed
         hand = {**record, "id": "hand", "api_base": "https://evil.example"}
-        run_sql(rel_b, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(json.dumps([hand]),))
-        cur = await bc.execute("SELECT id, availability, api_base FROM models WHERE id IN ('a', 'hand') ORDER BY id")
-        assert [(r[0], r[1]) for r in await cur.fetchall()] == [("a", "unavailable"), ("hand", "available")]
+        run_sql(
+            rel_b,
+            "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)",
+            params=(json.dumps([hand]),),
+        )
+        cur = await bc.execute(
+            "SELECT id, availability, api_base FROM models WHERE id IN ('a', 'hand') ORDER BY id"
+        )
+        assert [(r[0], r[1]) for r in await cur.fetchall()] == [
+            ("a", "unavailable"),
+            ("hand", "available"),
+        ]
         assert await audits(bc) == {"b": 1, "c": 1}
-        assert (await (await bc.execute("SELECT api_base FROM models WHERE id = 'hand'")).fetchone()) == ("https://h",)
+        assert (
+            await (await bc.execute("SELECT api_base FROM models WHERE id = 'hand'")).fetchone()
+        ) == ("https://h",)
 
     denied = {
         w.as_(w.bdsn, w.relay): (
@@ -282,7 +318,9 @@ async def test_relay_role_converges_and_can_do_nothing_else(installed: World, ma
                 run_sql(dsn, statement)
 
 
-def test_nothing_of_ours_is_executable_by_public(installed: World, pg_cluster: LocalPostgres) -> None:
+def test_nothing_of_ours_is_executable_by_public(
+    installed: World, pg_cluster: LocalPostgres
+) -> None:
     w = installed
     nobody = f"hk_nobody_{secrets.token_hex(3)}"
     with pg_cluster.connect() as admin:
@@ -303,9 +341,9 @@ def test_nothing_of_ours_is_executable_by_public(installed: World, pg_cluster: L
 
 
 async def test_plugin_mode_with_litellm_own_role(installed: World, master_key: str) -> None:
-    """Plugin mode: the relay inside LiteLLM connects with LiteLLM's own role (the table owner) once it has
-    `install --print-grants --relay-role <LiteLLM's role>`; it used to loop on `permission denied for
-    schema litemaas_hooks`."""
+    """Plugin mode: the relay inside LiteLLM connects with LiteLLM's own role (the table owner) once
+    it has `install --print-grants --relay-role <LiteLLM's role>`; it used to loop on `permission
+    denied for schema litemaas_hooks`."""
     w = installed
     grant_relay(w, privileges.Roles(relay=w.lowner, backend=w.relay))
     # LiteLLM re-created its table (the trigger went with it): the plugin's relay puts it back
@@ -318,7 +356,9 @@ async def test_plugin_mode_with_litellm_own_role(installed: World, master_key: s
     ):
         await add(lc, "p1", master_key, max_tokens=1)
         await add(lc, "p2", master_key, max_tokens=2)
-        await eventually(lambda: matches_truth(lc, bc, set()), what="plugin-mode relay as LiteLLM's role")
+        await eventually(
+            lambda: matches_truth(lc, bc, set()), what="plugin-mode relay as LiteLLM's role"
+        )
         assert relay.stats.events_failed == 0
         assert (await outbox.trigger_state(lc)).ok
 
@@ -330,19 +370,22 @@ def test_readme_grants_are_the_printed_grants() -> None:
     assert block.strip() == privileges.grants_sql().strip()
 
 
-# -- issue 10 item 3: our DDL on LiteLLM's table ------------------------------------------------------
+# -- issue 10 item 3: our DDL on LiteLLM's table ---------------------------------------------------
 
 
-async def test_trigger_install_behind_an_open_litellm_transaction_gives_up_and_retries(installed: World) -> None:
-    """The trigger (re-)install locks LiteLLM's table only with a short lock_timeout: behind an open LiteLLM
-    transaction it gives up with a warning instead of queueing (which made LiteLLM's next statements hang),
-    and a later install puts the trigger back."""
+async def test_trigger_install_behind_an_open_litellm_transaction_gives_up_and_retries(
+    installed: World,
+) -> None:
+    """The trigger (re-)install locks LiteLLM's table only with a short lock_timeout: behind an open
+    LiteLLM transaction it gives up with a warning instead of queueing (which made LiteLLM's next
+    statements hang), and a later install puts the trigger back."""
     w = installed
     lown = w.as_(w.ldsn, w.lowner)
     run_sql(lown, DROP_TRIGGERS)
     inst = w.as_(w.ldsn, w.installer)
     with psycopg.connect(lown) as open_tx, psycopg.connect(lown, autocommit=True) as other:
-        open_tx.execute(f"UPDATE {TABLE} SET model_name = model_name WHERE false")  # an open LiteLLM write
+        # an open LiteLLM write
+        open_tx.execute(f"UPDATE {TABLE} SET model_name = model_name WHERE false")
         warnings: list[str] = []
         async with await psycopg.AsyncConnection.connect(inst, autocommit=True) as conn:
             conn.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
@@ -351,7 +394,8 @@ async def test_trigger_install_behind_an_open_litellm_transaction_gives_up_and_r
         assert any("was not (re-)installed" in m for m in warnings)
         other.execute("SET statement_timeout = '2s'")
         other.execute(
-            f"INSERT INTO {TABLE} (model_id, model_name, litellm_params, model_info, created_by, updated_by) "
+            f"INSERT INTO {TABLE} (model_id, model_name, "
+            "litellm_params, model_info, created_by, updated_by) "
             "VALUES ('x', 'x', '{}', '{}', 't', 't')"
         )
         open_tx.rollback()
@@ -361,8 +405,8 @@ async def test_trigger_install_behind_an_open_litellm_transaction_gives_up_and_r
 
 
 def test_printed_install_sql_is_what_install_does(litellm_dsn: str, backend_dsn: str) -> None:
-    """`install --print-sql`, applied by hand (as a DBA would after review), installs everything: the
-    trigger is in place and `install` afterwards finds nothing to apply."""
+    """`install --print-sql`, applied by hand (as a DBA would after review), installs everything:
+    the trigger is in place and `install` afterwards finds nothing to apply."""
     for dsn, side in ((litellm_dsn, "litellm"), (backend_dsn, "backend")):
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(privileges.install_sql(side).encode())  # type: ignore[arg-type]
@@ -381,9 +425,9 @@ def test_printed_install_sql_is_what_install_does(litellm_dsn: str, backend_dsn:
 async def test_schema_squatted_by_the_database_owner_is_refused(
     world: World, monkeypatch: Any, master_key: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """LiteLLM's database owner creates schema litemaas_hooks and a schema_migrations table with a trigger
-    before the first install: install must refuse (naming the objects) instead of inserting into it, which
-    would run the owner's trigger as the installer."""
+    """LiteLLM's database owner creates schema litemaas_hooks and a schema_migrations table with a
+    trigger before the first install: install must refuse (naming the objects) instead of inserting
+    into it, which would run the owner's trigger as the installer."""
     w = world
     lown = w.as_(w.ldsn, w.lowner)
     run_sql(
@@ -391,9 +435,9 @@ async def test_schema_squatted_by_the_database_owner_is_refused(
         WHO_TABLE,
         "CREATE SCHEMA litemaas_hooks",
         "GRANT USAGE, CREATE ON SCHEMA litemaas_hooks TO PUBLIC",
-        """CREATE TABLE litemaas_hooks.schema_migrations (side text NOT NULL, version integer NOT NULL,
-           name text NOT NULL, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
-           PRIMARY KEY (side, version))""",
+        """CREATE TABLE litemaas_hooks.schema_migrations (side text NOT NULL,
+           version integer NOT NULL, name text NOT NULL, checksum text NOT NULL,
+           applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (side, version))""",
         "GRANT ALL ON litemaas_hooks.schema_migrations TO PUBLIC",
         """CREATE FUNCTION public.spy() RETURNS trigger LANGUAGE plpgsql AS $$
            BEGIN INSERT INTO public.who VALUES (current_user, 'squat'); RETURN NEW; END $$""",
@@ -401,7 +445,12 @@ async def test_schema_squatted_by_the_database_owner_is_refused(
         "FOR EACH ROW EXECUTE FUNCTION public.spy()",
     )
     capsys.readouterr()
-    assert await run_cli(monkeypatch, w.env(w.installer, w.installer, master_key), "install", "--litellm-only") == 1
+    assert (
+        await run_cli(
+            monkeypatch, w.env(w.installer, w.installer, master_key), "install", "--litellm-only"
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "schema litemaas_hooks (owned by" in err
     assert w.lowner in err
@@ -456,7 +505,9 @@ async def test_plugin_mode_works_after_any_installer_without_extra_grants(
         running(settings) as (relay,),
     ):
         await add(lc, "p1", master_key, max_tokens=1)
-        await eventually(lambda: matches_truth(lc, bc, set()), what="plugin-mode relay as LiteLLM's role")
+        await eventually(
+            lambda: matches_truth(lc, bc, set()), what="plugin-mode relay as LiteLLM's role"
+        )
         assert relay.stats.events_failed == 0
         assert await outbox_empty(lc)
 
@@ -477,8 +528,13 @@ async def test_install_creates_the_relay_role_with_exactly_the_printed_grants(
         "LITEMAAS_HOOKS_RELAY_PASSWORD": w.password,
     }
     try:
-        assert await run_cli(monkeypatch, env, "install", "--grant-relay", "--relay-role", role) == 0
-        assert await run_cli(monkeypatch, env, "install", "--grant-relay", "--relay-role", role) == 0  # again
+        assert (
+            await run_cli(monkeypatch, env, "install", "--grant-relay", "--relay-role", role) == 0
+        )
+        # again
+        assert (
+            await run_cli(monkeypatch, env, "install", "--grant-relay", "--relay-role", role) == 0
+        )
         settings = make_settings(w.url(w.ldsn, role), w.url(w.bdsn, role), master_key)
         async with (
             await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc,
@@ -486,14 +542,17 @@ async def test_install_creates_the_relay_role_with_exactly_the_printed_grants(
             running(settings) as (relay,),
         ):
             await add(lc, "r1", master_key, max_tokens=1)
-            await eventually(lambda: matches_truth(lc, bc, set()), what="relay as the role install made")
+            await eventually(
+                lambda: matches_truth(lc, bc, set()), what="relay as the role install made"
+            )
             assert relay.stats.events_failed == 0
         for statement in ("SELECT * FROM public.models", "SELECT * FROM public.subscriptions"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 run_sql(w.as_(w.bdsn, role), statement)
         granted = run_sql(
             w.bdsn,
-            "SELECT count(*) FROM pg_proc AS p WHERE p.pronamespace = 'litemaas_hooks'::regnamespace "
+            "SELECT count(*) FROM pg_proc AS p WHERE "
+            "p.pronamespace = 'litemaas_hooks'::regnamespace "
             "AND has_function_privilege(%s, p.oid, 'EXECUTE')",
             params=(role,),
         )
@@ -505,7 +564,7 @@ async def test_install_creates_the_relay_role_with_exactly_the_printed_grants(
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
-# -- the documented roles ----------------------------------------------------------------------------
+# -- the documented roles --------------------------------------------------------------------------
 
 
 async def test_relay_and_backfill_work_with_the_readme_least_privilege_roles(
@@ -520,9 +579,9 @@ async def test_relay_and_backfill_work_with_the_readme_least_privilege_roles(
     parsing that page's block): a backend role with USAGE on schema litemaas_hooks + EXECUTE on its
     functions, a LiteLLM role that may only read the model table and use the outbox.
 
-    Asserts: backfill and relay (create, update, rename, retire with cascade) work and nothing is lost;
-    the backend role can neither read nor write public.models directly, the LiteLLM role cannot write
-    LiteLLM's table."""
+    Asserts: backfill and relay (create, update, rename, retire with cascade) work and nothing is
+    lost; the backend role can neither read nor write public.models directly, the LiteLLM role
+    cannot write LiteLLM's table."""
     ldsn, bdsn = dbs
     l_role, b_role, role_password = relay_roles(pg_cluster, ldsn, bdsn)
     async with await psycopg.AsyncConnection.connect(b_role, autocommit=True) as restricted:
@@ -558,7 +617,8 @@ async def test_relay_and_backfill_work_with_the_readme_least_privilege_roles(
             "VALUES ('11111111-1111-1111-1111-111111111111', 'u', 'u@example.com', 'test', 'u')"
         )
         await bc.execute(
-            "INSERT INTO subscriptions (user_id, model_id) VALUES ('11111111-1111-1111-1111-111111111111', 'c')"
+            "INSERT INTO subscriptions (user_id, model_id) "
+            "VALUES ('11111111-1111-1111-1111-111111111111', 'c')"
         )
         settings = make_settings(as_url(l_role), as_url(b_role), master_key)
         async with running(settings) as (relay,):
@@ -569,7 +629,9 @@ async def test_relay_and_backfill_work_with_the_readme_least_privilege_roles(
             )
             await lc.execute(f"UPDATE {TABLE} SET model_name = 'b2' WHERE model_name = 'b'")
             await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'c'")
-            await eventually(lambda: matches_truth(lc, bc, {"b", "c"}), what="relay as least-privilege roles")
+            await eventually(
+                lambda: matches_truth(lc, bc, {"b", "c"}), what="relay as least-privilege roles"
+            )
             assert relay.stats.events_failed == 0
             assert relay.stats.reconnects == 0
         assert await audits(bc) == {"b": 1, "c": 1}
@@ -583,11 +645,12 @@ async def test_relay_and_backfill_work_with_the_readme_least_privilege_roles(
     )
 
 
-# -- a SUPERUSER installer: no owner's door opens onto it -------------------------------------------
-# The installer here is the SUPERUSER (docs/privileges.md allows one); each owner tries each door, as a hostile
-# owner would: code of theirs that records ``current_user`` and tries to make its owner SUPERUSER
-# whenever it runs. It must never run as the superuser: the read or call is refused with one line
-# instead, and the owner stays a plain role. Re-running install repairs what an owner altered.
+# -- a SUPERUSER installer: no owner's door opens onto it ------------------------------------------
+# The installer here is the SUPERUSER (docs/privileges.md allows one); each owner tries each door,
+# as a hostile owner would: code of theirs that records ``current_user`` and tries to make its owner
+# SUPERUSER whenever it runs. It must never run as the superuser: the read or call is refused with
+# one line instead, and the owner stays a plain role.
+# Re-running install repairs what an owner altered.
 
 
 def _super_env(w: World, key: str) -> dict[str, str]:
@@ -599,7 +662,9 @@ def _super_env(w: World, key: str) -> dict[str, str]:
 
 
 def _is_superuser(dsn: str, role: str) -> bool:
-    return bool(run_sql(dsn, "SELECT rolsuper FROM pg_roles WHERE rolname = %s", params=(role,))[0][0])
+    return bool(
+        run_sql(dsn, "SELECT rolsuper FROM pg_roles WHERE rolname = %s", params=(role,))[0][0]
+    )
 
 
 def _escalating_body(role: str, returns: str) -> str:
@@ -616,7 +681,8 @@ def _escalating_body(role: str, returns: str) -> str:
 def _has_blocked(dsn: str) -> bool:
     rows = run_sql(
         dsn,
-        "SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'blocked' AND NOT attisdropped",
+        "SELECT 1 FROM pg_attribute WHERE attrelid = "
+        "%s::regclass AND attname = 'blocked' AND NOT attisdropped",
         params=(TABLE,),
     )
     return bool(rows)
@@ -651,13 +717,15 @@ async def test_litellm_owner_cast_on_a_column_type_of_its_own_never_runs_as_the_
     if column == "blocked" and _has_blocked(w.ldsn):
         stmts += [
             f"ALTER TABLE {TABLE} ALTER COLUMN blocked DROP DEFAULT",
-            f"ALTER TABLE {TABLE} ALTER COLUMN blocked TYPE public.esc USING blocked::text::public.esc",
+            f"ALTER TABLE {TABLE} ALTER COLUMN blocked TYPE "
+            "public.esc USING blocked::text::public.esc",
         ]
     elif column == "blocked":  # LiteLLM 1.81: no such column yet; the owner adds it
         stmts.append(f"ALTER TABLE {TABLE} ADD COLUMN blocked public.esc DEFAULT 'false'")
     else:
         stmts.append(
-            f"ALTER TABLE {TABLE} ALTER COLUMN model_name TYPE public.esc USING model_name::public.esc"
+            f"ALTER TABLE {TABLE} ALTER COLUMN model_name "
+            "TYPE public.esc USING model_name::public.esc"
         )
     run_sql(lown, *stmts)
     # the cast really is a door when the superuser uses it
@@ -677,7 +745,8 @@ async def test_litellm_owner_cast_on_a_column_type_of_its_own_never_runs_as_the_
 
 DOORS = {
     "SECURITY INVOKER": "ALTER FUNCTION litemaas_hooks.upsert_models_v1(jsonb) SECURITY INVOKER",
-    "search_path": "ALTER FUNCTION litemaas_hooks.upsert_models_v1(jsonb) SET search_path = public, pg_catalog",
+    "search_path": "ALTER FUNCTION litemaas_hooks.upsert_models_v1(jsonb) "
+    "SET search_path = public, pg_catalog",
     "body replaced": """CREATE OR REPLACE FUNCTION litemaas_hooks.upsert_models_v1(p_models jsonb)
         RETURNS TABLE (model_id text, outcome text) LANGUAGE plpgsql SECURITY DEFINER
         SET search_path = pg_catalog, pg_temp AS $$ BEGIN PERFORM public.escalate(); END $$""",
@@ -738,7 +807,8 @@ async def test_the_owner_cannot_rewrite_the_record_the_checks_use(installed: Wor
     for statement in (
         "UPDATE litemaas_hooks.function_checks SET secdef = false",
         "DELETE FROM litemaas_hooks.function_checks",
-        "CREATE OR REPLACE FUNCTION litemaas_hooks.check_function_v1(p_fn regprocedure) RETURNS boolean "
+        "CREATE OR REPLACE FUNCTION litemaas_hooks.check_function_v1(p_fn "
+        "regprocedure) RETURNS boolean "
         "LANGUAGE sql AS 'SELECT true'",
     ):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

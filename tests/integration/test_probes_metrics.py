@@ -1,5 +1,5 @@
-"""The standalone relay's /healthz, /readyz and /metrics, scraped over HTTP from a real relay on real
-PostgreSQL (LiteLLM's schema, the backend schema), plus the multiprocess mode of the series."""
+"""The standalone relay's /healthz, /readyz and /metrics, scraped over HTTP from a real relay on
+real PostgreSQL (LiteLLM's schema, the backend schema), plus the multiprocess mode of the series."""
 
 from __future__ import annotations
 
@@ -39,13 +39,17 @@ def value(text: str, name: str, **labels: str) -> float:
 
 
 @asynccontextmanager
-async def served(relay: Relay) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.Task[None], asyncio.Event]]:
+async def served(
+    relay: Relay,
+) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.Task[None], asyncio.Event]]:
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     server = ProbeServer(relay, alive=lambda: not task.done())
     await server.start("127.0.0.1", 0)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{server.port}", timeout=10
+        ) as client:
             yield client, task, stop
     finally:
         stop.set()
@@ -57,7 +61,9 @@ async def test_ready_only_when_connected_trigger_present_and_caught_up_and_metri
     litellm_dsn: str, backend_dsn: str, master_key: str
 ) -> None:
     await install(litellm_dsn, backend_dsn)
-    settings = make_settings(litellm_dsn, backend_dsn, master_key, poll_interval_seconds=0.2, max_attempts=1)
+    settings = make_settings(
+        litellm_dsn, backend_dsn, master_key, poll_interval_seconds=0.2, max_attempts=1
+    )
     relay = Relay(settings, name="probe-relay")
     async with (
         served(relay) as (client, _task, _stop),
@@ -81,7 +87,8 @@ async def test_ready_only_when_connected_trigger_present_and_caught_up_and_metri
         assert value(before, "litemaas_hooks_trigger_installed") == 1
 
         await insert(lc, "probe-model", master_key)
-        await insert(lc, "x" * 300, master_key)  # a name the backend cannot hold: fails, dead at once
+        # a name the backend cannot hold: fails, dead at once
+        await insert(lc, "x" * 300, master_key)
 
         async def counted() -> bool:
             text = (await client.get("/metrics")).text
@@ -93,9 +100,9 @@ async def test_ready_only_when_connected_trigger_present_and_caught_up_and_metri
 
         await eventually(counted, deadline_seconds=15, what="applied and dead events counted")
         after = (await client.get("/metrics")).text
-        assert value(after, "litemaas_hooks_models_converged_total", outcome="created") >= 1 + value(
-            before, "litemaas_hooks_models_converged_total", outcome="created"
-        )
+        assert value(
+            after, "litemaas_hooks_models_converged_total", outcome="created"
+        ) >= 1 + value(before, "litemaas_hooks_models_converged_total", outcome="created")
         assert value(after, "litemaas_hooks_events_failed_total", outcome="dead") == 1 + value(
             before, "litemaas_hooks_events_failed_total", outcome="dead"
         )
@@ -104,7 +111,8 @@ async def test_ready_only_when_connected_trigger_present_and_caught_up_and_metri
             before, "litemaas_hooks_apply_duration_seconds_count"
         )
         assert value(after, "litemaas_hooks_outbox_events", status="pending") == 0
-        assert value(after, "litemaas_hooks_outbox_oldest_pending_age_seconds") == 0  # dead ones do not count
+        # dead ones do not count
+        assert value(after, "litemaas_hooks_outbox_oldest_pending_age_seconds") == 0
 
         # LiteLLM drops the trigger (a schema update): not ready, saying why
         await lc.execute(DROP_TRIGGERS)
@@ -119,13 +127,18 @@ async def test_ready_only_when_connected_trigger_present_and_caught_up_and_metri
         assert (await client.get("/nope")).status_code == 404
 
 
-async def test_not_ready_while_the_backend_is_unreachable(litellm_dsn: str, backend_dsn: str, master_key: str) -> None:
+async def test_not_ready_while_the_backend_is_unreachable(
+    litellm_dsn: str, backend_dsn: str, master_key: str
+) -> None:
     await install(litellm_dsn, backend_dsn)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
     settings = make_settings(
-        litellm_dsn, f"postgresql://nobody:Sekr3tPw@127.0.0.1:{closed_port}/none", master_key, reconnect_max_seconds=0.2
+        litellm_dsn,
+        f"postgresql://nobody:Sekr3tPw@127.0.0.1:{closed_port}/none",
+        master_key,
+        reconnect_max_seconds=0.2,
     )
     relay = Relay(settings, name="probe-relay-down")
     async with served(relay) as (client, _task, _stop):
@@ -139,7 +152,8 @@ async def test_not_ready_while_the_backend_is_unreachable(litellm_dsn: str, back
         checks = r.json()["checks"]
         assert checks["backend_database_connected"] is False
         assert checks["caught_up"] is False
-        assert "Sekr3tPw" not in json.dumps(checks)  # the last error names the server, never the password
+        # the last error names the server, never the password
+        assert "Sekr3tPw" not in json.dumps(checks)
         assert (await client.get("/healthz")).status_code == 200
         text = (await client.get("/metrics")).text
         assert value(text, "litemaas_hooks_database_connected", database="backend") == 0
@@ -154,7 +168,12 @@ async def test_relay_command_serves_on_the_configured_port_and_stops(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = make_settings(
-        litellm_dsn, backend_dsn, master_key, http_port=port, http_host="127.0.0.1", poll_interval_seconds=0.2
+        litellm_dsn,
+        backend_dsn,
+        master_key,
+        http_port=port,
+        http_host="127.0.0.1",
+        poll_interval_seconds=0.2,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(run_relay_with_probes(settings, stop=stop))
@@ -195,7 +214,9 @@ def test_series_are_multiprocess_safe(tmp_path: Path) -> None:
     """With PROMETHEUS_MULTIPROC_DIR set (LiteLLM with several workers) every series declares how
     processes combine, and the aggregated output holds them."""
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", MULTIPROC], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", MULTIPROC], env=env, capture_output=True, text=True, check=True
+    )
     text = out.stdout
     assert value(text, "litemaas_hooks_events_applied_total") == 3
     assert value(text, "litemaas_hooks_outbox_events", status="pending") == 7

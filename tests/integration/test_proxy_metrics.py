@@ -1,6 +1,6 @@
-"""Plugin mode as deploy/ mounts it: a real LiteLLM proxy loading our ConfigMap's config.yaml + shim through
-``CONFIG_FILE_PATH`` (with LiteLLM's own ``prometheus`` callback added), and the litemaas_hooks_* series
-scraped from LiteLLM's own ``/metrics``."""
+"""Plugin mode as deploy/ mounts it: a real LiteLLM proxy loading our ConfigMap's config.yaml + shim
+through ``CONFIG_FILE_PATH`` (with LiteLLM's own ``prometheus`` callback added), and the
+litemaas_hooks_* series scraped from LiteLLM's own ``/metrics``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.upstream import ROOT
 from tests.helpers import wait_until
-from tests.integration import test_plugin_proxy as proxy_tests
+from tests.integration.plugin_proxy import (
+    MODELS,
+    backend_availability,
+    install_schemas,
+    litellm_proxy,
+)
 
 pytestmark = [pytest.mark.proxy, pytest.mark.slow]
 
@@ -35,15 +40,19 @@ def test_deploy_configmap_loads_the_plugin_and_litellms_metrics_carry_our_series
     mounted = tmp_path / "etc-litemaas-hooks"  # the ConfigMap volume
     mounted.mkdir()
     config = yaml.safe_load((PLUGIN_CONFIG / "config.yaml").read_text())
-    config["litellm_settings"]["callbacks"] = ["prometheus", *config["litellm_settings"]["callbacks"]]
-    config["model_list"] = proxy_tests.MODELS
+    config["litellm_settings"]["callbacks"] = [
+        "prometheus",
+        *config["litellm_settings"]["callbacks"],
+    ]
+    config["model_list"] = MODELS
     (mounted / "config.yaml").write_text(yaml.safe_dump(config))
     (mounted / "litemaas_hooks.py").write_text((PLUGIN_CONFIG / "litemaas_hooks.py").read_text())
-    proxy_tests._install(litellm_dsn, backend_dsn)
-    with proxy_tests.litellm_proxy(
+    install_schemas(litellm_dsn, backend_dsn)
+    with litellm_proxy(
         tmp_path, litellm_dsn, backend_dsn=backend_dsn, master_key=master_key, config_dir=mounted
     ) as proxy:
-        assert "CONFIG_FILE_PATH" in proxy.worker_env()["set"]  # what deploy/ sets, at the mounted file
+        # what deploy/ sets, at the mounted file
+        assert "CONFIG_FILE_PATH" in proxy.worker_env()["set"]
         assert proxy.config_path == mounted / "config.yaml"
 
         def scraped() -> dict[Any, float]:
@@ -63,10 +72,13 @@ def test_deploy_configmap_loads_the_plugin_and_litellms_metrics_carry_our_series
                 and s.get(("litemaas_hooks_full_reconciles_total", (("result", "ok"),)), 0) >= 1
             )
 
-        wait_until(synced, deadline_seconds=90, what="our series in LiteLLM's /metrics", proxy=proxy)
+        wait_until(
+            synced, deadline_seconds=90, what="our series in LiteLLM's /metrics", proxy=proxy
+        )
         series = scraped()
         assert series[("litemaas_hooks_database_connected", (("database", "litellm"),))] == 1
-        assert series[("litemaas_hooks_models_converged_total", (("outcome", "created"),))] >= 1  # mock-gpt
+        # mock-gpt
+        assert series[("litemaas_hooks_models_converged_total", (("outcome", "created"),))] >= 1
         assert series[("litemaas_hooks_trigger_installed", ())] == 1
         assert ("litemaas_hooks_outbox_events", (("status", "pending"),)) in series
-        assert proxy_tests._backend(backend_dsn).get("mock-gpt") == "available"
+        assert backend_availability(backend_dsn).get("mock-gpt") == "available"

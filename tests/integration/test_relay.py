@@ -1,7 +1,7 @@
 """The relay end to end: LiteLLM rows → trigger → outbox → relay → engine → backend ``models``.
 
-Real PostgreSQL (two databases, or one shared), LiteLLM's real schema and encryption, the real engine.
-Every wait is a condition polled against a deadline.
+Real PostgreSQL (two databases, or one shared), LiteLLM's real schema and encryption, the real
+engine. Every wait is a condition polled against a deadline.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ pytestmark = pytest.mark.anyio
 # -- tests ----------------------------------------------------------------------------------------
 
 
-async def test_insert_update_rename_delete_follow_within_ms(dbs: tuple[str, str], master_key: str) -> None:
+async def test_insert_update_rename_delete_follow_within_ms(
+    dbs: tuple[str, str], master_key: str
+) -> None:
     ldsn, bdsn = dbs
     settings = make_settings(ldsn, bdsn, master_key)
     async with (
@@ -55,7 +57,9 @@ async def test_insert_update_rename_delete_follow_within_ms(dbs: tuple[str, str]
         await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
     ):
         mid = await insert(lc, "granite", master_key)
-        took = await eventually(lambda: _has(bc, "granite", "available"), what="insert reaches the backend")
+        took = await eventually(
+            lambda: _has(bc, "granite", "available"), what="insert reaches the backend"
+        )
         assert took < 2.0  # poll interval is 30 s: this was the NOTIFY
 
         await lc.execute(
@@ -63,13 +67,17 @@ async def test_insert_update_rename_delete_follow_within_ms(dbs: tuple[str, str]
                WHERE model_id = %s""",
             (mid,),
         )
-        await eventually(lambda: _scalar(bc, "SELECT max_tokens FROM models WHERE id = 'granite'", 777))
+        await eventually(
+            lambda: _scalar(bc, "SELECT max_tokens FROM models WHERE id = 'granite'", 777)
+        )
 
         await lc.execute(
-            """UPDATE "LiteLLM_ProxyModelTable" SET model_name = 'granite-2' WHERE model_id = %s""", (mid,)
+            """UPDATE "LiteLLM_ProxyModelTable" SET model_name = 'granite-2' WHERE model_id = %s""",
+            (mid,),
         )
         await eventually(
-            lambda: _state(bc, {"granite": "unavailable", "granite-2": "available"}), what="rename = retire + create"
+            lambda: _state(bc, {"granite": "unavailable", "granite-2": "available"}),
+            what="rename = retire + create",
         )
 
         await lc.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s""", (mid,))
@@ -78,7 +86,8 @@ async def test_insert_update_rename_delete_follow_within_ms(dbs: tuple[str, str]
         assert relay.stats.events_failed == 0
         # exactly one audit row per retirement
         cur = await bc.execute(
-            "SELECT resource_id, count(*) FROM audit_logs WHERE action LIKE 'MODEL_MARKED_UNAVAILABLE%%' GROUP BY 1"
+            "SELECT resource_id, count(*) FROM audit_logs WHERE "
+            "action LIKE 'MODEL_MARKED_UNAVAILABLE%%' GROUP BY 1"
         )
         assert dict(await cur.fetchall()) == {"granite": 1, "granite-2": 1}
 
@@ -102,7 +111,9 @@ async def test_load_balanced_name_is_retired_only_with_its_last_deployment(
         await eventually(lambda: _has(bc, "llama", "unavailable"))
 
 
-async def test_listen_wakeup_latency(dbs: tuple[str, str], master_key: str, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_listen_wakeup_latency(
+    dbs: tuple[str, str], master_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     ldsn, bdsn = dbs
     latencies: list[float] = []
     async with (
@@ -121,12 +132,18 @@ async def test_listen_wakeup_latency(dbs: tuple[str, str], master_key: str, caps
     p50 = statistics.median(latencies) * 1000
     p95 = latencies[int(len(latencies) * 0.95) - 1] * 1000
     with capsys.disabled():
-        print(f"\nLiteLLM commit -> backend row visible, {len(latencies)} inserts: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+        print(
+            f"\nLiteLLM commit -> backend row visible, {len(latencies)} "
+            f"inserts: p50 {p50:.1f} ms, p95 {p95:.1f} ms"
+        )
     assert p95 < 500  # generous for CI; the poll interval is 30 s, so this is the NOTIFY path
 
 
 async def test_failures_back_off_then_die_then_replay(
-    dbs: tuple[str, str], master_key: str, pg_cluster: LocalPostgres, caplog: pytest.LogCaptureFixture
+    dbs: tuple[str, str],
+    master_key: str,
+    pg_cluster: LocalPostgres,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="litemaas_hooks")
     ldsn, bdsn = dbs
@@ -156,7 +173,9 @@ async def test_failures_back_off_then_die_then_replay(
         assert relay.stats.events_dead == 1
 
         # the operator fixes the row (re-encrypts with the right key) and replays the dead event
-        fixed = seed.as_insert_params(litellm_row("broken", PARAMS, {}, key=master_key, model_id=bad))
+        fixed = seed.as_insert_params(
+            litellm_row("broken", PARAMS, {}, key=master_key, model_id=bad)
+        )
         await lc.execute(
             """UPDATE "LiteLLM_ProxyModelTable" SET litellm_params = %s WHERE model_id = %s""",
             (fixed["litellm_params"], bad),
@@ -181,9 +200,14 @@ async def test_stalled_claims_are_recovered(dbs: tuple[str, str], master_key: st
         await insert(lc, "orphaned", master_key)
         # a relay claimed it and was SIGKILLed before completing
         (claimed,) = await outbox.claim(lc, worker="ghost@dead-pod:1:abc", batch_size=10)
-        settings = make_settings(ldsn, bdsn, master_key, stall_timeout_seconds=0.5, poll_interval_seconds=0.1)
+        settings = make_settings(
+            ldsn, bdsn, master_key, stall_timeout_seconds=0.5, poll_interval_seconds=0.1
+        )
         async with running(settings) as (relay,):
-            await eventually(lambda: _has(bc, "orphaned", "available"), what="stalled claim recovered and applied")
+            await eventually(
+                lambda: _has(bc, "orphaned", "available"),
+                what="stalled claim recovered and applied",
+            )
             await eventually(lambda: outbox_empty(lc))
             assert relay.stats.stalled_recovered == 1
         assert claimed.attempts == 1
@@ -203,21 +227,27 @@ async def test_reconnects_when_either_database_goes_away(
         # reconnects and applies it
         await terminate(bc, "relay-0:backend")
         await insert(lc, "after-backend-outage", master_key)
-        await eventually(lambda: _has(bc, "after-backend-outage", "available"), what="applied after reconnect")
+        await eventually(
+            lambda: _has(bc, "after-backend-outage", "available"), what="applied after reconnect"
+        )
         assert relay.stats.reconnects >= 1
 
         # the LiteLLM (LISTEN) connection dies; a change made meanwhile is drained on reconnect
         reconnects = relay.stats.reconnects
         await terminate(lc, "relay-0:litellm")
         await insert(lc, "after-litellm-outage", master_key)
-        await eventually(lambda: _has(bc, "after-litellm-outage", "available"), what="drained on reconnect")
+        await eventually(
+            lambda: _has(bc, "after-litellm-outage", "available"), what="drained on reconnect"
+        )
         await eventually(lambda: outbox_empty(lc))
         assert relay.stats.reconnects > reconnects
         assert relay.stats.events_failed == 0  # an outage is not an attempt
     assert "retrying in" in caplog.text
 
 
-async def test_three_concurrent_relays_apply_everything_once(dbs: tuple[str, str], master_key: str) -> None:
+async def test_three_concurrent_relays_apply_everything_once(
+    dbs: tuple[str, str], master_key: str
+) -> None:
     ldsn, bdsn = dbs
     settings = make_settings(ldsn, bdsn, master_key, batch_size=3)
     names = [f"n{i:02d}" for i in range(30)]
@@ -231,20 +261,24 @@ async def test_three_concurrent_relays_apply_everything_once(dbs: tuple[str, str
                 if int(name[1:]) % 3 == 0:  # load-balanced: a second deployment
                     await insert(conn, name, master_key)
                 await conn.execute(
-                    """UPDATE "LiteLLM_ProxyModelTable" SET model_info = model_info || '{"max_tokens": 42}'
+                    """UPDATE "LiteLLM_ProxyModelTable"
+                       SET model_info = model_info || '{"max_tokens": 42}'
                        WHERE model_name = %s""",
                     (name,),
                 )
                 index = int(name[1:])
                 if 20 <= index < 25:  # rename every deployment of the name
                     await conn.execute(
-                        """UPDATE "LiteLLM_ProxyModelTable" SET model_name = %s WHERE model_name = %s""",
+                        'UPDATE "LiteLLM_ProxyModelTable" SET '
+                        "model_name = %s WHERE model_name = %s",
                         (f"{name}-renamed", name),
                     )
                     gone.add(name)
                     present.add(f"{name}-renamed")
                 elif index >= 25:
-                    await conn.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = %s""", (name,))
+                    await conn.execute(
+                        """DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = %s""", (name,)
+                    )
                     gone.add(name)
                 else:
                     present.add(name)
@@ -266,25 +300,33 @@ async def test_three_concurrent_relays_apply_everything_once(dbs: tuple[str, str
 
         async def audits() -> dict[str, int]:
             cur = await bc.execute(
-                "SELECT resource_id, count(*) FROM audit_logs WHERE action LIKE 'MODEL_MARKED_UNAVAILABLE%%' GROUP BY 1"
+                "SELECT resource_id, count(*) FROM audit_logs WHERE "
+                "action LIKE 'MODEL_MARKED_UNAVAILABLE%%' GROUP BY 1"
             )
             return {str(k): int(v) for k, v in await cur.fetchall()}
 
         # phase 1: 4 concurrent writers, 30 names, inserts + updates + renames + deletes
         await asyncio.gather(*(writer(names[i::4]) for i in range(4)))
-        await eventually(converged, deadline_seconds=60, what="all 3 relays drained and the backend matches")
-        cur = await bc.execute("SELECT count(*) FROM models WHERE id LIKE 'n%%' AND max_tokens = 42")
+        await eventually(
+            converged, deadline_seconds=60, what="all 3 relays drained and the backend matches"
+        )
+        cur = await bc.execute(
+            "SELECT count(*) FROM models WHERE id LIKE 'n%%' AND max_tokens = 42"
+        )
         assert await cur.fetchone() == (len(present),)
         have = await backend_models(bc)
         assert await audits() == {n: 1 for n in gone if n in have}  # one audit row per retirement
 
         # phase 2: delete 10 names that are certainly in the backend (some with two deployments, so
-        # two events for one name may be claimed by two relays at once): each is retired exactly once
+        # two events for one name may be claimed by two relays
+        # at once): each is retired exactly once
         victims = sorted(n for n in present if not n.endswith("-renamed"))[:10]
         async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as conn:
             await asyncio.gather(
                 *(
-                    conn.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = %s""", (n,))
+                    conn.execute(
+                        """DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = %s""", (n,)
+                    )
                     for n in victims
                 )
             )
@@ -332,7 +374,10 @@ async def test_periodic_full_reconcile_heals_missed_changes_one_runner_at_a_time
             assert (await outbox.trigger_state(lc)).ok
 
             await outbox.reconcile_unlock(other_runner)
-            await eventually(lambda: _has(bc, "missed", "available"), what="full reconcile applied the missed row")
+            await eventually(
+                lambda: _has(bc, "missed", "available"),
+                what="full reconcile applied the missed row",
+            )
 
             async def recorded() -> bool:
                 state = await outbox.last_reconcile(lc)
@@ -356,11 +401,15 @@ async def test_shared_database_topology(shared_dsn: str, master_key: str) -> Non
     ):
         await insert(conn, "shared-one", master_key, model_id=str(uuid.uuid4()))
         await eventually(lambda: _has(conn, "shared-one", "available"))
-        await conn.execute("""DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = 'shared-one'""")
+        await conn.execute(
+            """DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_name = 'shared-one'"""
+        )
         await eventually(lambda: _has(conn, "shared-one", "unavailable"))
 
 
-async def test_relay_refuses_to_start_without_outbox(litellm_dsn: str, backend_dsn: str, master_key: str) -> None:
+async def test_relay_refuses_to_start_without_outbox(
+    litellm_dsn: str, backend_dsn: str, master_key: str
+) -> None:
     settings = make_settings(litellm_dsn, backend_dsn, master_key)
     relay = Relay(settings)
     stop = asyncio.Event()
@@ -376,7 +425,7 @@ async def test_relay_refuses_to_start_without_outbox(litellm_dsn: str, backend_d
     await asyncio.wait_for(task, 10)
 
 
-# -- small checks -----------------------------------------------------------------------------------
+# -- small checks ----------------------------------------------------------------------------------
 
 
 async def _has(conn: AConn, model: str, availability: str) -> bool:
@@ -394,7 +443,9 @@ async def _scalar(conn: AConn, query: str, want: Any) -> bool:
     return row is not None and row[0] == want
 
 
-async def test_status_reports_trigger_backlog_dead_events_and_drift(dbs: tuple[str, str], master_key: str) -> None:
+async def test_status_reports_trigger_backlog_dead_events_and_drift(
+    dbs: tuple[str, str], master_key: str
+) -> None:
     from litemaas_hooks.status import collect_status, format_status
 
     ldsn, bdsn = dbs
@@ -407,7 +458,9 @@ async def test_status_reports_trigger_backlog_dead_events_and_drift(dbs: tuple[s
 
         await insert(lc, "waiting", master_key)
         bad = await insert(lc, "undecryptable", other_key)
-        (dead_event,) = [e for e in await outbox.claim(lc, worker="w", batch_size=10) if e.model_id == bad]
+        (dead_event,) = [
+            e for e in await outbox.claim(lc, worker="w", batch_size=10) if e.model_id == bad
+        ]
         await outbox.release(lc, worker="w", reason="test")
         await outbox.claim(lc, worker="w", batch_size=10)
         await outbox.fail(
@@ -443,7 +496,8 @@ async def test_status_reports_trigger_backlog_dead_events_and_drift(dbs: tuple[s
             assert secret not in text
             assert secret not in report.to_json()
 
-        # repair: the relay re-installs the trigger and drains; the row is fixed and the dead event replayed
+        # repair: the relay re-installs the trigger and drains;
+        # the row is fixed and the dead event replayed
         await lc.execute('DELETE FROM "LiteLLM_ProxyModelTable" WHERE model_id = %s', (bad,))
         await outbox.replay_dead(lc)
         async with running(settings):
@@ -453,20 +507,31 @@ async def test_status_reports_trigger_backlog_dead_events_and_drift(dbs: tuple[s
         assert "HEALTHY" in format_status(report)
 
 
-async def test_litellm_model_management_endpoints_drive_the_backend_live(dbs: tuple[str, str], master_key: str) -> None:
-    """LiteLLM's own add/patch(rename)/update/block/unblock/delete code writes; a relay follows each step."""
+async def test_litellm_model_management_endpoints_drive_the_backend_live(
+    dbs: tuple[str, str], master_key: str
+) -> None:
+    """LiteLLM's own add/patch(rename)/update/block/unblock/delete
+    code writes; a relay follows each step."""
     from litemaas_hooks_sandbox.litellm_admin import LiteLLMAdmin
 
     ldsn, bdsn = dbs
 
     async def row(conn: AConn, model: str) -> dict[str, Any] | None:
         cur = await conn.execute(
-            "SELECT availability, backend_model_name, provider, description, max_tokens, litellm_model_id "
+            "SELECT availability, backend_model_name, provider, "
+            "description, max_tokens, litellm_model_id "
             "FROM models WHERE id = %s",
             (model,),
         )
         found = await cur.fetchone()
-        keys = ("availability", "backend_model_name", "provider", "description", "max_tokens", "litellm_model_id")
+        keys = (
+            "availability",
+            "backend_model_name",
+            "provider",
+            "description",
+            "max_tokens",
+            "litellm_model_id",
+        )
         return None if found is None else dict(zip(keys, found, strict=True))
 
     async with (
@@ -477,7 +542,11 @@ async def test_litellm_model_management_endpoints_drive_the_backend_live(dbs: tu
     ):
         mid = await admin.add_model(
             "ui-model",
-            {"model": "openai/granite-3-8b", "api_base": "http://granite:8080/v1", "api_key": "sk-upstream-xyz"},
+            {
+                "model": "openai/granite-3-8b",
+                "api_base": "http://granite:8080/v1",
+                "api_key": "sk-upstream-xyz",
+            },
             {"description": "added in the UI", "max_tokens": 4096},
         )
 
@@ -488,7 +557,11 @@ async def test_litellm_model_management_endpoints_drive_the_backend_live(dbs: tu
         await eventually(created, what="add_new_model reaches the backend")
         r = await row(bc, "ui-model")
         assert r is not None
-        assert (r["provider"], r["backend_model_name"], r["litellm_model_id"]) == ("openai", "granite-3-8b", mid)
+        assert (r["provider"], r["backend_model_name"], r["litellm_model_id"]) == (
+            "openai",
+            "granite-3-8b",
+            mid,
+        )
 
         await admin.update_model(mid, litellm_params={"model": "openai/granite-3-8b-v2"})
 

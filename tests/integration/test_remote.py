@@ -1,8 +1,9 @@
-"""Databases as production has them (issue 21): timeouts, read-only replicas, a failover, short locks.
+"""Databases as production has them (issue 21):
+timeouts, read-only replicas, a failover, short locks.
 
 Each timeout and replica case gets its own outcome (outages.py): statement_timeout is the batch's
-failure (attempts, then dead, the setting named); a read-only server is an outage (no attempt, the fix
-named, retried until writable); a server restart mid-batch loses nothing and spends no attempt.
+failure (attempts, then dead, the setting named); a read-only server is an outage (no attempt, the
+fix named, retried until writable); a server restart mid-batch loses nothing and spends no attempt.
 Waits are conditions with a deadline; nothing is timed.
 """
 
@@ -75,7 +76,8 @@ async def relay_task(relay: Relay) -> AsyncIterator[Relay]:
 
 
 async def _attempts_spent(lc: AConn) -> int:
-    """The most attempts any event spent (a claim in progress holds one it gives back on an outage)."""
+    """The most attempts any event spent (a claim in
+    progress holds one it gives back on an outage)."""
     cur = await lc.execute(
         "SELECT coalesce(max(attempts - CASE WHEN status = 'claimed' THEN 1 ELSE 0 END), 0) "
         "FROM litemaas_hooks.model_events"
@@ -84,15 +86,15 @@ async def _attempts_spent(lc: AConn) -> int:
     return int(row[0]) if row else 0
 
 
-# -- timeouts ---------------------------------------------------------------------------------------
+# -- timeouts --------------------------------------------------------------------------------------
 
 
 async def test_statement_timeout_spends_attempts_and_names_the_setting(
     dbs: tuple[str, str], master_key: str
 ) -> None:
     """Injects: the backend's statement_timeout (100 ms) below what the write takes (a trigger of
-    300 ms on models). Asserts: the event is not deferred forever (as contention would be): it spends
-    its attempts and ends dead, its last error naming statement_timeout and what to do."""
+    300 ms on models). Asserts: the event is not deferred forever (as contention would be): it
+    spends its attempts and ends dead, its last error naming statement_timeout and what to do."""
     ldsn, bdsn = dbs
     async with (
         await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
@@ -103,7 +105,8 @@ async def test_statement_timeout_spends_attempts_and_names_the_setting(
             "$$ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$"
         )
         await bc.execute(
-            "CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON models FOR EACH ROW EXECUTE FUNCTION slow_models()"
+            "CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON "
+            "models FOR EACH ROW EXECUTE FUNCTION slow_models()"
         )
         await bc.execute(f"ALTER DATABASE \"{_dbname(bdsn)}\" SET statement_timeout = '100ms'")
         try:
@@ -172,7 +175,7 @@ async def test_read_only_litellm_database_is_an_outage_named_with_its_fix(
         assert counts.dead == 0
 
 
-# -- a failover: the server restarts under the relay mid-batch --------------------------------------
+# -- a failover: the server restarts under the relay mid-batch -------------------------------------
 
 
 @pytest.mark.parametrize("immediate", [False, True], ids=["fast-shutdown", "crash"])
@@ -180,9 +183,9 @@ async def test_server_restart_mid_batch_loses_nothing_and_spends_no_attempt(
     master_key: str, immediate: bool
 ) -> None:
     """Injects: a real restart of the PostgreSQL server holding both databases while the relay is in
-    the middle of a batch (its backend write slowed by a trigger, the restart issued when the write is
-    seen running). Asserts: the relay reconnects by itself, every model converges, no event is dead
-    and none spent an attempt."""
+    the middle of a batch (its backend write slowed by a trigger, the restart issued when the write
+    is seen running). Asserts: the relay reconnects by itself, every model converges, no event is
+    dead and none spent an attempt."""
     with LocalPostgres() as pg:
         pg.create_database("litellm_db")
         pg.create_database("backend_db")
@@ -196,7 +199,8 @@ async def test_server_restart_mid_batch_loses_nothing_and_spends_no_attempt(
                 "$$ BEGIN PERFORM pg_sleep(0.05); RETURN NEW; END $$"
             )
             conn.execute(
-                "CREATE TRIGGER slow BEFORE INSERT ON models FOR EACH ROW EXECUTE FUNCTION slow_models()"
+                "CREATE TRIGGER slow BEFORE INSERT ON models "
+                "FOR EACH ROW EXECUTE FUNCTION slow_models()"
             )
         settings = make_settings(ldsn, bdsn, master_key, max_attempts=2, reconnect_max_seconds=0.2)
         names = [f"failover-{i}" for i in range(30)]
@@ -227,8 +231,9 @@ async def test_server_restart_mid_batch_loses_nothing_and_spends_no_attempt(
                         live = [str(r[0]) for r in await cur.fetchall()]
                 except psycopg.OperationalError:
                     return False
-                # a crash may lose the last commits made without synchronous_commit (the test server's
-                # setting): LiteLLM's row and its event together; whatever LiteLLM holds is synced
+                # a crash may lose the last commits made without synchronous_commit (the test
+                # server's setting): LiteLLM's row and its event together;
+                # whatever LiteLLM holds is synced
                 if immediate:
                     assert len(live) >= len(names) // 2
                 else:
@@ -245,7 +250,7 @@ async def test_server_restart_mid_batch_loses_nothing_and_spends_no_attempt(
             assert await _attempts_spent(lc) == 0
 
 
-# -- round trips, counted ---------------------------------------------------------------------------
+# -- round trips, counted --------------------------------------------------------------------------
 
 
 def _latency_link() -> Any:

@@ -49,15 +49,20 @@ async def test_trigger_dropped_status_says_so_reconcile_converges_install_restor
     capsys: pytest.CaptureFixture[str],
     logs: list[str],
 ) -> None:
-    """Injects: ``DROP TRIGGER`` on LiteLLM's table (what a LiteLLM schema update re-creating the table
-    does), then inserts, an update and a delete that therefore produce no outbox event.
+    """Injects: ``DROP TRIGGER`` on LiteLLM's table (what a LiteLLM schema update re-creating the
+    table does), then inserts, an update and a delete that therefore produce no outbox event.
 
     Asserts: ``litemaas-hooks status`` exits non-zero saying the trigger is missing and to run
-    ``litemaas-hooks install``; a relay whose role may not re-create the trigger still converges every
-    change through the periodic full reconcile (LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS=0.3);
-    ``install`` restores the trigger, after which events flow again and status is healthy."""
+    ``litemaas-hooks install``; a relay whose role may not re-create the trigger still converges
+    every change through the periodic full reconcile
+    (LITEMAAS_HOOKS_RECONCILE_INTERVAL_SECONDS=0.3); ``install`` restores the trigger, after which
+    events flow again and status is healthy."""
     ldsn, bdsn = dbs
-    env = {"LITEMAAS_DATABASE_URL": bdsn, "LITELLM_DATABASE_URL": ldsn, "LITELLM_MASTER_KEY": master_key}
+    env = {
+        "LITEMAAS_DATABASE_URL": bdsn,
+        "LITELLM_DATABASE_URL": ldsn,
+        "LITELLM_MASTER_KEY": master_key,
+    }
     l_role, b_role, role_password = relay_roles(pg_cluster, ldsn, bdsn)
     async with (
         await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc,
@@ -66,7 +71,9 @@ async def test_trigger_dropped_status_says_so_reconcile_converges_install_restor
         await add(lc, "kept", master_key, max_tokens=1)
         await add(lc, "dropped-later", master_key, max_tokens=1)
         async with running(make_settings(ldsn, bdsn, master_key)):
-            await eventually(lambda: matches_truth(lc, bc, set()), what="synced while the trigger exists")
+            await eventually(
+                lambda: matches_truth(lc, bc, set()), what="synced while the trigger exists"
+            )
 
         await lc.execute(DROP_TRIGGERS)
         await add(lc, "missed-1", master_key, max_tokens=7)
@@ -86,16 +93,29 @@ async def test_trigger_dropped_status_says_so_reconcile_converges_install_restor
         assert "run `litemaas-hooks install`" in status_out
 
         settings = make_settings(
-            as_url(l_role), as_url(b_role), master_key, reconcile_interval_seconds=0.3, poll_interval_seconds=0.2
+            as_url(l_role),
+            as_url(b_role),
+            master_key,
+            reconcile_interval_seconds=0.3,
+            poll_interval_seconds=0.2,
         )
         async with running(settings, reconcile_retire_missing=True) as (relay,):
 
             async def reconciled() -> bool:
-                return relay.stats.full_reconciles >= 1 and await matches_truth(lc, bc, {"dropped-later"})
+                return relay.stats.full_reconciles >= 1 and await matches_truth(
+                    lc, bc, {"dropped-later"}
+                )
 
-            await eventually(reconciled, deadline_seconds=20, what="the periodic reconcile converged without trigger")
-            assert not (await outbox.trigger_state(lc)).trigger_present  # this role could not re-create it
-        assert any("could not be re-created" in line and "litemaas-hooks install" in line for line in logs)
+            await eventually(
+                reconciled,
+                deadline_seconds=20,
+                what="the periodic reconcile converged without trigger",
+            )
+            # this role could not re-create it
+            assert not (await outbox.trigger_state(lc)).trigger_present
+        assert any(
+            "could not be re-created" in line and "litemaas-hooks install" in line for line in logs
+        )
         assert await audits(bc) == {"dropped-later": 1}
 
         assert await run_cli(monkeypatch, env, "install") == 0
@@ -103,7 +123,9 @@ async def test_trigger_dropped_status_says_so_reconcile_converges_install_restor
         await add(lc, "after-install", master_key, max_tokens=1)
         assert (await outbox.counts(lc)).pending == 1  # events flow again
         async with running(make_settings(ldsn, bdsn, master_key)):
-            await eventually(lambda: matches_truth(lc, bc, {"dropped-later"}), what="the event was applied")
+            await eventually(
+                lambda: matches_truth(lc, bc, {"dropped-later"}), what="the event was applied"
+            )
         capsys.readouterr()
         assert await run_cli(monkeypatch, env, "status") == 0
         healthy_out = capsys.readouterr().out
@@ -118,24 +140,30 @@ async def test_trigger_dropped_status_says_so_reconcile_converges_install_restor
 
 
 
-CONFIG_MODELS = [{"model_name": "from-config", "litellm_params": {"model": "openai/gpt-4o"}, "model_info": {}}]
+CONFIG_MODELS = [
+    {"model_name": "from-config", "litellm_params": {"model": "openai/gpt-4o"}, "model_info": {}}
+]
 
 
 @pytest.mark.parametrize("mode", ["standalone", "proxy"])
 async def test_lost_create_update_delete_heal_within_one_interval_and_status_names_them(
     dbs: tuple[str, str], master_key: str, mode: str
 ) -> None:
-    """Injects: changes made while the trigger was disabled (as when LiteLLM's table is re-created by a
-    Prisma schema change): a create, an update and a delete; plus a row the backend's own sync wrote for a
-    DB deployment (metadata.litellm_model_info.db_model = true) that is gone, a config.yaml model synced
-    from the proxy, and a backend-sync row of a config model (db_model = false).
-    Asserts: ``status`` is unhealthy naming every disagreeing model (never "drift: none" above a list);
-    a relay with a 1 s full-reconcile interval heals all of them within one interval, in standalone mode
-    (no config.yaml: it retires only rows known to come from LiteLLM's table) and inside the proxy (it
-    sees config.yaml); the standalone relay leaves the config-file rows alone; status is healthy after."""
+    """Injects: changes made while the trigger was disabled (as when LiteLLM's table is re-created
+    by a Prisma schema change): a create, an update and a delete; plus a row the backend's own sync
+    wrote for a DB deployment (metadata.litellm_model_info.db_model = true) that is gone, a
+    config.yaml model synced from the proxy, and a
+    backend-sync row of a config model (db_model = false).
+    Asserts: ``status`` is unhealthy naming every disagreeing model (never "drift: none" above a
+    list); a relay with a 1 s full-reconcile interval heals all of them within one interval, in
+    standalone mode (no config.yaml: it retires only rows known to come from LiteLLM's table) and
+    inside the proxy (it sees config.yaml); the standalone relay leaves the config-file rows alone;
+    status is healthy after."""
 
     ldsn, bdsn = dbs
-    settings = make_settings(ldsn, bdsn, master_key, reconcile_interval_seconds=1.0, poll_interval_seconds=0.5)
+    settings = make_settings(
+        ldsn, bdsn, master_key, reconcile_interval_seconds=1.0, poll_interval_seconds=0.5
+    )
     async with conns(ldsn, bdsn) as (lc, bc):
         for name in ("lost-delete", "lost-update"):
             await add_good(lc, name, master_key)
@@ -145,12 +173,20 @@ async def test_lost_create_update_delete_heal_within_one_interval_and_status_nam
             await bc.execute(
                 "INSERT INTO models (id, name, provider, availability, metadata, litellm_model_id) "
                 "VALUES (%s, %s, 'openai', 'available', %s::jsonb, %s)",
-                (name, name, json.dumps({"litellm_model_info": {"db_model": db_model}, "litellm_params": {}}), name),
+                (
+                    name,
+                    name,
+                    json.dumps(
+                        {"litellm_model_info": {"db_model": db_model}, "litellm_params": {}}
+                    ),
+                    name,
+                ),
             )
         await lc.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
         await lc.execute(f"DELETE FROM {TABLE} WHERE model_name = 'lost-delete'")
         await lc.execute(
-            f"UPDATE {TABLE} SET model_info = model_info || '{{\"max_tokens\": 9}}' WHERE model_name = 'lost-update'"
+            f"UPDATE {TABLE} SET model_info = model_info || "
+            "'{\"max_tokens\": 9}' WHERE model_name = 'lost-update'"
         )
         await add_good(lc, "lost-create", master_key)
         await lc.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
@@ -165,7 +201,9 @@ async def test_lost_create_update_delete_heal_within_one_interval_and_status_nam
         assert "drift            : none" not in text
         assert report.drift.missing_in_backend == ["lost-create"]
         assert report.drift.out_of_date == ["lost-update"]
-        gone = {"lost-delete", "backend-synced"} | ({"backend-config"} if mode == "proxy" else set())
+        gone = {"lost-delete", "backend-synced"} | (
+            {"backend-config"} if mode == "proxy" else set()
+        )
         assert set(report.drift.gone_from_litellm) == gone
         if mode == "standalone":
             assert set(report.drift.not_in_table) == {"from-config", "backend-config"}
@@ -184,7 +222,9 @@ async def test_lost_create_update_delete_heal_within_one_interval_and_status_nam
         kwargs: dict[str, Any] = {"config_models": config} if config else {}
         t0 = time.perf_counter()
         async with running(settings, **kwargs) as (relay,):
-            await eventually(healed, deadline_seconds=10, what="every lost change healed by the full reconcile")
+            await eventually(
+                healed, deadline_seconds=10, what="every lost change healed by the full reconcile"
+            )
             took = time.perf_counter() - t0
 
             async def recorded() -> bool:
@@ -197,14 +237,18 @@ async def test_lost_create_update_delete_heal_within_one_interval_and_status_nam
         after = await collect_status(settings, config_models=config)
         assert after.healthy, after.problems
         print(
-            f"lost create/update/delete ({mode}): healed {took * 1000:.0f} ms after the relay started "
+            f"lost create/update/delete ({mode}): healed "
+            f"{took * 1000:.0f} ms after the relay started "
             "(full reconcile interval 1 s)"
         )
 
 
-async def test_install_recreates_every_dropped_object_and_says_so(dbs: tuple[str, str], master_key: str) -> None:
-    """Injects: the outbox table, the reconcile bookkeeping, an index and a function dropped in the LiteLLM
-    database; the hidden_models and model_sources tables and a function dropped in the backend database.
+async def test_install_recreates_every_dropped_object_and_says_so(
+    dbs: tuple[str, str], master_key: str
+) -> None:
+    """Injects: the outbox table, the reconcile bookkeeping, an index and a function dropped in the
+    LiteLLM database; the hidden_models and model_sources
+    tables and a function dropped in the backend database.
     Asserts: ``install`` re-creates each (the relay then works again) and returns each one in
     ``InstallResult.repaired``; a second install repairs nothing."""
     from litemaas_hooks.migrations import apply_migrations
@@ -212,11 +256,13 @@ async def test_install_recreates_every_dropped_object_and_says_so(dbs: tuple[str
     ldsn, bdsn = dbs
     async with conns(ldsn, bdsn) as (lc, bc):
         await lc.execute(
-            "DROP TABLE litemaas_hooks.model_events CASCADE; DROP TABLE litemaas_hooks.reconcile_state; "
+            "DROP TABLE litemaas_hooks.model_events CASCADE; "
+            "DROP TABLE litemaas_hooks.reconcile_state; "
             "DROP INDEX IF EXISTS litemaas_hooks.model_events_dead_idx"
         )
         await bc.execute(
-            "DROP TABLE litemaas_hooks.hidden_models CASCADE; DROP TABLE litemaas_hooks.model_sources; "
+            "DROP TABLE litemaas_hooks.hidden_models CASCADE; "
+            "DROP TABLE litemaas_hooks.model_sources; "
             "DROP FUNCTION litemaas_hooks.retire_model_v1(text, boolean, text)"
         )
         lres = await apply_migrations(lc, "litellm")
@@ -235,11 +281,16 @@ async def test_install_recreates_every_dropped_object_and_says_so(dbs: tuple[str
         settings = make_settings(ldsn, bdsn, master_key)
         async with running(settings):
             await add_good(lc, "after-repair", master_key)
-            await eventually(lambda: is_available(bc, "after-repair"), what="the repaired outbox works")
+            await eventually(
+                lambda: is_available(bc, "after-repair"), what="the repaired outbox works"
+            )
 
 
 VARIANTS = {
-    "no backend_model_name": ("ALTER TABLE models DROP COLUMN backend_model_name", "public.models.backend_model_name"),
+    "no backend_model_name": (
+        "ALTER TABLE models DROP COLUMN backend_model_name",
+        "public.models.backend_model_name",
+    ),
     "no litellm_model_id": (
         "ALTER TABLE models DROP COLUMN litellm_model_id CASCADE",
         "public.models.litellm_model_id",
@@ -248,11 +299,18 @@ VARIANTS = {
         "ALTER TABLE models ALTER COLUMN features TYPE jsonb USING to_jsonb(features)",
         "public.models.features is jsonb",
     ),
-    "extra NOT NULL column": ("ALTER TABLE models ADD COLUMN owner_team text NOT NULL DEFAULT 'x'; "
-                              "ALTER TABLE models ALTER COLUMN owner_team DROP DEFAULT", "owner_team"),
-    "no api_key_models": ("DROP TABLE api_key_models CASCADE", "LITEMAAS_HOOKS_RETIRE_CASCADE=false"),
+    "extra NOT NULL column": (
+        "ALTER TABLE models ADD COLUMN owner_team text NOT NULL DEFAULT 'x'; "
+        "ALTER TABLE models ALTER COLUMN owner_team DROP DEFAULT",
+        "owner_team",
+    ),
+    "no api_key_models": (
+        "DROP TABLE api_key_models CASCADE",
+        "LITEMAAS_HOOKS_RETIRE_CASCADE=false",
+    ),
     "CHECK on availability": (
-        "ALTER TABLE models ADD CONSTRAINT models_availability_values CHECK (availability IN ('available', 'beta'))",
+        "ALTER TABLE models ADD CONSTRAINT models_availability_values CHECK "
+        "(availability IN ('available', 'beta'))",
         "models_availability_values",
     ),
 }  # fmt: skip
@@ -262,9 +320,9 @@ VARIANTS = {
 async def test_backend_schema_variants_get_a_clear_message_at_install(
     litellm_dsn: str, backend_dsn: str, variant: str
 ) -> None:
-    """Injects one backend schema variant each. Asserts: ``install`` of the backend side fails with a
-    MigrationError naming the column, table or constraint (and how to fix it), for a fresh install and
-    for a re-install over an existing one; the database is left as it was (one transaction)."""
+    """Injects one backend schema variant each. Asserts: ``install`` of the backend side fails with
+    a MigrationError naming the column, table or constraint (and how to fix it), for a fresh install
+    and for a re-install over an existing one; the database is left as it was (one transaction)."""
     from litemaas_hooks.errors import MigrationError
     from litemaas_hooks.migrations import apply_migrations
 

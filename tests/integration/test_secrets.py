@@ -1,6 +1,7 @@
-"""No secret reaches the backend DB, the outbox, logs, status, errors or the dry-run plan (issue 9 item 1),
-end to end: rows written by LiteLLM's own row builder and encryption, read and mapped by the real
-backfill/relay, every table of the backend and the outbox's error texts searched afterwards."""
+"""No secret reaches the backend DB, the outbox, logs, status, errors or the dry-run plan (issue 9
+item 1), end to end: rows written by LiteLLM's own row builder and encryption, read and mapped by
+the real backfill/relay, every table of the backend
+and the outbox's error texts searched afterwards."""
 
 from __future__ import annotations
 
@@ -34,12 +35,28 @@ MASTER = "sk-" + secrets.token_hex(32)
 ENV_API_KEY = "sk-env-" + secrets.token_hex(12)
 S = {
     k: k + secrets.token_hex(10)
-    for k in ("apikey", "token", "sig", "code", "pwd", "hdr", "pw", "tokens", "cs", "prov", "hook", "lic")
+    for k in (
+        "apikey",
+        "token",
+        "sig",
+        "code",
+        "pwd",
+        "hdr",
+        "pw",
+        "tokens",
+        "cs",
+        "prov",
+        "hook",
+        "lic",
+    )
 }
 
 
 DEPLOYMENTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "env-salt": ({"model": "openai/a", "api_base": "os.environ/LITELLM_SALT_KEY", "api_key": S["apikey"]}, {}),
+    "env-salt": (
+        {"model": "openai/a", "api_base": "os.environ/LITELLM_SALT_KEY", "api_key": S["apikey"]},
+        {},
+    ),
     "env-key": ({"model": "openai/b", "api_base": "os.environ/OPENAI_API_KEY"}, {}),
     "url-forms": (
         {

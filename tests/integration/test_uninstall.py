@@ -37,7 +37,8 @@ def test_uninstall_removes_ours_from_both_databases_and_keeps_their_rows(
     execute(bdb, BACKEND_ROW)
     execute(
         ldb,
-        "INSERT INTO litemaas_hooks.model_events (op, model_id, new_model_name) VALUES ('INSERT', 'a', 'm1')",
+        "INSERT INTO litemaas_hooks.model_events (op, "
+        "model_id, new_model_name) VALUES ('INSERT', 'a', 'm1')",
     )
     assert execute(ldb, TRIGGER) == [(1,)]
     capsys.readouterr()
@@ -67,7 +68,10 @@ def test_uninstall_removes_ours_from_both_databases_and_keeps_their_rows(
 
 
 def test_uninstall_on_the_shared_database(
-    shared_dsn: str, monkeypatch: pytest.MonkeyPatch, master_key: str, capsys: pytest.CaptureFixture[str]
+    shared_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    master_key: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("LITEMAAS_DATABASE_URL", shared_dsn)
     monkeypatch.setenv("DATABASE_URL", shared_dsn)
@@ -85,7 +89,9 @@ def test_uninstall_refuses_when_someone_elses_object_depends_on_ours(
 ) -> None:
     bdb = env["LITEMAAS_DATABASE_URL"]
     assert cli.main(["install"]) == 0
-    execute(bdb, "CREATE VIEW public.hidden_report AS SELECT model_id FROM litemaas_hooks.hidden_models")
+    execute(
+        bdb, "CREATE VIEW public.hidden_report AS SELECT model_id FROM litemaas_hooks.hidden_models"
+    )
     capsys.readouterr()
     assert cli.main(["uninstall", "--yes", "--backend-only"]) == 1
     err = capsys.readouterr().err
@@ -102,14 +108,20 @@ def test_dry_run_prints_the_sql_and_connects_to_nothing(
     monkeypatch.setenv("LITELLM_DATABASE_URL", "postgresql://u:p@127.0.0.1:1/none")
     assert cli.main(["uninstall", "--dry-run"]) == 0
     captured = capsys.readouterr()
-    assert 'DROP TRIGGER IF EXISTS litemaas_hooks_model_events ON public."LiteLLM_ProxyModelTable"' in captured.out
+    assert (
+        'DROP TRIGGER IF EXISTS litemaas_hooks_model_events ON public."LiteLLM_ProxyModelTable"'
+        in captured.out
+    )
     assert captured.out.count("    DROP SCHEMA litemaas_hooks CASCADE;") == 2
     assert captured.out.count("BEGIN;") == 2
     assert "backend" in captured.err  # says what stays
 
 
 def test_install_waits_for_litellms_table_and_says_what_it_waits_for(
-    backend_dsn: str, pg_cluster: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    backend_dsn: str,
+    pg_cluster: object,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # a database without LiteLLM's table yet (LiteLLM not started): give up with a clear message
     monkeypatch.setenv("LITEMAAS_DATABASE_URL", backend_dsn)
@@ -121,17 +133,23 @@ def test_install_waits_for_litellms_table_and_says_what_it_waits_for(
 
 
 def test_wait_returns_once_the_table_appears(backend_dsn: str) -> None:
-    settings = load_settings({"LITEMAAS_DATABASE_URL": backend_dsn, "LITELLM_DATABASE_URL": backend_dsn})
+    settings = load_settings(
+        {"LITEMAAS_DATABASE_URL": backend_dsn, "LITELLM_DATABASE_URL": backend_dsn}
+    )
     out = io.StringIO()
 
     async def scenario() -> float:
         waiter = asyncio.create_task(
-            wait_for_tables(settings, 30, ["litellm"], poll_seconds=0.05, report_every_seconds=0.1, out=out)
+            wait_for_tables(
+                settings, 30, ["litellm"], poll_seconds=0.05, report_every_seconds=0.1, out=out
+            )
         )
         while "waiting" not in out.getvalue():  # the first report: it is waiting now
             assert not waiter.done()
             await asyncio.sleep(0.01)  # poll interval of this condition loop
-        await asyncio.to_thread(execute, backend_dsn, 'CREATE TABLE public."LiteLLM_ProxyModelTable" (model_id text)')
+        await asyncio.to_thread(
+            execute, backend_dsn, 'CREATE TABLE public."LiteLLM_ProxyModelTable" (model_id text)'
+        )
         return await asyncio.wait_for(waiter, 10)
 
     waited = asyncio.run(scenario())

@@ -191,7 +191,8 @@ def test_cli_apply_settings_and_file_errors_are_one_line(
 
 
 def test_cli_apply_never_imports_litellm(tmp_path: Any) -> None:
-    """apply talks to LiteLLM over HTTP only: the command stays fast and light (no LiteLLM import)."""
+    """apply talks to LiteLLM over HTTP only: the command
+    stays fast and light (no LiteLLM import)."""
     import subprocess
     import sys
 
@@ -199,7 +200,11 @@ def test_cli_apply_never_imports_litellm(tmp_path: Any) -> None:
 
     path = tmp_path / "m.yml"
     path.write_text("- model_name: a\n  litellm_model: openai/a\n")
-    env = {"PATH": "/usr/bin:/bin", "LITELLM_URL": "http://127.0.0.1:9", "LITELLM_MASTER_KEY": MASTER}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LITELLM_URL": "http://127.0.0.1:9",
+        "LITELLM_MASTER_KEY": MASTER,
+    }
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, "apply", "--dry-run", str(path)],
         env=env,

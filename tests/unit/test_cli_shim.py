@@ -1,4 +1,5 @@
-"""The shim LiteLLM 1.81 needs next to config.yaml: every shipped copy equals what the CLI writes."""
+"""The shim LiteLLM 1.81 needs next to config.yaml:
+every shipped copy equals what the CLI writes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,15 @@ COPIES = {
     "deploy/shared/plugin-config/litemaas_hooks.py",
     "deploy/rhdp/roles/ocp4_workload_litemaas_hooks/files/litemaas_hooks.py",
 }
-_SKIP_DIRS = {".git", ".cache", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+_SKIP_DIRS = {
+    ".git",
+    ".cache",
+    "node_modules",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+}
 _MARKER = "Mounted next to LiteLLM's config.yaml"  # the shim's first line
 
 
@@ -30,9 +39,9 @@ def _tree_files() -> list[Path]:
 
 
 def test_every_shim_copy_in_the_tree_is_what_write_shim_writes(tmp_path: Path) -> None:
-    """One source of truth (``litemaas_hooks.shim``): every file of the tree that is, or embeds, the shim
-    equals the output of ``litemaas-hooks write-shim``. A copy found by name or by its first line that
-    differs, or a new copy, fails here with the command that regenerates it."""
+    """One source of truth (``litemaas_hooks.shim``): every file of the tree that is, or embeds, the
+    shim equals the output of ``litemaas-hooks write-shim``. A copy found by name or by its first
+    line that differs, or a new copy, fails here with the command that regenerates it."""
     assert cli.main(["write-shim", str(tmp_path)]) == 0
     written = (tmp_path / "litemaas_hooks.py").read_text(encoding="utf-8")
     named, embedding = set(), set()
@@ -47,7 +56,9 @@ def test_every_shim_copy_in_the_tree_is_what_write_shim_writes(tmp_path: Path) -
                 if _MARKER in path.read_text(encoding="utf-8"):
                     embedding.add(rel)
     assert named == COPIES, f"shim copies changed: {sorted(named ^ COPIES)}; list them in COPIES"
-    assert not embedding, f"{sorted(embedding)} embed the shim's text: load litemaas_hooks.py instead"
+    assert not embedding, (
+        f"{sorted(embedding)} embed the shim's text: load litemaas_hooks.py instead"
+    )
     stale = sorted(rel for rel in named if (ROOT / rel).read_text(encoding="utf-8") != written)
     fix = "; ".join(f"litemaas-hooks write-shim {Path(rel).parent}" for rel in stale)
     assert not stale, f"{stale} differ from what write-shim writes; regenerate: {fix}"
@@ -61,22 +72,37 @@ def test_write_shim_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 @pytest.mark.parametrize("how", ["as LiteLLM 1.81 loads it", "imported from the config folder"])
 def test_shim_loads_the_package_even_from_its_own_folder(tmp_path: Path, how: str) -> None:
-    """The shim is named like the package: from a working directory holding it, it must not shadow it."""
+    """The shim is named like the package: from a working
+    directory holding it, it must not shadow it."""
     import subprocess
     import sys
 
     cli.main(["write-shim", str(tmp_path)])
     if how == "as LiteLLM 1.81 loads it":
         load = (
-            "import importlib.util; spec = importlib.util.spec_from_file_location('litemaas_hooks', "
-            "'litemaas_hooks.py'); m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)"
+            "import importlib.util; spec = "
+            "importlib.util.spec_from_file_location('litemaas_hooks', "
+            "'litemaas_hooks.py'); m = "
+            "importlib.util.module_from_spec(spec); spec.loader.exec_module(m)"
         )
     else:
         load = "import litemaas_hooks as m"
-    code = f"import sys; sys.path.insert(0, ''); {load}; print(type(m.proxy_handler_instance).__name__)"
-    env = {"PATH": "/usr/bin:/bin", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITEMAAS_HOOKS_ENABLED": "false"}
+    code = (
+        f"import sys; sys.path.insert(0, ''); {load}; "
+        "print(type(m.proxy_handler_instance).__name__)"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITEMAAS_HOOKS_ENABLED": "false",
+    }
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "LiteMaaSHooks"

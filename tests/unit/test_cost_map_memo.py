@@ -12,7 +12,13 @@ from litemaas_hooks import cost_map
 
 
 def _template(key: str, provider: str = "openai") -> dict[str, Any]:
-    return {"key": key, "max_tokens": None, "input_cost_per_token": 0, "litellm_provider": provider, "mode": None}
+    return {
+        "key": key,
+        "max_tokens": None,
+        "input_cost_per_token": 0,
+        "litellm_provider": provider,
+        "mode": None,
+    }
 
 
 def _memo() -> cost_map.Memo:
@@ -22,7 +28,10 @@ def _memo() -> cost_map.Memo:
 def test_answers_come_back_exactly_and_are_fresh_copies() -> None:
     memo = _memo()
     answers: dict[str, dict[str, Any]] = {
-        cost_map.lookup_key(f"openai/m-{i}", None): {"info": _template(f"openai/m-{i}"), "unpriced": True}
+        cost_map.lookup_key(f"openai/m-{i}", None): {
+            "info": _template(f"openai/m-{i}"),
+            "unpriced": True,
+        }
         for i in range(500)
     }
     answers[cost_map.lookup_key("gpt-4o", "azure/gpt-4o")] = {
@@ -41,7 +50,10 @@ def test_answers_come_back_exactly_and_are_fresh_copies() -> None:
     got = memo.get(cost_map.lookup_key("openai/m-1", None))
     assert got is not None
     got["info"]["max_tokens"] = 1
-    assert memo.get(cost_map.lookup_key("openai/m-1", None)) == answers[cost_map.lookup_key("openai/m-1", None)]
+    assert (
+        memo.get(cost_map.lookup_key("openai/m-1", None))
+        == answers[cost_map.lookup_key("openai/m-1", None)]
+    )
     assert memo.get(cost_map.lookup_key("unknown", None)) is None
 
 

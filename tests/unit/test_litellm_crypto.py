@@ -1,4 +1,5 @@
-"""Our decryption (no LiteLLM import) gives exactly LiteLLM's answers, on the installed LiteLLM version.
+"""Our decryption (no LiteLLM import) gives exactly
+LiteLLM's answers, on the installed LiteLLM version.
 
 Ciphertexts are made by LiteLLM's own ``encrypt_value`` (NaCl) and, where the version has it,
 ``_encrypt_aes_gcm`` (``v2:gcm:``); the reference answer is LiteLLM's own decryption function.
@@ -35,7 +36,8 @@ NOT_CIPHERTEXTS = [
     "http://x:8000/v1",
     "AAAA",
     "Zm9vYmFy",  # base64 of "foobar": too short for a SecretBox
-    base64.urlsafe_b64encode(secrets.token_bytes(60)).decode(),  # base64 of random bytes: no valid MAC
+    # base64 of random bytes: no valid MAC
+    base64.urlsafe_b64encode(secrets.token_bytes(60)).decode(),
     "v2:gcm:",
     "v2:gcm:not-base64!",
 ]
@@ -46,7 +48,8 @@ def litellm_decrypt() -> Callable[[str, str], str | None]:
     if hasattr(edu, "decrypt_if_encrypted_with"):  # >= 1.108
         return lambda value, key: edu.decrypt_if_encrypted_with(value=value, signing_key=key)
 
-    def legacy(value: str, key: str) -> str | None:  # 1.81: what decrypt_value_helper does, without get_salt_key()
+    # 1.81: what decrypt_value_helper does, without get_salt_key()
+    def legacy(value: str, key: str) -> str | None:
         try:
             try:
                 raw = base64.urlsafe_b64decode(value)
@@ -92,7 +95,9 @@ def test_many_random_values_and_keys() -> None:
         assert litellm_crypto.decrypt(value, key) == theirs(value, key) == plain
 
 
-@pytest.mark.skipif(not hasattr(edu, "_encrypt_aes_gcm"), reason="this LiteLLM version has no v2:gcm: format")
+@pytest.mark.skipif(
+    not hasattr(edu, "_encrypt_aes_gcm"), reason="this LiteLLM version has no v2:gcm: format"
+)
 @pytest.mark.parametrize("plain", PLAINTEXTS)
 def test_aes_gcm_values_decrypt_like_litellm(plain: str) -> None:
     theirs = litellm_decrypt()

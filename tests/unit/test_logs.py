@@ -1,4 +1,5 @@
-"""JSON log lines (LiteLLM's JSON_LOGS or LITEMAAS_HOOKS_LOG_FORMAT=json) and the secret filter on them."""
+"""JSON log lines (LiteLLM's JSON_LOGS or
+LITEMAAS_HOOKS_LOG_FORMAT=json) and the secret filter on them."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ KEY = "sk-" + "ab" * 32
 
 @pytest.fixture
 def stream(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
-    """Our handler with JSON lines; returns what it wrote to stderr. Set back to text lines afterwards."""
+    """Our handler with JSON lines; returns what it wrote
+    to stderr. Set back to text lines afterwards."""
     logs.configure("DEBUG", [PASSWORD, KEY], json_lines=True)
     capsys.readouterr()
     written: list[str] = []
@@ -37,7 +39,12 @@ def test_one_json_object_per_line_with_fields(stream: Callable[[], str]) -> None
         "event %d failed: cannot reach postgresql://admin:%s@db/litemaas_db",
         7,
         PASSWORD,
-        extra={"event_id": 7, "outcome": "retrying", "models": {"granite": "created"}, "why": f"key {KEY}"},
+        extra={
+            "event_id": 7,
+            "outcome": "retrying",
+            "models": {"granite": "created"},
+            "why": f"key {KEY}",
+        },
     )
     log.info("second line")
     lines = stream().splitlines()
@@ -84,7 +91,9 @@ def test_json_switches(env: dict[str, str], expected: bool) -> None:
 
 
 def test_an_unknown_log_format_is_a_setting_error() -> None:
-    with pytest.raises(Exception, match=r"LITEMAAS_HOOKS_LOG_FORMAT='yaml' must be one of text, json"):
+    with pytest.raises(
+        Exception, match=r"LITEMAAS_HOOKS_LOG_FORMAT='yaml' must be one of text, json"
+    ):
         load_settings({"LITEMAAS_HOOKS_LOG_FORMAT": "yaml"})
 
 
@@ -100,13 +109,20 @@ def test_litellms_cost_map_fetch_warnings_become_one_line() -> None:
         logs.collapse_litellm_cost_map_warnings()
         logs.collapse_litellm_cost_map_warnings()  # idempotent
         url = "https://raw.githubusercontent.com/BerriAI/litellm/main/model_prices_and_context_window.json"
-        logger.warning("LiteLLM: model cost map fetch attempt 1/3 failed (ConnectError fetching %s); retrying", url)
         logger.warning(
-            "LiteLLM: Failed to fetch remote model cost map from %s: boom. Falling back to local backup.", url
+            "LiteLLM: model cost map fetch attempt 1/3 failed (ConnectError fetching %s); retrying",
+            url,
+        )
+        logger.warning(
+            "LiteLLM: Failed to fetch remote model cost map "
+            "from %s: boom. Falling back to local backup.",
+            url,
         )
         logger.warning("LiteLLM: something else")
         logger.warning(
-            "LiteLLM: Failed to fetch remote model cost map from %s after 3 attempts; keeping local backup", url
+            "LiteLLM: Failed to fetch remote model cost map "
+            "from %s after 3 attempts; keeping local backup",
+            url,
         )
     finally:
         logger.filters, logger.handlers, logger.propagate = saved

@@ -71,7 +71,12 @@ def test_row_is_what_the_backend_writes_not_model_info_display_fields() -> None:
         "supports_streaming": False,
     }
     r = map_model("granite", [dep(info=info, params={"custom_llm_provider": "vllm"})])
-    assert (r.name, r.provider, r.description, r.category) == ("granite", "vllm", "code model", "Language Model")
+    assert (r.name, r.provider, r.description, r.category) == (
+        "granite",
+        "vllm",
+        "code model",
+        "Language Model",
+    )
     assert (r.context_length, r.max_tokens, r.supports_streaming) == (4096, 4096, True)
 
 
@@ -93,7 +98,9 @@ def test_js_or_is_javascript_or() -> None:
         ({"model": "hosted_vllm/org/model-x"}, "hosted_vllm", "org/model-x"),
     ],
 )
-def test_provider_and_backend_model_name(params: dict[str, Any], provider: str, backend_name: str) -> None:
+def test_provider_and_backend_model_name(
+    params: dict[str, Any], provider: str, backend_name: str
+) -> None:
     r = map_model("m", [dep(params=params)])
     assert (r.provider, r.backend_model_name) == (provider, backend_name)
 
@@ -112,8 +119,11 @@ def test_costs_are_model_info_or_params_with_javascript_or() -> None:
     assert r.output_cost_per_token == Decimal("0.000007")
     assert r.to_json()["output_cost_per_token"] == "0.0000070000"
     zero_info = map_model("m", [dep(info={"input_cost_per_token": 0, "output_cost_per_token": 0})])
-    assert (zero_info.input_cost_per_token, zero_info.output_cost_per_token) == (None, None)  # 0 || undefined
-    zero_both = map_model("m", [dep(params={"input_cost_per_token": 0}, info={"input_cost_per_token": 0})])
+    # 0 || undefined
+    assert (zero_info.input_cost_per_token, zero_info.output_cost_per_token) == (None, None)
+    zero_both = map_model(
+        "m", [dep(params={"input_cost_per_token": 0}, info={"input_cost_per_token": 0})]
+    )
     assert zero_both.input_cost_per_token == Decimal(0)  # 0 || 0 -> 0
     params_only = map_model("m", [dep(params={"input_cost_per_token": "1e-7"})])
     assert params_only.input_cost_per_token == Decimal("0.0000001")
@@ -140,13 +150,21 @@ def test_features_order_and_base_type() -> None:
 
 
 def test_rpm_tpm_and_api_base_come_from_params_only() -> None:
-    r = map_model("m", [dep(params={"api_base": "http://vllm:8000/v1", "tpm": 1000}, info={"rpm": 10, "tpm": 5})])
+    r = map_model(
+        "m",
+        [dep(params={"api_base": "http://vllm:8000/v1", "tpm": 1000}, info={"rpm": 10, "tpm": 5})],
+    )
     assert (r.api_base, r.tpm, r.rpm) == ("http://vllm:8000/v1", 1000, None)
 
 
 def test_every_deployment_of_a_name_is_an_accepted_row() -> None:
     a = dep("a", params={"api_base": "http://a/v1"}, info={"id": "a", "max_tokens": 10})
-    b = dep("b", params={"api_base": "http://b/v1"}, info={"id": "b", "max_tokens": 20}, updated=T0 + timedelta(1))
+    b = dep(
+        "b",
+        params={"api_base": "http://b/v1"},
+        info={"id": "b", "max_tokens": 20},
+        updated=T0 + timedelta(1),
+    )
     r = map_model("granite", [a, b])
     assert r.litellm_model_id == "b"
     assert [(x["litellm_model_id"], x["api_base"], x["max_tokens"]) for x in r.accepted] == [
@@ -187,7 +205,11 @@ SECRET_PARAMS = {
 
 
 def test_metadata_has_no_credentials_at_any_depth() -> None:
-    info = {"nested": {"access_token": "t", "ok": 1}, "max_tokens": 10, "input_cost_per_token": 1e-6}
+    info = {
+        "nested": {"access_token": "t", "ok": 1},
+        "max_tokens": 10,
+        "input_cost_per_token": 1e-6,
+    }
     r = map_model("m", [dep(params={**SECRET_PARAMS, "api_base": "http://x"}, info=info)])
     text = repr(r.metadata)
     for secret in ("sk-provider-secret", "AKIA", "aws-secret", "aws-token", "pk", "Bearer", "cred"):
@@ -199,8 +221,9 @@ def test_metadata_has_no_credentials_at_any_depth() -> None:
 
 
 def test_a_shared_cost_map_answer_is_stripped_once_with_the_same_result() -> None:
-    """A deployment built from LiteLLM's cost-map answer carries it as a shared part; its metadata is
-    what stripping the whole model_info gives, including a key of its own that hides the shared one."""
+    """A deployment built from LiteLLM's cost-map answer carries it as a shared part; its metadata
+    is what stripping the whole model_info gives, including
+    a key of its own that hides the shared one."""
     shared = {
         "max_tokens": 8192,
         "supports_vision": True,
@@ -212,18 +235,23 @@ def test_a_shared_cost_map_answer_is_stripped_once_with_the_same_result() -> Non
     own = {
         "id": "d1",
         "key": "openai/m",  # the matched cost-map key of this lookup
-        "auth_token_ttl": {"nested": "x"},  # its own value is not a scalar: dropped, the shared 30 too
+        # its own value is not a scalar: dropped, the shared 30 too
+        "auth_token_ttl": {"nested": "x"},
         "access_token": "tok-secret",
         "description": "m",
     }
     whole = {**shared, **own}
     plain = map_model("m", [Deployment("d1", "m", {"model": "openai/m"}, whole)])
-    parted = map_model("m", [Deployment("d1", "m", {"model": "openai/m"}, whole, info_parts=(shared, own))])
+    parted = map_model(
+        "m", [Deployment("d1", "m", {"model": "openai/m"}, whole, info_parts=(shared, own))]
+    )
     assert parted.metadata == plain.metadata
     info = parted.metadata["litellm_model_info"]
     assert not {"auth_token_ttl", "access_token", "api_key_env"} & info.keys()
     assert (info["key"], info["max_tokens"]) == ("openai/m", 8192)
-    again = map_model("n", [Deployment("d2", "n", {"model": "openai/m"}, whole, info_parts=(shared, own))])
+    again = map_model(
+        "n", [Deployment("d2", "n", {"model": "openai/m"}, whole, info_parts=(shared, own))]
+    )
     assert again.metadata["litellm_model_info"] == info
     assert shared["api_key_env"] == "OPENAI_KEY"  # the shared answer itself is never changed
 
@@ -266,7 +294,8 @@ def test_integers_beyond_64_bits_do_not_break_mapping_or_json() -> None:
 
     r = map_model("m", [dep(info={"huge": 10**30})])
     assert r.metadata["litellm_model_info"]["huge"] == 10**30
-    assert _loads(_dumps({"huge": 10**30})) == {"huge": pytest.approx(10**30)}  # orjson reads it as a float
+    # orjson reads it as a float
+    assert _loads(_dumps({"huge": 10**30})) == {"huge": pytest.approx(10**30)}
 
 
 def test_credentials_inside_urls_never_reach_the_backend() -> None:
@@ -282,11 +311,19 @@ def test_credentials_inside_urls_never_reach_the_backend() -> None:
 def test_accepted_rows_are_those_the_backend_may_end_on() -> None:
     first = Deployment("a", "n", {"model": "openai/a"}, {"id": "a"}, updated_at=T0, created_at=T0)
     second = Deployment(
-        "b", "n", {"model": "openai/b"}, {"id": "b"}, updated_at=T0 + timedelta(1), created_at=T0 + timedelta(1)
+        "b",
+        "n",
+        {"model": "openai/b"},
+        {"id": "b"},
+        updated_at=T0 + timedelta(1),
+        created_at=T0 + timedelta(1),
     )
     r = map_model("n", [first, second])
-    assert [a["litellm_model_id"] for a in r.accepted] == ["b"]  # created last: listed last, kept last
-    edited = Deployment("a", "n", {"model": "openai/a"}, {"id": "a"}, updated_at=T0 + timedelta(2), created_at=T0)
+    # created last: listed last, kept last
+    assert [a["litellm_model_id"] for a in r.accepted] == ["b"]
+    edited = Deployment(
+        "a", "n", {"model": "openai/a"}, {"id": "a"}, updated_at=T0 + timedelta(2), created_at=T0
+    )
     r = map_model("n", [edited, second])
     assert [a["litellm_model_id"] for a in r.accepted] == ["a", "b"]  # an edit may move it after b
 
@@ -295,7 +332,9 @@ def test_accepted_rows_are_those_the_backend_may_end_on() -> None:
 # -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["", " ", "\u00a0", "\u3000", "\t\n", "\u200b", "\ufeff\u00a0 ", "\u2028"])
+@pytest.mark.parametrize(
+    "name", ["", " ", "\u00a0", "\u3000", "\t\n", "\u200b", "\ufeff\u00a0 ", "\u2028"]
+)
 def test_blank_names_are_refused_with_one_clear_error(name: str) -> None:
     assert is_blank_name(name)
     with pytest.raises(MappingError, match="missing or blank"):

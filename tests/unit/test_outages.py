@@ -1,4 +1,5 @@
-"""Which database errors are outages or contention (never an attempt) and which are the data's fault."""
+"""Which database errors are outages or contention
+(never an attempt) and which are the data's fault."""
 
 from __future__ import annotations
 
@@ -67,7 +68,9 @@ def test_timeouts_and_replicas_are_explained_with_the_setting(sqlstate: str, nam
 
 
 def test_a_session_ended_by_idle_in_transaction_timeout_without_sqlstate_is_explained() -> None:
-    exc = psycopg.OperationalError("FATAL:  terminating connection due to idle-in-transaction timeout")
+    exc = psycopg.OperationalError(
+        "FATAL:  terminating connection due to idle-in-transaction timeout"
+    )
     assert classify(exc) == "outage"
     assert "idle_in_transaction_session_timeout" in (explain(exc) or "")
 

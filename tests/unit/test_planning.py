@@ -16,7 +16,9 @@ from litemaas_hooks.planning import (
 
 
 def record(**info: Any) -> Any:
-    return map_model("m", [Deployment("d1", "m", {"model": "openai/x", "api_base": "http://a"}, info)])
+    return map_model(
+        "m", [Deployment("d1", "m", {"model": "openai/x", "api_base": "http://a"}, info)]
+    )
 
 
 def current_of(rec: Any, **overrides: Any) -> CurrentRow:
@@ -82,19 +84,35 @@ def test_absent_names() -> None:
     assert plan_absent("m", synced, may_retire=False).action == "unchanged"
     hand_made = CurrentRow(id="m", metadata={})
     assert plan_absent("m", hand_made, may_retire=True).action == "unchanged"
-    assert plan_absent("m", current_of(rec, hidden_reason="retired"), may_retire=True).action == "unchanged"
+    assert (
+        plan_absent("m", current_of(rec, hidden_reason="retired"), may_retire=True).action
+        == "unchanged"
+    )
     assert plan_absent("m", None, may_retire=True).action == "unchanged"
-    assert plan_absent("m", current_of(rec, availability="unavailable"), may_retire=True).action == "unchanged"
+    assert (
+        plan_absent("m", current_of(rec, availability="unavailable"), may_retire=True).action
+        == "unchanged"
+    )
 
 
 def test_metadata_only_difference_is_in_sync_like_the_backends_models_equal() -> None:
     rec = record()
-    assert plan_present(rec, current_of(rec, metadata={"litellm_model_info": {"other": 1}})).action == "unchanged"
+    assert (
+        plan_present(rec, current_of(rec, metadata={"litellm_model_info": {"other": 1}})).action
+        == "unchanged"
+    )
 
 
 def two_deployments() -> Any:
-    a = Deployment("a", "m", {"model": "openai/x", "api_base": "http://a"}, {"id": "a", "max_tokens": 1})
-    b = Deployment("b", "m", {"model": "openai/y", "api_base": "http://b"}, {"id": "b", "supports_vision": True})
+    a = Deployment(
+        "a", "m", {"model": "openai/x", "api_base": "http://a"}, {"id": "a", "max_tokens": 1}
+    )
+    b = Deployment(
+        "b",
+        "m",
+        {"model": "openai/y", "api_base": "http://b"},
+        {"id": "b", "supports_vision": True},
+    )
     return map_model("m", [a, b])
 
 
@@ -102,7 +120,15 @@ def test_a_row_describing_any_live_deployment_is_in_sync() -> None:
     rec = two_deployments()
     assert rec.litellm_model_id == "b"
     as_a = map_model(
-        "m", [Deployment("a", "m", {"model": "openai/x", "api_base": "http://a"}, {"id": "a", "max_tokens": 1})]
+        "m",
+        [
+            Deployment(
+                "a",
+                "m",
+                {"model": "openai/x", "api_base": "http://a"},
+                {"id": "a", "max_tokens": 1},
+            )
+        ],
     )
     assert plan_present(rec, current_of(as_a)).action == "unchanged"
     assert plan_present(rec, current_of(rec)).action == "unchanged"
@@ -116,18 +142,27 @@ def test_blocked_names_are_hidden_once_and_a_later_show_stands() -> None:
     assert desired_availability(blocked, None) == "unavailable"
     assert desired_availability(blocked, current_of(blocked)) == "unavailable"  # hide once
     shown_again = current_of(blocked, availability="available", hidden_reason="blocked")
-    assert desired_availability(blocked, shown_again) == "available"  # the backend showed it: stands
+    # the backend showed it: stands
+    assert desired_availability(blocked, shown_again) == "available"
     assert plan_present(blocked, shown_again).action == "unchanged"
     unblocked = record()
     assert (
-        desired_availability(unblocked, current_of(unblocked, availability="unavailable", hidden_reason="blocked"))
+        desired_availability(
+            unblocked, current_of(unblocked, availability="unavailable", hidden_reason="blocked")
+        )
         == "available"
     )
 
 
 def test_a_blocked_row_written_while_blocked_is_not_hidden() -> None:
-    blocked = map_model("m", [Deployment("d1", "m", {"model": "openai/x"}, {"blocked": True}, blocked=True)])
-    backend_wrote = current_of(blocked, availability="available", metadata={"litellm_model_info": {"blocked": True}})
+    blocked = map_model(
+        "m", [Deployment("d1", "m", {"model": "openai/x"}, {"blocked": True}, blocked=True)]
+    )
+    backend_wrote = current_of(
+        blocked, availability="available", metadata={"litellm_model_info": {"blocked": True}}
+    )
     assert desired_availability(blocked, backend_wrote) == "available"
-    before_block = current_of(blocked, availability="available", metadata={"litellm_model_info": {"blocked": False}})
+    before_block = current_of(
+        blocked, availability="available", metadata={"litellm_model_info": {"blocked": False}}
+    )
     assert desired_availability(blocked, before_block) == "unavailable"

@@ -1,5 +1,5 @@
-"""No secret reaches the backend record, whatever field holds it (issue 9, item 1): each secret in each
-field kind, through the real mapping. Pure functions, no database."""
+"""No secret reaches the backend record, whatever field holds it (issue 9, item 1): each secret in
+each field kind, through the real mapping. Pure functions, no database."""
 
 from __future__ import annotations
 
@@ -25,10 +25,22 @@ from litemaas_hooks.redaction import (
 Placement = Callable[[str], tuple[dict[str, Any], dict[str, Any]]]
 PLACEMENTS: dict[str, Placement] = {
     "api_key": lambda s: ({"api_key": s}, {}),
-    "api_base userinfo with password": lambda s: ({"api_base": f"https://user:{s}@llm.example/v1"}, {}),
-    "api_base userinfo token, no password": lambda s: ({"api_base": f"https://{s}@llm.example/v1"}, {}),
-    "api_base password containing #": lambda s: ({"api_base": f"https://user:ab#{s}@llm.example/v1"}, {}),
-    "api_base password containing /": lambda s: ({"api_base": f"https://user:ab/{s}@llm.example/v1"}, {}),
+    "api_base userinfo with password": lambda s: (
+        {"api_base": f"https://user:{s}@llm.example/v1"},
+        {},
+    ),
+    "api_base userinfo token, no password": lambda s: (
+        {"api_base": f"https://{s}@llm.example/v1"},
+        {},
+    ),
+    "api_base password containing #": lambda s: (
+        {"api_base": f"https://user:ab#{s}@llm.example/v1"},
+        {},
+    ),
+    "api_base password containing /": lambda s: (
+        {"api_base": f"https://user:ab/{s}@llm.example/v1"},
+        {},
+    ),
     "api_base query sig= (Azure SAS)": lambda s: (
         {"api_base": f"https://a.blob.core.windows.net/c?sv=2022-11-02&sig={s}&se=2030"},
         {},
@@ -39,17 +51,30 @@ PLACEMENTS: dict[str, Placement] = {
     ),
     "api_base query pwd=": lambda s: ({"api_base": f"https://db.example/x?user=u&pwd={s}"}, {}),
     "api_base query api-key=": lambda s: ({"api_base": f"https://llm.example/v1?api-key={s}"}, {}),
-    "api_base fragment access_token=": lambda s: ({"api_base": f"https://llm.example/v1#access_token={s}"}, {}),
+    "api_base fragment access_token=": lambda s: (
+        {"api_base": f"https://llm.example/v1#access_token={s}"},
+        {},
+    ),
     "headers": lambda s: ({"headers": {"Authorization": f"Bearer {s}"}}, {}),
     "extra_headers": lambda s: ({"extra_headers": {"X-Api-Key": s}}, {}),
-    "a provider-specific header": lambda s: ({"custom_headers": {"Ocp-Apim-Subscription-Key": s}}, {}),
+    "a provider-specific header": lambda s: (
+        {"custom_headers": {"Ocp-Apim-Subscription-Key": s}},
+        {},
+    ),
     "model_info api_tokens": lambda s: ({}, {"api_tokens": [s]}),
-    "nested model_info keys": lambda s: ({}, {"nested": {"deeper": {"client_secret": s, "bearer": s}}}),
+    "nested model_info keys": lambda s: (
+        {},
+        {"nested": {"deeper": {"client_secret": s, "bearer": s}}},
+    ),
     "model_info URL with userinfo": lambda s: ({}, {"docs": f"https://{s}@docs.example/"}),
-    "a list of URLs in litellm_params": lambda s: ({"fallback_urls": [f"https://llm.example/?sig={s}"]}, {}),
+    "a list of URLs in litellm_params": lambda s: (
+        {"fallback_urls": [f"https://llm.example/?sig={s}"]},
+        {},
+    ),
 }
 
-# Secrets that are not the deployment's own: found by value wherever they sit, even in innocent fields.
+# Secrets that are not the deployment's own: found by
+# value wherever they sit, even in innocent fields.
 VALUE_PLACEMENTS: dict[str, Placement] = {
     **PLACEMENTS,
     "model_info.description": lambda s: ({}, {"description": f"ask ops for {s} if it fails"}),
@@ -63,7 +88,10 @@ ENV_SECRETS = {
     "LITELLM_SALT_KEY": "salt-" + secrets.token_hex(16),
     "OPENAI_API_KEY": "sk-proj-" + secrets.token_hex(16),
 }
-DB_PASSWORDS = {"LITEMAAS_DATABASE_URL": "bpw" + secrets.token_hex(12), "DATABASE_URL": "lpw" + secrets.token_hex(12)}
+DB_PASSWORDS = {
+    "LITEMAAS_DATABASE_URL": "bpw" + secrets.token_hex(12),
+    "DATABASE_URL": "lpw" + secrets.token_hex(12),
+}
 
 
 def _record_text(params: dict[str, Any], info: dict[str, Any]) -> str:
@@ -112,7 +140,9 @@ def test_os_environ_reference_to_a_secret_stays_a_reference(secret_env: dict[str
         assert secret_env[name] not in _record_text(params, {})
 
 
-def test_os_environ_reference_to_a_plain_name_is_resolved_and_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_os_environ_reference_to_a_plain_name_is_resolved_and_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     token = "tok" + secrets.token_hex(10)
     monkeypatch.setenv("AZURE_ENDPOINT", f"https://{token}@my.openai.azure.com/?sig={token}")
     params = litellm_source._resolve_env({"api_base": "os.environ/AZURE_ENDPOINT"})
@@ -172,7 +202,9 @@ def test_redact_url_forms(url: str, masked: str) -> None:
     assert redact_url(url) == masked
 
 
-def test_scrub_masks_database_passwords_alone_and_environment_secrets(secret_env: dict[str, str]) -> None:
+def test_scrub_masks_database_passwords_alone_and_environment_secrets(
+    secret_env: dict[str, str],
+) -> None:
     password = DB_PASSWORDS["DATABASE_URL"]
     line = f"FATAL: password {password} rejected; key {ENV_SECRETS['LITELLM_SALT_KEY']}"
     out = scrub(line, [f"postgresql://app:{password}@db/app"])

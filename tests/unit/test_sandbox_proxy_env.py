@@ -1,4 +1,5 @@
-"""The sandbox proxy's start is LiteMaaS's: its environment, and the Prisma stand-in's view of the URL."""
+"""The sandbox proxy's start is LiteMaaS's: its
+environment, and the Prisma stand-in's view of the URL."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def test_the_proxy_gets_litemaas_s_environment_and_none_of_the_callers(
     assert "caller@" not in str(env)
 
 
-def test_without_a_backend_the_plugin_finds_no_backend_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_without_a_backend_the_plugin_finds_no_backend_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("LITEMAAS_DATABASE_URL", "postgresql://caller@elsewhere/backend")
     env = proxy._proxy_env(
         database_url=LITELLM_URL,
@@ -66,7 +69,9 @@ def test_without_a_backend_the_plugin_finds_no_backend_url(monkeypatch: pytest.M
     assert "LITEMAAS_DATABASE_URL" not in env
 
 
-def test_path_leaves_out_directories_with_a_prisma_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_path_leaves_out_directories_with_a_prisma_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     with_prisma, without = tmp_path / "venv-bin", tmp_path / "bin"
     with_prisma.mkdir()
     without.mkdir()
@@ -79,7 +84,9 @@ def _cli_rewritten(url: str) -> str:
     """``url`` as the installed LiteLLM's CLI rewrites ``DATABASE_URL`` (its own function)."""
     from litellm.proxy.proxy_cli import append_query_params
 
-    return append_query_params(url, {"connection_limit": 10, "pool_timeout": 60, "pgbouncer": "true"})
+    return append_query_params(
+        url, {"connection_limit": 10, "pool_timeout": 60, "pgbouncer": "true"}
+    )
 
 
 @pytest.mark.parametrize(

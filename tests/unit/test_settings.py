@@ -1,4 +1,5 @@
-"""Settings from the environment: typed values, every problem at once, secrets that mask only secrets."""
+"""Settings from the environment: typed values, every
+problem at once, secrets that mask only secrets."""
 
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ def test_defaults_and_types() -> None:
         "text",
     )
     s = load_settings(
-        {"litemaas_hooks_batch_size": " 20 ", "LITEMAAS_HOOKS_ENABLED": "off", "LITEMAAS_HOOKS_LOG_LEVEL": "debug"}
+        {
+            "litemaas_hooks_batch_size": " 20 ",
+            "LITEMAAS_HOOKS_ENABLED": "off",
+            "LITEMAAS_HOOKS_LOG_LEVEL": "debug",
+        }
     )
     assert (s.batch_size, s.enabled, s.log_level) == (20, False, "DEBUG")
     assert load_settings({}, batch_size=3, enabled=False).batch_size == 3
@@ -31,10 +36,16 @@ def test_defaults_and_types() -> None:
     ("env", "message"),
     [
         ({"LITEMAAS_HOOKS_BATCH_SIZE": "0"}, "LITEMAAS_HOOKS_BATCH_SIZE='0' must be at least 1"),
-        ({"LITEMAAS_HOOKS_BATCH_SIZE": "1e3"}, "LITEMAAS_HOOKS_BATCH_SIZE='1e3' must be a whole number"),
+        (
+            {"LITEMAAS_HOOKS_BATCH_SIZE": "1e3"},
+            "LITEMAAS_HOOKS_BATCH_SIZE='1e3' must be a whole number",
+        ),
         ({"LITEMAAS_HOOKS_POLL_INTERVAL_SECONDS": "0"}, "must be greater than 0"),
         ({"LITEMAAS_HOOKS_POLL_INTERVAL_SECONDS": "nan"}, "must be a finite number"),
-        ({"LITEMAAS_HOOKS_RETIRE_CASCADE": "sure"}, "LITEMAAS_HOOKS_RETIRE_CASCADE='sure' must be true or false"),
+        (
+            {"LITEMAAS_HOOKS_RETIRE_CASCADE": "sure"},
+            "LITEMAAS_HOOKS_RETIRE_CASCADE='sure' must be true or false",
+        ),
         ({"LITEMAAS_HOOKS_LOG_LEVEL": "TRACE"}, "must be one of DEBUG, INFO, WARNING, ERROR"),
     ],
 )
@@ -46,7 +57,8 @@ def test_invalid_values_name_the_variable(env: dict[str, str], message: str) -> 
 def test_every_problem_at_once() -> None:
     with pytest.raises(ConfigError) as exc:
         load_settings(
-            {"LITEMAAS_HOOKS_MAX_ATTEMPTS": "-1", "LITEMAAS_HOOKS_ENABLED": "maybe"}, require=("backend", "litellm")
+            {"LITEMAAS_HOOKS_MAX_ATTEMPTS": "-1", "LITEMAAS_HOOKS_ENABLED": "maybe"},
+            require=("backend", "litellm"),
         )
     lines = str(exc.value).splitlines()
     assert lines[0] == "4 settings need fixing:"
@@ -62,15 +74,23 @@ def test_url_checks_only_for_the_databases_a_command_needs() -> None:
     s = load_settings({"LITEMAAS_DATABASE_URL": "mysql://x"})  # e.g. write-shim: no URL needed
     with pytest.raises(ConfigError, match="is not a PostgreSQL URL"):
         s.backend_dsn()
-    assert load_settings({"LITEMAAS_DATABASE_URL": "host=db dbname=litemaas_db"}, require=["backend"])
-    assert load_settings({"DATABASE_URL": "postgres://db/litellm"}).litellm_dsn_source() == "DATABASE_URL"
+    assert load_settings(
+        {"LITEMAAS_DATABASE_URL": "host=db dbname=litemaas_db"}, require=["backend"]
+    )
+    assert (
+        load_settings({"DATABASE_URL": "postgres://db/litellm"}).litellm_dsn_source()
+        == "DATABASE_URL"
+    )
 
 
 def test_secrets_are_passwords_and_keys_not_whole_urls() -> None:
     s = load_settings({"LITEMAAS_DATABASE_URL": BACKEND, "LITELLM_DATABASE_URL": "postgresql:///litellm_db"})
     assert s.secrets() == ["p%40ss-word", "p@ss-word"]
     # the database names stay readable in errors; the password does not
-    assert scrub("litellm_db and litemaas_db with p@ss-word", s.secrets()) == "litellm_db and litemaas_db with ***"
+    assert (
+        scrub("litellm_db and litemaas_db with p@ss-word", s.secrets())
+        == "litellm_db and litemaas_db with ***"
+    )
     assert dsn_passwords("host=db password='a b c' dbname=x") == ["'a b c'", "a b c"]
     assert repr(SecretStr("x")) == "SecretStr('**********')"
     assert "p@ss" not in repr(s)

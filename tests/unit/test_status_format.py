@@ -18,7 +18,8 @@ def _report(**kwargs: object) -> StatusReport:
 def test_healthy_says_why() -> None:
     text = format_status(_report(drift=Drift(checked=True)))
     assert text.splitlines()[0] == (
-        "litemaas-hooks status: HEALTHY: trigger installed, outbox empty, no dead events, backend in sync with LiteLLM"
+        "litemaas-hooks status: HEALTHY: trigger installed, "
+        "outbox empty, no dead events, backend in sync with LiteLLM"
     )
 
 
@@ -34,7 +35,11 @@ def test_rows_not_in_litellms_table_outside_the_proxy_do_not_contradict_no_drift
 
 def test_unhealthy_lists_the_problems_first() -> None:
     drift = Drift(checked=True, missing_in_backend=["a"])
-    text = format_status(_report(drift=drift, problems=["1 LiteLLM models are missing: run `litemaas-hooks backfill`"]))
+    text = format_status(
+        _report(
+            drift=drift, problems=["1 LiteLLM models are missing: run `litemaas-hooks backfill`"]
+        )
+    )
     lines = text.splitlines()
     assert lines[0] == "litemaas-hooks status: UNHEALTHY, 1 problem (each with its fix):"
     assert lines[1].startswith("  - 1 LiteLLM models are missing")

@@ -1,4 +1,5 @@
-"""The pinned LiteMaaS source fetched for a clone without ``../shared`` (a ``file://`` archive here)."""
+"""The pinned LiteMaaS source fetched for a clone
+without ``../shared`` (a ``file://`` archive here)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from litemaas_hooks_sandbox import litemaas_backend, upstream
 def _shared_files() -> dict[str, bytes]:
     tarball = litemaas_backend.upstream_dir() / litemaas_backend.TARBALL
     if not tarball.is_file():
-        pytest.skip(f"{tarball} not here: the pinned files to build a test archive from are missing")
+        pytest.skip(
+            f"{tarball} not here: the pinned files to build a test archive from are missing"
+        )
     out: dict[str, bytes] = {}
     with tarfile.open(tarball) as tar:
         for member in tar.getmembers():
@@ -25,7 +28,8 @@ def _shared_files() -> dict[str, bytes]:
 
 
 def _github_archive(path: Path, files: dict[str, bytes]) -> str:
-    """An archive shaped like GitHub's: top folder ``litemaas-<commit>``, files the sandbox drops."""
+    """An archive shaped like GitHub's: top folder
+    ``litemaas-<commit>``, files the sandbox drops."""
     extra = {".gitignore": b"node_modules\n", "docs/architecture/x.md": b"not kept\n"}
     with tarfile.open(path, "w:gz") as tar:
         for name, data in {**files, **extra}.items():
@@ -83,7 +87,9 @@ def test_fetch_offline_says_how_to_fix(tmp_path: Path) -> None:
         upstream.fetch_litemaas(tmp_path / "cache", url=url)
 
 
-def test_upstream_dir_fetches_without_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_upstream_dir_fetches_without_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = _github_archive(tmp_path / "archive.tar.gz", _shared_files())
     monkeypatch.setattr(litemaas_backend, "_repo_root", lambda: tmp_path / "a" / "clone")
     monkeypatch.setenv(litemaas_backend.CACHE_DIR_ENV, str(tmp_path / "cache"))
