@@ -83,7 +83,11 @@ class _Sent:
 
     upsert: psycopg.AsyncCursor[Any] | None = None
     busy: psycopg.AsyncCursor[Any] | None = None  # the one-trip path's locks
-    one_trip: bool = False
+
+    @property
+    def one_trip(self) -> bool:
+        """Planned without the backend rows (the upsert says what each write was)."""
+        return self.busy is not None
 
 
 # A full reconcile reads and writes this many names at a time (bounded memory for any catalogue
@@ -128,6 +132,12 @@ class Report:
 
     def add_phase(self, phase: str, seconds: float) -> None:
         self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+
+    def note_plan(self, plan: Sequence[PlannedChange]) -> None:
+        """Each planned change as its name's outcome (the write may refine it)."""
+        for change in plan:
+            action = _PLAN_TO_OUTCOME[change.action]
+            self.outcomes[change.name] = Outcome(action, change.message, change.changes)
 
     def counts(self) -> Counter[str]:
         return Counter(o.action for o in self.outcomes.values())
@@ -393,9 +403,7 @@ class Reconciler:
                 )
         report.add_phase("plan", time.perf_counter() - mark)
         plan = await self._not_served_elsewhere(backend, plan)
-        for change in plan:
-            action = _PLAN_TO_OUTCOME[change.action]
-            report.outcomes[change.name] = Outcome(action, change.message, change.changes)
+        report.note_plan(plan)
         if not dry_run:
             # its retires are only collected (report.retires): applied after the last chunk
             await self._write_chunk(backend, plan, truth, report, len(names))
@@ -457,7 +465,8 @@ class Reconciler:
         timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
         await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
         truth: Truth | None = None
-        if prefetched is not None and self._all_present(names, prefetched):
+        present = {r.get("model_name") for r in prefetched or ()}  # the names LiteLLM still has
+        if prefetched is not None and all(n in present for n in names):
             mark = time.perf_counter()
             wanted = set(names)
             truth = await read_truth(
@@ -475,10 +484,9 @@ class Reconciler:
         busy_cur = await backend_sink.send_try_lock(backend, names)
         snap_cur = await backend_sink.send_snapshot(backend, names)
         total_cur = None
-        if prefetched is not None:
-            present = {r.get("model_name") for r in prefetched}
-            if any(n not in present for n in names):  # a retire, likely: the guard's count now
-                total_cur = await backend_sink.send_retire_guard_total(backend)
+        if prefetched is not None and any(n not in present for n in names):
+            # a retire, likely: the guard's count now
+            total_cur = await backend_sink.send_retire_guard_total(backend)
         busy = await backend_sink.busy_names(busy_cur)  # the first round trip
         current = await backend_sink.snapshot_rows(snap_cur)
         for name in busy:
@@ -515,9 +523,7 @@ class Reconciler:
         # instance named; the reads this takes cost round trips only when the batch retires
         if self._instance is None:  # else retire_model_v2 asks, under the name's lock
             plan = await self._not_served_elsewhere(backend, plan)
-        for change in plan:
-            action = _PLAN_TO_OUTCOME[change.action]
-            report.outcomes[change.name] = Outcome(action, change.message, change.changes)
+        report.note_plan(plan)
         gone = [c.name for c in plan if c.action == "retire"]
         report.retires.extend(gone)
         hold = await self._guard_holds(backend, len(gone), total_cur) if gone else False
@@ -534,20 +540,10 @@ class Reconciler:
             )
         writes = [c.record for c in plan if c.action in {"create", "update"} and c.record]
         upsert_cur = await backend_sink.send_upsert(backend, writes) if writes else None
-        synced = {"created", "updated", "unchanged"}
-        sources = {
-            name: any(d.source == "db" for d in deps)
-            for name, deps in truth.deployments.items()
-            if name in report.outcomes and report.outcomes[name].action in synced
-        }
+        sources = self._sources(truth, report)
         await backend_sink.note_sources(backend, sources)
         await backend_sink.note_instances(backend, sources, self._instance)
         return _Sent(upsert=upsert_cur)
-
-    @staticmethod
-    def _all_present(names: Collection[str], prefetched: Sequence[Mapping[str, Any]]) -> bool:
-        present = {r.get("model_name") for r in prefetched}
-        return all(n in present for n in names)
 
     async def _send_one_trip(
         self,
@@ -561,18 +557,12 @@ class Reconciler:
         the names not busy, in the same round trip (the upsert leaves a hand-made row alone and
         decides create / update / unchanged as planning does)."""
         busy_cur = await backend_sink.send_try_lock_noting_busy(backend, names)
-        for change in plan:
-            action = _PLAN_TO_OUTCOME[change.action]
-            report.outcomes[change.name] = Outcome(action, change.message, change.changes)
+        report.note_plan(plan)
         writes = [c.record for c in plan if c.action == "create" and c.record]
         upsert_cur = await backend_sink.send_upsert_unless_busy(backend, writes) if writes else None
-        sources = {
-            name: any(d.source == "db" for d in deps)
-            for name, deps in truth.deployments.items()
-            if name in report.outcomes and report.outcomes[name].action == "created"
-        }
+        sources = self._sources(truth, report)
         await backend_sink.send_note_sources_unless_busy(backend, sources, self._instance)
-        return _Sent(upsert=upsert_cur, busy=busy_cur, one_trip=True)
+        return _Sent(upsert=upsert_cur, busy=busy_cur)
 
     async def _all_names(
         self,
@@ -628,8 +618,8 @@ class Reconciler:
             for index, names in enumerate(chunks):
                 mark = time.perf_counter()
                 truth = await read_truth(
-                litellm, names, key=self._key(), config_models=self.config_models
-            )
+                    litellm, names, key=self._key(), config_models=self.config_models
+                )
                 report.add_phase("read_litellm", time.perf_counter() - mark)
                 mark = time.perf_counter()
                 plan = await asyncio.to_thread(
@@ -648,10 +638,7 @@ class Reconciler:
                     if progress:
                         progress(done)
                 plan = await self._not_served_elsewhere(backend, plan)
-                for change in plan:
-                    report.outcomes[change.name] = Outcome(
-                        _PLAN_TO_OUTCOME[change.action], change.message, change.changes
-                    )
+                report.note_plan(plan)
                 if index + 1 < len(chunks):
                     current, db_rows = await self._snapshot(backend, chunks[index + 1], may_retire)
                 if dry_run:

@@ -78,14 +78,14 @@ def ansible_env() -> dict[str, str]:
     }
 
 
-@cache
-def rhdp_role_output() -> Path:
-    """The role's ``render`` state, run once: every manifest it applies, for both modes."""
-    out = render_dir("rhdp")
+def run_rhdp_role(out: Path, *extra_vars: str) -> Path:
+    """The RHDP role's ``render`` state into ``out / "role"`` (``extra_vars``: more ``-e``
+    arguments, e.g. ``@vars.yml``); returns ``out``."""
     result = subprocess.run(
         [
             tool("ansible-playbook"),
             str(DEPLOY / "rhdp" / "playbooks" / "litemaas_hooks.yml"),
+            *(arg for var in extra_vars for arg in ("-e", var)),
             "-e",
             "ocp4_workload_litemaas_hooks_state=render",
             "-e",
@@ -99,6 +99,12 @@ def rhdp_role_output() -> Path:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return out
+
+
+@cache
+def rhdp_role_output() -> Path:
+    """The role's ``render`` state, run once: every manifest it applies, for both modes."""
+    return run_rhdp_role(render_dir("rhdp"))
 
 
 def load(path: Path) -> Docs:

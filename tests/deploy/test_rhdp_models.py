@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from litemaas_hooks.model_file import parse_documents
-from tests.deploy.render import DEPLOY, ansible_env, render_dir
+from tests.deploy.render import render_dir, run_rhdp_role
 from tests.deploy.upstream import tool
 
 SCENARIO_1 = {  # the guide's "Scenario 1: Add Single Model via Playbook", unchanged
@@ -55,24 +55,7 @@ def rendered() -> dict[str, Any]:
     out = render_dir("rhdp-models")
     vars_file = out / "my-model.yml"
     vars_file.write_text(yaml.safe_dump(SCENARIO_1))
-    result = subprocess.run(
-        [
-            tool("ansible-playbook"),
-            str(DEPLOY / "rhdp" / "playbooks" / "litemaas_hooks.yml"),
-            "-e",
-            f"@{vars_file}",
-            "-e",
-            "ocp4_workload_litemaas_hooks_state=render",
-            "-e",
-            f"ocp4_workload_litemaas_hooks_render_dir={out / 'role'}",
-        ],
-        capture_output=True,
-        text=True,
-        env=ansible_env(),
-        cwd=DEPLOY / "rhdp",
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_rhdp_role(out, f"@{vars_file}")
     role = out / "role"
     return {
         "secret": yaml.safe_load((role / "litemaas-hooks-models-secret.yml").read_text()),
