@@ -130,6 +130,10 @@ class _Report(Protocol):
     def failed_names(self) -> set[str]: ...
     def deferred_names(self) -> set[str]: ...
     def summary(self) -> str: ...
+    @property
+    def held(self) -> Sequence[str]: ...  # retires the mass-retire guard held
+    @property
+    def cascade_due_seconds(self) -> float | None: ...  # the first pending cascade, None: none
 
 
 class Engine(Protocol):
@@ -749,15 +753,15 @@ class Relay:
         """A cascade may wait for its grace period now. When the retires said when (none held by
         the mass-retire guard), wait for that without reading the backend's queue again (a round
         trip per delete): a retire without a pending cascade (cascade off, or done at once) adds
-        nothing to wait for. Otherwise re-read the queue at the next check. The queue's gauges are
-        then refreshed when the cascade is due, or at the next poll timeout."""
-        if not hasattr(report, "cascade_due_seconds") or getattr(report, "held", None):
+        nothing to wait for. After a hold, re-read the queue at the next check. The queue's gauges
+        are then refreshed when the cascade is due, or at the next poll timeout."""
+        if report.held:
             self._retired_since_check = True
             return
         due = report.cascade_due_seconds
         if due is None:
             return
-        at = time.monotonic() + max(0.0, float(due))
+        at = time.monotonic() + max(0.0, due)
         if self._next_retire_due is None or at < self._next_retire_due:
             self._next_retire_due = at
 

@@ -120,9 +120,9 @@ def test_a_memo_written_without_our_key_changes_no_decision_and_status_says_so(
 def test_the_first_share_prunes_other_versions_old_answers_in_its_round_trip(
     hooks_env: dict[str, str], litellm_dsn: str, master_key: str, tmp_path: Path
 ) -> None:
-    """Answers of another LiteLLM version nobody used for 30 days go with a process's first share,
-    pipelined with its merge (it cost four more round trips after it, racing the next change);
-    recent ones of another version stay."""
+    """Answers of another LiteLLM version nobody used for 30 days go with a process's first share;
+    recent ones of another version stay. (That the prune now rides in the merge's round trip is
+    counted by test_remote's round-trip tests, which wait for the first share.)"""
     rc, out, err = probe(["install"], hooks_env)
     assert rc == 0, err
     _seed(litellm_dsn, master_key, 1)

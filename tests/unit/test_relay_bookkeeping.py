@@ -280,6 +280,8 @@ class Outcome:
 @dataclass
 class FakeReport:
     outcomes: dict[str, Outcome]
+    held: list[str] = field(default_factory=list)
+    cascade_due_seconds: float | None = None
 
     def failed_names(self) -> set[str]:
         return {n for n, o in self.outcomes.items() if o.action == "error"}
@@ -309,6 +311,9 @@ class FakeEngine:
     script: dict[str, Outcome] = field(default_factory=dict)
     raises: BaseException | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
+    # what its retires say: the first pending cascade's grace period, the names the guard held
+    cascade_due_seconds: float | None = None
+    held: list[str] = field(default_factory=list)
 
     async def converge(
         self,
@@ -330,7 +335,8 @@ class FakeEngine:
         if self.raises is not None:
             raise self.raises
         wanted = self.script.keys() if names is None else names
-        return FakeReport({n: self.script.get(n, Outcome("unchanged")) for n in wanted})
+        outcomes = {n: self.script.get(n, Outcome("unchanged")) for n in wanted}
+        return FakeReport(outcomes, list(self.held), self.cascade_due_seconds)
 
 
 @dataclass
@@ -630,7 +636,7 @@ async def test_no_cascade_bookkeeping_without_an_engine_that_cascades(
     assert sink.reads == 0
 
 
-async def test_a_retire_makes_the_relay_read_when_its_cascade_is_due(
+async def test_a_retire_makes_the_relay_wait_for_its_cascade_reading_only_after_a_hold(
     box: FakeOutbox, sink: FakeBackendSink
 ) -> None:
     box.add("DELETE", old="gone")
@@ -641,12 +647,20 @@ async def test_a_retire_makes_the_relay_read_when_its_cascade_is_due(
     await relay._due_cascades(NO_DB, NO_DB, woke=True)  # a notification, nothing retired: no read
     assert sink.reads == 1
 
-    sink.queue = [{"model_id": "gone", "seconds_left": 7.0, "held_at": None}]
+    engine.cascade_due_seconds = 7.0  # the retire says when its cascade is due
     await drain(relay)  # retires "gone": its cascade now waits for the grace period
     await relay._due_cascades(NO_DB, NO_DB, woke=True)
-    assert sink.reads == 2
+    assert sink.reads == 1  # no read of the queue: the retire said it (a round trip per delete)
     assert await relay._timeout(NO_DB) == pytest.approx(7.0, abs=0.5)  # wakes when it is due
     assert engine.cascade_calls == 0  # not due yet
+
+    # a retire the mass-retire guard held: the queue is read again (its gauges, the held names)
+    box.add("DELETE", old="gone")
+    engine.cascade_due_seconds, engine.held = None, ["gone"]
+    sink.queue = [{"model_id": "gone", "seconds_left": 7.0, "held_at": "now"}]
+    await drain(relay)
+    await relay._due_cascades(NO_DB, NO_DB, woke=True)
+    assert sink.reads == 2
 
 
 async def test_a_due_cascade_is_run_once_due_and_retried_later_never_in_a_spin(
