@@ -130,6 +130,7 @@ def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
     watched = {model, split[-1], "/".join(split[1:])} & before
     saved = {k: cost[k] for k in watched}
     probe_id = PROBE_ID
+    index = _LowercaseIndex(litellm.utils)
     try:
         register(
             Deployment.model_validate(
@@ -140,13 +141,51 @@ def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
                 }
             )
         )
+        index.extend(set(cost) - before)
         _clear_lookup_cache(litellm)
         yield
     finally:
         for k in set(cost) - before:
             cost.pop(k, None)
         cost.update(saved)
+        index.restore()
         _clear_lookup_cache(litellm)
+
+
+class _LowercaseIndex:
+    """LiteLLM >= 1.108 keeps a lowercase index of ``model_cost``'s keys, dropped at every
+    registration and rebuilt over the whole cost map (thousands of keys, about 1 ms) at the next
+    lookup: twice per lookup of ours (the probe's registration, then its removal). The index of
+    the keys before the probe is still right once they are back, and the probe's keys are a few:
+    extend a copy while the probe is registered, put the old one back after. Anything else
+    touching ``model_cost`` meanwhile (its mutation counter moved on) leaves LiteLLM's own lazy
+    rebuild in place."""
+
+    def __init__(self, utils: Any) -> None:
+        self._utils = utils
+        rebuild = getattr(utils, "_rebuild_model_cost_lowercase_map", None)
+        self._before: dict[str, str] | None = None
+        if callable(rebuild) and hasattr(utils, "_model_cost_mutation_generation"):
+            current = utils._model_cost_lowercase_map
+            self._before = current if current is not None else rebuild()
+        self._generation: int | None = None
+
+    def extend(self, added: set[str]) -> None:
+        if self._before is None:
+            return
+        self._utils._model_cost_lowercase_map = {
+            **self._before,
+            **{k.lower(): k for k in added},
+        }
+        self._generation = self._utils._model_cost_mutation_generation
+
+    def restore(self) -> None:
+        if self._generation is None or self._before is None:
+            return
+        if self._utils._model_cost_mutation_generation == self._generation:
+            self._utils._model_cost_lowercase_map = self._before
+        else:
+            self._utils._model_cost_lowercase_map = None
 
 
 @contextlib.contextmanager
@@ -164,9 +203,15 @@ def _quiet(litellm: Any) -> Iterator[None]:
 
 
 def _clear_lookup_cache(litellm: Any) -> None:
-    clear = getattr(litellm.get_model_info, "cache_clear", None)
-    if callable(clear):
-        clear()
+    """Answers LiteLLM cached while the probe was (or was not yet) registered."""
+    for owner, name in (
+        (litellm, "get_model_info"),
+        (litellm.utils, "_cached_get_model_info"),
+        (litellm.utils, "cached_get_model_info_helper"),
+    ):
+        clear = getattr(getattr(owner, name, None), "cache_clear", None)
+        if callable(clear):
+            clear()
 
 
 def _litellm_loaded() -> bool:
