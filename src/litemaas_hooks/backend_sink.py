@@ -36,13 +36,14 @@ async def send_try_lock(
 
 
 async def send_try_lock_noting_busy(
-    conn: psycopg.AsyncConnection[Any], ids: Collection[str]
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str], *, lock_timeout: str
 ) -> psycopg.AsyncCursor[Any]:
-    """``send_try_lock``, with the busy names kept for the transaction's later statements
-    (``send_upsert_unless_busy``, ``send_note_sources_unless_busy``); read it with
-    ``busy_names``."""
+    """The transaction's ``lock_timeout``, then ``send_try_lock``, with the busy names kept for
+    the transaction's later statements (``send_upsert_unless_busy``,
+    ``send_note_sources_unless_busy``); read it with ``busy_names``."""
     return await conn.execute(
-        sql.query("backend", "try_lock_models_noting_busy"), {"ids": sorted(ids)}
+        sql.query("backend", "try_lock_models_noting_busy"),
+        {"ids": sorted(ids), "timeout": lock_timeout},
     )
 
 

@@ -418,11 +418,11 @@ class Reconciler:
     ) -> None:
         """A few names (the relay's batch). When every name still has deployments (an add or an
         update: the upsert decides create / update / unchanged itself, as planning does), ONE
-        backend round trip: [BEGIN, lock timeout, the names' locks, the upsert of the names not
-        busy, their sources, COMMIT]. Otherwise (a name may be retired: its backend row decides)
-        two: [BEGIN, lock timeout, the names' locks, their rows] pipelined, then [upsert or
-        retires, sources, COMMIT]. Raises on any error (the caller falls back to the per-record
-        path)."""
+        backend round trip: [BEGIN, the lock timeout and the names' locks (one statement), the
+        upsert of the names not busy, their sources, COMMIT]. Otherwise (a name may be retired:
+        its backend row decides) two: [BEGIN, lock timeout, the names' locks, their rows]
+        pipelined, then [upsert or retires, sources, COMMIT]. Raises on any error (the caller
+        falls back to the per-record path)."""
         retires: dict[str, psycopg.AsyncCursor[Any]] = {}
         try:
             async with backend.pipeline():
@@ -462,8 +462,6 @@ class Reconciler:
         """_converge_names inside its transaction: returns the cursors it sent (the upsert's, and
         the locks' when they are read after COMMIT) and fills ``retires`` (name: cursor), none of
         them read yet: the caller reads them after COMMIT."""
-        timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
-        await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
         truth: Truth | None = None
         present = {r.get("model_name") for r in prefetched or ()}  # the names LiteLLM still has
         if prefetched is not None and all(n in present for n in names):
@@ -481,6 +479,8 @@ class Reconciler:
             plan = self._plan(names, truth.deployments, truth.errors, {}, may_retire=True)
             if all(c.action in _ONE_TRIP_ACTIONS for c in plan):
                 return await self._send_one_trip(backend, names, plan, truth, report)
+        timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
+        await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
         busy_cur = await backend_sink.send_try_lock(backend, names)
         snap_cur = await backend_sink.send_snapshot(backend, names)
         total_cur = None
@@ -556,7 +556,9 @@ class Reconciler:
         """Every name still has deployments: the names' locks, then the upsert and the sources of
         the names not busy, in the same round trip (the upsert leaves a hand-made row alone and
         decides create / update / unchanged as planning does)."""
-        busy_cur = await backend_sink.send_try_lock_noting_busy(backend, names)
+        busy_cur = await backend_sink.send_try_lock_noting_busy(
+            backend, names, lock_timeout=f"{LOCK_TIMEOUT_MS}ms"
+        )
         report.note_plan(plan)
         writes = [c.record for c in plan if c.action == "create" and c.record]
         upsert_cur = await backend_sink.send_upsert_unless_busy(backend, writes) if writes else None

@@ -46,26 +46,37 @@ FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[],
      AS g (ok)
 
 -- name: try_lock_models_noting_busy
--- try_lock_models, and the busy names kept for the rest of this transaction (a transaction-local
--- setting), so the write pipelined behind it in the same round trip leaves them out
--- (upsert_models_unless_busy, note_model_sources_unless_busy): the relay's one-round-trip write.
+-- set_lock_timeout, then try_lock_models, and the busy names kept for the rest of this transaction
+-- (a transaction-local setting), so the write pipelined behind it in the same round trip leaves
+-- them out (upsert_models_unless_busy, note_model_sources_unless_busy): the relay's
+-- one-round-trip write. The timeout is set first (the lock call reads it through LATERAL): the
+-- shared lock a full run holds exclusively is waited for at most that long.
 SELECT b.busy, pg_catalog.set_config('litemaas_hooks.busy', coalesce(b.busy, '{}')::text, true)
-FROM (
-    SELECT litemaas_hooks.try_lock_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END, false) AS busy
-    FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)')
-         AS g (ok)
-) AS b
+FROM (SELECT pg_catalog.set_config('lock_timeout', %(timeout)s, true) AS timeout) AS t,
+     LATERAL (
+         SELECT litemaas_hooks.try_lock_models_v1(
+                    CASE WHEN g.ok AND t.timeout IS NOT NULL THEN %(ids)s::text[] END, false)
+                AS busy
+         FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)')
+              AS g (ok)
+     ) AS b
 
 -- name: upsert_models_unless_busy
--- upsert_models, without the records of the names try_lock_models_noting_busy found busy.
+-- upsert_models, without the records of the names try_lock_models_noting_busy found busy (the
+-- records are taken apart and put together again only when a name is busy).
 SELECT u.model_id, u.outcome
 FROM litemaas_hooks.check_function_v1('litemaas_hooks.upsert_models_v1(jsonb)') AS g (ok),
      LATERAL (
-         SELECT coalesce(pg_catalog.jsonb_agg(r.value ORDER BY r.ordinality), '[]'::jsonb) AS models
-         FROM pg_catalog.jsonb_array_elements(%(models)s::jsonb) WITH ORDINALITY AS r (value, ordinality)
-         WHERE (r.value ->> 'id') <> ALL (coalesce(
-             NULLIF(pg_catalog.current_setting('litemaas_hooks.busy', true), ''),
-             '{}')::text[])
+         SELECT coalesce(NULLIF(pg_catalog.current_setting('litemaas_hooks.busy', true), ''), '{}')
+                AS busy
+     ) AS b,
+     LATERAL (
+         SELECT CASE WHEN b.busy = '{}' THEN %(models)s::jsonb ELSE (
+             SELECT coalesce(pg_catalog.jsonb_agg(r.value ORDER BY r.ordinality), '[]'::jsonb)
+             FROM pg_catalog.jsonb_array_elements(%(models)s::jsonb) WITH ORDINALITY
+                  AS r (value, ordinality)
+             WHERE (r.value ->> 'id') <> ALL (b.busy::text[])
+         ) END AS models
      ) AS f,
      LATERAL litemaas_hooks.upsert_models_v1(CASE WHEN g.ok THEN f.models END) AS u
 
