@@ -130,18 +130,18 @@ def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
     watched = {model, split[-1], "/".join(split[1:])} & before
     saved = {k: cost[k] for k in watched}
     probe_id = PROBE_ID
-    index = _LowercaseIndex(litellm.utils)
+    index = _LowercaseIndex(litellm.utils, cost, before)
     try:
-        register(
-            Deployment.model_validate(
-                {
-                    "model_name": probe_id,
-                    "litellm_params": {"model": model},
-                    "model_info": {"id": probe_id},
-                }
+        with index.registering():
+            register(
+                Deployment.model_validate(
+                    {
+                        "model_name": probe_id,
+                        "litellm_params": {"model": model},
+                        "model_info": {"id": probe_id},
+                    }
+                )
             )
-        )
-        index.extend(set(cost) - before)
         _clear_lookup_cache(litellm)
         yield
     finally:
@@ -153,37 +153,55 @@ def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
 
 
 class _LowercaseIndex:
-    """LiteLLM >= 1.108 keeps a lowercase index of ``model_cost``'s keys, dropped at every
-    registration and rebuilt over the whole cost map (thousands of keys, about 1 ms) at the next
-    lookup: twice per lookup of ours (the probe's registration, then its removal). The index of
-    the keys before the probe is still right once they are back, and the probe's keys are a few:
-    extend a copy while the probe is registered, put the old one back after. Anything else
-    touching ``model_cost`` meanwhile (its mutation counter moved on) leaves LiteLLM's own lazy
-    rebuild in place."""
+    """LiteLLM >= 1.108 keeps a lowercase index of ``model_cost``'s keys, drops it at every
+    registration (``_invalidate_model_cost_lowercase_map``: its mutation counter moves on, its
+    answer caches are cleared) and rebuilds it over the whole cost map (thousands of keys, about
+    1 ms) at the next lookup: for each key the probe's registration writes, then again after the
+    probe is gone. While the probe registers, each drop is followed by the index of the keys before
+    plus the probe's few (LiteLLM's own drop still runs first); after the probe is gone the index
+    of before is right again and is put back. Anything else touching ``model_cost`` meanwhile (the
+    counter moved on without us) leaves LiteLLM's own lazy rebuild."""
 
-    def __init__(self, utils: Any) -> None:
+    def __init__(self, utils: Any, cost: Mapping[str, Any], before: set[str]) -> None:
         self._utils = utils
-        rebuild = getattr(utils, "_rebuild_model_cost_lowercase_map", None)
-        self._before: dict[str, str] | None = None
-        if callable(rebuild) and hasattr(utils, "_model_cost_mutation_generation"):
-            current = utils._model_cost_lowercase_map
-            self._before = current if current is not None else rebuild()
+        self._cost = cost
+        self._keys = before
+        self._index: dict[str, str] | None = None
         self._generation: int | None = None
+        rebuild = getattr(utils, "_rebuild_model_cost_lowercase_map", None)
+        drop = getattr(utils, "_invalidate_model_cost_lowercase_map", None)
+        counted = hasattr(utils, "_model_cost_mutation_generation")
+        if callable(rebuild) and callable(drop) and counted:
+            current = utils._model_cost_lowercase_map
+            self._index = current if current is not None else rebuild()
 
-    def extend(self, added: set[str]) -> None:
-        if self._before is None:
+    @contextlib.contextmanager
+    def registering(self) -> Iterator[None]:
+        """Around the probe's registration (synchronous: the swap is ours only for it)."""
+        if self._index is None:
+            yield
             return
-        self._utils._model_cost_lowercase_map = {
-            **self._before,
-            **{k.lower(): k for k in added},
-        }
-        self._generation = self._utils._model_cost_mutation_generation
+        utils, index, cost, keys = self._utils, self._index, self._cost, self._keys
+        drop = utils._invalidate_model_cost_lowercase_map
+
+        def drop_then_extend() -> None:
+            drop()
+            added = {k.lower(): k for k in cost.keys() - keys}
+            utils._model_cost_lowercase_map = {**index, **added}
+
+        utils._invalidate_model_cost_lowercase_map = drop_then_extend
+        try:
+            yield
+        finally:
+            utils._invalidate_model_cost_lowercase_map = drop
+            self._generation = utils._model_cost_mutation_generation
 
     def restore(self) -> None:
-        if self._generation is None or self._before is None:
+        """The probe's keys are gone: the index of before, unless others changed the map too."""
+        if self._generation is None or self._index is None:
             return
         if self._utils._model_cost_mutation_generation == self._generation:
-            self._utils._model_cost_lowercase_map = self._before
+            self._utils._model_cost_lowercase_map = self._index
         else:
             self._utils._model_cost_lowercase_map = None
 
