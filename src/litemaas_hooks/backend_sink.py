@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -35,35 +36,44 @@ async def send_try_lock(
     return await conn.execute(sql.query("backend", "try_lock_models"), params)
 
 
-async def send_try_lock_noting_busy(
-    conn: psycopg.AsyncConnection[Any], ids: Collection[str], *, lock_timeout: str
-) -> psycopg.AsyncCursor[Any]:
-    """The transaction's ``lock_timeout``, then ``send_try_lock``, with the busy names kept for
-    the transaction's later statements (``send_upsert_unless_busy``,
-    ``send_note_sources_unless_busy``); read it with ``busy_names``."""
-    return await conn.execute(
-        sql.query("backend", "try_lock_models_noting_busy"),
-        {"ids": sorted(ids), "timeout": lock_timeout},
+@dataclass(frozen=True)
+class OneTrip:
+    """What ``write_one_trip`` did: the names left for later, and the upsert's outcome per model
+    id (inserted / updated / unchanged)."""
+
+    busy: list[str]
+    outcomes: list[tuple[str, str]]
+
+
+async def write_one_trip(
+    conn: psycopg.AsyncConnection[Any],
+    ids: Collection[str],
+    records: Sequence[ModelRecord],
+    from_db: Mapping[str, bool],
+    instance: str | None,
+    *,
+    lock_timeout: str,
+) -> OneTrip:
+    """One statement, its own transaction (the named query ``write_models_one_trip``): the lock
+    timeout, the names' locks, then the upsert of ``records`` and the sources of ``from_db``
+    (and ``instance``) for the names not busy."""
+    source_ids = sorted(from_db)
+    params = {
+        "timeout": lock_timeout,
+        "ids": sorted(ids),
+        "models": Jsonb([r.to_json() for r in records]),
+        "source_ids": source_ids,
+        "from_db": [from_db[i] for i in source_ids],
+        "instance": instance,
+    }
+    cur = await conn.execute(sql.query("backend", "write_models_one_trip"), params)
+    row = await cur.fetchone()
+    assert row is not None  # one row, always
+    busy, written, outcomes = row[0] or [], row[1] or [], row[2] or []
+    return OneTrip(
+        busy=[str(n) for n in busy],
+        outcomes=[(str(i), str(o)) for i, o in zip(written, outcomes, strict=True)],
     )
-
-
-async def send_upsert_unless_busy(
-    conn: psycopg.AsyncConnection[Any], records: Sequence[ModelRecord]
-) -> psycopg.AsyncCursor[Any]:
-    """``send_upsert`` without the names ``send_try_lock_noting_busy`` found busy."""
-    params = {"models": Jsonb([r.to_json() for r in records])}
-    return await conn.execute(sql.query("backend", "upsert_models_unless_busy"), params)
-
-
-async def send_note_sources_unless_busy(
-    conn: psycopg.AsyncConnection[Any], from_db: Mapping[str, bool], instance: str | None
-) -> None:
-    """``note_sources`` and ``note_instances`` in one statement, without the busy names."""
-    if not from_db:
-        return
-    ids = sorted(from_db)
-    params = {"ids": ids, "from_db": [from_db[i] for i in ids], "instance": instance}
-    await conn.execute(sql.query("backend", "note_model_sources_unless_busy"), params)
 
 
 async def busy_names(cur: psycopg.AsyncCursor[Any]) -> list[str]:

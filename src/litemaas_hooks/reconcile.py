@@ -79,15 +79,9 @@ _ONE_TRIP_ACTIONS = frozenset({"create", "skip", "error"})
 
 @dataclass
 class _Sent:
-    """The cursors _names_in_pipeline sent, read after COMMIT."""
+    """The cursor _names_in_pipeline sent, read after COMMIT."""
 
     upsert: psycopg.AsyncCursor[Any] | None = None
-    busy: psycopg.AsyncCursor[Any] | None = None  # the one-trip path's locks
-
-    @property
-    def one_trip(self) -> bool:
-        """Planned without the backend rows (the upsert says what each write was)."""
-        return self.busy is not None
 
 
 # A full reconcile reads and writes this many names at a time (bounded memory for any catalogue
@@ -418,26 +412,27 @@ class Reconciler:
     ) -> None:
         """A few names (the relay's batch). When every name still has deployments (an add or an
         update: the upsert decides create / update / unchanged itself, as planning does), ONE
-        backend round trip: [BEGIN, the lock timeout and the names' locks (one statement), the
-        upsert of the names not busy, their sources, COMMIT]. Otherwise (a name may be retired:
+        backend round trip of ONE statement (``write_one_trip``: the lock timeout, the names'
+        locks, the upsert of the names not busy, their sources). Otherwise (a name may be retired:
         its backend row decides) two: [BEGIN, lock timeout, the names' locks, their rows]
         pipelined, then [upsert or retires, sources, COMMIT]. Raises on any error (the caller
         falls back to the per-record path)."""
+        truth, plan = await self._plan_without_rows(litellm, names, report, prefetched)
+        if plan is not None and truth is not None:
+            await self._write_one_trip(backend, names, plan, truth, report)
+            return
         retires: dict[str, psycopg.AsyncCursor[Any]] = {}
         try:
             async with backend.pipeline():
                 await backend.execute(sql.query("backend", "begin"))
                 sent = await self._names_in_pipeline(
-                    litellm, backend, names, report, prefetched, retires
+                    litellm, backend, names, report, prefetched, retires, truth
                 )
                 await backend.execute(sql.query("backend", "commit"))
         except BaseException:
             await outbox.rollback(backend)
             raise
-        # committed: what the locks, the retires and the upsert found
-        if sent.busy is not None:
-            for name in await backend_sink.busy_names(sent.busy):
-                report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+        # committed: what the retires and the upsert found
         for name, cur in retires.items():
             self._note_retire(report, name, await backend_sink.retire_result(cur))
         if sent.upsert is not None:
@@ -446,9 +441,66 @@ class Reconciler:
                     report.outcomes[model_id] = Outcome("unchanged")
                     continue
                 report.rows_written += 1
-                if sent.one_trip:  # planned without the row: the upsert says which it was
-                    action: OutcomeAction = "created" if outcome == "inserted" else "updated"
-                    report.outcomes[model_id] = Outcome(action)
+
+    async def _plan_without_rows(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        names: list[str],
+        report: Report,
+        prefetched: Sequence[Mapping[str, Any]] | None,
+    ) -> tuple[Truth | None, list[PlannedChange] | None]:
+        """The truth of a batch whose every name LiteLLM still has (read from the claim's rows),
+        and its plan when that plan needs no backend row (one round trip); else ``(truth or None,
+        None)``."""
+        present = {r.get("model_name") for r in prefetched or ()}  # the names LiteLLM still has
+        if prefetched is None or not all(n in present for n in names):
+            return None, None
+        mark = time.perf_counter()
+        wanted = set(names)
+        truth = await read_truth(
+            litellm,
+            names,
+            key=self._key(),
+            config_models=self.config_models,
+            rows=[r for r in prefetched if r.get("model_name") in wanted],
+            share=False,
+        )
+        report.add_phase("read_litellm", time.perf_counter() - mark)
+        plan = self._plan(names, truth.deployments, truth.errors, {}, may_retire=True)
+        if all(c.action in _ONE_TRIP_ACTIONS for c in plan):
+            return truth, plan
+        return truth, None
+
+    async def _write_one_trip(
+        self,
+        backend: psycopg.AsyncConnection[Any],
+        names: list[str],
+        plan: list[PlannedChange],
+        truth: Truth,
+        report: Report,
+    ) -> None:
+        """Every name still has deployments: one statement locks the names, then upserts and notes
+        the sources of the names not busy (the upsert leaves a hand-made row alone and decides
+        create / update / unchanged as planning does: it says which each write was)."""
+        report.note_plan(plan)
+        writes = [c.record for c in plan if c.action == "create" and c.record]
+        done = await backend_sink.write_one_trip(
+            backend,
+            names,
+            writes,
+            self._sources(truth, report),
+            self._instance,
+            lock_timeout=f"{LOCK_TIMEOUT_MS}ms",
+        )
+        for name in done.busy:
+            report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+        for model_id, outcome in done.outcomes:
+            if outcome == "unchanged":
+                report.outcomes[model_id] = Outcome("unchanged")
+                continue
+            report.rows_written += 1
+            action: OutcomeAction = "created" if outcome == "inserted" else "updated"
+            report.outcomes[model_id] = Outcome(action)
 
     async def _names_in_pipeline(
         self,
@@ -458,27 +510,12 @@ class Reconciler:
         report: Report,
         prefetched: Sequence[Mapping[str, Any]] | None,
         retires: dict[str, psycopg.AsyncCursor[Any]],
+        truth: Truth | None,
     ) -> _Sent:
-        """_converge_names inside its transaction: returns the cursors it sent (the upsert's, and
-        the locks' when they are read after COMMIT) and fills ``retires`` (name: cursor), none of
-        them read yet: the caller reads them after COMMIT."""
-        truth: Truth | None = None
+        """_converge_names inside its transaction (``truth``: already read from the claim's rows,
+        or None): returns the upsert's cursor and fills ``retires`` (name: cursor), none of them
+        read yet: the caller reads them after COMMIT."""
         present = {r.get("model_name") for r in prefetched or ()}  # the names LiteLLM still has
-        if prefetched is not None and all(n in present for n in names):
-            mark = time.perf_counter()
-            wanted = set(names)
-            truth = await read_truth(
-                litellm,
-                names,
-                key=self._key(),
-                config_models=self.config_models,
-                rows=[r for r in prefetched if r.get("model_name") in wanted],
-                share=False,
-            )
-            report.add_phase("read_litellm", time.perf_counter() - mark)
-            plan = self._plan(names, truth.deployments, truth.errors, {}, may_retire=True)
-            if all(c.action in _ONE_TRIP_ACTIONS for c in plan):
-                return await self._send_one_trip(backend, names, plan, truth, report)
         timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
         await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
         busy_cur = await backend_sink.send_try_lock(backend, names)
@@ -544,27 +581,6 @@ class Reconciler:
         await backend_sink.note_sources(backend, sources)
         await backend_sink.note_instances(backend, sources, self._instance)
         return _Sent(upsert=upsert_cur)
-
-    async def _send_one_trip(
-        self,
-        backend: psycopg.AsyncConnection[Any],
-        names: list[str],
-        plan: list[PlannedChange],
-        truth: Truth,
-        report: Report,
-    ) -> _Sent:
-        """Every name still has deployments: the names' locks, then the upsert and the sources of
-        the names not busy, in the same round trip (the upsert leaves a hand-made row alone and
-        decides create / update / unchanged as planning does)."""
-        busy_cur = await backend_sink.send_try_lock_noting_busy(
-            backend, names, lock_timeout=f"{LOCK_TIMEOUT_MS}ms"
-        )
-        report.note_plan(plan)
-        writes = [c.record for c in plan if c.action == "create" and c.record]
-        upsert_cur = await backend_sink.send_upsert_unless_busy(backend, writes) if writes else None
-        sources = self._sources(truth, report)
-        await backend_sink.send_note_sources_unless_busy(backend, sources, self._instance)
-        return _Sent(upsert=upsert_cur, busy=busy_cur)
 
     async def _all_names(
         self,

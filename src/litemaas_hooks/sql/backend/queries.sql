@@ -45,61 +45,56 @@ SELECT litemaas_hooks.try_lock_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END
 FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)')
      AS g (ok)
 
--- name: try_lock_models_noting_busy
--- set_lock_timeout, then try_lock_models, and the busy names kept for the rest of this transaction
--- (a transaction-local setting), so the write pipelined behind it in the same round trip leaves
--- them out (upsert_models_unless_busy, note_model_sources_unless_busy): the relay's
--- one-round-trip write. The timeout is set first (the lock call reads it through LATERAL): the
--- shared lock a full run holds exclusively is waited for at most that long.
-SELECT b.busy, pg_catalog.set_config('litemaas_hooks.busy', coalesce(b.busy, '{}')::text, true)
+-- name: write_models_one_trip
+-- The relay's one-round-trip write (adds and updates), as ONE statement: its own transaction, no
+-- BEGIN or COMMIT around it. This transaction's lock timeout, then the names' locks
+-- (try_lock_models_v1), then for the names not busy the upsert (upsert_models_v1) and their
+-- sources and instances (note_model_sources_v1, note_model_instances_v1 when %(instance)s is not
+-- NULL). Each step reads the one before it (LATERAL): they run in that order, once each. The
+-- records are taken apart and put together again only when a name is busy. One row: the busy
+-- names, the upsert's model ids and outcomes (two arrays, in the same order), then the notes.
+SELECT b.busy, u.ids, u.outcomes, s.sources, s.instances
 FROM (SELECT pg_catalog.set_config('lock_timeout', %(timeout)s, true) AS timeout) AS t,
      LATERAL (
-         SELECT litemaas_hooks.try_lock_models_v1(
-                    CASE WHEN g.ok AND t.timeout IS NOT NULL THEN %(ids)s::text[] END, false)
-                AS busy
+         SELECT coalesce(litemaas_hooks.try_lock_models_v1(
+                    CASE WHEN g.ok AND t.timeout IS NOT NULL THEN %(ids)s::text[] END, false),
+                    '{}') AS busy
          FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)')
               AS g (ok)
-     ) AS b
-
--- name: upsert_models_unless_busy
--- upsert_models, without the records of the names try_lock_models_noting_busy found busy (the
--- records are taken apart and put together again only when a name is busy).
-SELECT u.model_id, u.outcome
-FROM litemaas_hooks.check_function_v1('litemaas_hooks.upsert_models_v1(jsonb)') AS g (ok),
-     LATERAL (
-         SELECT coalesce(NULLIF(pg_catalog.current_setting('litemaas_hooks.busy', true), ''), '{}')
-                AS busy
      ) AS b,
      LATERAL (
          SELECT CASE WHEN b.busy = '{}' THEN %(models)s::jsonb ELSE (
              SELECT coalesce(pg_catalog.jsonb_agg(r.value ORDER BY r.ordinality), '[]'::jsonb)
              FROM pg_catalog.jsonb_array_elements(%(models)s::jsonb) WITH ORDINALITY
                   AS r (value, ordinality)
-             WHERE (r.value ->> 'id') <> ALL (b.busy::text[])
+             WHERE (r.value ->> 'id') <> ALL (b.busy)
          ) END AS models
      ) AS f,
-     LATERAL litemaas_hooks.upsert_models_v1(CASE WHEN g.ok THEN f.models END) AS u
-
--- name: note_model_sources_unless_busy
--- note_model_sources and note_model_instances (when %(instance)s is not NULL) in one statement,
--- without the names try_lock_models_noting_busy found busy.
-SELECT litemaas_hooks.note_model_sources_v1(CASE WHEN g.ok THEN f.ids END, f.from_db),
-       CASE WHEN %(instance)s::text IS NOT NULL THEN
-           litemaas_hooks.note_model_instances_v1(CASE WHEN h.ok THEN f.ids END, %(instance)s::text)
-       END
-FROM litemaas_hooks.check_function_v1('litemaas_hooks.note_model_sources_v1(text[], boolean[])')
-         AS g (ok),
-     litemaas_hooks.check_function_v1('litemaas_hooks.note_model_instances_v1(text[], text)')
-         AS h (ok),
      LATERAL (
-         SELECT pg_catalog.array_agg(i.id ORDER BY i.id) AS ids,
-                pg_catalog.array_agg(i.from_db ORDER BY i.id) AS from_db
-         FROM ROWS FROM (pg_catalog.unnest(%(ids)s::text[]),
-                        pg_catalog.unnest(%(from_db)s::boolean[])) AS i (id, from_db)
-         WHERE i.id <> ALL (coalesce(
-             NULLIF(pg_catalog.current_setting('litemaas_hooks.busy', true), ''),
-             '{}')::text[])
-     ) AS f
+         SELECT pg_catalog.array_agg(w.model_id ORDER BY w.model_id) AS ids,
+                pg_catalog.array_agg(w.outcome ORDER BY w.model_id) AS outcomes
+         FROM litemaas_hooks.check_function_v1('litemaas_hooks.upsert_models_v1(jsonb)') AS g (ok),
+              LATERAL litemaas_hooks.upsert_models_v1(CASE WHEN g.ok THEN f.models END) AS w
+     ) AS u,
+     LATERAL (
+         SELECT litemaas_hooks.note_model_sources_v1(CASE WHEN g.ok THEN n.ids END, n.from_db)
+                    AS sources,
+                CASE WHEN %(instance)s::text IS NOT NULL THEN
+                    litemaas_hooks.note_model_instances_v1(CASE WHEN h.ok THEN n.ids END,
+                                                           %(instance)s::text)
+                END AS instances
+         FROM litemaas_hooks.check_function_v1(
+                  'litemaas_hooks.note_model_sources_v1(text[], boolean[])') AS g (ok),
+              litemaas_hooks.check_function_v1(
+                  'litemaas_hooks.note_model_instances_v1(text[], text)') AS h (ok),
+              LATERAL (
+                  SELECT pg_catalog.array_agg(i.id ORDER BY i.id) AS ids,
+                         pg_catalog.array_agg(i.from_db ORDER BY i.id) AS from_db
+                  FROM ROWS FROM (pg_catalog.unnest(%(source_ids)s::text[]),
+                                 pg_catalog.unnest(%(from_db)s::boolean[])) AS i (id, from_db)
+                  WHERE i.id <> ALL (b.busy)
+              ) AS n
+     ) AS s
 
 -- name: set_lock_timeout
 -- Our transaction waits at most this long for any lock (then 55P03: the names are retried later).
