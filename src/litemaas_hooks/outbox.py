@@ -188,9 +188,8 @@ async def claim_batch(
             await conn.execute(_q("begin"))
             complete = {"worker": worker, "ids": done_ids}
             ccur = await conn.execute(_q("complete_events"), complete) if done_ids else None
-            rcur = conn.cursor(row_factory=class_row(Recovered))
-            await rcur.execute(_q("recover_dead_sessions"), recover)
-            await conn.execute(_q("claim_lock"))
+            # dead sessions' claims given back, and the claim lock (one statement)
+            rcur = await conn.execute(_q("recover_dead_sessions"), recover)
             ecur = conn.cursor(row_factory=class_row(Event))
             await ecur.execute(_q("claim_events_exclusive"), claim)
             dcur = conn.cursor(row_factory=dict_row)
@@ -208,7 +207,7 @@ async def claim_batch(
     return Batch(
         events=events,
         rows=await dcur.fetchall() if events else [],
-        recovered=await rcur.fetchall(),
+        recovered=_recovered(await rcur.fetchone()),
         completed=ccur.rowcount if ccur is not None else 0,
         next_due_seconds=None if due is None or due[0] is None else float(due[0]),
     )
@@ -292,9 +291,15 @@ async def recover_dead_sessions(conn: AnyConn, *, max_attempts: int = 10) -> lis
     first ``FREE_INTERRUPTIONS`` interruptions of an event (then ``dead`` after
     ``max_attempts``)."""
     params = {"free_interruptions": FREE_INTERRUPTIONS, "max_attempts": max_attempts}
-    async with conn.cursor(row_factory=class_row(Recovered)) as cur:
-        await cur.execute(_q("recover_dead_sessions"), params)
-        return await cur.fetchall()
+    cur = await conn.execute(_q("recover_dead_sessions"), params)
+    return _recovered(await cur.fetchone())
+
+
+def _recovered(row: Sequence[Any] | None) -> list[Recovered]:
+    """``recover_dead_sessions``'s one row (ids, statuses: two arrays) as events."""
+    if row is None or row[1] is None:
+        return []
+    return [Recovered(int(i), str(s)) for i, s in zip(row[1], row[2], strict=True)]
 
 
 async def recover_stalled(

@@ -37,11 +37,6 @@ claimed AS (
 )
 SELECT id, op, model_id, old_model_name, new_model_name, attempts, created_at FROM claimed
 
--- name: claim_lock
--- Claims are made one relay at a time (within claim_batch's transaction, held for microseconds), so
--- the name exclusion of claim_events_exclusive sees every other relay's committed claims.
-SELECT pg_advisory_xact_lock(hashtext('litemaas_hooks.claim'))
-
 -- name: claim_events_exclusive
 -- claim_events, but never an event naming a model name that another relay holds a claim on: one
 -- relay at a time converges a name, so the truth claim_batch reads with the claim (deployments_of_claims,
@@ -181,6 +176,12 @@ RETURNING e.id
 -- free_interruptions interruptions of an event (after that it is: an event that kills every relay
 -- ends up dead). (pg_stat_activity shows every session's pid; backend_start only to the same role,
 -- hence the NULL case: the pid alone then.)
+-- The same statement takes the claim lock (claim_batch's next statement claims: its snapshot is
+-- taken after the lock, so the name exclusion of claim_events_exclusive sees every other relay's
+-- committed claims; claims are made one relay at a time, within claim_batch's transaction, held
+-- for microseconds; alone, as housekeeping, it is released at once). One row: the recovered
+-- events' ids and statuses, two arrays in the same order (NULL: none).
+WITH recovered AS (
 UPDATE litemaas_hooks.model_events AS e
 SET status = CASE WHEN e.interruptions >= %(free_interruptions)s AND e.attempts >= %(max_attempts)s
                   THEN 'dead' ELSE 'pending' END,
@@ -201,6 +202,10 @@ WHERE e.status = 'claimed' AND e.claimed_pid IS NOT NULL
              OR a.backend_start = e.claimed_session_start)
   )
 RETURNING e.id, e.status
+)
+SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('litemaas_hooks.claim')) AS locked,
+       (SELECT pg_catalog.array_agg(r.id ORDER BY r.id) FROM recovered AS r) AS ids,
+       (SELECT pg_catalog.array_agg(r.status ORDER BY r.id) FROM recovered AS r) AS statuses
 
 -- name: recover_stalled
 -- Claims older than stall_seconds belong to a relay that died or hung: make them pending again (the
