@@ -195,21 +195,24 @@ async def claim_batch(
             dcur = conn.cursor(row_factory=dict_row)
             if json_loads is not None:
                 set_json_loads(json_loads, dcur)
-            await dcur.execute(_q("deployments_of_claims" + variant), {"worker": worker})
-            due_in = {"max_delay_seconds": max_delay_seconds}
-            ncur = await conn.execute(_q("next_due_seconds"), due_in)
+            # the claimed names' deployments, each row also saying when the next event is due
+            read = {"worker": worker, "max_delay_seconds": max_delay_seconds}
+            await dcur.execute(_q("deployments_of_claims" + variant), read)
             await conn.execute(_q("commit"))
     except BaseException:
         await rollback(conn)
         raise
     events = sorted(await ecur.fetchall(), key=lambda e: e.id)
-    due = await ncur.fetchone()
+    rows = await dcur.fetchall()
+    due = rows[0].pop("next_due") if rows else None
+    for row in rows[1:]:
+        del row["next_due"]
     return Batch(
         events=events,
-        rows=await dcur.fetchall() if events else [],
+        rows=[r for r in rows if r["model_id"] is not None] if events else [],
         recovered=_recovered(await rcur.fetchone()),
         completed=ccur.rowcount if ccur is not None else 0,
-        next_due_seconds=None if due is None or due[0] is None else float(due[0]),
+        next_due_seconds=None if due is None else float(due),
     )
 
 

@@ -76,29 +76,56 @@ SELECT id, op, model_id, old_model_name, new_model_name, attempts, created_at FR
 -- Every deployment of every model name this session holds a claim on (read in the claim's
 -- transaction: the truth is at least as new as the claimed events). Named columns only, as in
 -- model_table.sql; the *_without_blocked variant is for LiteLLM 1.81 (no blocked column).
-SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at,
-       coalesce(t.blocked, false) AS blocked
-FROM public."LiteLLM_ProxyModelTable" AS t
-JOIN (
-    SELECT DISTINCT v.name
-    FROM litemaas_hooks.model_events AS e
-    CROSS JOIN LATERAL (VALUES (e.old_model_name), (e.new_model_name)) AS v (name)
-    WHERE e.status = 'claimed' AND e.claimed_by = %(worker)s AND e.claimed_pid = pg_backend_pid()
-      AND v.name IS NOT NULL
-) AS wanted (name) ON t.model_name = wanted.name
-ORDER BY t.model_name, t.model_id
+-- Each row also says when the next pending event is due (next_due_seconds, after the claim), and
+-- one row with NULL deployment columns says it when no deployment is read.
+SELECT d.model_id, d.model_name, d.litellm_params, d.model_info, d.created_at, d.updated_at,
+       d.blocked, n.next_due
+FROM (
+    SELECT CASE WHEN min(q.next_attempt_at) IS NOT NULL THEN
+               least(extract(epoch FROM min(q.next_attempt_at) - clock_timestamp())::float8,
+                     %(max_delay_seconds)s::float8)
+           END AS next_due
+    FROM litemaas_hooks.model_events AS q
+    WHERE q.status = 'pending'
+) AS n
+LEFT JOIN (
+    SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at,
+           coalesce(t.blocked, false) AS blocked
+    FROM public."LiteLLM_ProxyModelTable" AS t
+    JOIN (
+        SELECT DISTINCT v.name
+        FROM litemaas_hooks.model_events AS e
+        CROSS JOIN LATERAL (VALUES (e.old_model_name), (e.new_model_name)) AS v (name)
+        WHERE e.status = 'claimed' AND e.claimed_by = %(worker)s AND e.claimed_pid = pg_backend_pid()
+          AND v.name IS NOT NULL
+    ) AS wanted (name) ON t.model_name = wanted.name
+) AS d ON true
+ORDER BY d.model_name, d.model_id
 
 -- name: deployments_of_claims_without_blocked
-SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at, false AS blocked
-FROM public."LiteLLM_ProxyModelTable" AS t
-JOIN (
-    SELECT DISTINCT v.name
-    FROM litemaas_hooks.model_events AS e
-    CROSS JOIN LATERAL (VALUES (e.old_model_name), (e.new_model_name)) AS v (name)
-    WHERE e.status = 'claimed' AND e.claimed_by = %(worker)s AND e.claimed_pid = pg_backend_pid()
-      AND v.name IS NOT NULL
-) AS wanted (name) ON t.model_name = wanted.name
-ORDER BY t.model_name, t.model_id
+SELECT d.model_id, d.model_name, d.litellm_params, d.model_info, d.created_at, d.updated_at,
+       d.blocked, n.next_due
+FROM (
+    SELECT CASE WHEN min(q.next_attempt_at) IS NOT NULL THEN
+               least(extract(epoch FROM min(q.next_attempt_at) - clock_timestamp())::float8,
+                     %(max_delay_seconds)s::float8)
+           END AS next_due
+    FROM litemaas_hooks.model_events AS q
+    WHERE q.status = 'pending'
+) AS n
+LEFT JOIN (
+    SELECT t.model_id, t.model_name, t.litellm_params, t.model_info, t.created_at, t.updated_at,
+           false AS blocked
+    FROM public."LiteLLM_ProxyModelTable" AS t
+    JOIN (
+        SELECT DISTINCT v.name
+        FROM litemaas_hooks.model_events AS e
+        CROSS JOIN LATERAL (VALUES (e.old_model_name), (e.new_model_name)) AS v (name)
+        WHERE e.status = 'claimed' AND e.claimed_by = %(worker)s AND e.claimed_pid = pg_backend_pid()
+          AND v.name IS NOT NULL
+    ) AS wanted (name) ON t.model_name = wanted.name
+) AS d ON true
+ORDER BY d.model_name, d.model_id
 
 -- name: deployment_ids
 -- A full reconcile's first pass: every deployment's key and name, in one scan of LiteLLM's table
