@@ -592,6 +592,7 @@ class Relay:
             max_attempts=self.settings.max_attempts,
             blocked_column=self._blocked_column,
             json_loads=litellm_source.safe_json_loads,
+            explicit_transaction=self._polling,  # transaction pooling pins search_path at BEGIN
         )
         self._done = []
         self._next_due, self._next_due_fresh = batch.next_due_seconds, True

@@ -477,7 +477,10 @@ def test_outbox_queries_lifecycle(installed: str) -> None:
     asyncio.run(scenario())
 
 
-def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str) -> None:
+@pytest.mark.parametrize("explicit", [True, False], ids=["begin-commit", "implicit"])
+def test_claim_batch_claims_reads_and_completes_in_one_round_trip(
+    installed: str, explicit: bool
+) -> None:
     """claim_batch: the claimed names' deployments come with the claim, the previous batch's done
     events are deleted with it, and a name another relay holds a claim on is left to that relay
     (one relay at a time converges a name: its truth is never older than another's write)."""
@@ -493,7 +496,9 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str
                     {"model_id": model_id, "model_name": name, "params": PARAMS, "info": "{}"},
                 )
             blocked = await litellm_source.has_blocked_column(c1)  # LiteLLM 1.81: no such column
-            first = await outbox.claim_batch(c1, worker="w1", batch_size=1, blocked_column=blocked)
+            first = await outbox.claim_batch(
+                c1, worker="w1", batch_size=1, blocked_column=blocked, explicit_transaction=explicit
+            )
             assert [e.names for e in first.events] == [frozenset({"m-a"})]
             # both deployments of the claimed name, read in the claim's transaction; nothing else
             assert sorted(r["model_id"] for r in first.rows) == ["a1", "a2"]
@@ -504,7 +509,11 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str
                 ("a1",),
             )
             second = await outbox.claim_batch(
-                c2, worker="w2", batch_size=10, blocked_column=blocked
+                c2,
+                worker="w2",
+                batch_size=10,
+                blocked_column=blocked,
+                explicit_transaction=explicit,
             )
             assert [e.names for e in second.events] == [frozenset({"m-b"})]
             assert [r["model_id"] for r in second.rows] == ["b1"]
@@ -514,7 +523,12 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str
             # claim, which may now take m-a again
             done = [first.events[0].id]
             third = await outbox.claim_batch(
-                c1, worker="w1", batch_size=10, done=done, blocked_column=blocked
+                c1,
+                worker="w1",
+                batch_size=10,
+                done=done,
+                blocked_column=blocked,
+                explicit_transaction=explicit,
             )
             assert third.completed == 1
             # a2's insert, a1's update
@@ -523,7 +537,12 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str
             # nothing due left; a claim of nothing reads nothing
             done = [second.events[0].id]
             fourth = await outbox.claim_batch(
-                c2, worker="w2", batch_size=10, done=done, blocked_column=blocked
+                c2,
+                worker="w2",
+                batch_size=10,
+                done=done,
+                blocked_column=blocked,
+                explicit_transaction=explicit,
             )
             assert (fourth.events, fourth.rows, fourth.completed, fourth.next_due_seconds) == (
                 [],
@@ -540,7 +559,8 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(installed: str
     asyncio.run(scenario())
 
 
-def test_claim_batch_error_leaves_no_open_transaction(installed: str) -> None:
+@pytest.mark.parametrize("explicit", [True, False], ids=["begin-commit", "implicit"])
+def test_claim_batch_error_leaves_no_open_transaction(installed: str, explicit: bool) -> None:
     async def scenario() -> None:
         async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as conn:
             await conn.execute(
@@ -551,12 +571,52 @@ def test_claim_batch_error_leaves_no_open_transaction(installed: str) -> None:
             )
             # LiteLLM 1.81's table read as 1.108's
             with pytest.raises(psycopg.errors.UndefinedColumn):
-                await outbox.claim_batch(conn, worker="w1", batch_size=10, blocked_column=True)
+                await outbox.claim_batch(
+                    conn,
+                    worker="w1",
+                    batch_size=10,
+                    blocked_column=True,
+                    explicit_transaction=explicit,
+                )
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             # rolled back: the event was not claimed
-            again = await outbox.claim_batch(conn, worker="w1", batch_size=10, blocked_column=False)
+            again = await outbox.claim_batch(
+                conn,
+                worker="w1",
+                batch_size=10,
+                blocked_column=False,
+                explicit_transaction=explicit,
+            )
             assert [e.attempts for e in again.events] == [1]
             assert [r["blocked"] for r in again.rows] == [False]
+
+    asyncio.run(scenario())
+
+
+def test_a_pipeline_without_begin_is_one_transaction(installed: str) -> None:
+    """What ``claim_batch(explicit_transaction=False)`` relies on: the statements of a psycopg
+    pipeline in autocommit mode, up to its one Sync, are one transaction (PostgreSQL's implicit
+    transaction): the claim lock its recover statement takes is still held by its claim, and is
+    gone after."""
+
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(installed, autocommit=True) as conn:
+            locks = (
+                "SELECT pg_catalog.now(), (SELECT count(*) FROM pg_catalog.pg_locks "
+                "WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())"
+            )
+            async with conn.pipeline():
+                first = await conn.execute(
+                    "SELECT pg_catalog.now(), pg_catalog.pg_advisory_xact_lock(42)"
+                )
+                second = await conn.execute(locks)
+            began, _ = await first.fetchone() or (None, None)
+            same, held = await second.fetchone() or (None, None)
+            assert same == began, "two transactions"
+            assert held == 1, "the lock was released between the statements"
+            after = await (await conn.execute(locks)).fetchone()
+            assert after is not None
+            assert after[1] == 0
 
     asyncio.run(scenario())
 

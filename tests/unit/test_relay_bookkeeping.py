@@ -49,6 +49,7 @@ class OutboxCalls(Protocol):
         max_attempts: int = ...,
         blocked_column: bool = ...,
         json_loads: Callable[[str | bytes], Any] | None = ...,
+        explicit_transaction: bool = ...,
     ) -> outbox.Batch: ...
 
     async def fail(
@@ -148,6 +149,7 @@ class FakeOutbox:
         max_attempts: int = 10,
         blocked_column: bool = True,
         json_loads: Callable[[str | bytes], Any] | None = None,
+        explicit_transaction: bool = True,
         **more: object,  # a keyword the real claim_batch gains later is not this fake's business
     ) -> outbox.Batch:
         done = list(done)
