@@ -21,8 +21,12 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 def _utils() -> Any:
     litellm = litellm_adapter._import_litellm()
-    if not hasattr(litellm.utils, "_rebuild_model_cost_lowercase_map"):
-        pytest.skip("this LiteLLM keeps no lowercase index of its cost map (1.81)")
+    from litellm.router import Router
+
+    if getattr(Router, "_register_deployment_pricing", None) is None or not hasattr(
+        litellm.utils, "_model_cost_mutation_generation"
+    ):
+        pytest.skip("this LiteLLM's router registers no deployment in its cost map (1.81)")
     return litellm.utils
 
 
