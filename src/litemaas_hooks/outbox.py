@@ -208,9 +208,9 @@ async def claim_batch(
         await rollback(conn)
         raise
     events = sorted(await ecur.fetchall(), key=lambda e: e.id)
-    rows = await dcur.fetchall()
-    due = rows[0].pop("next_due") if rows else None
-    for row in rows[1:]:
+    rows = await dcur.fetchall()  # at least one: the due time comes even with no deployment
+    due = rows[0]["next_due"] if rows else None
+    for row in rows:
         del row["next_due"]
     return Batch(
         events=events,
