@@ -174,6 +174,7 @@ async def claim_batch(
     blocked_column: bool = True,
     json_loads: Callable[[str | bytes], Any] | None = None,
     explicit_transaction: bool = True,
+    via_function: bool = False,
 ) -> Batch:
     """One round trip (a pipelined transaction): delete the ``done`` events of the previous batch,
     give back claims of dead sessions, claim up to ``batch_size`` due events (never one naming a
@@ -181,7 +182,22 @@ async def claim_batch(
     say when the next pending event is due. ``blocked_column``: LiteLLM's table has ``blocked`` (not
     1.81). ``explicit_transaction=False``: no BEGIN and COMMIT; the statements of a pipeline up to
     its Sync (one, at its end) are one implicit transaction in PostgreSQL, two statements fewer.
-    Not under transaction pooling, where each transaction pins search_path at its BEGIN."""
+    Not under transaction pooling, where each transaction pins search_path at its BEGIN.
+
+    ``via_function``: all of it in ONE statement, ``litemaas_hooks.claim_batch_v1`` (any pooling;
+    it checks the table's column types itself, ``blocked_column`` and ``explicit_transaction`` do
+    not apply). Raises ``psycopg.errors.UndefinedFunction`` / ``InsufficientPrivilege`` when the
+    install or the role's grants predate it (the caller falls back to the named queries)."""
+    if via_function:
+        return await _claim_batch_v1(
+            conn,
+            worker=worker,
+            batch_size=batch_size,
+            max_delay_seconds=max_delay_seconds,
+            done=done,
+            max_attempts=max_attempts,
+            json_loads=json_loads,
+        )
     done_ids = sorted(set(done))
     claim = {"worker": worker, "batch_size": batch_size, "max_delay_seconds": max_delay_seconds}
     variant = "" if blocked_column else "_without_blocked"
@@ -217,6 +233,65 @@ async def claim_batch(
         rows=[r for r in rows if r["model_id"] is not None] if events else [],
         recovered=_recovered(await rcur.fetchone()),
         completed=ccur.rowcount if ccur is not None else 0,
+        next_due_seconds=None if due is None else float(due),
+    )
+
+
+# claim_batch_v1's deployment columns, as the named queries name them
+_DEPLOYMENT_COLUMNS = (
+    ("model_id", "model_id"),
+    ("model_name", "model_name"),
+    ("litellm_params", "litellm_params"),
+    ("model_info", "model_info"),
+    ("created_at", "deployment_created_at"),
+    ("updated_at", "deployment_updated_at"),
+    ("blocked", "blocked"),
+)
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+
+
+async def _claim_batch_v1(
+    conn: AnyConn,
+    *,
+    worker: str,
+    batch_size: int,
+    max_delay_seconds: float,
+    done: Iterable[int],
+    max_attempts: int,
+    json_loads: Callable[[str | bytes], Any] | None,
+) -> Batch:
+    """``claim_batch`` as one statement (``claim_batch_v1``: its own implicit transaction)."""
+    params = {
+        "worker": worker,
+        "batch_size": batch_size,
+        "max_delay_seconds": max_delay_seconds,
+        "done": sorted(set(done)),
+        "free_interruptions": FREE_INTERRUPTIONS,
+        "max_attempts": max_attempts,
+    }
+    cur = conn.cursor(row_factory=dict_row)
+    if json_loads is not None:
+        set_json_loads(json_loads, cur)
+    # prepared at its first call, not at psycopg's 5th (outside a pipeline, a prepare is a round
+    # trip of its own: one per connection then, never in the middle of the work)
+    await cur.execute(_q("claim_batch"), params, prepare=True)
+    events: list[Event] = []
+    rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
+    for row in await cur.fetchall():
+        if row["kind"] == "event":
+            events.append(Event(**{name: row[name] for name in _EVENT_FIELDS}))
+        elif row["kind"] == "deployment":
+            rows.append({name: row[column] for name, column in _DEPLOYMENT_COLUMNS})
+        else:
+            summary = row
+    due = summary.get("next_due")
+    recovered = (None, summary.get("recovered_ids"), summary.get("recovered_statuses"))
+    return Batch(
+        events=events,
+        rows=rows if events else [],
+        recovered=_recovered(recovered),
+        completed=int(summary.get("completed") or 0),
         next_due_seconds=None if due is None else float(due),
     )
 

@@ -50,6 +50,8 @@ RELAY_BACKEND_FUNCTIONS: tuple[str, ...] = (
     "litemaas_hooks.note_model_instances_v1(text[], text)",
     "litemaas_hooks.retire_queue_v1()",
     "litemaas_hooks.served_elsewhere_v1(text[], text)",
+    # an add or update as one checked call (try_lock, upsert and the notes inside)
+    "litemaas_hooks.write_models_v1(text[], jsonb, text[], boolean[], text, text)",
     # every call above checks first that the function is still what install left
     # (92_function_checks)
     "litemaas_hooks.check_function_v1(regprocedure)",

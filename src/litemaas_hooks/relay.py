@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -239,6 +240,9 @@ class Relay:
         # completion folded into the next claim: events applied (backend committed), deleted with it
         self._done: list[int] = []
         self._blocked_column = True  # LiteLLM's table has `blocked` (1.81's has not); per session
+        # the claim as one statement (claim_batch_v1); off for good, said once, when the install or
+        # the role's grants predate it: the pipelined named queries then
+        self._claim_function = True
         self._next_due: float | None = None  # what the last claim said (None: ask)
         self._next_due_fresh = False
         self._deferral_warned_until = 0.0
@@ -575,6 +579,37 @@ class Relay:
 
     # -- draining --------------------------------------------------------------------------------
 
+    async def _claim(self, lconn: psycopg.AsyncConnection[Any]) -> outbox.Batch:
+        """``outbox.claim_batch``: one statement, or the pipelined named queries where the install
+        or the relay role's grants are older than this relay (said once)."""
+        claim = functools.partial(
+            outbox.claim_batch,
+            lconn,
+            worker=self.worker_id,
+            batch_size=self.settings.batch_size,
+            max_delay_seconds=self._max_delay_seconds,
+            done=self._done,
+            max_attempts=self.settings.max_attempts,
+            json_loads=litellm_source.safe_json_loads,
+        )
+        if self._claim_function:
+            try:
+                return await claim(via_function=True)
+            except (psycopg.errors.UndefinedFunction, psycopg.errors.InsufficientPrivilege) as exc:
+                self._claim_function = False
+                log.warning(
+                    "%s: claims take %s statements instead of one (%s): run `litemaas-hooks "
+                    "install` of this version, and give the relay role the grants of `install "
+                    "--print-grants` (or run install with --grant-relay)",
+                    self.name,
+                    "4 to 6" if self._polling else "3 or 4",
+                    self._scrub(self._describe(exc))[:300],
+                )
+        return await claim(
+            blocked_column=self._blocked_column,
+            explicit_transaction=self._polling,  # transaction pooling pins search_path at BEGIN
+        )
+
     async def drain_once(
         self, lconn: psycopg.AsyncConnection[Any], bconn: psycopg.AsyncConnection[Any]
     ) -> int:
@@ -583,17 +618,7 @@ class Relay:
         One LiteLLM round trip claims the batch, reads its names' deployments and deletes the events
         the previous batch applied (their completion); the engine then needs one backend one (two
         when a name may be retired)."""
-        batch = await outbox.claim_batch(
-            lconn,
-            worker=self.worker_id,
-            batch_size=self.settings.batch_size,
-            max_delay_seconds=self._max_delay_seconds,
-            done=self._done,
-            max_attempts=self.settings.max_attempts,
-            blocked_column=self._blocked_column,
-            json_loads=litellm_source.safe_json_loads,
-            explicit_transaction=self._polling,  # transaction pooling pins search_path at BEGIN
-        )
+        batch = await self._claim(lconn)
         self._done = []
         self._next_due, self._next_due_fresh = batch.next_due_seconds, True
         self._note_recovered(batch.recovered)
@@ -942,4 +967,3 @@ def _parsed_unseen(conn: psycopg.AsyncConnection[Any]) -> bool:
 async def _wait_event(event: asyncio.Event, wait_seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), wait_seconds)
-

@@ -477,9 +477,18 @@ def test_outbox_queries_lifecycle(installed: str) -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("explicit", [True, False], ids=["begin-commit", "implicit"])
+# the three ways of claim_batch: pipelined with BEGIN/COMMIT (transaction pooling), pipelined in
+# one implicit transaction, and one statement (claim_batch_v1)
+CLAIM_MODES: dict[str, dict[str, Any]] = {
+    "begin-commit": {"explicit_transaction": True},
+    "implicit": {"explicit_transaction": False},
+    "function": {"via_function": True},
+}
+
+
+@pytest.mark.parametrize("mode", sorted(CLAIM_MODES))
 def test_claim_batch_claims_reads_and_completes_in_one_round_trip(
-    installed: str, explicit: bool
+    installed: str, mode: str
 ) -> None:
     """claim_batch: the claimed names' deployments come with the claim, the previous batch's done
     events are deleted with it, and a name another relay holds a claim on is left to that relay
@@ -497,7 +506,7 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(
                 )
             blocked = await litellm_source.has_blocked_column(c1)  # LiteLLM 1.81: no such column
             first = await outbox.claim_batch(
-                c1, worker="w1", batch_size=1, blocked_column=blocked, explicit_transaction=explicit
+                c1, worker="w1", batch_size=1, blocked_column=blocked, **CLAIM_MODES[mode]
             )
             assert [e.names for e in first.events] == [frozenset({"m-a"})]
             # both deployments of the claimed name, read in the claim's transaction; nothing else
@@ -513,7 +522,7 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(
                 worker="w2",
                 batch_size=10,
                 blocked_column=blocked,
-                explicit_transaction=explicit,
+                **CLAIM_MODES[mode],
             )
             assert [e.names for e in second.events] == [frozenset({"m-b"})]
             assert [r["model_id"] for r in second.rows] == ["b1"]
@@ -528,7 +537,7 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(
                 batch_size=10,
                 done=done,
                 blocked_column=blocked,
-                explicit_transaction=explicit,
+                **CLAIM_MODES[mode],
             )
             assert third.completed == 1
             # a2's insert, a1's update
@@ -542,7 +551,7 @@ def test_claim_batch_claims_reads_and_completes_in_one_round_trip(
                 batch_size=10,
                 done=done,
                 blocked_column=blocked,
-                explicit_transaction=explicit,
+                **CLAIM_MODES[mode],
             )
             assert (fourth.events, fourth.rows, fourth.completed, fourth.next_due_seconds) == (
                 [],

@@ -509,23 +509,26 @@ def test_line_litellm_side(installed: World) -> None:
 
 def test_line_only_granted_functions(installed: World) -> None:
     w = installed
-    expected = {
-        str(run_sql(w.bdsn, "SELECT %s::regprocedure::text", params=(fn,))[0][0])
-        for fn in privileges.RELAY_BACKEND_FUNCTIONS
-    }
     query = (
         "SELECT p.oid::regprocedure::text FROM pg_proc AS p "
         "WHERE p.pronamespace = 'litemaas_hooks'::regnamespace "
         "AND has_function_privilege(%s, p.oid, 'EXECUTE')"
     )
-    assert {r[0] for r in run_sql(w.bdsn, query, params=(w.relay,))} == expected
-    assert {r[0] for r in run_sql(w.ldsn, query, params=(w.relay,))} == set()
+    for dsn, granted in (
+        (w.bdsn, privileges.RELAY_BACKEND_FUNCTIONS),
+        (w.ldsn, privileges.RELAY_LITELLM_FUNCTIONS),
+    ):
+        expected = {
+            str(run_sql(dsn, "SELECT %s::regprocedure::text", params=(fn,))[0][0]) for fn in granted
+        }
+        assert {r[0] for r in run_sql(dsn, query, params=(w.relay,))} == expected
     nobody = "PUBLIC"
-    rows = run_sql(
-        w.bdsn,
-        "SELECT count(*) FROM pg_proc AS p, "
-        "aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a "
-        "WHERE p.pronamespace = 'litemaas_hooks'::regnamespace AND a.grantee = 0 "
-        "AND a.privilege_type = 'EXECUTE'",
-    )
-    assert rows == [(0,)], f"{nobody} may execute functions of ours"
+    for dsn in (w.bdsn, w.ldsn):
+        rows = run_sql(
+            dsn,
+            "SELECT count(*) FROM pg_proc AS p, "
+            "aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a "
+            "WHERE p.pronamespace = 'litemaas_hooks'::regnamespace AND a.grantee = 0 "
+            "AND a.privilege_type = 'EXECUTE'",
+        )
+        assert rows == [(0,)], f"{nobody} may execute functions of ours ({dsn})"

@@ -72,6 +72,18 @@ claimed AS (
 )
 SELECT id, op, model_id, old_model_name, new_model_name, attempts, created_at FROM claimed
 
+-- name: claim_batch
+-- The whole claim as ONE statement (repeatable/20_claim_batch.sql): complete the done events, give
+-- back dead sessions' claims, claim, read the claimed names' deployments, say when the next event
+-- is due. Rows: kind 'event', 'deployment', then one 'summary'.
+SELECT r.kind, r.id, r.op, r.model_id, r.old_model_name, r.new_model_name, r.attempts, r.created_at,
+       r.model_name, r.litellm_params, r.model_info, r.deployment_created_at,
+       r.deployment_updated_at, r.blocked, r.recovered_ids, r.recovered_statuses, r.completed,
+       r.next_due
+FROM litemaas_hooks.claim_batch_v1(%(worker)s, %(batch_size)s, %(max_delay_seconds)s::float8,
+                                   %(done)s::bigint[], %(free_interruptions)s,
+                                   %(max_attempts)s) AS r
+
 -- name: deployments_of_claims
 -- Every deployment of every model name this session holds a claim on (read in the claim's
 -- transaction: the truth is at least as new as the claimed events). Named columns only, as in

@@ -45,5 +45,8 @@ BEGIN
         'GRANT SELECT, UPDATE ON litemaas_hooks.reconcile_state TO %s', owner);
     EXECUTE pg_catalog.format(
         'GRANT SELECT, INSERT, UPDATE, DELETE ON litemaas_hooks.cost_map_memo TO %s', owner);
+    EXECUTE pg_catalog.format(
+        'GRANT EXECUTE ON FUNCTION litemaas_hooks.claim_batch_v1(text, integer, double precision, '
+        'bigint[], integer, integer) TO %s', owner);
 END
 $install$;
