@@ -53,10 +53,15 @@ async def write_one_trip(
     instance: str | None,
     *,
     lock_timeout: str,
+    via_function: bool = True,
 ) -> OneTrip:
-    """One statement, its own transaction (the named query ``write_models_one_trip``): the lock
-    timeout, the names' locks, then the upsert of ``records`` and the sources of ``from_db``
-    (and ``instance``) for the names not busy."""
+    """One statement, its own transaction: the lock timeout, the names' locks, then the upsert of
+    ``records`` and the sources of ``from_db`` (and ``instance``) for the names not busy.
+
+    ``via_function``: one checked call of ``write_models_v1`` (the named query ``write_models``).
+    Raises ``psycopg.errors.UndefinedFunction`` / ``InsufficientPrivilege`` when the install or the
+    role's grants predate it (``function_missing``: the caller falls back). Else the named query
+    ``write_models_one_trip``, which calls the four functions itself."""
     source_ids = sorted(from_db)
     params = {
         "timeout": lock_timeout,
@@ -66,7 +71,8 @@ async def write_one_trip(
         "from_db": [from_db[i] for i in source_ids],
         "instance": instance,
     }
-    cur = await conn.execute(sql.query("backend", "write_models_one_trip"), params)
+    query = "write_models" if via_function else "write_models_one_trip"
+    cur = await conn.execute(sql.query("backend", query), params)
     row = await cur.fetchone()
     assert row is not None  # one row, always
     busy, written, outcomes = row[0] or [], row[1] or [], row[2] or []
@@ -74,6 +80,20 @@ async def write_one_trip(
         busy=[str(n) for n in busy],
         outcomes=[(str(i), str(o)) for i, o in zip(written, outcomes, strict=True)],
     )
+
+
+def refused(exc: psycopg.Error) -> bool:
+    """A function's check refused to call it: altered since install (92_function_checks.sql)."""
+    message = exc.diag.message_primary or ""
+    return exc.sqlstate == "42501" and message.startswith("litemaas-hooks refuses to call")
+
+
+def function_missing(exc: psycopg.Error) -> bool:
+    """``write_one_trip(via_function=True)`` failed because ``write_models_v1`` does not exist
+    (42883: an install older than this code) or the role may not call it (42501: grants older than
+    this code), not because its check refused it (also 42501)."""
+    message = exc.diag.message_primary or ""
+    return exc.sqlstate in ("42883", "42501") and "write_models_v1" in message and not refused(exc)
 
 
 async def busy_names(cur: psycopg.AsyncCursor[Any]) -> list[str]:

@@ -173,6 +173,8 @@ class Reconciler:
         self._key = key or (lambda: settings.decryption_key() or litellm_adapter.proxy_master_key())
         self._instance: str | None = None
         self._instance_known = False
+        # False once write_models_v1 turned out missing or not granted: the four-call query instead
+        self._write_function = True
 
     async def converge(
         self,
@@ -481,10 +483,14 @@ class Reconciler:
     ) -> None:
         """Every name still has deployments: one statement locks the names, then upserts and notes
         the sources of the names not busy (the upsert leaves a hand-made row alone and decides
-        create / update / unchanged as planning does: it says which each write was)."""
+        create / update / unchanged as planning does: it says which each write was). It calls
+        ``write_models_v1``; where that function is missing or not granted (an older install or
+        grants), the four-call query, with one warning naming the fix. A refused check (the
+        function was altered) is every name's error: nothing is written another way."""
         report.note_plan(plan)
         writes = [c.record for c in plan if c.action == "create" and c.record]
-        done = await backend_sink.write_one_trip(
+        write = functools.partial(
+            backend_sink.write_one_trip,
             backend,
             names,
             writes,
@@ -492,6 +498,27 @@ class Reconciler:
             self._instance,
             lock_timeout=f"{LOCK_TIMEOUT_MS}ms",
         )
+        done = None
+        if self._write_function:
+            try:
+                done = await write(via_function=True)
+            except psycopg.Error as exc:
+                if backend_sink.refused(exc):  # altered since install: no write, not another way
+                    for name in names:
+                        report.outcomes[name] = Outcome("error", describe(exc))
+                    return
+                if not backend_sink.function_missing(exc):
+                    raise
+                self._write_function = False
+                log.warning(
+                    "adds and updates are written with 4 function checks instead of 1, "
+                    "litemaas_hooks.write_models_v1 is missing or not granted (%s): re-run "
+                    "`litemaas-hooks install`, and re-apply `install --print-grants` (or "
+                    "`install --grant-relay`) for the relay role; used from the relay's next start",
+                    describe(exc),
+                )
+        if done is None:
+            done = await write(via_function=False)
         for name in done.busy:
             report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
         for model_id, outcome in done.outcomes:

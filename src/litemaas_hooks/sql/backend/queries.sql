@@ -45,6 +45,18 @@ SELECT litemaas_hooks.try_lock_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END
 FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)')
      AS g (ok)
 
+-- name: write_models
+-- The relay's one-round-trip write (adds and updates), as ONE statement and one checked call:
+-- write_models_v1 does what write_models_one_trip below does, in the same order (one function
+-- check instead of four). One row: the busy names, the upsert's model ids and outcomes.
+SELECT w.busy, w.ids, w.outcomes
+FROM litemaas_hooks.check_function_v1(
+         'litemaas_hooks.write_models_v1(text[], jsonb, text[], boolean[], text, text)') AS g (ok),
+     LATERAL litemaas_hooks.write_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END,
+                                           %(models)s::jsonb, %(source_ids)s::text[],
+                                           %(from_db)s::boolean[], %(instance)s::text,
+                                           %(timeout)s::text) AS w
+
 -- name: write_models_one_trip
 -- The relay's one-round-trip write (adds and updates), as ONE statement: its own transaction, no
 -- BEGIN or COMMIT around it. This transaction's lock timeout, then the names' locks
@@ -53,6 +65,8 @@ FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[],
 -- NULL). Each step reads the one before it (LATERAL): they run in that order, once each. The
 -- records are taken apart and put together again only when a name is busy. One row: the busy
 -- names, the upsert's model ids and outcomes (two arrays, in the same order), then the notes.
+-- Used where write_models_v1 is missing or not granted (an install, or the relay role's grants,
+-- older than this code): backend_sink.write_one_trip falls back to it.
 SELECT b.busy, u.ids, u.outcomes, s.sources, s.instances
 FROM (SELECT pg_catalog.set_config('lock_timeout', %(timeout)s, true) AS timeout) AS t,
      LATERAL (
