@@ -3,7 +3,9 @@
 One statement sets the lock timeout and takes the names' locks, then upserts the names that were
 not busy and notes their sources. A name another writer holds is left for later and the others are
 written; a full run holding every name (its exclusive lock) is waited for at most the lock timeout,
-then the batch is retried later.
+then the batch is retried later. Both ways of writing: one checked call of ``write_models_v1``,
+and the query of the release before (``write_models_one_trip``) where that function is missing or
+not granted, with one warning naming the fix.
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ from contextlib import asynccontextmanager
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.helpers import (
     AConn,
+    World,
+    add,
     backend_models,
     eventually,
     insert,
     make_settings,
     outbox_empty,
     rows,
+    run_sql,
     running,
 )
 
@@ -29,6 +36,50 @@ pytestmark = pytest.mark.anyio
 
 NAME_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('litemaas_hooks.model:' || %s, 0))"
 FLEET_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('litemaas_hooks.models', 0))"
+WRITE_FN = "litemaas_hooks.write_models_v1(text[], jsonb, text[], boolean[], text, text)"
+FIX = (
+    "re-run `litemaas-hooks install`, and re-apply `install --print-grants` (or "
+    "`install --grant-relay`) for the relay role"
+)
+
+
+@pytest.fixture(params=["write_models_v1", "fallback"])
+def path(request: pytest.FixtureRequest, dbs: tuple[str, str]) -> str:
+    """How the relay writes: one checked call of write_models_v1, or (the function dropped, as in
+    an install older than the code) the query of the release before. The backend counts the calls
+    of our functions (track_functions) for ``wrote_via``."""
+    bdsn = dbs[1]
+    db = sql.Identifier(str(conninfo_to_dict(bdsn)["dbname"]))
+    run_sql(bdsn, sql.SQL("ALTER DATABASE {} SET track_functions = 'pl'").format(db))
+    if request.param == "fallback":
+        run_sql(bdsn, f"DROP FUNCTION {WRITE_FN}")
+    return str(request.param)
+
+
+async def calls(bc: AConn) -> dict[str, int]:
+    """Calls of our functions the backend counted (a session's counts are in once it ended)."""
+    query = "SELECT funcname, calls FROM pg_stat_user_functions WHERE schemaname = 'litemaas_hooks'"
+    return {str(name): int(n) for name, n in await rows(bc, query)}
+
+
+async def wrote_via(bdsn: str, path: str, logs: list[str], writes: int) -> None:
+    """After the relay stopped: its ``writes`` writes (at least) went the way ``path`` says, and
+    the fallback said so once, naming the fix."""
+    warned = [line for line in logs if line.startswith("WARNING") and "write_models_v1" in line]
+    async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc:
+
+        async def counted() -> bool:
+            return (await calls(bc)).get("try_lock_models_v1", 0) >= writes
+
+        await eventually(counted, what="the relay's session counted its calls")
+        done = await calls(bc)
+    if path == "fallback":
+        assert "write_models_v1" not in done, done
+        assert len(warned) == 1, warned
+        assert FIX in warned[0], warned
+    else:
+        assert done.get("write_models_v1", 0) >= writes, done
+        assert warned == []
 
 
 @asynccontextmanager
@@ -70,7 +121,7 @@ def waits_with_why(lc: AConn, name: str) -> Callable[[], Awaitable[bool]]:
 
 
 async def test_a_busy_name_is_left_for_later_and_the_rest_of_its_batch_is_written(
-    dbs: tuple[str, str], master_key: str
+    dbs: tuple[str, str], master_key: str, path: str, logs: list[str]
 ) -> None:
     async with relay_and_holder(dbs, master_key) as (lc, bc, other):
         async with other.transaction():
@@ -83,10 +134,11 @@ async def test_a_busy_name_is_left_for_later_and_the_rest_of_its_batch_is_writte
             assert "held" not in await backend_models(bc)
         await eventually(written(bc, "held", "free"), what="the busy name, once released")
         await eventually(lambda: outbox_empty(lc))
+    await wrote_via(dbs[1], path, logs, writes=2)  # the batch, then the busy name
 
 
 async def test_a_full_run_holding_every_name_is_waited_for_at_most_the_lock_timeout(
-    dbs: tuple[str, str], master_key: str
+    dbs: tuple[str, str], master_key: str, path: str, logs: list[str]
 ) -> None:
     async with relay_and_holder(dbs, master_key) as (lc, bc, full_run):
         async with full_run.transaction():
@@ -98,3 +150,30 @@ async def test_a_full_run_holding_every_name_is_waited_for_at_most_the_lock_time
             )
             assert "later" not in await backend_models(bc)
         await eventually(written(bc, "later"), what="the change is written after the run")
+    await wrote_via(dbs[1], path, logs, writes=1)
+
+
+@pytest.mark.parametrize("missing", ["not granted", "not installed"])
+async def test_without_write_models_v1_every_write_lands_with_one_warning(
+    installed: World, master_key: str, logs: list[str], missing: str
+) -> None:
+    """Grants of an older `install --print-grants` (42501) or an older install (42883): the relay
+    role's writes go through the query of the release before, and one warning names the fix."""
+    w = installed
+    if missing == "not granted":
+        run_sql(w.bdsn, f"REVOKE EXECUTE ON FUNCTION {WRITE_FN} FROM {w.relay}")
+    else:
+        run_sql(w.bdsn, f"DROP FUNCTION {WRITE_FN}")
+    settings = make_settings(w.url(w.ldsn, w.relay), w.url(w.bdsn, w.relay), master_key)
+    names = ("a", "b", "c")
+    async with (
+        await psycopg.AsyncConnection.connect(w.as_(w.ldsn, w.lowner), autocommit=True) as lc,
+        await psycopg.AsyncConnection.connect(w.bdsn, autocommit=True) as bc,
+        running(settings),
+    ):
+        for i, name in enumerate(names):  # one write each
+            await add(lc, name, master_key, max_tokens=1)
+            await eventually(written(bc, *names[: i + 1]), what=f"{name} written")
+    warned = [line for line in logs if line.startswith("WARNING") and "write_models_v1" in line]
+    assert len(warned) == 1, warned
+    assert FIX in warned[0], warned

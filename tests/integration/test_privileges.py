@@ -801,6 +801,57 @@ async def test_backend_owner_altering_our_functions_is_refused_before_any_call(
     assert not _is_superuser(w.bdsn, w.bowner)
 
 
+WRITE_FN = "litemaas_hooks.write_models_v1(text[], jsonb, text[], boolean[], text, text)"
+WRITE_DOORS = {
+    "SECURITY INVOKER": f"ALTER FUNCTION {WRITE_FN} SECURITY INVOKER",
+    "body replaced": """CREATE OR REPLACE FUNCTION litemaas_hooks.write_models_v1(
+        p_ids text[], p_models jsonb, p_source_ids text[], p_from_db boolean[], p_instance text,
+        p_lock_timeout text, OUT busy text[], OUT ids text[], OUT outcomes text[])
+        LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+        AS $$ BEGIN PERFORM public.escalate(); END $$""",
+}
+
+
+@pytest.mark.parametrize("door", list(WRITE_DOORS))
+async def test_backend_owner_altering_the_relay_write_function_is_refused(
+    world: World, monkeypatch: Any, master_key: str, door: str
+) -> None:
+    """write_models_v1 (an add or update in one call) calls the other functions unchecked (they run
+    as their owner, who gains nothing), so its own check is what stands between an owner's
+    alteration and a superuser relay: the write refuses with the one-line message, writes
+    nothing another way, and the owner's code never runs."""
+    w = world
+    assert await run_cli(monkeypatch, _super_env(w, master_key), "install") == 0
+    if door == "body replaced":  # needs CREATE on our schema too: say a DBA once granted it
+        run_sql(w.bdsn, f"GRANT CREATE ON SCHEMA litemaas_hooks TO {w.bowner}")
+    run_sql(
+        w.as_(w.bdsn, w.bowner),
+        WHO_TABLE,
+        f"""CREATE FUNCTION public.escalate() RETURNS void LANGUAGE plpgsql AS $$
+            {_escalating_body(w.bowner, "")} $$""",
+        WRITE_DOORS[door],
+    )
+    refusal = "litemaas-hooks refuses to call litemaas_hooks.write_models_v1("
+    async with (
+        running(make_settings(w.ldsn, w.bdsn, master_key)),
+        await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc,
+    ):
+        await add(lc, "m", master_key, max_tokens=1)
+
+        async def refused() -> bool:
+            errors = await lc.execute(
+                "SELECT last_error FROM litemaas_hooks.model_events WHERE new_model_name = 'm'"
+            )
+            return any(refusal in (e or "") for (e,) in await errors.fetchall())
+
+        await eventually(refused, what="the event waits with the check's refusal")
+        cur = await lc.execute("SELECT last_error FROM litemaas_hooks.model_events")
+        assert all("\n" not in (e or "") for (e,) in await cur.fetchall())
+    assert run_sql(w.bdsn, "SELECT count(*) FROM models WHERE id = 'm'") == [(0,)]
+    assert who(w.bdsn) == set()
+    assert not _is_superuser(w.bdsn, w.bowner)
+
+
 async def test_the_owner_cannot_rewrite_the_record_the_checks_use(installed: World) -> None:
     w = installed
     bown = w.as_(w.bdsn, w.bowner)

@@ -144,6 +144,15 @@ def _upsert(dsn: str, *names: str) -> None:
     run_sql(dsn, "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)", params=(records,))
 
 
+WRITE = "SELECT * FROM litemaas_hooks.write_models_v1(%s, %s::jsonb, %s, %s, %s, '2s')"
+
+
+def _write(dsn: str, *names: str) -> None:
+    """The relay's add/update as one call (lock, upsert, sources, instances)."""
+    params = (list(names), json.dumps([_record(n) for n in names]), list(names))
+    run_sql(dsn, WRITE, params=(*params, [True] * len(names), "me"))
+
+
 # -- the lines -------------------------------------------------------------------------------------
 
 
@@ -209,6 +218,7 @@ def test_line_hand_made_untouched(installed: World) -> None:
     rel = w.as_(w.bdsn, w.relay)
     before = run_sql(w.bdsn, "SELECT to_jsonb(m) FROM models AS m WHERE id = 'hand'")
     _upsert(rel, "hand")
+    _write(rel, "hand")
     assert run_sql(rel, RETIRE_V1, params=("hand", REASON))[0][0]["retired"] is False
     assert run_sql(rel, RETIRE_V2, params=("hand", REASON, 0, False))[0][0]["retired"] is False
     assert run_sql(w.bdsn, "SELECT to_jsonb(m) FROM models AS m WHERE id = 'hand'") == before
@@ -221,6 +231,7 @@ def test_line_admin_hidden(installed: World) -> None:
     assert run_sql(rel, RETIRE_V1, params=("hid", REASON))[0][0]["retired"] is False
     assert run_sql(rel, RETIRE_V2, params=("hid", REASON, 0, False))[0][0]["retired"] is False
     _upsert(rel, "hid")
+    _write(rel, "hid")
     assert _availability(w.bdsn)["hid"] == "unavailable"
     assert run_sql(w.bdsn, "SELECT count(*) FROM litemaas_hooks.hidden_models") == [(0,)]
 
@@ -271,6 +282,7 @@ def test_line_subscriptions_never_wait(installed: World) -> None:
             "SELECT * FROM litemaas_hooks.upsert_models_v1(%s::jsonb)",
             (json.dumps([_record("live")]),),
         ),
+        (WRITE, (names, json.dumps([_record("live")]), names, [True] * len(names), "me")),
     ]
     for name in names:
         calls += [

@@ -19,6 +19,7 @@ PER_CHANGE = (
     "note_model_sources_v1",
     "note_model_instances_v1",
     "retire_model_v2",
+    "write_models_v1",
 )
 _FUNCTION = re.compile(
     r"CREATE OR REPLACE FUNCTION litemaas_hooks\.(?P<name>\w+)\(.*?\bLANGUAGE (?P<lang>\w+)",
