@@ -213,7 +213,8 @@ async def test_server_restart_mid_batch_loses_nothing_and_spends_no_attempt(
                 async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as watcher:
                     cur = await watcher.execute(
                         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                        "AND query LIKE '%upsert_models%' AND application_name LIKE 'relay-0%'"
+                        "AND query ~ 'upsert_models|write_models' "
+                        "AND application_name LIKE 'relay-0%'"
                     )
                     row = await cur.fetchone()
                     return bool(row and row[0])
