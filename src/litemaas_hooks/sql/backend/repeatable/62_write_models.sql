@@ -24,27 +24,28 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_models jsonb := p_models;
-    v_ids text[];
-    v_from_db boolean[];
+    v_ids text[] := p_source_ids;
+    v_from_db boolean[] := p_from_db;
 BEGIN
     -- LOCAL: the rest of this transaction (a function's SET clause restores only search_path)
     PERFORM pg_catalog.set_config('lock_timeout', p_lock_timeout, true);
     busy := coalesce(litemaas_hooks.try_lock_models_v1(p_ids, false), '{}');
-    IF busy <> '{}' THEN
+    IF busy <> '{}' THEN  -- the records and the sources of the busy names left out
         SELECT coalesce(pg_catalog.jsonb_agg(r.value ORDER BY r.ordinality), '[]'::jsonb)
           INTO v_models
           FROM pg_catalog.jsonb_array_elements(p_models) WITH ORDINALITY AS r (value, ordinality)
          WHERE (r.value ->> 'id') <> ALL (busy);
+        SELECT pg_catalog.array_agg(i.id ORDER BY i.id),
+               pg_catalog.array_agg(i.from_db ORDER BY i.id)
+          INTO v_ids, v_from_db
+          FROM ROWS FROM (pg_catalog.unnest(p_source_ids), pg_catalog.unnest(p_from_db))
+               AS i (id, from_db)
+         WHERE i.id <> ALL (busy);
     END IF;
     SELECT pg_catalog.array_agg(w.model_id ORDER BY w.model_id),
            pg_catalog.array_agg(w.outcome ORDER BY w.model_id)
       INTO ids, outcomes
       FROM litemaas_hooks.upsert_models_v1(v_models) AS w;
-    SELECT pg_catalog.array_agg(i.id ORDER BY i.id), pg_catalog.array_agg(i.from_db ORDER BY i.id)
-      INTO v_ids, v_from_db
-      FROM ROWS FROM (pg_catalog.unnest(p_source_ids), pg_catalog.unnest(p_from_db))
-           AS i (id, from_db)
-     WHERE i.id <> ALL (busy);
     PERFORM litemaas_hooks.note_model_sources_v1(v_ids, v_from_db);
     IF p_instance IS NOT NULL THEN
         PERFORM litemaas_hooks.note_model_instances_v1(v_ids, p_instance);
