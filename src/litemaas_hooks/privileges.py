@@ -68,6 +68,12 @@ RELAY_LITELLM_TABLES: tuple[tuple[str, str], ...] = (
     ("litemaas_hooks.cost_map_memo", "SELECT, INSERT, UPDATE, DELETE"),
 )
 
+# The LiteLLM-side functions the relay calls (SECURITY INVOKER: the relay's own privileges above).
+RELAY_LITELLM_FUNCTIONS: tuple[str, ...] = (
+    # the claim as one statement (sql/litellm/repeatable/20_claim_batch.sql)
+    "litemaas_hooks.claim_batch_v1(text, integer, double precision, bigint[], integer, integer)",
+)
+
 # What a writer of LiteLLM's table needs for the SECURITY INVOKER trigger (install grants it to the
 # table's owner itself, sql/litellm/repeatable/95_writer_grants.sql).
 WRITER_COLUMNS = "op, model_id, old_model_name, new_model_name"
@@ -119,6 +125,7 @@ def litellm_relay_grants(role: str) -> str:
     ]
     lines += [f"GRANT {privs} ON {table} TO {r};" for table, privs in RELAY_LITELLM_TABLES]
     lines.append(f"GRANT USAGE ON SEQUENCE litemaas_hooks.model_events_id_seq TO {r};")
+    lines += [f"GRANT EXECUTE ON FUNCTION {fn} TO {r};" for fn in RELAY_LITELLM_FUNCTIONS]
     return "\n".join(lines)
 
 
