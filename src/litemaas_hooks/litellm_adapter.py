@@ -162,12 +162,15 @@ class _LowercaseIndex:
     of before is right again and is put back. Anything else touching ``model_cost`` meanwhile (the
     counter moved on without us) leaves LiteLLM's own lazy rebuild."""
 
-    def __init__(self, utils: Any, cost: Mapping[str, Any], before: set[str]) -> None:
+    def __init__(self, utils: Any, cost: dict[str, Any], before: set[str]) -> None:
         self._utils = utils
         self._cost = cost
         self._keys = before
         self._index: dict[str, str] | None = None
         self._generation: int | None = None
+        # what the probe's keys changed in the index (lower-case key: the entry before, None when
+        # there was none), undone by restore: the index is extended in place, never copied
+        self._changed: dict[str, str | None] = {}
         rebuild = getattr(utils, "_rebuild_model_cost_lowercase_map", None)
         drop = getattr(utils, "_invalidate_model_cost_lowercase_map", None)
         counted = hasattr(utils, "_model_cost_mutation_generation")
@@ -183,11 +186,16 @@ class _LowercaseIndex:
             return
         utils, index, cost, keys = self._utils, self._index, self._cost, self._keys
         drop = utils._invalidate_model_cost_lowercase_map
+        changed = self._changed
 
         def drop_then_extend() -> None:
             drop()
-            added = {k.lower(): k for k in cost.keys() - keys}
-            utils._model_cost_lowercase_map = {**index, **added}
+            for key in _added_keys(cost, keys):
+                lower = key.lower()
+                if lower not in changed:
+                    changed[lower] = index.get(lower)
+                index[lower] = key  # a later key wins, as in LiteLLM's own rebuild
+            utils._model_cost_lowercase_map = index
 
         utils._invalidate_model_cost_lowercase_map = drop_then_extend
         try:
@@ -198,12 +206,38 @@ class _LowercaseIndex:
 
     def restore(self) -> None:
         """The probe's keys are gone: the index of before, unless others changed the map too."""
-        if self._generation is None or self._index is None:
+        index = self._index
+        if index is None:
+            return
+        for lower, entry in self._changed.items():
+            if entry is None:
+                index.pop(lower, None)
+            else:
+                index[lower] = entry
+        self._changed.clear()
+        if self._generation is None:
             return
         if self._utils._model_cost_mutation_generation == self._generation:
-            self._utils._model_cost_lowercase_map = self._index
+            self._utils._model_cost_lowercase_map = index
         else:
             self._utils._model_cost_lowercase_map = None
+
+
+def _added_keys(cost: dict[str, Any], before: set[str]) -> list[str]:
+    """The keys of ``cost`` not in ``before``. When none of ``before`` is gone (one pass in C, no
+    copy), their count is known and a registration appended them (a dict keeps its insertion
+    order): they are looked for from the end, a few keys instead of the thousands of the map."""
+    if not before <= cost.keys():
+        return [k for k in cost if k not in before]
+    missing = len(cost) - len(before)
+    found: list[str] = []
+    if missing > 0:
+        for key in reversed(cost):
+            if key not in before:
+                found.append(key)
+                if len(found) == missing:
+                    break
+    return found
 
 
 @contextlib.contextmanager

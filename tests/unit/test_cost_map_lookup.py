@@ -61,3 +61,18 @@ def test_the_index_after_a_lookup_is_litellms_own() -> None:
     mixed = [k for k in litellm.model_cost if k.lower() != k]
     for key in mixed[:20]:
         assert utils.get_model_cost_key(key.lower()) is not None
+
+
+def test_the_keys_a_registration_added_are_found_from_the_end() -> None:
+    before = {f"k{i}" for i in range(1000)}
+    cost: dict[str, Any] = dict.fromkeys(sorted(before), {})
+    cost["probe"] = {}
+    cost.pop("k5")
+    cost["k5"] = {}  # an old key written again moves to the end: not added
+    cost["openai/probe"] = {}
+    assert sorted(litellm_adapter._added_keys(cost, before)) == ["openai/probe", "probe"]
+    # keys removed as well: the count does not tell, the whole map is compared
+    del cost["k7"]
+    cost["third"] = {}
+    assert sorted(litellm_adapter._added_keys(cost, before)) == ["openai/probe", "probe", "third"]
+    assert litellm_adapter._added_keys(dict.fromkeys(before, {}), before) == []
