@@ -29,11 +29,15 @@ async def try_lock_models(
 
 
 async def send_try_lock(
-    conn: psycopg.AsyncConnection[Any], ids: Collection[str]
+    conn: psycopg.AsyncConnection[Any], ids: Collection[str], *, lock_timeout: str | None = None
 ) -> psycopg.AsyncCursor[Any]:
-    """``try_lock_models`` sent, its answer not awaited (pipeline mode): see ``busy_names``."""
-    params = {"ids": sorted(ids), "rows_only": False}
-    return await conn.execute(sql.query("backend", "try_lock_models"), params)
+    """``try_lock_models`` sent, its answer not awaited (pipeline mode): see ``busy_names``.
+    ``lock_timeout``: this transaction's lock timeout set first, in the same statement."""
+    params: dict[str, Any] = {"ids": sorted(ids), "rows_only": False}
+    if lock_timeout is None:
+        return await conn.execute(sql.query("backend", "try_lock_models"), params)
+    params["timeout"] = lock_timeout
+    return await conn.execute(sql.query("backend", "try_lock_models_with_timeout"), params)
 
 
 @dataclass(frozen=True)

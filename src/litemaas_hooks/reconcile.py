@@ -280,9 +280,9 @@ class Reconciler:
                 async with backend.pipeline():
                     await backend.execute(sql.query("backend", "begin"))
                     if not dry_run:
-                        timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
-                        await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
-                        busy_cur = await backend_sink.send_try_lock(backend, names)
+                        busy_cur = await backend_sink.send_try_lock(
+                            backend, names, lock_timeout=f"{LOCK_TIMEOUT_MS}ms"
+                        )
                     snap_cur = await backend_sink.send_snapshot(backend, names)
                 busy = set()
                 if busy_cur is not None:
@@ -543,9 +543,9 @@ class Reconciler:
         or None): returns the upsert's cursor and fills ``retires`` (name: cursor), none of them
         read yet: the caller reads them after COMMIT."""
         present = {r.get("model_name") for r in prefetched or ()}  # the names LiteLLM still has
-        timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
-        await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
-        busy_cur = await backend_sink.send_try_lock(backend, names)
+        busy_cur = await backend_sink.send_try_lock(
+            backend, names, lock_timeout=f"{LOCK_TIMEOUT_MS}ms"
+        )
         snap_cur = await backend_sink.send_snapshot(backend, names)
         total_cur = None
         if prefetched is not None and any(n not in present for n in names):

@@ -105,14 +105,14 @@ def written(bc: AConn, *names: str) -> Callable[[], Awaitable[bool]]:
 
 
 def waits_with_why(lc: AConn, name: str) -> Callable[[], Awaitable[bool]]:
-    """The name's event is still in the outbox, with the reason it waits (the relay settles its
-    events after the backend's commit: wait for it)."""
+    """The name's event (of its add or its delete) is still in the outbox, with the reason it
+    waits (the relay settles its events after the backend's commit: wait for it)."""
 
     async def check() -> bool:
         found = await rows(
             lc,
             "SELECT 1 FROM litemaas_hooks.model_events "
-            "WHERE new_model_name = %s AND last_error IS NOT NULL",
+            "WHERE %s IN (new_model_name, old_model_name) AND last_error IS NOT NULL",
             (name,),
         )
         return bool(found)
@@ -177,3 +177,28 @@ async def test_without_write_models_v1_every_write_lands_with_one_warning(
     warned = [line for line in logs if line.startswith("WARNING") and "write_models_v1" in line]
     assert len(warned) == 1, warned
     assert FIX in warned[0], warned
+
+
+async def test_a_retire_while_a_full_run_holds_every_name_waits_at_most_the_lock_timeout(
+    dbs: tuple[str, str], master_key: str
+) -> None:
+    """A delete takes the two-round-trip way (its backend row decides the retire); its first
+    statement sets the lock timeout and takes the names' locks at once."""
+    async with relay_and_holder(dbs, master_key) as (lc, bc, full_run):
+        await insert(lc, "gone", master_key)
+        await eventually(written(bc, "gone"), what="the model is written")
+        async with full_run.transaction():
+            await full_run.execute(FLEET_LOCK)
+            await lc.execute(
+                'DELETE FROM public."LiteLLM_ProxyModelTable" WHERE model_name = %s', ("gone",)
+            )
+            # without the lock timeout the retire would wait for the whole run (never, here)
+            await eventually(
+                waits_with_why(lc, "gone"), what="the retire gives up after the lock timeout"
+            )
+            assert (await backend_models(bc))["gone"] == "available"
+
+        async def retired() -> bool:
+            return (await backend_models(bc)).get("gone") == "unavailable"
+
+        await eventually(retired, what="the retire is made after the run")

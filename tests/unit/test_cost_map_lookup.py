@@ -65,7 +65,7 @@ def test_the_index_after_a_lookup_is_litellms_own() -> None:
 
 def test_the_keys_a_registration_added_are_found_from_the_end() -> None:
     before = {f"k{i}" for i in range(1000)}
-    cost: dict[str, Any] = dict.fromkeys(sorted(before), {})
+    cost: dict[str, Any] = {k: {} for k in sorted(before)}
     cost["probe"] = {}
     cost.pop("k5")
     cost["k5"] = {}  # an old key written again moves to the end: not added
@@ -75,4 +75,4 @@ def test_the_keys_a_registration_added_are_found_from_the_end() -> None:
     del cost["k7"]
     cost["third"] = {}
     assert sorted(litellm_adapter._added_keys(cost, before)) == ["openai/probe", "probe", "third"]
-    assert litellm_adapter._added_keys(dict.fromkeys(before, {}), before) == []
+    assert litellm_adapter._added_keys({k: {} for k in before}, before) == []

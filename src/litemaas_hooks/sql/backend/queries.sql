@@ -45,6 +45,14 @@ SELECT litemaas_hooks.try_lock_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END
 FROM litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)')
      AS g (ok)
 
+-- name: try_lock_models_with_timeout
+-- try_lock_models after this transaction's lock timeout (as set_lock_timeout), in ONE statement:
+-- the call's argument depends on the setting, so it runs after it.
+SELECT litemaas_hooks.try_lock_models_v1(
+           CASE WHEN g.ok AND t.timeout IS NOT NULL THEN %(ids)s::text[] END, %(rows_only)s) AS busy
+FROM (SELECT pg_catalog.set_config('lock_timeout', %(timeout)s, true) AS timeout) AS t,
+     litemaas_hooks.check_function_v1('litemaas_hooks.try_lock_models_v1(text[], boolean)') AS g (ok)
+
 -- name: write_models
 -- The relay's one-round-trip write (adds and updates), as ONE statement and one checked call:
 -- write_models_v1 does what write_models_one_trip below does, in the same order (one function
