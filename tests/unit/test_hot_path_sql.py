@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from litemaas_hooks import sql
+from litemaas_hooks.settings import Which
 
 # every backend function of a relay's batch (reconcile.Reconciler._converge_names)
 PER_CHANGE = (
@@ -27,13 +30,20 @@ _FUNCTION = re.compile(
 )
 
 
-def test_per_change_backend_functions_are_plpgsql() -> None:
+# the relay's claim in LiteLLM's database (outbox.claim_batch), twice per change
+PER_CHANGE_LITELLM = ("claim_batch_v1",)
+
+
+@pytest.mark.parametrize(
+    ("side", "names"), [("backend", PER_CHANGE), ("litellm", PER_CHANGE_LITELLM)]
+)
+def test_per_change_functions_are_plpgsql(side: Which, names: tuple[str, ...]) -> None:
     languages: dict[str, str] = {}
-    for script in sql.repeatables("backend"):
+    for script in sql.repeatables(side):
         for match in _FUNCTION.finditer(script.sql):
             languages[match["name"]] = match["lang"].lower()
-    expected = dict.fromkeys(PER_CHANGE, "plpgsql")
-    assert {name: languages.get(name) for name in PER_CHANGE} == expected
+    expected = dict.fromkeys(names, "plpgsql")
+    assert {name: languages.get(name) for name in names} == expected
 
 
 def test_blank_chars_are_every_whitespace_character_of_unicode() -> None:
