@@ -160,3 +160,24 @@ async def test_no_fallback_when_the_function_is_there(
 
 async def _available(bc: psycopg.AsyncConnection[Any], name: str) -> bool:
     return (await backend_models(bc)).get(name) == "available"
+
+
+@pytest.mark.parametrize("via_function", [True, False], ids=["function", "pipelined"])
+async def test_a_blocked_deployment_is_read_as_blocked(
+    dbs: tuple[str, str], master_key: str, via_function: bool
+) -> None:
+    ldsn, _ = dbs
+    async with await psycopg.AsyncConnection.connect(ldsn, autocommit=True) as lc:
+        if not await litellm_source.has_blocked_column(lc):
+            pytest.skip("LiteLLM 1.81's table has no blocked column")
+        await add_good(lc, "m", master_key)
+        await add_good(lc, "m", master_key)  # a second deployment of the name
+        await lc.execute(
+            f"UPDATE {TABLE} SET blocked = true WHERE model_id = "
+            f"(SELECT min(model_id) FROM {TABLE})"
+        )
+        batch = await outbox.claim_batch(
+            lc, worker="w", batch_size=10, explicit_transaction=False, via_function=via_function
+        )
+    cur_rows = sorted((r["model_id"], r["blocked"]) for r in batch.rows)
+    assert [blocked for _, blocked in cur_rows] == [True, False]

@@ -52,6 +52,8 @@ DECLARE
     v_recovered_statuses text[];
     v_foreign text;
     v_blocked boolean;
+    v_names text[];
+    v_blocked_ids text[] := '{}';
 BEGIN
     IF pg_catalog.cardinality(p_done) > 0 THEN
         DELETE FROM litemaas_hooks.model_events AS e
@@ -156,37 +158,28 @@ BEGIN
             ERRCODE = 'invalid_table_definition';
     END IF;
 
-    -- the claimed names' deployments (queries.sql: deployments_of_claims)
+    -- the claimed names' deployments (queries.sql: deployments_of_claims); `blocked` read only
+    -- where the table has it (a query naming it could not even be planned on LiteLLM 1.81)
+    v_names := ARRAY(
+        SELECT DISTINCT v.name
+        FROM litemaas_hooks.model_events AS e
+        CROSS JOIN LATERAL (VALUES (e.old_model_name), (e.new_model_name)) AS v (name)
+        WHERE e.status = 'claimed' AND e.claimed_by = p_worker
+          AND e.claimed_pid = pg_catalog.pg_backend_pid() AND v.name IS NOT NULL);
     IF v_blocked THEN
-        RETURN QUERY
-        SELECT 'deployment', NULL::bigint, NULL::text, t.model_id::text, NULL::text, NULL::text,
-               NULL::integer, NULL::timestamptz, t.model_name::text, t.litellm_params::jsonb,
-               t.model_info::jsonb, t.created_at::timestamp, t.updated_at::timestamp,
-               coalesce(t.blocked, false), NULL::bigint[], NULL::text[], NULL::integer,
-               NULL::double precision
-        FROM public."LiteLLM_ProxyModelTable" AS t
-        WHERE t.model_name IN (
-            SELECT v.name
-            FROM litemaas_hooks.model_events AS e
-            CROSS JOIN LATERAL (VALUES (e.old_model_name), (e.new_model_name)) AS v (name)
-            WHERE e.status = 'claimed' AND e.claimed_by = p_worker
-              AND e.claimed_pid = pg_catalog.pg_backend_pid() AND v.name IS NOT NULL)
-        ORDER BY t.model_name, t.model_id;
-    ELSE
-        RETURN QUERY
-        SELECT 'deployment', NULL::bigint, NULL::text, t.model_id::text, NULL::text, NULL::text,
-               NULL::integer, NULL::timestamptz, t.model_name::text, t.litellm_params::jsonb,
-               t.model_info::jsonb, t.created_at::timestamp, t.updated_at::timestamp, false,
-               NULL::bigint[], NULL::text[], NULL::integer, NULL::double precision
-        FROM public."LiteLLM_ProxyModelTable" AS t
-        WHERE t.model_name IN (
-            SELECT v.name
-            FROM litemaas_hooks.model_events AS e
-            CROSS JOIN LATERAL (VALUES (e.old_model_name), (e.new_model_name)) AS v (name)
-            WHERE e.status = 'claimed' AND e.claimed_by = p_worker
-              AND e.claimed_pid = pg_catalog.pg_backend_pid() AND v.name IS NOT NULL)
-        ORDER BY t.model_name, t.model_id;
+        v_blocked_ids := ARRAY(
+            SELECT t.model_id::text FROM public."LiteLLM_ProxyModelTable" AS t
+            WHERE t.model_name = ANY (v_names) AND t.blocked);
     END IF;
+    RETURN QUERY
+    SELECT 'deployment', NULL::bigint, NULL::text, t.model_id::text, NULL::text, NULL::text,
+           NULL::integer, NULL::timestamptz, t.model_name::text, t.litellm_params::jsonb,
+           t.model_info::jsonb, t.created_at::timestamp, t.updated_at::timestamp,
+           t.model_id::text = ANY (v_blocked_ids), NULL::bigint[], NULL::text[], NULL::integer,
+           NULL::double precision
+    FROM public."LiteLLM_ProxyModelTable" AS t
+    WHERE t.model_name = ANY (v_names)
+    ORDER BY t.model_name, t.model_id;
 
     RETURN QUERY
     SELECT 'summary', NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::text, NULL::integer,
