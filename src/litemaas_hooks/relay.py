@@ -8,7 +8,9 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
     connect both databases (autocommit) → LISTEN → give back our old claims, recover stalled claims
     → drain → wait for a NOTIFY or the poll timeout → drain → ...
 
-- **drain**: one LiteLLM round trip (``outbox.claim_batch``) claims a batch of due events (``FOR
+- **drain**: one LiteLLM statement (``outbox.claim_batch``: a call of ``claim_batch_v1``; the
+  release before's pipelined queries where the install or grants predate it) claims a batch of
+  due events (``FOR
   UPDATE SKIP LOCKED``; never an event naming a model another relay holds a claim on), reads every
   deployment of their model names in the same transaction (the current truth, so duplicated or
   reordered events are harmless) and deletes the previous batch's applied events; then
