@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from litemaas_hooks import sql
+from litemaas_hooks.errors import function_unavailable
 from litemaas_hooks.mapping import ModelRecord
 from litemaas_hooks.planning import CurrentRow
 
@@ -96,8 +97,7 @@ def function_missing(exc: psycopg.Error) -> bool:
     """``write_one_trip(via_function=True)`` failed because ``write_models_v1`` does not exist
     (42883: an install older than this code) or the role may not call it (42501: grants older than
     this code), not because its check refused it (also 42501)."""
-    message = exc.diag.message_primary or ""
-    return exc.sqlstate in ("42883", "42501") and "write_models_v1" in message and not refused(exc)
+    return function_unavailable(exc, "write_models_v1") and not refused(exc)
 
 
 async def busy_names(cur: psycopg.AsyncCursor[Any]) -> list[str]:

@@ -114,3 +114,15 @@ def describe(exc: BaseException) -> str:
         hint = explain(exc)
         return text + (f": {hint}" if hint else "")
     return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
+
+
+def function_unavailable(exc: BaseException, function: str) -> bool:
+    """``exc`` says ``function`` (its bare name) cannot be called here because the install
+    (42883: no such function) or the role's grants (42501: permission denied for it) are older
+    than the code that calls it: the caller falls back to the statements of the release before.
+    A refusal by the function's own integrity check names it too: callers that make one tell it
+    apart."""
+    state = getattr(exc, "sqlstate", None)
+    diag = getattr(exc, "diag", None)
+    message = (diag.message_primary if diag is not None else None) or ""
+    return state in ("42883", "42501") and function in message

@@ -231,7 +231,7 @@ async def claim_batch(
     return Batch(
         events=events,
         rows=[r for r in rows if r["model_id"] is not None] if events else [],
-        recovered=_recovered(await rcur.fetchone()),
+        recovered=_recovered_row(await rcur.fetchone()),
         completed=ccur.rowcount if ccur is not None else 0,
         next_due_seconds=None if due is None else float(due),
     )
@@ -286,11 +286,10 @@ async def _claim_batch_v1(
         else:
             summary = row
     due = summary.get("next_due")
-    recovered = (None, summary.get("recovered_ids"), summary.get("recovered_statuses"))
     return Batch(
         events=events,
         rows=rows if events else [],
-        recovered=_recovered(recovered),
+        recovered=_recovered(summary.get("recovered_ids"), summary.get("recovered_statuses")),
         completed=int(summary.get("completed") or 0),
         next_due_seconds=None if due is None else float(due),
     )
@@ -375,14 +374,19 @@ async def recover_dead_sessions(conn: AnyConn, *, max_attempts: int = 10) -> lis
     ``max_attempts``)."""
     params = {"free_interruptions": FREE_INTERRUPTIONS, "max_attempts": max_attempts}
     cur = await conn.execute(_q("recover_dead_sessions"), params)
-    return _recovered(await cur.fetchone())
+    return _recovered_row(await cur.fetchone())
 
 
-def _recovered(row: Sequence[Any] | None) -> list[Recovered]:
-    """``recover_dead_sessions``'s one row (ids, statuses: two arrays) as events."""
-    if row is None or row[1] is None:
+def _recovered_row(row: Sequence[Any] | None) -> list[Recovered]:
+    """``recover_dead_sessions``'s one row (locked, ids, statuses) as events."""
+    return _recovered(row[1], row[2]) if row is not None else []
+
+
+def _recovered(ids: Sequence[Any] | None, statuses: Sequence[Any] | None) -> list[Recovered]:
+    """The recovered events' ids and statuses (two arrays in the same order; NULL: none)."""
+    if ids is None or statuses is None:
         return []
-    return [Recovered(int(i), str(s)) for i, s in zip(row[1], row[2], strict=True)]
+    return [Recovered(int(i), str(s)) for i, s in zip(ids, statuses, strict=True)]
 
 
 async def recover_stalled(

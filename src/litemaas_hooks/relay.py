@@ -92,6 +92,7 @@ from litemaas_hooks.errors import (
     DatabaseUnavailableError,
     NotInstalledError,
     describe,
+    function_unavailable,
 )
 from litemaas_hooks.litellm_source import ConfigModels, KeyFunc
 from litemaas_hooks.redaction import redact_dsn, scrub
@@ -597,7 +598,9 @@ class Relay:
         if self._claim_function:
             try:
                 return await claim(via_function=True)
-            except (psycopg.errors.UndefinedFunction, psycopg.errors.InsufficientPrivilege) as exc:
+            except psycopg.Error as exc:
+                if not function_unavailable(exc, "claim_batch_v1"):
+                    raise
                 self._claim_function = False
                 log.warning(
                     "%s: claims take %s statements instead of one (%s): run `litemaas-hooks "

@@ -27,3 +27,32 @@ def test_anything_else_is_its_type_and_first_line() -> None:
     assert describe(RuntimeError("disk on fire\nsecond line")) == "RuntimeError: disk on fire"
     assert describe(RuntimeError()) == "RuntimeError"
     assert first_line(ValueError("  \n")) == "ValueError"
+
+
+class _Diag:
+    def __init__(self, message: str) -> None:
+        self.message_primary = message
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.diag = _Diag(message)
+
+
+def test_a_function_the_install_or_grants_predate_is_told_from_other_errors() -> None:
+    from litemaas_hooks.errors import function_unavailable
+
+    missing = _PgError(
+        "42883", "function litemaas_hooks.claim_batch_v1(unknown, integer) does not exist"
+    )
+    denied = _PgError("42501", "permission denied for function claim_batch_v1")
+    assert function_unavailable(missing, "claim_batch_v1")
+    assert function_unavailable(denied, "claim_batch_v1")
+    # a privilege the function itself lacks inside, or another function: not a fallback
+    assert not function_unavailable(
+        _PgError("42501", "permission denied for table model_events"), "claim_batch_v1"
+    )
+    assert not function_unavailable(denied, "write_models_v1")
+    assert not function_unavailable(ValueError("claim_batch_v1"), "claim_batch_v1")
