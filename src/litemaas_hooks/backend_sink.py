@@ -93,11 +93,59 @@ def refused(exc: psycopg.Error) -> bool:
     return exc.sqlstate == "42501" and message.startswith("litemaas-hooks refuses to call")
 
 
-def function_missing(exc: psycopg.Error) -> bool:
-    """``write_one_trip(via_function=True)`` failed because ``write_models_v1`` does not exist
-    (42883: an install older than this code) or the role may not call it (42501: grants older than
-    this code), not because its check refused it (also 42501)."""
-    return function_unavailable(exc, "write_models_v1") and not refused(exc)
+def function_missing(exc: psycopg.Error, function: str = "write_models_v1") -> bool:
+    """A call of one of our one-statement functions (``write_one_trip(via_function=True)``:
+    ``write_models_v1``; ``retire_one_trip``: ``retire_models_v1``) failed because it does not
+    exist (42883: an install older than this code) or the role may not call it (42501: grants older
+    than this code), not because its check refused it (also 42501)."""
+    return function_unavailable(exc, function) and not refused(exc)
+
+
+@dataclass(frozen=True)
+class Retired:
+    """What ``retire_one_trip`` did: the names left for later, and per other name either
+    ``{"skipped": why}`` (absent, already_retired, hand_made, already_unavailable) or
+    ``retire_model_v2``'s answer with ``availability_before``."""
+
+    busy: list[str]
+    results: dict[str, dict[str, Any]]
+
+
+async def retire_one_trip(
+    conn: psycopg.AsyncConnection[Any],
+    ids: Collection[str],
+    *,
+    cascade: bool,
+    reason: str,
+    grace_seconds: float,
+    instance: str | None,
+    hold: bool,
+    lock_timeout: str,
+) -> Retired:
+    """One statement, its own transaction: the lock timeout, the names' locks, then for each name
+    not busy the plan for a name LiteLLM no longer has and its retire (``retire_models_v1``, one
+    checked call). Raises ``UndefinedFunction`` / ``InsufficientPrivilege`` when the install or the
+    role's grants predate it (``function_missing(exc, "retire_models_v1")``: the caller falls
+    back)."""
+    cur = await conn.execute(
+        sql.query("backend", "retire_models"),
+        {
+            "ids": sorted(ids),
+            "cascade": cascade,
+            "reason": reason,
+            "grace": grace_seconds,
+            "instance": instance,
+            "hold": hold,
+            "timeout": lock_timeout,
+        },
+    )
+    row = await cur.fetchone()
+    assert row is not None  # one row, always
+    results = row[1] or {}
+    return Retired(
+        busy=[str(n) for n in row[0] or []],
+        results={str(k): dict(v) for k, v in results.items()},
+    )
 
 
 async def busy_names(cur: psycopg.AsyncCursor[Any]) -> list[str]:

@@ -202,18 +202,29 @@ def plan_present(record: ModelRecord, current: CurrentRow | None) -> PlannedChan
     return PlannedChange(record.id, "update" if changes else "unchanged", record, changes)
 
 
+# Why a name with no deployment left in LiteLLM is not retired, by the code the relay's one-call
+# delete (retire_models_v1, the same rules in the same order as plan_absent) answers with.
+NOT_RETIRED_BECAUSE: dict[str, str] = {
+    "absent": "not in LiteLLM nor in the backend",
+    "already_retired": "already retired",
+    "hand_made": HAND_MADE,
+    "already_unavailable": "already unavailable",
+}
+
+
 def plan_absent(name: str, current: CurrentRow | None, *, may_retire: bool) -> PlannedChange:
-    """Plan for a name with no deployment left in LiteLLM."""
+    """Plan for a name with no deployment left in LiteLLM (sql/backend/repeatable/
+    63_retire_models.sql makes the same decision in SQL: keep them in step)."""
     if current is None:
-        return PlannedChange(name, "unchanged", message="not in LiteLLM nor in the backend")
+        return PlannedChange(name, "unchanged", message=NOT_RETIRED_BECAUSE["absent"])
     if current.retired:
-        return PlannedChange(name, "unchanged", message="already retired")
+        return PlannedChange(name, "unchanged", message=NOT_RETIRED_BECAUSE["already_retired"])
     if not current.from_litellm:
-        return PlannedChange(name, "unchanged", message=HAND_MADE)
+        return PlannedChange(name, "unchanged", message=NOT_RETIRED_BECAUSE["hand_made"])
     if current.availability == "unavailable":
         # already unavailable (the backend's sync or an admin did it): like the backend's own
         # markModelUnavailable, nothing more to do — no second cascade, no second audit row
-        return PlannedChange(name, "unchanged", message="already unavailable")
+        return PlannedChange(name, "unchanged", message=NOT_RETIRED_BECAUSE["already_unavailable"])
     if not may_retire:
         return PlannedChange(name, "unchanged", message=NOT_RETIRED)
     retired = {"availability": (current.availability, "unavailable")}

@@ -52,6 +52,9 @@ RELAY_BACKEND_FUNCTIONS: tuple[str, ...] = (
     "litemaas_hooks.served_elsewhere_v1(text[], text)",
     # an add or update as one checked call (try_lock, upsert and the notes inside)
     "litemaas_hooks.write_models_v1(text[], jsonb, text[], boolean[], text, text)",
+    # a delete as one checked call (try_lock, the rows and retire_model_v2 inside)
+    "litemaas_hooks.retire_models_v1("
+    "text[], boolean, text, double precision, text, boolean, text)",
     # every call above checks first that the function is still what install left
     # (92_function_checks)
     "litemaas_hooks.check_function_v1(regprocedure)",

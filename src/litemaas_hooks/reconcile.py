@@ -51,6 +51,7 @@ from litemaas_hooks.errors import describe
 from litemaas_hooks.litellm_source import ConfigModels, KeyFunc, Truth, read_truth
 from litemaas_hooks.mapping import ModelRecord
 from litemaas_hooks.planning import (
+    NOT_RETIRED_BECAUSE,
     CurrentRow,
     PlannedChange,
     RetireMissing,
@@ -175,6 +176,8 @@ class Reconciler:
         self._instance_known = False
         # False once write_models_v1 turned out missing or not granted: the four-call query instead
         self._write_function = True
+        # False once retire_models_v1 turned out missing or not granted: a delete's two round trips
+        self._retire_function = True
 
     async def converge(
         self,
@@ -415,13 +418,18 @@ class Reconciler:
         """A few names (the relay's batch). When every name still has deployments (an add or an
         update: the upsert decides create / update / unchanged itself, as planning does), ONE
         backend round trip of ONE statement (``write_one_trip``: the lock timeout, the names'
-        locks, the upsert of the names not busy, their sources). Otherwise (a name may be retired:
-        its backend row decides) two: [BEGIN, lock timeout, the names' locks, their rows]
-        pipelined, then [upsert or retires, sources, COMMIT]. Raises on any error (the caller
-        falls back to the per-record path)."""
+        locks, the upsert of the names not busy, their sources). When no name has any (a delete:
+        each name's backend row decides, in SQL as in planning.plan_absent) and the retire needs
+        nothing more to be decided (``_retire_in_one_trip``), ONE too (``retire_one_trip``).
+        Otherwise two: [BEGIN, lock timeout, the names' locks, their rows] pipelined, then [upsert
+        or retires, sources, COMMIT]. Raises on any error (the caller falls back to the per-record
+        path)."""
         truth, plan = await self._plan_without_rows(litellm, names, report, prefetched)
         if plan is not None and truth is not None:
             await self._write_one_trip(backend, names, plan, truth, report)
+            return
+        one_trip_retire = truth is not None and self._retire_in_one_trip(names, truth)
+        if one_trip_retire and await self._retire_one_trip(backend, names, report):
             return
         retires: dict[str, psycopg.AsyncCursor[Any]] = {}
         try:
@@ -454,9 +462,9 @@ class Reconciler:
         """The truth of a batch whose every name LiteLLM still has (read from the claim's rows),
         and its plan when that plan needs no backend row (one round trip); else ``(truth or None,
         None)``."""
-        present = {r.get("model_name") for r in prefetched or ()}  # the names LiteLLM still has
-        if prefetched is None or not all(n in present for n in names):
+        if prefetched is None:
             return None, None
+        present = {r.get("model_name") for r in prefetched}  # the names LiteLLM still has
         mark = time.perf_counter()
         wanted = set(names)
         truth = await read_truth(
@@ -468,6 +476,8 @@ class Reconciler:
             share=False,
         )
         report.add_phase("read_litellm", time.perf_counter() - mark)
+        if not all(n in present for n in names):  # a name may be retired
+            return truth, None
         plan = self._plan(names, truth.deployments, truth.errors, {}, may_retire=True)
         if all(c.action in _ONE_TRIP_ACTIONS for c in plan):
             return truth, plan
@@ -528,6 +538,75 @@ class Reconciler:
             report.rows_written += 1
             action: OutcomeAction = "created" if outcome == "inserted" else "updated"
             report.outcomes[model_id] = Outcome(action)
+
+    def _retire_in_one_trip(self, names: Sequence[str], truth: Truth) -> bool:
+        """Whether a batch is a delete that ``retire_one_trip`` decides alone: no name has a
+        deployment left (config.yaml's included) nor an error; this LiteLLM's identity is known
+        (retire_model_v2 then asks whether another instance serves the name: no read before); and
+        the mass-retire guard cannot hold the batch (fewer names than it counts, or off), so the
+        retires need no count of the backend's models first."""
+        settings = self.settings
+        guard_may_hold = settings.retire_cascade and 0 < settings.retire_guard_min_models <= len(
+            names
+        )
+        return (
+            self._retire_function
+            and self._instance is not None
+            and not guard_may_hold
+            and not truth.errors
+            and not any(truth.deployments.get(n) for n in names)
+        )
+
+    async def _retire_one_trip(
+        self, backend: psycopg.AsyncConnection[Any], names: list[str], report: Report
+    ) -> bool:
+        """A delete in one statement (``retire_models_v1``): the names' locks, then each name not
+        busy planned as planning.plan_absent plans it and retired by retire_model_v2. False where
+        the function is missing or not granted (an older install or grants: said once, the
+        caller's two round trips then). A refused check (altered since install) is every name's
+        error: nothing is retired another way."""
+        settings = self.settings
+        try:
+            done = await backend_sink.retire_one_trip(
+                backend,
+                names,
+                cascade=settings.retire_cascade,
+                reason=RETIRE_REASON,
+                grace_seconds=settings.retire_grace_seconds,
+                instance=self._instance,
+                hold=False,  # _retire_in_one_trip: the guard cannot hold this batch
+                lock_timeout=f"{LOCK_TIMEOUT_MS}ms",
+            )
+        except psycopg.Error as exc:
+            if backend_sink.refused(exc):
+                for name in names:
+                    report.outcomes[name] = Outcome("error", describe(exc))
+                return True
+            if not backend_sink.function_missing(exc, "retire_models_v1"):
+                raise
+            self._retire_function = False
+            log.warning(
+                "deletes take two backend round trips instead of one, "
+                "litemaas_hooks.retire_models_v1 is missing or not granted (%s): re-run "
+                "`litemaas-hooks install`, and re-apply `install --print-grants` (or "
+                "`install --grant-relay`) for the relay role; used from the relay's next start",
+                describe(exc),
+            )
+            return False
+        for name in done.busy:
+            report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+        for name, result in sorted(done.results.items()):
+            skipped = result.get("skipped")
+            if skipped is not None:
+                why = NOT_RETIRED_BECAUSE.get(str(skipped), str(skipped))
+                report.outcomes[name] = Outcome("unchanged", why)
+                continue
+            before = result.pop("availability_before", None)  # not part of the retire's answer
+            changes = {"availability": (before, "unavailable")}
+            report.outcomes[name] = Outcome("retired", changes=changes)
+            report.retires.append(name)
+            self._note_retire(report, name, result)
+        return True
 
     async def _names_in_pipeline(
         self,

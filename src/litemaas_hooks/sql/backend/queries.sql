@@ -65,6 +65,20 @@ FROM litemaas_hooks.check_function_v1(
                                            %(from_db)s::boolean[], %(instance)s::text,
                                            %(timeout)s::text) AS w
 
+-- name: retire_models
+-- The relay's write of a delete (names LiteLLM no longer has), as ONE statement and one checked
+-- call: retire_models_v1 takes the lock timeout and the names' locks, then plans and retires each
+-- name not busy as the two round trips of the relay's other path do (try_lock_models, the rows,
+-- retire_model_v2). One row: the busy names, one result per other name.
+SELECT r.busy, r.results
+FROM litemaas_hooks.check_function_v1(
+         'litemaas_hooks.retire_models_v1(text[], boolean, text, double precision, text, boolean, text)')
+         AS g (ok),
+     LATERAL litemaas_hooks.retire_models_v1(CASE WHEN g.ok THEN %(ids)s::text[] END,
+                                            %(cascade)s::boolean, %(reason)s::text,
+                                            %(grace)s::float8, %(instance)s::text,
+                                            %(hold)s::boolean, %(timeout)s::text) AS r
+
 -- name: write_models_one_trip
 -- The relay's one-round-trip write (adds and updates), as ONE statement: its own transaction, no
 -- BEGIN or COMMIT around it. This transaction's lock timeout, then the names' locks
