@@ -852,6 +852,66 @@ async def test_backend_owner_altering_the_relay_write_function_is_refused(
     assert not _is_superuser(w.bdsn, w.bowner)
 
 
+RETIRE_FN = (
+    "litemaas_hooks.retire_models_v1(text[], boolean, text, double precision, text, boolean, text)"
+)
+RETIRE_DOORS = {
+    "SECURITY INVOKER": f"ALTER FUNCTION {RETIRE_FN} SECURITY INVOKER",
+    "body replaced": """CREATE OR REPLACE FUNCTION litemaas_hooks.retire_models_v1(
+        p_ids text[], p_cascade boolean, p_reason text, p_grace_seconds double precision,
+        p_instance text, p_hold boolean, p_lock_timeout text, OUT busy text[], OUT results jsonb)
+        LANGUAGE plpgsql SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+        AS $$ BEGIN PERFORM public.escalate(); END $$""",
+}
+
+
+@pytest.mark.parametrize("door", list(RETIRE_DOORS))
+async def test_backend_owner_altering_the_relay_retire_function_is_refused(
+    world: World, monkeypatch: Any, master_key: str, door: str
+) -> None:
+    """retire_models_v1 (a delete in one call) calls try_lock_models_v1 and retire_model_v2
+    unchecked, like write_models_v1: its own check refuses the altered function with the one-line
+    message, nothing is retired another way, and the owner's code never runs."""
+    w = world
+    assert await run_cli(monkeypatch, _super_env(w, master_key), "install") == 0
+    if door == "body replaced":  # needs CREATE on our schema too: say a DBA once granted it
+        run_sql(w.bdsn, f"GRANT CREATE ON SCHEMA litemaas_hooks TO {w.bowner}")
+    refusal = "litemaas-hooks refuses to call litemaas_hooks.retire_models_v1("
+    async with (
+        running(make_settings(w.ldsn, w.bdsn, master_key)),
+        await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc,
+    ):
+        model_id = await add(lc, "m", master_key, max_tokens=1)
+
+        async def written() -> bool:
+            return run_sql(w.bdsn, "SELECT count(*) FROM models WHERE id = 'm'") == [(1,)]
+
+        await eventually(written, what="the model is written")
+        run_sql(
+            w.as_(w.bdsn, w.bowner),
+            WHO_TABLE,
+            f"""CREATE FUNCTION public.escalate() RETURNS void LANGUAGE plpgsql AS $$
+                {_escalating_body(w.bowner, "")} $$""",
+            RETIRE_DOORS[door],
+        )
+        await lc.execute(
+            'DELETE FROM public."LiteLLM_ProxyModelTable" WHERE model_id = %s', (model_id,)
+        )
+
+        async def refused() -> bool:
+            errors = await lc.execute(
+                "SELECT last_error FROM litemaas_hooks.model_events WHERE old_model_name = 'm'"
+            )
+            return any(refusal in (e or "") for (e,) in await errors.fetchall())
+
+        await eventually(refused, what="the event waits with the check's refusal")
+        cur = await lc.execute("SELECT last_error FROM litemaas_hooks.model_events")
+        assert all("\n" not in (e or "") for (e,) in await cur.fetchall())
+    assert run_sql(w.bdsn, "SELECT availability FROM models WHERE id = 'm'") == [("available",)]
+    assert who(w.bdsn) == set()
+    assert not _is_superuser(w.bdsn, w.bowner)
+
+
 async def test_the_owner_cannot_rewrite_the_record_the_checks_use(installed: World) -> None:
     w = installed
     bown = w.as_(w.bdsn, w.bowner)

@@ -396,8 +396,9 @@ def test_round_trips_by_kind_of_change(
 ) -> None:
     """Counted at a 100 ms link, 4 changes of each kind (slack: one split flight per kind): an add
     and an update cost ONE backend round trip (the upsert decides create / update / unchanged
-    itself, so the backend rows are not read first); a delete two (its row decides the retire),
-    and no read of the pending-cascade queue after it (the retire says when its cascade is due).
+    itself, so the backend rows are not read first); a delete one too (retire_models_v1: its row
+    decides the retire in the same statement), and no read of the pending-cascade queue after it
+    (the retire says when its cascade is due).
     Each costs LiteLLM two: claim + read, and the completing claim."""
     tag = uuid.uuid4().hex[:10]
     rows = {
@@ -441,7 +442,7 @@ def test_round_trips_by_kind_of_change(
         for kind, change, backend_trips in (
             ("add", add, 1),
             ("update", update, 1),
-            ("delete", delete, 2),
+            ("delete", delete, 1),
         ):
             litellm_per, backend_per = counted(change)
             figures = f"{kind}: LiteLLM {litellm_per:.2f}, backend {backend_per:.2f} per change"
