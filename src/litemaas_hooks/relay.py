@@ -14,8 +14,9 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
   UPDATE SKIP LOCKED``; never an event naming a model another relay holds a claim on), reads every
   deployment of their model names in the same transaction (the current truth, so duplicated or
   reordered events are harmless) and deletes the previous batch's applied events; then
-  ``engine.converge(names=..., prefetched=rows)`` (one backend statement for adds and updates,
-  two pipelined round trips when a name may be retired); events whose
+  ``engine.converge(names=..., prefetched=rows)`` (one backend statement for adds and updates, one
+  for a delete, two pipelined round trips for a batch of both or one the mass-retire guard may
+  hold); events whose
   names converged are deleted with the next claim, only after the backend transaction committed;
   failures are recorded at once (scrubbed error text, capped exponential backoff, ``dead`` after
   ``max_attempts``). Repeat until nothing is due.
