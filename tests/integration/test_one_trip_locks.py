@@ -182,8 +182,8 @@ async def test_without_write_models_v1_every_write_lands_with_one_warning(
 async def test_a_retire_while_a_full_run_holds_every_name_waits_at_most_the_lock_timeout(
     dbs: tuple[str, str], master_key: str
 ) -> None:
-    """A delete takes the two-round-trip way (its backend row decides the retire); its first
-    statement sets the lock timeout and takes the names' locks at once."""
+    """A delete's one statement (retire_models_v1; the first of two round trips without it) sets
+    the lock timeout and takes the names' locks at once."""
     async with relay_and_holder(dbs, master_key) as (lc, bc, full_run):
         await insert(lc, "gone", master_key)
         await eventually(written(bc, "gone"), what="the model is written")

@@ -51,6 +51,10 @@ OUR_BACKEND_TABLES = (
 DUE_NOW = "UPDATE litemaas_hooks.pending_retires SET due_at = now() - interval '1 second'"
 RETIRE_V1 = "SELECT litemaas_hooks.retire_model_v1(%s, true, %s)"
 RETIRE_V2 = "SELECT litemaas_hooks.retire_model_v2(%s, true, %s, %s, NULL, %s)"
+# the relay's delete as one call (lock, then each name decided and retired by retire_model_v2)
+RETIRE_MANY = (
+    "SELECT results FROM litemaas_hooks.retire_models_v1(%s, true, %s, %s, NULL, %s, '2s')"
+)
 
 
 @pytest.fixture
@@ -221,6 +225,8 @@ def test_line_hand_made_untouched(installed: World) -> None:
     _write(rel, "hand")
     assert run_sql(rel, RETIRE_V1, params=("hand", REASON))[0][0]["retired"] is False
     assert run_sql(rel, RETIRE_V2, params=("hand", REASON, 0, False))[0][0]["retired"] is False
+    many = run_sql(rel, RETIRE_MANY, params=(["hand"], REASON, 0, False))[0][0]
+    assert many == {"hand": {"skipped": "hand_made"}}
     assert run_sql(w.bdsn, "SELECT to_jsonb(m) FROM models AS m WHERE id = 'hand'") == before
 
 
@@ -230,6 +236,8 @@ def test_line_admin_hidden(installed: World) -> None:
     rel = w.as_(w.bdsn, w.relay)
     assert run_sql(rel, RETIRE_V1, params=("hid", REASON))[0][0]["retired"] is False
     assert run_sql(rel, RETIRE_V2, params=("hid", REASON, 0, False))[0][0]["retired"] is False
+    many = run_sql(rel, RETIRE_MANY, params=(["hid"], REASON, 0, False))[0][0]
+    assert many == {"hid": {"skipped": "already_unavailable"}}
     _upsert(rel, "hid")
     _write(rel, "hid")
     assert _availability(w.bdsn)["hid"] == "unavailable"
@@ -283,6 +291,7 @@ def test_line_subscriptions_never_wait(installed: World) -> None:
             (json.dumps([_record("live")]),),
         ),
         (WRITE, (names, json.dumps([_record("live")]), names, [True] * len(names), "me")),
+        (RETIRE_MANY, (names, REASON, 0, False)),
     ]
     for name in names:
         calls += [
@@ -310,6 +319,7 @@ def test_line_audit_rows(installed: World) -> None:
     for statement, params in (
         (RETIRE_V1, ("a", "anything I like")),
         (RETIRE_V2, ("a", "anything I like", 0, False)),
+        (RETIRE_MANY, (["a"], "anything I like", 0, False)),
         ("SELECT litemaas_hooks.cascade_pending_v1(%s, %s)", ("a", "anything I like")),
     ):
         with pytest.raises(psycopg.errors.InvalidParameterValue):
