@@ -99,6 +99,9 @@ def decrypt_params(params: Mapping[str, Any], key: str | None, *, model_id: str)
 
 COST_KEYS = ("input_cost_per_token", "output_cost_per_token")
 PROBE_ID = "litemaas-hooks-lookup-probe"
+# one probe at a time: two lookups in two threads would wrap LiteLLM's functions in each other's
+# wrappers and each take the other's probe entry for a value to put back
+_PROBE_LOCK = threading.RLock()
 # LiteLLM >= 1.108's one write of a registration into model_cost (utils.py)
 _REGISTRATION_WRITE = "_replace_cost_map_entry"
 _ABSENT: Any = object()  # no value: the key was not in model_cost
@@ -128,26 +131,27 @@ def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
         return
     from litellm.types.router import Deployment
 
-    cost = litellm.model_cost
-    probe = _ProbeWrites(litellm.utils, cost)
-    index = _LowercaseIndex(litellm.utils, probe)
-    try:
-        with probe.recording(), index.registering():
-            register(
-                Deployment.model_validate(
-                    {
-                        "model_name": PROBE_ID,
-                        "litellm_params": {"model": model},
-                        "model_info": {"id": PROBE_ID},
-                    }
+    with _PROBE_LOCK:
+        cost = litellm.model_cost
+        probe = _ProbeWrites(litellm.utils, cost)
+        index = _LowercaseIndex(litellm.utils, probe)
+        try:
+            with probe.recording(), index.registering():
+                register(
+                    Deployment.model_validate(
+                        {
+                            "model_name": PROBE_ID,
+                            "litellm_params": {"model": model},
+                            "model_info": {"id": PROBE_ID},
+                        }
+                    )
                 )
-            )
-        _clear_lookup_cache(litellm)
-        yield
-    finally:
-        probe.undo()
-        index.restore(intact=probe.alone() and litellm.model_cost is cost)
-        _clear_lookup_cache(litellm)
+            _clear_lookup_cache(litellm)
+            yield
+        finally:
+            probe.undo()
+            index.restore(intact=probe.alone() and litellm.model_cost is cost)
+            _clear_lookup_cache(litellm)
 
 
 class _ProbeWrites:

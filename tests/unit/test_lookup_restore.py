@@ -234,3 +234,42 @@ def test_a_key_someone_else_adds_meanwhile_stays_and_is_found(
     finally:
         litellm.model_cost.pop(key, None)
         litellm.utils._invalidate_model_cost_lowercase_map()
+
+
+def test_two_lookups_in_two_threads_leave_the_map_and_litellm_as_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second thread's probe would register while the first's is in the map, and the first
+    would finish first (it waits for the second to register, 0.3 s at most: one at a time, it
+    never does)."""
+    litellm = _litellm()
+    register = _registers(litellm)
+    from litellm.router import Router
+
+    first_in, second_in, first_done = threading.Event(), threading.Event(), threading.Event()
+
+    def paced(deployment: Any) -> None:
+        register(deployment)
+        if deployment.litellm_params.model == "openai/first-thread":
+            first_in.set()
+            second_in.wait(timeout=0.3)
+        else:
+            second_in.set()
+            first_done.wait(timeout=5)
+
+    def second() -> None:
+        first_in.wait(timeout=5)
+        litellm_adapter.cost_map_lookup("openai/second-thread", None)
+
+    monkeypatch.setattr(Router, "_register_deployment_pricing", staticmethod(paced))
+    utils = litellm.utils
+    write, drop = utils._replace_cost_map_entry, utils._invalidate_model_cost_lowercase_map
+    items = list(litellm.model_cost.items())
+    thread = threading.Thread(target=second)
+    thread.start()
+    litellm_adapter.cost_map_lookup("openai/first-thread", None)
+    first_done.set()
+    thread.join()
+    _assert_as_before(litellm, items, "two threads")
+    assert utils._replace_cost_map_entry is write
+    assert utils._invalidate_model_cost_lowercase_map is drop
