@@ -22,6 +22,7 @@ import contextlib
 import functools
 import re
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -98,6 +99,12 @@ def decrypt_params(params: Mapping[str, Any], key: str | None, *, model_id: str)
 
 COST_KEYS = ("input_cost_per_token", "output_cost_per_token")
 PROBE_ID = "litemaas-hooks-lookup-probe"
+# one probe at a time: two lookups in two threads would wrap LiteLLM's functions in each other's
+# wrappers and each take the other's probe entry for a value to put back
+_PROBE_LOCK = threading.RLock()
+# LiteLLM >= 1.108's one write of a registration into model_cost (utils.py)
+_REGISTRATION_WRITE = "_replace_cost_map_entry"
+_ABSENT: Any = object()  # no value: the key was not in model_cost
 
 
 def _import_litellm() -> Any:
@@ -124,32 +131,114 @@ def _registered_like_the_router(litellm: Any, model: str) -> Iterator[None]:
         return
     from litellm.types.router import Deployment
 
-    cost = litellm.model_cost
-    before = set(cost)
-    split = model.split("/")
-    watched = {model, split[-1], "/".join(split[1:])} & before
-    saved = {k: cost[k] for k in watched}
-    probe_id = PROBE_ID
-    index = _LowercaseIndex(litellm.utils, cost, before)
-    try:
-        with index.registering():
-            register(
-                Deployment.model_validate(
-                    {
-                        "model_name": probe_id,
-                        "litellm_params": {"model": model},
-                        "model_info": {"id": probe_id},
-                    }
+    with _PROBE_LOCK:
+        cost = litellm.model_cost
+        probe = _ProbeWrites(litellm.utils, cost)
+        index = _LowercaseIndex(litellm.utils, probe)
+        try:
+            with probe.recording(), index.registering():
+                register(
+                    Deployment.model_validate(
+                        {
+                            "model_name": PROBE_ID,
+                            "litellm_params": {"model": model},
+                            "model_info": {"id": PROBE_ID},
+                        }
+                    )
                 )
-            )
-        _clear_lookup_cache(litellm)
-        yield
-    finally:
-        for k in set(cost) - before:
-            cost.pop(k, None)
-        cost.update(saved)
-        index.restore()
-        _clear_lookup_cache(litellm)
+            _clear_lookup_cache(litellm)
+            yield
+        finally:
+            probe.undo()
+            index.restore(intact=probe.alone() and litellm.model_cost is cost)
+            _clear_lookup_cache(litellm)
+
+
+class _ProbeWrites:
+    """The keys the probe's registration writes into ``model_cost``, each with the value it held
+    before (``_ABSENT``: none), so that undoing it touches those few keys, not the thousands of the
+    map: an old key assigned its old value keeps its place, a new one is popped, the order of the
+    keys stays. Seen where LiteLLM writes a registration (``utils._replace_cost_map_entry``, called
+    by name: it writes the key it is given and the aliases sharing that key's entry, and a
+    registration never deletes), for this thread and this map only. ``tracked`` says every write
+    was seen as it happened and was the probe's: another thread's write (or a price reload swapping
+    the map) clears it, and the index is then left to LiteLLM. A LiteLLM without that function has
+    the whole map compared once, after the registration."""
+
+    def __init__(self, utils: Any, cost: dict[str, Any]) -> None:
+        self.cost = cost
+        self.size = len(cost)
+        self.before: dict[str, Any] = {}
+        self.added: list[str] = []  # in the order they were added, as LiteLLM's rebuild sees them
+        self.tracked = True
+        self._utils = utils
+        self._thread = threading.get_ident()
+
+    def ours(self) -> bool:
+        """Called in the lookup's thread (our wrappers are module globals: any thread may call
+        them)."""
+        return threading.get_ident() == self._thread
+
+    def alone(self) -> bool:
+        """After ``undo``: nothing but the probe changed the map (every write seen, the number of
+        keys back to what it was: a key added or deleted by anyone else, even without LiteLLM's
+        invalidation, changes it)."""
+        return self.tracked and len(self.cost) == self.size
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        """Around the probe's registration (synchronous: the swap is ours only for it)."""
+        utils, cost = self._utils, self.cost
+        write = getattr(utils, _REGISTRATION_WRITE, None)
+        if not callable(write):
+            self.tracked = False
+            snapshot = cost.copy()
+            try:
+                yield
+            finally:
+                self._compare(snapshot)
+            return
+
+        def recorded(cost_map: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+            if cost_map is cost and self.ours():
+                self._remember(key)
+                for alias in getattr(cost.get(key), "names", ()):
+                    if alias in cost:  # an absent alias is never written
+                        self._remember(alias)
+            else:
+                self.tracked = False
+            return write(cost_map, key, *args, **kwargs)
+
+        setattr(utils, _REGISTRATION_WRITE, recorded)
+        try:
+            yield
+        finally:
+            setattr(utils, _REGISTRATION_WRITE, write)
+
+    def _remember(self, key: str) -> None:
+        if key not in self.before:
+            old = self.before[key] = self.cost.get(key, _ABSENT)
+            if old is _ABSENT:
+                self.added.append(key)
+
+    def _compare(self, snapshot: dict[str, Any]) -> None:
+        """Without the write point: every key whose value is not the snapshot's (a tuple: another
+        thread may write meanwhile), and any key deleted."""
+        for key, value in tuple(self.cost.items()):
+            old = snapshot.get(key, _ABSENT)
+            if old is not value:
+                self.before.setdefault(key, old)
+        for key in snapshot.keys() - self.cost.keys():
+            self.before.setdefault(key, snapshot[key])
+
+    def undo(self) -> None:
+        """``model_cost`` as before the probe: its writes undone, anything else's left."""
+        cost = self.cost
+        for key, old in self.before.items():
+            if old is _ABSENT:
+                cost.pop(key, None)
+            else:
+                cost[key] = old
 
 
 class _LowercaseIndex:
@@ -158,14 +247,14 @@ class _LowercaseIndex:
     answer caches are cleared) and rebuilds it over the whole cost map (thousands of keys, about
     1 ms) at the next lookup: for each key the probe's registration writes, then again after the
     probe is gone. While the probe registers, each drop is followed by the index of the keys before
-    plus the probe's few (LiteLLM's own drop still runs first); after the probe is gone the index
-    of before is right again and is put back. Anything else touching ``model_cost`` meanwhile (the
-    counter moved on without us) leaves LiteLLM's own lazy rebuild."""
+    plus the probe's new keys (LiteLLM's own drop still runs first); after the probe is gone the
+    index of before is right again and is put back. Anything else touching ``model_cost``
+    meanwhile (a write the probe did not make, the counter moved on without us) leaves LiteLLM's
+    own lazy rebuild."""
 
-    def __init__(self, utils: Any, cost: dict[str, Any], before: set[str]) -> None:
+    def __init__(self, utils: Any, probe: _ProbeWrites) -> None:
         self._utils = utils
-        self._cost = cost
-        self._keys = before
+        self._probe = probe
         self._index: dict[str, str] | None = None
         self._generation: int | None = None
         # what the probe's keys changed in the index (lower-case key: the entry before, None when
@@ -184,17 +273,24 @@ class _LowercaseIndex:
         if self._index is None:
             yield
             return
-        utils, index, cost, keys = self._utils, self._index, self._cost, self._keys
+        utils, index, probe = self._utils, self._index, self._probe
         drop = utils._invalidate_model_cost_lowercase_map
         changed = self._changed
+        done = 0  # the probe's new keys already in the index
 
         def drop_then_extend() -> None:
+            nonlocal done
             drop()
-            for key in _added_keys(cost, keys):
+            if not probe.ours():
+                probe.tracked = False
+            if not probe.tracked:
+                return
+            for key in probe.added[done:]:
                 lower = key.lower()
                 if lower not in changed:
                     changed[lower] = index.get(lower)
                 index[lower] = key  # a later key wins, as in LiteLLM's own rebuild
+            done = len(probe.added)
             utils._model_cost_lowercase_map = index
 
         utils._invalidate_model_cost_lowercase_map = drop_then_extend
@@ -204,8 +300,9 @@ class _LowercaseIndex:
             utils._invalidate_model_cost_lowercase_map = drop
             self._generation = utils._model_cost_mutation_generation
 
-    def restore(self) -> None:
-        """The probe's keys are gone: the index of before, unless others changed the map too."""
+    def restore(self, *, intact: bool) -> None:
+        """The probe's keys are gone: the index of before when only the probe changed the map
+        (``intact``), else LiteLLM's lazy rebuild."""
         index = self._index
         if index is None:
             return
@@ -217,27 +314,10 @@ class _LowercaseIndex:
         self._changed.clear()
         if self._generation is None:
             return
-        if self._utils._model_cost_mutation_generation == self._generation:
+        if intact and self._utils._model_cost_mutation_generation == self._generation:
             self._utils._model_cost_lowercase_map = index
         else:
             self._utils._model_cost_lowercase_map = None
-
-
-def _added_keys(cost: dict[str, Any], before: set[str]) -> list[str]:
-    """The keys of ``cost`` not in ``before``. When none of ``before`` is gone (one pass in C, no
-    copy), their count is known and a registration appended them (a dict keeps its insertion
-    order): they are looked for from the end, a few keys instead of the thousands of the map."""
-    if not before <= cost.keys():
-        return [k for k in cost if k not in before]
-    missing = len(cost) - len(before)
-    found: list[str] = []
-    if missing > 0:
-        for key in reversed(cost):
-            if key not in before:
-                found.append(key)
-                if len(found) == missing:
-                    break
-    return found
 
 
 @contextlib.contextmanager
