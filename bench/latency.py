@@ -19,8 +19,7 @@ exactly as above: one NOTIFY round trip + one backend
 transaction + the same observation hop. Ratio = relay / floor.
 
 Targets: p50 <= 3 ms, p99 <= 10 ms (a few times the floor: one statement that claims and reads on
-the LiteLLM side, one that writes on the backend side for an add or update, two round trips for a
-delete).
+the LiteLLM side, one that writes on the backend side for an add, an update or a delete).
 
     .venv/bin/python bench/latency.py [--changes 600]
 """
