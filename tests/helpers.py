@@ -492,6 +492,20 @@ def run_sql(dsn: str, *statements: str | sql.SQL | sql.Composed, params: Any = N
     return out
 
 
+def track_functions(dsn: str) -> None:
+    """The database of ``dsn`` counts the calls of PL/pgSQL functions (sessions opened from now
+    on): ``function_calls`` reads them."""
+    db = sql.Identifier(str(conninfo_to_dict(dsn)["dbname"]))
+    run_sql(dsn, sql.SQL("ALTER DATABASE {} SET track_functions = 'pl'").format(db))
+
+
+async def function_calls(conn: AConn) -> dict[str, int]:
+    """Calls of our functions the database counted (a session's counts are in once it ended, or
+    within a second or so)."""
+    query = "SELECT funcname, calls FROM pg_stat_user_functions WHERE schemaname = 'litemaas_hooks'"
+    return {str(name): int(n) for name, n in await rows(conn, query)}
+
+
 def owned_tables(dsn: str) -> list[str]:
     query = (
         "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'public'"

@@ -15,8 +15,6 @@ from contextlib import asynccontextmanager
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from tests.helpers import (
     AConn,
@@ -24,12 +22,14 @@ from tests.helpers import (
     add,
     backend_models,
     eventually,
+    function_calls,
     insert,
     make_settings,
     outbox_empty,
     rows,
     run_sql,
     running,
+    track_functions,
 )
 
 pytestmark = pytest.mark.anyio
@@ -49,17 +49,10 @@ def path(request: pytest.FixtureRequest, dbs: tuple[str, str]) -> str:
     an install older than the code) the query of the release before. The backend counts the calls
     of our functions (track_functions) for ``wrote_via``."""
     bdsn = dbs[1]
-    db = sql.Identifier(str(conninfo_to_dict(bdsn)["dbname"]))
-    run_sql(bdsn, sql.SQL("ALTER DATABASE {} SET track_functions = 'pl'").format(db))
+    track_functions(bdsn)
     if request.param == "fallback":
         run_sql(bdsn, f"DROP FUNCTION {WRITE_FN}")
     return str(request.param)
-
-
-async def calls(bc: AConn) -> dict[str, int]:
-    """Calls of our functions the backend counted (a session's counts are in once it ended)."""
-    query = "SELECT funcname, calls FROM pg_stat_user_functions WHERE schemaname = 'litemaas_hooks'"
-    return {str(name): int(n) for name, n in await rows(bc, query)}
 
 
 async def wrote_via(bdsn: str, path: str, logs: list[str], writes: int) -> None:
@@ -69,10 +62,10 @@ async def wrote_via(bdsn: str, path: str, logs: list[str], writes: int) -> None:
     async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc:
 
         async def counted() -> bool:
-            return (await calls(bc)).get("try_lock_models_v1", 0) >= writes
+            return (await function_calls(bc)).get("try_lock_models_v1", 0) >= writes
 
         await eventually(counted, what="the relay's session counted its calls")
-        done = await calls(bc)
+        done = await function_calls(bc)
     if path == "fallback":
         assert "write_models_v1" not in done, done
         assert len(warned) == 1, warned

@@ -14,8 +14,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from litemaas_hooks.planning import HAND_MADE
 from litemaas_hooks.reconcile import BUSY_MESSAGE, SERVED_ELSEWHERE, Reconciler
@@ -26,6 +24,7 @@ from tests.helpers import (
     audits,
     backend_models,
     eventually,
+    function_calls,
     insert,
     make_settings,
     outbox_empty,
@@ -33,6 +32,7 @@ from tests.helpers import (
     rows,
     run_sql,
     running,
+    track_functions,
 )
 
 pytestmark = pytest.mark.anyio
@@ -62,17 +62,10 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
 def path(request: pytest.FixtureRequest, dbs: tuple[str, str]) -> str:
     """One call of retire_models_v1, or (the function dropped) the two round trips. The backend
     counts the calls of our functions (track_functions)."""
-    bdsn = dbs[1]
-    db = sql.Identifier(str(conninfo_to_dict(bdsn)["dbname"]))
-    run_sql(bdsn, sql.SQL("ALTER DATABASE {} SET track_functions = 'pl'").format(db))
+    track_functions(dbs[1])
     if request.param == "two trips":
-        run_sql(bdsn, f"DROP FUNCTION {RETIRE_FN}")
+        run_sql(dbs[1], f"DROP FUNCTION {RETIRE_FN}")
     return str(request.param)
-
-
-async def calls(bc: AConn) -> dict[str, int]:
-    query = "SELECT funcname, calls FROM pg_stat_user_functions WHERE schemaname = 'litemaas_hooks'"
-    return {str(name): int(n) for name, n in await rows(bc, query)}
 
 
 async def state(bc: AConn) -> dict[str, Any]:
@@ -84,6 +77,18 @@ async def state(bc: AConn) -> dict[str, Any]:
         "audits": await audits(bc),
         "pending": await pending(bc),
     }
+
+
+async def written_then_retired(lc: AConn, bc: AConn, model_id: str, name: str) -> None:
+    """The deployment just added is written, then deleted, and its name retired."""
+
+    async def has(state: str) -> bool:
+        return (await backend_models(bc)).get(name) == state
+
+    await eventually(lambda: has("available"), what=f"{name} written")
+    delete = 'DELETE FROM public."LiteLLM_ProxyModelTable" WHERE model_id = %s'
+    await lc.execute(delete, (model_id,))
+    await eventually(lambda: has("unavailable"), what=f"{name} retired")
 
 
 async def test_every_kind_of_delete_comes_out_the_same_both_ways(
@@ -153,10 +158,10 @@ async def test_every_kind_of_delete_comes_out_the_same_both_ways(
     async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc:
 
         async def counted() -> bool:  # a session's counts are in once it ended
-            return (await calls(bc)).get("retire_model_v2", 0) >= 2  # ours, shared
+            return (await function_calls(bc)).get("retire_model_v2", 0) >= 2  # ours, shared
 
         await eventually(counted, what="the session counted its calls")
-        done = await calls(bc)
+        done = await function_calls(bc)
     warned = [line for line in logs if line.startswith("WARNING") and "retire_models_v1" in line]
     if path == "two trips":
         assert "retire_models_v1" not in done, done
@@ -178,28 +183,15 @@ async def test_the_relay_retires_a_delete_in_one_call(
         await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc,
     ):
         for name in ("a", "b"):
-            model_id = await insert(lc, name, master_key)
-
-            async def written(name: str = name) -> bool:
-                return (await backend_models(bc)).get(name) == "available"
-
-            await eventually(written, what=f"{name} written")
-            await lc.execute(
-                'DELETE FROM public."LiteLLM_ProxyModelTable" WHERE model_id = %s', (model_id,)
-            )
-
-            async def retired(name: str = name) -> bool:
-                return (await backend_models(bc)).get(name) == "unavailable"
-
-            await eventually(retired, what=f"{name} retired")
+            await written_then_retired(lc, bc, await insert(lc, name, master_key), name)
         await eventually(lambda: outbox_empty(lc))
     async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc:
 
         async def counted() -> bool:  # the relay's session's counts are in once it ended
-            return (await calls(bc)).get("retire_model_v2", 0) >= 2
+            return (await function_calls(bc)).get("retire_model_v2", 0) >= 2
 
         await eventually(counted, what="the relay's session counted its calls")
-        done = await calls(bc)
+        done = await function_calls(bc)
     if path == "two trips":
         assert "retire_models_v1" not in done, done
     else:
@@ -226,19 +218,7 @@ async def test_without_retire_models_v1_every_delete_is_retired_with_one_warning
     ):
         for name in names:  # one delete each
             model_id = await add(lc, name, master_key, max_tokens=1)
-
-            async def written(name: str = name) -> bool:
-                return (await backend_models(bc)).get(name) == "available"
-
-            await eventually(written, what=f"{name} written")
-            await lc.execute(
-                'DELETE FROM public."LiteLLM_ProxyModelTable" WHERE model_id = %s', (model_id,)
-            )
-
-            async def retired(name: str = name) -> bool:
-                return (await backend_models(bc)).get(name) == "unavailable"
-
-            await eventually(retired, what=f"{name} retired")
+            await written_then_retired(lc, bc, model_id, name)
     warned = [line for line in logs if line.startswith("WARNING") and "retire_models_v1" in line]
     assert len(warned) == 1, warned
     assert FIX in warned[0], warned
