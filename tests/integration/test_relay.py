@@ -245,9 +245,28 @@ async def test_reconnects_when_either_database_goes_away(
     assert "retrying in" in caplog.text
 
 
-async def test_three_concurrent_relays_apply_everything_once(
-    dbs: tuple[str, str], master_key: str
+async def _explained(
+    lc: psycopg.AsyncConnection[Any], bc: psycopg.AsyncConnection[Any], check: Any, what: str
 ) -> None:
+    """``eventually(check)``; when it fails, the outbox's rows and the backend's models in the
+    message (with the relays' DEBUG log, captured by the test, what a rare failure needs)."""
+    try:
+        await eventually(check, deadline_seconds=60, what=what)
+    except AssertionError as exc:
+        cur = await lc.execute(
+            "SELECT id, op, old_model_name, new_model_name, status, attempts, claimed_by, "
+            "next_attempt_at - clock_timestamp(), last_error FROM litemaas_hooks.model_events "
+            "ORDER BY id"
+        )
+        events = "\n".join(map(str, await cur.fetchall()))
+        models = await backend_models(bc)
+        raise AssertionError(f"{exc}\noutbox:\n{events}\nbackend: {models}") from None
+
+
+async def test_three_concurrent_relays_apply_everything_once(
+    dbs: tuple[str, str], master_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="litemaas_hooks")
     ldsn, bdsn = dbs
     settings = make_settings(ldsn, bdsn, master_key, batch_size=3)
     names = [f"n{i:02d}" for i in range(30)]
@@ -307,9 +326,7 @@ async def test_three_concurrent_relays_apply_everything_once(
 
         # phase 1: 4 concurrent writers, 30 names, inserts + updates + renames + deletes
         await asyncio.gather(*(writer(names[i::4]) for i in range(4)))
-        await eventually(
-            converged, deadline_seconds=60, what="all 3 relays drained and the backend matches"
-        )
+        await _explained(lc, bc, converged, "all 3 relays drained and the backend matches")
         # every name still present has its update; a name renamed or deleted after a relay wrote
         # it keeps its (retired) row, with or without the update: not counted
         cur = await bc.execute(
@@ -334,7 +351,7 @@ async def test_three_concurrent_relays_apply_everything_once(
             )
         present.difference_update(victims)
         gone.update(victims)
-        await eventually(converged, deadline_seconds=60, what="deletes applied")
+        await _explained(lc, bc, converged, "deletes applied")
         have = await backend_models(bc)
         assert all(have[n] == "unavailable" for n in victims)
         assert await audits() == {n: 1 for n in gone if n in have}  # still no duplicate audit row
