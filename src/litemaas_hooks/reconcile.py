@@ -459,9 +459,9 @@ class Reconciler:
         report: Report,
         prefetched: Sequence[Mapping[str, Any]] | None,
     ) -> tuple[Truth | None, list[PlannedChange] | None]:
-        """The truth of a batch whose every name LiteLLM still has (read from the claim's rows),
-        and its plan when that plan needs no backend row (one round trip); else ``(truth or None,
-        None)``."""
+        """The truth of the batch (read from the claim's rows), and its plan when every name is
+        still in LiteLLM and the plan needs no backend row (one round trip); else ``(truth,
+        None)``, ``(None, None)`` without the claim's rows."""
         if prefetched is None:
             return None, None
         present = {r.get("model_name") for r in prefetched}  # the names LiteLLM still has
@@ -513,20 +513,10 @@ class Reconciler:
             try:
                 done = await write(via_function=True)
             except psycopg.Error as exc:
-                if backend_sink.refused(exc):  # altered since install: no write, not another way
-                    for name in names:
-                        report.outcomes[name] = Outcome("error", describe(exc))
+                instead = "adds and updates are written with 4 function checks instead of 1"
+                if not _falls_back(exc, "write_models_v1", instead, names, report):
                     return
-                if not backend_sink.function_missing(exc):
-                    raise
                 self._write_function = False
-                log.warning(
-                    "adds and updates are written with 4 function checks instead of 1, "
-                    "litemaas_hooks.write_models_v1 is missing or not granted (%s): re-run "
-                    "`litemaas-hooks install`, and re-apply `install --print-grants` (or "
-                    "`install --grant-relay`) for the relay role; used from the relay's next start",
-                    describe(exc),
-                )
         if done is None:
             done = await write(via_function=False)
         for name in done.busy:
@@ -546,8 +536,12 @@ class Reconciler:
         the mass-retire guard cannot hold the batch (fewer names than it counts, or off), so the
         retires need no count of the backend's models first."""
         settings = self.settings
-        guard_may_hold = settings.retire_cascade and 0 < settings.retire_guard_min_models <= len(
-            names
+        # the most the guard could see: every name retired, and they are all the models there are
+        guard_may_hold = settings.retire_cascade and mass_retire(
+            len(names),
+            len(names),
+            percent=settings.retire_guard_percent,
+            min_models=settings.retire_guard_min_models,
         )
         return (
             self._retire_function
@@ -578,20 +572,10 @@ class Reconciler:
                 lock_timeout=f"{LOCK_TIMEOUT_MS}ms",
             )
         except psycopg.Error as exc:
-            if backend_sink.refused(exc):
-                for name in names:
-                    report.outcomes[name] = Outcome("error", describe(exc))
+            instead = "deletes take two backend round trips instead of one"
+            if not _falls_back(exc, "retire_models_v1", instead, names, report):
                 return True
-            if not backend_sink.function_missing(exc, "retire_models_v1"):
-                raise
             self._retire_function = False
-            log.warning(
-                "deletes take two backend round trips instead of one, "
-                "litemaas_hooks.retire_models_v1 is missing or not granted (%s): re-run "
-                "`litemaas-hooks install`, and re-apply `install --print-grants` (or "
-                "`install --grant-relay`) for the relay role; used from the relay's next start",
-                describe(exc),
-            )
             return False
         for name in done.busy:
             report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
@@ -1127,6 +1111,31 @@ class DueReport:
             f"cascaded {len(done)}, held {len(self.held)}, came back {len(self.came_back)}, "
             f"unreadable {len(self.errors)}"
         )
+
+
+def _falls_back(
+    exc: psycopg.Error, function: str, instead: str, names: Sequence[str], report: Report
+) -> bool:
+    """A call of one of our one-statement functions (``function``: write_models_v1,
+    retire_models_v1) raised ``exc``. True: the function is missing or not granted (an older
+    install or grants): said once here (``instead``: what the relay does meanwhile), the caller
+    takes the statements of the release before. False: its check refused it (altered since
+    install): every name's error, and nothing is done another way. Anything else is raised."""
+    if backend_sink.refused(exc):
+        for name in names:
+            report.outcomes[name] = Outcome("error", describe(exc))
+        return False
+    if not backend_sink.function_missing(exc, function):
+        raise exc
+    log.warning(
+        "%s, litemaas_hooks.%s is missing or not granted (%s): re-run `litemaas-hooks install`, "
+        "and re-apply `install --print-grants` (or `install --grant-relay`) for the relay role; "
+        "used from the relay's next start",
+        instead,
+        function,
+        describe(exc),
+    )
+    return True
 
 
 def _retire_message(result: Mapping[str, Any]) -> str:

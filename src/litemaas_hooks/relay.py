@@ -9,17 +9,15 @@ Loop (crash-only: the outbox is the only state; a relay killed at any point lose
     → drain → wait for a NOTIFY or the poll timeout → drain → ...
 
 - **drain**: one LiteLLM statement (``outbox.claim_batch``: a call of ``claim_batch_v1``; the
-  release before's pipelined queries where the install or grants predate it) claims a batch of
-  due events (``FOR
-  UPDATE SKIP LOCKED``; never an event naming a model another relay holds a claim on), reads every
-  deployment of their model names in the same transaction (the current truth, so duplicated or
-  reordered events are harmless) and deletes the previous batch's applied events; then
-  ``engine.converge(names=..., prefetched=rows)`` (one backend statement for adds and updates, one
-  for a delete, two pipelined round trips for a batch of both or one the mass-retire guard may
-  hold); events whose
-  names converged are deleted with the next claim, only after the backend transaction committed;
-  failures are recorded at once (scrubbed error text, capped exponential backoff, ``dead`` after
-  ``max_attempts``). Repeat until nothing is due.
+  release before's pipelined queries where the install or grants predate it) claims a batch of due
+  events (``FOR UPDATE SKIP LOCKED``; never an event naming a model another relay holds a claim
+  on), reads every deployment of their model names in the same transaction (the current truth, so
+  duplicated or reordered events are harmless) and deletes the previous batch's applied events;
+  then ``engine.converge(names=..., prefetched=rows)`` (one backend statement for adds and
+  updates, one for a delete, two pipelined round trips for a batch of both or one the mass-retire
+  guard may hold); events whose names converged are deleted with the next claim, only after the
+  backend transaction committed; failures are recorded at once (scrubbed error text, capped
+  exponential backoff, ``dead`` after ``max_attempts``). Repeat until nothing is due.
 - **LISTEN before draining**: an event committed while we drain still wakes us (psycopg keeps
   notifications that arrive during a query for the next wait); the poll timeout
   (``poll_interval_seconds``) is the safety net and also retries failed events when they are due.
