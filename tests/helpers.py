@@ -492,6 +492,36 @@ def run_sql(dsn: str, *statements: str | sql.SQL | sql.Composed, params: Any = N
     return out
 
 
+# what the relay's warning says to do when one of its one-statement functions is missing or not
+# granted (the install, or the relay role's grants, older than the relay)
+FUNCTION_FIX = (
+    "re-run `litemaas-hooks install`, and re-apply `install --print-grants` (or "
+    "`install --grant-relay`) for the relay role"
+)
+
+
+def withdraw_function(w: World, signature: str, missing: str) -> None:
+    """The backend as an older release left it for the relay role: ``missing`` is "not granted"
+    (grants of an older `install --print-grants`: 42501) or "not installed" (an older install:
+    42883)."""
+    if missing == "not granted":
+        run_sql(w.bdsn, f"REVOKE EXECUTE ON FUNCTION {signature} FROM {w.relay}")
+    else:
+        run_sql(w.bdsn, f"DROP FUNCTION {signature}")
+
+
+def fallback_warnings(logs: list[str], function: str) -> list[str]:
+    """The relay's warnings naming ``function`` (its bare name)."""
+    return [line for line in logs if line.startswith("WARNING") and function in line]
+
+
+def assert_warned_once(logs: list[str], function: str) -> None:
+    """Exactly one warning named ``function``, and it names the fix."""
+    warned = fallback_warnings(logs, function)
+    assert len(warned) == 1, warned
+    assert FUNCTION_FIX in warned[0], warned
+
+
 def track_functions(dsn: str) -> None:
     """The database of ``dsn`` counts the calls of PL/pgSQL functions (sessions opened from now
     on): ``function_calls`` reads them."""

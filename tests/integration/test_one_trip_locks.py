@@ -20,8 +20,10 @@ from tests.helpers import (
     AConn,
     World,
     add,
+    assert_warned_once,
     backend_models,
     eventually,
+    fallback_warnings,
     function_calls,
     insert,
     make_settings,
@@ -30,6 +32,7 @@ from tests.helpers import (
     run_sql,
     running,
     track_functions,
+    withdraw_function,
 )
 
 pytestmark = pytest.mark.anyio
@@ -37,10 +40,6 @@ pytestmark = pytest.mark.anyio
 NAME_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('litemaas_hooks.model:' || %s, 0))"
 FLEET_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('litemaas_hooks.models', 0))"
 WRITE_FN = "litemaas_hooks.write_models_v1(text[], jsonb, text[], boolean[], text, text)"
-FIX = (
-    "re-run `litemaas-hooks install`, and re-apply `install --print-grants` (or "
-    "`install --grant-relay`) for the relay role"
-)
 
 
 @pytest.fixture(params=["write_models_v1", "fallback"])
@@ -57,8 +56,8 @@ def path(request: pytest.FixtureRequest, dbs: tuple[str, str]) -> str:
 
 async def wrote_via(bdsn: str, path: str, logs: list[str], writes: int) -> None:
     """After the relay stopped: its ``writes`` writes (at least) went the way ``path`` says, and
-    the fallback said so once, naming the fix."""
-    warned = [line for line in logs if line.startswith("WARNING") and "write_models_v1" in line]
+    the fallback said so once, naming the fix (the function is dropped on that path: it is never
+    counted)."""
     async with await psycopg.AsyncConnection.connect(bdsn, autocommit=True) as bc:
 
         async def counted() -> bool:
@@ -67,12 +66,10 @@ async def wrote_via(bdsn: str, path: str, logs: list[str], writes: int) -> None:
         await eventually(counted, what="the relay's session counted its calls")
         done = await function_calls(bc)
     if path == "fallback":
-        assert "write_models_v1" not in done, done
-        assert len(warned) == 1, warned
-        assert FIX in warned[0], warned
+        assert_warned_once(logs, "write_models_v1")
     else:
         assert done.get("write_models_v1", 0) >= writes, done
-        assert warned == []
+        assert fallback_warnings(logs, "write_models_v1") == []
 
 
 @asynccontextmanager
@@ -153,10 +150,7 @@ async def test_without_write_models_v1_every_write_lands_with_one_warning(
     """Grants of an older `install --print-grants` (42501) or an older install (42883): the relay
     role's writes go through the query of the release before, and one warning names the fix."""
     w = installed
-    if missing == "not granted":
-        run_sql(w.bdsn, f"REVOKE EXECUTE ON FUNCTION {WRITE_FN} FROM {w.relay}")
-    else:
-        run_sql(w.bdsn, f"DROP FUNCTION {WRITE_FN}")
+    withdraw_function(w, WRITE_FN, missing)
     settings = make_settings(w.url(w.ldsn, w.relay), w.url(w.bdsn, w.relay), master_key)
     names = ("a", "b", "c")
     async with (
@@ -167,9 +161,7 @@ async def test_without_write_models_v1_every_write_lands_with_one_warning(
         for i, name in enumerate(names):  # one write each
             await add(lc, name, master_key, max_tokens=1)
             await eventually(written(bc, *names[: i + 1]), what=f"{name} written")
-    warned = [line for line in logs if line.startswith("WARNING") and "write_models_v1" in line]
-    assert len(warned) == 1, warned
-    assert FIX in warned[0], warned
+    assert_warned_once(logs, "write_models_v1")
 
 
 async def test_a_retire_while_a_full_run_holds_every_name_waits_at_most_the_lock_timeout(

@@ -801,6 +801,36 @@ async def test_backend_owner_altering_our_functions_is_refused_before_any_call(
     assert not _is_superuser(w.bdsn, w.bowner)
 
 
+def _owner_alters(w: World, door: str, statement: str) -> None:
+    """The backend's data owner alters one of our functions (``statement``), its body calling an
+    ``escalate()`` of its own (``who`` records whoever runs it). "body replaced" needs CREATE on
+    our schema too: say a DBA once granted it."""
+    if door == "body replaced":
+        run_sql(w.bdsn, f"GRANT CREATE ON SCHEMA litemaas_hooks TO {w.bowner}")
+    run_sql(
+        w.as_(w.bdsn, w.bowner),
+        WHO_TABLE,
+        f"""CREATE FUNCTION public.escalate() RETURNS void LANGUAGE plpgsql AS $$
+            {_escalating_body(w.bowner, "")} $$""",
+        statement,
+    )
+
+
+async def _waits_refused(lc: psycopg.AsyncConnection[Any], function: str, column: str) -> None:
+    """The event of model 'm' (``column``: new_model_name, old_model_name) waits with the check's
+    refusal of ``function``, in one line like every error the outbox keeps."""
+    refusal = f"litemaas-hooks refuses to call litemaas_hooks.{function}("
+    query = f"SELECT last_error FROM litemaas_hooks.model_events WHERE {column} = 'm'"
+
+    async def refused() -> bool:
+        errors = await lc.execute(query.encode())
+        return any(refusal in (e or "") for (e,) in await errors.fetchall())
+
+    await eventually(refused, what="the event waits with the check's refusal")
+    cur = await lc.execute("SELECT last_error FROM litemaas_hooks.model_events")
+    assert all("\n" not in (e or "") for (e,) in await cur.fetchall())
+
+
 WRITE_FN = "litemaas_hooks.write_models_v1(text[], jsonb, text[], boolean[], text, text)"
 WRITE_DOORS = {
     "SECURITY INVOKER": f"ALTER FUNCTION {WRITE_FN} SECURITY INVOKER",
@@ -822,31 +852,13 @@ async def test_backend_owner_altering_the_relay_write_function_is_refused(
     nothing another way, and the owner's code never runs."""
     w = world
     assert await run_cli(monkeypatch, _super_env(w, master_key), "install") == 0
-    if door == "body replaced":  # needs CREATE on our schema too: say a DBA once granted it
-        run_sql(w.bdsn, f"GRANT CREATE ON SCHEMA litemaas_hooks TO {w.bowner}")
-    run_sql(
-        w.as_(w.bdsn, w.bowner),
-        WHO_TABLE,
-        f"""CREATE FUNCTION public.escalate() RETURNS void LANGUAGE plpgsql AS $$
-            {_escalating_body(w.bowner, "")} $$""",
-        WRITE_DOORS[door],
-    )
-    refusal = "litemaas-hooks refuses to call litemaas_hooks.write_models_v1("
+    _owner_alters(w, door, WRITE_DOORS[door])
     async with (
         running(make_settings(w.ldsn, w.bdsn, master_key)),
         await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc,
     ):
         await add(lc, "m", master_key, max_tokens=1)
-
-        async def refused() -> bool:
-            errors = await lc.execute(
-                "SELECT last_error FROM litemaas_hooks.model_events WHERE new_model_name = 'm'"
-            )
-            return any(refusal in (e or "") for (e,) in await errors.fetchall())
-
-        await eventually(refused, what="the event waits with the check's refusal")
-        cur = await lc.execute("SELECT last_error FROM litemaas_hooks.model_events")
-        assert all("\n" not in (e or "") for (e,) in await cur.fetchall())
+        await _waits_refused(lc, "write_models_v1", "new_model_name")
     assert run_sql(w.bdsn, "SELECT count(*) FROM models WHERE id = 'm'") == [(0,)]
     assert who(w.bdsn) == set()
     assert not _is_superuser(w.bdsn, w.bowner)
@@ -874,9 +886,6 @@ async def test_backend_owner_altering_the_relay_retire_function_is_refused(
     message, nothing is retired another way, and the owner's code never runs."""
     w = world
     assert await run_cli(monkeypatch, _super_env(w, master_key), "install") == 0
-    if door == "body replaced":  # needs CREATE on our schema too: say a DBA once granted it
-        run_sql(w.bdsn, f"GRANT CREATE ON SCHEMA litemaas_hooks TO {w.bowner}")
-    refusal = "litemaas-hooks refuses to call litemaas_hooks.retire_models_v1("
     async with (
         running(make_settings(w.ldsn, w.bdsn, master_key)),
         await psycopg.AsyncConnection.connect(w.ldsn, autocommit=True) as lc,
@@ -887,26 +896,11 @@ async def test_backend_owner_altering_the_relay_retire_function_is_refused(
             return run_sql(w.bdsn, "SELECT count(*) FROM models WHERE id = 'm'") == [(1,)]
 
         await eventually(written, what="the model is written")
-        run_sql(
-            w.as_(w.bdsn, w.bowner),
-            WHO_TABLE,
-            f"""CREATE FUNCTION public.escalate() RETURNS void LANGUAGE plpgsql AS $$
-                {_escalating_body(w.bowner, "")} $$""",
-            RETIRE_DOORS[door],
-        )
+        _owner_alters(w, door, RETIRE_DOORS[door])
         await lc.execute(
             'DELETE FROM public."LiteLLM_ProxyModelTable" WHERE model_id = %s', (model_id,)
         )
-
-        async def refused() -> bool:
-            errors = await lc.execute(
-                "SELECT last_error FROM litemaas_hooks.model_events WHERE old_model_name = 'm'"
-            )
-            return any(refusal in (e or "") for (e,) in await errors.fetchall())
-
-        await eventually(refused, what="the event waits with the check's refusal")
-        cur = await lc.execute("SELECT last_error FROM litemaas_hooks.model_events")
-        assert all("\n" not in (e or "") for (e,) in await cur.fetchall())
+        await _waits_refused(lc, "retire_models_v1", "old_model_name")
     assert run_sql(w.bdsn, "SELECT availability FROM models WHERE id = 'm'") == [("available",)]
     assert who(w.bdsn) == set()
     assert not _is_superuser(w.bdsn, w.bowner)
