@@ -19,9 +19,17 @@ exactly as above: one NOTIFY round trip + one backend
 transaction + the same observation hop. Ratio = relay / floor.
 
 Targets: p50 <= 3 ms, p99 <= 10 ms (a few times the floor: one statement that claims and reads on
-the LiteLLM side, one that writes on the backend side for an add, an update or a delete).
+the LiteLLM side, one that writes on the backend side for an add, an update or a delete), judged on
+an idle machine.
 
-    .venv/bin/python bench/latency.py [--changes 600]
+``--keep-cpus-awake`` (a diagnostic, never the target's measure): a ``SCHED_IDLE`` busy loop on all
+CPUs but one while the relay and the floor are measured, so that fewer CPUs sleep between two
+hand-offs. Every process of the measure preempts the loops at once; what changes is the cost of
+waking an idle CPU, which a virtual machine pays at each hand-off (a change takes 5: NOTIFY, claim,
+its answer, write, its answer; the floor 3). The difference between the two runs is the machine's
+share of the latency, not ours; it is noisy (compare several runs).
+
+    .venv/bin/python bench/latency.py [--changes 600] [--keep-cpus-awake]
 """
 
 from __future__ import annotations
@@ -169,6 +177,31 @@ class Observer:
         self.conn.close()
 
 
+@contextmanager
+def cpus_kept_awake(on: bool) -> Iterator[None]:
+    """``--keep-cpus-awake``: a busy loop on all CPUs but one for the duration, in ``SCHED_IDLE``
+    (any other process preempts it at once). One CPU is left without: with a loop on every CPU, a
+    woken process found no idle CPU and queued behind a busy one (p99 11 ms against 7 ms)."""
+    loop = (
+        "import os\nos.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+        "while True:\n    pass\n"
+    )
+    procs = (
+        [
+            subprocess.Popen([sys.executable, "-c", loop])
+            for _ in range(max(1, (os.cpu_count() or 1) - 1))
+        ]
+        if on
+        else []
+    )
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def pct(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
@@ -270,6 +303,11 @@ def main() -> None:
     parser.add_argument(
         "--floor-echo", nargs=2, metavar=("LITELLM_DSN", "BACKEND_DSN"), help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--keep-cpus-awake",
+        action="store_true",
+        help="diagnostic: SCHED_IDLE busy loops on all CPUs but one (the machine's idle cost)",
+    )
     args = parser.parse_args()
     if args.floor_echo:
         floor_echo(*args.floor_echo)
@@ -282,7 +320,7 @@ def main() -> None:
             conn.execute(OBSERVE_SQL)
         observer = Observer(backend_dsn)
         try:
-            with relays(litellm_dsn, backend_dsn):
+            with relays(litellm_dsn, backend_dsn), cpus_kept_awake(args.keep_cpus_awake):
                 # warm-up (first use imports LiteLLM's helpers and cost map in the relay): not timed
                 measure_relay(litellm_dsn, observer, 30, gap, random.Random(1), start=900_000)
                 floor = measure_floor(litellm_dsn, backend_dsn, observer, args.floor, gap)
@@ -302,10 +340,16 @@ def main() -> None:
     for kind, values in sorted(BY_OP.items()):
         per = summary(values)
         print(f"    {kind:6} ({len(values)}): p50 {per['p50']:6.2f} ms  p99 {per['p99']:6.2f} ms")
-    print(
-        "  targets: p50 <= 3 ms, p99 <= 10 ms:",
-        "MET" if r["p50"] <= 3 and r["p99"] <= 10 else "MISSED",
-    )
+    if args.keep_cpus_awake:
+        print(
+            "  CPUs kept awake (SCHED_IDLE busy loops): a diagnostic of the machine's idle wake-up "
+            "cost; the targets are judged without --keep-cpus-awake"
+        )
+    else:
+        print(
+            "  targets: p50 <= 3 ms, p99 <= 10 ms:",
+            "MET" if r["p50"] <= 3 and r["p99"] <= 10 else "MISSED",
+        )
     trips = len(floor) + len(floor_after)
     print(
         f"  baseline (physical floor: NOTIFY round trip + one backend transaction), {trips} trips"
