@@ -424,7 +424,7 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
 
     # backfill reads LiteLLM's table and writes through the backend functions: the outbox is not
     # needed
-    conns = await _open(settings, ("litellm", "backend"), installed=("backend",))
+    conns, spare = await _open_for_backfill(settings, spare=not args.dry_run)
     try:
         from litemaas_hooks.litellm_adapter import warm_up
 
@@ -436,9 +436,10 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
             retire_missing=args.retire_missing,
             dry_run=args.dry_run,
             progress=progress,
+            spare_backend=spare,
         )
     finally:
-        for conn in conns.values():
+        for conn in (*conns.values(), *([spare] if spare is not None else [])):
             await conn.close()
     if args.dry_run:
         print_plan(report)
@@ -454,6 +455,49 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     if args.dry_run and (counts["created"] or counts["updated"] or counts["retired"]):
         return EXIT_DIFF
     return EXIT_OK
+
+
+SPARE_BACKEND_NAME = "litemaas-hooks (backfill, second connection)"
+
+
+async def _open_for_backfill(settings: Settings, *, spare: bool) -> tuple[dict[Which, Any], Any]:
+    """``_open``'s two connections and, with ``spare``, a second backend connection, all opened at
+    once (on a remote server each costs a few round trips): with it one chunk is written while the
+    next one is read and planned. Where the server or the pooler refuses the spare, that is said on
+    stderr and the chunks take turns on one connection (None). Never through a session-pooled URL:
+    each of our connections holds a server connection there, and a pool sized for the others would
+    make one of them wait (PgBouncer's query_wait_timeout, two minutes by default)."""
+    import asyncio
+
+    from litemaas_hooks.connections import connect, pool_mode
+    from litemaas_hooks.errors import DatabaseUnavailableError
+
+    spare = spare and pool_mode(settings, "backend") != "session"
+
+    async def open_spare() -> Any:
+        try:
+            return await connect(settings, "backend", application_name=SPARE_BACKEND_NAME)
+        except DatabaseUnavailableError as exc:
+            return exc
+
+    extra = asyncio.ensure_future(open_spare()) if spare else None
+    try:
+        conns = await _open(settings, ("litellm", "backend"), installed=("backend",))
+    except BaseException:
+        if extra is not None:
+            got = await asyncio.gather(extra, return_exceptions=True)
+            if not isinstance(got[0], BaseException):
+                await got[0].close()
+        raise
+    second = await extra if extra is not None else None
+    if isinstance(second, DatabaseUnavailableError):
+        print(
+            f"note: a second backend connection was refused ({second}); writing chunk after "
+            "chunk on one connection",
+            file=sys.stderr,
+        )
+        second = None
+    return conns, second
 
 
 # -- relay -----------------------------------------------------------------------------------------

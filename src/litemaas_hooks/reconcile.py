@@ -40,7 +40,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -189,10 +189,13 @@ class Reconciler:
         dry_run: bool = False,
         progress: Progress | None = None,
         prefetched: Sequence[Mapping[str, Any]] | None = None,
+        spare_backend: psycopg.AsyncConnection[Any] | None = None,
     ) -> Report:
         """``prefetched``: LiteLLM's table rows of ``names``, read by the caller after its claim
         (the relay); with it a set of names costs one backend round trip (two when a name may be
-        retired) and no LiteLLM one."""
+        retired) and no LiteLLM one. ``spare_backend``: a second connection to the backend
+        database for a full run (``names`` None, not a dry run): its chunks then alternate between
+        the two, one chunk's write and commit overlapping the next one's locks, read and plan."""
         started = time.perf_counter()
         report = Report(dry_run=dry_run)
         scope = None if names is None else {n for n in names if n}
@@ -221,6 +224,7 @@ class Reconciler:
                 retire_missing=retire_missing,
                 dry_run=dry_run,
                 progress=progress,
+                spare=spare_backend,
             )
             report.seconds = time.perf_counter() - started
             return report
@@ -258,12 +262,14 @@ class Reconciler:
         retire_missing: RetireMissing,
         dry_run: bool,
         progress: Progress | None,
+        spare: psycopg.AsyncConnection[Any] | None = None,
     ) -> None:
         """Every name, CHUNK_NAMES at a time, ONE TRANSACTION PER CHUNK: the names' locks and the
         rows written are held for one chunk, never for the whole run (a subscription, the backend's
         sync, a relay's change wait at most one chunk); a dry run (status's drift check) takes no
         lock at all. LiteLLM's table is scanned once (keys by name); each chunk reads its rows by
-        primary key."""
+        primary key. With a ``spare`` connection the chunks alternate between the two (see
+        ``_overlapped_chunks``)."""
         mark = time.perf_counter()
         # the column types of LiteLLM's table checked once for the pass (deployment_ids checks them
         # too, before its read): the chunks' reads by key (rows_by_ids) rely on this check
@@ -273,46 +279,135 @@ class Reconciler:
             litellm, backend, report, retire_missing=retire_missing, table=ids_by_name
         )
         report.add_phase("read_litellm", time.perf_counter() - mark)
+        chunks = [every[start : start + CHUNK_NAMES] for start in range(0, len(every), CHUNK_NAMES)]
+        prepare = functools.partial(
+            self._prepare_chunk,
+            litellm,
+            report=report,
+            ids_by_name=ids_by_name,
+            blocked_column=blocked_column,
+            may_retire=retire_missing,
+            dry_run=dry_run,
+        )
         done = 0
-        for start in range(0, len(every), CHUNK_NAMES):
-            names = every[start : start + CHUNK_NAMES]
-            try:
-                # one round trip: BEGIN, lock timeout, the chunk's locks (not for a dry run), its
-                # rows
-                busy_cur = None
-                async with backend.pipeline():
-                    await backend.execute(sql.query("backend", "begin"))
-                    if not dry_run:
-                        busy_cur = await backend_sink.send_try_lock(
-                            backend, names, lock_timeout=f"{LOCK_TIMEOUT_MS}ms"
-                        )
-                    snap_cur = await backend_sink.send_snapshot(backend, names)
-                busy = set()
-                if busy_cur is not None:
-                    busy = set(await backend_sink.busy_names(busy_cur))
-                current = await backend_sink.snapshot_rows(snap_cur)
-                for name in busy:
-                    report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
-                await self._converge_one_chunk(
-                    litellm,
-                    backend,
-                    [n for n in names if n not in busy],
-                    report,
-                    ids_by_name,
-                    current,
-                    blocked_column=blocked_column,
-                    may_retire=retire_missing,
-                    dry_run=dry_run,
-                )
-                await backend.execute(sql.query("backend", "rollback" if dry_run else "commit"))
-            except BaseException:
-                await outbox.rollback(backend)
-                raise
-            done = min(len(every), start + CHUNK_NAMES)
+
+        def chunk_done(size: int) -> None:
+            nonlocal done
+            done += size
             if progress is not None:
                 progress(done, len(every))
+
+        if spare is not None and not dry_run and len(chunks) > 1:
+            await self._overlapped_chunks((backend, spare), chunks, prepare, report, chunk_done)
+        else:
+            for names in chunks:
+                try:
+                    planned = await prepare(backend, names)
+                    if planned is not None and not dry_run:
+                        await self._write_chunk(backend, *planned, report, len(names))
+                    await backend.execute(sql.query("backend", "rollback" if dry_run else "commit"))
+                except BaseException:
+                    await outbox.rollback(backend)
+                    raise
+                chunk_done(len(names))
         if report.retires and not dry_run:
             await self._retire_pass(litellm, backend, report)
+
+    async def _overlapped_chunks(
+        self,
+        conns: tuple[psycopg.AsyncConnection[Any], psycopg.AsyncConnection[Any]],
+        chunks: list[list[str]],
+        prepare: Callable[
+            [psycopg.AsyncConnection[Any], list[str]],
+            Awaitable[tuple[list[PlannedChange], litellm_source.Truth] | None],
+        ],
+        report: Report,
+        chunk_done: Callable[[int], None],
+    ) -> None:
+        """Chunk after chunk, each in its own transaction on the two connections in turn: while one
+        chunk is written and committed (the backend server's work), the next one takes its locks,
+        reads LiteLLM under them and is planned (this process's work), so the two run on two
+        cores. At most two chunks' locks are held at once, each for one chunk's time; a chunk's
+        truth is still read after its own locks. On an error the chunk being written ends (its
+        commit or its rollback) before the open one is rolled back."""
+        writing: asyncio.Task[None] | None = None
+        open_conn: psycopg.AsyncConnection[Any] | None = None
+
+        async def finish(
+            conn: psycopg.AsyncConnection[Any],
+            planned: tuple[list[PlannedChange], litellm_source.Truth] | None,
+            size: int,
+        ) -> None:
+            try:
+                if planned is not None:
+                    await self._write_chunk(conn, *planned, report, size)
+                await conn.execute(sql.query("backend", "commit"))
+            except BaseException:
+                await outbox.rollback(conn)
+                raise
+
+        try:
+            for index, names in enumerate(chunks):
+                conn = open_conn = conns[index % 2]
+                planned = await prepare(conn, names)
+                if writing is not None:
+                    await writing  # the other connection's chunk, written and committed
+                    writing = None
+                    chunk_done(len(chunks[index - 1]))
+                writing = asyncio.create_task(finish(conn, planned, len(names)))
+                open_conn = None  # the task commits or rolls back
+            if writing is not None:
+                await writing
+                writing = None
+                chunk_done(len(chunks[-1]))
+        except BaseException:
+            if writing is not None:
+                with contextlib.suppress(BaseException):  # its own error is the one raised, if any
+                    await writing
+            if open_conn is not None:
+                await outbox.rollback(open_conn)
+            raise
+
+    async def _prepare_chunk(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        names: list[str],
+        *,
+        report: Report,
+        ids_by_name: Mapping[str, list[str]],
+        blocked_column: bool,
+        may_retire: RetireMissing,
+        dry_run: bool,
+    ) -> tuple[list[PlannedChange], litellm_source.Truth] | None:
+        """A chunk's transaction begun on ``backend`` (left open: the caller writes and commits, or
+        rolls back): in one round trip BEGIN, the lock timeout, the chunk's locks (not for a dry
+        run) and its backend rows; then, for the names not busy, LiteLLM's truth read under those
+        locks and the plan (None: every name busy)."""
+        busy_cur = None
+        async with backend.pipeline():
+            await backend.execute(sql.query("backend", "begin"))
+            if not dry_run:
+                busy_cur = await backend_sink.send_try_lock(
+                    backend, names, lock_timeout=f"{LOCK_TIMEOUT_MS}ms"
+                )
+            snap_cur = await backend_sink.send_snapshot(backend, names)
+        busy = set()
+        if busy_cur is not None:
+            busy = set(await backend_sink.busy_names(busy_cur))
+        current = await backend_sink.snapshot_rows(snap_cur)
+        for name in busy:
+            report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+        return await self._plan_one_chunk(
+            litellm,
+            backend,
+            [n for n in names if n not in busy],
+            report,
+            ids_by_name,
+            current,
+            blocked_column=blocked_column,
+            may_retire=may_retire,
+        )
 
     async def _retire_pass(
         self,
@@ -343,7 +438,7 @@ class Reconciler:
             if report.retires:
                 await self._retire_all(litellm, backend, report)
 
-    async def _converge_one_chunk(
+    async def _plan_one_chunk(
         self,
         litellm: psycopg.AsyncConnection[Any],
         backend: psycopg.AsyncConnection[Any],
@@ -354,12 +449,13 @@ class Reconciler:
         *,
         blocked_column: bool,
         may_retire: RetireMissing,
-        dry_run: bool,
-    ) -> None:
-        """One chunk of a full run, inside its transaction (its names locked unless a dry run);
-        ``current``: the chunk's backend rows, read under those locks."""
+    ) -> tuple[list[PlannedChange], litellm_source.Truth] | None:
+        """One chunk of a full run, inside its transaction (its names locked unless a dry run):
+        its plan and truth (None without names); ``current``: the chunk's backend rows, read under
+        those locks. Its retires are only collected (``report.retires``, by the write): applied
+        after the last chunk."""
         if not names:
-            return
+            return None
         db_rows: set[str] = set()
         if may_retire == "db-rows":
             db_rows = await backend_sink.db_model_ids(backend, [n for n in names if n in current])
@@ -403,9 +499,7 @@ class Reconciler:
         report.add_phase("plan", time.perf_counter() - mark)
         plan = await self._not_served_elsewhere(backend, plan)
         report.note_plan(plan)
-        if not dry_run:
-            # its retires are only collected (report.retires): applied after the last chunk
-            await self._write_chunk(backend, plan, truth, report, len(names))
+        return plan, truth
 
     async def _converge_names(
         self,

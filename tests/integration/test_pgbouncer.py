@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from litemaas_hooks import cli, dburl, outbox, sql
+from litemaas_hooks import cli, connections, dburl, outbox, reconcile, sql
 from litemaas_hooks.connections import connect, pool_mode, pooled_options_dropped
 from litemaas_hooks.errors import DatabaseUnavailableError
 from litemaas_hooks.settings import load_settings
@@ -190,6 +190,17 @@ def test_backfill_and_status_through_pgbouncer(
                 await insert(lc, f"bf-{i}", master_key)
 
     asyncio.run(seed())
+    # 3 chunks: on a transaction-pooled URL they alternate between two backend connections; on a
+    # session-pooled one (each connection holds a server connection) backfill keeps to one
+    monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
+    names: list[str] = []
+    real_connect = connections.connect
+
+    async def spy(settings: Any, which: Any, **kw: Any) -> Any:
+        names.append(kw.get("application_name", "litemaas-hooks"))
+        return await real_connect(settings, which, **kw)
+
+    monkeypatch.setattr(connections, "connect", spy)
     for k, v in {
         "LITELLM_DATABASE_URL": pooled(bouncer, litellm_dsn),
         "LITEMAAS_DATABASE_URL": pooled(bouncer, backend_dsn),
@@ -203,6 +214,7 @@ def test_backfill_and_status_through_pgbouncer(
     with psycopg.connect(backend_dsn) as bc:
         rows = bc.execute("SELECT id FROM models WHERE id LIKE 'bf-%%'").fetchall()
     assert len(rows) == 5
+    assert (cli.SPARE_BACKEND_NAME in names) == (bouncer.pool_mode == "transaction")
     capsys.readouterr()
     assert cli.main(["status"]) == 0
     out = capsys.readouterr().out
