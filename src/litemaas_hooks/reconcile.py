@@ -383,7 +383,8 @@ class Reconciler:
         """A chunk's transaction begun on ``backend`` (left open: the caller writes and commits, or
         rolls back): in one round trip BEGIN, the lock timeout, the chunk's locks (not for a dry
         run) and its backend rows; then, for the names not busy, LiteLLM's truth read under those
-        locks and the plan (None: every name busy)."""
+        locks and the plan (None: every name busy). Its retires are only collected (by the write,
+        ``report.retires``): applied after the last chunk."""
         busy_cur = None
         async with backend.pipeline():
             await backend.execute(sql.query("backend", "begin"))
@@ -398,62 +399,7 @@ class Reconciler:
         current = await backend_sink.snapshot_rows(snap_cur)
         for name in busy:
             report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
-        return await self._plan_one_chunk(
-            litellm,
-            backend,
-            [n for n in names if n not in busy],
-            report,
-            ids_by_name,
-            current,
-            blocked_column=blocked_column,
-            may_retire=may_retire,
-        )
-
-    async def _retire_pass(
-        self,
-        litellm: psycopg.AsyncConnection[Any],
-        backend: psycopg.AsyncConnection[Any],
-        report: Report,
-    ) -> None:
-        """A full run's retires, decided over the whole pass (the chunks only collected them) and
-        applied together in one transaction (``_retire_all``: the mass-retire guard sees them all).
-        The chunks committed meanwhile: each name is locked again (a busy one is deferred) and
-        LiteLLM is asked again by name; a name that came back since its chunk is not retired."""
-        async with backend.transaction():
-            timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
-            await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
-            busy = set(await backend_sink.try_lock_models(backend, report.retires))
-            for name in busy:
-                report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
-            wanted = [n for n in report.retires if n not in busy]
-            back: set[str] = set()
-            if wanted:
-                again = await read_truth(
-                    litellm, wanted, key=self._key(), config_models=self.config_models
-                )
-                back = set(again.deployments) | set(again.errors)
-            for name in sorted(back):
-                report.outcomes[name] = Outcome("deferred", CAME_BACK)
-            report.retires = [n for n in wanted if n not in back]
-            if report.retires:
-                await self._retire_all(litellm, backend, report)
-
-    async def _plan_one_chunk(
-        self,
-        litellm: psycopg.AsyncConnection[Any],
-        backend: psycopg.AsyncConnection[Any],
-        names: list[str],
-        report: Report,
-        ids_by_name: Mapping[str, list[str]],
-        current: dict[str, CurrentRow],
-        *,
-        blocked_column: bool,
-        may_retire: RetireMissing,
-    ) -> tuple[list[PlannedChange], litellm_source.Truth] | None:
-        """One chunk of a full run, inside its transaction (its names locked unless a dry run):
-        its plan and truth (None without names); ``current``: the chunk's backend rows, read under
-        those locks. Its retires are only collected (``report.retires``, by the write): applied
-        after the last chunk."""
+        names = [n for n in names if n not in busy]
         if not names:
             return None
         db_rows: set[str] = set()
@@ -500,6 +446,35 @@ class Reconciler:
         plan = await self._not_served_elsewhere(backend, plan)
         report.note_plan(plan)
         return plan, truth
+
+    async def _retire_pass(
+        self,
+        litellm: psycopg.AsyncConnection[Any],
+        backend: psycopg.AsyncConnection[Any],
+        report: Report,
+    ) -> None:
+        """A full run's retires, decided over the whole pass (the chunks only collected them) and
+        applied together in one transaction (``_retire_all``: the mass-retire guard sees them all).
+        The chunks committed meanwhile: each name is locked again (a busy one is deferred) and
+        LiteLLM is asked again by name; a name that came back since its chunk is not retired."""
+        async with backend.transaction():
+            timeout = {"timeout": f"{LOCK_TIMEOUT_MS}ms"}
+            await backend.execute(sql.query("backend", "set_lock_timeout"), timeout)
+            busy = set(await backend_sink.try_lock_models(backend, report.retires))
+            for name in busy:
+                report.outcomes[name] = Outcome("deferred", BUSY_MESSAGE)
+            wanted = [n for n in report.retires if n not in busy]
+            back: set[str] = set()
+            if wanted:
+                again = await read_truth(
+                    litellm, wanted, key=self._key(), config_models=self.config_models
+                )
+                back = set(again.deployments) | set(again.errors)
+            for name in sorted(back):
+                report.outcomes[name] = Outcome("deferred", CAME_BACK)
+            report.retires = [n for n in wanted if n not in back]
+            if report.retires:
+                await self._retire_all(litellm, backend, report)
 
     async def _converge_names(
         self,

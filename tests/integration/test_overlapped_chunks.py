@@ -103,18 +103,16 @@ def test_an_error_preparing_a_chunk_keeps_the_one_being_written(
     monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
     seed(env, [*SEED, *EXTRA])
     assert run("install", "--backend-only") == 0
-    real_plan = Reconciler._plan_one_chunk
+    real_read = vars(reconcile)["read_truth"]  # reconcile's own binding: what it calls
     failed: list[str] = []
 
-    async def plan(
-        self: Reconciler, lite: Any, back: Any, names: list[str], *a: Any, **kw: Any
-    ) -> Any:
-        if names[0] == NAMES[2] and not failed:
-            failed.append(names[0])
+    async def read_truth(conn: Any, names: Any, **kw: Any) -> Any:
+        if names and next(iter(names)) == NAMES[2] and not failed:
+            failed.append(NAMES[2])
             raise RuntimeError("LiteLLM's table went away")
-        return await real_plan(self, lite, back, names, *a, **kw)
+        return await real_read(conn, names, **kw)
 
-    monkeypatch.setattr(Reconciler, "_plan_one_chunk", plan)
+    monkeypatch.setattr(reconcile, "read_truth", read_truth)
     error, back_status, spare_status = asyncio.run(_two_backends(_full_run))
 
     assert isinstance(error, RuntimeError)
