@@ -15,12 +15,15 @@
 --                                       -> {"skipped": "already_unavailable"}
 --   else retire_model_v2(...) and its answer, with "availability_before".
 -- Returns the busy names and one result per name not busy (a jsonb object keyed by name).
--- The rows were locked by try_lock_models_v1 (FOR NO KEY UPDATE), so what is read here is what
--- retire_model_v2 finds under its own lock. p_hold: the mass-retire guard's decision, made by the
--- caller (the relay calls this only when the batch is too small for the guard to hold it).
+-- The rows are read as the relay's other path reads them (models_snapshot_v1: a hand-made row is
+-- its id only), and each rule is plan_absent's on that row (CurrentRow.retired, .from_litellm,
+-- .availability). They were locked by try_lock_models_v1 (FOR NO KEY UPDATE), so what is read
+-- here is what retire_model_v2 finds under its own lock. p_hold: the mass-retire guard's
+-- decision, made by the caller (the relay calls this only when the batch is too small for the
+-- guard to hold it).
 --
 -- Why the inner calls are not checked (check_function_v1): as for write_models_v1, this function
--- is owned by the owner of public.models, like the two it calls (90_privileges.sql), and as
+-- is owned by the owner of public.models, like the three it calls (90_privileges.sql), and as
 -- SECURITY DEFINER it runs them as that owner, who gains nothing by altering them. Every call of
 -- this function checks it first (the named query retire_models).
 CREATE OR REPLACE FUNCTION litemaas_hooks.retire_models_v1(
@@ -31,44 +34,37 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_id text;
-    v_availability text;
-    v_from_litellm boolean;
-    v_hidden text;
+    r record;
     v_result jsonb;
 BEGIN
     -- LOCAL: the rest of this transaction (a function's SET clause restores only search_path)
     PERFORM pg_catalog.set_config('lock_timeout', p_lock_timeout, true);
     busy := coalesce(litemaas_hooks.try_lock_models_v1(p_ids, false), '{}');
     results := '{}'::jsonb;
-    FOR v_id IN
-        SELECT DISTINCT i.id FROM pg_catalog.unnest(p_ids) AS i (id)
-         WHERE i.id IS NOT NULL AND i.id <> ALL (busy)
-         ORDER BY 1
+    FOR r IN
+        SELECT w.id, s.id IS NOT NULL AS present, s.availability, s.hidden_reason,
+               s.litellm_model_id IS NOT NULL
+                   OR coalesce(s.metadata ? 'litellm_model_info' OR s.metadata ? 'litellm_params',
+                               false) AS from_litellm
+          FROM (SELECT DISTINCT i.id FROM pg_catalog.unnest(p_ids) AS i (id)
+                 WHERE i.id IS NOT NULL AND i.id <> ALL (busy)) AS w
+          LEFT JOIN litemaas_hooks.models_snapshot_v1(p_ids) AS s ON s.id = w.id
+         ORDER BY w.id
     LOOP
-        SELECT m.availability::text,
-               m.litellm_model_id IS NOT NULL
-                   OR coalesce(m.metadata ? 'litellm_model_info' OR m.metadata ? 'litellm_params',
-                               false),
-               h.reason::text
-          INTO v_availability, v_from_litellm, v_hidden
-          FROM public.models AS m
-          LEFT JOIN litemaas_hooks.hidden_models AS h ON h.model_id = m.id
-         WHERE m.id = v_id;
-        IF NOT FOUND THEN
+        IF NOT r.present THEN
             v_result := '{"skipped": "absent"}';
-        ELSIF v_hidden IS NOT DISTINCT FROM 'retired' THEN
+        ELSIF r.hidden_reason IS NOT DISTINCT FROM 'retired' THEN
             v_result := '{"skipped": "already_retired"}';
-        ELSIF NOT v_from_litellm THEN
+        ELSIF NOT r.from_litellm THEN
             v_result := '{"skipped": "hand_made"}';
-        ELSIF v_availability IS NOT DISTINCT FROM 'unavailable' THEN
+        ELSIF r.availability IS NOT DISTINCT FROM 'unavailable' THEN
             v_result := '{"skipped": "already_unavailable"}';
         ELSE
             v_result := litemaas_hooks.retire_model_v2(
-                            v_id, p_cascade, p_reason, p_grace_seconds, p_instance, p_hold)
-                        || pg_catalog.jsonb_build_object('availability_before', v_availability);
+                            r.id, p_cascade, p_reason, p_grace_seconds, p_instance, p_hold)
+                        || pg_catalog.jsonb_build_object('availability_before', r.availability);
         END IF;
-        results := results || pg_catalog.jsonb_build_object(v_id, v_result);
+        results := results || pg_catalog.jsonb_build_object(r.id, v_result);
     END LOOP;
 END;
 $$;
