@@ -492,6 +492,12 @@ def run_sql(dsn: str, *statements: str | sql.SQL | sql.Composed, params: Any = N
     return out
 
 
+# the relay's one-statement functions (an add or update; a delete), as ALTER FUNCTION names them
+WRITE_FN = "litemaas_hooks.write_models_v1(text[], jsonb, text[], boolean[], text, text)"
+RETIRE_FN = (
+    "litemaas_hooks.retire_models_v1(text[], boolean, text, double precision, text, boolean, text)"
+)
+
 # what the relay's warning says to do when one of its one-statement functions is missing or not
 # granted (the install, or the relay role's grants, older than the relay)
 FUNCTION_FIX = (

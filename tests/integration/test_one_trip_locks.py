@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from tests.helpers import (
+    WRITE_FN,
     AConn,
     World,
     add,
@@ -39,7 +40,6 @@ pytestmark = pytest.mark.anyio
 
 NAME_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('litemaas_hooks.model:' || %s, 0))"
 FLEET_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('litemaas_hooks.models', 0))"
-WRITE_FN = "litemaas_hooks.write_models_v1(text[], jsonb, text[], boolean[], text, text)"
 
 
 @pytest.fixture(params=["write_models_v1", "fallback"])

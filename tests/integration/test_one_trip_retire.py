@@ -18,6 +18,7 @@ import pytest
 from litemaas_hooks.planning import HAND_MADE
 from litemaas_hooks.reconcile import BUSY_MESSAGE, SERVED_ELSEWHERE, Reconciler
 from tests.helpers import (
+    RETIRE_FN,
     AConn,
     World,
     add,
@@ -40,10 +41,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.anyio
 
-RETIRE_FN = (
-    "litemaas_hooks.retire_models_v1"
-    "(text[], boolean, text, double precision, text, boolean, text)"
-)
 NAME_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('litemaas_hooks.model:' || %s, 0))"
 SYNCED = ("ours", "admin", "blocked", "busy", "shared")
 # what each name's delete comes to, both ways (the message of "ours" is the cascade's counts)

@@ -30,8 +30,10 @@ from litemaas_hooks_sandbox.cluster import LocalPostgres
 from tests.helpers import (
     DROP_TRIGGERS,
     REASON,
+    RETIRE_FN,
     TABLE,
     WHO_TABLE,
+    WRITE_FN,
     World,
     add,
     as_url,
@@ -831,7 +833,6 @@ async def _waits_refused(lc: psycopg.AsyncConnection[Any], function: str, column
     assert all("\n" not in (e or "") for (e,) in await cur.fetchall())
 
 
-WRITE_FN = "litemaas_hooks.write_models_v1(text[], jsonb, text[], boolean[], text, text)"
 WRITE_DOORS = {
     "SECURITY INVOKER": f"ALTER FUNCTION {WRITE_FN} SECURITY INVOKER",
     "body replaced": """CREATE OR REPLACE FUNCTION litemaas_hooks.write_models_v1(
@@ -864,9 +865,6 @@ async def test_backend_owner_altering_the_relay_write_function_is_refused(
     assert not _is_superuser(w.bdsn, w.bowner)
 
 
-RETIRE_FN = (
-    "litemaas_hooks.retire_models_v1(text[], boolean, text, double precision, text, boolean, text)"
-)
 RETIRE_DOORS = {
     "SECURITY INVOKER": f"ALTER FUNCTION {RETIRE_FN} SECURITY INVOKER",
     "body replaced": """CREATE OR REPLACE FUNCTION litemaas_hooks.retire_models_v1(
@@ -881,9 +879,9 @@ RETIRE_DOORS = {
 async def test_backend_owner_altering_the_relay_retire_function_is_refused(
     world: World, monkeypatch: Any, master_key: str, door: str
 ) -> None:
-    """retire_models_v1 (a delete in one call) calls try_lock_models_v1 and retire_model_v2
-    unchecked, like write_models_v1: its own check refuses the altered function with the one-line
-    message, nothing is retired another way, and the owner's code never runs."""
+    """retire_models_v1 (a delete in one call) calls try_lock_models_v1, models_snapshot_v1 and
+    retire_model_v2 unchecked, like write_models_v1: its own check refuses the altered function
+    with the one-line message, nothing is retired another way, and the owner's code never runs."""
     w = world
     assert await run_cli(monkeypatch, _super_env(w, master_key), "install") == 0
     async with (
