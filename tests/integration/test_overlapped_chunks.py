@@ -57,12 +57,17 @@ def _backend_ids(env: dict[str, str]) -> list[str]:
 IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
-def test_chunks_alternate_and_the_next_one_is_prepared_while_one_is_written(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(autouse=True)
+def three_chunks(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """6 names in LiteLLM, 2 names a chunk, the backend installed."""
     monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
     seed(env, [*SEED, *EXTRA])
     assert run("install", "--backend-only") == 0
+
+
+def test_chunks_alternate_and_the_next_one_is_prepared_while_one_is_written(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     log: list[tuple[str, int, int]] = []  # (step, chunk, connection)
     real_prepare = Reconciler._prepare_chunk
     real_write = Reconciler._write_chunk
@@ -100,9 +105,6 @@ def test_an_error_preparing_a_chunk_keeps_the_one_being_written(
 ) -> None:
     """Reading LiteLLM for the second chunk fails while the first is written on the other
     connection: the first is committed, the second rolled back, the error reaches the caller."""
-    monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
-    seed(env, [*SEED, *EXTRA])
-    assert run("install", "--backend-only") == 0
     real_read = vars(reconcile)["read_truth"]  # reconcile's own binding: what it calls
     failed: list[str] = []
 
@@ -126,9 +128,6 @@ def test_an_error_preparing_a_chunk_keeps_the_one_being_written(
 def test_a_failed_write_rolls_back_the_chunk_prepared_meanwhile(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
-    seed(env, [*SEED, *EXTRA])
-    assert run("install", "--backend-only") == 0
 
     async def write(self: Reconciler, back: Any, plan: Any, *args: Any) -> Any:
         raise RuntimeError("the backend refused the chunk")
@@ -145,9 +144,6 @@ def test_a_failed_write_rolls_back_the_chunk_prepared_meanwhile(
 def test_backfill_uses_a_second_connection_and_goes_on_without_one(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
-    seed(env, [*SEED, *EXTRA])
-    assert run("install", "--backend-only") == 0
     real_connect = connections.connect
     opened: list[tuple[str, str, Any]] = []
     refuse = {"spare": False}
@@ -187,9 +183,6 @@ def test_a_dry_run_stays_on_one_connection(
 ) -> None:
     """status's drift check takes no locks: nothing to overlap, and `backfill --dry-run` opens no
     second connection."""
-    monkeypatch.setattr(reconcile, "CHUNK_NAMES", 2)
-    seed(env, [*SEED, *EXTRA])
-    assert run("install", "--backend-only") == 0
     real_connect = connections.connect
     names: list[str] = []
 
